@@ -1,0 +1,236 @@
+#include "dag.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void dag_init(dag *g) { g->nodes = NULL; g->n = 0; }
+
+void dag_free(dag *g)
+{
+	for (size_t i = 0; i < g->n; i++) {
+		dag_node *n = &g->nodes[i];
+		free(n->name);
+		free(n->kind);
+		free(n->kernel);
+		hval_free(n->params);
+		for (size_t j = 0; j < n->nin; j++) {
+			free(n->in[j].slot);
+			free(n->in[j].output);
+			free(n->in[j].ref);
+		}
+		free(n->in);
+		strv_free(n->outputs, n->nout);
+		free(n->where);
+		free(n->path);
+	}
+	free(g->nodes);
+	dag_init(g);
+}
+
+static dag_node *new_node(dag *g)
+{
+	g->nodes = xrealloc(g->nodes, (g->n + 1) * sizeof *g->nodes);
+	dag_node *n = &g->nodes[g->n++];
+	memset(n, 0, sizeof *n);
+	return n;
+}
+
+int dag_add_source(dag *g, const char *abspath, const char *shown, const char *where)
+{
+	for (size_t i = 0; i < g->n; i++)
+		if (g->nodes[i].type == NODE_SOURCE && !strcmp(g->nodes[i].path, abspath))
+			return (int)i;
+	dag_node *n = new_node(g);
+	n->type = NODE_SOURCE;
+	n->name = xstrdup(shown);
+	n->kind = xstrdup("source");
+	n->kernel = xstrdup("source");
+	n->version = 1;
+	n->params = hval_new(HV_MAP);
+	n->where = xstrdup(where ? where : "");
+	n->path = xstrdup(abspath);
+	return (int)(g->n - 1);
+}
+
+int dag_add_stage(dag *g, const char *name, const char *kind, const char *kernel,
+                  int version, hval *params, const char *where)
+{
+	dag_node *n = new_node(g);
+	n->type = NODE_STAGE;
+	n->name = xstrdup(name);
+	n->kind = xstrdup(kind);
+	n->kernel = xstrdup(kernel);
+	n->version = version;
+	n->params = params ? params : hval_new(HV_MAP);
+	n->where = xstrdup(where ? where : "");
+	return (int)(g->n - 1);
+}
+
+void dag_add_input(dag *g, int node, const char *slot, int from, const char *output,
+                   const char *ref)
+{
+	dag_node *n = &g->nodes[node];
+	n->in = xrealloc(n->in, (n->nin + 1) * sizeof *n->in);
+	dag_input *in = &n->in[n->nin++];
+	in->slot = xstrdup(slot);
+	in->node = from;
+	in->output = output ? xstrdup(output) : NULL;
+	in->ref = ref ? xstrdup(ref) : NULL;
+}
+
+void dag_add_output(dag *g, int node, const char *name)
+{
+	dag_node *n = &g->nodes[node];
+	n->outputs = xrealloc(n->outputs, (n->nout + 1) * sizeof *n->outputs);
+	n->outputs[n->nout++] = xstrdup(name);
+}
+
+int dag_find(const dag *g, const char *name)
+{
+	for (size_t i = 0; i < g->n; i++)
+		if (g->nodes[i].type == NODE_STAGE && !strcmp(g->nodes[i].name, name))
+			return (int)i;
+	return -1;
+}
+
+int dag_has_output(const dag_node *n, const char *out)
+{
+	for (size_t i = 0; i < n->nout; i++)
+		if (!strcmp(n->outputs[i], out))
+			return 1;
+	return 0;
+}
+
+static const char *closest_stage(const dag *g, const char *name)
+{
+	const char *best = NULL;
+	size_t bd = (size_t)-1;
+	for (size_t i = 0; i < g->n; i++) {
+		if (g->nodes[i].type != NODE_STAGE)
+			continue;
+		size_t d = edit_distance(name, g->nodes[i].name);
+		if (d < bd)
+			bd = d, best = g->nodes[i].name;
+	}
+	return bd <= 3 ? best : NULL;
+}
+
+int dag_resolve(herr *e, dag *g)
+{
+	for (size_t i = 0; i < g->n; i++) {
+		dag_node *n = &g->nodes[i];
+		for (size_t j = 0; j < n->nin; j++) {
+			dag_input *in = &n->in[j];
+			if (!in->ref)
+				continue;
+			char *name = xstrdup(in->ref);
+			char *dot = strchr(name, '.');
+			if (dot)
+				*dot++ = 0;
+			int to = dag_find(g, name);
+			if (to < 0) {
+				const char *c = closest_stage(g, name);
+				herr_set(e, "%s: stage %s: ref \"%s\": no stage named '%s'", n->where,
+				         n->name, in->ref, name);
+				if (c)
+					herr_hint(e, "did you mean '%s'?", c);
+				free(name);
+				return -1;
+			}
+			if (dot && !dag_has_output(&g->nodes[to], dot)) {
+				herr_set(e, "%s: stage %s: ref \"%s\": stage '%s' has no output '%s'",
+				         n->where, n->name, in->ref, name, dot);
+				free(name);
+				return -1;
+			}
+			in->node = to;
+			free(in->output);
+			in->output = dot ? xstrdup(dot) : NULL;
+			free(name);
+		}
+	}
+	return 0;
+}
+
+/* Iterative-enough DFS: pipelines are small, recursion depth = path length. */
+static int dfs(herr *e, const dag *g, int u, int *state, int *stack, int depth)
+{
+	state[u] = 1;
+	stack[depth] = u;
+	const dag_node *n = &g->nodes[u];
+	for (size_t j = 0; j < n->nin; j++) {
+		int v = n->in[j].node;
+		if (v < 0)
+			continue;
+		if (state[v] == 1) {
+			/* cycle: v ... u (stack order is consumer -> producer) */
+			buf b;
+			buf_init(&b);
+			int start = depth;
+			while (start > 0 && stack[start] != v)
+				start--;
+			/* print in data-flow order: producer -> consumer */
+			for (int k = depth; k >= start; k--)
+				buf_printf(&b, "%s -> ", g->nodes[stack[k]].name);
+			buf_adds(&b, g->nodes[u].name);
+			herr_set(e, "%s: cycle in the pipeline: %s", g->nodes[u].where, b.p);
+			buf_free(&b);
+			return -1;
+		}
+		if (state[v] == 0 && dfs(e, g, v, state, stack, depth + 1) != 0)
+			return -1;
+	}
+	state[u] = 2;
+	return 0;
+}
+
+int dag_check_cycles(herr *e, const dag *g)
+{
+	int *state = xcalloc(g->n, sizeof *state);
+	int *stack = xcalloc(g->n + 1, sizeof *stack);
+	int rc = 0;
+	for (size_t i = 0; i < g->n && rc == 0; i++)
+		if (state[i] == 0)
+			rc = dfs(e, g, (int)i, state, stack, 0);
+	free(state);
+	free(stack);
+	return rc;
+}
+
+void dag_topo(const dag *g, int *order)
+{
+	int *missing = xcalloc(g->n, sizeof *missing);
+	char *done = xcalloc(g->n, 1);
+	for (size_t i = 0; i < g->n; i++)
+		for (size_t j = 0; j < g->nodes[i].nin; j++)
+			if (g->nodes[i].in[j].node >= 0)
+				missing[i]++;
+	size_t k = 0;
+	while (k < g->n) {
+		size_t before = k;
+		for (size_t i = 0; i < g->n; i++) {
+			if (done[i] || missing[i])
+				continue;
+			done[i] = 1;
+			order[k++] = (int)i;
+			for (size_t c = 0; c < g->n; c++)
+				for (size_t j = 0; j < g->nodes[c].nin; j++)
+					if (g->nodes[c].in[j].node == (int)i)
+						missing[c]--;
+			break; /* restart: lowest ready index first */
+		}
+		if (k == before)
+			break; /* cycle; callers check first */
+	}
+	free(missing);
+	free(done);
+}
+
+int dag_has_dependents(const dag *g, int i)
+{
+	for (size_t c = 0; c < g->n; c++)
+		for (size_t j = 0; j < g->nodes[c].nin; j++)
+			if (g->nodes[c].in[j].node == i)
+				return 1;
+	return 0;
+}

@@ -1,0 +1,1012 @@
+#include "dsl.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "key.h"
+#include "stages/stages.h"
+
+#define DECLARE_MEM_LIMIT ((size_t)1 << 30)   /* 1 GiB for evaluating a script */
+#define EXEC_MEM_LIMIT ((size_t)16 << 30)     /* Lua stage bodies */
+#define DECLARE_STEPS 2000                    /* x 1M instructions */
+
+typedef struct dsl {
+	lua_State *L;
+	const dsl_opts *o;
+	dag *g;
+	herr *e;
+	buf script;          /* the script's text, for function sources */
+	size_t *line_off;    /* start offset of each line (1-based index) */
+	size_t nlines;
+	char *chunk;         /* "@" + script */
+	size_t mem, limit;
+	long steps, max_steps;
+	int H;               /* registry ref of the runtime table */
+} dsl;
+
+/* ---- allocation and the instruction budget ------------------------------ */
+
+static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+	dsl *d = ud;
+	size_t old = ptr ? osize : 0;
+	if (nsize == 0) {
+		d->mem -= old;
+		free(ptr);
+		return NULL;
+	}
+	if (nsize > old && d->mem - old + nsize > d->limit)
+		return NULL;
+	void *p = realloc(ptr, nsize);
+	if (p)
+		d->mem = d->mem - old + nsize;
+	return p;
+}
+
+static dsl *self(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
+
+static void count_hook(lua_State *L, lua_Debug *ar)
+{
+	(void)ar;
+	void *ud;
+	lua_getallocf(L, &ud);
+	dsl *d = ud;
+	if (++d->steps > d->max_steps)
+		luaL_error(L, "%s: pipeline script ran for over %ld million instructions; an endless loop?",
+		           d->o->script, d->max_steps);
+}
+
+/* ---- Lua <-> hval ---------------------------------------------------------- */
+
+static hval *to_hval(lua_State *L, int idx, int depth, herr *e, const char *what)
+{
+	idx = lua_absindex(L, idx);
+	if (depth > 32) {
+		herr_set(e, "%s: nested too deeply (or a table contains itself)", what);
+		return NULL;
+	}
+	switch (lua_type(L, idx)) {
+	case LUA_TNIL: return hval_new(HV_NIL);
+	case LUA_TBOOLEAN: return hval_bool(lua_toboolean(L, idx));
+	case LUA_TNUMBER:
+		if (lua_isinteger(L, idx))
+			return hval_int(lua_tointeger(L, idx));
+		return hval_float(lua_tonumber(L, idx));
+	case LUA_TSTRING: {
+		size_t n;
+		const char *s = lua_tolstring(L, idx, &n);
+		return hval_str(s, n);
+	}
+	case LUA_TTABLE: break;
+	default:
+		herr_set(e, "%s: a %s cannot be a parameter value", what, luaL_typename(L, idx));
+		return NULL;
+	}
+	if (lua_getfield(L, idx, "__hone_fn") == LUA_TSTRING) {
+		size_t n;
+		const char *s = lua_tolstring(L, -1, &n);
+		hval *v = hval_str(s, n);
+		v->t = HV_FN;
+		lua_pop(L, 1);
+		return v;
+	}
+	lua_pop(L, 1);
+	lua_Integer len = (lua_Integer)lua_rawlen(L, idx);
+	size_t count = 0;
+	int all_str = 1;
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		count++;
+		if (lua_type(L, -2) != LUA_TSTRING)
+			all_str = 0;
+		lua_pop(L, 1);
+	}
+	if (count == (size_t)len) {
+		hval *v = hval_new(HV_LIST);
+		for (lua_Integer i = 1; i <= len; i++) {
+			lua_rawgeti(L, idx, i);
+			hval *c = to_hval(L, -1, depth + 1, e, what);
+			lua_pop(L, 1);
+			if (!c) {
+				hval_free(v);
+				return NULL;
+			}
+			hval_list_push(v, c);
+		}
+		return v;
+	}
+	if (!all_str) {
+		herr_set(e, "%s: a table must be a list or have only string keys", what);
+		return NULL;
+	}
+	hval *v = hval_new(HV_MAP);
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		hval *c = to_hval(L, -1, depth + 1, e, what);
+		if (!c) {
+			lua_pop(L, 2);
+			hval_free(v);
+			return NULL;
+		}
+		hval_map_set(v, lua_tostring(L, -2), c);
+		lua_pop(L, 1);
+	}
+	return v;
+}
+
+static void push_hval(lua_State *L, const hval *v)
+{
+	switch (v->t) {
+	case HV_NIL: lua_pushnil(L); break;
+	case HV_BOOL: lua_pushboolean(L, v->b); break;
+	case HV_INT: lua_pushinteger(L, v->i); break;
+	case HV_FLOAT: lua_pushnumber(L, v->f); break;
+	case HV_STR: lua_pushlstring(L, v->s, v->slen); break;
+	case HV_FN: lua_pushnil(L); break;
+	case HV_LIST:
+		lua_createtable(L, (int)v->n, 0);
+		for (size_t i = 0; i < v->n; i++) {
+			push_hval(L, &v->v[i]);
+			lua_rawseti(L, -2, (lua_Integer)i + 1);
+		}
+		break;
+	case HV_MAP:
+		lua_createtable(L, 0, (int)v->n);
+		for (size_t i = 0; i < v->n; i++) {
+			if (v->v[i].t == HV_FN)
+				continue;
+			push_hval(L, &v->v[i]);
+			lua_setfield(L, -2, v->k[i]);
+		}
+		break;
+	}
+}
+
+/* ---- bindings used by lua/hone.lua --------------------------------------- */
+
+static int b_add_source(lua_State *L)
+{
+	dsl *d = self(L);
+	const char *path = luaL_checkstring(L, 1);
+	const char *where = luaL_checkstring(L, 2);
+	char *abs = path_resolve(d->o->base, path);
+	struct stat st;
+	if (stat(abs, &st) != 0) {
+		lua_pushfstring(L, "%s: input file not found: %s (looked for %s)", where, path, abs);
+		free(abs);
+		return lua_error(L);
+	}
+	char *shown = path_relative(d->o->base, abs);
+	int idx = dag_add_source(d->g, abs, shown, where);
+	free(shown);
+	free(abs);
+	lua_pushinteger(L, idx);
+	return 1;
+}
+
+static int b_add_stage(lua_State *L)
+{
+	dsl *d = self(L);
+	const char *name = luaL_checkstring(L, 1);
+	const char *kind = luaL_checkstring(L, 2);
+	const char *kernel = luaL_checkstring(L, 3);
+	int version = (int)luaL_checkinteger(L, 4);
+	luaL_checktype(L, 5, LUA_TTABLE);
+	luaL_checktype(L, 6, LUA_TTABLE);
+	luaL_checktype(L, 7, LUA_TTABLE);
+	const char *where = luaL_checkstring(L, 8);
+	herr e;
+	char *what = xasprintf("%s: %s: parameter", where, kind);
+	hval *params = hval_new(HV_MAP);
+	lua_pushnil(L);
+	while (lua_next(L, 5)) {
+		const char *k = lua_tostring(L, -2);
+		char *w = xasprintf("%s '%s'", what, k);
+		hval *v = to_hval(L, -1, 0, &e, w);
+		free(w);
+		if (!v) {
+			free(what);
+			hval_free(params);
+			lua_pushstring(L, e.msg);
+			return lua_error(L);
+		}
+		hval_map_set(params, k, v);
+		lua_pop(L, 1);
+	}
+	free(what);
+	if (!kernel_find(kernel)) {
+		hval_free(params);
+		return luaL_error(L, "%s: stage %s: no kernel named '%s'", where, kind, kernel);
+	}
+	int node = dag_add_stage(d->g, name, kind, kernel, version, params, where);
+	lua_Integer n = (lua_Integer)lua_rawlen(L, 6);
+	for (lua_Integer i = 1; i <= n; i++) {
+		lua_rawgeti(L, 6, i);
+		lua_getfield(L, -1, "slot");
+		lua_getfield(L, -2, "node");
+		lua_getfield(L, -3, "output");
+		lua_getfield(L, -4, "ref");
+		dag_add_input(d->g, node, lua_tostring(L, -4),
+		              lua_isinteger(L, -3) ? (int)lua_tointeger(L, -3) : -1,
+		              lua_tostring(L, -2), lua_tostring(L, -1));
+		lua_pop(L, 5);
+	}
+	n = (lua_Integer)lua_rawlen(L, 7);
+	for (lua_Integer i = 1; i <= n; i++) {
+		lua_rawgeti(L, 7, i);
+		dag_add_output(d->g, node, lua_tostring(L, -1));
+		lua_pop(L, 1);
+	}
+	if (n) {
+		/* the outputs declared are part of what the stage does */
+		hval *outs = hval_new(HV_LIST);
+		for (size_t i = 0; i < d->g->nodes[node].nout; i++)
+			hval_list_push(outs, hval_str(d->g->nodes[node].outputs[i],
+			                              strlen(d->g->nodes[node].outputs[i])));
+		hval_map_set(d->g->nodes[node].params, "outputs", outs);
+	}
+	lua_pushinteger(L, node);
+	return 1;
+}
+
+static int b_fnsrc(lua_State *L)
+{
+	dsl *d = self(L);
+	luaL_checktype(L, 1, LUA_TFUNCTION);
+	lua_Debug ar;
+	lua_pushvalue(L, 1);
+	lua_getinfo(L, ">S", &ar);
+	if (strcmp(ar.source, d->chunk) != 0 || ar.linedefined <= 0 ||
+	    (size_t)ar.lastlinedefined > d->nlines) {
+		lua_pushnil(L);
+		return 1;
+	}
+	size_t a = d->line_off[ar.linedefined];
+	size_t b = (size_t)ar.lastlinedefined < d->nlines ? d->line_off[ar.lastlinedefined + 1]
+	                                                  : d->script.len;
+	lua_pushlstring(L, d->script.p + a, b - a);
+	return 1;
+}
+
+static int b_hash(lua_State *L)
+{
+	size_t n;
+	const char *s = luaL_checklstring(L, 1, &n);
+	hkey k;
+	char hex[HKEY_HEX];
+	hkey_of(&k, s, n);
+	hkey_hex(&k, hex);
+	lua_pushstring(L, hex);
+	return 1;
+}
+
+static int b_distance(lua_State *L)
+{
+	lua_pushinteger(L, (lua_Integer)edit_distance(luaL_checkstring(L, 1), luaL_checkstring(L, 2)));
+	return 1;
+}
+
+/* ---- setting up a state --------------------------------------------------- */
+
+/* Moves a Lua error message into e, splitting off a "hint:" line. */
+static int lua_fail(dsl *d, const char *prefix)
+{
+	const char *msg = lua_tostring(d->L, -1);
+	if (!msg)
+		msg = "(error object is not a string)";
+	if (strstr(msg, "not enough memory"))
+		herr_set(d->e, "%s: the Lua code used more than %zu MiB of memory", d->o->script,
+		         d->limit >> 20);
+	else
+		herr_set(d->e, "%s%s", prefix ? prefix : "", msg);
+	char *h = strstr(d->e->msg, "\nhint: ");
+	if (h) {
+		*h = 0;
+		snprintf(d->e->hint, sizeof d->e->hint, "%s", h + 7);
+	}
+	lua_pop(d->L, 1);
+	return -1;
+}
+
+static int load_file_chunk(dsl *d, const char *path, const char *chunkname)
+{
+	buf b;
+	buf_init(&b);
+	if (fs_read(d->e, path, &b) != 0)
+		return -1;
+	int rc = luaL_loadbufferx(d->L, b.p, b.len, chunkname, "t");
+	buf_free(&b);
+	if (rc != LUA_OK)
+		return lua_fail(d, NULL);
+	return 0;
+}
+
+static int open_state(dsl *d, herr *e, const dsl_opts *o, dag *g, size_t limit)
+{
+	memset(d, 0, sizeof *d);
+	d->o = o;
+	d->g = g;
+	d->e = e;
+	d->limit = limit;
+	d->max_steps = DECLARE_STEPS;
+	buf_init(&d->script);
+	d->chunk = xasprintf("@%s", o->script);
+	d->L = lua_newstate(l_alloc, d);
+	if (!d->L)
+		return herr_set(e, "cannot create a Lua state");
+	lua_State *L = d->L;
+	luaL_openlibs(L);
+
+	/* the runtime, given its bindings */
+	char *rt = xasprintf("%s/lua/hone.lua", o->home);
+	int rc = load_file_chunk(d, rt, "@lua/hone.lua");
+	free(rt);
+	if (rc)
+		return -1;
+	lua_newtable(L);
+	static const luaL_Reg fns[] = {
+		{"add_source", b_add_source}, {"add_stage", b_add_stage}, {"fnsrc", b_fnsrc},
+		{"hash", b_hash}, {"distance", b_distance}, {NULL, NULL}};
+	lua_pushlightuserdata(L, d);
+	luaL_setfuncs(L, fns, 1);
+	lua_pushstring(L, d->chunk);
+	lua_setfield(L, -2, "chunk");
+	lua_pushstring(L, o->script);
+	lua_setfield(L, -2, "script");
+	lua_newtable(L);
+	for (size_t i = 0; i < o->nov; i++) {
+		if (lua_getfield(L, -1, o->ov[i].stage) != LUA_TTABLE) {
+			lua_pop(L, 1);
+			lua_newtable(L);
+			lua_pushvalue(L, -1);
+			lua_setfield(L, -3, o->ov[i].stage);
+		}
+		lua_pushstring(L, o->ov[i].value);
+		lua_setfield(L, -2, o->ov[i].param);
+		lua_pop(L, 1);
+	}
+	lua_setfield(L, -2, "overrides");
+	if (lua_pcall(L, 1, 1, 0) != LUA_OK)
+		return lua_fail(d, "lua/hone.lua: ");
+	d->H = luaL_ref(L, LUA_REGISTRYINDEX);
+
+	/* the stdlib, one spec per file, in name order */
+	char *dir = path_join(o->home, "stdlib");
+	char **files;
+	size_t n;
+	if (fs_list_files(e, dir, &files, &n) != 0) {
+		free(dir);
+		return -1;
+	}
+	rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		size_t len = strlen(files[i]);
+		if (len < 5 || strcmp(files[i] + len - 4, ".lua") || strchr(files[i], '/'))
+			continue;
+		char *p = path_join(dir, files[i]);
+		char *cn = xasprintf("@stdlib/%s", files[i]);
+		rc = load_file_chunk(d, p, cn);
+		if (rc == 0) {
+			lua_newtable(L); /* a spec file sees nothing but itself */
+			lua_setupvalue(L, -2, 1);
+			lua_rawgeti(L, LUA_REGISTRYINDEX, d->H);
+			lua_getfield(L, -1, "register");
+			lua_remove(L, -2);
+			lua_insert(L, -2);
+			if (lua_pcall(L, 0, 1, 0) != LUA_OK || lua_pcall(L, 1, 1, 0) != LUA_OK)
+				rc = lua_fail(d, "");
+			else
+				lua_pop(L, 1);
+		}
+		free(cn);
+		free(p);
+	}
+	strv_free(files, n);
+	free(dir);
+	return rc;
+}
+
+static void close_state(dsl *d)
+{
+	if (d->L)
+		lua_close(d->L);
+	buf_free(&d->script);
+	free(d->line_off);
+	free(d->chunk);
+	d->L = NULL;
+}
+
+/* Runs the pipeline script; on success the runtime table is checked for
+ * unused overrides and the graph is resolved. */
+static int run_script(dsl *d)
+{
+	lua_State *L = d->L;
+	if (fs_read(d->e, d->o->script_abs, &d->script) != 0) {
+		herr_set(d->e, "%s: cannot read the pipeline: %s", d->o->script, strerror(errno));
+		if (!fs_exists(d->o->script_abs))
+			herr_set(d->e, "%s: no such pipeline file", d->o->script),
+			herr_hint(d->e, "run `hone run FILE`, or cd to a folder with a pipeline.lua");
+		return -1;
+	}
+	d->nlines = 1;
+	for (size_t i = 0; i < d->script.len; i++)
+		d->nlines += d->script.p[i] == '\n';
+	d->line_off = xcalloc(d->nlines + 2, sizeof *d->line_off);
+	size_t ln = 1;
+	d->line_off[1] = 0;
+	for (size_t i = 0; i < d->script.len; i++)
+		if (d->script.p[i] == '\n')
+			d->line_off[++ln] = i + 1;
+	if (luaL_loadbufferx(L, d->script.p ? d->script.p : "", d->script.len, d->chunk, "t") != LUA_OK)
+		return lua_fail(d, NULL);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, d->H);
+	lua_getfield(L, -1, "env");
+	lua_remove(L, -2);
+	lua_setupvalue(L, -2, 1);
+	lua_sethook(L, count_hook, LUA_MASKCOUNT, 1000000);
+	int rc = lua_pcall(L, 0, 0, 0);
+	lua_sethook(L, NULL, 0, 0);
+	if (rc != LUA_OK)
+		return lua_fail(d, NULL);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, d->H);
+	lua_getfield(L, -1, "finish");
+	lua_remove(L, -2);
+	if (lua_pcall(L, 0, 0, 0) != LUA_OK)
+		return lua_fail(d, NULL);
+	if (dag_resolve(d->e, d->g) != 0 || dag_check_cycles(d->e, d->g) != 0)
+		return -1;
+	return 0;
+}
+
+int dsl_load(herr *e, const dsl_opts *o, dag *g)
+{
+	dsl d;
+	int rc = open_state(&d, e, o, g, DECLARE_MEM_LIMIT);
+	if (rc == 0)
+		rc = run_script(&d);
+	close_state(&d);
+	return rc;
+}
+
+int dsl_add_override(herr *e, dsl_opts *o, const char *arg)
+{
+	const char *dot = strchr(arg, '.');
+	const char *eq = strchr(arg, '=');
+	if (!dot || !eq || dot > eq || dot == arg || eq == dot + 1)
+		return herr_set(e, "--set %s: expected STAGE.PARAM=VALUE, as in --set train.lr=1e-3", arg);
+	o->ov = xrealloc(o->ov, (o->nov + 1) * sizeof *o->ov);
+	dsl_override *v = &o->ov[o->nov++];
+	v->stage = xstrndup(arg, (size_t)(dot - arg));
+	v->param = xstrndup(dot + 1, (size_t)(eq - dot - 1));
+	v->value = xstrdup(eq + 1);
+	return 0;
+}
+
+void dsl_opts_free(dsl_opts *o)
+{
+	for (size_t i = 0; i < o->nov; i++) {
+		free(o->ov[i].stage);
+		free(o->ov[i].param);
+		free(o->ov[i].value);
+	}
+	free(o->ov);
+	free(o->script);
+	free(o->script_abs);
+	free(o->base);
+	free(o->home);
+	memset(o, 0, sizeof *o);
+}
+
+/* ---- Lua stage bodies at run time ----------------------------------------- */
+
+typedef struct exec {
+	kctx *c;
+	const char *outdir;
+	double done;
+} exec;
+
+static exec *ex(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
+
+/* Checks that rel names a file inside an input/output without escaping. */
+static int safe_rel(const char *rel)
+{
+	return rel[0] && rel[0] != '/' && !strstr(rel, "..") && strcmp(rel, ".hone-manifest") != 0;
+}
+
+/* artifact methods: upvalues (1) path (2) is_dir (3) label */
+static int art_files(lua_State *L)
+{
+	const char *path = lua_tostring(L, lua_upvalueindex(1));
+	lua_newtable(L);
+	if (!lua_toboolean(L, lua_upvalueindex(2))) {
+		const char *base = strrchr(path, '/');
+		lua_pushstring(L, base ? base + 1 : path);
+		lua_rawseti(L, -2, 1);
+		return 1;
+	}
+	herr e;
+	char **files;
+	size_t n;
+	if (fs_list_files(&e, path, &files, &n) != 0)
+		return luaL_error(L, "%s", e.msg);
+	lua_Integer k = 1;
+	for (size_t i = 0; i < n; i++) {
+		if (!strcmp(files[i], ".hone-manifest"))
+			continue;
+		lua_pushstring(L, files[i]);
+		lua_rawseti(L, -2, k++);
+	}
+	strv_free(files, n);
+	return 1;
+}
+
+/* Path of file `rel` (or the only file when rel is NULL) of an artifact. */
+static char *art_file(lua_State *L, const char *rel)
+{
+	const char *path = lua_tostring(L, lua_upvalueindex(1));
+	const char *label = lua_tostring(L, lua_upvalueindex(3));
+	int is_dir = lua_toboolean(L, lua_upvalueindex(2));
+	if (!is_dir) {
+		const char *base = strrchr(path, '/');
+		if (rel && strcmp(rel, base ? base + 1 : path) != 0)
+			luaL_error(L, "input %s is the single file %s, not '%s'", label, base ? base + 1 : path, rel);
+		return xstrdup(path);
+	}
+	if (!rel) {
+		herr e;
+		char **files;
+		size_t n;
+		if (fs_list_files(&e, path, &files, &n) != 0)
+			luaL_error(L, "%s", e.msg);
+		size_t real = 0;
+		const char *only = NULL;
+		for (size_t i = 0; i < n; i++)
+			if (strcmp(files[i], ".hone-manifest") != 0)
+				real++, only = files[i];
+		char *p = real == 1 ? path_join(path, only) : NULL;
+		strv_free(files, n);
+		if (!p)
+			luaL_error(L, "input %s has %d files; name the one to read (see :files())", label, (int)real);
+		return p;
+	}
+	if (!safe_rel(rel))
+		luaL_error(L, "input %s: file name '%s' must be relative, without '..'", label, rel);
+	char *p = path_join(path, rel);
+	if (!fs_exists(p)) {
+		free(p);
+		luaL_error(L, "input %s has no file '%s' (see :files())", label, rel);
+	}
+	return p;
+}
+
+static int art_read(lua_State *L)
+{
+	char *p = art_file(L, luaL_optstring(L, 2, NULL));
+	buf b;
+	herr e;
+	buf_init(&b);
+	int rc = fs_read(&e, p, &b);
+	free(p);
+	if (rc) {
+		buf_free(&b);
+		return luaL_error(L, "%s", e.msg);
+	}
+	lua_pushlstring(L, b.p ? b.p : "", b.len);
+	buf_free(&b);
+	return 1;
+}
+
+typedef struct line_iter {
+	FILE *f;
+	char **paths;
+	size_t n, i;
+	char *line;
+	size_t cap;
+} line_iter;
+
+static int iter_gc(lua_State *L)
+{
+	line_iter *it = luaL_checkudata(L, 1, "hone.lines");
+	if (it->f)
+		fclose(it->f);
+	it->f = NULL;
+	strv_free(it->paths, it->n);
+	it->paths = NULL;
+	it->n = 0;
+	free(it->line);
+	it->line = NULL;
+	return 0;
+}
+
+static int iter_next(lua_State *L)
+{
+	line_iter *it = lua_touserdata(L, lua_upvalueindex(1));
+	for (;;) {
+		if (!it->f) {
+			if (it->i >= it->n)
+				return 0;
+			it->f = fopen(it->paths[it->i++], "rb");
+			if (!it->f)
+				return luaL_error(L, "%s: cannot open: %s", it->paths[it->i - 1], strerror(errno));
+		}
+		ssize_t r = getline(&it->line, &it->cap, it->f);
+		if (r < 0) {
+			fclose(it->f);
+			it->f = NULL;
+			continue;
+		}
+		if (r > 0 && it->line[r - 1] == '\n')
+			r--;
+		lua_pushlstring(L, it->line, (size_t)r);
+		return 1;
+	}
+}
+
+static void push_lines(lua_State *L, char **paths, size_t n)
+{
+	line_iter *it = lua_newuserdatauv(L, sizeof *it, 0);
+	memset(it, 0, sizeof *it);
+	it->paths = paths;
+	it->n = n;
+	if (luaL_newmetatable(L, "hone.lines")) {
+		lua_pushcfunction(L, iter_gc);
+		lua_setfield(L, -2, "__gc");
+	}
+	lua_setmetatable(L, -2);
+	lua_pushcclosure(L, iter_next, 1);
+}
+
+static int art_lines(lua_State *L)
+{
+	const char *rel = luaL_optstring(L, 2, NULL);
+	const char *path = lua_tostring(L, lua_upvalueindex(1));
+	char **paths;
+	size_t n;
+	if (rel || !lua_toboolean(L, lua_upvalueindex(2))) {
+		paths = xmalloc(sizeof *paths);
+		paths[0] = art_file(L, rel);
+		n = 1;
+	} else {
+		herr e;
+		char **files;
+		size_t m;
+		if (fs_list_files(&e, path, &files, &m) != 0)
+			return luaL_error(L, "%s", e.msg);
+		paths = xcalloc(m ? m : 1, sizeof *paths);
+		n = 0;
+		for (size_t i = 0; i < m; i++)
+			if (strcmp(files[i], ".hone-manifest") != 0)
+				paths[n++] = path_join(path, files[i]);
+		strv_free(files, m);
+	}
+	push_lines(L, paths, n);
+	return 1;
+}
+
+static void push_artifact(lua_State *L, const kinput *in)
+{
+	lua_createtable(L, 0, 5);
+	lua_pushstring(L, in->slot);
+	lua_setfield(L, -2, "slot");
+	lua_pushstring(L, in->label);
+	lua_setfield(L, -2, "name");
+	static const luaL_Reg m[] = {{"files", art_files}, {"read", art_read}, {"lines", art_lines}, {NULL, NULL}};
+	for (const luaL_Reg *r = m; r->name; r++) {
+		lua_pushstring(L, in->path);
+		lua_pushboolean(L, in->is_dir);
+		lua_pushstring(L, in->label);
+		lua_pushcclosure(L, r->func, 3);
+		lua_setfield(L, -2, r->name);
+	}
+}
+
+/* writers */
+typedef struct writer {
+	FILE *f;
+	char *name;
+} writer;
+
+static int w_close(lua_State *L)
+{
+	writer *w = luaL_checkudata(L, 1, "hone.writer");
+	int bad = 0;
+	if (w->f)
+		bad = fclose(w->f) != 0;
+	w->f = NULL;
+	free(w->name);
+	w->name = NULL;
+	if (bad)
+		return luaL_error(L, "write error");
+	return 0;
+}
+
+static int w_write(lua_State *L)
+{
+	writer *w = luaL_checkudata(L, 1, "hone.writer");
+	if (!w->f)
+		return luaL_error(L, "write to a closed output");
+	int n = lua_gettop(L);
+	for (int i = 2; i <= n; i++) {
+		size_t len;
+		const char *s = luaL_checklstring(L, i, &len);
+		if (fwrite(s, 1, len, w->f) != len)
+			return luaL_error(L, "%s: write error: %s", w->name, strerror(errno));
+	}
+	lua_settop(L, 1);
+	return 1;
+}
+
+static int open_writer(lua_State *L, const char *rel)
+{
+	exec *x = ex(L);
+	char *full;
+	if (kctx_out_path(x->c, x->outdir, rel, &full) != 0)
+		return luaL_error(L, "%s", x->c->err.msg);
+	writer *w = lua_newuserdatauv(L, sizeof *w, 0);
+	w->f = fopen(full, "wb");
+	w->name = xstrdup(rel);
+	free(full);
+	if (luaL_newmetatable(L, "hone.writer")) {
+		lua_pushcfunction(L, w_close);
+		lua_setfield(L, -2, "__gc");
+		lua_pushcfunction(L, w_close);
+		lua_setfield(L, -2, "__close");
+		lua_newtable(L);
+		lua_pushcfunction(L, w_write);
+		lua_setfield(L, -2, "write");
+		lua_pushcfunction(L, w_close);
+		lua_setfield(L, -2, "close");
+		lua_setfield(L, -2, "__index");
+	}
+	lua_setmetatable(L, -2);
+	if (!w->f)
+		return luaL_error(L, "%s: cannot create: %s", rel, strerror(errno));
+	return 1;
+}
+
+static int ctx_open(lua_State *L) { return open_writer(L, luaL_checkstring(L, 2)); }
+
+static int ctx_write(lua_State *L)
+{
+	const char *rel = luaL_checkstring(L, 2);
+	int n = lua_gettop(L);
+	open_writer(L, rel);
+	int w = lua_gettop(L);
+	lua_pushcfunction(L, w_write);
+	lua_pushvalue(L, w);
+	for (int i = 3; i <= n; i++)
+		lua_pushvalue(L, i);
+	lua_call(L, n - 1, 0);
+	lua_pushcfunction(L, w_close);
+	lua_pushvalue(L, w);
+	lua_call(L, 1, 0);
+	return 0;
+}
+
+static int ctx_metric(lua_State *L)
+{
+	exec *x = ex(L);
+	const char *name = luaL_checkstring(L, 2);
+	if (lua_type(L, 3) == LUA_TNUMBER)
+		kctx_metric(x->c, name, lua_tonumber(L, 3));
+	else
+		kctx_metric_str(x->c, name, luaL_checkstring(L, 3));
+	return 0;
+}
+
+static int ctx_log(lua_State *L)
+{
+	exec *x = ex(L);
+	int n = lua_gettop(L);
+	buf b;
+	buf_init(&b);
+	for (int i = 2; i <= n; i++) {
+		if (i > 2)
+			buf_addc(&b, ' ');
+		buf_adds(&b, luaL_tolstring(L, i, NULL));
+		lua_pop(L, 1);
+	}
+	kctx_log(x->c, "%s", b.p ? b.p : "");
+	buf_free(&b);
+	return 0;
+}
+
+static int ctx_progress(lua_State *L)
+{
+	exec *x = ex(L);
+	kctx_progress(x->c, luaL_checknumber(L, 2), luaL_optnumber(L, 3, 0), luaL_optstring(L, 4, ""));
+	return 0;
+}
+
+static void push_ctx(lua_State *L, exec *x, const dag_node *n, const kinput *in, size_t nin)
+{
+	lua_createtable(L, 0, 8);
+	lua_pushstring(L, n->name);
+	lua_setfield(L, -2, "stage");
+	push_hval(L, n->params);
+	lua_pushnil(L);
+	lua_setfield(L, -2, "outputs");
+	lua_setfield(L, -2, "params");
+	lua_newtable(L);
+	for (size_t i = 0; i < nin; i++) {
+		push_artifact(L, &in[i]);
+		lua_setfield(L, -2, in[i].slot);
+	}
+	lua_setfield(L, -2, "inputs");
+	static const luaL_Reg m[] = {{"write", ctx_write}, {"open", ctx_open}, {"metric", ctx_metric},
+	                             {"log", ctx_log}, {"progress", ctx_progress}, {NULL, NULL}};
+	lua_pushlightuserdata(L, x);
+	luaL_setfuncs(L, m, 1);
+}
+
+/* map / filter over the lines of input 1 */
+static int run_linewise(dsl *d, exec *x, int fn_idx, const kinput *in, int is_filter)
+{
+	lua_State *L = d->L;
+	char **files;
+	size_t n;
+	herr *e = d->e;
+	if (in->is_dir) {
+		if (fs_list_files(e, in->path, &files, &n) != 0)
+			return -1;
+	} else {
+		const char *base = strrchr(in->path, '/');
+		files = xmalloc(sizeof *files);
+		files[0] = xstrdup(base ? base + 1 : in->path);
+		n = 1;
+	}
+	int rc = 0;
+	char *line = NULL;
+	size_t cap = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		if (!strcmp(files[i], ".hone-manifest"))
+			continue;
+		char *src = in->is_dir ? path_join(in->path, files[i]) : xstrdup(in->path);
+		char *dst = NULL;
+		FILE *f = fopen(src, "rb"), *o = NULL;
+		if (!f)
+			rc = herr_set(e, "%s: cannot open: %s", src, strerror(errno));
+		else if (kctx_out_path(x->c, x->outdir, files[i], &dst) != 0)
+			rc = herr_set(e, "%s", x->c->err.msg);
+		else if (!(o = fopen(dst, "wb")))
+			rc = herr_set(e, "%s: cannot create: %s", dst, strerror(errno));
+		long lineno = 0;
+		ssize_t r;
+		while (rc == 0 && (r = getline(&line, &cap, f)) >= 0) {
+			lineno++;
+			x->done += (double)r;
+			if (r > 0 && line[r - 1] == '\n')
+				r--;
+			lua_pushvalue(L, fn_idx);
+			lua_pushlstring(L, line, (size_t)r);
+			if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+				rc = lua_fail(d, "");
+				herr_prefix(e, "%s: %s line %ld", x->c->stage, in->label, lineno);
+				break;
+			}
+			if (is_filter) {
+				if (lua_toboolean(L, -1)) {
+					fwrite(line, 1, (size_t)r, o);
+					fputc('\n', o);
+				}
+			} else if (lua_type(L, -1) == LUA_TSTRING) {
+				size_t len;
+				const char *s = lua_tolstring(L, -1, &len);
+				fwrite(s, 1, len, o);
+				fputc('\n', o);
+			} else if (lua_type(L, -1) == LUA_TTABLE) {
+				lua_Integer m = (lua_Integer)lua_rawlen(L, -1);
+				for (lua_Integer k = 1; k <= m && rc == 0; k++) {
+					lua_rawgeti(L, -1, k);
+					size_t len;
+					const char *s = lua_tolstring(L, -1, &len);
+					if (!s || lua_type(L, -1) != LUA_TSTRING)
+						rc = herr_set(e, "%s: %s line %ld: fn returned a list with a %s; expected strings",
+						              x->c->stage, in->label, lineno, luaL_typename(L, -1));
+					else {
+						fwrite(s, 1, len, o);
+						fputc('\n', o);
+					}
+					lua_pop(L, 1);
+				}
+			} else if (!lua_isnil(L, -1) && !(lua_isboolean(L, -1) && !lua_toboolean(L, -1))) {
+				rc = herr_set(e, "%s: %s line %ld: fn returned a %s; expected a string, nil or a list of strings",
+				              x->c->stage, in->label, lineno, luaL_typename(L, -1));
+			}
+			lua_pop(L, 1);
+			if ((lineno & 4095) == 0)
+				kctx_progress(x->c, x->done, 0, "B");
+		}
+		if (f)
+			fclose(f);
+		if (o && fclose(o) != 0 && rc == 0)
+			rc = herr_set(e, "%s: write error", dst);
+		free(dst);
+		free(src);
+	}
+	free(line);
+	strv_free(files, n);
+	return rc;
+}
+
+static int lua_kernel(kctx *c, const kinput *in, size_t nin, const char *outdir, int mode)
+{
+	dsl d;
+	dag g;
+	dag_init(&g);
+	int rc = open_state(&d, &c->err, c->dsl, &g, EXEC_MEM_LIMIT);
+	if (rc == 0)
+		rc = run_script(&d);
+	if (rc == 0 && (c->node < 0 || (size_t)c->node >= g.n || strcmp(g.nodes[c->node].name, c->stage)))
+		rc = herr_set(&c->err, "%s: the pipeline changed while it was running", c->dsl->script);
+	lua_State *L = d.L;
+	exec x = {c, outdir, 0};
+	if (rc == 0) {
+		d.max_steps = -1;
+		lua_rawgeti(L, LUA_REGISTRYINDEX, d.H);
+		lua_getfield(L, -1, "fns");
+		lua_rawgeti(L, -1, c->node);
+		if (!lua_isfunction(L, -1))
+			rc = herr_set(&c->err, "stage %s has no function to run", c->stage);
+	}
+	if (rc == 0 && mode == 0) {
+		int fn = lua_gettop(L);
+		lua_pushvalue(L, fn);
+		push_ctx(L, &x, &g.nodes[c->node], in, nin);
+		int npos = 0;
+		for (size_t i = 0; i < nin; i++) {
+			char *end;
+			strtol(in[i].slot, &end, 10);
+			if (*end == 0) {
+				push_artifact(L, &in[i]);
+				npos++;
+			}
+		}
+		if (lua_pcall(L, 1 + npos, 0, 0) != LUA_OK) {
+			rc = lua_fail(&d, "");
+			herr_prefix(&c->err, "stage %s", c->stage);
+		}
+		/* every declared output must have been written */
+		const dag_node *n = &g.nodes[c->node];
+		for (size_t i = 0; rc == 0 && i < n->nout; i++) {
+			char *p = path_join(outdir, n->outputs[i]);
+			if (!fs_is_dir(p))
+				rc = herr_set(&c->err, "stage %s declares output '%s' but wrote no file under %s/",
+				              c->stage, n->outputs[i], n->outputs[i]);
+			free(p);
+		}
+	} else if (rc == 0) {
+		rc = run_linewise(&d, &x, lua_gettop(L), &in[0], mode == 2);
+	}
+	close_state(&d);
+	dag_free(&g);
+	return rc;
+}
+
+static int k_lua(kctx *c, const hval *p, const kinput *in, size_t nin, const char *out)
+{
+	(void)p;
+	return lua_kernel(c, in, nin, out, 0);
+}
+
+static int k_map(kctx *c, const hval *p, const kinput *in, size_t nin, const char *out)
+{
+	(void)p;
+	return lua_kernel(c, in, nin, out, 1);
+}
+
+static int k_filter(kctx *c, const hval *p, const kinput *in, size_t nin, const char *out)
+{
+	(void)p;
+	return lua_kernel(c, in, nin, out, 2);
+}
+
+const kernel_def stage_lua = {"lua", 1, k_lua};
+const kernel_def stage_lua_map = {"lua-map", 1, k_map};
+const kernel_def stage_lua_filter = {"lua-filter", 1, k_filter};

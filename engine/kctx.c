@@ -1,0 +1,118 @@
+/* kctx — the kernel context: progress, log, metrics and errors (kernel.h). */
+#include "kernel.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void kctx_init(kctx *c, const char *stage, pthread_mutex_t *mu)
+{
+	memset(c, 0, sizeof *c);
+	c->stage = stage;
+	c->mu = mu;
+	c->node = -1;
+	c->t0 = now_seconds();
+	buf_init(&c->metrics);
+	buf_init(&c->log);
+}
+
+void kctx_free(kctx *c)
+{
+	buf_free(&c->metrics);
+	buf_free(&c->log);
+}
+
+static void lock(kctx *c) { if (c->mu) pthread_mutex_lock(c->mu); }
+static void unlock(kctx *c) { if (c->mu) pthread_mutex_unlock(c->mu); }
+
+void kctx_progress(kctx *c, double done, double total, const char *unit)
+{
+	lock(c);
+	c->done = done;
+	c->total = total;
+	snprintf(c->unit, sizeof c->unit, "%s", unit ? unit : "");
+	unlock(c);
+}
+
+void kctx_log(kctx *c, const char *fmt, ...)
+{
+	va_list ap;
+	lock(c);
+	va_start(ap, fmt);
+	buf_vprintf(&c->log, fmt, ap);
+	va_end(ap);
+	buf_addc(&c->log, '\n');
+	unlock(c);
+}
+
+static void json_str(buf *b, const char *s)
+{
+	buf_addc(b, '"');
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			buf_printf(b, "\\%c", ch);
+		else if (ch < 0x20)
+			buf_printf(b, "\\u%04x", ch);
+		else
+			buf_addc(b, (char)ch);
+	}
+	buf_addc(b, '"');
+}
+
+void kctx_metric(kctx *c, const char *name, double v)
+{
+	char num[40];
+	if (isfinite(v)) {
+		fmt_double(num, v);
+		if (v == floor(v) && fabs(v) < 1e15)
+			snprintf(num, sizeof num, "%.0f", v);
+	} else {
+		snprintf(num, sizeof num, "null");
+	}
+	lock(c);
+	if (c->metrics.len)
+		buf_addc(&c->metrics, ',');
+	json_str(&c->metrics, name);
+	buf_printf(&c->metrics, ":%s", num);
+	unlock(c);
+}
+
+void kctx_metric_str(kctx *c, const char *name, const char *v)
+{
+	lock(c);
+	if (c->metrics.len)
+		buf_addc(&c->metrics, ',');
+	json_str(&c->metrics, name);
+	buf_addc(&c->metrics, ':');
+	json_str(&c->metrics, v);
+	unlock(c);
+}
+
+int kctx_fail(kctx *c, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(c->err.msg, sizeof c->err.msg, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+int kctx_out_path(kctx *c, const char *outdir, const char *rel, char **full)
+{
+	*full = NULL;
+	if (!rel[0] || rel[0] == '/' || strstr(rel, "..") || strchr(rel, '\n') ||
+	    !strcmp(rel, ".hone-manifest") || rel[strlen(rel) - 1] == '/')
+		return kctx_fail(c, "output name \"%s\": use a relative path without \"..\"", rel);
+	char *p = path_join(outdir, rel);
+	char *dir = path_dirname(p);
+	int rc = fs_mkdirs(&c->err, dir);
+	free(dir);
+	if (rc) {
+		free(p);
+		return -1;
+	}
+	*full = p;
+	return 0;
+}

@@ -1,0 +1,52 @@
+/*
+ * key — content hashing (XXH3-128) and stage keys.
+ *
+ * Relies on: libxxhash, hval.
+ * Ownership: digests are plain values (struct hkey); nothing is allocated
+ * except where a function says so.
+ *
+ * A stage key is XXH3-128 over, in this order and length-prefixed:
+ *   "hone-stage-key/1", the stage kind, the kernel name, the kernel version,
+ *   the canonical parameter encoding (hval_encode of the params map), and for
+ *   every input in declaration order its slot name and content id.
+ * Nothing that depends on paths, times or the machine enters a key.
+ */
+#ifndef HONE_KEY_H
+#define HONE_KEY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "hval.h"
+#include "util.h"
+
+typedef struct hkey {
+	uint8_t b[16]; /* XXH3-128 in canonical (big-endian) byte order */
+} hkey;
+
+#define HKEY_HEX 33 /* 32 hex digits + NUL */
+
+void hkey_of(hkey *k, const void *p, size_t n);
+void hkey_hex(const hkey *k, char out[HKEY_HEX]);
+int hkey_parse(hkey *k, const char *hex);
+int hkey_eq(const hkey *a, const hkey *b);
+int hkey_is_zero(const hkey *k);
+
+/* Hashes a file's bytes, streaming. Sets *size. */
+int hkey_file(herr *e, const char *path, hkey *k, uint64_t *size);
+
+/* Incremental hashing of a list of length-prefixed fields. */
+typedef struct keyhash keyhash;
+keyhash *keyhash_new(void);
+void keyhash_field(keyhash *h, const void *p, size_t n);
+void keyhash_str(keyhash *h, const char *s);
+void keyhash_done(keyhash *h, hkey *out); /* frees h */
+
+typedef struct key_input {
+	const char *slot; /* "1", "2", "val", ... */
+	hkey id;          /* content id of what is bound to the slot */
+} key_input;
+
+void key_stage(hkey *out, const char *kind, const char *kernel, int version,
+               const hval *params, const key_input *in, size_t nin);
+
+#endif

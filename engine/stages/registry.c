@@ -1,0 +1,15 @@
+#include <string.h>
+
+#include "stages.h"
+
+static const kernel_def *const all[] = {
+	&stage_concat, &stage_wc, &stage_lua, &stage_lua_map, &stage_lua_filter,
+};
+
+const kernel_def *kernel_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+		if (!strcmp(all[i]->name, name))
+			return all[i];
+	return NULL;
+}

@@ -1,0 +1,16 @@
+/*
+ * stages — the registry of native kernels. Each file in engine/stages/
+ * defines one or more `kernel_def`s; registry.c lists them by name.
+ */
+#ifndef HONE_STAGES_H
+#define HONE_STAGES_H
+
+#include "../kernel.h"
+
+extern const kernel_def stage_concat;
+extern const kernel_def stage_wc;
+extern const kernel_def stage_lua;        /* dsl.c: stage "name" { run = ... } */
+extern const kernel_def stage_lua_map;    /* dsl.c: map { fn = ... } */
+extern const kernel_def stage_lua_filter; /* dsl.c: filter { fn = ... } */
+
+#endif

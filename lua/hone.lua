@@ -1,0 +1,456 @@
+-- hone DSL runtime: loaded into every pipeline's Lua state before the script.
+--
+-- It runs with the full standard library (privileged) and hands the engine
+-- back a table `H` with:
+--   H.env            the sandboxed environment the pipeline script runs in
+--   H.register(spec) turns a stdlib spec table into a stage constructor
+--   H.finish()       checks that every --set override was used
+--   H.fns            node index -> Lua function run by a Lua kernel
+--
+-- Everything the script may touch goes through H.env: the safe parts of the
+-- base library, string, table, math (seeded), utf8, and the stage
+-- constructors. io, os, require, load, dofile, debug are absent: a pipeline
+-- reads files only as declared stage inputs, so every dependency is in a key.
+
+local C = ...                     -- engine bindings (dsl.c)
+local getinfo, getupvalue = debug.getinfo, debug.getupvalue
+local sdump, sformat, concat = string.dump, string.format, table.concat
+
+local H = { fns = {} }
+local info = setmetatable({}, { __mode = "k" }) -- handle -> fields
+local HANDLE = {}
+local builtins = {}               -- name -> value visible in the sandbox
+local cnames = {}                 -- C function -> "string.lower"
+local used = {}                   -- stage name -> where declared
+local kind_count = {}
+local overrides_used = {}
+
+local function where(level)
+  -- first stack frame that belongs to the pipeline script
+  for l = level or 2, 40 do
+    local i = getinfo(l, "Sl")
+    if not i then break end
+    if i.source == C.chunk then return C.script .. ":" .. (i.currentline or 0) end
+  end
+  return C.script
+end
+
+local function fail(w, msg, hint)
+  if hint then msg = msg .. "\nhint: " .. hint end
+  error(w .. ": " .. msg, 0)
+end
+
+local function closest(name, candidates)
+  local best, bd
+  for _, c in ipairs(candidates) do
+    local d = C.distance(name, c)
+    if not bd or d < bd then best, bd = c, d end
+  end
+  if bd and bd <= math.max(2, #name // 3) then return best end
+end
+
+local function sorted_keys(t)
+  local ks = {}
+  for k in pairs(t) do ks[#ks + 1] = k end
+  table.sort(ks, function(a, b) return tostring(a) < tostring(b) end)
+  return ks
+end
+
+-- handles -------------------------------------------------------------------
+
+local function new_handle(fields)
+  local h = setmetatable({}, HANDLE)
+  info[h] = fields
+  return h
+end
+
+HANDLE.__index = function(h, k)
+  local f = info[h]
+  if f.output == nil and f.outputs and f.outputs[k] then
+    f.subs = f.subs or {}
+    f.subs[k] = f.subs[k] or new_handle { node = f.node, output = k, name = f.name }
+    return f.subs[k]
+  end
+  local outs = {}
+  for o in pairs(f.outputs or {}) do outs[#outs + 1] = o end
+  table.sort(outs)
+  fail(where(3), sformat("stage '%s' has no output '%s'", f.name or "?", tostring(k)),
+       #outs > 0 and ("its outputs are: " .. concat(outs, ", ")) or
+       "it has a single output; pass the stage itself")
+end
+HANDLE.__newindex = function() error("stage handles are read-only", 2) end
+HANDLE.__tostring = function(h)
+  local f = info[h]
+  return "<stage " .. (f.name or f.ref or "?") .. (f.output and ("." .. f.output) or "") .. ">"
+end
+
+local function is_handle(v) return type(v) == "table" and getmetatable(v) == HANDLE end
+
+local function input_of(v, w, what)
+  if is_handle(v) then
+    local f = info[v]
+    return { node = f.node, output = f.output, ref = f.ref }
+  elseif type(v) == "string" then
+    return { node = C.add_source(v, w) }
+  end
+  fail(w, sformat("%s: expected a stage or a file path, got %s", what, type(v)))
+end
+
+-- function digests: the source text of a function and of everything it
+-- closes over, so that editing it changes the key ------------------------------
+
+local value_digest
+
+local function fn_digest(f, seen)
+  if seen[f] then return "<recursive>" end
+  seen[f] = true
+  local i = getinfo(f, "S")
+  local parts = {}
+  if i.what == "C" then
+    parts[1] = "C:" .. (cnames[f] or "?")
+  else
+    local src = C.fnsrc(f)
+    parts[1] = src or ("bytecode:" .. sdump(f, true))
+    for u = 1, 255 do
+      local name, v = getupvalue(f, u)
+      if not name then break end
+      if name ~= "_ENV" then parts[#parts + 1] = name .. "=" .. value_digest(v, seen) end
+    end
+    -- globals the script defined that the function's text mentions
+    if src then
+      for _, k in ipairs(sorted_keys(H.env)) do
+        if type(k) == "string" and src:find("%f[%w_]" .. k .. "%f[^%w_]") then
+          parts[#parts + 1] = "global " .. k .. "=" .. value_digest(rawget(H.env, k), seen)
+        end
+      end
+    end
+  end
+  return concat(parts, "\n")
+end
+
+value_digest = function(v, seen)
+  local t = type(v)
+  if t == "number" then return math.type(v) .. ":" .. sformat("%.17g", v)
+  elseif t == "string" then return sformat("%q", v)
+  elseif t == "function" then return fn_digest(v, seen)
+  elseif t == "table" then
+    if is_handle(v) then local f = info[v]; return "handle:" .. tostring(f.node) .. "." .. tostring(f.output) end
+    if seen[v] then return "<recursive>" end
+    seen[v] = true
+    local parts = {}
+    for _, k in ipairs(sorted_keys(v)) do parts[#parts + 1] = tostring(k) .. "=" .. value_digest(v[k], seen) end
+    return "{" .. concat(parts, ",") .. "}"
+  end
+  return tostring(v)
+end
+
+local function fn_param(f) return { __hone_fn = C.hash(fn_digest(f, {})) } end
+
+-- parameters ----------------------------------------------------------------
+
+local function typename(v)
+  if math.type(v) == "integer" then return "integer" end
+  if math.type(v) == "float" then return "number" end
+  if is_handle(v) then return "stage" end
+  return type(v)
+end
+
+local function describe(v)
+  if type(v) == "string" then return sformat("%q", v) end
+  return tostring(v)
+end
+
+local function check_type(stage, name, p, v, w)
+  local t = p.type or "any"
+  local ok
+  if t == "any" then ok = true
+  elseif t == "number" then ok = type(v) == "number"
+  elseif t == "integer" then ok = math.type(v) == "integer"
+  elseif t == "string" then ok = type(v) == "string"
+  elseif t == "boolean" then ok = type(v) == "boolean"
+  elseif t == "list" then ok = type(v) == "table" and not is_handle(v) and #v == #sorted_keys(v)
+  elseif t == "table" then ok = type(v) == "table" and not is_handle(v)
+  elseif t == "function" then ok = type(v) == "function"
+  elseif t == "input" then ok = is_handle(v) or type(v) == "string"
+  end
+  if not ok then
+    fail(w, sformat("%s: parameter '%s' expects %s, got %s (%s)", stage, name,
+         t == "input" and "a stage or file path" or ("a" .. (t:match("^[aeiou]") and "n " or " ") .. t),
+         typename(v), describe(v)))
+  end
+  if p.enum then
+    local found = false
+    for _, e in ipairs(p.enum) do if e == v then found = true end end
+    if not found then
+      local names = {}
+      for _, e in ipairs(p.enum) do names[#names + 1] = describe(e) end
+      fail(w, sformat("%s: parameter '%s' must be one of %s, got %s", stage, name,
+           concat(names, ", "), describe(v)))
+    end
+  end
+  if p.min and type(v) == "number" and v < p.min then
+    fail(w, sformat("%s: parameter '%s' must be >= %s, got %s", stage, name, tostring(p.min), describe(v)))
+  end
+  if p.max and type(v) == "number" and v > p.max then
+    fail(w, sformat("%s: parameter '%s' must be <= %s, got %s", stage, name, tostring(p.max), describe(v)))
+  end
+end
+
+-- "--set stage.param=text": the text is converted by the type the parameter
+-- has (declared by the stdlib, or the type of the script's value).
+local function convert_override(stage, name, text, t, w)
+  local flag = "--set " .. stage .. "." .. name .. "=" .. text
+  if t == "number" or t == "integer" or t == "float" then
+    local v = math.tointeger(text) or tonumber(text)
+    if t == "integer" then v = math.tointeger(v) end
+    if t == "float" and v then v = v + 0.0 end
+    if v == nil then fail("command line", sformat("%s: expected %s", flag, t == "integer" and "an integer" or "a number")) end
+    return v
+  elseif t == "boolean" then
+    if text == "true" then return true elseif text == "false" then return false end
+    fail("command line", flag .. ": expected true or false")
+  elseif t == "string" or t == "any" then
+    return text
+  end
+  fail("command line", sformat("%s: parameter of type %s cannot be set from the command line", flag, t))
+end
+
+local function apply_overrides(stage, params, spec, w)
+  local o = C.overrides[stage]
+  if not o then return end
+  overrides_used[stage] = true
+  for _, name in ipairs(sorted_keys(o)) do
+    local t
+    if spec.params then
+      local p = spec.params[name]
+      if not p then
+        local names = sorted_keys(spec.params)
+        local c = closest(name, names)
+        fail("command line", sformat("--set %s.%s: stage '%s' has no parameter '%s'", stage, name, stage, name),
+             c and ("did you mean '" .. c .. "'?") or ("parameters: " .. concat(names, ", ")))
+      end
+      t = p.type or "any"
+      if t == "number" and math.type(params[name] or p.default) == "float" then t = "float" end
+    else
+      local cur = params[name]
+      if cur == nil then
+        local names = {}
+        for _, k in ipairs(sorted_keys(params)) do
+          if type(params[k]) ~= "function" and not is_handle(params[k]) then names[#names + 1] = k end
+        end
+        local c = closest(name, names)
+        fail("command line", sformat("--set %s.%s: stage '%s' has no parameter '%s'", stage, name, stage, name),
+             c and ("did you mean '" .. c .. "'?") or nil)
+      end
+      t = math.type(cur) == "float" and "float" or typename(cur)
+    end
+    params[name] = convert_override(stage, name, o[name], t, w)
+  end
+end
+
+function H.finish()
+  for _, stage in ipairs(sorted_keys(C.overrides)) do
+    if not overrides_used[stage] then
+      local names = sorted_keys(used)
+      local c = closest(stage, names)
+      local param = next(C.overrides[stage])
+      fail("command line", sformat("--set %s.%s: no stage named '%s'", stage, param, stage),
+           c and ("did you mean '" .. c .. "'?") or ("stages: " .. concat(names, ", ")))
+    end
+  end
+end
+
+-- stage names: the kind, then kind_2, kind_3 ... unless `name` is given
+local function claim_name(kind, explicit, w)
+  local name = explicit
+  if not name then
+    local c = (kind_count[kind] or 0) + 1
+    kind_count[kind] = c
+    name = c == 1 and kind or (kind .. "_" .. c)
+    while used[name] do c = c + 1; kind_count[kind] = c; name = kind .. "_" .. c end
+  elseif not name:match("^[%a_][%w_%-]*$") then
+    fail(w, sformat("stage name %q: use letters, digits, '_' and '-', starting with a letter", name))
+  elseif used[name] then
+    fail(w, sformat("stage name '%s' is already used (declared at %s)", name, used[name]),
+         "give this stage another name with name = \"...\"")
+  end
+  used[name] = w
+  return name
+end
+
+-- constructors --------------------------------------------------------------
+
+local function declare(spec, args, explicit_name, w)
+  if type(args) ~= "table" or is_handle(args) then
+    fail(w, sformat("%s: expected a table of inputs and parameters, as in %s { input, param = value }",
+         spec.kind, spec.kind))
+  end
+  local name = claim_name(spec.kind, explicit_name or (spec.params and args.name), w)
+  local params, inputs, outputs = {}, {}, nil
+  local npos = 0
+  for k, v in pairs(args) do
+    if math.type(k) == "integer" then npos = math.max(npos, k)
+    elseif type(k) ~= "string" then fail(w, spec.kind .. ": parameter names must be strings") end
+  end
+  for i = 1, npos do
+    if args[i] == nil then fail(w, sformat("%s: input %d is nil", spec.kind, i)) end
+    inputs[#inputs + 1] = input_of(args[i], w, sformat("%s: input %d", spec.kind, i))
+    inputs[#inputs].slot = tostring(i)
+  end
+  local min_in, max_in = spec.min_inputs or 0, spec.max_inputs or math.huge
+  if npos < min_in or npos > max_in then
+    fail(w, sformat("%s: takes %s input%s, got %d", spec.kind,
+         min_in == max_in and tostring(min_in) or (min_in .. " to " .. (max_in == math.huge and "any number of" or max_in)),
+         max_in == 1 and "" or "s", npos))
+  end
+  for _, k in ipairs(sorted_keys(args)) do
+    local v = args[k]
+    if type(k) == "string" and k ~= "name" then params[k] = v end
+  end
+  if spec.params then
+    -- declared parameters: unknown names, types, defaults, required
+    for k in pairs(params) do
+      if not spec.params[k] then
+        local names = sorted_keys(spec.params)
+        local c = closest(k, names)
+        fail(w, sformat("%s: unknown parameter '%s'", spec.kind, k),
+             c and ("did you mean '" .. c .. "'?") or ("parameters: " .. concat(names, ", ")))
+      end
+    end
+    apply_overrides(name, params, spec, w)
+    for _, k in ipairs(sorted_keys(spec.params)) do
+      local p = spec.params[k]
+      if params[k] == nil then
+        if p.required then fail(w, sformat("%s: parameter '%s' is required", spec.kind, k)) end
+        params[k] = p.default
+      end
+      if params[k] ~= nil then check_type(spec.kind, k, p, params[k], w) end
+    end
+  else
+    apply_overrides(name, params, spec, w)
+  end
+  -- named inputs (stages passed as parameters), functions, outputs
+  local fns = {}
+  for _, k in ipairs(sorted_keys(params)) do
+    local v = params[k]
+    local p = spec.params and spec.params[k]
+    if (p and p.type == "input") or is_handle(v) then
+      local inp = input_of(v, w, sformat("%s: input '%s'", spec.kind, k))
+      inp.slot = k
+      inputs[#inputs + 1] = inp
+      params[k] = nil
+    elseif type(v) == "function" then
+      fns[k] = v
+      params[k] = fn_param(v)
+    end
+  end
+  if spec.outputs_param then
+    outputs = params[spec.outputs_param]
+    if outputs ~= nil then
+      if type(outputs) ~= "table" then fail(w, spec.kind .. ": outputs must be a list of names") end
+      for _, o in ipairs(outputs) do
+        if type(o) ~= "string" or not o:match("^[%w_%-]+$") then
+          fail(w, sformat("%s: output name %s: use letters, digits, '_' and '-'", spec.kind, describe(o)))
+        end
+      end
+    end
+  elseif spec.outputs then
+    outputs = spec.outputs
+  end
+  if spec.run_fn and not fns[spec.run_fn] then
+    fail(w, sformat("%s: parameter '%s' must be a function, as in %s = function(...) ... end",
+         spec.kind, spec.run_fn, spec.run_fn))
+  end
+  local node = C.add_stage(name, spec.kind, spec.kernel, spec.version or 1, params, inputs, outputs or {}, w)
+  if spec.run_fn then H.fns[node] = fns[spec.run_fn] end
+  local outset
+  if outputs then outset = {}; for _, o in ipairs(outputs) do outset[o] = true end end
+  return new_handle { node = node, name = name, outputs = outset }
+end
+
+function H.register(spec)
+  assert(type(spec) == "table" and type(spec.kind) == "string", "stdlib file must return a stage spec")
+  local ctor
+  if spec.named then
+    -- stage "name" { ... }
+    ctor = function(name)
+      local w = where(2)
+      if type(name) ~= "string" then
+        fail(w, sformat("%s: expected a name first, as in %s \"clean\" { input, run = function(ctx, input) ... end }",
+             spec.kind, spec.kind))
+      end
+      return function(args) return declare(spec, args, name, where(2)) end
+    end
+  else
+    ctor = function(args) return declare(spec, args, nil, where(2)) end
+  end
+  builtins[spec.kind] = ctor
+  return ctor
+end
+
+-- builtins that are not stages ----------------------------------------------
+
+-- ref "stage[.output]": a forward reference resolved after the script ran
+builtins.ref = function(target)
+  local w = where(2)
+  if type(target) ~= "string" then fail(w, "ref: expected a stage name, as in ref \"train\"") end
+  return new_handle { ref = target, name = target }
+end
+
+-- file "path": declares a source file or folder explicitly
+builtins.file = function(path)
+  local w = where(2)
+  if type(path) ~= "string" then fail(w, "file: expected a path, as in file \"data/train.jsonl\"") end
+  return new_handle { node = C.add_source(path, w), name = path }
+end
+
+-- the sandbox ----------------------------------------------------------------
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
+local safe = { "assert", "error", "ipairs", "next", "pairs", "pcall", "select", "tonumber",
+               "tostring", "type", "xpcall", "rawequal", "rawlen", "rawget", "rawset",
+               "setmetatable", "getmetatable", "print" }
+for _, k in ipairs(safe) do builtins[k] = _G[k]; cnames[_G[k]] = k end
+for _, lib in ipairs { "string", "table", "math", "utf8" } do
+  local c = copy(_G[lib])
+  builtins[lib] = c
+  for k, v in pairs(c) do if type(v) == "function" then cnames[v] = lib .. "." .. k end end
+end
+builtins.math.randomseed(0x686f6e65) -- deterministic
+builtins._VERSION = _VERSION
+
+local function denied(name)
+  return function()
+    fail(where(3), name .. " is not available in a pipeline: files reach stages only as declared inputs",
+         "pass the path as a stage input, e.g. stage \"x\" { \"data/a.txt\", run = function(ctx, a) ... a:read() ... end }, or declare it with file \"data/a.txt\"")
+  end
+end
+local function denied_lib(name)
+  return setmetatable({}, { __index = function(_, k) return denied(name .. "." .. tostring(k)) end })
+end
+for _, k in ipairs { "io", "os", "package", "debug" } do builtins[k] = denied_lib(k) end
+for _, k in ipairs { "require", "dofile", "loadfile", "load", "collectgarbage" } do builtins[k] = denied(k) end
+
+H.env = setmetatable({}, {
+  __index = function(_, k)
+    local v = builtins[k]
+    if v ~= nil then return v end
+    local names = {}
+    for n, b in pairs(builtins) do if type(b) == "function" then names[#names + 1] = n end end
+    table.sort(names)
+    local c = closest(tostring(k), names)
+    fail(where(3), sformat("unknown stage or global '%s'", tostring(k)),
+         c and ("did you mean '" .. c .. "'?") or nil)
+  end,
+  __newindex = function(t, k, v)
+    if builtins[k] ~= nil then fail(where(3), sformat("cannot redefine built-in '%s'", tostring(k))) end
+    rawset(t, k, v)
+  end,
+})
+
+return H
