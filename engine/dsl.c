@@ -14,7 +14,7 @@
 
 #define DECLARE_MEM_LIMIT ((size_t)1 << 30)   /* 1 GiB for evaluating a script */
 #define EXEC_MEM_LIMIT ((size_t)16 << 30)     /* Lua stage bodies */
-#define DECLARE_STEPS 2000                    /* x 1M instructions */
+#define DECLARE_STEPS 500                     /* x 1M instructions */
 
 typedef struct dsl {
 	lua_State *L;
@@ -57,9 +57,13 @@ static void count_hook(lua_State *L, lua_Debug *ar)
 	void *ud;
 	lua_getallocf(L, &ud);
 	dsl *d = ud;
-	if (++d->steps > d->max_steps)
-		luaL_error(L, "%s: pipeline script ran for over %ld million instructions; an endless loop?",
-		           d->o->script, d->max_steps);
+	if (d->max_steps >= 0 && ++d->steps > d->max_steps) {
+		char msg[512];
+		snprintf(msg, sizeof msg, "%s: the pipeline script ran for over %ld million instructions; an endless loop?",
+		         d->o->script, d->max_steps);
+		lua_pushstring(L, msg);
+		lua_error(L);
+	}
 }
 
 /* ---- Lua <-> hval ---------------------------------------------------------- */
@@ -887,7 +891,7 @@ static int run_linewise(dsl *d, exec *x, int fn_idx, const kinput *in, int is_fi
 			lua_pushlstring(L, line, (size_t)r);
 			if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
 				rc = lua_fail(d, "");
-				herr_prefix(e, "%s: %s line %ld", x->c->stage, in->label, lineno);
+				herr_prefix(e, "%s line %ld", in->label, lineno);
 				break;
 			}
 			if (is_filter) {
@@ -907,8 +911,8 @@ static int run_linewise(dsl *d, exec *x, int fn_idx, const kinput *in, int is_fi
 					size_t len;
 					const char *s = lua_tolstring(L, -1, &len);
 					if (!s || lua_type(L, -1) != LUA_TSTRING)
-						rc = herr_set(e, "%s: %s line %ld: fn returned a list with a %s; expected strings",
-						              x->c->stage, in->label, lineno, luaL_typename(L, -1));
+						rc = herr_set(e, "%s line %ld: fn returned a list with a %s; expected strings",
+						              in->label, lineno, luaL_typename(L, -1));
 					else {
 						fwrite(s, 1, len, o);
 						fputc('\n', o);
@@ -916,8 +920,8 @@ static int run_linewise(dsl *d, exec *x, int fn_idx, const kinput *in, int is_fi
 					lua_pop(L, 1);
 				}
 			} else if (!lua_isnil(L, -1) && !(lua_isboolean(L, -1) && !lua_toboolean(L, -1))) {
-				rc = herr_set(e, "%s: %s line %ld: fn returned a %s; expected a string, nil or a list of strings",
-				              x->c->stage, in->label, lineno, luaL_typename(L, -1));
+				rc = herr_set(e, "%s line %ld: fn returned a %s; expected a string, nil or a list of strings",
+				              in->label, lineno, luaL_typename(L, -1));
 			}
 			lua_pop(L, 1);
 			if ((lineno & 4095) == 0)
@@ -968,17 +972,15 @@ static int lua_kernel(kctx *c, const kinput *in, size_t nin, const char *outdir,
 				npos++;
 			}
 		}
-		if (lua_pcall(L, 1 + npos, 0, 0) != LUA_OK) {
+		if (lua_pcall(L, 1 + npos, 0, 0) != LUA_OK)
 			rc = lua_fail(&d, "");
-			herr_prefix(&c->err, "stage %s", c->stage);
-		}
 		/* every declared output must have been written */
 		const dag_node *n = &g.nodes[c->node];
 		for (size_t i = 0; rc == 0 && i < n->nout; i++) {
 			char *p = path_join(outdir, n->outputs[i]);
 			if (!fs_is_dir(p))
-				rc = herr_set(&c->err, "stage %s declares output '%s' but wrote no file under %s/",
-				              c->stage, n->outputs[i], n->outputs[i]);
+				rc = herr_set(&c->err, "declares output '%s' but wrote no file under %s/",
+				              n->outputs[i], n->outputs[i]);
 			free(p);
 		}
 	} else if (rc == 0) {
