@@ -31,6 +31,9 @@ static int try_open(sqlite3 **db, const char *path, char **why)
 		return -1;
 	}
 	sqlite3_busy_timeout(*db, 10000);
+	/* A run record is history, not an input to any key: let the WAL be
+	 * checkpointed by size rather than synced at every close. */
+	sqlite3_db_config(*db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
 	sqlite3_stmt *st;
 	int ver = -1;
 	if (sqlite3_prepare_v2(*db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK) {

@@ -581,6 +581,14 @@ int sched_run(engine *en)
 					continue;
 				}
 			}
+			if (d->type == NODE_SOURCE && statcache_peek(en->sc, d->path, &s->id, &s->bytes)) {
+				/* known unchanged file: no need for a hashing task */
+				s->state = 2;
+				s->known = 1;
+				settled++;
+				progressed = 1;
+				continue;
+			}
 			if (r.running >= en->jobs)
 				continue;
 			s->state = 1;

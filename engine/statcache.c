@@ -234,6 +234,27 @@ int statcache_id(statcache *sc, herr *e, const char *abspath, hkey *id, uint64_t
 	return rc;
 }
 
+int statcache_peek(statcache *sc, const char *abspath, hkey *id, uint64_t *bytes)
+{
+	struct stat st;
+	if (stat(abspath, &st) != 0 || !S_ISREG(st.st_mode))
+		return 0;
+	int hit = 0;
+	pthread_mutex_lock(&sc->mu);
+	sc_entry *s = find(sc, abspath);
+	if (s->path && s->dev == (uint64_t)st.st_dev && s->ino == (uint64_t)st.st_ino &&
+	    s->size == (uint64_t)st.st_size && s->mtime == ns(st.st_mtim) &&
+	    s->ctime == ns(st.st_ctim)) {
+		*id = s->id;
+		if (bytes)
+			*bytes = s->size;
+		sc->hits++;
+		hit = 1;
+	}
+	pthread_mutex_unlock(&sc->mu);
+	return hit;
+}
+
 int statcache_save(statcache *sc, herr *e)
 {
 	if (!sc->dirty)

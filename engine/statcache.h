@@ -33,6 +33,9 @@ void statcache_free(statcache *sc);
 /* Content id of a regular file (XXH3-128 of its bytes) or of a folder
  * (the id of a manifest of its files, as for objects). */
 int statcache_id(statcache *sc, herr *e, const char *abspath, hkey *id, uint64_t *bytes);
+/* Like statcache_id for a regular file, but only when the cache already
+ * knows it (no hashing): 1 hit, 0 not known. */
+int statcache_peek(statcache *sc, const char *abspath, hkey *id, uint64_t *bytes);
 /* Writes the file back if anything changed. */
 int statcache_save(statcache *sc, herr *e);
 /* Counters for tests: hashes computed / answered from the cache. */
