@@ -16,7 +16,7 @@ LDLIBS   += $(shell pkg-config --libs $(PKGS_LIB) 2>/dev/null) -lm -pthread
 # Debian packages: to build, to test, to benchmark.
 DEPS_BUILD := gcc make pkg-config liblua5.4-dev libxxhash-dev libsqlite3-dev
 DEPS_TEST  := libcmocka-dev xxhash
-DEPS_BENCH := snakemake xxhash hyperfine
+DEPS_BENCH := snakemake xxhash hyperfine jq bc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 SRC := $(wildcard engine/*.c engine/stages/*.c)

@@ -17,23 +17,20 @@ REPS=${REPS:-21}
 mkdir -p "$DIR"
 cd "$DIR"
 
-ms() { date +%s%N; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 drop_cache() { # evict a file from the page cache (and all caches when root)
 	sync
 	{ echo 3 > /proc/sys/vm/drop_caches; } 2>/dev/null || true
 	dd if="$1" iflag=nocache count=0 2>/dev/null || true
 }
-time_ms() { # time_ms REPS CMD... -> median milliseconds
+export -f drop_cache
+time_ms() { # time_ms REPS [hyperfine options] -- CMD -> median milliseconds
 	local reps=$1
 	shift
-	for _ in $(seq "$reps"); do
-		local t0 t1
-		t0=$(ms)
-		"$@" >/dev/null 2>&1
-		t1=$(ms)
-		echo $(((t1 - t0) / 1000))
-	done | median | awk '{printf "%.2f", $1 / 1000}'
+	local opts=()
+	while [ "$1" != -- ]; do opts+=("$1"); shift; done
+	shift
+	hyperfine -N -w 1 -r "$reps" "${opts[@]}" --export-json hf.json "$*" >/dev/null 2>&1
+	jq '.results[0].median * 1000' hf.json
 }
 
 # inputs: four files, MIB in all
@@ -106,10 +103,10 @@ make -s -j 2 >/dev/null
 
 echo
 echo "no-op re-run, median of $REPS (7 stages, $MIB MiB of inputs):"
-hone_ms=$(time_ms "$REPS" "$HONE" run pipeline.lua -q)
+hone_ms=$(time_ms "$REPS" -- "$HONE" run pipeline.lua -q)
 ran=$("$HONE" runs -1 | awk 'NR > 1 && $1 == "ran"' | wc -l)
-smk_ms=$(time_ms 5 snakemake -n -j 1 --quiet)
-make_ms=$(time_ms "$REPS" make -q)
+smk_ms=$(time_ms 5 -- snakemake -n -j 1 --quiet)
+make_ms=$(time_ms "$REPS" -- make -q)
 printf '  hone run        %8.2f ms   (stages executed: %d)\n' "$hone_ms" "$ran"
 printf '  snakemake -n    %8.2f ms\n' "$smk_ms"
 printf '  make -q         %8.2f ms\n' "$make_ms"
@@ -118,9 +115,8 @@ printf '  snakemake / hone = %.1fx   make / hone = %.2fx\n' \
 
 echo
 echo "hashing a cold $MIB MiB file (median of 3, page cache dropped before each):"
-hash_run() { drop_cache hash.bin; "$@" hash.bin >/dev/null 2>&1; }
-hone_h=$(time_ms 3 hash_run "$HONE" hash)
-xxh_h=$(time_ms 3 hash_run xxhsum -H2)
+hone_h=$(time_ms 3 --prepare "bash -c 'drop_cache hash.bin'" -- "$HONE" hash hash.bin)
+xxh_h=$(time_ms 3 --prepare "bash -c 'drop_cache hash.bin'" -- xxhsum -H2 hash.bin)
 printf '  hone hash       %8.2f ms  %7.0f MB/s\n' "$hone_h" "$(echo "$MIB * 1.048576 / $hone_h * 1000" | bc -l)"
 printf '  xxhsum -H2      %8.2f ms  %7.0f MB/s\n' "$xxh_h" "$(echo "$MIB * 1.048576 / $xxh_h * 1000" | bc -l)"
 printf '  hone throughput / xxhsum = %.2f\n' "$(echo "$xxh_h / $hone_h" | bc -l)"
