@@ -200,16 +200,15 @@ static int b_add_stage(lua_State *L)
 	const char *name = luaL_checkstring(L, 1);
 	const char *kind = luaL_checkstring(L, 2);
 	const char *kernel = luaL_checkstring(L, 3);
-	int version = (int)luaL_checkinteger(L, 4);
+	luaL_checktype(L, 4, LUA_TTABLE);
 	luaL_checktype(L, 5, LUA_TTABLE);
 	luaL_checktype(L, 6, LUA_TTABLE);
-	luaL_checktype(L, 7, LUA_TTABLE);
-	const char *where = luaL_checkstring(L, 8);
+	const char *where = luaL_checkstring(L, 7);
 	herr e;
 	char *what = xasprintf("%s: %s: parameter", where, kind);
 	hval *params = hval_new(HV_MAP);
 	lua_pushnil(L);
-	while (lua_next(L, 5)) {
+	while (lua_next(L, 4)) {
 		const char *k = lua_tostring(L, -2);
 		char *w = xasprintf("%s '%s'", what, k);
 		hval *v = to_hval(L, -1, 0, &e, w);
@@ -224,14 +223,17 @@ static int b_add_stage(lua_State *L)
 		lua_pop(L, 1);
 	}
 	free(what);
-	if (!kernel_find(kernel)) {
+	const kernel_def *k = kernel_find(kernel);
+	if (!k) {
 		hval_free(params);
 		return luaL_error(L, "%s: stage %s: no kernel named '%s'", where, kind, kernel);
 	}
-	int node = dag_add_stage(d->g, name, kind, kernel, version, params, where);
-	lua_Integer n = (lua_Integer)lua_rawlen(L, 6);
+	/* the key carries the native kernel's version: bumping it when a
+	 * kernel's output changes invalidates every cached result of it */
+	int node = dag_add_stage(d->g, name, kind, kernel, k->version, params, where);
+	lua_Integer n = (lua_Integer)lua_rawlen(L, 5);
 	for (lua_Integer i = 1; i <= n; i++) {
-		lua_rawgeti(L, 6, i);
+		lua_rawgeti(L, 5, i);
 		lua_getfield(L, -1, "slot");
 		lua_getfield(L, -2, "node");
 		lua_getfield(L, -3, "output");
@@ -241,9 +243,9 @@ static int b_add_stage(lua_State *L)
 		              lua_tostring(L, -2), lua_tostring(L, -1));
 		lua_pop(L, 5);
 	}
-	n = (lua_Integer)lua_rawlen(L, 7);
+	n = (lua_Integer)lua_rawlen(L, 6);
 	for (lua_Integer i = 1; i <= n; i++) {
-		lua_rawgeti(L, 7, i);
+		lua_rawgeti(L, 6, i);
 		dag_add_output(d->g, node, lua_tostring(L, -1));
 		lua_pop(L, 1);
 	}

@@ -361,7 +361,7 @@ local function declare(spec, args, explicit_name, w)
     fail(w, sformat("%s: parameter '%s' must be a function, as in %s = function(...) ... end",
          spec.kind, spec.run_fn, spec.run_fn))
   end
-  local node = C.add_stage(name, spec.kind, spec.kernel, spec.version or 1, params, inputs, outputs or {}, w)
+  local node = C.add_stage(name, spec.kind, spec.kernel, params, inputs, outputs or {}, w)
   if spec.run_fn then H.fns[node] = fns[spec.run_fn] end
   local outset
   if outputs then outset = {}; for _, o in ipairs(outputs) do outset[o] = true end end

@@ -5,7 +5,6 @@
 return {
   kind = "concat",
   kernel = "concat",
-  version = 1,
   min_inputs = 1,
   summary = "concatenate the files of its inputs into one file",
   params = {

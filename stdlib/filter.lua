@@ -5,7 +5,6 @@
 return {
   kind = "filter",
   kernel = "lua-filter",
-  version = 1,
   min_inputs = 1,
   max_inputs = 1,
   run_fn = "fn",

@@ -7,7 +7,6 @@
 return {
   kind = "map",
   kernel = "lua-map",
-  version = 1,
   min_inputs = 1,
   max_inputs = 1,
   run_fn = "fn",

@@ -8,7 +8,6 @@
 return {
   kind = "stage",
   kernel = "lua",
-  version = 1,
   named = true,
   run_fn = "run",
   outputs_param = "outputs",

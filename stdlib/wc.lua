@@ -6,7 +6,6 @@
 return {
   kind = "wc",
   kernel = "wc",
-  version = 1,
   min_inputs = 1,
   max_inputs = 1,
   summary = "count lines, words and bytes",
