@@ -244,6 +244,10 @@ static void fmt_rate(char *out, size_t n, double per_s, const char *unit)
 		char b[32];
 		fmt_bytes(b, per_s);
 		snprintf(out, n, "%s/s", b);
+	} else if (per_s >= 1e6) {
+		snprintf(out, n, "%.1fM %s/s", per_s / 1e6, unit);
+	} else if (per_s >= 1e4) {
+		snprintf(out, n, "%.1fk %s/s", per_s / 1e3, unit);
 	} else {
 		snprintf(out, n, "%.0f %s/s", per_s, unit);
 	}
@@ -357,7 +361,8 @@ static void report(engine *en, runner *r, int i, const char *status)
 		metrics_short(s->metrics, ms, sizeof ms);
 	if (r)
 		clear_line(en, r);
-	fprintf(en->out, "  %-9s %-18s %8.2fs  %s\n", status, en->g.nodes[i].name, s->seconds, ms);
+	fprintf(en->out, "  %-9s %-18s %8.2fs%s%s\n", status, en->g.nodes[i].name, s->seconds,
+	        ms[0] ? "  " : "", ms);
 	fflush(en->out);
 }
 
