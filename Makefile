@@ -7,19 +7,19 @@
 #   make bench    deps + build + benchmarks against peers (slow; not part of test)
 
 CC       ?= cc
-PKGS_LIB := lua5.4 libxxhash sqlite3
+PKGS_LIB := lua5.4 libxxhash sqlite3 libarchive libutf8proc
 CFLAGS   ?= -O2
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread
 CPPFLAGS += $(shell pkg-config --cflags $(PKGS_LIB) 2>/dev/null)
 LDLIBS   += $(shell pkg-config --libs $(PKGS_LIB) 2>/dev/null) -lm -pthread
 
 # Debian packages: to build, to test, to benchmark.
-DEPS_BUILD := gcc make pkg-config liblua5.4-dev libxxhash-dev libsqlite3-dev
+DEPS_BUILD := gcc make pkg-config liblua5.4-dev libxxhash-dev libsqlite3-dev libarchive-dev libutf8proc-dev
 DEPS_TEST  := libcmocka-dev xxhash
 DEPS_BENCH := snakemake xxhash hyperfine jq bc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-SRC := $(wildcard engine/*.c engine/stages/*.c)
+SRC := $(wildcard engine/*.c engine/stages/*.c engine/io/*.c)
 OBJ := $(SRC:%.c=build/%.o)
 LIB_OBJ := $(filter-out build/engine/main.o,$(OBJ))
 UNIT := $(basename $(notdir $(wildcard tests/unit/test_*.c)))
@@ -31,7 +31,7 @@ all: hone
 hone: $(OBJ)
 	$(CC) $(CFLAGS) -o $@ $(OBJ) $(LDLIBS)
 
-build/%.o: %.c $(wildcard engine/*.h engine/stages/*.h)
+build/%.o: %.c $(wildcard engine/*.h engine/stages/*.h engine/io/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
@@ -57,7 +57,7 @@ deps-bench: deps
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 ASAN_OBJ := $(LIB_OBJ:build/%=build/asan/%)
 
-build/asan/%.o: %.c $(wildcard engine/*.h engine/stages/*.h)
+build/asan/%.o: %.c $(wildcard engine/*.h engine/stages/*.h engine/io/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread $(ASAN_FLAGS) -c $< -o $@
 

@@ -399,7 +399,10 @@ static int open_state(dsl *d, herr *e, const dsl_opts *o, dag *g, size_t limit)
 		char *cn = xasprintf("@stdlib/%s", files[i]);
 		rc = load_file_chunk(d, p, cn);
 		if (rc == 0) {
-			lua_newtable(L); /* a spec file sees nothing but itself */
+			/* a spec file (and its validate function) sees the sandbox */
+			lua_rawgeti(L, LUA_REGISTRYINDEX, d->H);
+			lua_getfield(L, -1, "env");
+			lua_remove(L, -2);
 			lua_setupvalue(L, -2, 1);
 			lua_rawgeti(L, LUA_REGISTRYINDEX, d->H);
 			lua_getfield(L, -1, "register");

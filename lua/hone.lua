@@ -223,6 +223,7 @@ local function apply_overrides(stage, params, spec, w)
     local t
     if spec.params then
       local p = spec.params[name]
+      if not p and spec.extra_params and type(params[name]) == "number" then p = { type = "number" } end
       if not p then
         local names = sorted_keys(spec.params)
         local c = closest(name, names)
@@ -308,6 +309,18 @@ local function declare(spec, args, explicit_name, w)
     if type(k) == "string" and k ~= "name" then params[k] = v end
   end
   if spec.params then
+    apply_overrides(name, params, spec, w)
+    -- extra numeric parameters collected into one table (split's parts)
+    local extras
+    if spec.extra_params then
+      extras = {}
+      for _, k in ipairs(sorted_keys(params)) do
+        if not spec.params[k] and type(params[k]) == "number" then
+          extras[k] = params[k]
+          params[k] = nil
+        end
+      end
+    end
     -- declared parameters: unknown names, types, defaults, required
     for k in pairs(params) do
       if not spec.params[k] then
@@ -317,7 +330,6 @@ local function declare(spec, args, explicit_name, w)
              c and ("did you mean '" .. c .. "'?") or ("parameters: " .. concat(names, ", ")))
       end
     end
-    apply_overrides(name, params, spec, w)
     for _, k in ipairs(sorted_keys(spec.params)) do
       local p = spec.params[k]
       if params[k] == nil then
@@ -325,6 +337,17 @@ local function declare(spec, args, explicit_name, w)
         params[k] = p.default
       end
       if params[k] ~= nil then check_type(spec.kind, k, p, params[k], w) end
+    end
+    if extras then
+      if next(extras) == nil then extras = spec.extra_default end
+      params[spec.extra_params] = extras
+      for k in pairs(extras) do
+        if not k:match("^[%w_%-]+$") then fail(w, sformat("%s: part name %q: use letters, digits, '_' and '-'", spec.kind, k)) end
+      end
+    end
+    if spec.validate then
+      local msg = spec.validate(params)
+      if msg then fail(w, spec.kind .. ": " .. msg) end
     end
   else
     apply_overrides(name, params, spec, w)
@@ -356,6 +379,8 @@ local function declare(spec, args, explicit_name, w)
     end
   elseif spec.outputs then
     outputs = spec.outputs
+  elseif spec.extra_params and spec.params then
+    outputs = sorted_keys(params[spec.extra_params])
   end
   if spec.run_fn and not fns[spec.run_fn] then
     fail(w, sformat("%s: parameter '%s' must be a function, as in %s = function(...) ... end",

@@ -1,0 +1,148 @@
+#include "text.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <utf8proc.h>
+
+size_t utf8_invalid_at(const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+	while (i < n) {
+		/* 8 ASCII bytes at a time */
+		while (i + 8 <= n) {
+			uint64_t w;
+			memcpy(&w, p + i, 8);
+			if (w & 0x8080808080808080ULL)
+				break;
+			i += 8;
+		}
+		if (i >= n)
+			break;
+		unsigned char c = p[i];
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		size_t len;
+		uint32_t cp;
+		if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1F;
+		else if (c >= 0xE0 && c <= 0xEF) len = 3, cp = c & 0x0F;
+		else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07;
+		else return i;
+		if (i + len > n)
+			return i;
+		for (size_t k = 1; k < len; k++) {
+			if ((p[i + k] & 0xC0) != 0x80)
+				return i;
+			cp = cp << 6 | (p[i + k] & 0x3F);
+		}
+		if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+		    (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+			return i;
+		i += len;
+	}
+	return (size_t)-1;
+}
+
+void utf8_repair(buf *out, const char *s, size_t n)
+{
+	out->len = 0;
+	size_t i = 0;
+	while (i < n) {
+		size_t bad = utf8_invalid_at(s + i, n - i);
+		if (bad == (size_t)-1) {
+			buf_add(out, s + i, n - i);
+			break;
+		}
+		buf_add(out, s + i, bad);
+		buf_add(out, "\xEF\xBF\xBD", 3);
+		i += bad + 1;
+		/* skip continuation bytes of the broken sequence */
+		while (i < n && ((unsigned char)s[i] & 0xC0) == 0x80)
+			i++;
+	}
+	if (!out->p)
+		buf_reserve(out, 0), out->p[0] = 0;
+}
+
+static int is_ascii(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] >= 0x80)
+			return 0;
+	return 1;
+}
+
+static void collapse(buf *out)
+{
+	size_t o = 0;
+	int space = 1; /* drop leading space */
+	for (size_t i = 0; i < out->len; i++) {
+		unsigned char c = (unsigned char)out->p[i];
+		int ws = c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+		if (ws) {
+			if (!space)
+				out->p[o++] = ' ';
+			space = 1;
+		} else {
+			out->p[o++] = (char)c;
+			space = 0;
+		}
+	}
+	if (o && out->p[o - 1] == ' ')
+		o--;
+	out->len = o;
+	out->p[o] = 0;
+}
+
+int text_clean(buf *out, const char *s, size_t n, int flags)
+{
+	out->len = 0;
+	if (is_ascii(s, n)) {
+		/* NFC and NFKC leave ASCII unchanged */
+		buf_add(out, s, n);
+		if (flags & TEXT_LOWER)
+			for (size_t i = 0; i < out->len; i++)
+				if (out->p[i] >= 'A' && out->p[i] <= 'Z')
+					out->p[i] = (char)(out->p[i] + 32);
+	} else {
+		utf8proc_option_t opt = UTF8PROC_STABLE;
+		if (flags & TEXT_NFKC)
+			opt |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT;
+		else if (flags & TEXT_NFC)
+			opt |= UTF8PROC_COMPOSE;
+		utf8proc_uint8_t *res = NULL;
+		utf8proc_ssize_t r;
+		if (flags & (TEXT_NFC | TEXT_NFKC)) {
+			r = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &res, opt);
+			if (r < 0)
+				return -1;
+		} else {
+			res = malloc(n + 1);
+			memcpy(res, s, n);
+			r = (utf8proc_ssize_t)n;
+		}
+		if (flags & TEXT_LOWER) {
+			utf8proc_ssize_t i = 0;
+			while (i < r) {
+				utf8proc_int32_t cp;
+				utf8proc_ssize_t k = utf8proc_iterate(res + i, r - i, &cp);
+				if (k <= 0)
+					break;
+				utf8proc_uint8_t enc[4];
+				utf8proc_ssize_t m = utf8proc_encode_char(utf8proc_tolower(cp), enc);
+				buf_add(out, enc, (size_t)m);
+				i += k;
+			}
+		} else {
+			buf_add(out, res, (size_t)r);
+		}
+		free(res);
+	}
+	if (!out->p)
+		buf_reserve(out, 0), out->p[0] = 0;
+	if (flags & TEXT_COLLAPSE)
+		collapse(out);
+	return 0;
+}

@@ -1,0 +1,26 @@
+/*
+ * text — text hygiene shared by the data stages: UTF-8 validation and
+ * repair, Unicode normalization (utf8proc), lowercasing, whitespace
+ * collapsing, and the normalized keys dedupe compares.
+ *
+ * Relies on: libutf8proc, util.
+ * Ownership: results are written into a caller-owned buf.
+ */
+#ifndef HONE_TEXT_H
+#define HONE_TEXT_H
+
+#include <stddef.h>
+#include "../util.h"
+
+/* Offset of the first invalid UTF-8 byte, or (size_t)-1 when valid. */
+size_t utf8_invalid_at(const char *s, size_t n);
+/* Copies s to out with every invalid sequence replaced by U+FFFD. */
+void utf8_repair(buf *out, const char *s, size_t n);
+
+enum { TEXT_NFC = 1, TEXT_NFKC = 2, TEXT_LOWER = 4, TEXT_COLLAPSE = 8 };
+
+/* Applies the flags to valid UTF-8 s, writing the result to out (which is
+ * reset first). ASCII text takes a fast path. Returns -1 if utf8proc fails. */
+int text_clean(buf *out, const char *s, size_t n, int flags);
+
+#endif

@@ -1,0 +1,504 @@
+/*
+ * dedupe — removes exact duplicates (on one or more key fields, after
+ * optional case/whitespace/Unicode normalization) and near duplicates
+ * (MinHash over character or word shingles, LSH banding, candidates
+ * verified by the exact Jaccard similarity of their shingle sets), keeping
+ * the first occurrence in input order. Deterministic for a given seed.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "../io/records.h"
+#include "../io/text.h"
+#include "../kernel.h"
+#include "stages.h"
+
+typedef struct dd {
+	kctx *c;
+	rec_reader r;
+	int *keys;
+	size_t nkeys;
+	int norm;           /* TEXT_* flags for the key */
+	buf keybuf, tmp;
+	int word;           /* word shingles (else characters) */
+	int k;              /* shingle size */
+	int perm, bands, rows;
+	uint64_t seed;
+} dd;
+
+/* The normalized key of a row: its key fields joined by \x1f. */
+static void row_key(dd *d, uint64_t row, buf *out)
+{
+	out->len = 0;
+	for (size_t i = 0; i < d->nkeys; i++) {
+		int f = d->keys[i];
+		size_t n;
+		const char *s;
+		char num[48];
+		switch (d->r.fields[f].type) {
+		case REC_STR:
+		case REC_CAT:
+			s = recr_str(&d->r, f, row, &n);
+			if (!s)
+				s = "", n = 0;
+			break;
+		case REC_INT: n = (size_t)snprintf(num, sizeof num, "%lld", recr_int(&d->r, f, row)); s = num; break;
+		case REC_FLOAT: n = (size_t)snprintf(num, sizeof num, "%.17g", recr_float(&d->r, f, row)); s = num; break;
+		default: n = 1; s = recr_bool(&d->r, f, row) ? "1" : "0";
+		}
+		if (i)
+			buf_addc(out, '\x1f');
+		if (d->norm && (d->r.fields[f].type == REC_STR)) {
+			if (text_clean(&d->tmp, s, n, d->norm) == 0)
+				buf_add(out, d->tmp.p, d->tmp.len);
+			else
+				buf_add(out, s, n);
+		} else {
+			buf_add(out, s, n);
+		}
+	}
+	if (!out->p)
+		buf_reserve(out, 0);
+}
+
+static int dd_cmp64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdULL;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ULL;
+	x ^= x >> 33;
+	return x;
+}
+
+/* Hashes of the shingles of s into *h (unsorted, may repeat). Character
+ * shingles of up to 8 bytes are hashed from one 64-bit load. */
+static size_t shingles(dd *d, const char *s, size_t n, uint64_t **h, size_t *cap)
+{
+	size_t m = 0;
+	size_t need = n + 1;
+	if (need > *cap) {
+		*cap = need;
+		*h = xrealloc(*h, *cap * sizeof **h);
+	}
+	uint64_t *o = *h;
+	if (d->word) {
+		/* word k-grams: hash of k consecutive whitespace-separated words */
+		size_t starts[64], lens[64];
+		size_t nw = 0, i = 0;
+		while (i < n) {
+			while (i < n && (s[i] == ' ' || s[i] == '\n' || s[i] == '\t' || s[i] == '\r'))
+				i++;
+			if (i >= n)
+				break;
+			size_t st = i;
+			while (i < n && !(s[i] == ' ' || s[i] == '\n' || s[i] == '\t' || s[i] == '\r'))
+				i++;
+			starts[nw % 64] = st;
+			lens[nw % 64] = i - st;
+			nw++;
+			if (nw >= (size_t)d->k) {
+				size_t first = starts[(nw - (size_t)d->k) % 64];
+				size_t last = (nw - 1) % 64;
+				o[m++] = XXH3_64bits_withSeed(s + first, starts[last] + lens[last] - first, d->seed);
+			}
+		}
+		if (nw > 0 && nw < (size_t)d->k)
+			o[m++] = XXH3_64bits_withSeed(s, n, d->seed);
+	} else if (n < (size_t)d->k) {
+		if (n)
+			o[m++] = XXH3_64bits_withSeed(s, n, d->seed);
+	} else if (d->k <= 8 && n >= 8) {
+		uint64_t mask = d->k == 8 ? ~0ULL : ((1ULL << (8 * d->k)) - 1);
+		size_t last = n - (size_t)d->k;
+		for (size_t i = 0; i <= last; i++) {
+			uint64_t w;
+			if (i + 8 <= n) {
+				memcpy(&w, s + i, 8);
+			} else {
+				w = 0;
+				memcpy(&w, s + i, n - i);
+			}
+			o[m++] = mix64((w & mask) ^ d->seed);
+		}
+	} else {
+		for (size_t i = 0; i + (size_t)d->k <= n; i++)
+			o[m++] = XXH3_64bits_withSeed(s + i, (size_t)d->k, d->seed);
+	}
+	return m;
+}
+
+/* LSD radix sort of 64-bit keys, 8 bits a pass, through tmp (m entries). */
+static void radix_sort(uint64_t *h, uint64_t *tmp, size_t m)
+{
+	size_t count[256];
+	uint64_t *src = h, *dst = tmp;
+	for (int shift = 0; shift < 64; shift += 8) {
+		memset(count, 0, sizeof count);
+		for (size_t i = 0; i < m; i++)
+			count[(src[i] >> shift) & 255]++;
+		size_t sum = 0;
+		for (int k = 0; k < 256; k++) {
+			size_t c = count[k];
+			count[k] = sum;
+			sum += c;
+		}
+		for (size_t i = 0; i < m; i++)
+			dst[count[(src[i] >> shift) & 255]++] = src[i];
+		uint64_t *t = src;
+		src = dst;
+		dst = t;
+	}
+	/* 8 passes: the result is back in h */
+}
+
+static size_t sort_unique(uint64_t *h, size_t m)
+{
+	if (m < 2)
+		return m;
+	if (m < 64) {
+		qsort(h, m, sizeof *h, dd_cmp64);
+	} else {
+		uint64_t *tmp = xmalloc(m * sizeof *tmp);
+		radix_sort(h, tmp, m);
+		free(tmp);
+	}
+	size_t u = 1;
+	for (size_t i = 1; i < m; i++)
+		if (h[i] != h[u - 1])
+			h[u++] = h[i];
+	return u;
+}
+
+/* sig[i] = min over shingles of (a[i] * x + b[i]) mod 2^32: 32-bit lanes so
+ * the loop vectorizes (AVX2 when the CPU has it). */
+__attribute__((target_clones("avx2", "default"), optimize("O3")))
+static void minhash(uint32_t *restrict sig, const uint32_t *restrict a, const uint32_t *restrict b,
+                    int perm, const uint64_t *h, size_t m)
+{
+	for (int i = 0; i < perm; i++)
+		sig[i] = UINT32_MAX;
+	for (size_t j = 0; j < m; j++) {
+		uint32_t x = (uint32_t)(h[j] ^ (h[j] >> 32));
+		for (int i = 0; i < perm; i++) {
+			uint32_t v = a[i] * x + b[i];
+			sig[i] = v < sig[i] ? v : sig[i];
+		}
+	}
+}
+
+static double jaccard(const uint64_t *a, size_t na, const uint64_t *b, size_t nb)
+{
+	size_t i = 0, j = 0, inter = 0;
+	while (i < na && j < nb) {
+		if (a[i] == b[j])
+			inter++, i++, j++;
+		else if (a[i] < b[j])
+			i++;
+		else
+			j++;
+	}
+	size_t uni = na + nb - inter;
+	return uni ? (double)inter / (double)uni : 1.0;
+}
+
+/* Chooses bands*rows = perm so the LSH S-curve passes 0.5 a little below
+ * the threshold (recall first; verification gives precision). */
+static void choose_bands(int perm, double t, int *bands, int *rows)
+{
+	double target = t - 0.1 > 0.05 ? t - 0.1 : 0.05;
+	double best = 1e9;
+	for (int r = 1; r <= perm; r++) {
+		if (perm % r)
+			continue;
+		int b = perm / r;
+		double knee = pow(1.0 / b, 1.0 / r); /* similarity where P(candidate) ~ 1 - 1/e */
+		double d = fabs(knee - target);
+		if (d < best)
+			best = d, *bands = b, *rows = r;
+	}
+}
+
+typedef struct bucket_map {
+	uint64_t *keys;
+	uint32_t *vals; /* row index + 1 of the first kept row, 0 empty */
+	size_t cap;
+} bucket_map;
+
+static uint32_t *bucket(bucket_map *m, uint64_t key, size_t *used)
+{
+	if ((*used + 1) * 2 > m->cap) {
+		size_t cap = m->cap ? m->cap * 2 : 1024;
+		uint64_t *k = xcalloc(cap, sizeof *k);
+		uint32_t *v = xcalloc(cap, sizeof *v);
+		for (size_t i = 0; i < m->cap; i++) {
+			if (!m->vals[i])
+				continue;
+			size_t h = (size_t)(m->keys[i] * 0x9E3779B97F4A7C15ULL >> 20) & (cap - 1);
+			while (v[h])
+				h = (h + 1) & (cap - 1);
+			k[h] = m->keys[i];
+			v[h] = m->vals[i];
+		}
+		free(m->keys);
+		free(m->vals);
+		m->keys = k;
+		m->vals = v;
+		m->cap = cap;
+	}
+	size_t h = (size_t)(key * 0x9E3779B97F4A7C15ULL >> 20) & (m->cap - 1);
+	while (m->vals[h] && m->keys[h] != key)
+		h = (h + 1) & (m->cap - 1);
+	if (!m->vals[h]) {
+		m->keys[h] = key;
+		(*used)++;
+	}
+	return &m->vals[h];
+}
+
+static int k_dedupe(kctx *c, const hval *params, const kinput *in, size_t nin, const char *outdir)
+{
+	(void)nin;
+	dd d;
+	memset(&d, 0, sizeof d);
+	d.c = c;
+	char *path = path_join(in[0].path, RECORDS_FILE);
+	int rc = recr_open(&c->err, &d.r, path);
+	free(path);
+	if (rc)
+		return kctx_fail(c, "dedupe: input %s is not a dataset: %s", in[0].label, c->err.msg);
+	/* key fields */
+	const hval *key = hval_get(params, "key");
+	size_t nk = key && key->t == HV_LIST ? key->n : 1;
+	d.keys = xcalloc(nk, sizeof *d.keys);
+	for (size_t i = 0; i < nk && rc == 0; i++) {
+		const char *name = key && key->t == HV_LIST ? (key->v[i].t == HV_STR ? key->v[i].s : "?")
+		                                           : hval_get_str(params, "key", "text");
+		int f = recr_find(&d.r, name);
+		if (f < 0)
+			rc = kctx_fail(c, "dedupe: key field '%s' is not in the dataset %s", name, in[0].label);
+		d.keys[d.nkeys++] = f;
+	}
+	if (hval_get_bool(params, "normalize", 1))
+		d.norm = TEXT_NFKC | TEXT_LOWER | TEXT_COLLAPSE;
+	double near = hval_get_num(params, "near", 0);
+	d.word = !strcmp(hval_get_str(params, "shingle_unit", "char"), "word");
+	d.k = (int)hval_get_int(params, "shingle", d.word ? 3 : 5);
+	d.perm = (int)hval_get_int(params, "num_perm", 128);
+	d.seed = (uint64_t)hval_get_int(params, "seed", 1);
+	d.bands = (int)hval_get_int(params, "bands", 0);
+	d.rows = d.bands ? d.perm / d.bands : 0;
+	if (near > 0 && !d.bands)
+		choose_bands(d.perm, near, &d.bands, &d.rows);
+	int keep_removed = hval_get_bool(params, "keep_removed", 0);
+
+	uint64_t N = d.r.rows;
+	uint8_t *removed = xcalloc(N ? N : 1, 1);
+	uint32_t *dup_of = xcalloc(N ? N : 1, sizeof *dup_of); /* kept row + 1 */
+	size_t exact = 0, nearn = 0;
+	/* one pass: the normalized key of each row is checked against the exact
+	 * set (XXH3-128), then its MinHash signature against the LSH buckets;
+	 * candidates are verified by the exact Jaccard similarity of the two
+	 * rows' shingle sets */
+	if (rc == 0) {
+		size_t cap = 1024;
+		while (cap < 2 * N + 2)
+			cap *= 2;
+		XXH128_hash_t *set = xcalloc(cap, sizeof *set);
+		uint32_t *who = xcalloc(cap, sizeof *who);
+		uint32_t *sig = NULL, *a = NULL, *b = NULL;
+		uint8_t *sig8 = NULL; /* low byte of every row's signature (b-bit MinHash) */
+		uint64_t cache_row[4] = {UINT64_MAX, UINT64_MAX, UINT64_MAX, UINT64_MAX};
+		uint64_t *cache_sh[4] = {NULL, NULL, NULL, NULL};
+		size_t cache_n[4] = {0, 0, 0, 0}, cache_cap[4] = {0, 0, 0, 0};
+		unsigned cache_next = 0;
+		size_t verified = 0;
+		bucket_map *maps = NULL;
+		size_t *used = NULL;
+		uint64_t *sh = NULL, *bk = NULL;
+		size_t shcap = 0;
+		buf other;
+		buf_init(&other);
+		if (near > 0) {
+			sig = xmalloc((size_t)d.perm * sizeof *sig);
+			a = xmalloc((size_t)d.perm * sizeof *a);
+			b = xmalloc((size_t)d.perm * sizeof *b);
+			for (int i = 0; i < d.perm; i++) {
+				uint64_t r = XXH3_64bits_withSeed(&i, sizeof i, d.seed);
+				a[i] = (uint32_t)r | 1;
+				b[i] = (uint32_t)(r >> 32);
+			}
+			sig8 = xmalloc((size_t)N * (size_t)d.perm + 1);
+			maps = xcalloc((size_t)d.bands, sizeof *maps);
+			used = xcalloc((size_t)d.bands, sizeof *used);
+			bk = xcalloc((size_t)d.bands, sizeof *bk);
+		}
+		double bytes = 0;
+		for (uint64_t row = 0; row < N; row++) {
+			row_key(&d, row, &d.keybuf);
+			bytes += (double)d.keybuf.len;
+			XXH128_hash_t h = XXH3_128bits(d.keybuf.p, d.keybuf.len);
+			size_t q = (size_t)h.low64 & (cap - 1);
+			while (who[q] && !(set[q].low64 == h.low64 && set[q].high64 == h.high64))
+				q = (q + 1) & (cap - 1);
+			if (who[q]) {
+				removed[row] = 1;
+				dup_of[row] = who[q];
+				exact++;
+				continue;
+			}
+			set[q] = h;
+			who[q] = (uint32_t)row + 1;
+			if (near > 0) {
+				size_t m = shingles(&d, d.keybuf.p, d.keybuf.len, &sh, &shcap);
+				minhash(sig, a, b, d.perm, sh, m);
+				uint8_t *mine = sig8 + row * (uint64_t)d.perm;
+				for (int i = 0; i < d.perm; i++)
+					mine[i] = (uint8_t)sig[i];
+				int sorted = 0, dup = 0;
+				for (int band = 0; band < d.bands && !dup; band++) {
+					bk[band] = XXH3_64bits_withSeed(sig + band * d.rows, (size_t)d.rows * 4, (uint64_t)band);
+					uint32_t *slot = bucket(&maps[band], bk[band], &used[band]);
+					if (!*slot)
+						continue;
+					uint64_t cand = *slot - 1;
+					/* b-bit estimate first: equal low bytes happen with
+					 * probability J + (1 - J)/256 */
+					const uint8_t *theirs = sig8 + cand * (uint64_t)d.perm;
+					int eq = 0;
+					for (int i = 0; i < d.perm; i++)
+						eq += mine[i] == theirs[i];
+					double est = ((double)eq / d.perm - 1.0 / 256) / (1 - 1.0 / 256);
+					if (est < near - 0.25)
+						continue;
+					if (!sorted)
+						m = sort_unique(sh, m), sorted = 1;
+					unsigned slotc = 4;
+					for (unsigned ci = 0; ci < 4; ci++)
+						if (cache_row[ci] == cand)
+							slotc = ci;
+					if (slotc == 4) {
+						slotc = cache_next++ % 4;
+						row_key(&d, cand, &other);
+						cache_n[slotc] = sort_unique(cache_sh[slotc], shingles(&d, other.p, other.len, &cache_sh[slotc], &cache_cap[slotc]));
+						cache_row[slotc] = cand;
+					}
+					verified++;
+					if (jaccard(sh, m, cache_sh[slotc], cache_n[slotc]) >= near) {
+						dup = 1;
+						removed[row] = 2;
+						dup_of[row] = (uint32_t)cand + 1;
+						nearn++;
+					}
+				}
+				if (!dup) /* claim the buckets nobody holds yet */
+					for (int band = 0; band < d.bands; band++) {
+						uint32_t *slot = bucket(&maps[band], bk[band], &used[band]);
+						if (!*slot)
+							*slot = (uint32_t)row + 1;
+					}
+			}
+			if ((row & 1023) == 0)
+				kctx_progress(c, (double)row, (double)N, "rows");
+		}
+		kctx_metric(c, "key_bytes", bytes);
+		if (near > 0)
+			kctx_metric(c, "candidates_verified", (double)verified);
+		for (int ci = 0; ci < 4; ci++)
+			free(cache_sh[ci]);
+		free(sig8);
+		if (maps)
+			for (int band = 0; band < d.bands; band++) {
+				free(maps[band].keys);
+				free(maps[band].vals);
+			}
+		free(maps);
+		free(used);
+		free(bk);
+		free(sh);
+		free(sig);
+		free(a);
+		free(b);
+		free(set);
+		free(who);
+		buf_free(&other);
+	}
+	if (rc == 0) {
+		rec_writer *w = recw_like(&d.r), *rw = keep_removed ? recw_like(&d.r) : NULL;
+		int fk = rw ? recw_field(rw, "duplicate_of", REC_INT) : -1;
+		int fkind = rw ? recw_field(rw, "duplicate", REC_CAT) : -1;
+		for (uint64_t row = 0; row < N; row++) {
+			if (!removed[row]) {
+				recw_copy_row(w, &d.r, row);
+			} else if (rw) {
+				recw_int(rw, fk, (long long)dup_of[row] - 1);
+				recw_str(rw, fkind, removed[row] == 1 ? "exact" : "near", removed[row] == 1 ? 5 : 4);
+				recw_copy_row(rw, &d.r, row);
+			}
+		}
+		char *out;
+		rc = kctx_out_path(c, outdir, RECORDS_FILE, &out);
+		if (rc == 0)
+			rc = recw_write(&c->err, w, out);
+		free(out);
+		if (rc == 0 && rw) {
+			rc = kctx_out_path(c, outdir, "removed/" RECORDS_FILE, &out);
+			if (rc == 0)
+				rc = recw_write(&c->err, rw, out);
+			free(out);
+		}
+		recw_free(w);
+		recw_free(rw);
+		/* report: the largest clusters with an example */
+		size_t *size = xcalloc(N ? N : 1, sizeof *size);
+		for (uint64_t row = 0; row < N; row++)
+			if (removed[row])
+				size[dup_of[row] - 1]++;
+		for (int top = 0; top < 3; top++) {
+			uint64_t best = N;
+			for (uint64_t row = 0; row < N; row++)
+				if (size[row] && (best == N || size[row] > size[best]))
+					best = row;
+			if (best == N)
+				break;
+			uint64_t ex = 0;
+			for (uint64_t row = 0; row < N; row++)
+				if (removed[row] && dup_of[row] - 1 == best) {
+					ex = row;
+					break;
+				}
+			row_key(&d, best, &d.keybuf);
+			kctx_log(c, "cluster of %zu: row %llu kept, e.g. row %llu removed (%s): \"%.60s%s\"", size[best] + 1,
+			         (unsigned long long)best, (unsigned long long)ex, removed[ex] == 1 ? "exact" : "near",
+			         d.keybuf.p, d.keybuf.len > 60 ? "..." : "");
+			size[best] = 0;
+		}
+		free(size);
+		kctx_metric(c, "rows_in", (double)N);
+		kctx_metric(c, "rows", (double)(N - exact - nearn));
+		kctx_metric(c, "exact_removed", (double)exact);
+		kctx_metric(c, "near_removed", (double)nearn);
+		if (near > 0) {
+			kctx_metric(c, "bands", d.bands);
+			kctx_metric(c, "rows_per_band", d.rows);
+		}
+	}
+	free(removed);
+	free(dup_of);
+	free(d.keys);
+	buf_free(&d.keybuf);
+	buf_free(&d.tmp);
+	recr_close(&d.r);
+	return rc;
+}
+
+const kernel_def stage_dedupe = {"dedupe", 1, k_dedupe};
