@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "io/records.h"
 #include "sched.h"
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
@@ -47,8 +48,9 @@ static const char *usage_status =
 
 static const char *usage_dag = "usage: hone dag [FILE] [--dot] [--set ...]\n";
 static const char *usage_show =
-	"usage: hone show [FILE] STAGE[.OUTPUT] [--limit N] [--set ...] [--cache DIR]\n"
-	"Prints where the stage's up-to-date output is and a preview of its files.\n";
+	"usage: hone show [FILE] STAGE[.OUTPUT] [--limit N] [--where FIELD=VALUE] [--jsonl] [--set ...]\n"
+	"Prints where the stage's up-to-date output is and a preview of its files;\n"
+	"for a dataset: its schema, row count and first rows (as a table, or JSON lines).\n";
 static const char *usage_runs = "usage: hone runs [RUN] [-n N] [--cache DIR]\n"
                                 "RUN is a run number, or -1 for the latest, -2 the one before.\n";
 static const char *usage_diff = "usage: hone diff RUN_A RUN_B [--cache DIR]\n";
@@ -105,7 +107,8 @@ typedef struct opts {
 	const char *cache;
 	const char *positional[4];
 	int npos;
-	int dot, repair, limit, keep_last, help;
+	int dot, repair, limit, keep_last, help, jsonl;
+	const char *where;
 } opts;
 
 /* Parses options shared by every command into en and o. */
@@ -144,6 +147,11 @@ static int parse(int argc, char **argv, engine *en, opts *o, const char *usage)
 				return usage_error(usage, "-j expects a positive number, got '%s'", val);
 		} else if (!strncmp(a, "-j", 2) && isdigit((unsigned char)a[2])) {
 			en->jobs = atoi(a + 2);
+			if (en->jobs < 1)
+				return usage_error(usage, "-j expects a positive number, got '%s'", a + 2);
+		} else if (!strcmp(a, "-n") && usage == usage_runs) {
+			NEED_VAL();
+			o->limit = atoi(val);
 		} else if (!strcmp(a, "--dry-run") || !strcmp(a, "-n")) {
 			en->dry_run = 1;
 		} else if (!strcmp(a, "--force")) {
@@ -152,6 +160,11 @@ static int parse(int argc, char **argv, engine *en, opts *o, const char *usage)
 			en->force[en->nforce++] = xstrdup(val);
 		} else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
 			en->quiet = 1;
+		} else if (!strcmp(a, "--jsonl")) {
+			o->jsonl = 1;
+		} else if (!strcmp(a, "--where")) {
+			NEED_VAL();
+			o->where = val;
 		} else if (!strcmp(a, "--dot")) {
 			o->dot = 1;
 		} else if (!strcmp(a, "--repair")) {
@@ -326,6 +339,169 @@ static int is_text(const char *p, size_t n)
 	return 1;
 }
 
+
+/* Prints a value of a dataset cell for the table (escaped, cut to width). */
+static void cell_text(const rec_reader *r, int f, uint64_t row, char *out, size_t n)
+{
+	if (recr_is_null(r, f, row)) {
+		snprintf(out, n, "null");
+		return;
+	}
+	size_t len, o = 0;
+	const char *s;
+	switch (r->fields[f].type) {
+	case REC_INT: snprintf(out, n, "%lld", recr_int(r, f, row)); return;
+	case REC_FLOAT: snprintf(out, n, "%g", recr_float(r, f, row)); return;
+	case REC_BOOL: snprintf(out, n, "%s", recr_bool(r, f, row) ? "true" : "false"); return;
+	default: s = recr_str(r, f, row, &len);
+	}
+	for (size_t i = 0; i < len && o + 4 < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '\n' || c == '\t' || c == '\r') {
+			out[o++] = ' ';
+		} else {
+			out[o++] = (char)c;
+		}
+	}
+	if (o + 4 >= n) {
+		/* cut at a character boundary */
+		while (o > 0 && ((unsigned char)out[o - 1] & 0xC0) == 0x80)
+			o--;
+		if (o > 0 && (unsigned char)out[o - 1] >= 0xC0)
+			o--;
+		memcpy(out + o, "...", 3);
+		o += 3;
+	}
+	out[o] = 0;
+}
+
+static size_t display_width(const char *s)
+{
+	size_t w = 0;
+	for (; *s; s++)
+		w += ((unsigned char)*s & 0xC0) != 0x80;
+	return w;
+}
+
+static void json_out(const char *s, size_t n)
+{
+	putchar('"');
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c == '\n')
+			printf("\\n");
+		else if (c == '\t')
+			printf("\\t");
+		else if (c < 0x20)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
+}
+
+static int show_dataset(const char *file, const opts *o, herr *e)
+{
+	rec_reader r;
+	if (recr_open(e, &r, file) != 0)
+		return -1;
+	int wf = -1;
+	const char *wval = NULL;
+	if (o->where) {
+		const char *eq = strchr(o->where, '=');
+		char *name = eq ? xstrndup(o->where, (size_t)(eq - o->where)) : xstrdup(o->where);
+		wf = recr_find(&r, name);
+		wval = eq ? eq + 1 : "";
+		if (wf < 0 || !eq) {
+			herr_set(e, "--where %s: %s", o->where, !eq ? "expected FIELD=VALUE" : "no such field");
+			free(name);
+			recr_close(&r);
+			return -1;
+		}
+		free(name);
+	}
+	int limit = o->limit;
+	uint64_t *rows = xcalloc((size_t)limit + 1, sizeof *rows);
+	size_t nrows = 0;
+	char cell[256];
+	for (uint64_t row = 0; row < r.rows && nrows < (size_t)limit; row++) {
+		if (wf >= 0) {
+			cell_text(&r, wf, row, cell, sizeof cell);
+			if (strcmp(cell, wval) != 0)
+				continue;
+		}
+		rows[nrows++] = row;
+	}
+	if (o->jsonl) {
+		for (size_t k = 0; k < nrows; k++) {
+			putchar('{');
+			for (uint32_t f = 0; f < r.nfields; f++) {
+				if (f)
+					putchar(',');
+				json_out(r.fields[f].name, strlen(r.fields[f].name));
+				putchar(':');
+				uint64_t row = rows[k];
+				if (recr_is_null(&r, (int)f, row)) {
+					printf("null");
+				} else if (r.fields[f].type == REC_STR || r.fields[f].type == REC_CAT) {
+					size_t len;
+					const char *s = recr_str(&r, (int)f, row, &len);
+					json_out(s, len);
+				} else if (r.fields[f].type == REC_FLOAT) {
+					char num[40];
+					fmt_double(num, recr_float(&r, (int)f, row));
+					printf("%s", num);
+				} else {
+					cell_text(&r, (int)f, row, cell, sizeof cell);
+					printf("%s", cell);
+				}
+			}
+			printf("}\n");
+		}
+	} else {
+		printf("dataset %llu rows, %u fields\nschema:\n", (unsigned long long)r.rows, r.nfields);
+		for (uint32_t f = 0; f < r.nfields; f++) {
+			printf("  %-16s %s", r.fields[f].name, rec_type_name(r.fields[f].type));
+			if (r.fields[f].type == REC_CAT)
+				printf(" (%u values)", r.fields[f].ncat);
+			if (r.fields[f].nulls)
+				printf(", nullable");
+			printf("\n");
+		}
+		size_t *w = xcalloc(r.nfields ? r.nfields : 1, sizeof *w);
+		for (uint32_t f = 0; f < r.nfields; f++) {
+			w[f] = display_width(r.fields[f].name);
+			for (size_t k = 0; k < nrows; k++) {
+				cell_text(&r, (int)f, rows[k], cell, 48);
+				size_t dw = display_width(cell);
+				if (dw > w[f])
+					w[f] = dw;
+			}
+		}
+		printf("first %zu rows%s:\n", nrows, o->where ? " matching" : "");
+		for (int pass = 0; pass < 1 + (int)nrows; pass++) {
+			printf(" ");
+			for (uint32_t f = 0; f < r.nfields; f++) {
+				const char *t = r.fields[f].name;
+				if (pass) {
+					cell_text(&r, (int)f, rows[pass - 1], cell, 48);
+					t = cell;
+				}
+				printf(" %s", t);
+				for (size_t pad = display_width(t); pad < w[f] && f + 1 < r.nfields; pad++)
+					putchar(' ');
+			}
+			printf("\n");
+		}
+		free(w);
+	}
+	free(rows);
+	recr_close(&r);
+	return 0;
+}
+
 static int cmd_show(int argc, char **argv)
 {
 	engine en;
@@ -359,6 +535,16 @@ static int cmd_show(int argc, char **argv)
 			rc = error_out(&en.err);
 		} else {
 			char *path = sched_output_path(&en, i, dot);
+			char *rec = path_join(path, RECORDS_FILE);
+			if (fs_exists(rec) && o.jsonl) {
+				if (show_dataset(rec, &o, &en.err) != 0)
+					rc = error_out(&en.err);
+				free(rec);
+				free(path);
+				free(target);
+				engine_free(&en);
+				return rc < 0 ? 0 : rc;
+			}
 			char hex[HKEY_HEX];
 			hkey_hex(&en.ns[i].id, hex);
 			printf("stage   %s (%s)\nobject  %s\npath    %s/\n", en.g.nodes[i].name,
@@ -367,7 +553,10 @@ static int cmd_show(int argc, char **argv)
 				printf("metrics %s\n", en.ns[i].metrics);
 			char **files;
 			size_t n;
-			if (fs_list_files(&en.err, path, &files, &n) == 0) {
+			if (fs_exists(rec)) {
+				if (show_dataset(rec, &o, &en.err) != 0)
+					rc = error_out(&en.err);
+			} else if (fs_list_files(&en.err, path, &files, &n) == 0) {
 				printf("files:\n");
 				const char *first = NULL;
 				for (size_t k = 0, shown = 0; k < n; k++) {
@@ -418,6 +607,7 @@ static int cmd_show(int argc, char **argv)
 				}
 				strv_free(files, n);
 			}
+			free(rec);
 			free(path);
 		}
 		free(target);

@@ -28,6 +28,7 @@ typedef struct dsl {
 	size_t mem, limit;
 	long steps, max_steps;
 	int H;               /* registry ref of the runtime table */
+	int fnmeta;          /* registry ref of the function-marker metatable */
 } dsl;
 
 /* ---- allocation and the instruction budget ------------------------------ */
@@ -92,15 +93,24 @@ static hval *to_hval(lua_State *L, int idx, int depth, herr *e, const char *what
 		herr_set(e, "%s: a %s cannot be a parameter value", what, luaL_typename(L, idx));
 		return NULL;
 	}
-	if (lua_getfield(L, idx, "__hone_fn") == LUA_TSTRING) {
-		size_t n;
-		const char *s = lua_tolstring(L, -1, &n);
-		hval *v = hval_str(s, n);
-		v->t = HV_FN;
-		lua_pop(L, 1);
-		return v;
+	luaL_checkstack(L, 8, "parameter nested too deeply");
+	if (lua_getmetatable(L, idx)) {
+		void *ud;
+		lua_getallocf(L, &ud);
+		lua_rawgeti(L, LUA_REGISTRYINDEX, ((dsl *)ud)->fnmeta);
+		int is_fn = lua_rawequal(L, -1, -2);
+		lua_pop(L, 2);
+		if (is_fn) {
+			lua_pushstring(L, "__hone_fn");
+			lua_rawget(L, idx);
+			size_t n;
+			const char *s = lua_tolstring(L, -1, &n);
+			hval *v = hval_str(s ? s : "", s ? n : 0);
+			v->t = HV_FN;
+			lua_pop(L, 1);
+			return v;
+		}
 	}
-	lua_pop(L, 1);
 	lua_Integer len = (lua_Integer)lua_rawlen(L, idx);
 	size_t count = 0;
 	int all_str = 1;
@@ -109,6 +119,12 @@ static hval *to_hval(lua_State *L, int idx, int depth, herr *e, const char *what
 		count++;
 		if (lua_type(L, -2) != LUA_TSTRING)
 			all_str = 0;
+		else {
+			size_t kl;
+			const char *k = lua_tolstring(L, -2, &kl);
+			if (strlen(k) != kl)
+				all_str = 0; /* keys with NUL bytes are refused */
+		}
 		lua_pop(L, 1);
 	}
 	if (count == (size_t)len) {
@@ -146,6 +162,7 @@ static hval *to_hval(lua_State *L, int idx, int depth, herr *e, const char *what
 
 static void push_hval(lua_State *L, const hval *v)
 {
+	luaL_checkstack(L, 4, "value nested too deeply");
 	switch (v->t) {
 	case HV_NIL: lua_pushnil(L); break;
 	case HV_BOOL: lua_pushboolean(L, v->b); break;
@@ -194,6 +211,34 @@ static int b_add_source(lua_State *L)
 	return 1;
 }
 
+/* Stage and output names: letters, digits, '_' and '-', not starting with
+ * '-'; they become folder names in the store. */
+static int valid_name(const char *s)
+{
+	if (!s[0] || s[0] == '-' || strlen(s) > 128)
+		return 0;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+		      *s == '_' || *s == '-'))
+			return 0;
+	return 1;
+}
+
+static int b_set_fn(lua_State *L)
+{
+	dsl *d = self(L);
+	lua_Integer node = luaL_checkinteger(L, 1);
+	const char *key = luaL_checkstring(L, 2);
+	size_t n;
+	const char *digest = luaL_checklstring(L, 3, &n);
+	if (node < 0 || (size_t)node >= d->g->n)
+		return luaL_error(L, "set_fn: bad node");
+	hval *v = hval_str(digest, n);
+	v->t = HV_FN;
+	hval_map_set(d->g->nodes[node].params, key, v);
+	return 0;
+}
+
 static int b_add_stage(lua_State *L)
 {
 	dsl *d = self(L);
@@ -230,6 +275,10 @@ static int b_add_stage(lua_State *L)
 	}
 	/* the key carries the native kernel's version: bumping it when a
 	 * kernel's output changes invalidates every cached result of it */
+	if (!valid_name(name)) {
+		hval_free(params);
+		return luaL_error(L, "%s: stage name '%s': use letters, digits, '_' and '-'", where, name);
+	}
 	int node = dag_add_stage(d->g, name, kind, kernel, k->version, params, where);
 	lua_Integer n = (lua_Integer)lua_rawlen(L, 5);
 	for (lua_Integer i = 1; i <= n; i++) {
@@ -238,14 +287,18 @@ static int b_add_stage(lua_State *L)
 		lua_getfield(L, -2, "node");
 		lua_getfield(L, -3, "output");
 		lua_getfield(L, -4, "ref");
-		dag_add_input(d->g, node, lua_tostring(L, -4),
-		              lua_isinteger(L, -3) ? (int)lua_tointeger(L, -3) : -1,
-		              lua_tostring(L, -2), lua_tostring(L, -1));
+		lua_Integer from = lua_isinteger(L, -3) ? lua_tointeger(L, -3) : -1;
+		const char *out = lua_tostring(L, -2), *ref = lua_tostring(L, -1);
+		if (from >= node || (from < 0 && !ref) || (out && !valid_name(out)) || !lua_tostring(L, -4))
+			return luaL_error(L, "%s: stage %s: invalid input", where, name);
+		dag_add_input(d->g, node, lua_tostring(L, -4), (int)from, out, ref);
 		lua_pop(L, 5);
 	}
 	n = (lua_Integer)lua_rawlen(L, 6);
 	for (lua_Integer i = 1; i <= n; i++) {
 		lua_rawgeti(L, 6, i);
+		if (!lua_tostring(L, -1) || !valid_name(lua_tostring(L, -1)))
+			return luaL_error(L, "%s: stage %s: output names use letters, digits, '_' and '-'", where, name);
 		dag_add_output(d->g, node, lua_tostring(L, -1));
 		lua_pop(L, 1);
 	}
@@ -358,13 +411,17 @@ static int open_state(dsl *d, herr *e, const dsl_opts *o, dag *g, size_t limit)
 	lua_newtable(L);
 	static const luaL_Reg fns[] = {
 		{"add_source", b_add_source}, {"add_stage", b_add_stage}, {"fnsrc", b_fnsrc},
-		{"hash", b_hash}, {"distance", b_distance}, {NULL, NULL}};
+		{"hash", b_hash}, {"distance", b_distance}, {"set_fn", b_set_fn}, {NULL, NULL}};
 	lua_pushlightuserdata(L, d);
 	luaL_setfuncs(L, fns, 1);
 	lua_pushstring(L, d->chunk);
 	lua_setfield(L, -2, "chunk");
 	lua_pushstring(L, o->script);
 	lua_setfield(L, -2, "script");
+	lua_newtable(L);
+	lua_pushvalue(L, -1);
+	d->fnmeta = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_setfield(L, -2, "fnmeta");
 	lua_newtable(L);
 	for (size_t i = 0; i < o->nov; i++) {
 		if (lua_getfield(L, -1, o->ov[i].stage) != LUA_TTABLE) {
@@ -423,8 +480,13 @@ static int open_state(dsl *d, herr *e, const dsl_opts *o, dag *g, size_t limit)
 
 static void close_state(dsl *d)
 {
-	if (d->L)
+	if (d->L) {
+		/* finalizers run at close: keep them on a budget too */
+		d->steps = 0;
+		d->max_steps = 100;
+		lua_sethook(d->L, count_hook, LUA_MASKCOUNT, 1000000);
 		lua_close(d->L);
+	}
 	buf_free(&d->script);
 	free(d->line_off);
 	free(d->chunk);
@@ -514,10 +576,13 @@ void dsl_opts_free(dsl_opts *o)
 
 /* ---- Lua stage bodies at run time ----------------------------------------- */
 
+struct writer;
+
 typedef struct exec {
 	kctx *c;
 	const char *outdir;
 	double done;
+	struct writer *open; /* writers not closed yet */
 } exec;
 
 static exec *ex(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
@@ -525,7 +590,7 @@ static exec *ex(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
 /* Checks that rel names a file inside an input/output without escaping. */
 static int safe_rel(const char *rel)
 {
-	return rel[0] && rel[0] != '/' && !strstr(rel, "..") && strcmp(rel, ".hone-manifest") != 0;
+	return path_safe_relative(rel) && strcmp(rel, ".hone-manifest") != 0;
 }
 
 /* artifact methods: upvalues (1) path (2) is_dir (3) label */
@@ -719,19 +784,48 @@ static void push_artifact(lua_State *L, const kinput *in)
 typedef struct writer {
 	FILE *f;
 	char *name;
+	exec *x;
+	struct writer *next, **prev; /* in x->open while open */
+	int failed;
 } writer;
+
+/* Closes a writer; 0, or -1 when anything it wrote failed. */
+static int writer_finish(writer *w)
+{
+	int bad = w->failed;
+	if (w->f)
+		bad |= fclose(w->f) != 0;
+	w->f = NULL;
+	if (w->prev) {
+		*w->prev = w->next;
+		if (w->next)
+			w->next->prev = w->prev;
+		w->prev = NULL;
+	}
+	return bad ? -1 : 0;
+}
 
 static int w_close(lua_State *L)
 {
 	writer *w = luaL_checkudata(L, 1, "hone.writer");
-	int bad = 0;
-	if (w->f)
-		bad = fclose(w->f) != 0;
-	w->f = NULL;
+	int bad = writer_finish(w);
+	if (bad && w->name) {
+		lua_pushfstring(L, "%s: write error: %s", w->name, strerror(errno));
+		free(w->name);
+		w->name = NULL;
+		return lua_error(L);
+	}
 	free(w->name);
 	w->name = NULL;
-	if (bad)
-		return luaL_error(L, "write error");
+	return 0;
+}
+
+static int w_gc(lua_State *L)
+{
+	writer *w = luaL_checkudata(L, 1, "hone.writer");
+	writer_finish(w);
+	free(w->name);
+	w->name = NULL;
 	return 0;
 }
 
@@ -744,8 +838,10 @@ static int w_write(lua_State *L)
 	for (int i = 2; i <= n; i++) {
 		size_t len;
 		const char *s = luaL_checklstring(L, i, &len);
-		if (fwrite(s, 1, len, w->f) != len)
+		if (fwrite(s, 1, len, w->f) != len) {
+			w->failed = 1;
 			return luaL_error(L, "%s: write error: %s", w->name, strerror(errno));
+		}
 	}
 	lua_settop(L, 1);
 	return 1;
@@ -758,11 +854,20 @@ static int open_writer(lua_State *L, const char *rel)
 	if (kctx_out_path(x->c, x->outdir, rel, &full) != 0)
 		return luaL_error(L, "%s", x->c->err.msg);
 	writer *w = lua_newuserdatauv(L, sizeof *w, 0);
+	memset(w, 0, sizeof *w);
 	w->f = fopen(full, "wb");
 	w->name = xstrdup(rel);
+	w->x = x;
+	if (w->f) {
+		w->next = x->open;
+		if (x->open)
+			x->open->prev = &w->next;
+		w->prev = &x->open;
+		x->open = w;
+	}
 	free(full);
 	if (luaL_newmetatable(L, "hone.writer")) {
-		lua_pushcfunction(L, w_close);
+		lua_pushcfunction(L, w_gc);
 		lua_setfield(L, -2, "__gc");
 		lua_pushcfunction(L, w_close);
 		lua_setfield(L, -2, "__close");
@@ -944,7 +1049,7 @@ static int run_linewise(dsl *d, exec *x, int fn_idx, const kinput *in, int is_fi
 	return rc;
 }
 
-static int lua_kernel(kctx *c, const kinput *in, size_t nin, const char *outdir, int mode)
+static int lua_kernel(kctx *c, const hval *planned, const kinput *in, size_t nin, const char *outdir, int mode)
 {
 	dsl d;
 	dag g;
@@ -954,8 +1059,11 @@ static int lua_kernel(kctx *c, const kinput *in, size_t nin, const char *outdir,
 		rc = run_script(&d);
 	if (rc == 0 && (c->node < 0 || (size_t)c->node >= g.n || strcmp(g.nodes[c->node].name, c->stage)))
 		rc = herr_set(&c->err, "%s: the pipeline changed while it was running", c->dsl->script);
+	if (rc == 0 && planned && !hval_equal(planned, g.nodes[c->node].params))
+		rc = herr_set(&c->err, "%s: stage %s changed while the pipeline was running; run it again",
+		              c->dsl->script, c->stage);
 	lua_State *L = d.L;
-	exec x = {c, outdir, 0};
+	exec x = {c, outdir, 0, NULL};
 	if (rc == 0) {
 		d.max_steps = -1;
 		lua_rawgeti(L, LUA_REGISTRYINDEX, d.H);
@@ -966,6 +1074,10 @@ static int lua_kernel(kctx *c, const kinput *in, size_t nin, const char *outdir,
 	}
 	if (rc == 0 && mode == 0) {
 		int fn = lua_gettop(L);
+		if (!lua_checkstack(L, (int)nin + 8)) {
+			rc = herr_set(&c->err, "stage %s: too many inputs (%zu)", c->stage, nin);
+			goto done;
+		}
 		lua_pushvalue(L, fn);
 		push_ctx(L, &x, &g.nodes[c->node], in, nin);
 		int npos = 0;
@@ -979,6 +1091,12 @@ static int lua_kernel(kctx *c, const kinput *in, size_t nin, const char *outdir,
 		}
 		if (lua_pcall(L, 1 + npos, 0, 0) != LUA_OK)
 			rc = lua_fail(&d, "");
+		/* outputs the body left open are closed here, and checked */
+		while (x.open) {
+			writer *w = x.open;
+			if (writer_finish(w) != 0 && rc == 0)
+				rc = herr_set(&c->err, "%s: write error", w->name ? w->name : "output");
+		}
 		/* every declared output must have been written */
 		const dag_node *n = &g.nodes[c->node];
 		for (size_t i = 0; rc == 0 && i < n->nout; i++) {
@@ -991,6 +1109,9 @@ static int lua_kernel(kctx *c, const kinput *in, size_t nin, const char *outdir,
 	} else if (rc == 0) {
 		rc = run_linewise(&d, &x, lua_gettop(L), &in[0], mode == 2);
 	}
+done:
+	while (x.open)
+		writer_finish(x.open);
 	close_state(&d);
 	dag_free(&g);
 	return rc;
@@ -998,20 +1119,17 @@ static int lua_kernel(kctx *c, const kinput *in, size_t nin, const char *outdir,
 
 static int k_lua(kctx *c, const hval *p, const kinput *in, size_t nin, const char *out)
 {
-	(void)p;
-	return lua_kernel(c, in, nin, out, 0);
+	return lua_kernel(c, p, in, nin, out, 0);
 }
 
 static int k_map(kctx *c, const hval *p, const kinput *in, size_t nin, const char *out)
 {
-	(void)p;
-	return lua_kernel(c, in, nin, out, 1);
+	return lua_kernel(c, p, in, nin, out, 1);
 }
 
 static int k_filter(kctx *c, const hval *p, const kinput *in, size_t nin, const char *out)
 {
-	(void)p;
-	return lua_kernel(c, in, nin, out, 2);
+	return lua_kernel(c, p, in, nin, out, 2);
 }
 
 const kernel_def stage_lua = {"lua", 1, k_lua};

@@ -102,9 +102,9 @@ int kctx_fail(kctx *c, const char *fmt, ...)
 int kctx_out_path(kctx *c, const char *outdir, const char *rel, char **full)
 {
 	*full = NULL;
-	if (!rel[0] || rel[0] == '/' || strstr(rel, "..") || strchr(rel, '\n') ||
-	    !strcmp(rel, ".hone-manifest") || rel[strlen(rel) - 1] == '/')
-		return kctx_fail(c, "output name \"%s\": use a relative path without \"..\"", rel);
+	int bad = !path_safe_relative(rel) || !strcmp(rel, ".hone-manifest");
+	if (bad)
+		return kctx_fail(c, "output name \"%s\": use a relative path without \".\" or \"..\" parts", rel);
 	char *p = path_join(outdir, rel);
 	char *dir = path_dirname(p);
 	int rc = fs_mkdirs(&c->err, dir);

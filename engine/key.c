@@ -125,17 +125,18 @@ void keyhash_done(keyhash *h, hkey *out)
 	free(h);
 }
 
-void key_stage(hkey *out, const char *kind, const char *kernel, int version,
+void key_stage(hkey *out, const char *kind, const char *kernel, int version, const char *name,
                const hval *params, const key_input *in, size_t nin)
 {
 	keyhash *h = keyhash_new();
 	char ver[32];
 	buf enc;
-	keyhash_str(h, "hone-stage-key/1");
+	keyhash_str(h, "hone-stage-key/2");
 	keyhash_str(h, kind);
 	keyhash_str(h, kernel);
 	snprintf(ver, sizeof ver, "%d", version);
 	keyhash_str(h, ver);
+	keyhash_str(h, name ? name : "");
 	buf_init(&enc);
 	if (params)
 		hval_encode(&enc, params);
@@ -143,6 +144,7 @@ void key_stage(hkey *out, const char *kind, const char *kernel, int version,
 	buf_free(&enc);
 	for (size_t i = 0; i < nin; i++) {
 		keyhash_str(h, in[i].slot);
+		keyhash_str(h, in[i].label ? in[i].label : "");
 		keyhash_field(h, in[i].id.b, 16);
 	}
 	keyhash_done(h, out);

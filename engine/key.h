@@ -6,9 +6,12 @@
  * except where a function says so.
  *
  * A stage key is XXH3-128 over, in this order and length-prefixed:
- *   "hone-stage-key/1", the stage kind, the kernel name, the kernel version,
+ *   "hone-stage-key/2", the stage kind, the kernel name, the kernel version,
+ *   the stage name when the kernel can see it (custom Lua stages, else ""),
  *   the canonical parameter encoding (hval_encode of the params map), and for
- *   every input in declaration order its slot name and content id.
+ *   every input in declaration order its slot name, its label (the source
+ *   path relative to the pipeline, or "stage.output": kernels may write these
+ *   names into their outputs) and its content id.
  * Nothing that depends on paths, times or the machine enters a key.
  */
 #ifndef HONE_KEY_H
@@ -42,11 +45,12 @@ void keyhash_str(keyhash *h, const char *s);
 void keyhash_done(keyhash *h, hkey *out); /* frees h */
 
 typedef struct key_input {
-	const char *slot; /* "1", "2", "val", ... */
-	hkey id;          /* content id of what is bound to the slot */
+	const char *slot;  /* "1", "2", "val", ... */
+	const char *label; /* "data/a.txt", "split.train" */
+	hkey id;           /* content id of what is bound to the slot */
 } key_input;
 
-void key_stage(hkey *out, const char *kind, const char *kernel, int version,
+void key_stage(hkey *out, const char *kind, const char *kernel, int version, const char *name,
                const hval *params, const key_input *in, size_t nin);
 
 #endif

@@ -24,33 +24,37 @@ static int db_err(herr *e, sqlite3 *db, const char *what)
 	return herr_set(e, "run log: %s: %s", what, sqlite3_errmsg(db));
 }
 
+/* try_open: 0 ok; -1 damaged or of another version (move aside); -2 any
+ * other failure (I/O, permissions, locks: report, never move aside). */
 static int try_open(sqlite3 **db, const char *path, char **why)
 {
 	if (sqlite3_open_v2(path, db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
 		*why = xstrdup(sqlite3_errmsg(*db));
-		return -1;
+		return -2;
 	}
 	sqlite3_busy_timeout(*db, 10000);
 	/* A run record is history, not an input to any key: let the WAL be
 	 * checkpointed by size rather than synced at every close. */
 	sqlite3_db_config(*db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
 	sqlite3_stmt *st;
-	int ver = -1;
-	if (sqlite3_prepare_v2(*db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK) {
-		if (sqlite3_step(st) == SQLITE_ROW)
-			ver = sqlite3_column_int(st, 0);
+	int ver = -1, rc = sqlite3_prepare_v2(*db, "PRAGMA user_version", -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+			ver = sqlite3_column_int(st, 0), rc = SQLITE_OK;
 		sqlite3_finalize(st);
 	}
+	int damaged = rc == SQLITE_NOTADB || rc == SQLITE_CORRUPT;
 	if (ver != 0 && ver != 1) {
-		*why = xasprintf("unreadable or unknown schema version %d", ver);
-		return -1;
+		*why = damaged || ver > 1 ? xasprintf(ver > 1 ? "unknown schema version %d" : "not a run log (damaged)", ver)
+		                          : xstrdup(sqlite3_errmsg(*db));
+		return damaged || ver > 1 ? -1 : -2;
 	}
 	char *msg = NULL;
-	if (sqlite3_exec(*db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL, &msg) != SQLITE_OK ||
-	    (ver == 0 && sqlite3_exec(*db, schema, NULL, NULL, &msg) != SQLITE_OK)) {
+	if ((rc = sqlite3_exec(*db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL, &msg)) != SQLITE_OK ||
+	    (ver == 0 && (rc = sqlite3_exec(*db, schema, NULL, NULL, &msg)) != SQLITE_OK)) {
 		*why = xstrdup(msg ? msg : "cannot initialize");
 		sqlite3_free(msg);
-		return -1;
+		return rc == SQLITE_NOTADB || rc == SQLITE_CORRUPT ? -1 : -2;
 	}
 	return 0;
 }
@@ -59,7 +63,15 @@ int runlog_open(herr *e, runlog **out, const char *path)
 {
 	runlog *rl = xcalloc(1, sizeof *rl);
 	char *why = NULL;
-	if (try_open(&rl->db, path, &why) != 0) {
+	int rc = try_open(&rl->db, path, &why);
+	if (rc == -2) {
+		herr_set(e, "%s: cannot open the run log: %s", path, why);
+		free(why);
+		sqlite3_close(rl->db);
+		free(rl);
+		return -1;
+	}
+	if (rc != 0) {
 		sqlite3_close(rl->db);
 		char *bad = xasprintf("%s.bad", path);
 		fprintf(stderr, "hone: warning: %s: %s; moved aside to %s, starting a new run log\n",

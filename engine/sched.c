@@ -114,17 +114,25 @@ static int compute_key(engine *en, int i)
 {
 	dag_node *n = &en->g.nodes[i];
 	key_input *ki = xcalloc(n->nin ? n->nin : 1, sizeof *ki);
-	for (size_t j = 0; j < n->nin; j++) {
+	int rc = 1;
+	for (size_t j = 0; j < n->nin && rc == 1; j++) {
 		ki[j].slot = n->in[j].slot;
-		if (input_id(en, i, j, &ki[j].id) != 0) {
-			free(ki);
-			return en->err.msg[0] && !en->ns[n->in[j].node].known ? 0 : (en->ns[n->in[j].node].known ? -1 : 0);
-		}
+		ki[j].label = sched_input_label(en, i, j);
+		if (!en->ns[n->in[j].node].known)
+			rc = 0; /* not known yet */
+		else if (input_id(en, i, j, &ki[j].id) != 0)
+			rc = -1;
 	}
-	key_stage(&en->ns[i].key, n->kind, n->kernel, n->version, n->params, ki, n->nin);
-	en->ns[i].has_key = 1;
+	if (rc == 1) {
+		/* a custom Lua stage can read its own name (ctx.stage) */
+		const char *name = !strcmp(n->kernel, "lua") ? n->name : NULL;
+		key_stage(&en->ns[i].key, n->kind, n->kernel, n->version, name, n->params, ki, n->nin);
+		en->ns[i].has_key = 1;
+	}
+	for (size_t j = 0; j < n->nin; j++)
+		free((char *)ki[j].label);
 	free(ki);
-	return 1;
+	return rc;
 }
 
 /* ---- the read-only plan ----------------------------------------------------- */

@@ -199,6 +199,8 @@ static void make_readonly(const char *dir, const char *body, size_t n)
 	}
 }
 
+static int read_manifest(herr *e, const char *objdir, buf *body);
+
 int store_publish(herr *e, store *st, const char *workdir, hkey *id)
 {
 	buf body, man;
@@ -229,9 +231,27 @@ int store_publish(herr *e, store *st, const char *workdir, hkey *id)
 	}
 	if (rc == 0 && rename(workdir, dst) != 0) {
 		if (errno == EEXIST || errno == ENOTEMPTY) {
-			/* the same content is already published */
+			/* the same content is already published: keep it if it is
+			 * intact, else move the damaged one aside and publish ours */
 			herr tmp;
-			fs_rmtree(&tmp, workdir);
+			buf old, now;
+			buf_init(&old);
+			buf_init(&now);
+			int intact = read_manifest(&tmp, dst, &old) == 0 &&
+			             store_manifest_body(&tmp, dst, &now) == 0 && old.len == now.len &&
+			             memcmp(old.p ? old.p : "", now.p ? now.p : "", old.len) == 0;
+			buf_free(&old);
+			buf_free(&now);
+			if (intact) {
+				fs_rmtree(&tmp, workdir);
+			} else {
+				char *aside = store_tmpdir(e, st, "damaged");
+				if (!aside || rename(dst, aside) != 0 || rename(workdir, dst) != 0)
+					rc = herr_set(e, "%s: cannot replace a damaged object: %s", dst, strerror(errno));
+				if (aside)
+					fs_rmtree(&tmp, aside);
+				free(aside);
+			}
 		} else {
 			rc = herr_set(e, "%s: cannot publish object: %s", dst, strerror(errno));
 		}
@@ -340,7 +360,7 @@ int store_key_put(herr *e, store *st, const hkey *key, const hkey *obj, const ch
 /* Calls fn for every entry two levels down area/xx/name. */
 typedef int (*visit_fn)(void *ud, const char *path, const char *name);
 
-static int visit_sharded(herr *e, const store *st, const char *area, visit_fn fn, void *ud)
+static int visit_sharded(herr *e, const store *st, const char *area, visit_fn fn, void *ud, int prune)
 {
 	char *top = path_join(st->root, area);
 	DIR *d = opendir(top);
@@ -380,7 +400,8 @@ static int visit_sharded(herr *e, const store *st, const char *area, visit_fn fn
 			free(full);
 		}
 		strv_free(sub, m);
-		rmdir(shard); /* only succeeds when emptied */
+		if (prune)
+			rmdir(shard); /* only succeeds when emptied; needs the lock */
 		free(shard);
 	}
 	strv_free(names, n);
@@ -424,16 +445,17 @@ static int check_object(verify_ctx *v, const char *path, const char *name)
 			bad = 1;
 		} else if (now.len != body.len || memcmp(now.p, body.p, body.len) != 0) {
 			/* name the first differing file */
-			const char *a = body.p ? body.p : "", *b = now.p ? now.p : "";
+			const char *base = body.p ? body.p : "", *a = base, *b = now.p ? now.p : "";
 			while (*a && *a == *b)
 				a++, b++;
-			while (a > body.p && a[-1] != '\n')
+			while (a > base && a[-1] != '\n')
 				a--;
 			const char *nl = strchr(a, '\n');
-			const char *sp = strrchr(a, ' ');
-			int len = nl && sp && sp < nl ? (int)(nl - sp - 1) : 0;
+			const char *sp1 = nl ? memchr(a, ' ', (size_t)(nl - a)) : NULL;
+			const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(nl - sp1 - 1)) : NULL;
+			int len = sp2 ? (int)(nl - sp2 - 1) : 0;
 			fprintf(v->out, "bad object %s: contents do not match the manifest (%.*s)\n", name,
-			        len, len ? sp + 1 : "");
+			        len, len ? sp2 + 1 : "a file was added");
 			bad = 1;
 		} else {
 			for (size_t i = 0; i < now.len; i++)
@@ -473,9 +495,9 @@ int store_verify(herr *e, store *st, int repair, FILE *out, store_report *r)
 {
 	memset(r, 0, sizeof *r);
 	verify_ctx v = {e, st, repair, out, r, NULL, 0};
-	int rc = visit_sharded(e, st, "objects", (visit_fn)check_object, &v);
+	int rc = visit_sharded(e, st, "objects", (visit_fn)check_object, &v, repair);
 	if (rc == 0)
-		rc = visit_sharded(e, st, "keys", (visit_fn)check_key, &v);
+		rc = visit_sharded(e, st, "keys", (visit_fn)check_key, &v, repair);
 	return rc;
 }
 
@@ -515,6 +537,12 @@ static int gc_key(verify_ctx *v, const char *path, const char *name)
 {
 	hkey k, obj;
 	v->r->keys++;
+	if (strstr(name, ".tmp.") || strlen(name) != 32) {
+		/* an entry's temporary file left by a killed run */
+		unlink(path);
+		v->r->tmp_dirs++;
+		return 0;
+	}
 	if (hkey_parse(&k, name) != 0 || !store_key_get(v->st, &k, &obj, NULL)) {
 		v->r->bad_keys++;
 		unlink(path);
@@ -526,9 +554,9 @@ int store_gc(herr *e, store *st, const hkey *keep, size_t nkeep, FILE *out, stor
 {
 	memset(r, 0, sizeof *r);
 	verify_ctx v = {e, st, 0, out, r, keep, nkeep};
-	int rc = visit_sharded(e, st, "objects", (visit_fn)gc_object, &v);
+	int rc = visit_sharded(e, st, "objects", (visit_fn)gc_object, &v, 1);
 	if (rc == 0)
-		rc = visit_sharded(e, st, "keys", (visit_fn)gc_key, &v);
+		rc = visit_sharded(e, st, "keys", (visit_fn)gc_key, &v, 1);
 	if (rc == 0) {
 		char *tmp = path_join(st->root, "tmp");
 		DIR *d = opendir(tmp);

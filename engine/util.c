@@ -187,7 +187,10 @@ int fs_read(herr *e, const char *path, buf *out)
 
 int fs_write_atomic(herr *e, const char *path, const void *p, size_t n)
 {
-	char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
+	/* unique per process and call: two threads may publish the same path */
+	static unsigned long seq;
+	unsigned long mine = __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED);
+	char *tmp = xasprintf("%s.tmp.%ld.%lu", path, (long)getpid(), mine);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		herr_set(e, "%s: cannot create: %s", tmp, strerror(errno));
@@ -356,6 +359,22 @@ char *path_relative(const char *base, const char *path)
 	if (strncmp(base, path, n) == 0 && path[n] == '/')
 		return xstrdup(path + n + 1);
 	return xstrdup(path);
+}
+
+int path_safe_relative(const char *rel)
+{
+	if (!rel[0] || rel[0] == '/' || strchr(rel, '\n'))
+		return 0;
+	for (const char *p = rel; *p;) {
+		const char *slash = strchr(p, '/');
+		size_t len = slash ? (size_t)(slash - p) : strlen(p);
+		if (len == 0 || (len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.'))
+			return 0;
+		p += len + (slash ? 1 : 0);
+		if (slash && !*p)
+			return 0; /* trailing slash */
+	}
+	return 1;
 }
 
 static int cmp_str(const void *a, const void *b)

@@ -78,6 +78,10 @@ char *path_resolve(const char *base, const char *path);
  * path. Caller frees. */
 char *path_relative(const char *base, const char *path);
 
+/* 1 when rel is a relative path with no empty, "." or ".." component and
+ * no newline: safe to join under a folder without escaping it. */
+int path_safe_relative(const char *rel);
+
 /* Recursively lists regular files under dir, relative paths, sorted by
  * byte order. Symbolic links are reported as errors. */
 int fs_list_files(herr *e, const char *dir, char ***out, size_t *n);

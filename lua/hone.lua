@@ -13,8 +13,12 @@
 -- reads files only as declared stage inputs, so every dependency is in a key.
 
 local C = ...                     -- engine bindings (dsl.c)
-local getinfo, getupvalue = debug.getinfo, debug.getupvalue
+local getinfo, getupvalue, dgetmetatable = debug.getinfo, debug.getupvalue, debug.getmetatable
 local sdump, sformat, concat = string.dump, string.format, table.concat
+-- the runtime never calls methods on strings: the string metatable is
+-- handed to the sandbox below, so it uses these captured functions
+local smatch, sfind = string.match, string.find
+local strmeta = getmetatable("")
 
 local H = { fns = {} }
 local info = setmetatable({}, { __mode = "k" }) -- handle -> fields
@@ -79,12 +83,13 @@ HANDLE.__index = function(h, k)
        "it has a single output; pass the stage itself")
 end
 HANDLE.__newindex = function() error("stage handles are read-only", 2) end
+HANDLE.__metatable = false
 HANDLE.__tostring = function(h)
   local f = info[h]
   return "<stage " .. (f.name or f.ref or "?") .. (f.output and ("." .. f.output) or "") .. ">"
 end
 
-local function is_handle(v) return type(v) == "table" and getmetatable(v) == HANDLE end
+local function is_handle(v) return type(v) == "table" and rawequal(dgetmetatable(v), HANDLE) end
 
 local function input_of(v, w, what)
   if is_handle(v) then
@@ -110,7 +115,7 @@ local function fn_digest(f, seen)
     parts[1] = "C:" .. (cnames[f] or "?")
   else
     local src = C.fnsrc(f)
-    parts[1] = src or ("bytecode:" .. sdump(f, true))
+    parts[1] = (src or "") .. "\nbytecode:" .. sdump(f, true)
     for u = 1, 255 do
       local name, v = getupvalue(f, u)
       if not name then break end
@@ -119,7 +124,7 @@ local function fn_digest(f, seen)
     -- globals the script defined that the function's text mentions
     if src then
       for _, k in ipairs(sorted_keys(H.env)) do
-        if type(k) == "string" and src:find("%f[%w_]" .. k .. "%f[^%w_]") then
+        if type(k) == "string" and sfind(src, "%f[%w_]" .. k .. "%f[^%w_]") then
           parts[#parts + 1] = "global " .. k .. "=" .. value_digest(rawget(H.env, k), seen)
         end
       end
@@ -138,13 +143,17 @@ value_digest = function(v, seen)
     if seen[v] then return "<recursive>" end
     seen[v] = true
     local parts = {}
-    for _, k in ipairs(sorted_keys(v)) do parts[#parts + 1] = tostring(k) .. "=" .. value_digest(v[k], seen) end
+    for _, k in ipairs(sorted_keys(v)) do parts[#parts + 1] = value_digest(k, seen) .. "=" .. value_digest(v[k], seen) end
     return "{" .. concat(parts, ",") .. "}"
   end
   return tostring(v)
 end
 
-local function fn_param(f) return { __hone_fn = C.hash(fn_digest(f, {})) } end
+-- A function parameter is keyed by its digest, computed after the whole
+-- script has run (H.finish), because a stage body sees the script's final
+-- state of whatever it closes over.
+local pending_fns = {}
+local function fn_param(f) return setmetatable({ __hone_fn = "0" }, C.fnmeta) end
 
 -- parameters ----------------------------------------------------------------
 
@@ -175,7 +184,7 @@ local function check_type(stage, name, p, v, w)
   end
   if not ok then
     fail(w, sformat("%s: parameter '%s' expects %s, got %s (%s)", stage, name,
-         t == "input" and "a stage or file path" or ("a" .. (t:match("^[aeiou]") and "n " or " ") .. t),
+         t == "input" and "a stage or file path" or ("a" .. (smatch(t, "^[aeiou]") and "n " or " ") .. t),
          typename(v), describe(v)))
   end
   if p.enum then
@@ -250,6 +259,7 @@ local function apply_overrides(stage, params, spec, w)
 end
 
 function H.finish()
+  for _, p in ipairs(pending_fns) do C.set_fn(p.node, p.key, C.hash(fn_digest(p.fn, {}))) end
   for _, stage in ipairs(sorted_keys(C.overrides)) do
     if not overrides_used[stage] then
       local names = sorted_keys(used)
@@ -269,7 +279,7 @@ local function claim_name(kind, explicit, w)
     kind_count[kind] = c
     name = c == 1 and kind or (kind .. "_" .. c)
     while used[name] do c = c + 1; kind_count[kind] = c; name = kind .. "_" .. c end
-  elseif not name:match("^[%a_][%w_%-]*$") then
+  elseif not smatch(name, "^[%a_][%w_%-]*$") then
     fail(w, sformat("stage name %q: use letters, digits, '_' and '-', starting with a letter", name))
   elseif used[name] then
     fail(w, sformat("stage name '%s' is already used (declared at %s)", name, used[name]),
@@ -342,7 +352,7 @@ local function declare(spec, args, explicit_name, w)
       if next(extras) == nil then extras = spec.extra_default end
       params[spec.extra_params] = extras
       for k in pairs(extras) do
-        if not k:match("^[%w_%-]+$") then fail(w, sformat("%s: part name %q: use letters, digits, '_' and '-'", spec.kind, k)) end
+        if type(k) ~= "string" or not smatch(k, "^[%w_%-]+$") then fail(w, sformat("%s: part name %q: use letters, digits, '_' and '-'", spec.kind, k)) end
       end
     end
     if spec.validate then
@@ -372,7 +382,7 @@ local function declare(spec, args, explicit_name, w)
     if outputs ~= nil then
       if type(outputs) ~= "table" then fail(w, spec.kind .. ": outputs must be a list of names") end
       for _, o in ipairs(outputs) do
-        if type(o) ~= "string" or not o:match("^[%w_%-]+$") then
+        if type(o) ~= "string" or not smatch(o, "^[%w_%-]+$") then
           fail(w, sformat("%s: output name %s: use letters, digits, '_' and '-'", spec.kind, describe(o)))
         end
       end
@@ -388,6 +398,7 @@ local function declare(spec, args, explicit_name, w)
   end
   local node = C.add_stage(name, spec.kind, spec.kernel, params, inputs, outputs or {}, w)
   if spec.run_fn then H.fns[node] = fns[spec.run_fn] end
+  for _, k in ipairs(sorted_keys(fns)) do pending_fns[#pending_fns + 1] = { node = node, key = k, fn = fns[k] } end
   local outset
   if outputs then outset = {}; for _, o in ipairs(outputs) do outset[o] = true end end
   return new_handle { node = node, name = name, outputs = outset }
@@ -441,12 +452,35 @@ local safe = { "assert", "error", "ipairs", "next", "pairs", "pcall", "select", 
                "tostring", "type", "xpcall", "rawequal", "rawlen", "rawget", "rawset",
                "setmetatable", "getmetatable", "print" }
 for _, k in ipairs(safe) do builtins[k] = _G[k]; cnames[_G[k]] = k end
+-- finalizers run with hooks off, so an endless one could not be stopped:
+-- the sandbox has none (Lua 5.4 marks a finalizer only at setmetatable)
+local raw_setmetatable = setmetatable
+builtins.setmetatable = function(t, mt)
+  if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+    fail(where(2), "setmetatable: __gc finalizers are not available in a pipeline")
+  end
+  return raw_setmetatable(t, mt)
+end
+cnames[builtins.setmetatable] = "setmetatable"
+math.randomseed(0x686f6e65) -- deterministic
+local function readonly(lib, t)
+  return setmetatable({}, {
+    __index = t,
+    __newindex = function(_, k) fail(where(3), sformat("cannot modify %s.%s: library tables are read-only", lib, tostring(k))) end,
+    __pairs = function() return next, t, nil end,
+    __metatable = false,
+  })
+end
 for _, lib in ipairs { "string", "table", "math", "utf8" } do
   local c = copy(_G[lib])
-  builtins[lib] = c
+  if lib == "string" then c.dump = nil end
   for k, v in pairs(c) do if type(v) == "function" then cnames[v] = lib .. "." .. k end end
+  builtins[lib] = readonly(lib, c)
 end
-builtins.math.randomseed(0x686f6e65) -- deterministic
+-- methods on strings ("x"):upper() reach the sandbox's read-only string
+-- table, and getmetatable("") reveals nothing
+strmeta.__index = builtins.string
+strmeta.__metatable = false
 builtins._VERSION = _VERSION
 
 local function denied(name)

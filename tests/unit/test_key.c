@@ -63,9 +63,9 @@ static void stage_key(hkey *out, const char *kind, int version, const char *lr, 
 	hval *params = hval_new(HV_MAP);
 	hval_map_set(params, "lr", hval_decode(lr, strlen(lr)));
 	hval_map_set(params, "batch", hval_int(32));
-	key_input in = {slot, {{0}}};
+	key_input in = {slot, "data/x.txt", {{0}}};
 	hkey_of(&in.id, input, strlen(input));
-	key_stage(out, kind, "k", version, params, &in, 1);
+	key_stage(out, kind, "k", version, NULL, params, &in, 1);
 	hval_free(params);
 }
 
@@ -91,6 +91,25 @@ static void test_stage_key_components(void **s)
 	assert_false(hkey_eq(&base, &k));
 }
 
+static void test_stage_key_name_and_label(void **s)
+{
+	(void)s;
+	hval *params = hval_new(HV_MAP);
+	key_input in = {"1", "data/a.txt", {{0}}};
+	hkey_of(&in.id, "bytes", 5);
+	hkey a, b, c, d;
+	key_stage(&a, "stage", "lua", 1, "clean", params, &in, 1);
+	key_stage(&b, "stage", "lua", 1, "clean2", params, &in, 1);
+	assert_false(hkey_eq(&a, &b)); /* the body can read its name */
+	in.label = "data/b.txt";
+	key_stage(&c, "stage", "lua", 1, "clean", params, &in, 1);
+	assert_false(hkey_eq(&a, &c)); /* same bytes, another file name */
+	in.label = "data/a.txt";
+	key_stage(&d, "stage", "lua", 1, "clean", params, &in, 1);
+	assert_true(hkey_eq(&a, &d));
+	hval_free(params);
+}
+
 static void test_fields_are_length_prefixed(void **s)
 {
 	(void)s;
@@ -114,6 +133,7 @@ int main(void)
 		cmocka_unit_test(test_hex_roundtrip),
 		cmocka_unit_test(test_file_hash_matches_memory),
 		cmocka_unit_test(test_stage_key_components),
+		cmocka_unit_test(test_stage_key_name_and_label),
 		cmocka_unit_test(test_fields_are_length_prefixed),
 	};
 	return cmocka_run_group_tests_name("key", tests, NULL, NULL);
