@@ -15,7 +15,7 @@ LDLIBS   += $(shell pkg-config --libs $(PKGS_LIB) 2>/dev/null) -lm -pthread
 
 # Debian packages: to build, to test, to benchmark.
 DEPS_BUILD := gcc make pkg-config liblua5.4-dev libxxhash-dev libsqlite3-dev libarchive-dev libutf8proc-dev
-DEPS_TEST  := libcmocka-dev xxhash
+DEPS_TEST  := libcmocka-dev xxhash tar gzip xz-utils zstd bzip2 zip
 DEPS_BENCH := snakemake xxhash hyperfine jq bc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -12,7 +12,7 @@ return {
   min_inputs = 1,
   summary = "read files and archives into a dataset",
   params = {
-    fields = { type = "table", doc = "dataset field -> dotted JSON path or CSV column" },
+    fields = { type = "table", doc = "dataset field -> dotted JSON path or CSV column (default { text = \"text\" })" },
     types = { type = "table", doc = "dataset field -> string | int | float | bool | category" },
     format = { type = "string", default = "auto", enum = formats },
     members = { type = "any", doc = "glob (or list of globs) selecting archive members and folder files" },
@@ -44,8 +44,5 @@ return {
       if p.fields and not p.fields[k] and k ~= "text" and k ~= "label" then return "types." .. k .. ": no such field in fields" end
     end
     if p.delimiter and #p.delimiter ~= 1 then return "parameter 'delimiter' must be one character" end
-    if p.format ~= "text" and p.format ~= "auto" and p.format ~= "csv" and p.format ~= "tsv" and not p.fields then
-      return "give fields = { name = \"path.in.json\", ... }"
-    end
   end,
 }

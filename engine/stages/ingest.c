@@ -115,7 +115,7 @@ static int put_text(ing *g, size_t k, const char *s, size_t n, size_t line, size
 	size_t bad = utf8_invalid_at(s, n);
 	if (bad != (size_t)-1) {
 		if (g->utf8 == U_ERROR) {
-			if (bad_row(g, line, "invalid UTF-8", "field '%s': invalid UTF-8 at byte %zu of the value (input byte offset %zu)",
+			if (bad_row(g, line, "invalid_utf8", "field '%s': invalid UTF-8 at byte %zu of the value (input byte offset %zu)",
 			            f->name, bad, off + bad) < 0)
 				return -1;
 			return 0;
@@ -124,11 +124,11 @@ static int put_text(ing *g, size_t k, const char *s, size_t n, size_t line, size
 			g->skipped++;
 			size_t i;
 			for (i = 0; i < g->nreasons; i++)
-				if (!strcmp(g->reasons[i].what, "invalid UTF-8 (dropped)"))
+				if (!strcmp(g->reasons[i].what, "invalid_utf8_dropped"))
 					break;
 			if (i == g->nreasons) {
 				g->reasons = xrealloc(g->reasons, (g->nreasons + 1) * sizeof *g->reasons);
-				g->reasons[g->nreasons].what = xstrdup("invalid UTF-8 (dropped)");
+				g->reasons[g->nreasons].what = xstrdup("invalid_utf8_dropped");
 				g->reasons[g->nreasons++].count = 0;
 			}
 			g->reasons[i].count++;
@@ -140,7 +140,7 @@ static int put_text(ing *g, size_t k, const char *s, size_t n, size_t line, size
 	}
 	if (f->type == REC_STR && g->flags) {
 		if (text_clean(&g->clean, s, n, g->flags) != 0) {
-			if (bad_row(g, line, "normalization failed", "field '%s': Unicode normalization failed", f->name) < 0)
+			if (bad_row(g, line, "normalization_failed", "field '%s': Unicode normalization failed", f->name) < 0)
 				return -1;
 			return 0;
 		}
@@ -212,7 +212,7 @@ static int put_scalar(ing *g, size_t k, const char *s, size_t n, size_t line, si
 		return 1;
 	}
 bad:
-	return bad_row(g, line, "wrong type", "field '%s': expected %s, got \"%.*s\"", f->name,
+	return bad_row(g, line, "wrong_type", "field '%s': expected %s, got \"%.*s\"", f->name,
 	               f->type == REC_INT ? "an integer" : f->type == REC_FLOAT ? "a number" : "true or false",
 	               (int)(n > 40 ? 40 : n), s) < 0 ? -1 : 0;
 }
@@ -222,7 +222,7 @@ static int missing(ing *g, size_t k, size_t line)
 	field *f = &g->f[k];
 	if (!f->required)
 		return 1;
-	return bad_row(g, line, "missing field", "field '%s' (from '%s') is missing or null", f->name, f->path) < 0 ? -1 : 0;
+	return bad_row(g, line, "missing_field", "field '%s' (from '%s') is missing or null", f->name, f->path) < 0 ? -1 : 0;
 }
 
 /* Ends a row that put all fields; labels from the path. */
@@ -238,7 +238,7 @@ static int put_dir_label(ing *g, size_t line)
 	const char *name = g->name;
 	const char *slash = strrchr(name, '/');
 	if (!slash)
-		return bad_row(g, line, "no folder for label", "label_from = \"dirname\": '%s' is not inside a folder", name) < 0 ? -1 : 0;
+		return bad_row(g, line, "no_folder_for_label", "label_from = \"dirname\": '%s' is not inside a folder", name) < 0 ? -1 : 0;
 	const char *start = slash;
 	while (start > name && start[-1] != '/')
 		start--;
@@ -274,7 +274,7 @@ static int json_record(ing *g, const jnode *doc, size_t line, size_t base)
 			}
 			break;
 		default:
-			rc = bad_row(g, line, "wrong type", "field '%s' (from '%s'): expected a scalar, got %s",
+			rc = bad_row(g, line, "wrong_type", "field '%s' (from '%s'): expected a scalar, got %s",
 			             g->f[k].name, g->f[k].path, jtype_name(v->t)) < 0 ? -1 : 0;
 		}
 	}
@@ -307,11 +307,11 @@ static int fmt_jsonl(ing *g, const char *p, size_t n)
 			jnode *doc = json_parse(g->arena, p + s, e - s, &err);
 			if (!doc) {
 				g->rows_read++;
-				if (bad_row(g, line, "malformed JSON", "malformed JSON at column %zu: %s", err.off + 1, err.what) < 0)
+				if (bad_row(g, line, "malformed_json", "malformed JSON at column %zu: %s", err.off + 1, err.what) < 0)
 					return -1;
 			} else if (doc->t != J_OBJ) {
 				g->rows_read++;
-				if (bad_row(g, line, "not an object", "expected a JSON object, got %s", jtype_name(doc->t)) < 0)
+				if (bad_row(g, line, "not_an_object", "expected a JSON object, got %s", jtype_name(doc->t)) < 0)
 					return -1;
 			} else if (json_record(g, doc, line, s) != 0) {
 				return -1;
@@ -333,20 +333,20 @@ static int fmt_json(ing *g, const char *p, size_t n)
 	if (!doc) {
 		json_line_col(p, err.off, &line, &col);
 		g->rows_read++;
-		return bad_row(g, line, "malformed JSON", "malformed JSON at column %zu: %s", col, err.what) < 0 ? -1 : 0;
+		return bad_row(g, line, "malformed_json", "malformed JSON at column %zu: %s", col, err.what) < 0 ? -1 : 0;
 	}
 	if (doc->t == J_OBJ)
 		return json_record(g, doc, 1, 0);
 	if (doc->t != J_ARR) {
 		g->rows_read++;
-		return bad_row(g, 1, "not an object", "expected a JSON object or an array of objects, got %s",
+		return bad_row(g, 1, "not_an_object", "expected a JSON object or an array of objects, got %s",
 		               jtype_name(doc->t)) < 0 ? -1 : 0;
 	}
 	for (const jnode *k = doc->kid; k; k = k->next) {
 		json_line_col(p, k->off, &line, &col);
 		if (k->t != J_OBJ) {
 			g->rows_read++;
-			if (bad_row(g, line, "not an object", "array element: expected a JSON object, got %s", jtype_name(k->t)) < 0)
+			if (bad_row(g, line, "not_an_object", "array element: expected a JSON object, got %s", jtype_name(k->t)) < 0)
 				return -1;
 			continue;
 		}
@@ -390,7 +390,7 @@ static int fmt_csv(ing *g, const char *p, size_t n, char delim)
 			continue; /* blank line */
 		g->rows_read++;
 		if (c.nf != ncols) {
-			if (bad_row(g, line, "wrong column count", "expected %zu columns, got %zu", ncols, c.nf) < 0) {
+			if (bad_row(g, line, "wrong_column_count", "expected %zu columns, got %zu", ncols, c.nf) < 0) {
 				csv_free(&c);
 				return -1;
 			}
@@ -554,7 +554,7 @@ static int from_archive(ing *g, const kinput *in)
 	archive_read_support_format_gnutar(a);
 	int rc = 0;
 	if (archive_read_open_filename(a, in->path, 1 << 16) != ARCHIVE_OK) {
-		rc = kctx_fail(g->c, "%s: cannot read archive: %s", in->label, archive_error_string(a));
+		rc = kctx_fail(g->c, "%s: corrupt or truncated archive: %s", in->label, archive_error_string(a));
 		archive_read_free(a);
 		return rc;
 	}
@@ -658,12 +658,11 @@ static int setup_fields(ing *g)
 	const hval *req = hval_get(g->p, "required");
 	int fmt = g->format;
 	g->label = g->text = -1;
-	if (!fields || fields->t != HV_MAP || fields->n == 0) {
-		if (fmt != F_TEXT)
-			return kctx_fail(g->c, "ingest: give fields = { name = \"path.in.input\", ... } (for text, the default is { text = ... })");
-	}
+	(void)fmt;
 	size_t n = fields && fields->t == HV_MAP ? fields->n : 0;
-	int add_text = fmt == F_TEXT && !hval_get(fields, "text");
+	/* without fields: { text = "text" } (the line, the "text" member, the
+	 * "text" column) */
+	int add_text = n == 0;
 	int add_label = g->label_from_dir && !hval_get(fields, "label");
 	g->f = xcalloc(n + 2, sizeof *g->f);
 	for (size_t i = 0; i < n; i++) {
@@ -790,7 +789,7 @@ static int k_ingest(kctx *c, const hval *params, const kinput *in, size_t nin, c
 		if (g.links_skipped)
 			kctx_metric(c, "members_skipped", (double)g.links_skipped);
 		for (size_t i = 0; i < g.nreasons; i++) {
-			char *k = xasprintf("skipped: %s", g.reasons[i].what);
+			char *k = xasprintf("skipped.%s", g.reasons[i].what);
 			kctx_metric(c, k, (double)g.reasons[i].count);
 			free(k);
 		}

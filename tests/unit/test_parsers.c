@@ -1,0 +1,244 @@
+/* JSON, CSV, UTF-8 hygiene and the records format: good inputs, bad inputs,
+ * and truncation at every byte (never a crash, always a clear error). */
+#include "testutil.h"
+#include "io/csv.h"
+#include "io/json.h"
+#include "io/records.h"
+#include "io/text.h"
+
+static void test_json_values(void **s)
+{
+	(void)s;
+	jarena *a = json_arena_new();
+	jerror err;
+	const char *doc = "{\"a\": {\"b\": [1, -2.5e3, \"x\\u00e9\\ud83d\\ude00\\n\"]}, \"t\": true, \"n\": null}";
+	jnode *j = json_parse(a, doc, strlen(doc), &err);
+	assert_non_null(j);
+	assert_int_equal(j->t, J_OBJ);
+	const jnode *v = json_path(j, "a.b.2");
+	assert_non_null(v);
+	assert_int_equal(v->t, J_STR);
+	assert_int_equal(v->len, strlen("x\xc3\xa9\xf0\x9f\x98\x80\n"));
+	assert_memory_equal(v->s, "x\xc3\xa9\xf0\x9f\x98\x80\n", v->len);
+	v = json_path(j, "a.b.1");
+	assert_int_equal(v->t, J_NUM);
+	assert_memory_equal(v->s, "-2.5e3", 6);
+	assert_int_equal(json_path(j, "t")->t, J_TRUE);
+	assert_int_equal(json_path(j, "n")->t, J_NULL);
+	assert_null(json_path(j, "a.c"));
+	assert_null(json_path(j, "a.b.9"));
+	json_arena_free(a);
+}
+
+static void test_json_errors(void **s)
+{
+	(void)s;
+	struct { const char *in; const char *what; } bad[] = {
+		{"{\"a\": 1,}", "expected a member name"},
+		{"{\"a\" 1}", "expected ':'"},
+		{"[1 2]", "expected ',' or ']'"},
+		{"\"abc", "unterminated string"},
+		{"\"a\\qb\"", "bad escape"},
+		{"\"\\ud800\"", "lone surrogate"},
+		{"\"a\tb\"", "control character"},
+		{"01", "trailing characters"},
+		{"1.", "digits expected after '.'"},
+		{"tru", "unexpected character"},
+		{"", "unexpected end of input"},
+		{"{} x", "trailing characters"},
+	};
+	jarena *a = json_arena_new();
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		jerror err;
+		json_arena_reset(a);
+		assert_null(json_parse(a, bad[i].in, strlen(bad[i].in), &err));
+		assert_non_null(err.what);
+		if (!strstr(err.what, bad[i].what))
+			fail_msg("%s: got '%s', want '%s'", bad[i].in, err.what, bad[i].what);
+	}
+	/* deep nesting is an error, not a stack overflow */
+	char deep[4096];
+	memset(deep, '[', sizeof deep);
+	jerror err;
+	assert_null(json_parse(a, deep, sizeof deep, &err));
+	json_arena_free(a);
+}
+
+static void test_json_truncation(void **s)
+{
+	(void)s;
+	const char *doc = "{\"text\": \"a \\\"quoted\\\" \\u00e9 word\", \"n\": [1, 2.5, {\"k\": false}]}";
+	size_t n = strlen(doc);
+	jarena *a = json_arena_new();
+	for (size_t i = 0; i < n; i++) {
+		jerror err;
+		json_arena_reset(a);
+		char *copy = xstrndup(doc, i); /* exact-size buffer: ASan sees overreads */
+		char *exact = xmalloc(i ? i : 1);
+		memcpy(exact, copy, i);
+		assert_null(json_parse(a, exact, i, &err));
+		free(exact);
+		free(copy);
+	}
+	json_arena_free(a);
+}
+
+static void test_csv(void **s)
+{
+	(void)s;
+	const char *in = "\xEF\xBB\xBFname,note\r\n\"a, b\",\"say \"\"hi\"\"\"\r\nplain,\"two\nlines\"\n,\n";
+	csv c;
+	csv_init(&c, in, strlen(in), ',');
+	size_t len;
+	assert_int_equal(csv_next(&c), 1);
+	assert_int_equal(c.nf, 2);
+	assert_memory_equal(csv_field(&c, 0, &len), "name", 4);
+	assert_int_equal(csv_next(&c), 1);
+	const char *f = csv_field(&c, 0, &len);
+	assert_int_equal(len, 4);
+	assert_memory_equal(f, "a, b", 4);
+	f = csv_field(&c, 1, &len);
+	assert_int_equal(len, 8);
+	assert_memory_equal(f, "say \"hi\"", 8);
+	assert_int_equal(csv_next(&c), 1);
+	f = csv_field(&c, 1, &len);
+	assert_int_equal(len, 9);
+	assert_memory_equal(f, "two\nlines", 9);
+	assert_int_equal(csv_next(&c), 1);
+	assert_int_equal(c.nf, 2);
+	assert_int_equal(csv_next(&c), 0);
+	csv_free(&c);
+
+	const char *bad[] = {"a,\"unterminated\n", "a,\"x\"y\n"};
+	for (int i = 0; i < 2; i++) {
+		csv_init(&c, bad[i], strlen(bad[i]), ',');
+		int rc;
+		while ((rc = csv_next(&c)) == 1)
+			;
+		assert_int_equal(rc, -1);
+		assert_non_null(c.err);
+		csv_free(&c);
+	}
+	/* truncation at every byte */
+	size_t n = strlen(in);
+	for (size_t i = 0; i < n; i++) {
+		char *exact = xmalloc(i ? i : 1);
+		memcpy(exact, in, i);
+		csv_init(&c, exact, i, ',');
+		while (csv_next(&c) == 1)
+			;
+		csv_free(&c);
+		free(exact);
+	}
+}
+
+static void test_utf8(void **s)
+{
+	(void)s;
+	assert_true(utf8_invalid_at("plain ascii text", 16) == (size_t)-1);
+	assert_true(utf8_invalid_at("caf\xc3\xa9 \xf0\x9f\x98\x80", 10) == (size_t)-1);
+	assert_int_equal(utf8_invalid_at("ab\xff", 3), 2);
+	assert_int_equal(utf8_invalid_at("ab\xc3", 3), 2);            /* truncated */
+	assert_int_equal(utf8_invalid_at("\xc0\xaf", 2), 0);           /* overlong */
+	assert_int_equal(utf8_invalid_at("x\xed\xa0\x80", 4), 1);      /* surrogate */
+	assert_int_equal(utf8_invalid_at("12345678\xf5\x80\x80\x80", 12), 8);
+	buf b;
+	buf_init(&b);
+	utf8_repair(&b, "a\xffz\xc3", 4);
+	assert_int_equal(b.len, 1 + 3 + 1 + 3);
+	assert_memory_equal(b.p, "a\xef\xbf\xbdz\xef\xbf\xbd", 8);
+	/* NFC composes e + combining acute; NFKC also folds the ligature */
+	assert_int_equal(text_clean(&b, "e\xcc\x81", 3, TEXT_NFC), 0);
+	assert_int_equal(b.len, 2);
+	assert_memory_equal(b.p, "\xc3\xa9", 2);
+	assert_int_equal(text_clean(&b, "\xef\xac\x81", 3, TEXT_NFKC), 0);
+	assert_string_equal(b.p, "fi");
+	assert_int_equal(text_clean(&b, "  Hello\t\tW\xc3\x96RLD \n", 16, TEXT_NFC | TEXT_LOWER | TEXT_COLLAPSE), 0);
+	assert_string_equal(b.p, "hello w\xc3\xb6rld");
+	buf_free(&b);
+}
+
+static void test_records_roundtrip(void **s)
+{
+	(void)s;
+	char *d = tmpdir_new();
+	char *p = path_join(d, "data.rec");
+	rec_writer *w = recw_new();
+	int ft = recw_field(w, "text", REC_STR), fl = recw_field(w, "label", REC_CAT);
+	int fi = recw_field(w, "n", REC_INT), ff = recw_field(w, "x", REC_FLOAT), fb = recw_field(w, "ok", REC_BOOL);
+	for (int i = 0; i < 1000; i++) {
+		char t[32];
+		snprintf(t, sizeof t, "row %d", i);
+		recw_str(w, ft, t, strlen(t));
+		if (i % 7)
+			recw_str(w, fl, i % 2 ? "spam" : "ham", i % 2 ? 4 : 3);
+		recw_int(w, fi, (long long)i * 1000000007LL);
+		recw_float(w, ff, i / 3.0);
+		recw_bool(w, fb, i % 3 == 0);
+		if (i == 500) {
+			recw_cancel_row(w); /* abandoned row leaves no trace */
+			recw_str(w, ft, "row 500", 7);
+			recw_str(w, fl, "ham", 3);
+			recw_int(w, fi, 500LL * 1000000007LL);
+			recw_float(w, ff, 500 / 3.0);
+			recw_bool(w, fb, 0);
+		}
+		recw_end_row(w);
+	}
+	herr e;
+	assert_int_equal(recw_write(&e, w, p), 0);
+	recw_free(w);
+	rec_reader r;
+	assert_int_equal(recr_open(&e, &r, p), 0);
+	assert_int_equal(r.rows, 1000);
+	assert_int_equal(r.nfields, 5);
+	assert_int_equal(recr_find(&r, "label"), fl);
+	assert_int_equal(r.fields[fl].type, REC_CAT);
+	for (uint64_t i = 0; i < 1000; i++) {
+		size_t n;
+		char t[32];
+		snprintf(t, sizeof t, "row %d", (int)i);
+		const char *v = recr_str(&r, ft, i, &n);
+		assert_int_equal(n, strlen(t));
+		assert_memory_equal(v, t, n);
+		if (i % 7 || i == 500) {
+			assert_false(recr_is_null(&r, fl, i));
+			v = recr_str(&r, fl, i, &n);
+			assert_memory_equal(v, (i % 2 && i != 500) ? "spam" : "ham", n);
+		} else {
+			assert_true(recr_is_null(&r, fl, i));
+		}
+		assert_true(recr_int(&r, fi, i) == (long long)i * 1000000007LL);
+		assert_true(recr_float(&r, ff, i) == i / 3.0);
+		assert_int_equal(recr_bool(&r, fb, i), i == 500 ? 0 : i % 3 == 0);
+	}
+	recr_close(&r);
+	/* truncated at every 8th byte, and every byte of the header: an error */
+	buf full;
+	buf_init(&full);
+	assert_int_equal(fs_read(&e, p, &full), 0);
+	for (size_t n = 0; n < full.len; n += (n < 64 ? 1 : 8)) {
+		assert_int_equal(fs_write_atomic(&e, p, full.p, n), 0);
+		if (recr_open(&e, &r, p) == 0) {
+			recr_close(&r);
+			fail_msg("a dataset truncated to %zu of %zu bytes opened", n, full.len);
+		}
+	}
+	/* corrupt string offsets are caught */
+	buf_free(&full);
+	free(p);
+	tmpdir_rm(d);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_json_values),
+		cmocka_unit_test(test_json_errors),
+		cmocka_unit_test(test_json_truncation),
+		cmocka_unit_test(test_csv),
+		cmocka_unit_test(test_utf8),
+		cmocka_unit_test(test_records_roundtrip),
+	};
+	return cmocka_run_group_tests_name("parsers", tests, NULL, NULL);
+}
