@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -114,6 +115,13 @@ void buf_reserve(buf *b, size_t extra)
 		cap *= 2;
 	b->p = xrealloc(b->p, cap);
 	b->cap = cap;
+	/* large buffers: ask for huge pages (fewer page faults) */
+	if (cap >= ((size_t)32 << 20)) {
+		uintptr_t a = ((uintptr_t)b->p + 4095) & ~(uintptr_t)4095;
+		uintptr_t e = ((uintptr_t)b->p + cap) & ~(uintptr_t)4095;
+		if (e > a)
+			madvise((void *)a, e - a, MADV_HUGEPAGE);
+	}
 }
 
 void buf_add(buf *b, const void *p, size_t n)

@@ -218,6 +218,11 @@ void recw_end_row(rec_writer *w)
 
 size_t recw_rows(const rec_writer *w) { return w->rows; }
 
+void recw_reserve(rec_writer *w, int f, size_t bytes)
+{
+	buf_reserve(&w->cols[f].data, bytes);
+}
+
 size_t recw_bytes(const rec_writer *w)
 {
 	size_t t = 0;
@@ -522,11 +527,15 @@ const char *recr_cat_label(const rec_reader *r, int f, uint32_t code, size_t *le
 	return c->cat_bytes + c->cat_offs[code];
 }
 
-rec_writer *recw_like(const rec_reader *r)
+rec_writer *recw_like(const rec_reader *r, double fraction)
 {
 	rec_writer *w = recw_new();
-	for (uint32_t i = 0; i < r->nfields; i++)
-		recw_field(w, r->fields[i].name, r->fields[i].type);
+	for (uint32_t i = 0; i < r->nfields; i++) {
+		int f = recw_field(w, r->fields[i].name, r->fields[i].type);
+		/* expected size plus slack: one reservation instead of doubling */
+		if (fraction > 0)
+			buf_reserve(&w->cols[f].data, (size_t)((double)r->fields[i].data_len * fraction * 1.02) + 4096);
+	}
 	return w;
 }
 

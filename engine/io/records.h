@@ -60,6 +60,8 @@ void recw_end_row(rec_writer *w);
 /* Abandons the current row's values. */
 void recw_cancel_row(rec_writer *w);
 size_t recw_rows(const rec_writer *w);
+/* Reserves room for bytes of values in field f (a hint). */
+void recw_reserve(rec_writer *w, int f, size_t bytes);
 /* Approximate bytes held. */
 size_t recw_bytes(const rec_writer *w);
 int recw_write(herr *e, rec_writer *w, const char *path);
@@ -96,8 +98,9 @@ int recr_bool(const rec_reader *r, int f, uint64_t row);
 uint32_t recr_cat(const rec_reader *r, int f, uint64_t row);
 const char *recr_cat_label(const rec_reader *r, int f, uint32_t code, size_t *len);
 
-/* A writer with the reader's schema (same names and types). */
-rec_writer *recw_like(const rec_reader *r);
+/* A writer with the reader's schema (same names and types), its columns
+ * reserved for about `fraction` of the reader's values (0: no reservation). */
+rec_writer *recw_like(const rec_reader *r, double fraction);
 /* Appends row `row` of r to w (which must have r's schema). */
 void recw_copy_row(rec_writer *w, const rec_reader *r, uint64_t row);
 

@@ -1,13 +1,21 @@
 #include "text.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
 
 size_t utf8_invalid_at(const char *s, size_t n)
 {
+	int ascii;
+	return utf8_check(s, n, &ascii);
+}
+
+size_t utf8_check(const char *s, size_t n, int *ascii)
+{
 	const unsigned char *p = (const unsigned char *)s;
 	size_t i = 0;
+	*ascii = 1;
 	while (i < n) {
 		/* 8 ASCII bytes at a time */
 		while (i + 8 <= n) {
@@ -24,6 +32,7 @@ size_t utf8_invalid_at(const char *s, size_t n)
 			i++;
 			continue;
 		}
+		*ascii = 0;
 		size_t len;
 		uint32_t cp;
 		if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1F;
@@ -68,10 +77,41 @@ void utf8_repair(buf *out, const char *s, size_t n)
 
 static int is_ascii(const char *s, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w;
+		memcpy(&w, s + i, 8);
+		if (w & 0x8080808080808080ULL)
+			return 0;
+	}
+	for (; i < n; i++)
 		if ((unsigned char)s[i] >= 0x80)
 			return 0;
 	return 1;
+}
+
+/* ASCII lowercase and/or whitespace collapse in one pass. */
+static void ascii_fold(buf *out, const char *s, size_t n, int lower, int coll)
+{
+	buf_reserve(out, n);
+	char *o = out->p;
+	size_t k = 0;
+	int space = 1;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (coll && (c == ' ' || (c >= '\t' && c <= '\r'))) {
+			if (!space)
+				o[k++] = ' ';
+			space = 1;
+			continue;
+		}
+		space = 0;
+		o[k++] = (char)(lower && (unsigned)(c - 'A') < 26u ? c + 32 : c);
+	}
+	if (coll && k && o[k - 1] == ' ')
+		k--;
+	out->len = k;
+	o[k] = 0;
 }
 
 static void collapse(buf *out)
@@ -101,11 +141,8 @@ int text_clean(buf *out, const char *s, size_t n, int flags)
 	out->len = 0;
 	if (is_ascii(s, n)) {
 		/* NFC and NFKC leave ASCII unchanged */
-		buf_add(out, s, n);
-		if (flags & TEXT_LOWER)
-			for (size_t i = 0; i < out->len; i++)
-				if (out->p[i] >= 'A' && out->p[i] <= 'Z')
-					out->p[i] = (char)(out->p[i] + 32);
+		ascii_fold(out, s, n, flags & TEXT_LOWER, flags & TEXT_COLLAPSE);
+		return 0;
 	} else {
 		utf8proc_option_t opt = UTF8PROC_STABLE;
 		if (flags & TEXT_NFKC)

@@ -14,6 +14,8 @@
 
 /* Offset of the first invalid UTF-8 byte, or (size_t)-1 when valid. */
 size_t utf8_invalid_at(const char *s, size_t n);
+/* The same, also telling whether s is pure ASCII (*ascii = 1). */
+size_t utf8_check(const char *s, size_t n, int *ascii);
 /* Copies s to out with every invalid sequence replaced by U+FFFD. */
 void utf8_repair(buf *out, const char *s, size_t n);
 
@@ -22,5 +24,10 @@ enum { TEXT_NFC = 1, TEXT_NFKC = 2, TEXT_LOWER = 4, TEXT_COLLAPSE = 8 };
 /* Applies the flags to valid UTF-8 s, writing the result to out (which is
  * reset first). ASCII text takes a fast path. Returns -1 if utf8proc fails. */
 int text_clean(buf *out, const char *s, size_t n, int flags);
+/* 1 when text_clean(s, flags) would return s unchanged for ASCII s. */
+static inline int text_clean_is_identity_ascii(int flags)
+{
+	return (flags & (TEXT_LOWER | TEXT_COLLAPSE)) == 0;
+}
 
 #endif

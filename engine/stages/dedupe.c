@@ -51,7 +51,9 @@ static void row_key(dd *d, uint64_t row, buf *out)
 		}
 		if (i)
 			buf_addc(out, '\x1f');
-		if (d->norm && (d->r.fields[f].type == REC_STR)) {
+		if (d->nkeys == 1 && !(d->norm && d->r.fields[f].type == REC_STR)) {
+			buf_add(out, s, n); /* a single raw key: nothing to join */
+		} else if (d->norm && (d->r.fields[f].type == REC_STR)) {
 			if (text_clean(&d->tmp, s, n, d->norm) == 0)
 				buf_add(out, d->tmp.p, d->tmp.len);
 			else
@@ -433,7 +435,7 @@ static int k_dedupe(kctx *c, const hval *params, const kinput *in, size_t nin, c
 		buf_free(&other);
 	}
 	if (rc == 0) {
-		rec_writer *w = recw_like(&d.r), *rw = keep_removed ? recw_like(&d.r) : NULL;
+		rec_writer *w = recw_like(&d.r, 1.0), *rw = keep_removed ? recw_like(&d.r, 0) : NULL;
 		int fk = rw ? recw_field(rw, "duplicate_of", REC_INT) : -1;
 		int fkind = rw ? recw_field(rw, "duplicate", REC_CAT) : -1;
 		for (uint64_t row = 0; row < N; row++) {

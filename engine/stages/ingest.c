@@ -112,7 +112,8 @@ static int bad_row(ing *g, size_t line, const char *reason_key, const char *fmt,
 static int put_text(ing *g, size_t k, const char *s, size_t n, size_t line, size_t off)
 {
 	field *f = &g->f[k];
-	size_t bad = utf8_invalid_at(s, n);
+	int ascii;
+	size_t bad = utf8_check(s, n, &ascii);
 	if (bad != (size_t)-1) {
 		if (g->utf8 == U_ERROR) {
 			if (bad_row(g, line, "invalid_utf8", "field '%s': invalid UTF-8 at byte %zu of the value (input byte offset %zu)",
@@ -138,7 +139,7 @@ static int put_text(ing *g, size_t k, const char *s, size_t n, size_t line, size
 		s = g->tmp.p;
 		n = g->tmp.len;
 	}
-	if (f->type == REC_STR && g->flags) {
+	if (f->type == REC_STR && g->flags && !(ascii && text_clean_is_identity_ascii(g->flags))) {
 		if (text_clean(&g->clean, s, n, g->flags) != 0) {
 			if (bad_row(g, line, "normalization_failed", "field '%s': Unicode normalization failed", f->name) < 0)
 				return -1;
@@ -628,7 +629,8 @@ static int from_file(ing *g, const char *path, const char *label, const char *na
 	const char *p = "";
 	void *map = NULL;
 	if (n) {
-		map = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
+		/* populate at once: far fewer faults than touching page by page */
+		map = mmap(NULL, n, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
 		if (map == MAP_FAILED) {
 			close(fd);
 			return kctx_fail(g->c, "%s: cannot map: %s", label, strerror(errno));
@@ -745,10 +747,12 @@ static int k_ingest(kctx *c, const hval *params, const kinput *in, size_t nin, c
 		if (!in[i].is_dir && stat(in[i].path, &st) == 0)
 			g.total += (uint64_t)st.st_size;
 	}
+	/* the text usually dominates: reserve its column once instead of
+	 * growing (and copying) it by doubling */
+	if (g.text >= 0 && g.total)
+		recw_reserve(g.w, g.f[g.text].idx, (size_t)g.total);
 	for (size_t i = 0; i < nin && rc == 0; i++) {
 		if (!in[i].is_dir) {
-			const char *base = strrchr(in[i].label, '/');
-			(void)base;
 			rc = from_file(&g, in[i].path, in[i].label, in[i].label);
 			continue;
 		}

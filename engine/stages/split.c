@@ -105,7 +105,7 @@ static int k_split(kctx *c, const hval *params, const kinput *in, size_t nin, co
 				continue;
 			parts[k].name = parts_v->k[i];
 			parts[k].ratio = parts_v->v[i].t == HV_INT ? (double)parts_v->v[i].i : parts_v->v[i].f;
-			parts[k].w = recw_like(&r);
+			parts[k].w = recw_like(&r, parts_v->v[i].t == HV_INT ? (double)parts_v->v[i].i : parts_v->v[i].f);
 			total += parts[k].ratio;
 			k++;
 		}
