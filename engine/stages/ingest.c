@@ -63,6 +63,8 @@ typedef struct ing {
 	buf examples;       /* first skipped rows, for the log */
 	jarena *arena;
 	buf tmp, clean;
+	const char *map;    /* start of the current file's mapping, or NULL */
+	size_t dropped;     /* bytes of it already released */
 	const char *where;  /* "data/a.jsonl" or "data/x.tgz[member]" */
 	const char *name;   /* file or member name, for format and dirname */
 } ing;
@@ -319,8 +321,16 @@ static int fmt_jsonl(ing *g, const char *p, size_t n)
 			}
 		}
 		i = end + 1;
-		if ((line & 8191) == 0)
+		if ((line & 8191) == 0) {
 			kctx_progress(g->c, (double)(g->done_base + i), (double)g->total, "B");
+			/* parsed lines of a mapped file are not needed again: release
+			 * them so memory stays about the size of what is written */
+			if (g->map == p && i - g->dropped >= ((size_t)64 << 20)) {
+				size_t upto = i & ~(size_t)4095;
+				madvise((void *)(p + g->dropped), upto - g->dropped, MADV_DONTNEED);
+				g->dropped = upto;
+			}
+		}
 	}
 	return 0;
 }
@@ -641,11 +651,14 @@ static int from_file(ing *g, const char *path, const char *label, const char *na
 	close(fd);
 	g->where = label;
 	g->name = name;
+	g->map = map;
+	g->dropped = 0;
 	int rc = budget(g, n);
 	if (rc == 0)
 		rc = document(g, p, n);
 	if (map)
 		munmap(map, n);
+	g->map = NULL;
 	g->done_base += n;
 	kctx_progress(g->c, (double)g->done_base, (double)g->total, "B");
 	return rc;
