@@ -5,6 +5,8 @@
 #   make test     deps + build + unit tests (also under ASan/UBSan) + integration tests
 #   make demo     deps + build + run the default example pipeline
 #   make bench    deps + build + benchmarks against peers (slow; not part of test)
+#   make fuzz     libFuzzer targets for every parser, FUZZ_SECONDS each (default 30)
+#   make data     fetch the SpamAssassin corpus (npm) into data/
 
 CC       ?= cc
 PKGS_LIB := lua5.4 libxxhash sqlite3 libarchive libutf8proc
@@ -16,6 +18,7 @@ LDLIBS   += $(shell pkg-config --libs $(PKGS_LIB) 2>/dev/null) -lm -pthread
 # Debian packages: to build, to test, to benchmark.
 DEPS_BUILD := gcc make pkg-config liblua5.4-dev libxxhash-dev libsqlite3-dev libarchive-dev libutf8proc-dev
 DEPS_TEST  := libcmocka-dev xxhash tar gzip xz-utils zstd bzip2 zip
+DEPS_FUZZ  := clang libclang-rt-14-dev
 DEPS_BENCH := snakemake xxhash hyperfine jq bc
 DEPS_DATA  := npm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -25,7 +28,7 @@ OBJ := $(SRC:%.c=build/%.o)
 LIB_OBJ := $(filter-out build/engine/main.o,$(OBJ))
 UNIT := $(basename $(notdir $(wildcard tests/unit/test_*.c)))
 
-.PHONY: all deps deps-test deps-bench deps-data data test unit unit-asan demo bench clean fuzz
+.PHONY: all deps deps-test deps-bench deps-data deps-fuzz data test unit unit-asan demo bench clean fuzz
 
 all: hone
 
@@ -75,6 +78,29 @@ unit: $(UNIT:%=build/tests/%) $(UNIT:%=build/tests-asan/%)
 test: deps
 	@$(MAKE) --no-print-directory hone unit
 	@tests/run.sh
+
+# --- fuzzing -------------------------------------------------------------------
+# libFuzzer targets (clang), one per parser; each runs FUZZ_SECONDS on its
+# committed seed corpus (new finds go to build/fuzz/corpus-*, not the repo).
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS := json csv records hval
+FUZZ_SRC := engine/util.c engine/hval.c engine/io/json.c engine/io/csv.c engine/io/records.c
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRC)
+	@mkdir -p $(dir $@)
+	clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -Iengine \
+		$(shell pkg-config --cflags libxxhash) -o $@ $< $(FUZZ_SRC) $(shell pkg-config --libs libxxhash)
+
+deps-fuzz: deps
+	$(call install_missing,$(DEPS_FUZZ))
+
+fuzz: deps-fuzz $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p build/fuzz/corpus-$$t; \
+		echo "fuzzing $$t for $(FUZZ_SECONDS)s"; \
+		build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
+			build/fuzz/corpus-$$t tests/fuzz/corpus/$$t 2>&1 | tail -1 || exit 1; \
+	done
 
 # --- real data (fetched, never committed) -------------------------------------
 # The SpamAssassin public corpus as shipped in the npm package
