@@ -377,8 +377,10 @@ static int load_file_chunk(dsl *d, const char *path, const char *chunkname)
 {
 	buf b;
 	buf_init(&b);
-	if (fs_read(d->e, path, &b) != 0)
+	if (fs_read(d->e, path, &b) != 0) {
+		buf_free(&b);
 		return -1;
+	}
 	int rc = luaL_loadbufferx(d->L, b.p, b.len, chunkname, "t");
 	buf_free(&b);
 	if (rc != LUA_OK)
@@ -743,8 +745,9 @@ static int art_lines(lua_State *L)
 	char **paths;
 	size_t n;
 	if (rel || !lua_toboolean(L, lua_upvalueindex(2))) {
+		char *one = art_file(L, rel); /* may raise: allocate after it */
 		paths = xmalloc(sizeof *paths);
-		paths[0] = art_file(L, rel);
+		paths[0] = one;
 		n = 1;
 	} else {
 		herr e;
