@@ -10,6 +10,21 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+static int write_all(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+	while (n) {
+		ssize_t k = write(fd, c, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return -1;
+		c += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
 static const char *type_names[] = {"?", "string", "int", "float", "bool", "category"};
 
 const char *rec_type_name(rec_type t) { return t >= 1 && t <= 5 ? type_names[t] : "?"; }
@@ -43,15 +58,29 @@ typedef struct wcol {
 	size_t cap;
 	buf labels, label_offs;
 	uint32_t ncat;
+	uint64_t streamed;  /* bytes of data already written to the file */
 } wcol;
 
 struct rec_writer {
 	wcol *cols;
 	int n;
 	size_t rows;
+	int stream;         /* field whose values go straight to the file, or -1 */
+	int fd;             /* the file being written (stream mode) */
+	char *path;
+	int failed;         /* a streamed write failed */
 };
 
-rec_writer *recw_new(void) { return xcalloc(1, sizeof(rec_writer)); }
+/* The length of a column's data so far (streamed or not). */
+static uint64_t col_len(const wcol *c) { return c->streamed + c->data.len; }
+
+rec_writer *recw_new(void)
+{
+	rec_writer *w = xcalloc(1, sizeof(rec_writer));
+	w->stream = -1;
+	w->fd = -1;
+	return w;
+}
 
 void recw_free(rec_writer *w)
 {
@@ -68,6 +97,9 @@ void recw_free(rec_writer *w)
 		free(c->slots);
 	}
 	free(w->cols);
+	if (w->fd >= 0)
+		close(w->fd);
+	free(w->path);
 	free(w);
 }
 
@@ -130,7 +162,7 @@ void recw_str(rec_writer *w, int f, const char *s, size_t n)
 		buf_add(&c->data, &k, 4);
 	} else {
 		buf_add(&c->data, s, n);
-		uint64_t end = c->data.len;
+		uint64_t end = col_len(c);
 		buf_add(&c->offs, &end, 8);
 	}
 }
@@ -174,7 +206,7 @@ void recw_cancel_row(rec_writer *w)
 		switch (c->type) {
 		case REC_STR:
 			c->offs.len -= 8;
-			c->data.len = ((const uint64_t *)(void *)c->offs.p)[w->rows];
+			c->data.len = ((const uint64_t *)(void *)c->offs.p)[w->rows] - c->streamed;
 			break;
 		case REC_CAT: c->data.len -= 4; break;
 		case REC_BOOL: c->data.len -= 1; break;
@@ -196,7 +228,7 @@ void recw_end_row(rec_writer *w)
 			uint64_t z = 0;
 			switch (c->type) {
 			case REC_STR: {
-				uint64_t end = c->data.len;
+				uint64_t end = col_len(c);
 				buf_add(&c->offs, &end, 8);
 				break;
 			}
@@ -214,6 +246,30 @@ void recw_end_row(rec_writer *w)
 		c->set = 0;
 	}
 	w->rows++;
+	/* a streamed column is flushed between rows only, so a row can still
+	 * be cancelled */
+	if (w->stream >= 0) {
+		wcol *c = &w->cols[w->stream];
+		if (c->data.len >= ((size_t)1 << 20)) {
+			if (write_all(w->fd, c->data.p, c->data.len) != 0)
+				w->failed = 1;
+			c->streamed += c->data.len;
+			c->data.len = 0;
+		}
+	}
+}
+
+int recw_stream(herr *e, rec_writer *w, int f, const char *path)
+{
+	w->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (w->fd < 0)
+		return herr_set(e, "%s: cannot create: %s", path, strerror(errno));
+	static const char zeros[32] = {0};
+	if (write_all(w->fd, zeros, 32) != 0)
+		return herr_set(e, "%s: write error: %s", path, strerror(errno));
+	w->stream = f;
+	w->path = xstrdup(path);
+	return 0;
 }
 
 size_t recw_rows(const rec_writer *w) { return w->rows; }
@@ -244,10 +300,17 @@ static void put64(unsigned char *p, uint64_t v)
 
 int recw_write(herr *e, rec_writer *w, const char *path)
 {
-	FILE *f = fopen(path, "wb");
+	if (w->stream >= 0 && strcmp(path, w->path) != 0)
+		return herr_set(e, "%s: this writer streams into %s", path, w->path);
+	/* "wb" on the streamed descriptor: fdopen never truncates, and "a"
+	 * would set O_APPEND, which makes the header's pwrite append */
+	FILE *f = w->stream >= 0 ? fdopen(w->fd, "wb") : fopen(path, "wb");
 	if (!f)
 		return herr_set(e, "%s: cannot create: %s", path, strerror(errno));
-	/* compute the layout first, then stream the blocks */
+	if (w->stream >= 0)
+		w->fd = -1; /* now owned by f */
+	/* compute the layout first, then stream the blocks; a streamed column
+	 * is already in the file at offset 32 */
 	uint64_t off = 32;
 	unsigned char *table = xcalloc((size_t)w->n ? (size_t)w->n : 1, 64);
 	buf names;
@@ -258,6 +321,17 @@ int recw_write(herr *e, rec_writer *w, const char *path)
 	buf *dicts = xcalloc((size_t)w->n ? (size_t)w->n : 1, sizeof *dicts);
 #define ADD(ptr, len) do { blocks[nb].p = (ptr); blocks[nb].n = (len); nb++; \
 		off += (len); off = (off + 7) & ~(uint64_t)7; } while (0)
+	/* a streamed column's first bytes sit at 32 already; the rest of it is
+	 * the first block written now, right after them */
+	if (w->stream >= 0) {
+		wcol *c = &w->cols[w->stream];
+		off = 32 + c->streamed;
+		blocks[nb].p = c->data.p;
+		blocks[nb].n = c->data.len;
+		nb++;
+		off += c->data.len;
+		off = (off + 7) & ~(uint64_t)7;
+	}
 	for (int i = 0; i < w->n; i++) {
 		wcol *c = &w->cols[i];
 		unsigned char *t = table + 64 * i;
@@ -265,9 +339,15 @@ int recw_write(herr *e, rec_writer *w, const char *path)
 		t[1] = (unsigned char)(c->has_null ? 1 : 0);
 		uint16_t nl = (uint16_t)strlen(c->name);
 		memcpy(t + 2, &nl, 2);
-		put64(t + 16, off);
-		put64(t + 24, c->data.len);
-		ADD(c->data.p, c->data.len);
+		if (i == w->stream) {
+			/* written first, below the loop's blocks: see above */
+			put64(t + 16, 32);
+			put64(t + 24, col_len(c));
+		} else {
+			put64(t + 16, off);
+			put64(t + 24, c->data.len);
+			ADD(c->data.p, c->data.len);
+		}
 		if (c->type == REC_STR) {
 			put64(t + 32, off);
 			put64(t + 40, c->offs.len);
@@ -305,17 +385,24 @@ int recw_write(herr *e, rec_writer *w, const char *path)
 	memcpy(hdr + 12, &nf, 4);
 	memcpy(hdr + 16, &rows, 8);
 	memcpy(hdr + 24, &table_off, 8);
-	int ok = fwrite(hdr, 1, 32, f) == 32;
+	int ok = !w->failed && (w->stream >= 0 || fwrite(hdr, 1, 32, f) == 32);
 	static const char zeros[8] = {0};
+	/* padding follows the absolute position: a streamed column's first
+	 * part can end anywhere */
+	uint64_t pos = 32 + (w->stream >= 0 ? w->cols[w->stream].streamed : 0);
 	for (size_t k = 0; k < nb && ok; k++) {
 		if (blocks[k].n)
 			ok = fwrite(blocks[k].p, 1, blocks[k].n, f) == blocks[k].n;
-		size_t pad = (8 - blocks[k].n % 8) % 8;
+		pos += blocks[k].n;
+		size_t pad = (size_t)((8 - pos % 8) % 8);
 		if (ok && pad)
 			ok = fwrite(zeros, 1, pad, f) == pad;
+		pos += pad;
 	}
 	if (ok && w->n)
 		ok = fwrite(table, 64, (size_t)w->n, f) == (size_t)w->n;
+	if (ok && w->stream >= 0)
+		ok = fflush(f) == 0 && pwrite(fileno(f), hdr, 32, 0) == 32;
 	if (fclose(f) != 0)
 		ok = 0;
 #undef ADD

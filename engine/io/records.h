@@ -64,6 +64,10 @@ size_t recw_rows(const rec_writer *w);
 void recw_reserve(rec_writer *w, int f, size_t bytes);
 /* Approximate bytes held. */
 size_t recw_bytes(const rec_writer *w);
+/* Sends the values of field f (a string) straight to the file at path as
+ * rows end, instead of holding them: for the big text column. recw_write
+ * must then be given the same path. */
+int recw_stream(herr *e, rec_writer *w, int f, const char *path);
 int recw_write(herr *e, rec_writer *w, const char *path);
 
 typedef struct rec_field {

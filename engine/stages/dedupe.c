@@ -435,7 +435,13 @@ static int k_dedupe(kctx *c, const hval *params, const kinput *in, size_t nin, c
 		buf_free(&other);
 	}
 	if (rc == 0) {
-		rec_writer *w = recw_like(&d.r, 1.0), *rw = keep_removed ? recw_like(&d.r, 0) : NULL;
+		char *out = NULL;
+		rc = kctx_out_path(c, outdir, RECORDS_FILE, &out);
+		int ft = recr_find(&d.r, "text");
+		int streamed = rc == 0 && ft >= 0 && d.r.fields[ft].type == REC_STR;
+		rec_writer *w = recw_like(&d.r, streamed ? 0 : 1.0), *rw = keep_removed ? recw_like(&d.r, 0) : NULL;
+		if (streamed)
+			rc = recw_stream(&c->err, w, ft, out);
 		int fk = rw ? recw_field(rw, "duplicate_of", REC_INT) : -1;
 		int fkind = rw ? recw_field(rw, "duplicate", REC_CAT) : -1;
 		for (uint64_t row = 0; row < N; row++) {
@@ -447,8 +453,6 @@ static int k_dedupe(kctx *c, const hval *params, const kinput *in, size_t nin, c
 				recw_copy_row(rw, &d.r, row);
 			}
 		}
-		char *out;
-		rc = kctx_out_path(c, outdir, RECORDS_FILE, &out);
 		if (rc == 0)
 			rc = recw_write(&c->err, w, out);
 		free(out);

@@ -760,10 +760,13 @@ static int k_ingest(kctx *c, const hval *params, const kinput *in, size_t nin, c
 		if (!in[i].is_dir && stat(in[i].path, &st) == 0)
 			g.total += (uint64_t)st.st_size;
 	}
-	/* the text usually dominates: reserve its column once instead of
-	 * growing (and copying) it by doubling */
-	if (g.text >= 0 && g.total)
-		recw_reserve(g.w, g.f[g.text].idx, (size_t)g.total);
+	/* the text usually dominates: stream it to the output file as rows end
+	 * instead of holding it in memory */
+	char *outpath = NULL;
+	if (rc == 0)
+		rc = kctx_out_path(c, outdir, RECORDS_FILE, &outpath);
+	if (rc == 0 && g.text >= 0 && g.f[g.text].type == REC_STR)
+		rc = recw_stream(&c->err, g.w, g.f[g.text].idx, outpath);
 	for (size_t i = 0; i < nin && rc == 0; i++) {
 		if (!in[i].is_dir) {
 			rc = from_file(&g, in[i].path, in[i].label, in[i].label);
@@ -789,13 +792,9 @@ static int k_ingest(kctx *c, const hval *params, const kinput *in, size_t nin, c
 	if (rc == 0 && g.rows_kept == 0 && g.rows_read == 0)
 		rc = kctx_fail(c, "ingest: no records found in %zu input%s%s", nin, nin == 1 ? "" : "s",
 		               g.members ? " (check members = ...)" : "");
-	if (rc == 0) {
-		char *out;
-		rc = kctx_out_path(c, outdir, RECORDS_FILE, &out);
-		if (rc == 0)
-			rc = recw_write(&c->err, g.w, out);
-		free(out);
-	}
+	if (rc == 0)
+		rc = recw_write(&c->err, g.w, outpath);
+	free(outpath);
 	if (rc == 0) {
 		kctx_metric(c, "rows_read", (double)g.rows_read);
 		kctx_metric(c, "rows", (double)g.rows_kept);

@@ -230,6 +230,59 @@ static void test_records_roundtrip(void **s)
 	tmpdir_rm(d);
 }
 
+/* A streamed text column, with flushes (> 1 MiB) and cancelled rows,
+ * reads back like one held in memory; the streamed field is not first. */
+static void test_records_stream(void **s)
+{
+	(void)s;
+	char *d = tmpdir_new();
+	char *p = path_join(d, "data.rec");
+	herr e;
+	rec_writer *w = recw_new();
+	int fl = recw_field(w, "label", REC_CAT), ft = recw_field(w, "text", REC_STR);
+	int fn = recw_field(w, "n", REC_INT);
+	assert_int_equal(recw_stream(&e, w, ft, p), 0);
+	char *text = xmalloc(3001);
+	size_t kept = 0;
+	for (int i = 0; i < 3000; i++) {
+		size_t len = (size_t)(i * 7 % 3000);
+		memset(text, 'a' + i % 26, len);
+		recw_str(w, ft, text, len);
+		recw_str(w, fl, i % 2 ? "x" : "y", 1);
+		if (i % 13 == 5) {
+			recw_cancel_row(w);
+			continue;
+		}
+		recw_int(w, fn, i);
+		recw_end_row(w);
+		kept++;
+	}
+	assert_int_equal(recw_write(&e, w, p), 0);
+	recw_free(w);
+	rec_reader r;
+	if (recr_open(&e, &r, p) != 0) fail_msg("%s", e.msg);
+	assert_int_equal(r.rows, kept);
+	uint64_t row = 0;
+	for (int i = 0; i < 3000; i++) {
+		if (i % 13 == 5)
+			continue;
+		size_t len;
+		const char *v = recr_str(&r, ft, row, &len);
+		assert_int_equal(len, (size_t)(i * 7 % 3000));
+		for (size_t k = 0; k < len; k++)
+			if (v[k] != 'a' + i % 26)
+				fail_msg("row %d byte %zu", i, k);
+		assert_int_equal(recr_int(&r, fn, row), i);
+		v = recr_str(&r, fl, row, &len);
+		assert_memory_equal(v, i % 2 ? "x" : "y", 1);
+		row++;
+	}
+	recr_close(&r);
+	free(text);
+	free(p);
+	tmpdir_rm(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -239,6 +292,7 @@ int main(void)
 		cmocka_unit_test(test_csv),
 		cmocka_unit_test(test_utf8),
 		cmocka_unit_test(test_records_roundtrip),
+		cmocka_unit_test(test_records_stream),
 	};
 	return cmocka_run_group_tests_name("parsers", tests, NULL, NULL);
 }
