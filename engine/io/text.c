@@ -90,14 +90,61 @@ static int is_ascii(const char *s, size_t n)
 	return 1;
 }
 
-/* ASCII lowercase and/or whitespace collapse in one pass. */
+#define ONES 0x0101010101010101ULL
+#define HIGH 0x8080808080808080ULL
+
+/* ASCII lowercase and/or whitespace collapse in one pass. Eight bytes at a
+ * time (SWAR): a word with no \t..\r byte and no space that follows a space
+ * only needs lowercasing, done for all eight bytes at once; other words take
+ * the byte loop. */
 static void ascii_fold(buf *out, const char *s, size_t n, int lower, int coll)
 {
 	buf_reserve(out, n);
 	char *o = out->p;
-	size_t k = 0;
-	int space = 1;
-	for (size_t i = 0; i < n; i++) {
+	size_t k = 0, i = 0;
+	int space = 1; /* the previous output was a space (or nothing) */
+	if (coll)
+		while (i + 8 <= n) {
+			uint64_t w;
+			memcpy(&w, s + i, 8);
+			uint64_t t = w ^ (0x20 * ONES);
+			uint64_t sp = (t - ONES) & ~t & HIGH;             /* spaces (no misses) */
+			uint64_t ctl = (w + (0x80 - 0x09) * ONES) & ~(w + (0x80 - 0x0e) * ONES) & HIGH;
+			uint64_t prev = (sp << 8) | (space ? 0x80ULL : 0);
+			if (ctl || (sp & prev)) {
+					/* byte loop for this word */
+					for (int b = 0; b < 8; b++) {
+						unsigned char c = (unsigned char)s[i + (size_t)b];
+						if (c == ' ' || (c >= '\t' && c <= '\r')) {
+							if (!space)
+								o[k++] = ' ';
+							space = 1;
+							continue;
+						}
+						space = 0;
+						o[k++] = (char)(lower && (unsigned)(c - 'A') < 26u ? c + 32 : c);
+					}
+					i += 8;
+					continue;
+			}
+			if (lower) {
+				uint64_t up = (w + (0x80 - 'A') * ONES) & ~(w + (0x80 - 'Z' - 1) * ONES) & HIGH;
+				w |= up >> 2;
+			}
+			memcpy(o + k, &w, 8);
+			k += 8;
+			i += 8;
+			space = (w >> 56) == 0x20;
+		}
+	else if (lower)
+		for (; i + 8 <= n; i += 8, k += 8) {
+			uint64_t w;
+			memcpy(&w, s + i, 8);
+			uint64_t up = (w + (0x80 - 'A') * ONES) & ~(w + (0x80 - 'Z' - 1) * ONES) & HIGH;
+			w |= up >> 2;
+			memcpy(o + k, &w, 8);
+		}
+	for (; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if (coll && (c == ' ' || (c >= '\t' && c <= '\r'))) {
 			if (!space)
@@ -114,14 +161,14 @@ static void ascii_fold(buf *out, const char *s, size_t n, int lower, int coll)
 	o[k] = 0;
 }
 
+/* Whitespace collapse in place (after Unicode processing). */
 static void collapse(buf *out)
 {
 	size_t o = 0;
-	int space = 1; /* drop leading space */
+	int space = 1;
 	for (size_t i = 0; i < out->len; i++) {
 		unsigned char c = (unsigned char)out->p[i];
-		int ws = c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-		if (ws) {
+		if (c == ' ' || (c >= '\t' && c <= '\r')) {
 			if (!space)
 				out->p[o++] = ' ';
 			space = 1;

@@ -53,6 +53,12 @@ static void row_key(dd *d, uint64_t row, buf *out)
 			buf_addc(out, '\x1f');
 		if (d->nkeys == 1 && !(d->norm && d->r.fields[f].type == REC_STR)) {
 			buf_add(out, s, n); /* a single raw key: nothing to join */
+		} else if (d->nkeys == 1) {
+			/* a single normalized key: clean straight into out */
+			if (text_clean(out, s, n, d->norm) != 0) {
+				out->len = 0;
+				buf_add(out, s, n);
+			}
 		} else if (d->norm && (d->r.fields[f].type == REC_STR)) {
 			if (text_clean(&d->tmp, s, n, d->norm) == 0)
 				buf_add(out, d->tmp.p, d->tmp.len);

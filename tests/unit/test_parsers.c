@@ -230,6 +230,59 @@ static void test_records_roundtrip(void **s)
 	tmpdir_rm(d);
 }
 
+/* The word-at-a-time ASCII fold agrees with a plain reference on random
+ * inputs full of spaces, tabs, newlines and capitals. */
+static void reference_fold(buf *out, const char *s, size_t n, int lower, int coll)
+{
+	out->len = 0;
+	int space = 1;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		int ws = c == ' ' || (c >= '\t' && c <= '\r');
+		if (coll && ws) {
+			if (!space)
+				buf_addc(out, ' ');
+			space = 1;
+			continue;
+		}
+		space = 0;
+		buf_addc(out, lower && c >= 'A' && c <= 'Z' ? (char)(c + 32) : c);
+	}
+	if (coll && out->len && out->p[out->len - 1] == ' ')
+		out->len--;
+	buf_addc(out, 0);
+	out->len--;
+}
+
+static void test_ascii_fold(void **s)
+{
+	(void)s;
+	static const char alphabet[] = "  \t\n\r\v\fAZazMm09@[`{~.";
+	uint64_t x = 88172645463325252ULL;
+	buf got, want;
+	buf_init(&got);
+	buf_init(&want);
+	for (int iter = 0; iter < 20000; iter++) {
+		char in[64];
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		size_t n = (size_t)(x % 64);
+		for (size_t i = 0; i < n; i++) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			in[i] = alphabet[x % (sizeof alphabet - 1)];
+		}
+		for (int flags = 0; flags < 4; flags++) {
+			int lower = flags & 1, coll = flags & 2;
+			assert_int_equal(text_clean(&got, in, n, (lower ? TEXT_LOWER : 0) | (coll ? TEXT_COLLAPSE : 0)), 0);
+			reference_fold(&want, in, n, lower, coll);
+			if (got.len != want.len || memcmp(got.p, want.p, got.len) != 0)
+				fail_msg("input %d (len %zu, flags %d): got \"%.*s\", want \"%.*s\"", iter, n, flags,
+				         (int)got.len, got.p, (int)want.len, want.p);
+		}
+	}
+	buf_free(&got);
+	buf_free(&want);
+}
+
 /* A streamed text column, with flushes (> 1 MiB) and cancelled rows,
  * reads back like one held in memory; the streamed field is not first. */
 static void test_records_stream(void **s)
@@ -293,6 +346,7 @@ int main(void)
 		cmocka_unit_test(test_utf8),
 		cmocka_unit_test(test_records_roundtrip),
 		cmocka_unit_test(test_records_stream),
+		cmocka_unit_test(test_ascii_fold),
 	};
 	return cmocka_run_group_tests_name("parsers", tests, NULL, NULL);
 }
