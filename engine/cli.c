@@ -36,6 +36,7 @@ static const char *usage_run =
 	"usage: hone run [FILE] [options]\n"
 	"  --set STAGE.PARAM=VALUE  override a parameter (repeatable)\n"
 	"  -j N, --jobs N           run up to N independent stages at once (default 1)\n"
+	"  --threads N              threads one stage may use (default: all cores; never changes outputs)\n"
 	"  --dry-run                show what would run; run nothing\n"
 	"  --force STAGE            run STAGE even if cached (repeatable)\n"
 	"  -q, --quiet              print only errors\n"
@@ -158,6 +159,11 @@ static int parse(int argc, char **argv, engine *en, opts *o, const char *usage)
 			NEED_VAL();
 			en->force = xrealloc(en->force, (en->nforce + 1) * sizeof *en->force);
 			en->force[en->nforce++] = xstrdup(val);
+		} else if (!strcmp(a, "--threads")) {
+			NEED_VAL();
+			en->threads = atoi(val);
+			if (en->threads < 1)
+				return usage_error(usage, "--threads expects a positive number, got '%s'", val);
 		} else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
 			en->quiet = 1;
 		} else if (!strcmp(a, "--jsonl")) {
@@ -185,6 +191,12 @@ static int parse(int argc, char **argv, engine *en, opts *o, const char *usage)
 			o->positional[o->npos++] = a;
 		}
 #undef NEED_VAL
+	}
+	if (!en->threads) {
+		const char *t = getenv("HONE_THREADS");
+		en->threads = t && atoi(t) > 0 ? atoi(t) : (int)sysconf(_SC_NPROCESSORS_ONLN);
+		if (en->threads < 1)
+			en->threads = 1;
 	}
 	const char *c = o->cache ? o->cache : getenv("HONE_CACHE");
 	en->cache_root = path_resolve(NULL, c && *c ? c : "cache");

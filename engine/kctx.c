@@ -12,6 +12,7 @@ void kctx_init(kctx *c, const char *stage, pthread_mutex_t *mu)
 	c->stage = stage;
 	c->mu = mu;
 	c->node = -1;
+	c->threads = 1;
 	c->t0 = now_seconds();
 	buf_init(&c->metrics);
 	buf_init(&c->log);

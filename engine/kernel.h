@@ -32,6 +32,7 @@ typedef struct kctx {
 	const char *stage;            /* stage name, for messages */
 	int node;                     /* node index (Lua kernels find their function by it) */
 	const struct dsl_opts *dsl;   /* script and overrides (Lua kernels) */
+	int threads;                  /* threads a kernel may use (never changes its output) */
 	pthread_mutex_t *mu;          /* guards the fields below (shared with the display) */
 	double done, total;           /* progress; total 0 = unknown */
 	char unit[16];                /* "B", "rows", ... */

@@ -401,6 +401,7 @@ static task *start_task(engine *en, runner *r, int i)
 	t->kc.node = i;
 	t->r = r;
 	t->kc.dsl = &en->dsl;
+	t->kc.threads = en->threads > 0 ? en->threads : 1;
 	t->t0 = now_seconds();
 	if (d->type == NODE_STAGE) {
 		t->nin = d->nin;

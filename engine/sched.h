@@ -42,6 +42,7 @@ typedef struct engine {
 	statcache *sc;
 	runlog *rl;
 	int jobs;
+	int threads;     /* per kernel (--threads, $HONE_THREADS; default: all cores) */
 	int dry_run;
 	char **force;
 	size_t nforce;

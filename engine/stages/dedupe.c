@@ -6,6 +6,7 @@
  * the first occurrence in input order. Deterministic for a given seed.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +31,7 @@ typedef struct dd {
 } dd;
 
 /* The normalized key of a row: its key fields joined by \x1f. */
-static void row_key(dd *d, uint64_t row, buf *out)
+static void row_key(dd *d, uint64_t row, buf *out, buf *tmp)
 {
 	out->len = 0;
 	for (size_t i = 0; i < d->nkeys; i++) {
@@ -60,8 +61,8 @@ static void row_key(dd *d, uint64_t row, buf *out)
 				buf_add(out, s, n);
 			}
 		} else if (d->norm && (d->r.fields[f].type == REC_STR)) {
-			if (text_clean(&d->tmp, s, n, d->norm) == 0)
-				buf_add(out, d->tmp.p, d->tmp.len);
+			if (text_clean(tmp, s, n, d->norm) == 0)
+				buf_add(out, tmp->p, tmp->len);
 			else
 				buf_add(out, s, n);
 		} else {
@@ -236,6 +237,47 @@ static void choose_bands(int perm, double t, int *bands, int *rows)
 	}
 }
 
+/* What the parallel phase computes for a row: its key's hash and length,
+ * and (near) its MinHash signature. */
+typedef struct prep {
+	XXH128_hash_t h;
+	size_t len;
+} prep;
+
+typedef struct prep_job {
+	dd *d;
+	uint64_t base, end;
+	int t, nt;
+	prep *pr;
+	uint32_t *sigs;     /* (end - base) x perm */
+	const uint32_t *a, *b;
+	int near;
+} prep_job;
+
+static void *prepare(void *arg)
+{
+	prep_job *j = arg;
+	buf key, tmp;
+	buf_init(&key);
+	buf_init(&tmp);
+	uint64_t *sh = NULL;
+	size_t shcap = 0;
+	for (uint64_t row = j->base + (uint64_t)j->t; row < j->end; row += (uint64_t)j->nt) {
+		row_key(j->d, row, &key, &tmp);
+		prep *p = &j->pr[row - j->base];
+		p->h = XXH3_128bits(key.p, key.len);
+		p->len = key.len;
+		if (j->near) {
+			size_t m = shingles(j->d, key.p, key.len, &sh, &shcap);
+			minhash(j->sigs + (row - j->base) * (uint64_t)j->d->perm, j->a, j->b, j->d->perm, sh, m);
+		}
+	}
+	free(sh);
+	buf_free(&key);
+	buf_free(&tmp);
+	return NULL;
+}
+
 typedef struct bucket_map {
 	uint64_t *keys;
 	uint32_t *vals; /* row index + 1 of the first kept row, 0 empty */
@@ -333,11 +375,11 @@ static int k_dedupe(kctx *c, const hval *params, const kinput *in, size_t nin, c
 		bucket_map *maps = NULL;
 		size_t *used = NULL;
 		uint64_t *sh = NULL, *bk = NULL;
+		uint32_t **slots = NULL;
 		size_t shcap = 0;
 		buf other;
 		buf_init(&other);
 		if (near > 0) {
-			sig = xmalloc((size_t)d.perm * sizeof *sig);
 			a = xmalloc((size_t)d.perm * sizeof *a);
 			b = xmalloc((size_t)d.perm * sizeof *b);
 			for (int i = 0; i < d.perm; i++) {
@@ -349,33 +391,61 @@ static int k_dedupe(kctx *c, const hval *params, const kinput *in, size_t nin, c
 			maps = xcalloc((size_t)d.bands, sizeof *maps);
 			used = xcalloc((size_t)d.bands, sizeof *used);
 			bk = xcalloc((size_t)d.bands, sizeof *bk);
+			slots = xcalloc((size_t)d.bands, sizeof *slots);
 		}
 		double bytes = 0;
-		for (uint64_t row = 0; row < N; row++) {
-			row_key(&d, row, &d.keybuf);
-			bytes += (double)d.keybuf.len;
-			XXH128_hash_t h = XXH3_128bits(d.keybuf.p, d.keybuf.len);
-			size_t q = (size_t)h.low64 & (cap - 1);
-			while (who[q] && !(set[q].low64 == h.low64 && set[q].high64 == h.high64))
-				q = (q + 1) & (cap - 1);
-			if (who[q]) {
-				removed[row] = 1;
-				dup_of[row] = who[q];
-				exact++;
-				continue;
+		/* blocks of rows: keys, hashes and signatures on every thread (they
+		 * do not depend on each other), then the exact set, the LSH buckets
+		 * and the verification in row order on this one, so the result is
+		 * the same for any number of threads */
+		int nt = c->threads > 0 ? c->threads : 1;
+		if (nt > 64)
+			nt = 64;
+		const uint64_t B = 4096;
+		prep *pr = xcalloc(B, sizeof *pr);
+		uint32_t *sigs = near > 0 ? xmalloc(B * (size_t)d.perm * sizeof *sigs) : NULL;
+		pthread_t th[64];
+		prep_job jobs[64];
+		for (uint64_t base = 0; base < N; base += B) {
+			uint64_t end = base + B < N ? base + B : N;
+			for (int t = 0; t < nt; t++) {
+				jobs[t] = (prep_job){&d, base, end, t, nt, pr, sigs, a, b, near > 0};
+				if (t > 0 && pthread_create(&th[t], NULL, prepare, &jobs[t]) != 0) {
+					jobs[t].t = -1;
+					prepare(&jobs[t]); /* no thread: do it here */
+				}
 			}
-			set[q] = h;
-			who[q] = (uint32_t)row + 1;
-			if (near > 0) {
-				size_t m = shingles(&d, d.keybuf.p, d.keybuf.len, &sh, &shcap);
-				minhash(sig, a, b, d.perm, sh, m);
+			prepare(&jobs[0]);
+			for (int t = 1; t < nt; t++)
+				if (jobs[t].t >= 0)
+					pthread_join(th[t], NULL);
+			for (uint64_t row = base; row < end; row++) {
+				prep *p = &pr[row - base];
+				bytes += (double)p->len;
+				XXH128_hash_t h = p->h;
+				size_t q = (size_t)h.low64 & (cap - 1);
+				while (who[q] && !(set[q].low64 == h.low64 && set[q].high64 == h.high64))
+					q = (q + 1) & (cap - 1);
+				if (who[q]) {
+					removed[row] = 1;
+					dup_of[row] = who[q];
+					exact++;
+					continue;
+				}
+				set[q] = h;
+				who[q] = (uint32_t)row + 1;
+				if (near <= 0)
+					continue;
+				sig = sigs + (row - base) * (uint64_t)d.perm;
 				uint8_t *mine = sig8 + row * (uint64_t)d.perm;
 				for (int i = 0; i < d.perm; i++)
 					mine[i] = (uint8_t)sig[i];
+				size_t m = 0;
 				int sorted = 0, dup = 0;
 				for (int band = 0; band < d.bands && !dup; band++) {
 					bk[band] = XXH3_64bits_withSeed(sig + band * d.rows, (size_t)d.rows * 4, (uint64_t)band);
 					uint32_t *slot = bucket(&maps[band], bk[band], &used[band]);
+					slots[band] = slot; /* valid until band's map grows: only below */
 					if (!*slot)
 						continue;
 					uint64_t cand = *slot - 1;
@@ -388,15 +458,18 @@ static int k_dedupe(kctx *c, const hval *params, const kinput *in, size_t nin, c
 					double est = ((double)eq / d.perm - 1.0 / 256) / (1 - 1.0 / 256);
 					if (est < near - 0.25)
 						continue;
-					if (!sorted)
-						m = sort_unique(sh, m), sorted = 1;
+					if (!sorted) {
+						row_key(&d, row, &d.keybuf, &d.tmp);
+						m = sort_unique(sh, shingles(&d, d.keybuf.p, d.keybuf.len, &sh, &shcap));
+						sorted = 1;
+					}
 					unsigned slotc = 4;
 					for (unsigned ci = 0; ci < 4; ci++)
 						if (cache_row[ci] == cand)
 							slotc = ci;
 					if (slotc == 4) {
 						slotc = cache_next++ % 4;
-						row_key(&d, cand, &other);
+						row_key(&d, cand, &other, &d.tmp);
 						cache_n[slotc] = sort_unique(cache_sh[slotc], shingles(&d, other.p, other.len, &cache_sh[slotc], &cache_cap[slotc]));
 						cache_row[slotc] = cand;
 					}
@@ -409,15 +482,16 @@ static int k_dedupe(kctx *c, const hval *params, const kinput *in, size_t nin, c
 					}
 				}
 				if (!dup) /* claim the buckets nobody holds yet */
-					for (int band = 0; band < d.bands; band++) {
-						uint32_t *slot = bucket(&maps[band], bk[band], &used[band]);
-						if (!*slot)
-							*slot = (uint32_t)row + 1;
-					}
+					for (int band = 0; band < d.bands; band++)
+						if (!*slots[band])
+							*slots[band] = (uint32_t)row + 1;
 			}
-			if ((row & 1023) == 0)
-				kctx_progress(c, (double)row, (double)N, "rows");
+			kctx_progress(c, (double)end, (double)N, "rows");
 		}
+		sig = NULL;
+		free(sigs);
+		free(pr);
+		kctx_metric(c, "threads", nt);
 		kctx_metric(c, "key_bytes", bytes);
 		if (near > 0)
 			kctx_metric(c, "candidates_verified", (double)verified);
@@ -432,6 +506,7 @@ static int k_dedupe(kctx *c, const hval *params, const kinput *in, size_t nin, c
 		free(maps);
 		free(used);
 		free(bk);
+		free(slots);
 		free(sh);
 		free(sig);
 		free(a);
@@ -488,7 +563,7 @@ static int k_dedupe(kctx *c, const hval *params, const kinput *in, size_t nin, c
 					ex = row;
 					break;
 				}
-			row_key(&d, best, &d.keybuf);
+			row_key(&d, best, &d.keybuf, &d.tmp);
 			kctx_log(c, "cluster of %zu: row %llu kept, e.g. row %llu removed (%s): \"%.60s%s\"", size[best] + 1,
 			         (unsigned long long)best, (unsigned long long)ex, removed[ex] == 1 ? "exact" : "near",
 			         d.keybuf.p, d.keybuf.len > 60 ? "..." : "");

@@ -45,7 +45,9 @@ local d = ingest { "text.jsonl", fields = { text = "text", label = "label" } }
 local e = dedupe { d, name = "exact" }
 local n = dedupe { d, name = "near", near = 0.85, num_perm = 128, shingle = 5 }
 LUA
-"$HONE" run pipeline.lua -q --force ingest --force exact --force near
+"$HONE" run pipeline.lua -q --force near --threads 1
+near1_s=$(secs near)
+"$HONE" run pipeline.lua -q --force ingest --force exact --force near --threads 2
 ingest_s=$(secs ingest); exact_s=$(secs exact); near_s=$(secs near)
 sync
 jq_s=$( { /usr/bin/time -f %e jq -c . text.jsonl >/dev/null; } 2>&1 | tail -1)
@@ -60,7 +62,8 @@ printf '  hone / jq = %.1fx\n' "$(echo "$jq_s / $ingest_s" | bc -l)"
 textbytes=$("$HONE" runs -1 | awk '$2 == "exact"' | grep -o '"key_bytes":[0-9]*' | cut -d: -f2)
 printf 'dedupe over %.0f MB of text:\n' "$(echo "$textbytes / 1000000" | bc -l)"
 printf '  exact           %6.2f s  %6.0f MB/s\n' "$exact_s" "$(mbps "$textbytes" "$exact_s")"
-printf '  near (MinHash)  %6.2f s  %6.0f MB/s\n' "$near_s" "$(mbps "$textbytes" "$near_s")"
+printf '  near, 1 thread  %6.2f s  %6.0f MB/s\n' "$near1_s" "$(mbps "$textbytes" "$near1_s")"
+printf '  near, 2 threads %6.2f s  %6.0f MB/s  (%.2fx)\n' "$near_s" "$(mbps "$textbytes" "$near_s")" "$(echo "$near1_s / $near_s" | bc -l)"
 "$HONE" runs -1 | awk '$2 == "exact" || $2 == "near"' | grep -o '"[a-z_]*removed":[0-9]*' | paste -sd' ' | sed 's/^/  removed: /'
 
 echo "peak memory (dataset written: $((recbytes / 1048576)) MiB):"

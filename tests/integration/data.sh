@@ -151,6 +151,9 @@ check "near-dup recall >= 0.95 for pairs with J >= 0.90 (got $recall over $nhi p
 check "near-dup precision >= 0.95 for pairs with J <= 0.80 (got $precision over $nlo pairs)" \
 	bash -c "[ \$(echo '$precision >= 0.95' | bc) = 1 ]"
 check "  ... no base document removed" bash -c "[ \$(grep -c '^a' kept.txt) = 400 ]"
+obj1=$("$HONE" run near.lua -q --force dedupe --threads 1; "$HONE" runs -1 | awk '$2 == "dedupe" {print $4}')
+obj2=$("$HONE" run near.lua -q --force dedupe --threads 2; "$HONE" runs -1 | awk '$2 == "dedupe" {print $4}')
+check "dedupe output does not depend on --threads" eq "$obj1" "$obj2"
 
 # --- split ---------------------------------------------------------------------
 awk 'BEGIN { for (i = 1; i <= 1000; i++) printf "{\"id\": %d, \"text\": \"row %d\", \"label\": \"%s\", \"g\": \"g%d\"}\n", i, i, (i % 10 < 3 ? "spam" : "ham"), i % 50 }' > in/s.jsonl
