@@ -1,6 +1,7 @@
 #include "dsl.h"
 
 #include <errno.h>
+#include <glob.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
@@ -239,6 +240,35 @@ static int b_set_fn(lua_State *L)
 	return 0;
 }
 
+/* glob(pattern, where): the matching paths, sorted, relative to the
+ * pipeline's folder as written; no match is an error. */
+static int b_glob(lua_State *L)
+{
+	dsl *d = self(L);
+	const char *pat = luaL_checkstring(L, 1);
+	const char *where = luaL_checkstring(L, 2);
+	char *abs = path_resolve(d->o->base, pat);
+	glob_t g;
+	int rc = glob(abs, GLOB_ERR, NULL, &g);
+	if (rc != 0) {
+		lua_pushfstring(L, "%s: no file matches \"%s\" (looked in %s)", where, pat, d->o->base);
+		free(abs);
+		if (rc != GLOB_NOMATCH)
+			globfree(&g);
+		return lua_error(L);
+	}
+	lua_createtable(L, (int)g.gl_pathc, 0);
+	for (size_t i = 0; i < g.gl_pathc; i++) {
+		char *rel = path_relative(d->o->base, g.gl_pathv[i]);
+		lua_pushstring(L, rel);
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+		free(rel);
+	}
+	globfree(&g);
+	free(abs);
+	return 1;
+}
+
 static int b_add_stage(lua_State *L)
 {
 	dsl *d = self(L);
@@ -413,7 +443,7 @@ static int open_state(dsl *d, herr *e, const dsl_opts *o, dag *g, size_t limit)
 	lua_newtable(L);
 	static const luaL_Reg fns[] = {
 		{"add_source", b_add_source}, {"add_stage", b_add_stage}, {"fnsrc", b_fnsrc},
-		{"hash", b_hash}, {"distance", b_distance}, {"set_fn", b_set_fn}, {NULL, NULL}};
+		{"hash", b_hash}, {"distance", b_distance}, {"set_fn", b_set_fn}, {"glob", b_glob}, {NULL, NULL}};
 	lua_pushlightuserdata(L, d);
 	luaL_setfuncs(L, fns, 1);
 	lua_pushstring(L, d->chunk);

@@ -303,11 +303,19 @@ local function declare(spec, args, explicit_name, w)
     if math.type(k) == "integer" then npos = math.max(npos, k)
     elseif type(k) ~= "string" then fail(w, spec.kind .. ": parameter names must be strings") end
   end
+  local slot = 0
   for i = 1, npos do
     if args[i] == nil then fail(w, sformat("%s: input %d is nil", spec.kind, i)) end
-    inputs[#inputs + 1] = input_of(args[i], w, sformat("%s: input %d", spec.kind, i))
-    inputs[#inputs].slot = tostring(i)
+    local v = args[i]
+    -- a path with *, ? or [ is a glob: every match is an input
+    local paths = (type(v) == "string" and sfind(v, "[%*%?%[]")) and C.glob(v, w) or { v }
+    for _, p in ipairs(paths) do
+      slot = slot + 1
+      inputs[#inputs + 1] = input_of(p, w, sformat("%s: input %d", spec.kind, i))
+      inputs[#inputs].slot = tostring(slot)
+    end
   end
+  npos = slot
   local min_in, max_in = spec.min_inputs or 0, spec.max_inputs or math.huge
   if npos < min_in or npos > max_in then
     fail(w, sformat("%s: takes %s input%s, got %d", spec.kind,

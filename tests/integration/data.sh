@@ -51,6 +51,22 @@ printf 'ingest { "mail", fields = { text = "text" }, label_from = "dirname" }\n'
 check "a folder, one document per file, label from the folder" "$HONE" run dir.lua -q
 check "  ... label counts in the metrics" eq "$(metric ingest label.ham)" 2
 
+# globs: every match is an input
+printf '{"text": "one"}\n' > in/g1.jsonl
+printf '{"text": "two"}\n{"text": "three"}\n' > in/g2.jsonl
+printf 'ingest { "in/g*.jsonl" }\n' > glob.lua
+check "a glob reads every match" eq "$(runrows glob.lua ingest | wc -l)" 3
+printf '{"text": "four"}\n' > in/g3.jsonl
+check "  ... and a new match re-runs it" eq "$(runrows glob.lua ingest | wc -l)" 4
+check "  ... a glob that matches nothing is an error" fails_with 2 'no file matches "in/none*.jsonl"' \
+	bash -c "printf 'ingest { \"in/none*.jsonl\" }\n' > ng.lua; '$HONE' run ng.lua"
+: > in/empty.jsonl
+printf 'ingest { "in/empty.jsonl", "in/g1.jsonl" }\n' > empty.lua
+check "an empty file contributes no rows" eq "$(runrows empty.lua ingest | wc -l)" 1
+head -c 20000000 /dev/zero | tr '\0' 'x' | sed 's/.*/{"text": "&"}/' > in/huge.jsonl
+printf 'ingest { "in/huge.jsonl" }\n' > huge.lua
+check "a 20 MB line" bash -c "'$HONE' run huge.lua -q && '$HONE' show huge.lua ingest | grep -q '1 rows'"
+
 # --- archives ------------------------------------------------------------------
 tar cf arch.tar mail; tar czf arch.tgz mail; tar cJf arch.txz mail
 tar --zstd -cf arch.tar.zst mail; tar cjf arch.tbz2 mail; zip -qr arch.zip mail
