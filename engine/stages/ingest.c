@@ -8,8 +8,6 @@
  * what was expected, unless on_error = "skip", which counts it and reports
  * the first reasons.
  */
-#include <archive.h>
-#include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
@@ -20,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../io/archive.h"
 #include "../io/csv.h"
 #include "../io/json.h"
 #include "../io/records.h"
@@ -558,15 +557,18 @@ static int unsafe_name(const char *name)
 
 static int from_archive(ing *g, const kinput *in)
 {
-	struct archive *a = archive_read_new();
-	archive_read_support_filter_all(a);
-	archive_read_support_format_tar(a);
-	archive_read_support_format_zip(a);
-	archive_read_support_format_gnutar(a);
+	const archive_api *A = archive_api_get(&g->c->err);
+	if (!A)
+		return -1;
+	struct archive *a = A->read_new();
+	A->read_support_filter_all(a);
+	A->read_support_format_tar(a);
+	A->read_support_format_zip(a);
+	A->read_support_format_gnutar(a);
 	int rc = 0;
-	if (archive_read_open_filename(a, in->path, 1 << 16) != ARCHIVE_OK) {
-		rc = kctx_fail(g->c, "%s: corrupt or truncated archive: %s", in->label, archive_error_string(a));
-		archive_read_free(a);
+	if (A->read_open_filename(a, in->path, 1 << 16) != ARCHIVE_OK) {
+		rc = kctx_fail(g->c, "%s: corrupt or truncated archive: %s", in->label, A->error_string(a));
+		A->read_free(a);
 		return rc;
 	}
 	struct archive_entry *ent;
@@ -574,14 +576,14 @@ static int from_archive(ing *g, const kinput *in)
 	buf_init(&data);
 	buf_init(&where);
 	int r;
-	while (rc == 0 && (r = archive_read_next_header(a, &ent)) == ARCHIVE_OK) {
-		const char *name = archive_entry_pathname(ent);
+	while (rc == 0 && (r = A->read_next_header(a, &ent)) == ARCHIVE_OK) {
+		const char *name = A->entry_pathname(ent);
 		if (!name)
 			continue;
-		int type = archive_entry_filetype(ent);
+		int type = A->entry_filetype(ent);
 		if (type == AE_IFDIR)
 			continue;
-		if (type != AE_IFREG || archive_entry_hardlink(ent) || archive_entry_symlink(ent)) {
+		if (type != AE_IFREG || A->entry_hardlink(ent) || A->entry_symlink(ent)) {
 			g->links_skipped++; /* links and special files are never followed */
 			continue;
 		}
@@ -598,9 +600,9 @@ static int from_archive(ing *g, const kinput *in)
 		data.len = 0;
 		for (;;) {
 			buf_reserve(&data, 1 << 16);
-			la_ssize_t got = archive_read_data(a, data.p + data.len, data.cap - data.len - 1);
+			la_ssize_t got = A->read_data(a, data.p + data.len, data.cap - data.len - 1);
 			if (got < 0) {
-				rc = kctx_fail(g->c, "%s: corrupt or truncated archive: %s", where.p, archive_error_string(a));
+				rc = kctx_fail(g->c, "%s: corrupt or truncated archive: %s", where.p, A->error_string(a));
 				break;
 			}
 			if (got == 0)
@@ -613,12 +615,12 @@ static int from_archive(ing *g, const kinput *in)
 			data.p[data.len] = 0;
 			rc = document(g, data.p, data.len);
 		}
-		kctx_progress(g->c, (double)(g->done_base + (uint64_t)archive_filter_bytes(a, -1)), (double)g->total, "B");
+		kctx_progress(g->c, (double)(g->done_base + (uint64_t)A->filter_bytes(a, -1)), (double)g->total, "B");
 	}
 	if (rc == 0 && r != ARCHIVE_EOF)
 		rc = kctx_fail(g->c, "%s: corrupt or truncated archive: %s", in->label,
-		               archive_error_string(a) ? archive_error_string(a) : "read error");
-	archive_read_free(a);
+		               A->error_string(a) ? A->error_string(a) : "read error");
+	A->read_free(a);
 	buf_free(&data);
 	buf_free(&where);
 	return rc;
