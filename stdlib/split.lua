@@ -15,6 +15,8 @@ return {
     seed = { type = "integer", default = 42 },
     stratify = { type = "string", doc = "field whose class proportions every part keeps" },
     group = { type = "string", doc = "field whose rows always share a part" },
+    leak_near = { type = "number", default = 0.85, min = 0, max = 1,
+                  doc = "report near duplicates across parts at this Jaccard similarity (0: off)" },
   },
   validate = function(p)
     local sum = 0

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "../io/minhash.h"
 #include "../io/records.h"
 #include "../io/text.h"
 #include "../kernel.h"
@@ -24,10 +25,7 @@ typedef struct dd {
 	size_t nkeys;
 	int norm;           /* TEXT_* flags for the key */
 	buf keybuf, tmp;
-	int word;           /* word shingles (else characters) */
-	int k;              /* shingle size */
-	int perm, bands, rows;
-	uint64_t seed;
+	mh_cfg mh;
 } dd;
 
 /* The normalized key of a row: its key fields joined by \x1f. */
@@ -73,170 +71,6 @@ static void row_key(dd *d, uint64_t row, buf *out, buf *tmp)
 		buf_reserve(out, 0);
 }
 
-static int dd_cmp64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-static uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdULL;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ULL;
-	x ^= x >> 33;
-	return x;
-}
-
-/* Hashes of the shingles of s into *h (unsorted, may repeat). Character
- * shingles of up to 8 bytes are hashed from one 64-bit load. */
-static size_t shingles(dd *d, const char *s, size_t n, uint64_t **h, size_t *cap)
-{
-	size_t m = 0;
-	size_t need = n + 1;
-	if (need > *cap) {
-		*cap = need;
-		*h = xrealloc(*h, *cap * sizeof **h);
-	}
-	uint64_t *o = *h;
-	if (d->word) {
-		/* word k-grams: hash of k consecutive whitespace-separated words */
-		size_t starts[64], lens[64];
-		size_t nw = 0, i = 0;
-		while (i < n) {
-			while (i < n && (s[i] == ' ' || s[i] == '\n' || s[i] == '\t' || s[i] == '\r'))
-				i++;
-			if (i >= n)
-				break;
-			size_t st = i;
-			while (i < n && !(s[i] == ' ' || s[i] == '\n' || s[i] == '\t' || s[i] == '\r'))
-				i++;
-			starts[nw % 64] = st;
-			lens[nw % 64] = i - st;
-			nw++;
-			if (nw >= (size_t)d->k) {
-				size_t first = starts[(nw - (size_t)d->k) % 64];
-				size_t last = (nw - 1) % 64;
-				o[m++] = XXH3_64bits_withSeed(s + first, starts[last] + lens[last] - first, d->seed);
-			}
-		}
-		if (nw > 0 && nw < (size_t)d->k)
-			o[m++] = XXH3_64bits_withSeed(s, n, d->seed);
-	} else if (n < (size_t)d->k) {
-		if (n)
-			o[m++] = XXH3_64bits_withSeed(s, n, d->seed);
-	} else if (d->k <= 8 && n >= 8) {
-		uint64_t mask = d->k == 8 ? ~0ULL : ((1ULL << (8 * d->k)) - 1);
-		size_t last = n - (size_t)d->k;
-		for (size_t i = 0; i <= last; i++) {
-			uint64_t w;
-			if (i + 8 <= n) {
-				memcpy(&w, s + i, 8);
-			} else {
-				w = 0;
-				memcpy(&w, s + i, n - i);
-			}
-			o[m++] = mix64((w & mask) ^ d->seed);
-		}
-	} else {
-		for (size_t i = 0; i + (size_t)d->k <= n; i++)
-			o[m++] = XXH3_64bits_withSeed(s + i, (size_t)d->k, d->seed);
-	}
-	return m;
-}
-
-/* LSD radix sort of 64-bit keys, 8 bits a pass, through tmp (m entries). */
-static void radix_sort(uint64_t *h, uint64_t *tmp, size_t m)
-{
-	size_t count[256];
-	uint64_t *src = h, *dst = tmp;
-	for (int shift = 0; shift < 64; shift += 8) {
-		memset(count, 0, sizeof count);
-		for (size_t i = 0; i < m; i++)
-			count[(src[i] >> shift) & 255]++;
-		size_t sum = 0;
-		for (int k = 0; k < 256; k++) {
-			size_t c = count[k];
-			count[k] = sum;
-			sum += c;
-		}
-		for (size_t i = 0; i < m; i++)
-			dst[count[(src[i] >> shift) & 255]++] = src[i];
-		uint64_t *t = src;
-		src = dst;
-		dst = t;
-	}
-	/* 8 passes: the result is back in h */
-}
-
-static size_t sort_unique(uint64_t *h, size_t m)
-{
-	if (m < 2)
-		return m;
-	if (m < 64) {
-		qsort(h, m, sizeof *h, dd_cmp64);
-	} else {
-		uint64_t *tmp = xmalloc(m * sizeof *tmp);
-		radix_sort(h, tmp, m);
-		free(tmp);
-	}
-	size_t u = 1;
-	for (size_t i = 1; i < m; i++)
-		if (h[i] != h[u - 1])
-			h[u++] = h[i];
-	return u;
-}
-
-/* sig[i] = min over shingles of (a[i] * x + b[i]) mod 2^32: 32-bit lanes so
- * the loop vectorizes (AVX2 when the CPU has it). */
-__attribute__((target_clones("avx2", "default"), optimize("O3")))
-static void minhash(uint32_t *restrict sig, const uint32_t *restrict a, const uint32_t *restrict b,
-                    int perm, const uint64_t *h, size_t m)
-{
-	for (int i = 0; i < perm; i++)
-		sig[i] = UINT32_MAX;
-	for (size_t j = 0; j < m; j++) {
-		uint32_t x = (uint32_t)(h[j] ^ (h[j] >> 32));
-		for (int i = 0; i < perm; i++) {
-			uint32_t v = a[i] * x + b[i];
-			sig[i] = v < sig[i] ? v : sig[i];
-		}
-	}
-}
-
-static double jaccard(const uint64_t *a, size_t na, const uint64_t *b, size_t nb)
-{
-	size_t i = 0, j = 0, inter = 0;
-	while (i < na && j < nb) {
-		if (a[i] == b[j])
-			inter++, i++, j++;
-		else if (a[i] < b[j])
-			i++;
-		else
-			j++;
-	}
-	size_t uni = na + nb - inter;
-	return uni ? (double)inter / (double)uni : 1.0;
-}
-
-/* Chooses bands*rows = perm so the LSH S-curve passes 0.5 a little below
- * the threshold (recall first; verification gives precision). */
-static void choose_bands(int perm, double t, int *bands, int *rows)
-{
-	double target = t - 0.1 > 0.05 ? t - 0.1 : 0.05;
-	double best = 1e9;
-	for (int r = 1; r <= perm; r++) {
-		if (perm % r)
-			continue;
-		int b = perm / r;
-		double knee = pow(1.0 / b, 1.0 / r); /* similarity where P(candidate) ~ 1 - 1/e */
-		double d = fabs(knee - target);
-		if (d < best)
-			best = d, *bands = b, *rows = r;
-	}
-}
-
 /* What the parallel phase computes for a row: its key's hash and length,
  * and (near) its MinHash signature. */
 typedef struct prep {
@@ -268,51 +102,14 @@ static void *prepare(void *arg)
 		p->h = XXH3_128bits(key.p, key.len);
 		p->len = key.len;
 		if (j->near) {
-			size_t m = shingles(j->d, key.p, key.len, &sh, &shcap);
-			minhash(j->sigs + (row - j->base) * (uint64_t)j->d->perm, j->a, j->b, j->d->perm, sh, m);
+			size_t m = mh_shingles(&j->d->mh, key.p, key.len, &sh, &shcap);
+			mh_signature(j->sigs + (row - j->base) * (uint64_t)j->d->mh.perm, j->a, j->b, j->d->mh.perm, sh, m);
 		}
 	}
 	free(sh);
 	buf_free(&key);
 	buf_free(&tmp);
 	return NULL;
-}
-
-typedef struct bucket_map {
-	uint64_t *keys;
-	uint32_t *vals; /* row index + 1 of the first kept row, 0 empty */
-	size_t cap;
-} bucket_map;
-
-static uint32_t *bucket(bucket_map *m, uint64_t key, size_t *used)
-{
-	if ((*used + 1) * 2 > m->cap) {
-		size_t cap = m->cap ? m->cap * 2 : 1024;
-		uint64_t *k = xcalloc(cap, sizeof *k);
-		uint32_t *v = xcalloc(cap, sizeof *v);
-		for (size_t i = 0; i < m->cap; i++) {
-			if (!m->vals[i])
-				continue;
-			size_t h = (size_t)(m->keys[i] * 0x9E3779B97F4A7C15ULL >> 20) & (cap - 1);
-			while (v[h])
-				h = (h + 1) & (cap - 1);
-			k[h] = m->keys[i];
-			v[h] = m->vals[i];
-		}
-		free(m->keys);
-		free(m->vals);
-		m->keys = k;
-		m->vals = v;
-		m->cap = cap;
-	}
-	size_t h = (size_t)(key * 0x9E3779B97F4A7C15ULL >> 20) & (m->cap - 1);
-	while (m->vals[h] && m->keys[h] != key)
-		h = (h + 1) & (m->cap - 1);
-	if (!m->vals[h]) {
-		m->keys[h] = key;
-		(*used)++;
-	}
-	return &m->vals[h];
 }
 
 static int k_dedupe(kctx *c, const hval *params, const kinput *in, size_t nin, const char *outdir)
@@ -341,14 +138,14 @@ static int k_dedupe(kctx *c, const hval *params, const kinput *in, size_t nin, c
 	if (hval_get_bool(params, "normalize", 1))
 		d.norm = TEXT_NFKC | TEXT_LOWER | TEXT_COLLAPSE;
 	double near = hval_get_num(params, "near", 0);
-	d.word = !strcmp(hval_get_str(params, "shingle_unit", "char"), "word");
-	d.k = (int)hval_get_int(params, "shingle", d.word ? 3 : 5);
-	d.perm = (int)hval_get_int(params, "num_perm", 128);
-	d.seed = (uint64_t)hval_get_int(params, "seed", 1);
-	d.bands = (int)hval_get_int(params, "bands", 0);
-	d.rows = d.bands ? d.perm / d.bands : 0;
-	if (near > 0 && !d.bands)
-		choose_bands(d.perm, near, &d.bands, &d.rows);
+	d.mh.word = !strcmp(hval_get_str(params, "shingle_unit", "char"), "word");
+	d.mh.k = (int)hval_get_int(params, "shingle", d.mh.word ? 3 : 5);
+	d.mh.perm = (int)hval_get_int(params, "num_perm", 128);
+	d.mh.seed = (uint64_t)hval_get_int(params, "seed", 1);
+	d.mh.bands = (int)hval_get_int(params, "bands", 0);
+	d.mh.rows = d.mh.bands ? d.mh.perm / d.mh.bands : 0;
+	if (near > 0 && !d.mh.bands)
+		mh_choose_bands(d.mh.perm, near, &d.mh.bands, &d.mh.rows);
 	int keep_removed = hval_get_bool(params, "keep_removed", 0);
 
 	uint64_t N = d.r.rows;
@@ -372,7 +169,7 @@ static int k_dedupe(kctx *c, const hval *params, const kinput *in, size_t nin, c
 		size_t cache_n[4] = {0, 0, 0, 0}, cache_cap[4] = {0, 0, 0, 0};
 		unsigned cache_next = 0;
 		size_t verified = 0;
-		bucket_map *maps = NULL;
+		mh_buckets *maps = NULL;
 		size_t *used = NULL;
 		uint64_t *sh = NULL, *bk = NULL;
 		uint32_t **slots = NULL;
@@ -380,18 +177,14 @@ static int k_dedupe(kctx *c, const hval *params, const kinput *in, size_t nin, c
 		buf other;
 		buf_init(&other);
 		if (near > 0) {
-			a = xmalloc((size_t)d.perm * sizeof *a);
-			b = xmalloc((size_t)d.perm * sizeof *b);
-			for (int i = 0; i < d.perm; i++) {
-				uint64_t r = XXH3_64bits_withSeed(&i, sizeof i, d.seed);
-				a[i] = (uint32_t)r | 1;
-				b[i] = (uint32_t)(r >> 32);
-			}
-			sig8 = xmalloc((size_t)N * (size_t)d.perm + 1);
-			maps = xcalloc((size_t)d.bands, sizeof *maps);
-			used = xcalloc((size_t)d.bands, sizeof *used);
-			bk = xcalloc((size_t)d.bands, sizeof *bk);
-			slots = xcalloc((size_t)d.bands, sizeof *slots);
+			a = xmalloc((size_t)d.mh.perm * sizeof *a);
+			b = xmalloc((size_t)d.mh.perm * sizeof *b);
+			mh_coeffs(&d.mh, a, b);
+			sig8 = xmalloc((size_t)N * (size_t)d.mh.perm + 1);
+			maps = xcalloc((size_t)d.mh.bands, sizeof *maps);
+			used = xcalloc((size_t)d.mh.bands, sizeof *used);
+			bk = xcalloc((size_t)d.mh.bands, sizeof *bk);
+			slots = xcalloc((size_t)d.mh.bands, sizeof *slots);
 		}
 		double bytes = 0;
 		/* blocks of rows: keys, hashes and signatures on every thread (they
@@ -403,7 +196,7 @@ static int k_dedupe(kctx *c, const hval *params, const kinput *in, size_t nin, c
 			nt = 64;
 		const uint64_t B = 4096;
 		prep *pr = xcalloc(B, sizeof *pr);
-		uint32_t *sigs = near > 0 ? xmalloc(B * (size_t)d.perm * sizeof *sigs) : NULL;
+		uint32_t *sigs = near > 0 ? xmalloc(B * (size_t)d.mh.perm * sizeof *sigs) : NULL;
 		pthread_t th[64];
 		prep_job jobs[64];
 		for (uint64_t base = 0; base < N; base += B) {
@@ -436,31 +229,31 @@ static int k_dedupe(kctx *c, const hval *params, const kinput *in, size_t nin, c
 				who[q] = (uint32_t)row + 1;
 				if (near <= 0)
 					continue;
-				sig = sigs + (row - base) * (uint64_t)d.perm;
-				uint8_t *mine = sig8 + row * (uint64_t)d.perm;
-				for (int i = 0; i < d.perm; i++)
+				sig = sigs + (row - base) * (uint64_t)d.mh.perm;
+				uint8_t *mine = sig8 + row * (uint64_t)d.mh.perm;
+				for (int i = 0; i < d.mh.perm; i++)
 					mine[i] = (uint8_t)sig[i];
 				size_t m = 0;
 				int sorted = 0, dup = 0;
-				for (int band = 0; band < d.bands && !dup; band++) {
-					bk[band] = XXH3_64bits_withSeed(sig + band * d.rows, (size_t)d.rows * 4, (uint64_t)band);
-					uint32_t *slot = bucket(&maps[band], bk[band], &used[band]);
+				for (int band = 0; band < d.mh.bands && !dup; band++) {
+					bk[band] = XXH3_64bits_withSeed(sig + band * d.mh.rows, (size_t)d.mh.rows * 4, (uint64_t)band);
+					uint32_t *slot = mh_bucket(&maps[band], bk[band], &used[band]);
 					slots[band] = slot; /* valid until band's map grows: only below */
 					if (!*slot)
 						continue;
 					uint64_t cand = *slot - 1;
 					/* b-bit estimate first: equal low bytes happen with
 					 * probability J + (1 - J)/256 */
-					const uint8_t *theirs = sig8 + cand * (uint64_t)d.perm;
+					const uint8_t *theirs = sig8 + cand * (uint64_t)d.mh.perm;
 					int eq = 0;
-					for (int i = 0; i < d.perm; i++)
+					for (int i = 0; i < d.mh.perm; i++)
 						eq += mine[i] == theirs[i];
-					double est = ((double)eq / d.perm - 1.0 / 256) / (1 - 1.0 / 256);
+					double est = ((double)eq / d.mh.perm - 1.0 / 256) / (1 - 1.0 / 256);
 					if (est < near - 0.25)
 						continue;
 					if (!sorted) {
 						row_key(&d, row, &d.keybuf, &d.tmp);
-						m = sort_unique(sh, shingles(&d, d.keybuf.p, d.keybuf.len, &sh, &shcap));
+						m = mh_sort_unique(sh, mh_shingles(&d.mh, d.keybuf.p, d.keybuf.len, &sh, &shcap));
 						sorted = 1;
 					}
 					unsigned slotc = 4;
@@ -470,11 +263,11 @@ static int k_dedupe(kctx *c, const hval *params, const kinput *in, size_t nin, c
 					if (slotc == 4) {
 						slotc = cache_next++ % 4;
 						row_key(&d, cand, &other, &d.tmp);
-						cache_n[slotc] = sort_unique(cache_sh[slotc], shingles(&d, other.p, other.len, &cache_sh[slotc], &cache_cap[slotc]));
+						cache_n[slotc] = mh_sort_unique(cache_sh[slotc], mh_shingles(&d.mh, other.p, other.len, &cache_sh[slotc], &cache_cap[slotc]));
 						cache_row[slotc] = cand;
 					}
 					verified++;
-					if (jaccard(sh, m, cache_sh[slotc], cache_n[slotc]) >= near) {
+					if (mh_jaccard(sh, m, cache_sh[slotc], cache_n[slotc]) >= near) {
 						dup = 1;
 						removed[row] = 2;
 						dup_of[row] = (uint32_t)cand + 1;
@@ -482,7 +275,7 @@ static int k_dedupe(kctx *c, const hval *params, const kinput *in, size_t nin, c
 					}
 				}
 				if (!dup) /* claim the buckets nobody holds yet */
-					for (int band = 0; band < d.bands; band++)
+					for (int band = 0; band < d.mh.bands; band++)
 						if (!*slots[band])
 							*slots[band] = (uint32_t)row + 1;
 			}
@@ -499,7 +292,7 @@ static int k_dedupe(kctx *c, const hval *params, const kinput *in, size_t nin, c
 			free(cache_sh[ci]);
 		free(sig8);
 		if (maps)
-			for (int band = 0; band < d.bands; band++) {
+			for (int band = 0; band < d.mh.bands; band++) {
 				free(maps[band].keys);
 				free(maps[band].vals);
 			}
@@ -575,8 +368,8 @@ static int k_dedupe(kctx *c, const hval *params, const kinput *in, size_t nin, c
 		kctx_metric(c, "exact_removed", (double)exact);
 		kctx_metric(c, "near_removed", (double)nearn);
 		if (near > 0) {
-			kctx_metric(c, "bands", d.bands);
-			kctx_metric(c, "rows_per_band", d.rows);
+			kctx_metric(c, "bands", d.mh.bands);
+			kctx_metric(c, "rows_per_band", d.mh.rows);
 		}
 	}
 	free(removed);

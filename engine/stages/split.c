@@ -21,7 +21,9 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "../io/minhash.h"
 #include "../io/records.h"
+#include "../io/text.h"
 #include "../kernel.h"
 #include "stages.h"
 
@@ -75,6 +77,74 @@ static int by_u(const void *a, const void *b)
 	if (x->u != y->u)
 		return x->u < y->u ? -1 : 1;
 	return x->row < y->row ? -1 : x->row > y->row;
+}
+
+/* Near duplicates (Jaccard >= near over 5-character shingles of the
+ * normalized text) that landed in different parts: MinHash/LSH candidates,
+ * verified exactly, the way dedupe finds them. */
+static void near_leaks(kctx *c, const rec_reader *r, int ft, const uint8_t *assign, const part *parts,
+                       double near)
+{
+	mh_cfg mh = {0, 5, 128, 0, 0, 1};
+	mh_choose_bands(mh.perm, near, &mh.bands, &mh.rows);
+	uint32_t *a = xmalloc((size_t)mh.perm * sizeof *a), *b = xmalloc((size_t)mh.perm * sizeof *b);
+	uint32_t *sig = xmalloc((size_t)mh.perm * sizeof *sig);
+	mh_coeffs(&mh, a, b);
+	mh_buckets *maps = xcalloc((size_t)mh.bands, sizeof *maps);
+	size_t *used = xcalloc((size_t)mh.bands, sizeof *used);
+	uint64_t *sh = NULL, *sh2 = NULL;
+	size_t cap = 0, cap2 = 0, leaks = 0;
+	buf key, other;
+	buf_init(&key);
+	buf_init(&other);
+	const int norm = TEXT_NFKC | TEXT_LOWER | TEXT_COLLAPSE;
+	for (uint64_t row = 0; row < r->rows; row++) {
+		size_t n;
+		const char *s = recr_str(r, ft, row, &n);
+		if (text_clean(&key, s ? s : "", n, norm) != 0)
+			continue;
+		size_t m = mh_shingles(&mh, key.p, key.len, &sh, &cap);
+		mh_signature(sig, a, b, mh.perm, sh, m);
+		int sorted = 0, found = 0;
+		for (int band = 0; band < mh.bands && !found; band++) {
+			uint64_t bk = XXH3_64bits_withSeed(sig + band * mh.rows, (size_t)mh.rows * 4, (uint64_t)band);
+			uint32_t *slot = mh_bucket(&maps[band], bk, &used[band]);
+			if (!*slot) {
+				*slot = (uint32_t)row + 1;
+				continue;
+			}
+			uint64_t cand = *slot - 1;
+			if (assign[cand] == assign[row])
+				continue;
+			if (!sorted)
+				m = mh_sort_unique(sh, m), sorted = 1;
+			const char *t = recr_str(r, ft, cand, &n);
+			if (text_clean(&other, t ? t : "", n, norm) != 0)
+				continue;
+			size_t m2 = mh_sort_unique(sh2, mh_shingles(&mh, other.p, other.len, &sh2, &cap2));
+			if (mh_jaccard(sh, m, sh2, m2) >= near) {
+				found = 1;
+				if (++leaks <= 3)
+					kctx_log(c, "leak: rows %llu (%s) and %llu (%s) are near duplicates",
+					         (unsigned long long)cand, parts[assign[cand]].name,
+					         (unsigned long long)row, parts[assign[row]].name);
+			}
+		}
+	}
+	kctx_metric(c, "leaked_near", (double)leaks);
+	for (int band = 0; band < mh.bands; band++) {
+		free(maps[band].keys);
+		free(maps[band].vals);
+	}
+	free(maps);
+	free(used);
+	free(sh);
+	free(sh2);
+	free(sig);
+	free(a);
+	free(b);
+	buf_free(&key);
+	buf_free(&other);
 }
 
 static int k_split(kctx *c, const hval *params, const kinput *in, size_t nin, const char *outdir)
@@ -255,6 +325,9 @@ static int k_split(kctx *c, const hval *params, const kinput *in, size_t nin, co
 		kctx_metric(c, "leaked_exact", (double)leaks);
 		free(hs);
 		free(who);
+		double near = hval_get_num(params, "leak_near", 0.85);
+		if (near > 0)
+			near_leaks(c, &r, ft, assign, parts, near);
 	}
 	for (size_t i = 0; i < np && rc == 0; i++) {
 		char *rel = xasprintf("%s/%s", parts[i].name, RECORDS_FILE), *out;

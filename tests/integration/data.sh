@@ -197,6 +197,17 @@ awk 'BEGIN { for (i = 1001; i <= 1200; i++) printf "{\"id\": %d, \"text\": \"row
 "$HONE" run sp.lua -q
 rows sp.lua psplit.a | grep -o '"id":[0-9]*' | sort > after.txt
 check "appending rows moves no existing row (plain split)" eq "$(comm -23 before.txt after.txt | wc -l)" 0
+# leakage: near duplicates that cross parts are reported (and vanish after dedupe)
+awk 'BEGIN { srand(3); for (i = 1; i <= 300; i++) { t = ""; for (k = 0; k < 60; k++) t = t sprintf("w%d ", int(rand() * 5000)); printf "{\"text\": \"%s\"}\n{\"text\": \"%s extra\"}\n", t, t } }' > in/leak.jsonl
+cat > leak.lua <<'LUA'
+local d = ingest { "in/leak.jsonl" }
+split { d, train = 0.5, test = 0.5, name = "raw" }
+split { dedupe { d, near = 0.85 }, train = 0.5, test = 0.5, name = "clean" }
+LUA
+"$HONE" run leak.lua -q
+check "split reports near duplicates across parts" bash -c "[ \$('$HONE' runs -1 | awk '\$2 == \"raw\"' | grep -o '\"leaked_near\":[0-9]*' | cut -d: -f2) -gt 100 ]"
+check "  ... and none after dedupe" eq "$("$HONE" runs -1 | awk '$2 == "clean"' | grep -o '"leaked_near":[0-9]*' | cut -d: -f2)" 0
+
 check "bad ratios are caught at declaration" fails_with 2 "part ratios must add up to 1" \
 	bash -c "printf 'split { \"in/s.jsonl\", train = 0.7, test = 0.2 }\n' > r.lua; '$HONE' run r.lua"
 check "--set on a part ratio" bash -c "'$HONE' run sp.lua -q --set psplit.a=0.6 --set psplit.b=0.15"
