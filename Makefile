@@ -33,6 +33,9 @@ UNIT := $(basename $(notdir $(wildcard tests/unit/test_*.c)))
 
 .PHONY: all deps deps-test deps-bench deps-data deps-fuzz data test unit unit-asan demo bench clean fuzz
 
+# keep the ASan objects between runs (they are intermediates of pattern rules)
+.SECONDARY:
+
 all: hone
 
 hone: $(OBJ)
