@@ -211,3 +211,12 @@ void mh_coeffs(const mh_cfg *c, uint32_t *a, uint32_t *b)
 		b[i] = (uint32_t)(r >> 32);
 	}
 }
+
+void mh_buckets_free(mh_buckets *maps, int n)
+{
+	for (int i = 0; maps && i < n; i++) {
+		free(maps[i].keys);
+		free(maps[i].vals);
+	}
+	free(maps);
+}

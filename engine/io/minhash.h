@@ -46,5 +46,7 @@ typedef struct mh_buckets {
 /* The bucket for key, inserted (empty) if new; the pointer is valid until
  * the next call on the same map. */
 uint32_t *mh_bucket(mh_buckets *m, uint64_t key, size_t *used);
+/* Frees n maps and the array holding them. */
+void mh_buckets_free(mh_buckets *maps, int n);
 
 #endif

@@ -93,6 +93,21 @@ static int is_ascii(const char *s, size_t n)
 #define ONES 0x0101010101010101ULL
 #define HIGH 0x8080808080808080ULL
 
+/* One byte of the ASCII fold: appends c to o (lowercased, whitespace
+ * collapsed when asked); *space says the last output was a space. */
+static inline size_t fold_byte(char *o, size_t k, int *space, unsigned char c, int lower, int coll)
+{
+	if (coll && (c == ' ' || (c >= '\t' && c <= '\r'))) {
+		if (!*space)
+			o[k++] = ' ';
+		*space = 1;
+		return k;
+	}
+	*space = 0;
+	o[k++] = (char)(lower && (unsigned)(c - 'A') < 26u ? c + 32 : c);
+	return k;
+}
+
 /* ASCII lowercase and/or whitespace collapse in one pass. Eight bytes at a
  * time (SWAR): a word with no \t..\r byte and no space that follows a space
  * only needs lowercasing, done for all eight bytes at once; other words take
@@ -113,17 +128,8 @@ static void ascii_fold(buf *out, const char *s, size_t n, int lower, int coll)
 			uint64_t prev = (sp << 8) | (space ? 0x80ULL : 0);
 			if (ctl || (sp & prev)) {
 					/* byte loop for this word */
-					for (int b = 0; b < 8; b++) {
-						unsigned char c = (unsigned char)s[i + (size_t)b];
-						if (c == ' ' || (c >= '\t' && c <= '\r')) {
-							if (!space)
-								o[k++] = ' ';
-							space = 1;
-							continue;
-						}
-						space = 0;
-						o[k++] = (char)(lower && (unsigned)(c - 'A') < 26u ? c + 32 : c);
-					}
+					for (int b = 0; b < 8; b++)
+						k = fold_byte(o, k, &space, (unsigned char)s[i + (size_t)b], lower, coll);
 					i += 8;
 					continue;
 			}
@@ -144,17 +150,8 @@ static void ascii_fold(buf *out, const char *s, size_t n, int lower, int coll)
 			w |= up >> 2;
 			memcpy(o + k, &w, 8);
 		}
-	for (; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (coll && (c == ' ' || (c >= '\t' && c <= '\r'))) {
-			if (!space)
-				o[k++] = ' ';
-			space = 1;
-			continue;
-		}
-		space = 0;
-		o[k++] = (char)(lower && (unsigned)(c - 'A') < 26u ? c + 32 : c);
-	}
+	for (; i < n; i++)
+		k = fold_byte(o, k, &space, (unsigned char)s[i], lower, coll);
 	if (coll && k && o[k - 1] == ' ')
 		k--;
 	out->len = k;

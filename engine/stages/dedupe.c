@@ -291,12 +291,7 @@ static int k_dedupe(kctx *c, const hval *params, const kinput *in, size_t nin, c
 		for (int ci = 0; ci < 4; ci++)
 			free(cache_sh[ci]);
 		free(sig8);
-		if (maps)
-			for (int band = 0; band < d.mh.bands; band++) {
-				free(maps[band].keys);
-				free(maps[band].vals);
-			}
-		free(maps);
+		mh_buckets_free(maps, d.mh.bands);
 		free(used);
 		free(bk);
 		free(slots);

@@ -70,6 +70,22 @@ typedef struct ing {
 
 /* ---- bad rows ------------------------------------------------------------- */
 
+/* Counts a skipped row under its reason. */
+static void count_skip(ing *g, const char *reason_key)
+{
+	g->skipped++;
+	size_t i;
+	for (i = 0; i < g->nreasons; i++)
+		if (!strcmp(g->reasons[i].what, reason_key))
+			break;
+	if (i == g->nreasons) {
+		g->reasons = xrealloc(g->reasons, (g->nreasons + 1) * sizeof *g->reasons);
+		g->reasons[g->nreasons].what = xstrdup(reason_key);
+		g->reasons[g->nreasons++].count = 0;
+	}
+	g->reasons[i].count++;
+}
+
 /* Reports a bad row: an error, or with on_error = "skip" a counted skip.
  * Returns -1 to stop the stage, 0 to go on. */
 static int bad_row(ing *g, size_t line, const char *reason_key, const char *fmt, ...)
@@ -90,17 +106,7 @@ static int bad_row(ing *g, size_t line, const char *reason_key, const char *fmt,
 		herr_hint(&g->c->err, "fix the input, or pass on_error = \"skip\" to skip such rows and count them");
 		return -1;
 	}
-	g->skipped++;
-	size_t i;
-	for (i = 0; i < g->nreasons; i++)
-		if (!strcmp(g->reasons[i].what, reason_key))
-			break;
-	if (i == g->nreasons) {
-		g->reasons = xrealloc(g->reasons, (g->nreasons + 1) * sizeof *g->reasons);
-		g->reasons[g->nreasons].what = xstrdup(reason_key);
-		g->reasons[g->nreasons++].count = 0;
-	}
-	g->reasons[i].count++;
+	count_skip(g, reason_key);
 	if (g->skipped <= 5)
 		buf_printf(&g->examples, "skipped %s:%zu: %s\n", g->where, line, msg);
 	return 0;
@@ -123,17 +129,7 @@ static int put_text(ing *g, size_t k, const char *s, size_t n, size_t line, size
 			return 0;
 		}
 		if (g->utf8 == U_DROP) {
-			g->skipped++;
-			size_t i;
-			for (i = 0; i < g->nreasons; i++)
-				if (!strcmp(g->reasons[i].what, "invalid_utf8_dropped"))
-					break;
-			if (i == g->nreasons) {
-				g->reasons = xrealloc(g->reasons, (g->nreasons + 1) * sizeof *g->reasons);
-				g->reasons[g->nreasons].what = xstrdup("invalid_utf8_dropped");
-				g->reasons[g->nreasons++].count = 0;
-			}
-			g->reasons[i].count++;
+			count_skip(g, "invalid_utf8_dropped");
 			return 0;
 		}
 		utf8_repair(&g->tmp, s, n);

@@ -132,11 +132,7 @@ static void near_leaks(kctx *c, const rec_reader *r, int ft, const uint8_t *assi
 		}
 	}
 	kctx_metric(c, "leaked_near", (double)leaks);
-	for (int band = 0; band < mh.bands; band++) {
-		free(maps[band].keys);
-		free(maps[band].vals);
-	}
-	free(maps);
+	mh_buckets_free(maps, mh.bands);
 	free(used);
 	free(sh);
 	free(sh2);
