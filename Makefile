@@ -66,6 +66,7 @@ deps-bench: deps
 # again with the sanitizers into build/asan/.
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 ASAN_OBJ := $(LIB_OBJ:build/%=build/asan/%)
+ASAN_FLAGS_LINK = $(ASAN_FLAGS)
 
 build/asan/%.o: %.c $(wildcard engine/*.h engine/stages/*.h engine/io/*.h)
 	@mkdir -p $(dir $@)
@@ -79,7 +80,11 @@ build/tests-asan/%: tests/unit/%.c $(ASAN_OBJ) tests/unit/testutil.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread $(ASAN_FLAGS) -Iengine -o $@ $< $(ASAN_OBJ) $(LDLIBS) -lcmocka
 
-unit: $(UNIT:%=build/tests/%) $(UNIT:%=build/tests-asan/%)
+# the whole engine under ASan+UBSan, for the integration tests
+build/hone-asan: $(ASAN_OBJ) build/asan/engine/main.o
+	$(CC) -pthread $(ASAN_FLAGS) -o $@ $^ $(LDLIBS)
+
+unit: $(UNIT:%=build/tests/%) $(UNIT:%=build/tests-asan/%) build/hone-asan
 
 test: deps
 	@$(MAKE) --no-print-directory hone unit

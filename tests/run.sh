@@ -40,6 +40,30 @@ for t in tests/integration/*.sh; do
 	out=$(bash "$t" 2>&1)
 	tally "$t" "$out" $?
 done
+# the integration tests again, against the engine built with ASan+UBSan;
+# any sanitizer report (written to files, so a test expecting a failure
+# cannot mistake one for its own) fails the run
+if [ -x build/hone-asan ] && [ -z "$filter" -o "$filter" = asan ]; then
+	logs=$(mktemp -d)
+	for t in tests/integration/*.sh; do
+		[ "$(basename "$t")" = lib.sh ] && continue
+		out=$(HONE=$PWD/build/hone-asan HONE_HOME=$PWD \
+			ASAN_OPTIONS=detect_leaks=1:exitcode=86:log_path=$logs/asan \
+			UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$logs/ubsan bash "$t" 2>&1)
+		tally "$t (ASan+UBSan)" "$out" $?
+	done
+	reports=$(ls "$logs" | wc -l)
+	if [ "$reports" != 0 ]; then
+		head -40 "$logs"/*
+		fail=$((fail + 1))
+		failed_names+=("sanitizer reports: $reports")
+	else
+		pass=$((pass + 1))
+	fi
+	printf '%-40s %s\n' "sanitizer reports" "$reports"
+	rm -rf "$logs"
+fi
+
 echo
 [ ${#failed_names[@]} = 0 ] || echo "failing: ${failed_names[*]}"
 echo "$pass passed, $fail failed"
