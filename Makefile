@@ -161,10 +161,14 @@ demo: deps
 	@$(MAKE) --no-print-directory hone
 	./hone run examples/wordfreq/pipeline.lua
 
+build/bench_bpe: tests/bench/bench_bpe.c $(LIB_OBJ)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -Iengine -o $@ $< $(LIB_OBJ) $(LDLIBS)
+
 bench: deps-bench data
 	@$(MAKE) --no-print-directory hone
 	tests/bench/noop.sh
 	tests/bench/data.sh
+	tests/bench/tokenize.sh
 
 clean:
 	rm -rf build hone

@@ -139,12 +139,6 @@ void bpe_pretokenize(const char *s, size_t n, void (*fn)(void *ud, const char *p
 
 /* ---- vocabulary ------------------------------------------------------------ */
 
-typedef struct merge {
-	uint64_t pair; /* a << 32 | b */
-	uint32_t rank, id;
-	int used;
-} merge;
-
 struct bpe {
 	buf blob;             /* token bytes */
 	uint64_t *off;        /* id -> offset in blob; off[id + 1] - off[id] = length */
@@ -152,8 +146,6 @@ struct bpe {
 	size_t n;             /* vocabulary size */
 	uint32_t *slots;      /* bytes -> id + 1, open addressing */
 	size_t cap;
-	merge *merges;        /* pair -> rank, merged id */
-	size_t mcap;
 	uint32_t byte_id[256];
 };
 
@@ -172,18 +164,6 @@ static int64_t lookup(const bpe *b, const char *p, size_t n)
 		h = (h + 1) & (b->cap - 1);
 	}
 	return -1;
-}
-
-static const merge *find_merge(const bpe *b, uint32_t x, uint32_t y)
-{
-	uint64_t key = (uint64_t)x << 32 | y;
-	size_t h = (size_t)(key * 0x9E3779B97F4A7C15ULL >> 17) & (b->mcap - 1);
-	while (b->merges[h].used) {
-		if (b->merges[h].pair == key)
-			return &b->merges[h];
-		h = (h + 1) & (b->mcap - 1);
-	}
-	return NULL;
 }
 
 /* GPT-2's printable stand-ins for bytes: 33..126, 161..172 and 174..255 are
@@ -297,16 +277,11 @@ int bpe_load_gpt2(herr *e, bpe **out, const char *encoder_json, const char *voca
 				b->byte_id[bt] = (uint32_t)id;
 		}
 	}
-	/* merges: one "A B" per line after the "#version" line */
+	/* merges: one "A B" per line after the "#version" line. Encoding needs
+	 * only the ranks, which are the ids (a join of two parts is allowed when
+	 * it is a token); the file is checked to be a merge list of this
+	 * vocabulary. */
 	if (rc == 0) {
-		size_t lines = 0;
-		for (size_t i = 0; i < mg.len; i++)
-			lines += mg.p[i] == '\n';
-		b->mcap = 1024;
-		while (b->mcap < 2 * (lines + 1))
-			b->mcap *= 2;
-		b->merges = xcalloc(b->mcap, sizeof *b->merges);
-		uint32_t rank = 0;
 		size_t lineno = 0;
 		const char *p = mg.p, *endp = mg.p + mg.len;
 		while (p < endp && rc == 0) {
@@ -325,18 +300,8 @@ int bpe_load_gpt2(herr *e, bpe **out, const char *encoder_json, const char *voca
 					buf_add(&raw, raw2.p, raw2.len);
 					z = lookup(b, raw.p, raw.len);
 				}
-				if (x < 0 || y < 0 || z < 0) {
+				if (x < 0 || y < 0 || z < 0)
 					rc = herr_set(e, "%s:%zu: expected a merge \"A B\" of two tokens whose join is a token", vocab_bpe, lineno);
-					break;
-				}
-				uint64_t key = (uint64_t)x << 32 | (uint64_t)y;
-				size_t h = (size_t)(key * 0x9E3779B97F4A7C15ULL >> 17) & (b->mcap - 1);
-				while (b->merges[h].used && b->merges[h].pair != key)
-					h = (h + 1) & (b->mcap - 1);
-				if (!b->merges[h].used) {
-					b->merges[h] = (merge){key, rank, (uint32_t)z, 1};
-				}
-				rank++;
 			}
 			p = nl ? nl + 1 : endp;
 		}
@@ -362,7 +327,6 @@ void bpe_free(bpe *b)
 	free(b->off);
 	free(b->len);
 	free(b->slots);
-	free(b->merges);
 	free(b);
 }
 
@@ -374,7 +338,7 @@ typedef struct enc_ctx {
 	const bpe *b;
 	uint32_t **ids;
 	size_t *nids, *cap;
-	uint32_t *parts;
+	void *parts;        /* part[], see encode_piece */
 	size_t pcap;
 } enc_ctx;
 
@@ -387,41 +351,60 @@ static void push_id(enc_ctx *c, uint32_t id)
 	(*c->ids)[(*c->nids)++] = id;
 }
 
-/* BPE over one pre-token: start from its bytes, merge the adjacent pair of
- * lowest rank until no pair has one. */
+/* BPE over one pre-token, as GPT-2's encoders do it: the parts start as
+ * single bytes; two adjacent parts may merge when their joined bytes are a
+ * token, and the join with the lowest id (GPT-2's ids are its merge ranks)
+ * goes first, leftmost on ties, until none is left. */
+typedef struct part {
+	size_t start;
+	int64_t rank; /* id of this part joined with the next, or -1 */
+} part;
+
+static int64_t join_rank(const bpe *b, const char *p, const part *parts, size_t m, size_t i)
+{
+	if (i + 2 > m)
+		return -1;
+	size_t end = i + 2 < m ? parts[i + 2].start : parts[m].start;
+	return lookup(b, p + parts[i].start, end - parts[i].start);
+}
+
 static void encode_piece(void *ud, const char *p, size_t n)
 {
 	enc_ctx *c = ud;
 	const bpe *b = c->b;
 	int64_t whole = lookup(b, p, n);
 	if (whole >= 0) {
-		push_id(c, (uint32_t)whole); /* a whole token: what the merges would reach */
+		push_id(c, (uint32_t)whole); /* a whole token: what the merges reach */
 		return;
 	}
-	if (n > c->pcap) {
-		c->pcap = n;
-		c->parts = xrealloc(c->parts, n * sizeof *c->parts);
+	if (n + 1 > c->pcap) {
+		c->pcap = n + 1;
+		c->parts = xrealloc(c->parts, c->pcap * sizeof(part));
 	}
-	uint32_t *parts = c->parts;
-	size_t m = n;
-	for (size_t i = 0; i < n; i++)
-		parts[i] = b->byte_id[(unsigned char)p[i]];
-	while (m > 1) {
-		uint32_t best = UINT32_MAX, merged = 0;
-		size_t at = 0;
-		for (size_t i = 0; i + 1 < m; i++) {
-			const merge *g = find_merge(b, parts[i], parts[i + 1]);
-			if (g && g->rank < best)
-				best = g->rank, merged = g->id, at = i;
-		}
-		if (best == UINT32_MAX)
-			break;
-		parts[at] = merged;
-		memmove(parts + at + 1, parts + at + 2, (m - at - 2) * sizeof *parts);
-		m--;
-	}
+	part *parts = (part *)c->parts;
+	size_t m = n; /* parts[m].start = n is the end sentinel */
+	for (size_t i = 0; i <= n; i++)
+		parts[i].start = i;
 	for (size_t i = 0; i < m; i++)
-		push_id(c, parts[i]);
+		parts[i].rank = join_rank(b, p, parts, m, i);
+	for (;;) {
+		int64_t best = -1;
+		size_t at = 0;
+		for (size_t i = 0; i + 1 < m; i++)
+			if (parts[i].rank >= 0 && (best < 0 || parts[i].rank < best))
+				best = parts[i].rank, at = i;
+		if (best < 0)
+			break;
+		memmove(parts + at + 1, parts + at + 2, (m - at - 1) * sizeof *parts); /* keeps the sentinel */
+		m--;
+		parts[at].rank = join_rank(b, p, parts, m, at);
+		if (at > 0)
+			parts[at - 1].rank = join_rank(b, p, parts, m, at - 1);
+	}
+	for (size_t i = 0; i < m; i++) {
+		int64_t id = lookup(b, p + parts[i].start, parts[i + 1].start - parts[i].start);
+		push_id(c, (uint32_t)id);
+	}
 }
 
 int bpe_encode(const bpe *b, const char *s, size_t n, uint32_t **ids, size_t *nids, size_t *cap)
