@@ -20,7 +20,7 @@ LDLIBS   += $(shell pkg-config --libs $(PKGS_LIB) 2>/dev/null) -ldl -lm -pthread
 
 # Debian packages: to build, to test, to benchmark.
 DEPS_BUILD := gcc make pkg-config liblua5.4-dev libxxhash-dev libsqlite3-dev libarchive-dev libutf8proc-dev
-DEPS_TEST  := libcmocka-dev xxhash tar gzip xz-utils zstd bzip2 zip
+DEPS_TEST  := libcmocka-dev xxhash tar gzip xz-utils zstd bzip2 zip jq
 DEPS_FUZZ  := clang libclang-rt-14-dev
 DEPS_BENCH := snakemake xxhash hyperfine jq bc
 DEPS_DATA  := npm

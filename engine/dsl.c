@@ -197,14 +197,17 @@ static int b_add_source(lua_State *L)
 	dsl *d = self(L);
 	const char *path = luaL_checkstring(L, 1);
 	const char *where = luaL_checkstring(L, 2);
+	const char *as = luaL_optstring(L, 3, NULL); /* a portable name for it */
 	char *abs = path_resolve(d->o->base, path);
 	struct stat st;
 	if (stat(abs, &st) != 0) {
-		lua_pushfstring(L, "%s: input file not found: %s (looked for %s)", where, path, abs);
+		lua_pushfstring(L, "%s: input file not found: %s (looked for %s)", where, as ? as : path, abs);
+		if (as)
+			lua_pushfstring(L, "%s\nhint: `make data` in the hone folder fetches it", lua_tostring(L, -1));
 		free(abs);
 		return lua_error(L);
 	}
-	char *shown = path_relative(d->o->base, abs);
+	char *shown = as ? xstrdup(as) : path_relative(d->o->base, abs);
 	int idx = dag_add_source(d->g, abs, shown, where);
 	free(shown);
 	free(abs);
@@ -450,6 +453,8 @@ static int open_state(dsl *d, herr *e, const dsl_opts *o, dag *g, size_t limit)
 	lua_setfield(L, -2, "chunk");
 	lua_pushstring(L, o->script);
 	lua_setfield(L, -2, "script");
+	lua_pushstring(L, o->home);
+	lua_setfield(L, -2, "home");
 	lua_newtable(L);
 	lua_pushvalue(L, -1);
 	d->fnmeta = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -97,6 +97,9 @@ local function input_of(v, w, what)
     return { node = f.node, output = f.output, ref = f.ref }
   elseif type(v) == "string" then
     return { node = C.add_source(v, w) }
+  elseif type(v) == "table" and type(v.path) == "string" and type(v.as) == "string" then
+    -- a file the stdlib supplies (under the hone folder), named portably
+    return { node = C.add_source(v.path, w, v.as) }
   end
   fail(w, sformat("%s: expected a stage or a file path, got %s", what, type(v)))
 end
@@ -180,7 +183,8 @@ local function check_type(stage, name, p, v, w)
   elseif t == "list" then ok = type(v) == "table" and not is_handle(v) and #v == #sorted_keys(v)
   elseif t == "table" then ok = type(v) == "table" and not is_handle(v)
   elseif t == "function" then ok = type(v) == "function"
-  elseif t == "input" then ok = is_handle(v) or type(v) == "string"
+  elseif t == "input" then
+    ok = is_handle(v) or type(v) == "string" or (type(v) == "table" and type(v.path) == "string" and type(v.as) == "string")
   end
   if not ok then
     fail(w, sformat("%s: parameter '%s' expects %s, got %s (%s)", stage, name,
@@ -326,6 +330,7 @@ local function declare(spec, args, explicit_name, w)
     local v = args[k]
     if type(k) == "string" and k ~= "name" then params[k] = v end
   end
+  if spec.resolve then spec.resolve(params, C.home) end
   if spec.params then
     apply_overrides(name, params, spec, w)
     -- extra numeric parameters collected into one table (split's parts)
@@ -399,6 +404,9 @@ local function declare(spec, args, explicit_name, w)
     outputs = spec.outputs
   elseif spec.extra_params and spec.params then
     outputs = sorted_keys(params[spec.extra_params])
+  elseif spec.outputs_like_input and is_handle(args[1]) and not info[args[1]].output and info[args[1]].outputs then
+    -- one output per output of the first input (tokenize over split's parts)
+    outputs = sorted_keys(info[args[1]].outputs)
   end
   if spec.run_fn and not fns[spec.run_fn] then
     fail(w, sformat("%s: parameter '%s' must be a function, as in %s = function(...) ... end",

@@ -12,6 +12,8 @@ extern const kernel_def stage_wc;
 extern const kernel_def stage_ingest;
 extern const kernel_def stage_dedupe;
 extern const kernel_def stage_split;
+extern const kernel_def stage_tokenizer;
+extern const kernel_def stage_tokenize;
 extern const kernel_def stage_lua;        /* dsl.c: stage "name" { run = ... } */
 extern const kernel_def stage_lua_map;    /* dsl.c: map { fn = ... } */
 extern const kernel_def stage_lua_filter; /* dsl.c: filter { fn = ... } */

@@ -1,0 +1,238 @@
+/*
+ * tokenizer, tokenize — GPT-2 byte-level BPE as pipeline stages.
+ *
+ * tokenizer: the artifact is a folder with encoder.json and vocab.bpe (GPT-2
+ * format), copied from its two inputs after they load and validate.
+ *
+ * tokenize: encodes a text field of a dataset, or of every dataset of a
+ * multi-part input (split's parts), into a token-id artifact per dataset:
+ *   tokens.u32  the ids of all rows, concatenated (little-endian u32)
+ *   data.rec    the input's other fields, plus tok_off (int: first id of the
+ *               row in tokens.u32) and tok_len (int: its count)
+ * Rows longer than max_len are cut (right: keep the start; left: keep the
+ * end); with add_eos, <|endoftext|> ends every row (within max_len).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../io/bpe.h"
+#include "../io/records.h"
+#include "../kernel.h"
+#include "stages.h"
+
+static int copy_file(kctx *c, const char *from, const char *outdir, const char *name)
+{
+	buf b;
+	buf_init(&b);
+	char *out = NULL;
+	int rc = fs_read(&c->err, from, &b);
+	if (rc == 0)
+		rc = kctx_out_path(c, outdir, name, &out);
+	if (rc == 0)
+		rc = fs_write_atomic(&c->err, out, b.p, b.len);
+	free(out);
+	buf_free(&b);
+	return rc;
+}
+
+static const kinput *slot(const kinput *in, size_t nin, const char *name)
+{
+	for (size_t i = 0; i < nin; i++)
+		if (!strcmp(in[i].slot, name))
+			return &in[i];
+	return NULL;
+}
+
+static int k_tokenizer(kctx *c, const hval *params, const kinput *in, size_t nin, const char *outdir)
+{
+	(void)params;
+	const kinput *v = slot(in, nin, "vocab_file"), *m = slot(in, nin, "merges_file");
+	if (!v || !m)
+		return kctx_fail(c, "tokenizer: give gpt2 = true, or vocab_file and merges_file");
+	bpe *b;
+	if (bpe_load_gpt2(&c->err, &b, v->path, m->path) != 0)
+		return -1;
+	kctx_metric(c, "vocab", (double)bpe_vocab_size(b));
+	bpe_free(b);
+	if (copy_file(c, v->path, outdir, "encoder.json") != 0 || copy_file(c, m->path, outdir, "vocab.bpe") != 0)
+		return -1;
+	return 0;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+typedef struct tstats {
+	double bytes, truncated, tokens, untruncated;
+	uint32_t *lens; /* tokens per row, every dataset */
+	size_t n, cap;
+} tstats;
+
+/* Encodes one dataset (dir holding data.rec) into outdir/rel. */
+static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, const char *label,
+                        const char *outdir, const char *rel, tstats *st)
+{
+	rec_reader r;
+	char *path = path_join(dir, RECORDS_FILE);
+	int rc = recr_open(&c->err, &r, path);
+	free(path);
+	if (rc)
+		return -1;
+	const char *field = hval_get_str(p, "field", "text");
+	int f = recr_find(&r, field);
+	if (f < 0 || (r.fields[f].type != REC_STR && r.fields[f].type != REC_CAT)) {
+		recr_close(&r);
+		return kctx_fail(c, "tokenize: %s has no text field '%s'", label, field);
+	}
+	long long max_len = hval_get_int(p, "max_len", 0);
+	int left = !strcmp(hval_get_str(p, "truncation", "right"), "left");
+	int eos = hval_get_bool(p, "add_eos", 1);
+	uint32_t eos_id = (uint32_t)bpe_vocab_size(b) - 1; /* GPT-2: <|endoftext|> is the last id */
+	/* the other fields, then tok_off and tok_len */
+	rec_writer *w = recw_new();
+	int *to = xcalloc(r.nfields, sizeof *to);
+	for (uint32_t k = 0; k < r.nfields; k++)
+		to[k] = (int)k == f ? -1 : recw_field(w, r.fields[k].name, r.fields[k].type);
+	int f_off = recw_field(w, "tok_off", REC_INT), f_len = recw_field(w, "tok_len", REC_INT);
+	char *ids_rel = xasprintf("%s%stokens.u32", rel, rel[0] ? "/" : "");
+	char *rec_rel = xasprintf("%s%s%s", rel, rel[0] ? "/" : "", RECORDS_FILE);
+	char *ids_path = NULL, *rec_path = NULL;
+	FILE *out = NULL;
+	if (kctx_out_path(c, outdir, ids_rel, &ids_path) != 0 || kctx_out_path(c, outdir, rec_rel, &rec_path) != 0)
+		rc = -1;
+	else if (!(out = fopen(ids_path, "wb")))
+		rc = kctx_fail(c, "%s: cannot create: %s", ids_path, strerror(errno));
+	uint32_t *ids = NULL;
+	size_t n = 0, cap = 0;
+	long long total = 0; /* ids written so far to this dataset's tokens.u32 */
+	for (uint64_t row = 0; rc == 0 && row < r.rows; row++) {
+		size_t len;
+		const char *s = recr_str(&r, f, row, &len);
+		n = 0;
+		bpe_encode(b, s ? s : "", len, &ids, &n, &cap);
+		size_t keep = n + (eos ? 1 : 0);
+		if (max_len > 0 && keep > (size_t)max_len) {
+			st->truncated++;
+			keep = (size_t)max_len;
+		}
+		size_t body = keep - (eos && keep ? 1 : 0);
+		const uint32_t *from = left ? ids + (n - body) : ids;
+		if (body && fwrite(from, sizeof *from, body, out) != body)
+			rc = kctx_fail(c, "%s: write error", ids_path);
+		if (eos && keep && fwrite(&eos_id, 4, 1, out) != 1)
+			rc = kctx_fail(c, "%s: write error", ids_path);
+		recw_int(w, f_off, total);
+		recw_int(w, f_len, (long long)keep);
+		/* the other fields travel along */
+		for (uint32_t k = 0; k < r.nfields; k++) {
+			if ((int)k == f || recr_is_null(&r, (int)k, row))
+				continue;
+			size_t l2;
+			const char *v;
+			switch (r.fields[k].type) {
+			case REC_STR:
+			case REC_CAT: v = recr_str(&r, (int)k, row, &l2); recw_str(w, to[k], v, l2); break;
+			case REC_INT: recw_int(w, to[k], recr_int(&r, (int)k, row)); break;
+			case REC_FLOAT: recw_float(w, to[k], recr_float(&r, (int)k, row)); break;
+			case REC_BOOL: recw_bool(w, to[k], recr_bool(&r, (int)k, row)); break;
+			}
+		}
+		recw_end_row(w);
+		if (st->n == st->cap) {
+			st->cap = st->cap ? st->cap * 2 : 1024;
+			st->lens = xrealloc(st->lens, st->cap * sizeof *st->lens);
+		}
+		st->lens[st->n++] = (uint32_t)keep;
+		total += (long long)keep;
+		st->tokens += (double)keep;
+		st->bytes += (double)len;
+		st->untruncated += (double)n;
+		if ((row & 1023) == 0)
+			kctx_progress(c, (double)row, (double)r.rows, "rows");
+	}
+	if (out && fclose(out) != 0 && rc == 0)
+		rc = kctx_fail(c, "%s: write error", ids_path);
+	if (rc == 0)
+		rc = recw_write(&c->err, w, rec_path);
+	free(ids);
+	free(to);
+	free(ids_rel);
+	free(rec_rel);
+	free(ids_path);
+	free(rec_path);
+	recw_free(w);
+	recr_close(&r);
+	return rc;
+}
+
+static int k_tokenize(kctx *c, const hval *params, const kinput *in, size_t nin, const char *outdir)
+{
+	const kinput *data = NULL, *tok = NULL;
+	for (size_t i = 0; i < nin; i++) {
+		char *v = path_join(in[i].path, "encoder.json");
+		if (in[i].is_dir && fs_exists(v))
+			tok = &in[i];
+		else if (!data)
+			data = &in[i];
+		free(v);
+	}
+	if (!data || !tok)
+		return kctx_fail(c, "tokenize: give a dataset (or split parts) and a tokenizer");
+	char *ej = path_join(tok->path, "encoder.json"), *vb = path_join(tok->path, "vocab.bpe");
+	bpe *b;
+	int rc = bpe_load_gpt2(&c->err, &b, ej, vb);
+	free(ej);
+	free(vb);
+	if (rc)
+		return -1;
+	tstats st = {0, 0, 0, 0, NULL, 0, 0};
+	char *top = path_join(data->path, RECORDS_FILE);
+	if (fs_exists(top)) {
+		rc = tokenize_one(c, b, params, data->path, data->label, outdir, "", &st);
+	} else {
+		/* parts: every subfolder holding a dataset */
+		char **files;
+		size_t n;
+		rc = fs_list_files(&c->err, data->path, &files, &n);
+		size_t parts = 0;
+		for (size_t i = 0; rc == 0 && i < n; i++) {
+			size_t l = strlen(files[i]), fl = strlen(RECORDS_FILE);
+			if (l <= fl + 1 || strcmp(files[i] + l - fl, RECORDS_FILE) || files[i][l - fl - 1] != '/')
+				continue;
+			char *rel = xstrndup(files[i], l - fl - 1);
+			char *dir = path_join(data->path, rel);
+			char *label = xasprintf("%s.%s", data->label, rel);
+			rc = tokenize_one(c, b, params, dir, label, outdir, rel, &st);
+			free(label);
+			free(dir);
+			free(rel);
+			parts++;
+		}
+		strv_free(files, n);
+		if (rc == 0 && parts == 0)
+			rc = kctx_fail(c, "tokenize: %s is not a dataset and holds none", data->label);
+	}
+	free(top);
+	if (rc == 0 && st.n) {
+		qsort(st.lens, st.n, sizeof *st.lens, cmp_u32);
+		kctx_metric(c, "rows", (double)st.n);
+		kctx_metric(c, "tokens", st.tokens);
+		kctx_metric(c, "tokens_per_row_mean", st.tokens / (double)st.n);
+		kctx_metric(c, "tokens_per_row_p50", st.lens[st.n / 2]);
+		kctx_metric(c, "tokens_per_row_p95", st.lens[(size_t)((double)(st.n - 1) * 0.95)]);
+		kctx_metric(c, "tokens_per_row_max", st.lens[st.n - 1]);
+		kctx_metric(c, "truncated", st.truncated);
+		kctx_metric(c, "bytes_per_token", st.untruncated ? st.bytes / st.untruncated : 0);
+	}
+	free(st.lens);
+	bpe_free(b);
+	return rc;
+}
+
+const kernel_def stage_tokenizer = {"tokenizer", 1, k_tokenizer};
+const kernel_def stage_tokenize = {"tokenize", 1, k_tokenize};
