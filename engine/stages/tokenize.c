@@ -13,6 +13,7 @@
  * end); with add_eos, <|endoftext|> ends every row (within max_len).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,36 @@ typedef struct tstats {
 	size_t n, cap;
 } tstats;
 
+/* Encoding a block of rows on several threads: each row's ids land in its
+ * own slot; the rows are then written in order, so the output does not
+ * depend on the thread count. */
+typedef struct row_ids {
+	uint32_t *ids;
+	size_t n, cap;
+} row_ids;
+
+typedef struct enc_job {
+	const bpe *b;
+	const rec_reader *r;
+	int f;
+	uint64_t base, end;
+	int t, nt;
+	row_ids *out;
+} enc_job;
+
+static void *encode_rows(void *arg)
+{
+	enc_job *j = arg;
+	for (uint64_t row = j->base + (uint64_t)j->t; row < j->end; row += (uint64_t)j->nt) {
+		size_t len;
+		const char *s = recr_str(j->r, j->f, row, &len);
+		row_ids *o = &j->out[row - j->base];
+		o->n = 0;
+		bpe_encode(j->b, s ? s : "", len, &o->ids, &o->n, &o->cap);
+	}
+	return NULL;
+}
+
 /* Encodes one dataset (dir holding data.rec) into outdir/rel. */
 static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, const char *label,
                         const char *outdir, const char *rel, tstats *st)
@@ -107,14 +138,34 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 		rc = -1;
 	else if (!(out = fopen(ids_path, "wb")))
 		rc = kctx_fail(c, "%s: cannot create: %s", ids_path, strerror(errno));
-	uint32_t *ids = NULL;
-	size_t n = 0, cap = 0;
 	long long total = 0; /* ids written so far to this dataset's tokens.u32 */
+	const uint64_t B = 1024;
+	row_ids *block = xcalloc(B, sizeof *block);
+	int nt = c->threads > 0 ? (c->threads > 64 ? 64 : c->threads) : 1;
+	pthread_t th[64];
+	enc_job jobs[64];
 	for (uint64_t row = 0; rc == 0 && row < r.rows; row++) {
+		uint64_t base = row - row % B;
+		if (row == base) {
+			uint64_t end = base + B < r.rows ? base + B : r.rows;
+			for (int t = 0; t < nt; t++) {
+				jobs[t] = (enc_job){b, &r, f, base, end, t, nt, block};
+				if (t > 0 && pthread_create(&th[t], NULL, encode_rows, &jobs[t]) != 0) {
+					jobs[t].t = -1;
+					enc_job solo = jobs[t];
+					solo.t = t;
+					encode_rows(&solo);
+				}
+			}
+			encode_rows(&jobs[0]);
+			for (int t = 1; t < nt; t++)
+				if (jobs[t].t >= 0)
+					pthread_join(th[t], NULL);
+		}
 		size_t len;
-		const char *s = recr_str(&r, f, row, &len);
-		n = 0;
-		bpe_encode(b, s ? s : "", len, &ids, &n, &cap);
+		recr_str(&r, f, row, &len);
+		uint32_t *ids = block[row - base].ids;
+		size_t n = block[row - base].n;
 		size_t keep = n + (eos ? 1 : 0);
 		if (max_len > 0 && keep > (size_t)max_len) {
 			st->truncated++;
@@ -159,7 +210,9 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 		rc = kctx_fail(c, "%s: write error", ids_path);
 	if (rc == 0)
 		rc = recw_write(&c->err, w, rec_path);
-	free(ids);
+	for (uint64_t k = 0; k < B; k++)
+		free(block[k].ids);
+	free(block);
 	free(to);
 	free(ids_rel);
 	free(rec_rel);

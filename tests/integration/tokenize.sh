@@ -31,6 +31,10 @@ first_left=$(ids left | head -8 | tail -1)
 k0=$(head -1 keep.txt)
 check "truncation = left keeps the end of a row" eq "$first_left" "$(jq -r ".[$k0][-1]" "$FX/ids.json")"
 
+o1=$("$HONE" run p.lua -q --force plain --threads 1; "$HONE" runs -1 | awk '$2 == "plain" {print $4}')
+o2=$("$HONE" run p.lua -q --force plain --threads 2; "$HONE" runs -1 | awk '$2 == "plain" {print $4}')
+check "tokenize output does not depend on --threads" eq "$o1" "$o2"
+
 # over split's parts: one output per part
 cat > sp.lua <<'LUA'
 local d = ingest { "rows.jsonl", normalize = "none" }
