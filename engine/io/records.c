@@ -626,24 +626,27 @@ rec_writer *recw_like(const rec_reader *r, double fraction)
 	return w;
 }
 
+void recw_copy_value(rec_writer *w, int wf, const rec_reader *r, int rf, uint64_t row)
+{
+	if (recr_is_null(r, rf, row))
+		return;
+	size_t n;
+	const char *s;
+	switch (r->fields[rf].type) {
+	case REC_STR:
+	case REC_CAT:
+		s = recr_str(r, rf, row, &n);
+		recw_str(w, wf, s ? s : "", n);
+		break;
+	case REC_INT: recw_int(w, wf, recr_int(r, rf, row)); break;
+	case REC_FLOAT: recw_float(w, wf, recr_float(r, rf, row)); break;
+	case REC_BOOL: recw_bool(w, wf, recr_bool(r, rf, row)); break;
+	}
+}
+
 void recw_copy_row(rec_writer *w, const rec_reader *r, uint64_t row)
 {
-	for (uint32_t i = 0; i < r->nfields; i++) {
-		int f = (int)i;
-		if (recr_is_null(r, f, row))
-			continue;
-		size_t n;
-		const char *s;
-		switch (r->fields[i].type) {
-		case REC_STR:
-		case REC_CAT:
-			s = recr_str(r, f, row, &n);
-			recw_str(w, f, s ? s : "", n);
-			break;
-		case REC_INT: recw_int(w, f, recr_int(r, f, row)); break;
-		case REC_FLOAT: recw_float(w, f, recr_float(r, f, row)); break;
-		case REC_BOOL: recw_bool(w, f, recr_bool(r, f, row)); break;
-		}
-	}
+	for (uint32_t i = 0; i < r->nfields; i++)
+		recw_copy_value(w, (int)i, r, (int)i, row);
 	recw_end_row(w);
 }

@@ -105,6 +105,9 @@ const char *recr_cat_label(const rec_reader *r, int f, uint32_t code, size_t *le
 /* A writer with the reader's schema (same names and types), its columns
  * reserved for about `fraction` of the reader's values (0: no reservation). */
 rec_writer *recw_like(const rec_reader *r, double fraction);
+/* Sets field wf of w's current row to field rf of row `row` of r (same
+ * type); a null stays unset (null). */
+void recw_copy_value(rec_writer *w, int wf, const rec_reader *r, int rf, uint64_t row);
 /* Appends row `row` of r to w (which must have r's schema). */
 void recw_copy_row(rec_writer *w, const rec_reader *r, uint64_t row);
 

@@ -180,19 +180,9 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 		recw_int(w, f_off, total);
 		recw_int(w, f_len, (long long)keep);
 		/* the other fields travel along */
-		for (uint32_t k = 0; k < r.nfields; k++) {
-			if ((int)k == f || recr_is_null(&r, (int)k, row))
-				continue;
-			size_t l2;
-			const char *v;
-			switch (r.fields[k].type) {
-			case REC_STR:
-			case REC_CAT: v = recr_str(&r, (int)k, row, &l2); recw_str(w, to[k], v, l2); break;
-			case REC_INT: recw_int(w, to[k], recr_int(&r, (int)k, row)); break;
-			case REC_FLOAT: recw_float(w, to[k], recr_float(&r, (int)k, row)); break;
-			case REC_BOOL: recw_bool(w, to[k], recr_bool(&r, (int)k, row)); break;
-			}
-		}
+		for (uint32_t k = 0; k < r.nfields; k++)
+			if ((int)k != f)
+				recw_copy_value(w, to[k], &r, (int)k, row);
 		recw_end_row(w);
 		if (st->n == st->cap) {
 			st->cap = st->cap ? st->cap * 2 : 1024;
