@@ -10,23 +10,24 @@
 
 CC       ?= cc
 PKGS_LIB := lua5.4 libxxhash sqlite3 libutf8proc
-# libarchive: headers from pkg-config, the library loaded on first use
-# (engine/io/archive.h says why)
-PKGS_DL  := libarchive
+# libarchive, OpenBLAS: headers from pkg-config, the libraries loaded on first use
+# (engine/io/archive.h and engine/ml/blas.h say why)
+PKGS_DL  := libarchive openblas
 CFLAGS   ?= -O2
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread
 CPPFLAGS += $(shell pkg-config --cflags $(PKGS_LIB) $(PKGS_DL) 2>/dev/null)
 LDLIBS   += $(shell pkg-config --libs $(PKGS_LIB) 2>/dev/null) -ldl -lm -pthread
 
 # Debian packages: to build, to test, to benchmark.
-DEPS_BUILD := gcc make pkg-config liblua5.4-dev libxxhash-dev libsqlite3-dev libarchive-dev libutf8proc-dev
+DEPS_BUILD := gcc make pkg-config liblua5.4-dev libxxhash-dev libsqlite3-dev libarchive-dev libutf8proc-dev libopenblas-dev
 DEPS_TEST  := libcmocka-dev xxhash tar gzip xz-utils zstd bzip2 zip jq
 DEPS_FUZZ  := clang libclang-rt-14-dev
 DEPS_BENCH := snakemake xxhash hyperfine jq bc
 DEPS_DATA  := npm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-SRC := $(wildcard engine/*.c engine/stages/*.c engine/io/*.c)
+SRC := $(wildcard engine/*.c engine/stages/*.c engine/io/*.c engine/ml/*.c)
+HDR := $(wildcard engine/*.h engine/stages/*.h engine/io/*.h engine/ml/*.h)
 OBJ := $(SRC:%.c=build/%.o)
 LIB_OBJ := $(filter-out build/engine/main.o,$(OBJ))
 UNIT := $(basename $(notdir $(wildcard tests/unit/test_*.c)))
@@ -41,7 +42,7 @@ all: hone
 hone: $(OBJ)
 	$(CC) $(CFLAGS) -o $@ $(OBJ) $(LDLIBS)
 
-build/%.o: %.c $(wildcard engine/*.h engine/stages/*.h engine/io/*.h)
+build/%.o: %.c $(HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
@@ -68,7 +69,7 @@ ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-s
 ASAN_OBJ := $(LIB_OBJ:build/%=build/asan/%)
 ASAN_FLAGS_LINK = $(ASAN_FLAGS)
 
-build/asan/%.o: %.c $(wildcard engine/*.h engine/stages/*.h engine/io/*.h)
+build/asan/%.o: %.c $(HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread $(ASAN_FLAGS) -c $< -o $@
 
