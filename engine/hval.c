@@ -425,3 +425,29 @@ hval *hval_decode(const char *s, size_t n)
 	}
 	return v;
 }
+
+void hval_json(buf *out, const hval *v)
+{
+	switch (v ? v->t : HV_NIL) {
+	case HV_NIL: buf_adds(out, "null"); break;
+	case HV_BOOL: buf_adds(out, v->b ? "true" : "false"); break;
+	case HV_INT: buf_printf(out, "%lld", v->i); break;
+	case HV_FLOAT: buf_json_num(out, v->f); break;
+	case HV_STR: buf_json_strn(out, v->s, v->slen); break;
+	case HV_FN: buf_adds(out, "{\"function\":"); buf_json_strn(out, v->s, v->slen); buf_addc(out, '}'); break;
+	case HV_LIST:
+	case HV_MAP:
+		buf_addc(out, v->t == HV_LIST ? '[' : '{');
+		for (size_t i = 0; i < v->n; i++) {
+			if (i)
+				buf_addc(out, ',');
+			if (v->t == HV_MAP) {
+				buf_json_str(out, v->k[i]);
+				buf_addc(out, ':');
+			}
+			hval_json(out, &v->v[i]);
+		}
+		buf_addc(out, v->t == HV_LIST ? ']' : '}');
+		break;
+	}
+}

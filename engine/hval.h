@@ -75,4 +75,7 @@ hval *hval_decode(const char *s, size_t n);
 /* 1 when the two trees encode identically. */
 int hval_equal(const hval *a, const hval *b);
 
+/* Appends v as JSON (maps in key order; a function as {"function": digest}). */
+void hval_json(buf *out, const hval *v);
+
 #endif

@@ -20,6 +20,8 @@ void kctx_init(kctx *c, const char *stage, pthread_mutex_t *mu)
 
 void kctx_free(kctx *c)
 {
+	free(c->scratch);
+	free(c->lineage);
 	buf_free(&c->metrics);
 	buf_free(&c->log);
 }
@@ -47,21 +49,6 @@ void kctx_log(kctx *c, const char *fmt, ...)
 	unlock(c);
 }
 
-static void json_str(buf *b, const char *s)
-{
-	buf_addc(b, '"');
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-		if (ch == '"' || ch == '\\')
-			buf_printf(b, "\\%c", ch);
-		else if (ch < 0x20)
-			buf_printf(b, "\\u%04x", ch);
-		else
-			buf_addc(b, (char)ch);
-	}
-	buf_addc(b, '"');
-}
-
 void kctx_metric(kctx *c, const char *name, double v)
 {
 	char num[40];
@@ -75,7 +62,7 @@ void kctx_metric(kctx *c, const char *name, double v)
 	lock(c);
 	if (c->metrics.len)
 		buf_addc(&c->metrics, ',');
-	json_str(&c->metrics, name);
+	buf_json_str(&c->metrics, name);
 	buf_printf(&c->metrics, ":%s", num);
 	unlock(c);
 }
@@ -85,9 +72,9 @@ void kctx_metric_str(kctx *c, const char *name, const char *v)
 	lock(c);
 	if (c->metrics.len)
 		buf_addc(&c->metrics, ',');
-	json_str(&c->metrics, name);
+	buf_json_str(&c->metrics, name);
 	buf_addc(&c->metrics, ':');
-	json_str(&c->metrics, v);
+	buf_json_str(&c->metrics, v);
 	unlock(c);
 }
 
@@ -116,4 +103,14 @@ int kctx_out_path(kctx *c, const char *outdir, const char *rel, char **full)
 	}
 	*full = p;
 	return 0;
+}
+
+void kctx_note(kctx *c, const char *fmt, ...)
+{
+	va_list ap;
+	lock(c);
+	va_start(ap, fmt);
+	vsnprintf(c->note, sizeof c->note, fmt, ap);
+	va_end(ap);
+	unlock(c);
 }

@@ -39,6 +39,10 @@ typedef struct kctx {
 	double t0;                    /* start, monotonic seconds */
 	buf metrics;                  /* JSON object body: "\"a\":1,\"b\":2" */
 	buf log;                      /* lines logged by the kernel */
+	char note[96];                /* shown after the progress bar ("epoch 2 loss 0.31") */
+	char *scratch;                /* a folder kept across interrupted runs of this stage key
+	                                 (checkpoints); made on demand, removed once published */
+	char *lineage;                /* JSON array: every upstream stage and source (export) */
 } kctx;
 
 typedef int (*kernel_fn)(kctx *ctx, const hval *params, const kinput *in, size_t nin,
@@ -60,6 +64,8 @@ void kctx_progress(kctx *c, double done, double total, const char *unit);
 void kctx_log(kctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void kctx_metric(kctx *c, const char *name, double v);
 void kctx_metric_str(kctx *c, const char *name, const char *v);
+/* Sets the note shown after the progress bar. */
+void kctx_note(kctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Sets the error message and returns -1. */
 int kctx_fail(kctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

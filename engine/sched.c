@@ -233,6 +233,10 @@ static void *worker(void *arg)
 			t->rc = store_key_put(&t->err, &en->st, &en->ns[t->node].key, &t->obj, m);
 			free(m);
 		}
+		if (t->rc == 0 && t->kc.scratch && fs_exists(t->kc.scratch)) {
+			herr tmp;
+			fs_rmtree(&tmp, t->kc.scratch);
+		}
 		if (t->rc != 0) {
 			herr tmp;
 			fs_rmtree(&tmp, t->workdir);
@@ -292,11 +296,12 @@ static void progress_text(task *t, char *out, size_t n, int bar)
 			b[i] = i < full ? '=' : (i == full ? '>' : ' ');
 		b[w] = 0;
 		if (bar)
-			snprintf(out, n, "%-14s [%s] %3.0f%% %s ETA %s", name, b, frac * 100, rate, eta);
+			snprintf(out, n, "%-14s [%s] %3.0f%% %s ETA %s%s%s", name, b, frac * 100, rate, eta,
+			         c->note[0] ? "  " : "", c->note);
 		else
-			snprintf(out, n, "%s: %.0f%% %s ETA %s", name, frac * 100, rate, eta);
+			snprintf(out, n, "%s: %.0f%% %s ETA %s%s%s", name, frac * 100, rate, eta, c->note[0] ? "  " : "", c->note);
 	} else if (c->done > 0) {
-		snprintf(out, n, "%s: %s (%.0fs)", name, rate, el);
+		snprintf(out, n, "%s: %s (%.0fs)%s%s", name, rate, el, c->note[0] ? "  " : "", c->note);
 	} else {
 		snprintf(out, n, "%s: running (%.0fs)", name, el);
 	}
@@ -313,7 +318,7 @@ static void clear_line(engine *en, runner *r)
 static void draw_progress(engine *en, runner *r)
 {
 	double now = now_seconds();
-	char line[256];
+	char line[400];
 	if (en->tty) {
 		int shown = 0, more = 0;
 		for (size_t i = 0; i < r->ntasks; i++) {
@@ -391,6 +396,80 @@ static char *inputs_text(engine *en, int i)
 	return buf_take(&b);
 }
 
+/* Every stage and source upstream of node i (and i itself), in
+ * topological order, as a JSON array: enough to re-run the experiment. */
+static char *lineage_json(engine *en, int i)
+{
+	size_t n = en->g.n;
+	char *up = xcalloc(n, 1);
+	up[i] = 1;
+	int *order = xmalloc(n * sizeof *order);
+	dag_topo(&en->g, order);
+	for (size_t k = n; k-- > 0;) {
+		int v = order[k];
+		if (up[v])
+			for (size_t j = 0; j < en->g.nodes[v].nin; j++)
+				up[en->g.nodes[v].in[j].node] = 1;
+	}
+	buf b;
+	buf_init(&b);
+	buf_addc(&b, '[');
+	int first = 1;
+	for (size_t k = 0; k < n; k++) {
+		int v = order[k];
+		if (!up[v])
+			continue;
+		const dag_node *d = &en->g.nodes[v];
+		const node_state *s = &en->ns[v];
+		char hex[HKEY_HEX] = "";
+		buf_adds(&b, first ? "\n" : ",\n");
+		first = 0;
+		if (d->type == NODE_SOURCE) {
+			if (s->known)
+				hkey_hex(&s->id, hex);
+			buf_adds(&b, "{\"source\":");
+			buf_json_str(&b, d->name);
+			buf_adds(&b, ",\"content\":");
+			buf_json_str(&b, hex);
+			buf_addc(&b, '}');
+			continue;
+		}
+		if (s->has_key)
+			hkey_hex(&s->key, hex);
+		buf_adds(&b, "{\"stage\":");
+		buf_json_str(&b, d->name);
+		buf_adds(&b, ",\"kind\":");
+		buf_json_str(&b, d->kind);
+		buf_adds(&b, ",\"kernel\":");
+		buf_json_str(&b, d->kernel);
+		buf_printf(&b, ",\"version\":%d,\"key\":", d->version);
+		buf_json_str(&b, hex);
+		buf_adds(&b, ",\"params\":");
+		hval_json(&b, d->params);
+		buf_adds(&b, ",\"inputs\":[");
+		for (size_t j = 0; j < d->nin; j++) {
+			hkey id;
+			char ih[HKEY_HEX] = "";
+			if (input_id(en, v, j, &id) == 0)
+				hkey_hex(&id, ih);
+			char *label = sched_input_label(en, v, j);
+			buf_adds(&b, j ? ",{\"slot\":" : "{\"slot\":");
+			buf_json_str(&b, d->in[j].slot);
+			buf_adds(&b, ",\"from\":");
+			buf_json_str(&b, label);
+			buf_adds(&b, ",\"content\":");
+			buf_json_str(&b, ih);
+			buf_addc(&b, '}');
+			free(label);
+		}
+		buf_adds(&b, "]}");
+	}
+	buf_adds(&b, "\n]\n");
+	free(order);
+	free(up);
+	return buf_take(&b);
+}
+
 static task *start_task(engine *en, runner *r, int i)
 {
 	dag_node *d = &en->g.nodes[i];
@@ -416,6 +495,12 @@ static task *start_task(engine *en, runner *r, int i)
 			t->in[j].path = t->paths[j];
 			t->in[j].is_dir = fs_is_dir(t->paths[j]);
 		}
+		char hex[HKEY_HEX];
+		hkey_hex(&en->ns[i].key, hex);
+		char *rel = xasprintf("work/%s", hex);
+		t->kc.scratch = path_join(en->st.root, rel);
+		free(rel);
+		t->kc.lineage = lineage_json(en, i);
 		t->workdir = store_tmpdir(&t->err, &en->st, d->name);
 		if (!t->workdir) {
 			t->rc = -1;

@@ -557,8 +557,9 @@ int store_gc(herr *e, store *st, const hkey *keep, size_t nkeep, FILE *out, stor
 	int rc = visit_sharded(e, st, "objects", (visit_fn)gc_object, &v, 1);
 	if (rc == 0)
 		rc = visit_sharded(e, st, "keys", (visit_fn)gc_key, &v, 1);
-	if (rc == 0) {
-		char *tmp = path_join(st->root, "tmp");
+	/* work areas left by failed runs, and checkpoints of interrupted ones */
+	for (int w = 0; rc == 0 && w < 2; w++) {
+		char *tmp = path_join(st->root, w ? "work" : "tmp");
 		DIR *d = opendir(tmp);
 		struct dirent *de;
 		while (d && (de = readdir(d))) {

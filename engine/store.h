@@ -12,6 +12,8 @@
  *   objects/ab/<id>/.hone-manifest   its manifest (below)
  *   keys/ab/<key>                 action-cache entry for a stage key
  *   tmp/                          stage work areas; renamed into objects/
+ *   work/<key>/                   a stage's checkpoints (kctx.scratch), kept across
+ *                                 interrupted runs, removed once it publishes; gc drops them
  *   statcache                     source-file stat cache (statcache.h)
  *   runs.sqlite                   run records (runlog.h)
  *   lock                          flock(2) held by a running `hone run`

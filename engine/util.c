@@ -515,3 +515,37 @@ void fmt_bytes(char out[32], double n)
 	else
 		snprintf(out, 32, "%.1f %s", n, u[i]);
 }
+
+void buf_json_str(buf *b, const char *s)
+{
+	buf_json_strn(b, s, strlen(s));
+}
+
+void buf_json_strn(buf *b, const char *s, size_t n)
+{
+	buf_addc(b, '"');
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch == '"' || ch == '\\')
+			buf_printf(b, "\\%c", ch);
+		else if (ch < 0x20)
+			buf_printf(b, "\\u%04x", ch);
+		else
+			buf_addc(b, (char)ch);
+	}
+	buf_addc(b, '"');
+}
+
+void buf_json_num(buf *b, double v)
+{
+	char num[40];
+	if (!isfinite(v)) {
+		buf_adds(b, "null");
+		return;
+	}
+	if (v == floor(v) && fabs(v) < 1e15)
+		snprintf(num, sizeof num, "%.0f", v);
+	else
+		fmt_double(num, v);
+	buf_adds(b, num);
+}

@@ -47,6 +47,13 @@ void buf_printf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3
 void buf_vprintf(buf *b, const char *fmt, va_list ap);
 /* Detaches the bytes (NUL-terminated) and leaves b empty. */
 char *buf_take(buf *b);
+/* A JSON string literal of s (quotes, backslashes and control bytes escaped;
+ * other bytes as they are). */
+void buf_json_str(buf *b, const char *s);
+void buf_json_strn(buf *b, const char *s, size_t n);
+/* A JSON number (integers without a fraction, others round-trip exact);
+ * NaN and infinities as null. */
+void buf_json_num(buf *b, double v);
 
 /* Allocation that never returns NULL: aborts with a message on OOM. */
 void *xmalloc(size_t n);
