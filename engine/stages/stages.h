@@ -7,6 +7,9 @@
 
 #include "../kernel.h"
 
+/* tokenize writes this next to each dataset it encodes (tokenize.c). */
+#define TOKENIZE_META "tokenize.json"
+
 extern const kernel_def stage_concat;
 extern const kernel_def stage_wc;
 extern const kernel_def stage_ingest;
@@ -14,6 +17,9 @@ extern const kernel_def stage_dedupe;
 extern const kernel_def stage_split;
 extern const kernel_def stage_tokenizer;
 extern const kernel_def stage_tokenize;
+extern const kernel_def stage_train;
+extern const kernel_def stage_evaluate;
+extern const kernel_def stage_export;
 extern const kernel_def stage_lua;        /* dsl.c: stage "name" { run = ... } */
 extern const kernel_def stage_lua_map;    /* dsl.c: map { fn = ... } */
 extern const kernel_def stage_lua_filter; /* dsl.c: filter { fn = ... } */

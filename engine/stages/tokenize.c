@@ -9,6 +9,7 @@
  *   tokens.u32  the ids of all rows, concatenated (little-endian u32)
  *   data.rec    the input's other fields, plus tok_off (int: first id of the
  *               row in tokens.u32) and tok_len (int: its count)
+ *   tokenize.json  the field, vocabulary size, max_len, truncation and EOS id
  * Rows longer than max_len are cut (right: keep the start; left: keep the
  * end); with add_eos, <|endoftext|> ends every row (within max_len).
  */
@@ -200,6 +201,23 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 		rc = kctx_fail(c, "%s: write error", ids_path);
 	if (rc == 0)
 		rc = recw_write(&c->err, w, rec_path);
+	if (rc == 0) {
+		/* how the ids were made, for the model stages and `hone predict` */
+		buf js;
+		buf_init(&js);
+		buf_adds(&js, "{\"field\": ");
+		buf_json_str(&js, field);
+		buf_printf(&js, ", \"vocab\": %zu, \"max_len\": %lld, \"truncation\": \"%s\", \"eos\": %lld}\n",
+		           bpe_vocab_size(b), max_len, left ? "left" : "right", eos ? (long long)eos_id : -1LL);
+		char *meta_rel = xasprintf("%s%s%s", rel, rel[0] ? "/" : "", TOKENIZE_META);
+		char *meta_path = NULL;
+		rc = kctx_out_path(c, outdir, meta_rel, &meta_path);
+		if (rc == 0)
+			rc = fs_write_atomic(&c->err, meta_path, js.p, js.len);
+		free(meta_rel);
+		free(meta_path);
+		buf_free(&js);
+	}
 	for (uint64_t k = 0; k < B; k++)
 		free(block[k].ids);
 	free(block);
@@ -278,4 +296,4 @@ static int k_tokenize(kctx *c, const hval *params, const kinput *in, size_t nin,
 }
 
 const kernel_def stage_tokenizer = {"tokenizer", 1, k_tokenizer};
-const kernel_def stage_tokenize = {"tokenize", 1, k_tokenize};
+const kernel_def stage_tokenize = {"tokenize", 2, k_tokenize};

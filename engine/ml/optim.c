@@ -1,0 +1,160 @@
+#include "optim.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct par_job {
+	void (*fn)(void *, int, int);
+	void *ud;
+	int t, nt;
+} par_job;
+
+static void *par_main(void *arg)
+{
+	par_job *j = arg;
+	j->fn(j->ud, j->t, j->nt);
+	return NULL;
+}
+
+void par_run(int nt, void (*fn)(void *ud, int t, int nt), void *ud)
+{
+	if (nt > 64)
+		nt = 64;
+	if (nt <= 1) {
+		fn(ud, 0, 1);
+		return;
+	}
+	pthread_t th[64];
+	par_job jobs[64];
+	int started[64] = {0};
+	for (int t = 1; t < nt; t++) {
+		jobs[t] = (par_job){fn, ud, t, nt};
+		started[t] = pthread_create(&th[t], NULL, par_main, &jobs[t]) == 0;
+	}
+	fn(ud, 0, nt);
+	for (int t = 1; t < nt; t++) {
+		if (started[t])
+			pthread_join(th[t], NULL);
+		else
+			fn(ud, t, nt); /* no thread: do its share here */
+	}
+}
+
+/* [lo, hi) of n split into nt ranges, aligned to 16 values */
+static void range(size_t n, int t, int nt, size_t *lo, size_t *hi)
+{
+	size_t per = (n / (size_t)nt + 15) & ~(size_t)15;
+	*lo = per * (size_t)t;
+	*hi = *lo + per;
+	if (*lo > n)
+		*lo = n;
+	if (*hi > n || t == nt - 1)
+		*hi = n;
+}
+
+typedef struct adamw_job {
+	const adamw_cfg *c;
+	float lr, gscale, bc1, bc2s;
+	float *p, *g, *m, *v;
+	size_t n;
+} adamw_job;
+
+static void adamw_part(void *ud, int t, int nt)
+{
+	adamw_job *j = ud;
+	size_t lo, hi;
+	range(j->n, t, nt, &lo, &hi);
+	const float b1 = j->c->b1, b2 = j->c->b2, eps = j->c->eps;
+	const float decay = 1.0f - j->lr * j->c->wd, step = j->lr / j->bc1, bc2s = j->bc2s, gs = j->gscale;
+	float *restrict p = j->p, *restrict g = j->g, *restrict m = j->m, *restrict v = j->v;
+	for (size_t i = lo; i < hi; i++) {
+		float gi = g[i] * gs;
+		float mi = b1 * m[i] + (1.0f - b1) * gi;
+		float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+		m[i] = mi;
+		v[i] = vi;
+		p[i] = p[i] * decay - step * mi / (sqrtf(vi) / bc2s + eps);
+		g[i] = 0;
+	}
+}
+
+void adamw_step(const adamw_cfg *c, float lr, long long t, float gscale, float *p, float *g, float *m, float *v,
+                size_t n, int threads)
+{
+	adamw_job j = {c, lr, gscale, (float)(1.0 - pow(c->b1, (double)t)), (float)sqrt(1.0 - pow(c->b2, (double)t)),
+	               p, g, m, v, n};
+	int nt = threads;
+	if (n < 65536 || nt < 1)
+		nt = 1;
+	par_run(nt, adamw_part, &j);
+}
+
+#define CHUNK 16384
+
+typedef struct norm_job {
+	const float *g;
+	size_t n;
+	double *part;
+} norm_job;
+
+static void norm_part(void *ud, int t, int nt)
+{
+	norm_job *j = ud;
+	size_t chunks = (j->n + CHUNK - 1) / CHUNK;
+	for (size_t c = (size_t)t; c < chunks; c += (size_t)nt) {
+		size_t lo = c * CHUNK, hi = lo + CHUNK < j->n ? lo + CHUNK : j->n;
+		double s = 0;
+		for (size_t i = lo; i < hi; i++)
+			s += (double)j->g[i] * j->g[i];
+		j->part[c] = s;
+	}
+}
+
+double grad_norm(const float *g, size_t n, int threads)
+{
+	size_t chunks = (n + CHUNK - 1) / CHUNK;
+	double stack[64], *part = chunks <= 64 ? stack : malloc(chunks * sizeof *part);
+	if (!part)
+		return NAN;
+	norm_job j = {g, n, part};
+	par_run(chunks < 4 ? 1 : threads, norm_part, &j);
+	double s = 0;
+	for (size_t c = 0; c < chunks; c++)
+		s += part[c];
+	if (part != stack)
+		free(part);
+	return sqrt(s);
+}
+
+float clip_factor(double norm, double max_norm)
+{
+	if (max_norm <= 0)
+		return 1.0f;
+	double f = max_norm / (norm + 1e-6);
+	return f < 1 ? (float)f : 1.0f;
+}
+
+int sched_parse(const char *s)
+{
+	if (!strcmp(s, "constant"))
+		return SCHED_CONSTANT;
+	if (!strcmp(s, "linear"))
+		return SCHED_LINEAR;
+	if (!strcmp(s, "cosine"))
+		return SCHED_COSINE;
+	return -1;
+}
+
+double lr_factor(sched_kind k, long long step, long long warmup, long long total)
+{
+	if (step < warmup)
+		return (double)step / (double)(warmup > 1 ? warmup : 1);
+	if (k == SCHED_CONSTANT)
+		return 1.0;
+	long long span = total - warmup > 1 ? total - warmup : 1;
+	double prog = (double)(step - warmup) / (double)span;
+	double f = k == SCHED_LINEAR ? (double)(total - step) / (double)span : 0.5 * (1.0 + cos(M_PI * prog));
+	return f > 0 ? f : 0;
+}
