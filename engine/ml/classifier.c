@@ -129,6 +129,7 @@ void clf_free(clf_model *m)
 	for (int k = 0; k < m->ncls; k++)
 		free(m->classes[k]);
 	free(m->classes);
+	free(m->prior);
 	free(m->p);
 	memset(m, 0, sizeof *m);
 }
@@ -210,6 +211,15 @@ void clf_config_json(const clf_model *m, buf *b)
 	if (m->out != OUT_NUM) {
 		buf_adds(b, ", \"classes\": ");
 		str_list(b, m->classes, (size_t)m->ncls);
+	}
+	if (m->out != OUT_NUM && m->prior) {
+		buf_adds(b, ", \"prior\": [");
+		for (int k = 0; k < m->ncls; k++) {
+			if (k)
+				buf_addc(b, ',');
+			buf_json_num(b, m->prior[k]);
+		}
+		buf_addc(b, ']');
 	}
 	if (m->out == OUT_BIN) {
 		buf_adds(b, ", \"threshold\": ");
@@ -325,7 +335,7 @@ static int parse_config(herr *e, clf_model *m, const jnode *root, const char *wh
 	if (act < 0 || jnum(MEMBER(root, "dropout"), &dr) != 0 || dr < 0 || dr >= 1)
 		return herr_set(e, "%s: expected \"activation\" (relu, gelu, tanh) and \"dropout\" in [0, 1)", what);
 	m->act = (act_type)act;
-	m->dropout = (float)dr;
+	m->dropout = dr;
 	const jnode *o = MEMBER(root, "output");
 	int ot = o ? enum_of(MEMBER(o, "type"), out_names, 4) : -1;
 	m->target = o ? jstr(MEMBER(o, "field")) : NULL;
@@ -341,6 +351,16 @@ static int parse_config(herr *e, clf_model *m, const jnode *root, const char *wh
 			                m->out == OUT_BIN ? "2" : "2 to 65536");
 		}
 		m->ncls = (int)n;
+		const jnode *pr = MEMBER(o, "prior");
+		m->prior = xcalloc(n, sizeof *m->prior);
+		if (pr && (pr->t != J_ARR || pr->n != n))
+			return herr_set(e, "%s: \"output.prior\": expected %u class frequencies", what, n);
+		int k = 0;
+		for (const jnode *j = pr ? pr->kid : NULL; j; j = j->next)
+			if (jnum(j, &m->prior[k++]) != 0)
+				return herr_set(e, "%s: \"output.prior\": expected numbers", what);
+		for (k = 0; !pr && k < (int)n; k++)
+			m->prior[k] = 1.0 / n;
 	}
 	if (m->out == OUT_BIN && jnum(MEMBER(o, "threshold"), &m->threshold) != 0)
 		return herr_set(e, "%s: \"output.threshold\": expected a number", what);
@@ -544,7 +564,7 @@ double clf_forward(const clf_model *m, const clf_data *d, const uint32_t *idx, i
 		float *Z = w->Z[l], *A = w->A[l + 1], *mask = w->mask[l];
 		sgemm(0, 1, B, out, in, 1.0f, prev, in, m->p + m->w_off[l], in, 0.0f, Z, out);
 		const float *bias = m->p + m->b_off[l];
-		float keep = 1.0f - m->dropout, scale = keep > 0 ? 1.0f / keep : 0;
+		float keep = 1.0f - (float)m->dropout, scale = keep > 0 ? 1.0f / keep : 0;
 		for (int b = 0; b < B; b++)
 			for (int k = 0; k < out; k++) {
 				size_t at = (size_t)b * (size_t)out + (size_t)k;

@@ -55,11 +55,12 @@ typedef struct clf_model {
 	int nl;                      /* hidden layers */
 	int hidden[CLF_MAX_LAYERS];
 	act_type act;
-	float dropout;
+	double dropout;
 	out_type out;
 	char *target;                /* output field */
 	char **classes;              /* category / binary: class names (binary: [negative, positive]) */
 	int ncls;
+	double *prior;               /* category / binary: class frequencies in the train split */
 	double threshold;            /* binary */
 	double y_mean, y_std;        /* number */
 	int D, O;                    /* combined width; head outputs (ncls, or 1) */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../io/json.h"
+#include "metrics.h"
 #include "../stages/stages.h"
 
 int ml_split_open(herr *e, ml_split *s, const char *dir, const char *label)
@@ -209,4 +210,120 @@ int ml_split_fill(herr *e, ml_split *s, const clf_model *m, int need_target)
 		d->y[k] = (uint32_t)y;
 	}
 	return 0;
+}
+
+int ml_out_width(const clf_model *m)
+{
+	return m->out == OUT_NUM ? 1 : m->out == OUT_BIN ? 2 : m->ncls;
+}
+
+uint32_t ml_decide(const clf_model *m, const double *prob)
+{
+	if (m->out == OUT_BIN)
+		return prob[1] >= m->threshold;
+	uint32_t best = 0;
+	for (int k = 1; k < m->ncls; k++)
+		if (prob[k] > prob[best])
+			best = (uint32_t)k;
+	return best;
+}
+
+void ml_predict(const clf_model *m, const clf_data *d, int threads, double *out)
+{
+	const int B = 256;
+	clf_ws *w = clf_ws_new(m, B, threads);
+	uint32_t idx[256];
+	int K = ml_out_width(m);
+	for (size_t at = 0; at < d->n; at += B) {
+		int nb = d->n - at < (size_t)B ? (int)(d->n - at) : B;
+		for (int b = 0; b < nb; b++)
+			idx[b] = (uint32_t)(at + (size_t)b);
+		clf_data nolabels = *d;
+		nolabels.y = NULL;
+		nolabels.yv = NULL;
+		clf_forward(m, &nolabels, idx, nb, w, 0, 0, 0, NULL);
+		for (int b = 0; b < nb; b++)
+			clf_outputs(m, w, b, out + (at + (size_t)b) * (size_t)K);
+	}
+	clf_ws_free(w);
+}
+
+const char *ml_metric_names(const clf_model *m)
+{
+	return m->out == OUT_NUM ? "loss, rmse, mae, r2" : "loss, accuracy, f1, roc_auc";
+}
+
+int ml_metric_higher(const char *metric)
+{
+	return strcmp(metric, "loss") && strcmp(metric, "rmse") && strcmp(metric, "mae");
+}
+
+int ml_score(herr *e, const clf_model *m, const clf_data *d, const double *out, const char *metric, double *v)
+{
+	if (m->out == OUT_NUM) {
+		double *y = xmalloc((d->n ? d->n : 1) * sizeof *y);
+		for (size_t i = 0; i < d->n; i++)
+			y[i] = (double)d->yv[i] * m->y_std + m->y_mean;
+		reg_report r;
+		int rc = metrics_regress(e, &r, y, out, d->n);
+		free(y);
+		if (rc)
+			return -1;
+		if (!strcmp(metric, "rmse"))
+			*v = r.rmse;
+		else if (!strcmp(metric, "loss"))
+			*v = r.rmse * r.rmse;
+		else if (!strcmp(metric, "mae"))
+			*v = r.mae;
+		else if (!strcmp(metric, "r2"))
+			*v = r.r2;
+		else
+			return herr_set(e, "unknown metric '%s' (expected one of: %s)", metric, ml_metric_names(m));
+		return 0;
+	}
+	size_t K = (size_t)ml_out_width(m);
+	uint32_t *pred = xmalloc((d->n ? d->n : 1) * sizeof *pred);
+	for (size_t i = 0; i < d->n; i++)
+		pred[i] = ml_decide(m, out + i * K);
+	cls_report r;
+	int rc = metrics_classify(e, &r, d->y, pred, out, d->n, K);
+	free(pred);
+	if (rc)
+		return -1;
+	if (!strcmp(metric, "loss"))
+		*v = r.log_loss;
+	else if (!strcmp(metric, "accuracy"))
+		*v = r.accuracy;
+	else if (!strcmp(metric, "f1"))
+		*v = m->out == OUT_BIN ? r.f1[1] : r.macro_f1;
+	else if (!strcmp(metric, "roc_auc"))
+		*v = r.roc_auc;
+	else
+		rc = herr_set(e, "unknown metric '%s' (expected one of: %s)", metric, ml_metric_names(m));
+	cls_report_free(&r);
+	return rc;
+}
+
+int ml_model_load_dir(herr *e, clf_model *m, const char *dir, const char *label)
+{
+	char *cp = path_join(dir, "config.json"), *wp = path_join(dir, "model.safetensors");
+	buf cfg;
+	buf_init(&cfg);
+	st_file st;
+	memset(&st, 0, sizeof st);
+	memset(m, 0, sizeof m[0]);
+	int rc = 0;
+	if (!fs_exists(cp) || !fs_exists(wp))
+		rc = herr_set(e, "%s: not a model (expected config.json and model.safetensors from train)", label);
+	if (rc == 0)
+		rc = fs_read(e, cp, &cfg);
+	if (rc == 0)
+		rc = st_read(e, &st, wp);
+	if (rc == 0)
+		rc = clf_load(e, m, cfg.p, cfg.len, cp, &st, wp);
+	st_free(&st);
+	buf_free(&cfg);
+	free(cp);
+	free(wp);
+	return rc;
 }

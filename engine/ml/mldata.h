@@ -33,6 +33,25 @@ void ml_split_close(ml_split *s);
  * target (an error names the row and value that do not fit). */
 int ml_split_fill(herr *e, ml_split *s, const clf_model *m, int need_target);
 
+/* Loads a model folder (train's output: config.json + model.safetensors). */
+int ml_model_load_dir(herr *e, clf_model *m, const char *dir, const char *label);
+
+/* Runs the model over every row of d, batch rows at a time: out gets n × K
+ * values (K = ml_out_width: class probabilities, or the predicted number). */
+void ml_predict(const clf_model *m, const clf_data *d, int threads, double *out);
+int ml_out_width(const clf_model *m);
+/* The class a row of probabilities decides (argmax; binary: p1 >= threshold). */
+uint32_t ml_decide(const clf_model *m, const double *prob);
+
+/* Names of the metrics a model of this output can be selected on. */
+const char *ml_metric_names(const clf_model *m);
+/* Whether larger is better for metric. */
+int ml_metric_higher(const char *metric);
+/* The value of metric ("loss", "accuracy", "f1", "roc_auc" for classes;
+ * "loss", "rmse", "mae", "r2" for numbers) on the predictions out of d;
+ * -1 on an unknown name. f1 is macro-F1, or the positive class's for binary. */
+int ml_score(herr *e, const clf_model *m, const clf_data *d, const double *out, const char *metric, double *v);
+
 /* Index of label among the model's classes (sorted), or -1. */
 int ml_class_index(const clf_model *m, const char *s, size_t n);
 

@@ -1,0 +1,264 @@
+/*
+ * evaluate — a trained model on a split: every metric of engine/ml/metrics
+ * (scikit-learn's definitions), a trivial baseline (the train split's class
+ * frequencies / mean), and optionally another model on the same rows.
+ *
+ * Inputs: slot "1" the model (train's output), slot "2" the split to score
+ * (tokenize's output for it), slot "compare" another model (optional).
+ * Output folder:
+ *   metrics.json  {"model": report, "baseline": report, "compare": report,
+ *                  "difference": {metric: model - compare}}
+ *   data.rec      one row per input row: row, the true value, predicted,
+ *                 prob_<class> for each class, correct (and id when the
+ *                 input has one)
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../ml/blas.h"
+#include "../ml/metrics.h"
+#include "../ml/mldata.h"
+#include "stages.h"
+
+static const kinput *slot(const kinput *in, size_t nin, const char *name)
+{
+	for (size_t i = 0; i < nin; i++)
+		if (!strcmp(in[i].slot, name))
+			return &in[i];
+	return NULL;
+}
+
+typedef struct score {
+	double *out;          /* n × K */
+	uint32_t *pred;
+	cls_report cr;
+	reg_report rr;
+} score;
+
+static int score_of(kctx *c, const clf_model *m, const clf_data *d, double *out, score *s)
+{
+	memset(s, 0, sizeof *s);
+	s->out = out;
+	size_t K = (size_t)ml_out_width(m);
+	if (m->out == OUT_NUM) {
+		double *y = xmalloc((d->n ? d->n : 1) * sizeof *y);
+		for (size_t i = 0; i < d->n; i++)
+			y[i] = (double)d->yv[i] * m->y_std + m->y_mean;
+		int rc = metrics_regress(&c->err, &s->rr, y, out, d->n);
+		free(y);
+		return rc;
+	}
+	s->pred = xmalloc((d->n ? d->n : 1) * sizeof *s->pred);
+	for (size_t i = 0; i < d->n; i++)
+		s->pred[i] = ml_decide(m, out + i * K);
+	return metrics_classify(&c->err, &s->cr, d->y, s->pred, out, d->n, K);
+}
+
+static void score_free(score *s)
+{
+	free(s->pred);
+	cls_report_free(&s->cr);
+}
+
+static void score_json(const clf_model *m, const score *s, buf *b)
+{
+	if (m->out == OUT_NUM)
+		reg_report_json(&s->rr, b);
+	else
+		cls_report_json(&s->cr, (const char *const *)m->classes, b);
+}
+
+/* The headline numbers, for the run record and the difference. */
+static int headline(const clf_model *m, const score *s, const char **names, double *v)
+{
+	if (m->out == OUT_NUM) {
+		names[0] = "mae", v[0] = s->rr.mae;
+		names[1] = "rmse", v[1] = s->rr.rmse;
+		names[2] = "r2", v[2] = s->rr.r2;
+		return 3;
+	}
+	int k = 0;
+	names[k] = "accuracy", v[k++] = s->cr.accuracy;
+	names[k] = "f1_macro", v[k++] = s->cr.macro_f1;
+	if (m->out == OUT_BIN || m->ncls == 2) {
+		names[k] = "f1", v[k++] = s->cr.f1[1];
+		names[k] = "precision", v[k++] = s->cr.precision[1];
+		names[k] = "recall", v[k++] = s->cr.recall[1];
+	}
+	names[k] = "roc_auc", v[k++] = s->cr.roc_auc;
+	names[k] = "pr_auc", v[k++] = s->cr.pr_auc;
+	names[k] = "log_loss", v[k++] = s->cr.log_loss;
+	return k;
+}
+
+static int write_predictions(kctx *c, const clf_model *m, const ml_split *sp, const score *s, const char *outdir)
+{
+	rec_writer *w = recw_new();
+	size_t K = (size_t)ml_out_width(m);
+	int f_row = recw_field(w, "row", REC_INT);
+	int id_in = recr_find(&sp->r, "id");
+	int f_id = id_in >= 0 ? recw_field(w, "id", sp->r.fields[id_in].type) : -1;
+	rec_type vt = m->out == OUT_NUM ? REC_FLOAT : REC_CAT;
+	int f_true = recw_field(w, m->target, vt);
+	int f_pred = recw_field(w, "predicted", vt);
+	int *f_prob = xcalloc(K, sizeof *f_prob);
+	if (m->out != OUT_NUM)
+		for (size_t k = 0; k < K; k++) {
+			char *nm = xasprintf("prob_%s", m->classes[k]);
+			f_prob[k] = recw_field(w, nm, REC_FLOAT);
+			free(nm);
+		}
+	int f_ok = m->out != OUT_NUM ? recw_field(w, "correct", REC_BOOL) : -1;
+	for (size_t i = 0; i < sp->d.n; i++) {
+		recw_int(w, f_row, (long long)i + 1);
+		if (f_id >= 0)
+			recw_copy_value(w, f_id, &sp->r, id_in, i);
+		if (m->out == OUT_NUM) {
+			recw_float(w, f_true, (double)sp->d.yv[i] * m->y_std + m->y_mean);
+			recw_float(w, f_pred, s->out[i]);
+		} else {
+			const char *t = m->classes[sp->d.y[i]], *pr = m->classes[s->pred[i]];
+			recw_str(w, f_true, t, strlen(t));
+			recw_str(w, f_pred, pr, strlen(pr));
+			for (size_t k = 0; k < K; k++)
+				recw_float(w, f_prob[k], s->out[i * K + k]);
+			recw_bool(w, f_ok, s->pred[i] == sp->d.y[i]);
+		}
+		recw_end_row(w);
+	}
+	char *path = NULL;
+	int rc = kctx_out_path(c, outdir, RECORDS_FILE, &path);
+	if (rc == 0)
+		rc = recw_write(&c->err, w, path);
+	free(path);
+	free(f_prob);
+	recw_free(w);
+	return rc;
+}
+
+static int k_evaluate(kctx *c, const hval *params, const kinput *in, size_t nin, const char *outdir)
+{
+	(void)params;
+	const kinput *mi = slot(in, nin, "1"), *di = slot(in, nin, "2"), *ci = slot(in, nin, "compare");
+	if (!mi || !di)
+		return kctx_fail(c, "evaluate: give a model and a split, as in evaluate { model, ids.test }");
+	if (!blas_get(&c->err))
+		return -1;
+	clf_model m, cm;
+	memset(&cm, 0, sizeof cm);
+	ml_split sp;
+	if (ml_model_load_dir(&c->err, &m, mi->path, mi->label) != 0)
+		return -1;
+	if (ml_split_open(&c->err, &sp, di->path, di->label) != 0) {
+		clf_free(&m);
+		return -1;
+	}
+	int rc = ml_split_fill(&c->err, &sp, &m, 1);
+	if (rc == 0 && sp.d.n == 0)
+		rc = kctx_fail(c, "evaluate: %s has no rows", di->label);
+	if (rc == 0 && ci) {
+		rc = ml_model_load_dir(&c->err, &cm, ci->path, ci->label);
+		if (rc == 0 && (cm.out != m.out || cm.ncls != m.ncls || strcmp(cm.target, m.target)))
+			rc = kctx_fail(c, "evaluate: compare: %s predicts something else than %s (output '%s')", ci->label, mi->label, m.target);
+		for (int k = 0; rc == 0 && k < m.ncls; k++)
+			if (strcmp(cm.classes[k], m.classes[k]))
+				rc = kctx_fail(c, "evaluate: compare: %s has other classes than %s", ci->label, mi->label);
+	}
+	if (rc) {
+		clf_free(&m);
+		clf_free(&cm);
+		ml_split_close(&sp);
+		return -1;
+	}
+	size_t n = sp.d.n, K = (size_t)ml_out_width(&m);
+	score ms, bs, cs;
+	memset(&ms, 0, sizeof ms);
+	memset(&bs, 0, sizeof bs);
+	memset(&cs, 0, sizeof cs);
+	double *out = xmalloc(n * K * sizeof *out), *base = xmalloc(n * K * sizeof *base), *co = NULL;
+	kctx_progress(c, 0, (double)n, "rows");
+	ml_predict(&m, &sp.d, c->threads, out);
+	kctx_progress(c, (double)n, (double)n, "rows");
+	/* the baseline: the train split's class frequencies, or its mean */
+	for (size_t i = 0; i < n; i++)
+		for (size_t k = 0; k < K; k++)
+			base[i * K + k] = m.out == OUT_NUM ? m.y_mean : m.prior[k];
+	rc = score_of(c, &m, &sp.d, out, &ms);
+	if (rc == 0)
+		rc = score_of(c, &m, &sp.d, base, &bs);
+	if (rc == 0 && ci) {
+		ml_split cp;
+		rc = ml_split_open(&c->err, &cp, di->path, di->label);
+		if (rc == 0 && (rc = ml_split_fill(&c->err, &cp, &cm, 1)) == 0) {
+			co = xmalloc(n * K * sizeof *co);
+			ml_predict(&cm, &cp.d, c->threads, co);
+			rc = score_of(c, &m, &sp.d, co, &cs);
+		}
+		if (rc == 0 || cp.label)
+			ml_split_close(&cp);
+	}
+	const char *names[8], *cn[8];
+	double v[8], bv[8], cv[8];
+	int nh = 0;
+	if (rc == 0) {
+		nh = headline(&m, &ms, names, v);
+		headline(&m, &bs, cn, bv);
+		if (ci)
+			headline(&m, &cs, cn, cv);
+		buf b;
+		buf_init(&b);
+		buf_printf(&b, "{\"rows\": %zu, \"output\": ", n);
+		buf_json_str(&b, m.target);
+		buf_adds(&b, ",\n\"model\": ");
+		score_json(&m, &ms, &b);
+		buf_adds(&b, ",\n\"baseline\": ");
+		score_json(&m, &bs, &b);
+		if (ci) {
+			buf_adds(&b, ",\n\"compare\": ");
+			score_json(&m, &cs, &b);
+			buf_adds(&b, ",\n\"difference\": {");
+			for (int k = 0; k < nh; k++) {
+				buf_printf(&b, "%s\"%s\": ", k ? ", " : "", names[k]);
+				buf_json_num(&b, v[k] - cv[k]);
+			}
+			buf_addc(&b, '}');
+		}
+		buf_adds(&b, "}\n");
+		char *path = NULL;
+		rc = kctx_out_path(c, outdir, "metrics.json", &path);
+		if (rc == 0)
+			rc = fs_write_atomic(&c->err, path, b.p, b.len);
+		free(path);
+		buf_free(&b);
+	}
+	if (rc == 0)
+		rc = write_predictions(c, &m, &sp, &ms, outdir);
+	if (rc == 0) {
+		kctx_metric(c, "rows", (double)n);
+		for (int k = 0; k < nh; k++)
+			kctx_metric(c, names[k], v[k]);
+		for (int k = 0; k < nh; k++) {
+			char nm[64];
+			snprintf(nm, sizeof nm, "baseline_%s", names[k]);
+			kctx_metric(c, nm, bv[k]);
+		}
+		for (int k = 0; ci && k < nh; k++) {
+			char nm[64];
+			snprintf(nm, sizeof nm, "compare_%s", names[k]);
+			kctx_metric(c, nm, cv[k]);
+		}
+	}
+	free(out);
+	free(base);
+	free(co);
+	score_free(&ms);
+	score_free(&bs);
+	score_free(&cs);
+	clf_free(&m);
+	clf_free(&cm);
+	ml_split_close(&sp);
+	return rc;
+}
+
+const kernel_def stage_evaluate = {"evaluate", 1, k_evaluate};

@@ -1,0 +1,627 @@
+/*
+ * train — fits the native classifier (engine/ml/classifier.h) on a split,
+ * with AdamW, warmup + decay, clipping, class weights and early stopping on
+ * a validation metric.
+ *
+ * Inputs: slot "1" is the train split (tokenize's output for it, or any
+ * dataset when no input is text), slot "val" the validation split.
+ * Output folder:
+ *   model.safetensors  the weights (the best epoch's, with val)
+ *   config.json        features, statistics, layers, classes, tokenization
+ *   curve.jsonl        the training curve: step lines and epoch lines
+ *   train.json         a summary: steps, epochs, best epoch and metric, time
+ *
+ * Checkpoints: at the end of every epoch (and every checkpoint_every steps)
+ * the whole state goes to ckpt.bin in the stage's scratch folder; a run of
+ * the same stage key after an interruption resumes from it and ends with
+ * the same bits as an uninterrupted run (the data order and dropout are
+ * functions of (seed, epoch, step), not of a generator's history).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "../ml/blas.h"
+#include "../ml/classifier.h"
+#include "../ml/mldata.h"
+#include "../ml/optim.h"
+#include "../ml/safetensors.h"
+#include "stages.h"
+
+typedef struct tcfg {
+	double lr, wd, b1, b2, eps, clip, dropout;
+	long long batch, epochs, steps, warmup, patience, ckpt_every, seed;
+	int sched;
+	const char *metric;
+} tcfg;
+
+static const kinput *slot(const kinput *in, size_t nin, const char *name)
+{
+	for (size_t i = 0; i < nin; i++)
+		if (!strcmp(in[i].slot, name))
+			return &in[i];
+	return NULL;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorted distinct non-null values of a string/category field. */
+static char **distinct(const rec_reader *r, int f, uint32_t *n)
+{
+	size_t cap = 16, k = 0;
+	char **v = xmalloc(cap * sizeof *v);
+	if (r->fields[f].type == REC_CAT) {
+		/* the dictionary, restricted to codes that occur */
+		uint8_t *seen = xcalloc(r->fields[f].ncat + 1, 1);
+		for (uint64_t row = 0; row < r->rows; row++)
+			if (!recr_is_null(r, f, row))
+				seen[recr_cat(r, f, row)] = 1;
+		for (uint32_t c = 0; c < r->fields[f].ncat; c++)
+			if (seen[c]) {
+				size_t len;
+				const char *s = recr_cat_label(r, f, c, &len);
+				if (k == cap)
+					v = xrealloc(v, (cap *= 2) * sizeof *v);
+				v[k++] = xstrndup(s, len);
+			}
+		free(seen);
+	} else {
+		for (uint64_t row = 0; row < r->rows; row++) {
+			size_t len;
+			const char *s = recr_str(r, f, row, &len);
+			if (!s)
+				continue;
+			if (k == cap)
+				v = xrealloc(v, (cap *= 2) * sizeof *v);
+			v[k++] = xstrndup(s, len);
+		}
+	}
+	qsort(v, k, sizeof *v, cmp_str);
+	size_t o = 0;
+	for (size_t i = 0; i < k; i++) {
+		if (o && !strcmp(v[o - 1], v[i]))
+			free(v[i]);
+		else
+			v[o++] = v[i];
+	}
+	*n = (uint32_t)o;
+	return v;
+}
+
+static int parse_type(const char *s)
+{
+	static const char *names[] = {"", "text", "category", "number", "binary"};
+	for (int i = 1; i < 5; i++)
+		if (!strcmp(s, names[i]))
+			return i;
+	return -1;
+}
+
+/* The model's shape and statistics, from the parameters and the train split. */
+static int build_model(kctx *c, const hval *p, ml_split *tr, clf_model *m)
+{
+	const hval *ins = hval_get(p, "inputs"), *outs = hval_get(p, "output");
+	if (!ins || ins->t != HV_MAP || ins->n == 0)
+		return kctx_fail(c, "train: inputs: expected a table of field = type, as in inputs = { text = \"text\" }");
+	if (!outs || outs->t != HV_MAP || outs->n != 1)
+		return kctx_fail(c, "train: output: expected one field = type, as in output = { label = \"category\" }");
+	const rec_reader *r = &tr->r;
+	m->f = xcalloc(ins->n, sizeof *m->f);
+	long long edim = hval_get_int(p, "embedding_dim", 64), cdim = hval_get_int(p, "category_dim", 8);
+	long long buckets = hval_get_int(p, "bigrams", 0);
+	int ntext = 0;
+	for (size_t i = 0; i < ins->n; i++) {
+		const char *name = ins->k[i];
+		const hval *tv = &ins->v[i];
+		int t = tv->t == HV_STR ? parse_type(tv->s) : -1;
+		if (t < 0)
+			return kctx_fail(c, "train: inputs.%s: expected \"text\", \"category\", \"number\" or \"binary\"", name);
+		clf_feat *f = &m->f[m->nf++];
+		f->name = xstrdup(name);
+		f->field = xstrdup(name);
+		f->type = (feat_type)t;
+		f->dim = 1;
+		if (t == FEAT_TEXT) {
+			if (++ntext > 1)
+				return kctx_fail(c, "train: inputs: one text input at most (tokenize encodes one field)");
+			if (!tr->has_tokens)
+				return kctx_fail(c, "train: inputs.%s is text, but %s has no token ids: give tokenize's output", name, tr->label);
+			if (strcmp(tr->tok_field, name))
+				return kctx_fail(c, "train: inputs.%s is text, but %s holds the ids of field '%s'", name, tr->label, tr->tok_field);
+			if (edim < 1 || edim > 1024)
+				return kctx_fail(c, "train: embedding_dim: expected 1..1024, got %lld", edim);
+			f->dim = (int)edim;
+			f->vocab = (uint32_t)tr->vocab;
+			f->buckets = (uint32_t)buckets;
+			continue;
+		}
+		int fi = recr_find(r, name);
+		if (fi < 0)
+			return kctx_fail(c, "train: inputs.%s: %s has no field '%s'", name, tr->label, name);
+		if (t == FEAT_CAT) {
+			if (r->fields[fi].type != REC_CAT && r->fields[fi].type != REC_STR)
+				return kctx_fail(c, "train: inputs.%s: a category input needs a string or category field, not %s", name,
+				                 rec_type_name(r->fields[fi].type));
+			f->labels = distinct(r, fi, &f->nlabels);
+			f->dim = (int)(cdim < 1 ? 1 : cdim);
+		} else if (t == FEAT_NUM) {
+			rec_type ft = r->fields[fi].type;
+			if (ft != REC_INT && ft != REC_FLOAT)
+				return kctx_fail(c, "train: inputs.%s: a number input needs an int or float field, not %s", name, rec_type_name(ft));
+			double s = 0, ss = 0;
+			size_t n = 0;
+			for (uint64_t row = 0; row < r->rows; row++)
+				if (!recr_is_null(r, fi, row)) {
+					double v = ft == REC_INT ? (double)recr_int(r, fi, row) : recr_float(r, fi, row);
+					s += v;
+					n++;
+				}
+			f->mean = n ? s / (double)n : 0;
+			for (uint64_t row = 0; row < r->rows; row++)
+				if (!recr_is_null(r, fi, row)) {
+					double v = (ft == REC_INT ? (double)recr_int(r, fi, row) : recr_float(r, fi, row)) - f->mean;
+					ss += v * v;
+				}
+			f->std = n ? sqrt(ss / (double)n) : 1;
+			if (!(f->std > 0))
+				f->std = 1;
+		}
+	}
+	const hval *ly = hval_get(p, "layers");
+	if (ly && ly->t == HV_LIST) {
+		if (ly->n > CLF_MAX_LAYERS)
+			return kctx_fail(c, "train: layers: at most %d", CLF_MAX_LAYERS);
+		for (size_t i = 0; i < ly->n; i++) {
+			if (ly->v[i].t != HV_INT || ly->v[i].i < 1 || ly->v[i].i > 65536)
+				return kctx_fail(c, "train: layers[%zu]: expected a width 1..65536", i + 1);
+			m->hidden[m->nl++] = (int)ly->v[i].i;
+		}
+	}
+	int act = clf_act_parse(hval_get_str(p, "activation", "relu"));
+	if (act < 0)
+		return kctx_fail(c, "train: activation: expected relu, gelu or tanh");
+	m->act = (act_type)act;
+	m->dropout = hval_get_num(p, "dropout", 0.1);
+	/* the output */
+	const char *oname = outs->k[0];
+	const hval *ov = &outs->v[0];
+	static const char *onames[] = {"", "category", "binary", "number"};
+	int ot = -1;
+	for (int i = 1; ov->t == HV_STR && i < 4; i++)
+		if (!strcmp(ov->s, onames[i]))
+			ot = i;
+	if (ot < 0)
+		return kctx_fail(c, "train: output.%s: expected \"category\", \"binary\" or \"number\"", oname);
+	m->out = (out_type)ot;
+	m->target = xstrdup(oname);
+	int fi = recr_find(r, oname);
+	if (fi < 0)
+		return kctx_fail(c, "train: output.%s: %s has no field '%s'", oname, tr->label, oname);
+	rec_type ft = r->fields[fi].type;
+	m->threshold = hval_get_num(p, "threshold", 0.5);
+	if (m->out == OUT_NUM) {
+		if (ft != REC_INT && ft != REC_FLOAT)
+			return kctx_fail(c, "train: output.%s: a number output needs an int or float field, not %s", oname, rec_type_name(ft));
+		double s = 0, ss = 0;
+		for (uint64_t row = 0; row < r->rows; row++)
+			s += ft == REC_INT ? (double)recr_int(r, fi, row) : recr_float(r, fi, row);
+		m->y_mean = r->rows ? s / (double)r->rows : 0;
+		for (uint64_t row = 0; row < r->rows; row++) {
+			double v = (ft == REC_INT ? (double)recr_int(r, fi, row) : recr_float(r, fi, row)) - m->y_mean;
+			ss += v * v;
+		}
+		m->y_std = r->rows ? sqrt(ss / (double)r->rows) : 1;
+		if (!(m->y_std > 0))
+			m->y_std = 1;
+	} else if (ft == REC_BOOL) {
+		m->classes = xmalloc(2 * sizeof *m->classes);
+		m->classes[0] = xstrdup("false");
+		m->classes[1] = xstrdup("true");
+		m->ncls = 2;
+	} else if (ft == REC_CAT || ft == REC_STR) {
+		uint32_t n;
+		m->classes = distinct(r, fi, &n);
+		m->ncls = (int)n;
+		if (n < 2)
+			return kctx_fail(c, "train: output.%s: %s has %u distinct value%s; a classifier needs at least 2", oname,
+			                 tr->label, n, n == 1 ? "" : "s");
+		if (m->out == OUT_BIN && n != 2)
+			return kctx_fail(c, "train: output.%s is binary, but %s has %u distinct values (use \"category\")", oname,
+			                 tr->label, n);
+	} else {
+		return kctx_fail(c, "train: output.%s: a %s output needs a category, string or bool field, not %s", oname,
+		                 onames[ot], rec_type_name(ft));
+	}
+	m->tok_max_len = tr->has_tokens ? tr->max_len : 0;
+	m->tok_left = tr->left;
+	m->tok_eos = tr->has_tokens ? tr->eos : -1;
+	clf_layout(m);
+	return 0;
+}
+
+/* --- checkpoints ----------------------------------------------------------- */
+
+typedef struct tstate {
+	long long step, best_epoch, bad;
+	double best;
+	float *m, *v, *best_p;
+	buf curve;
+} tstate;
+
+#define CKPT_MAGIC "HONECKP1"
+
+static int ckpt_save(kctx *c, const clf_model *m, const tstate *s, uint64_t tag)
+{
+	if (!c->scratch)
+		return 0;
+	if (fs_mkdirs(&c->err, c->scratch) != 0)
+		return -1;
+	buf b;
+	buf_init(&b);
+	buf_add(&b, CKPT_MAGIC, 8);
+	uint64_t hdr[6] = {tag, (uint64_t)m->nparams, (uint64_t)s->step, (uint64_t)s->best_epoch, (uint64_t)s->bad,
+	                   (uint64_t)s->curve.len};
+	buf_add(&b, hdr, sizeof hdr);
+	buf_add(&b, &s->best, sizeof s->best);
+	size_t bytes = m->nparams * sizeof(float);
+	buf_add(&b, m->p, bytes);
+	buf_add(&b, s->m, bytes);
+	buf_add(&b, s->v, bytes);
+	buf_add(&b, s->best_p, bytes);
+	buf_add(&b, s->curve.p, s->curve.len);
+	uint64_t sum = XXH3_64bits(b.p, b.len);
+	buf_add(&b, &sum, 8);
+	char *path = path_join(c->scratch, "ckpt.bin");
+	int rc = fs_write_atomic(&c->err, path, b.p, b.len);
+	free(path);
+	buf_free(&b);
+	return rc;
+}
+
+/* 1 resumed, 0 nothing (or unusable) to resume from. */
+static int ckpt_load(kctx *c, clf_model *m, tstate *s, uint64_t tag)
+{
+	if (!c->scratch)
+		return 0;
+	char *path = path_join(c->scratch, "ckpt.bin");
+	buf b;
+	buf_init(&b);
+	herr e;
+	int ok = fs_exists(path) && fs_read(&e, path, &b) == 0;
+	free(path);
+	size_t bytes = m->nparams * sizeof(float), fixed = 8 + 48 + 8 + 4 * bytes + 8;
+	uint64_t hdr[6], sum;
+	if (ok && b.len >= fixed && !memcmp(b.p, CKPT_MAGIC, 8)) {
+		memcpy(hdr, b.p + 8, sizeof hdr);
+		memcpy(&sum, b.p + b.len - 8, 8);
+		ok = hdr[0] == tag && hdr[1] == m->nparams && b.len == fixed + hdr[5] && sum == XXH3_64bits(b.p, b.len - 8);
+	} else {
+		ok = 0;
+	}
+	if (ok) {
+		const char *p = b.p + 56;
+		memcpy(&s->best, p, 8);
+		p += 8;
+		memcpy(m->p, p, bytes);
+		memcpy(s->m, p + bytes, bytes);
+		memcpy(s->v, p + 2 * bytes, bytes);
+		memcpy(s->best_p, p + 3 * bytes, bytes);
+		s->curve.len = 0;
+		buf_add(&s->curve, p + 4 * bytes, (size_t)hdr[5]);
+		s->step = (long long)hdr[2];
+		s->best_epoch = (long long)hdr[3];
+		s->bad = (long long)hdr[4];
+	} else if (b.len) {
+		kctx_log(c, "train: the checkpoint in %s does not fit this stage; starting over", c->scratch);
+	}
+	buf_free(&b);
+	return ok;
+}
+
+/* --- the loop ---------------------------------------------------------------- */
+
+static uint64_t mix(uint64_t x)
+{
+	x += 0x9E3779B97F4A7C15ull;
+	x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+	x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+	return x ^ (x >> 31);
+}
+
+/* The order of epoch e: a Fisher-Yates shuffle seeded by (seed, e). */
+static void epoch_order(uint32_t *perm, size_t n, uint64_t seed, long long e)
+{
+	for (size_t i = 0; i < n; i++)
+		perm[i] = (uint32_t)i;
+	uint64_t s = mix(seed ^ mix((uint64_t)e + 1));
+	for (size_t i = n; i > 1; i--) {
+		s = mix(s);
+		size_t j = (size_t)(s % i);
+		uint32_t t = perm[i - 1];
+		perm[i - 1] = perm[j];
+		perm[j] = t;
+	}
+}
+
+static int class_weights(kctx *c, const hval *p, const clf_model *m, const clf_data *d, float **out)
+{
+	*out = NULL;
+	const hval *cw = hval_get(p, "class_weights");
+	if (!cw || cw->t == HV_NIL)
+		return 0;
+	if (m->out == OUT_NUM)
+		return kctx_fail(c, "train: class_weights: only for category and binary outputs");
+	float *w = xmalloc((size_t)m->ncls * sizeof *w);
+	*out = w;
+	if (cw->t == HV_STR && !strcmp(cw->s, "balanced")) {
+		/* n / (k · count), as scikit-learn's "balanced" */
+		double *cnt = xcalloc((size_t)m->ncls, sizeof *cnt);
+		for (size_t i = 0; i < d->n; i++)
+			cnt[d->y[i]]++;
+		for (int k = 0; k < m->ncls; k++)
+			w[k] = cnt[k] > 0 ? (float)((double)d->n / ((double)m->ncls * cnt[k])) : 0.0f;
+		free(cnt);
+		return 0;
+	}
+	if (cw->t != HV_MAP)
+		return kctx_fail(c, "train: class_weights: expected \"balanced\" or a table of class = weight");
+	for (int k = 0; k < m->ncls; k++)
+		w[k] = 1.0f;
+	for (size_t i = 0; i < cw->n; i++) {
+		int k = ml_class_index(m, cw->k[i], strlen(cw->k[i]));
+		double v = cw->v[i].t == HV_INT ? (double)cw->v[i].i : cw->v[i].t == HV_FLOAT ? cw->v[i].f : -1;
+		if (k < 0)
+			return kctx_fail(c, "train: class_weights.%s: not a class of output '%s'", cw->k[i], m->target);
+		if (!(v >= 0))
+			return kctx_fail(c, "train: class_weights.%s: expected a number >= 0", cw->k[i]);
+		w[k] = (float)v;
+	}
+	return 0;
+}
+
+static int write_outputs(kctx *c, const clf_model *m, const char *outdir, const buf *curve, const char *summary)
+{
+	char *path = NULL;
+	int rc = kctx_out_path(c, outdir, "model.safetensors", &path);
+	if (rc == 0) {
+		st_writer w;
+		st_writer_init(&w);
+		st_add_meta(&w, "format", "hone-classifier/1");
+		clf_tensors(m, &w);
+		rc = st_write(&c->err, &w, path);
+		st_writer_free(&w);
+	}
+	free(path);
+	path = NULL;
+	buf b;
+	buf_init(&b);
+	clf_config_json(m, &b);
+	if (rc == 0 && (rc = kctx_out_path(c, outdir, "config.json", &path)) == 0)
+		rc = fs_write_atomic(&c->err, path, b.p, b.len);
+	free(path);
+	path = NULL;
+	if (rc == 0 && (rc = kctx_out_path(c, outdir, "curve.jsonl", &path)) == 0)
+		rc = fs_write_atomic(&c->err, path, curve->p ? curve->p : "", curve->len);
+	free(path);
+	path = NULL;
+	if (rc == 0 && (rc = kctx_out_path(c, outdir, "train.json", &path)) == 0)
+		rc = fs_write_atomic(&c->err, path, summary, strlen(summary));
+	free(path);
+	buf_free(&b);
+	return rc;
+}
+
+static int k_train(kctx *c, const hval *p, const kinput *in, size_t nin, const char *outdir)
+{
+	const kinput *ti = slot(in, nin, "1"), *vi = slot(in, nin, "val");
+	if (!ti)
+		return kctx_fail(c, "train: give the train split first, as in train { ids.train, val = ids.val, ... }");
+	if (!blas_get(&c->err))
+		return -1;
+	tcfg cf = {
+		.lr = hval_get_num(p, "lr", 1e-3), .wd = hval_get_num(p, "weight_decay", 0.01),
+		.b1 = hval_get_num(p, "beta1", 0.9), .b2 = hval_get_num(p, "beta2", 0.999), .eps = hval_get_num(p, "eps", 1e-8),
+		.clip = hval_get_num(p, "clip", 1.0), .batch = hval_get_int(p, "batch", 32), .epochs = hval_get_int(p, "epochs", 5),
+		.steps = hval_get_int(p, "steps", 0), .warmup = hval_get_int(p, "warmup", 0),
+		.patience = hval_get_int(p, "patience", 0), .ckpt_every = hval_get_int(p, "checkpoint_every", 0),
+		.seed = hval_get_int(p, "seed", 0), .sched = sched_parse(hval_get_str(p, "schedule", "cosine")),
+		.metric = hval_get_str(p, "metric", NULL),
+	};
+	if (cf.sched < 0)
+		return kctx_fail(c, "train: schedule: expected constant, linear or cosine");
+	if (cf.batch < 1 || cf.batch > 65536)
+		return kctx_fail(c, "train: batch: expected 1..65536, got %lld", cf.batch);
+	ml_split tr, va;
+	memset(&va, 0, sizeof va);
+	if (ml_split_open(&c->err, &tr, ti->path, ti->label) != 0)
+		return -1;
+	if (vi && ml_split_open(&c->err, &va, vi->path, vi->label) != 0) {
+		ml_split_close(&tr);
+		return -1;
+	}
+	clf_model m;
+	memset(&m, 0, sizeof m);
+	tstate s;
+	memset(&s, 0, sizeof s);
+	buf_init(&s.curve);
+	float *cw = NULL;
+	uint32_t *perm = NULL, *idx = NULL;
+	double *vout = NULL;
+	clf_ws *ws = NULL;
+	int rc = build_model(c, p, &tr, &m);
+	if (rc == 0)
+		rc = ml_split_fill(&c->err, &tr, &m, 1);
+	if (rc == 0 && vi)
+		rc = ml_split_fill(&c->err, &va, &m, 1);
+	if (rc == 0 && tr.d.n == 0)
+		rc = kctx_fail(c, "train: %s has no rows", tr.label);
+	if (rc == 0 && m.out != OUT_NUM) {
+		m.prior = xcalloc((size_t)m.ncls, sizeof *m.prior);
+		for (size_t i = 0; i < tr.d.n; i++)
+			m.prior[tr.d.y[i]] += 1.0 / (double)tr.d.n;
+	}
+	if (rc == 0)
+		rc = class_weights(c, p, &m, &tr.d, &cw);
+	const char *metric = cf.metric ? cf.metric : m.out == OUT_NUM ? "rmse" : "f1";
+	if (rc == 0 && strcmp(metric, "loss") && strcmp(metric, "accuracy") && strcmp(metric, "f1") && strcmp(metric, "roc_auc") &&
+	    strcmp(metric, "rmse") && strcmp(metric, "mae") && strcmp(metric, "r2"))
+		rc = kctx_fail(c, "train: metric: '%s' is not one of: %s", metric, ml_metric_names(&m));
+	if (rc) {
+		free(cw);
+		clf_free(&m);
+		ml_split_close(&tr);
+		ml_split_close(&va);
+		buf_free(&s.curve);
+		return -1;
+	}
+	clf_init(&m, (uint64_t)cf.seed);
+	size_t n = tr.d.n, B = (size_t)cf.batch < n ? (size_t)cf.batch : n;
+	long long spe = (long long)((n + B - 1) / B);
+	long long total = cf.steps > 0 ? cf.steps : cf.epochs * spe;
+	long long epochs = (total + spe - 1) / spe;
+	int higher = ml_metric_higher(metric);
+	size_t bytes = m.nparams * sizeof(float);
+	s.m = xcalloc(m.nparams, sizeof(float));
+	s.v = xcalloc(m.nparams, sizeof(float));
+	s.best_p = xmalloc(bytes);
+	memcpy(s.best_p, m.p, bytes);
+	s.best = higher ? -INFINITY : INFINITY;
+	s.best_epoch = -1;
+	/* the checkpoint's tag: the parameter layout and the seed (the scratch
+	 * folder is already specific to this stage key) */
+	uint64_t tag = XXH3_64bits_withSeed(m.p, bytes, (uint64_t)cf.seed);
+	int resumed = ckpt_load(c, &m, &s, tag);
+	if (resumed)
+		kctx_log(c, "train: resumed at step %lld of %lld from %s", s.step, total, c->scratch);
+	ws = clf_ws_new(&m, (int)B, c->threads);
+	perm = xmalloc(n * sizeof *perm);
+	idx = xmalloc(B * sizeof *idx);
+	vout = vi ? xmalloc((va.d.n ? va.d.n : 1) * (size_t)ml_out_width(&m) * sizeof *vout) : NULL;
+	adamw_cfg ac = {(float)cf.b1, (float)cf.b2, (float)cf.eps, (float)cf.wd};
+	long long perm_epoch = -1, log_every = spe / 10 > 1 ? spe / 10 : 1;
+	double run_loss = 0, ep_loss = 0, t0 = now_seconds(), last_val = NAN;
+	long long run_n = 0, ep_n = 0, stopped = 0, t_start = s.step;
+	kctx_metric(c, "params", (double)m.nparams);
+	while (rc == 0 && s.step < total) {
+		long long e = s.step / spe, bi = s.step % spe;
+		if (perm_epoch != e) {
+			epoch_order(perm, n, (uint64_t)cf.seed, e);
+			perm_epoch = e;
+		}
+		size_t lo = (size_t)bi * B, hi = lo + B < n ? lo + B : n;
+		int nb = (int)(hi - lo);
+		memcpy(idx, perm + lo, (size_t)nb * sizeof *idx);
+		float lr = (float)(cf.lr * lr_factor((sched_kind)cf.sched, s.step, cf.warmup, total));
+		double loss = clf_forward(&m, &tr.d, idx, nb, ws, 1, (uint64_t)cf.seed, (uint64_t)s.step, cw);
+		clf_backward(&m, &tr.d, idx, nb, ws);
+		float *g = clf_grad(ws);
+		float gs = cf.clip > 0 ? clip_factor(grad_norm(g, m.nparams, c->threads), cf.clip) : 1.0f;
+		adamw_step(&ac, lr, s.step + 1, gs, m.p, g, s.m, s.v, m.nparams, c->threads);
+		s.step++;
+		run_loss += loss;
+		run_n++;
+		ep_loss += loss;
+		ep_n++;
+		if (!isfinite(loss)) {
+			rc = kctx_fail(c, "train: the loss is %g at step %lld (lower lr, or clip gradients)", loss, s.step);
+			break;
+		}
+		if (s.step % log_every == 0) {
+			buf_printf(&s.curve, "{\"step\": %lld, \"epoch\": %.4f, \"lr\": ", s.step, (double)s.step / (double)spe);
+			buf_json_num(&s.curve, lr);
+			buf_adds(&s.curve, ", \"loss\": ");
+			buf_json_num(&s.curve, run_loss / (double)run_n);
+			buf_adds(&s.curve, "}\n");
+			run_loss = 0;
+			run_n = 0;
+		}
+		int epoch_end = s.step % spe == 0 || s.step == total;
+		if (epoch_end) {
+			long long ep = (s.step - 1) / spe + 1;
+			buf_printf(&s.curve, "{\"epoch\": %lld, \"step\": %lld, \"train_loss\": ", ep, s.step);
+			buf_json_num(&s.curve, ep_n ? ep_loss / (double)ep_n : NAN);
+			ep_loss = 0;
+			ep_n = 0;
+			if (vi) {
+				ml_predict(&m, &va.d, c->threads, vout);
+				double v;
+				if (ml_score(&c->err, &m, &va.d, vout, metric, &v) != 0) {
+					rc = -1;
+					break;
+				}
+				last_val = v;
+				buf_printf(&s.curve, ", \"val_%s\": ", metric);
+				buf_json_num(&s.curve, v);
+				int better = isfinite(v) && (higher ? v > s.best : v < s.best);
+				if (better) {
+					s.best = v;
+					s.best_epoch = ep;
+					s.bad = 0;
+					memcpy(s.best_p, m.p, bytes);
+				} else {
+					s.bad++;
+				}
+			}
+			buf_adds(&s.curve, "}\n");
+			if (vi && cf.patience > 0 && s.bad >= cf.patience && s.step < total) {
+				kctx_log(c, "train: stopped early after epoch %lld (no better val %s for %lld epochs)", ep, metric, cf.patience);
+				stopped = ep;
+				break;
+			}
+		}
+		if (epoch_end || (cf.ckpt_every > 0 && s.step % cf.ckpt_every == 0))
+			if (s.step < total && ckpt_save(c, &m, &s, tag) != 0)
+				rc = -1;
+		double el = now_seconds() - t0;
+		kctx_progress(c, (double)s.step, (double)total, "steps");
+		if (vi && isfinite(last_val))
+			kctx_note(c, "epoch %lld/%lld loss %.4f val %s %.4f (%.0f ex/s)", s.step / spe + (s.step % spe != 0), epochs, loss,
+			          metric, last_val, el > 0 ? (double)(s.step - t_start) * (double)B / el : 0);
+		else
+			kctx_note(c, "epoch %lld/%lld loss %.4f (%.0f ex/s)", s.step / spe + (s.step % spe != 0), epochs, loss,
+			          el > 0 ? (double)(s.step - t_start) * (double)B / el : 0);
+	}
+	if (rc == 0) {
+		if (vi && s.best_epoch > 0)
+			memcpy(m.p, s.best_p, bytes);
+		double el = now_seconds() - t0;
+		buf sum;
+		buf_init(&sum);
+		buf_printf(&sum, "{\"steps\": %lld, \"epochs\": %lld, \"steps_per_epoch\": %lld, \"batch\": %zu, \"params\": %zu, "
+		           "\"stopped_early_after_epoch\": %lld, \"metric\": \"%s\", \"best_epoch\": %lld, \"best\": ",
+		           s.step, (s.step + spe - 1) / spe, spe, B, m.nparams, stopped, metric, s.best_epoch);
+		buf_json_num(&sum, vi ? s.best : NAN);
+		buf_printf(&sum, ", \"threads\": %d, \"resumed\": %s}\n", c->threads, resumed ? "true" : "false");
+		rc = write_outputs(c, &m, outdir, &s.curve, sum.p);
+		buf_free(&sum);
+		kctx_metric(c, "steps", (double)s.step);
+		if (vi) {
+			char name[64];
+			snprintf(name, sizeof name, "val_%s", metric);
+			kctx_metric(c, name, s.best);
+			kctx_metric(c, "best_epoch", (double)s.best_epoch);
+		}
+		if (el > 0 && s.step > t_start)
+			kctx_metric(c, "examples_per_s", round((double)(s.step - t_start) * (double)B / el));
+	}
+	clf_ws_free(ws);
+	free(perm);
+	free(idx);
+	free(vout);
+	free(cw);
+	free(s.m);
+	free(s.v);
+	free(s.best_p);
+	buf_free(&s.curve);
+	clf_free(&m);
+	ml_split_close(&tr);
+	ml_split_close(&va);
+	return rc;
+}
+
+const kernel_def stage_train = {"train", 1, k_train};

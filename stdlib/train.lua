@@ -1,0 +1,76 @@
+-- train { ids.train, val = ids.val, inputs = { text = "text" }, output = { label = "category" }, ... }
+--
+-- Native. Fits a Ludwig-style model: input features (text as a token
+-- embedding bag, category, number, binary) concatenated, an MLP, and an
+-- output head (category, binary, number); AdamW with warmup and decay,
+-- clipping, class weights, early stopping on a validation metric,
+-- checkpoints and resume. See docs/stages/train.md.
+local function valid_types(t, allowed, what)
+  if type(t) ~= "table" then return what .. ": expected a table of field = type" end
+  local n = 0
+  for k, v in pairs(t) do
+    n = n + 1
+    if type(k) ~= "string" then return what .. ": keys must be field names" end
+    local ok = false
+    for _, a in ipairs(allowed) do if v == a then ok = true end end
+    if not ok then
+      return string.format("%s.%s: expected one of %s, got %s", what, k, table.concat(allowed, ", "), tostring(v))
+    end
+  end
+  if n == 0 then return what .. ": give at least one field" end
+  return nil, n
+end
+
+return {
+  kind = "train",
+  kernel = "train",
+  min_inputs = 1,
+  max_inputs = 1,
+  summary = "train a classifier or regressor (embedding bag + MLP)",
+  params = {
+    val = { type = "input", doc = "validation split (early stopping, the best epoch)" },
+    inputs = { type = "table", doc = "field = \"text\" | \"category\" | \"number\" | \"binary\"" },
+    output = { type = "table", doc = "field = \"category\" | \"binary\" | \"number\"" },
+    embedding_dim = { type = "integer", default = 64, min = 1, max = 1024, doc = "text embedding width" },
+    bigrams = { type = "integer", default = 0, min = 0, max = 16777216, doc = "hashed bigram buckets (0: unigrams only)" },
+    category_dim = { type = "integer", default = 8, min = 1, max = 1024 },
+    layers = { type = "list", default = { 64 }, doc = "hidden layer widths" },
+    activation = { type = "string", default = "relu", enum = { "relu", "gelu", "tanh" } },
+    dropout = { type = "number", default = 0.1, min = 0, max = 0.95 },
+    lr = { type = "number", default = 0.001, min = 0 },
+    batch = { type = "integer", default = 32, min = 1, max = 65536 },
+    epochs = { type = "integer", default = 5, min = 1 },
+    steps = { type = "integer", default = 0, min = 0, doc = "train this many steps instead of epochs (0: off)" },
+    warmup = { type = "integer", default = 0, min = 0, doc = "warmup steps" },
+    schedule = { type = "string", default = "cosine", enum = { "constant", "linear", "cosine" } },
+    weight_decay = { type = "number", default = 0.01, min = 0 },
+    beta1 = { type = "number", default = 0.9, min = 0, max = 1 },
+    beta2 = { type = "number", default = 0.999, min = 0, max = 1 },
+    eps = { type = "number", default = 1e-8, min = 0 },
+    clip = { type = "number", default = 1.0, min = 0, doc = "clip gradients to this global norm (0: off)" },
+    class_weights = { type = "any", doc = "\"balanced\" or a table of class = weight" },
+    metric = { type = "string", enum = { "loss", "accuracy", "f1", "roc_auc", "rmse", "mae", "r2" },
+               doc = "validation metric for early stopping and the best epoch (default f1, or rmse)" },
+    patience = { type = "integer", default = 0, min = 0, doc = "stop after this many epochs without a better val metric (0: off)" },
+    threshold = { type = "number", default = 0.5, min = 0, max = 1, doc = "binary output: decision threshold" },
+    checkpoint_every = { type = "integer", default = 0, min = 0, doc = "also checkpoint every N steps" },
+    seed = { type = "integer", default = 0 },
+  },
+  validate = function(p)
+    if p.inputs == nil then return "give inputs = { field = type, ... }" end
+    if p.output == nil then return "give output = { field = type }" end
+    local msg = valid_types(p.inputs, { "text", "category", "number", "binary" }, "inputs")
+    if msg then return msg end
+    local n
+    msg, n = valid_types(p.output, { "category", "binary", "number" }, "output")
+    if msg then return msg end
+    if n ~= 1 then return "output: give exactly one field" end
+    for i, w in ipairs(p.layers) do
+      if math.type(w) ~= "integer" or w < 1 then return string.format("layers[%d]: expected a positive integer width", i) end
+    end
+    local cw = p.class_weights
+    if cw ~= nil and cw ~= "balanced" and type(cw) ~= "table" then
+      return "class_weights: expected \"balanced\" or a table of class = weight"
+    end
+  end,
+}
