@@ -1170,6 +1170,6 @@ static int k_filter(kctx *c, const hval *p, const kinput *in, size_t nin, const 
 	return lua_kernel(c, p, in, nin, out, 2);
 }
 
-const kernel_def stage_lua = {"lua", 1, k_lua};
-const kernel_def stage_lua_map = {"lua-map", 1, k_map};
-const kernel_def stage_lua_filter = {"lua-filter", 1, k_filter};
+const kernel_def stage_lua = {"lua", 1, k_lua, NULL};
+const kernel_def stage_lua_map = {"lua-map", 1, k_map, NULL};
+const kernel_def stage_lua_filter = {"lua-filter", 1, k_filter, NULL};

@@ -52,6 +52,10 @@ typedef struct kernel_def {
 	const char *name;
 	int version;
 	kernel_fn run;
+	/* a file of the output that the engine copies to the stage's `to`
+	 * parameter (a path beside the script) after every successful run,
+	 * cached or not, when it is missing or differs (export's bundle) */
+	const char *materialize;
 } kernel_def;
 
 /* The kernel registered under name, or NULL. */

@@ -768,6 +768,37 @@ int sched_run(engine *en)
 	pthread_cond_destroy(&r.cv);
 	pthread_mutex_destroy(&r.mu);
 
+	/* copies of outputs the script asked for (export's `to`) */
+	for (size_t k = 0; !failed && k < n; k++) {
+		int i = order[k];
+		const dag_node *d = &en->g.nodes[i];
+		const kernel_def *kd = d->type == NODE_STAGE ? kernel_find(d->kernel) : NULL;
+		const char *to = kd && kd->materialize ? hval_get_str(d->params, "to", NULL) : NULL;
+		if (!to || !en->ns[i].known)
+			continue;
+		char *obj = sched_output_path(en, i, NULL);
+		char *src = path_join(obj, kd->materialize), *dst = path_resolve(en->dsl.base, to);
+		buf a, b;
+		buf_init(&a);
+		buf_init(&b);
+		herr tmp;
+		if (fs_read(&en->err, src, &a) != 0) {
+			first_err = en->err;
+			failed++;
+		} else if (!fs_exists(dst) || fs_read(&tmp, dst, &b) != 0 || a.len != b.len || memcmp(a.p, b.p, a.len)) {
+			char *dir = path_dirname(dst);
+			if (fs_mkdirs(&first_err, dir) != 0 || fs_write_atomic(&first_err, dst, a.p, a.len) != 0)
+				failed++;
+			else if (!en->quiet)
+				fprintf(en->out, "  wrote     %s\n", to);
+			free(dir);
+		}
+		buf_free(&a);
+		buf_free(&b);
+		free(obj);
+		free(src);
+		free(dst);
+	}
 	if (!en->quiet) {
 		fprintf(en->out, "hone: %d ran, %d cached", ran, cached);
 		if (failed)

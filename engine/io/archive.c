@@ -35,6 +35,24 @@ static void load(void)
 	SYM(entry_filetype, "archive_entry_filetype");
 	SYM(entry_hardlink, "archive_entry_hardlink");
 	SYM(entry_symlink, "archive_entry_symlink");
+	SYM(entry_size, "archive_entry_size");
+	SYM(read_open_memory, "archive_read_open_memory");
+	SYM(write_new, "archive_write_new");
+	SYM(write_add_filter_gzip, "archive_write_add_filter_gzip");
+	SYM(write_set_filter_option, "archive_write_set_filter_option");
+	SYM(write_set_format_ustar, "archive_write_set_format_ustar");
+	SYM(write_open_memory, "archive_write_open_memory");
+	SYM(write_header, "archive_write_header");
+	SYM(write_data, "archive_write_data");
+	SYM(write_close, "archive_write_close");
+	SYM(write_free, "archive_write_free");
+	SYM(entry_new, "archive_entry_new");
+	SYM(entry_free, "archive_entry_free");
+	SYM(entry_set_pathname, "archive_entry_set_pathname");
+	SYM(entry_set_size, "archive_entry_set_size");
+	SYM(entry_set_filetype, "archive_entry_set_filetype");
+	SYM(entry_set_perm, "archive_entry_set_perm");
+	SYM(entry_set_mtime, "archive_entry_set_mtime");
 #undef SYM
 }
 

@@ -31,6 +31,25 @@ typedef struct archive_api {
 	__LA_MODE_T (*entry_filetype)(struct archive_entry *);
 	const char *(*entry_hardlink)(struct archive_entry *);
 	const char *(*entry_symlink)(struct archive_entry *);
+	la_int64_t (*entry_size)(struct archive_entry *);
+	int (*read_open_memory)(struct archive *, const void *, size_t);
+	/* writing (export's bundles) */
+	struct archive *(*write_new)(void);
+	int (*write_add_filter_gzip)(struct archive *);
+	int (*write_set_filter_option)(struct archive *, const char *, const char *, const char *);
+	int (*write_set_format_ustar)(struct archive *);
+	int (*write_open_memory)(struct archive *, void *, size_t, size_t *);
+	int (*write_header)(struct archive *, struct archive_entry *);
+	la_ssize_t (*write_data)(struct archive *, const void *, size_t);
+	int (*write_close)(struct archive *);
+	int (*write_free)(struct archive *);
+	struct archive_entry *(*entry_new)(void);
+	void (*entry_free)(struct archive_entry *);
+	void (*entry_set_pathname)(struct archive_entry *, const char *);
+	void (*entry_set_size)(struct archive_entry *, la_int64_t);
+	void (*entry_set_filetype)(struct archive_entry *, unsigned int);
+	void (*entry_set_perm)(struct archive_entry *, __LA_MODE_T);
+	void (*entry_set_mtime)(struct archive_entry *, time_t, long);
 } archive_api;
 
 /* The table, loading the library on the first call (thread-safe); NULL

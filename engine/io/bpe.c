@@ -147,6 +147,7 @@ struct bpe {
 	uint32_t *slots;      /* bytes -> id + 1, open addressing */
 	size_t cap;
 	uint32_t byte_id[256];
+	buf merges;           /* "A B\n" per merge, as in the files (to write them back) */
 };
 
 static size_t slot_of(const bpe *b, const char *p, size_t n)
@@ -198,6 +199,81 @@ static int unmap(const int16_t from_cp[512], const char *s, size_t n, buf *out)
 	return 0;
 }
 
+/* The vocabulary from a JSON object of mapped token -> id. */
+static int load_vocab(herr *e, bpe *b, const jnode *root, const char *what, const int16_t from_cp[512], buf *raw)
+{
+	int rc = 0;
+	b->n = root->n;
+	b->off = xcalloc(b->n + 1, sizeof *b->off);
+	b->len = xcalloc(b->n + 1, sizeof *b->len);
+	uint8_t *seen = xcalloc(b->n + 1, 1);
+	for (const jnode *k = root->kid; k && rc == 0; k = k->next) {
+		char num[32];
+		if (k->t != J_NUM || k->len >= sizeof num) {
+			rc = herr_set(e, "%s: token \"%.*s\": expected an id number", what, (int)k->klen, k->key);
+			break;
+		}
+		memcpy(num, k->s, k->len);
+		num[k->len] = 0;
+		char *end;
+		long id = strtol(num, &end, 10);
+		if (*end || id < 0 || (size_t)id >= b->n || seen[id]) {
+			rc = herr_set(e, "%s: token \"%.*s\": id %s out of range 0..%zu or repeated", what, (int)k->klen, k->key,
+			              num, b->n - 1);
+			break;
+		}
+		if (unmap(from_cp, k->key, k->klen, raw) != 0) {
+			rc = herr_set(e, "%s: token \"%.*s\" is not in GPT-2's byte alphabet", what, (int)k->klen, k->key);
+			break;
+		}
+		seen[id] = 1;
+		b->off[id] = b->blob.len;
+		b->len[id] = (uint32_t)raw->len;
+		buf_add(&b->blob, raw->p, raw->len);
+	}
+	free(seen);
+	if (rc == 0) {
+		b->cap = 1024;
+		while (b->cap < 2 * b->n)
+			b->cap *= 2;
+		b->slots = xcalloc(b->cap, sizeof *b->slots);
+		for (size_t id = 0; id < b->n; id++) {
+			size_t h = slot_of(b, b->blob.p + b->off[id], b->len[id]);
+			while (b->slots[h])
+				h = (h + 1) & (b->cap - 1);
+			b->slots[h] = (uint32_t)id + 1;
+		}
+		for (int bt = 0; bt < 256 && rc == 0; bt++) {
+			char c = (char)bt;
+			int64_t id = lookup(b, &c, 1);
+			if (id < 0)
+				rc = herr_set(e, "%s: byte %d has no token", what, bt);
+			else
+				b->byte_id[bt] = (uint32_t)id;
+		}
+	}
+	return rc;
+}
+
+/* One merge "A B" (mapped text): both parts and their join must be tokens.
+ * Encoding needs only the ranks, which are the ids (a join of two parts is
+ * allowed when it is a token); the merges are kept to be written back. */
+static int add_merge(bpe *b, const char *x, size_t xn, const char *y, size_t yn, const int16_t from_cp[512], buf *raw,
+                     buf *raw2)
+{
+	if (unmap(from_cp, x, xn, raw) != 0 || unmap(from_cp, y, yn, raw2) != 0)
+		return -1;
+	int64_t i = lookup(b, raw->p, raw->len), j = lookup(b, raw2->p, raw2->len);
+	buf_add(raw, raw2->p, raw2->len);
+	if (i < 0 || j < 0 || lookup(b, raw->p, raw->len) < 0)
+		return -1;
+	buf_add(&b->merges, x, xn);
+	buf_addc(&b->merges, ' ');
+	buf_add(&b->merges, y, yn);
+	buf_addc(&b->merges, '\n');
+	return 0;
+}
+
 int bpe_load_gpt2(herr *e, bpe **out, const char *encoder_json, const char *vocab_bpe)
 {
 	*out = NULL;
@@ -219,6 +295,7 @@ int bpe_load_gpt2(herr *e, bpe **out, const char *encoder_json, const char *voca
 	jnode *root = json_parse(a, js.p, js.len, &je);
 	bpe *b = xcalloc(1, sizeof *b);
 	buf_init(&b->blob);
+	buf_init(&b->merges);
 	int rc = 0;
 	if (!root || root->t != J_OBJ) {
 		size_t line, col;
@@ -226,61 +303,9 @@ int bpe_load_gpt2(herr *e, bpe **out, const char *encoder_json, const char *voca
 		rc = herr_set(e, "%s:%zu: not a GPT-2 encoder.json (%s)", encoder_json, line,
 		              root ? "expected an object of token -> id" : je.what);
 	}
-	if (rc == 0) {
-		b->n = root->n;
-		b->off = xcalloc(b->n + 1, sizeof *b->off);
-		b->len = xcalloc(b->n + 1, sizeof *b->len);
-		uint8_t *seen = xcalloc(b->n + 1, 1);
-		for (const jnode *k = root->kid; k && rc == 0; k = k->next) {
-			char num[32];
-			if (k->t != J_NUM || k->len >= sizeof num) {
-				rc = herr_set(e, "%s: token \"%.*s\": expected an id number", encoder_json, (int)k->klen, k->key);
-				break;
-			}
-			memcpy(num, k->s, k->len);
-			num[k->len] = 0;
-			char *end;
-			long id = strtol(num, &end, 10);
-			if (*end || id < 0 || (size_t)id >= b->n || seen[id]) {
-				rc = herr_set(e, "%s: token \"%.*s\": id %s out of range 0..%zu or repeated", encoder_json,
-				              (int)k->klen, k->key, num, b->n - 1);
-				break;
-			}
-			if (unmap(from_cp, k->key, k->klen, &raw) != 0) {
-				rc = herr_set(e, "%s: token \"%.*s\" is not in GPT-2's byte alphabet", encoder_json, (int)k->klen, k->key);
-				break;
-			}
-			seen[id] = 1;
-			b->off[id] = b->blob.len;
-			b->len[id] = (uint32_t)raw.len;
-			buf_add(&b->blob, raw.p, raw.len);
-		}
-		free(seen);
-	}
-	if (rc == 0) {
-		b->cap = 1024;
-		while (b->cap < 2 * b->n)
-			b->cap *= 2;
-		b->slots = xcalloc(b->cap, sizeof *b->slots);
-		for (size_t id = 0; id < b->n; id++) {
-			size_t h = slot_of(b, b->blob.p + b->off[id], b->len[id]);
-			while (b->slots[h])
-				h = (h + 1) & (b->cap - 1);
-			b->slots[h] = (uint32_t)id + 1;
-		}
-		for (int bt = 0; bt < 256 && rc == 0; bt++) {
-			char c = (char)bt;
-			int64_t id = lookup(b, &c, 1);
-			if (id < 0)
-				rc = herr_set(e, "%s: byte %d has no token", encoder_json, bt);
-			else
-				b->byte_id[bt] = (uint32_t)id;
-		}
-	}
-	/* merges: one "A B" per line after the "#version" line. Encoding needs
-	 * only the ranks, which are the ids (a join of two parts is allowed when
-	 * it is a token); the file is checked to be a merge list of this
-	 * vocabulary. */
+	if (rc == 0)
+		rc = load_vocab(e, b, root, encoder_json, from_cp, &raw);
+	/* merges: one "A B" per line after the "#version" line */
 	if (rc == 0) {
 		size_t lineno = 0;
 		const char *p = mg.p, *endp = mg.p + mg.len;
@@ -292,15 +317,7 @@ int bpe_load_gpt2(herr *e, bpe **out, const char *encoder_json, const char *voca
 				len--;
 			if (len && p[0] != '#') {
 				const char *sp = memchr(p, ' ', len);
-				int64_t x = -1, y = -1, z = -1;
-				if (sp && unmap(from_cp, p, (size_t)(sp - p), &raw) == 0 &&
-				    unmap(from_cp, sp + 1, len - (size_t)(sp - p) - 1, &raw2) == 0) {
-					x = lookup(b, raw.p, raw.len);
-					y = lookup(b, raw2.p, raw2.len);
-					buf_add(&raw, raw2.p, raw2.len);
-					z = lookup(b, raw.p, raw.len);
-				}
-				if (x < 0 || y < 0 || z < 0)
+				if (!sp || add_merge(b, p, (size_t)(sp - p), sp + 1, len - (size_t)(sp - p) - 1, from_cp, &raw, &raw2) != 0)
 					rc = herr_set(e, "%s:%zu: expected a merge \"A B\" of two tokens whose join is a token", vocab_bpe, lineno);
 			}
 			p = nl ? nl + 1 : endp;
@@ -319,11 +336,137 @@ int bpe_load_gpt2(herr *e, bpe **out, const char *encoder_json, const char *voca
 	return 0;
 }
 
+#define MEMBER(o, name) json_member(o, name, sizeof name - 1)
+
+static int jis(const jnode *j, const char *s)
+{
+	return j && j->t == J_STR && j->len == strlen(s) && !memcmp(j->s, s, j->len);
+}
+
+int bpe_load_hf(herr *e, bpe **out, const char *json, size_t n, const char *what)
+{
+	*out = NULL;
+	int32_t to_cp[256];
+	int16_t from_cp[512];
+	byte_map(to_cp, from_cp);
+	jarena *a = json_arena_new();
+	jerror je;
+	jnode *root = json_parse(a, json, n, &je);
+	bpe *b = xcalloc(1, sizeof *b);
+	buf_init(&b->blob);
+	buf_init(&b->merges);
+	buf raw, raw2;
+	buf_init(&raw);
+	buf_init(&raw2);
+	int rc = 0;
+	const jnode *model = root ? MEMBER(root, "model") : NULL, *pre = root ? MEMBER(root, "pre_tokenizer") : NULL;
+	const jnode *vocab = model ? MEMBER(model, "vocab") : NULL, *merges = model ? MEMBER(model, "merges") : NULL;
+	if (!root) {
+		size_t line, col;
+		json_line_col(json, je.off, &line, &col);
+		rc = herr_set(e, "%s:%zu:%zu: %s", what, line, col, je.what);
+	} else if (root->t != J_OBJ || !model || model->t != J_OBJ) {
+		rc = herr_set(e, "%s: not a tokenizer.json (expected an object with \"model\")", what);
+	} else if (!jis(MEMBER(model, "type"), "BPE")) {
+		rc = herr_set(e, "%s: model.type: only \"BPE\" tokenizers are supported", what);
+	} else if (!pre || !jis(MEMBER(pre, "type"), "ByteLevel")) {
+		rc = herr_set(e, "%s: pre_tokenizer: only byte-level BPE (GPT-2 style, \"ByteLevel\") is supported", what);
+	} else if (!vocab || vocab->t != J_OBJ || !merges || merges->t != J_ARR) {
+		rc = herr_set(e, "%s: model: expected \"vocab\" (an object of token -> id) and \"merges\" (a list)", what);
+	}
+	if (rc == 0)
+		rc = load_vocab(e, b, vocab, what, from_cp, &raw);
+	size_t k = 0;
+	for (const jnode *m = rc == 0 ? merges->kid : NULL; m && rc == 0; m = m->next, k++) {
+		int bad;
+		if (m->t == J_STR) {
+			const char *sp = memchr(m->s, ' ', m->len);
+			bad = !sp || add_merge(b, m->s, (size_t)(sp - m->s), sp + 1, m->len - (size_t)(sp - m->s) - 1, from_cp, &raw, &raw2);
+		} else {
+			bad = m->t != J_ARR || m->n != 2 || m->kid->t != J_STR || m->kid->next->t != J_STR ||
+			      add_merge(b, m->kid->s, m->kid->len, m->kid->next->s, m->kid->next->len, from_cp, &raw, &raw2);
+		}
+		if (bad)
+			rc = herr_set(e, "%s: model.merges[%zu]: expected a merge \"A B\" of two tokens whose join is a token", what, k);
+	}
+	const jnode *added = root && rc == 0 ? MEMBER(root, "added_tokens") : NULL;
+	for (const jnode *t = added && added->t == J_ARR ? added->kid : NULL; t && rc == 0; t = t->next) {
+		const jnode *id = MEMBER(t, "id"), *ct = MEMBER(t, "content");
+		long v = id && id->t == J_NUM ? strtol(id->s, NULL, 10) : -1;
+		if (!ct || ct->t != J_STR || v < 0 || (size_t)v >= b->n || b->len[v] != ct->len ||
+		    memcmp(b->blob.p + b->off[v], ct->s, ct->len))
+			rc = herr_set(e, "%s: added_tokens: each needs an \"id\" of the vocabulary whose token is its \"content\"", what);
+	}
+	json_arena_free(a);
+	buf_free(&raw);
+	buf_free(&raw2);
+	if (rc != 0) {
+		bpe_free(b);
+		return -1;
+	}
+	*out = b;
+	return 0;
+}
+
+/* bytes -> GPT-2's printable code points, as JSON string content */
+static void mapped_json(buf *out, const char *p, size_t n)
+{
+	int32_t to_cp[256];
+	int16_t from_cp[512];
+	byte_map(to_cp, from_cp);
+	buf_addc(out, '"');
+	for (size_t i = 0; i < n; i++) {
+		int32_t c = to_cp[(uint8_t)p[i]];
+		if (c == '"' || c == '\\')
+			buf_addc(out, '\\');
+		uint8_t u[4];
+		utf8proc_ssize_t l = utf8proc_encode_char(c, u);
+		buf_add(out, u, (size_t)l);
+	}
+	buf_addc(out, '"');
+}
+
+void bpe_hf_json(const bpe *b, buf *out)
+{
+	const char *eos = "<|endoftext|>";
+	int64_t eos_id = lookup(b, eos, strlen(eos));
+	buf_adds(out, "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n  \"added_tokens\": [");
+	if (eos_id >= 0)
+		buf_printf(out, "\n    {\"id\": %lld, \"content\": \"<|endoftext|>\", \"single_word\": false, \"lstrip\": false, "
+		           "\"rstrip\": false, \"normalized\": true, \"special\": true}\n  ", (long long)eos_id);
+	buf_adds(out, "],\n  \"normalizer\": null,\n"
+	         "  \"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": true},\n"
+	         "  \"post_processor\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"trim_offsets\": false, \"use_regex\": true},\n"
+	         "  \"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"trim_offsets\": true, \"use_regex\": true},\n"
+	         "  \"model\": {\"type\": \"BPE\", \"dropout\": null, \"unk_token\": null, \"continuing_subword_prefix\": \"\", "
+	         "\"end_of_word_suffix\": \"\", \"fuse_unk\": false, \"byte_fallback\": false,\n    \"vocab\": {");
+	for (size_t id = 0; id < b->n; id++) {
+		buf_adds(out, id ? ",\n      " : "\n      ");
+		if ((int64_t)id == eos_id)
+			buf_adds(out, "\"<|endoftext|>\"");
+		else
+			mapped_json(out, b->blob.p + b->off[id], b->len[id]);
+		buf_printf(out, ": %zu", id);
+	}
+	buf_adds(out, "\n    },\n    \"merges\": [");
+	const char *p = b->merges.p, *end = b->merges.p + b->merges.len;
+	int first = 1;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		buf_adds(out, first ? "\n      " : ",\n      ");
+		first = 0;
+		buf_json_strn(out, p, (size_t)(nl - p));
+		p = nl + 1;
+	}
+	buf_adds(out, "\n    ]\n  }\n}\n");
+}
+
 void bpe_free(bpe *b)
 {
 	if (!b)
 		return;
 	buf_free(&b->blob);
+	buf_free(&b->merges);
 	free(b->off);
 	free(b->len);
 	free(b->slots);

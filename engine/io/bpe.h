@@ -19,6 +19,12 @@ typedef struct bpe bpe;
 
 /* Loads GPT-2's files (encoder.json: token -> id; vocab.bpe: merges). */
 int bpe_load_gpt2(herr *e, bpe **out, const char *encoder_json, const char *vocab_bpe);
+/* Loads a Hugging Face tokenizer.json holding a byte-level BPE model (what
+ * = name for messages). */
+int bpe_load_hf(herr *e, bpe **out, const char *json, size_t n, const char *what);
+/* Writes b as a Hugging Face tokenizer.json (BPE model, ByteLevel pre-
+ * tokenizer and decoder, <|endoftext|> as an added special token). */
+void bpe_hf_json(const bpe *b, buf *out);
 void bpe_free(bpe *b);
 size_t bpe_vocab_size(const bpe *b);
 

@@ -189,5 +189,5 @@ static int k_wc(kctx *c, const hval *params, const kinput *in, size_t nin, const
 	return rc;
 }
 
-const kernel_def stage_concat = {"concat", 1, k_concat};
-const kernel_def stage_wc = {"wc", 1, k_wc};
+const kernel_def stage_concat = {"concat", 1, k_concat, NULL};
+const kernel_def stage_wc = {"wc", 1, k_wc, NULL};

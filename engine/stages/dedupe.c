@@ -376,4 +376,4 @@ static int k_dedupe(kctx *c, const hval *params, const kinput *in, size_t nin, c
 	return rc;
 }
 
-const kernel_def stage_dedupe = {"dedupe", 1, k_dedupe};
+const kernel_def stage_dedupe = {"dedupe", 1, k_dedupe, NULL};

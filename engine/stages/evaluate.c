@@ -261,4 +261,4 @@ static int k_evaluate(kctx *c, const hval *params, const kinput *in, size_t nin,
 	return rc;
 }
 
-const kernel_def stage_evaluate = {"evaluate", 1, k_evaluate};
+const kernel_def stage_evaluate = {"evaluate", 1, k_evaluate, NULL};

@@ -852,4 +852,4 @@ static int k_ingest(kctx *c, const hval *params, const kinput *in, size_t nin, c
 	return rc;
 }
 
-const kernel_def stage_ingest = {"ingest", 1, k_ingest};
+const kernel_def stage_ingest = {"ingest", 1, k_ingest, NULL};

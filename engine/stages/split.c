@@ -344,4 +344,4 @@ out:
 	return rc;
 }
 
-const kernel_def stage_split = {"split", 1, k_split};
+const kernel_def stage_split = {"split", 1, k_split, NULL};

@@ -295,5 +295,5 @@ static int k_tokenize(kctx *c, const hval *params, const kinput *in, size_t nin,
 	return rc;
 }
 
-const kernel_def stage_tokenizer = {"tokenizer", 1, k_tokenizer};
-const kernel_def stage_tokenize = {"tokenize", 2, k_tokenize};
+const kernel_def stage_tokenizer = {"tokenizer", 1, k_tokenizer, NULL};
+const kernel_def stage_tokenize = {"tokenize", 2, k_tokenize, NULL};

@@ -624,4 +624,4 @@ static int k_train(kctx *c, const hval *p, const kinput *in, size_t nin, const c
 	return rc;
 }
 
-const kernel_def stage_train = {"train", 1, k_train};
+const kernel_def stage_train = {"train", 1, k_train, NULL};

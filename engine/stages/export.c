@@ -1,0 +1,114 @@
+/*
+ * export — one bundle with everything needed to use and to reproduce a
+ * model: model.safetensors + config.json (train's output), tokenizer.json
+ * (Hugging Face format, from the tokenizer stage), metrics.json (from an
+ * evaluate stage, optional), curve.jsonl, and lineage.json (every upstream
+ * stage's key, kernel version and parameters, and the content ids of the
+ * sources). The output folder holds bundle.tar.gz; the engine copies it to
+ * `to` (engine/kernel.h: materialize). Same inputs, same bundle bytes.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../io/bpe.h"
+#include "../ml/bundle.h"
+#include "stages.h"
+
+static int has(const kinput *in, const char *file)
+{
+	char *p = path_join(in->path, file);
+	int ok = in->is_dir && fs_exists(p);
+	free(p);
+	return ok;
+}
+
+static int add_file(kctx *c, bundle *b, const char *dir, const char *file, const char *as)
+{
+	char *p = path_join(dir, file);
+	b->m = xrealloc(b->m, (b->n + 1) * sizeof *b->m);
+	bundle_member *m = &b->m[b->n];
+	buf_init(&m->data);
+	int rc = fs_read(&c->err, p, &m->data);
+	free(p);
+	if (rc) {
+		buf_free(&m->data);
+		return -1;
+	}
+	m->name = xstrdup(as);
+	b->n++;
+	return 0;
+}
+
+static void add_buf(bundle *b, const char *as, buf *data)
+{
+	b->m = xrealloc(b->m, (b->n + 1) * sizeof *b->m);
+	b->m[b->n].name = xstrdup(as);
+	b->m[b->n].data = *data;
+	buf_init(data);
+	b->n++;
+}
+
+static int k_export(kctx *c, const hval *params, const kinput *in, size_t nin, const char *outdir)
+{
+	(void)params;
+	const kinput *model = NULL, *tok = NULL, *score = NULL;
+	for (size_t i = 0; i < nin; i++) {
+		if (has(&in[i], "model.safetensors") && has(&in[i], "config.json"))
+			model = &in[i];
+		else if (has(&in[i], "encoder.json"))
+			tok = &in[i];
+		else if (has(&in[i], "metrics.json"))
+			score = &in[i];
+		else
+			return kctx_fail(c, "export: input %s is not a model (train), a tokenizer or an evaluation", in[i].label);
+	}
+	if (!model)
+		return kctx_fail(c, "export: give a model (train's output), as in export { model, tok, score, to = \"dist/model.tar.gz\" }");
+	bundle b = {NULL, 0};
+	int rc = add_file(c, &b, model->path, "config.json", "config.json");
+	if (rc == 0 && c->lineage) {
+		buf l;
+		buf_init(&l);
+		buf_adds(&l, c->lineage);
+		add_buf(&b, "lineage.json", &l);
+	}
+	if (rc == 0 && score)
+		rc = add_file(c, &b, score->path, "metrics.json", "metrics.json");
+	if (rc == 0)
+		rc = add_file(c, &b, model->path, "model.safetensors", "model.safetensors");
+	if (rc == 0 && tok) {
+		char *ej = path_join(tok->path, "encoder.json"), *vb = path_join(tok->path, "vocab.bpe");
+		bpe *t;
+		rc = bpe_load_gpt2(&c->err, &t, ej, vb);
+		if (rc == 0) {
+			buf js;
+			buf_init(&js);
+			bpe_hf_json(t, &js);
+			add_buf(&b, "tokenizer.json", &js);
+			bpe_free(t);
+		}
+		free(ej);
+		free(vb);
+	}
+	if (rc == 0)
+		rc = add_file(c, &b, model->path, "curve.jsonl", "training/curve.jsonl");
+	buf out;
+	buf_init(&out);
+	if (rc == 0)
+		rc = bundle_write(&c->err, b.m, b.n, &out);
+	char *path = NULL;
+	if (rc == 0)
+		rc = kctx_out_path(c, outdir, "bundle.tar.gz", &path);
+	if (rc == 0)
+		rc = fs_write_atomic(&c->err, path, out.p, out.len);
+	if (rc == 0) {
+		kctx_metric(c, "bytes", (double)out.len);
+		kctx_metric(c, "members", (double)b.n);
+	}
+	free(path);
+	buf_free(&out);
+	bundle_free(&b);
+	return rc;
+}
+
+const kernel_def stage_export = {"export", 1, k_export, "bundle.tar.gz"};
