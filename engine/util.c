@@ -167,11 +167,8 @@ char *buf_take(buf *b)
 	return p;
 }
 
-int fs_read(herr *e, const char *path, buf *out)
+int fs_read_fd(herr *e, int fd, const char *name, buf *out)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return herr_set(e, "%s: cannot open: %s", path, strerror(errno));
 	struct stat st;
 	if (fstat(fd, &st) == 0 && st.st_size > 0)
 		buf_reserve(out, (size_t)st.st_size);
@@ -181,16 +178,24 @@ int fs_read(herr *e, const char *path, buf *out)
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
-			close(fd);
-			return herr_set(e, "%s: read error: %s", path, strerror(errno));
+			return herr_set(e, "%s: read error: %s", name, strerror(errno));
 		}
 		if (r == 0)
 			break;
 		out->len += (size_t)r;
 	}
 	out->p[out->len] = 0;
-	close(fd);
 	return 0;
+}
+
+int fs_read(herr *e, const char *path, buf *out)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return herr_set(e, "%s: cannot open: %s", path, strerror(errno));
+	int rc = fs_read_fd(e, fd, path, out);
+	close(fd);
+	return rc;
 }
 
 int fs_write_atomic(herr *e, const char *path, const void *p, size_t n)

@@ -65,6 +65,8 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Reads a whole file into *out (NUL-terminated). */
 int fs_read(herr *e, const char *path, buf *out);
+/* Reads what is left of an open file (name for messages); NUL-terminated. */
+int fs_read_fd(herr *e, int fd, const char *name, buf *out);
 /* Writes bytes to path through a temporary file and rename (atomic). */
 int fs_write_atomic(herr *e, const char *path, const void *p, size_t n);
 /* mkdir -p. */

@@ -82,7 +82,7 @@ static size_t run(const char *s, size_t n, size_t i, int k)
 	return i;
 }
 
-void bpe_pretokenize(const char *s, size_t n, void (*fn)(void *ud, const char *p, size_t len), void *ud)
+void bpe_pretokenize(const char *s, size_t n, int (*fn)(void *ud, const char *p, size_t len), void *ud)
 {
 	size_t i = 0;
 	while (i < n) {
@@ -97,7 +97,8 @@ void bpe_pretokenize(const char *s, size_t n, void (*fn)(void *ud, const char *p
 			else if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l'))
 				m = 3;
 			if (m) {
-				fn(ud, s + i, m);
+				if (fn(ud, s + i, m))
+					return;
 				i += m;
 				continue;
 			}
@@ -115,7 +116,8 @@ void bpe_pretokenize(const char *s, size_t n, void (*fn)(void *ud, const char *p
 		}
 		if (k != C_WS) {
 			size_t end = run(s, n, from, k);
-			fn(ud, s + start, end - start);
+			if (fn(ud, s + start, end - start))
+				return;
 			i = end;
 			continue;
 		}
@@ -132,7 +134,8 @@ void bpe_pretokenize(const char *s, size_t n, void (*fn)(void *ud, const char *p
 			if (last > i)
 				end = last;
 		}
-		fn(ud, s + i, end - i);
+		if (fn(ud, s + i, end - i))
+			return;
 		i = end;
 	}
 }
@@ -483,6 +486,7 @@ typedef struct enc_ctx {
 	size_t *nids, *cap;
 	void *parts;        /* part[], see encode_piece */
 	size_t pcap;
+	size_t limit;       /* stop once this many ids are out (0: none) */
 } enc_ctx;
 
 static void push_id(enc_ctx *c, uint32_t id)
@@ -511,14 +515,14 @@ static int64_t join_rank(const bpe *b, const char *p, const part *parts, size_t 
 	return lookup(b, p + parts[i].start, end - parts[i].start);
 }
 
-static void encode_piece(void *ud, const char *p, size_t n)
+static int encode_piece(void *ud, const char *p, size_t n)
 {
 	enc_ctx *c = ud;
 	const bpe *b = c->b;
 	int64_t whole = lookup(b, p, n);
 	if (whole >= 0) {
 		push_id(c, (uint32_t)whole); /* a whole token: what the merges reach */
-		return;
+		return c->limit && *c->nids >= c->limit;
 	}
 	if (n + 1 > c->pcap) {
 		c->pcap = n + 1;
@@ -548,11 +552,17 @@ static void encode_piece(void *ud, const char *p, size_t n)
 		int64_t id = lookup(b, p + parts[i].start, parts[i + 1].start - parts[i].start);
 		push_id(c, (uint32_t)id);
 	}
+	return c->limit && *c->nids >= c->limit;
 }
 
 int bpe_encode(const bpe *b, const char *s, size_t n, uint32_t **ids, size_t *nids, size_t *cap)
 {
-	enc_ctx c = {b, ids, nids, cap, NULL, 0};
+	return bpe_encode_max(b, s, n, 0, ids, nids, cap);
+}
+
+int bpe_encode_max(const bpe *b, const char *s, size_t n, size_t max, uint32_t **ids, size_t *nids, size_t *cap)
+{
+	enc_ctx c = {b, ids, nids, cap, NULL, 0, max ? *nids + max : 0};
 	bpe_pretokenize(s, n, encode_piece, &c);
 	free(c.parts);
 	return 0;

@@ -31,11 +31,16 @@ size_t bpe_vocab_size(const bpe *b);
 /* Splits UTF-8 text into pre-tokens by GPT-2's rule:
  *   's 't 're 've 'm 'll 'd | ' '?letters | ' '?numbers |
  *   ' '?(not space, letter or number)+ | spaces not before a non-space | spaces
- * Calls fn(ud, start, len) for each piece, in order. */
-void bpe_pretokenize(const char *s, size_t n, void (*fn)(void *ud, const char *p, size_t len), void *ud);
+ * Calls fn(ud, start, len) for each piece, in order, until fn returns
+ * nonzero. */
+void bpe_pretokenize(const char *s, size_t n, int (*fn)(void *ud, const char *p, size_t len), void *ud);
 
 /* Encodes text, appending ids to *ids (grown as needed). */
 int bpe_encode(const bpe *b, const char *s, size_t n, uint32_t **ids, size_t *nids, size_t *cap);
+/* The same, but stops after the pre-token that brings the ids appended to at
+ * least max (0: no limit): the ids it gives are the first ones of the whole
+ * encoding, since merges never cross pre-tokens. */
+int bpe_encode_max(const bpe *b, const char *s, size_t n, size_t max, uint32_t **ids, size_t *nids, size_t *cap);
 /* Decodes ids to bytes (appended to out); -1 on an unknown id. */
 int bpe_decode(const bpe *b, const uint32_t *ids, size_t n, buf *out);
 

@@ -11,10 +11,11 @@ typedef struct pieces {
 	size_t n;
 } pieces;
 
-static void collect(void *ud, const char *p, size_t len)
+static int collect(void *ud, const char *p, size_t len)
 {
 	pieces *c = ud;
 	c->n += (size_t)snprintf(c->out + c->n, sizeof c->out - c->n, "[%.*s]", (int)len, p);
+	return 0;
 }
 
 static void pre(const char *in, const char *want)

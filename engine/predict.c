@@ -1,0 +1,432 @@
+#include "predict.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/bpe.h"
+#include "io/csv.h"
+#include "io/json.h"
+#include "ml/blas.h"
+#include "ml/bundle.h"
+#include "ml/classifier.h"
+#include "ml/mldata.h"
+
+static const char *usage =
+	"usage: hone predict BUNDLE [--input FILE] [--output FILE] [--quiet]\n"
+	"\n"
+	"Predicts with a bundle written by export. Input rows are JSON Lines, or\n"
+	"CSV with a header row (by the file's extension .csv/.tsv, else by its\n"
+	"first character); stdin when no --input. Each row gets one JSON line:\n"
+	"  {\"id\": ..., \"predicted\": \"spam\", \"probs\": {\"ham\": 0.02, \"spam\": 0.98}}\n"
+	"(\"id\" when the row has one). Timing goes to stderr unless --quiet.\n";
+
+/* One input value, as it came. */
+typedef struct rawv {
+	int kind; /* 0 null/absent, 1 string, 2 number, 3 bool */
+	const char *s;
+	size_t n;
+	int b;
+} rawv;
+
+typedef struct source {
+	int csv_mode;
+	const char *p;
+	size_t n, pos;
+	jarena *arena;
+	const jnode *row;   /* JSONL */
+	csv c;              /* CSV */
+	char **header;
+	size_t nh;
+	size_t line;
+	const char *name;
+} source;
+
+static rawv field_of(const source *s, const char *name)
+{
+	rawv v = {0, NULL, 0, 0};
+	if (s->csv_mode) {
+		for (size_t k = 0; k < s->nh && k < s->c.nf; k++)
+			if (!strcmp(s->header[k], name)) {
+				v.s = csv_field(&s->c, k, &v.n);
+				v.kind = 1;
+			}
+		return v;
+	}
+	const jnode *j = json_path(s->row, name);
+	if (!j)
+		return v;
+	if (j->t == J_STR || j->t == J_NUM) {
+		v.kind = j->t == J_STR ? 1 : 2;
+		v.s = j->s;
+		v.n = j->len;
+	} else if (j->t == J_TRUE || j->t == J_FALSE) {
+		v.kind = 3;
+		v.b = j->t == J_TRUE;
+	}
+	return v;
+}
+
+/* 1 a row, 0 the end, -1 an error (in e). */
+static int next_row(herr *e, source *s)
+{
+	if (s->csv_mode) {
+		int r = csv_next(&s->c);
+		if (r < 0)
+			return herr_set(e, "%s:%zu: %s", s->name, s->c.err_line, s->c.err);
+		return r;
+	}
+	for (;;) {
+		while (s->pos < s->n && (s->p[s->pos] == ' ' || s->p[s->pos] == '\t' || s->p[s->pos] == '\r' || s->p[s->pos] == '\n'))
+			s->pos++;
+		if (s->pos >= s->n)
+			return 0;
+		json_arena_reset(s->arena);
+		jerror je;
+		size_t at = s->pos;
+		jnode *j = json_parse_next(s->arena, s->p, s->n, &s->pos, &je);
+		size_t line, col;
+		if (!j) {
+			json_line_col(s->p, je.off, &line, &col);
+			return herr_set(e, "%s:%zu:%zu: %s", s->name, line, col, je.what);
+		}
+		if (j->t != J_OBJ) {
+			json_line_col(s->p, at, &line, &col);
+			return herr_set(e, "%s:%zu: expected a JSON object per line", s->name, line);
+		}
+		s->row = j;
+		return 1;
+	}
+}
+
+static int parse_num(const rawv *v, double *out)
+{
+	char tmp[64];
+	if (v->kind == 3) {
+		*out = v->b;
+		return 0;
+	}
+	if (v->kind == 0 || v->n == 0 || v->n >= sizeof tmp)
+		return v->kind == 0 ? 1 : -1;
+	memcpy(tmp, v->s, v->n);
+	tmp[v->n] = 0;
+	char *end;
+	*out = strtod(tmp, &end);
+	return *end ? -1 : 0;
+}
+
+/* The ids tokenize would give this text. */
+static void encode_text(const bpe *t, const clf_model *m, const char *s, size_t n, uint32_t **ids, size_t *nids,
+                        size_t *cap)
+{
+	size_t at = *nids;
+	int eos = m->tok_eos >= 0;
+	size_t max = m->tok_max_len > 0 ? (size_t)m->tok_max_len : 0;
+	/* right truncation needs only the first ids */
+	bpe_encode_max(t, s, n, max && !m->tok_left ? max : 0, ids, nids, cap);
+	size_t got = *nids - at, keep = got + (size_t)eos;
+	if (max && keep > max)
+		keep = max;
+	size_t body = keep - (eos && keep ? 1 : 0);
+	if (m->tok_left && body < got)
+		memmove(*ids + at, *ids + at + (got - body), body * sizeof **ids);
+	*nids = at + body;
+	if (eos && keep) {
+		if (*nids == *cap) {
+			*cap = *cap ? *cap * 2 : 256;
+			*ids = xrealloc(*ids, *cap * sizeof **ids);
+		}
+		(*ids)[(*nids)++] = (uint32_t)m->tok_eos;
+	}
+}
+
+typedef struct block {
+	size_t n, cap;
+	uint32_t *ids;
+	size_t nids, idcap;
+	clf_data d;
+	buf idjson; /* each row's "id" as JSON text, NUL-separated */
+	size_t *idoff;
+} block;
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int add_row(herr *e, block *bl, const source *s, const clf_model *m, const bpe *t, size_t rowno)
+{
+	size_t r = bl->n;
+	for (int i = 0; i < m->nf; i++) {
+		const clf_feat *f = &m->f[i];
+		clf_col *c = &bl->d.col[i];
+		rawv v = field_of(s, f->field);
+		if (f->type == FEAT_TEXT) {
+			if (v.kind != 1 && v.kind != 0)
+				return herr_set(e, "%s: row %zu: field '%s': expected text", s->name, rowno, f->field);
+			c->off[r] = bl->nids;
+			encode_text(t, m, v.kind ? v.s : "", v.kind ? v.n : 0, &bl->ids, &bl->nids, &bl->idcap);
+			c->len[r] = (uint32_t)(bl->nids - c->off[r]);
+		} else if (f->type == FEAT_CAT) {
+			uint32_t code = 0;
+			if (v.kind == 1 || v.kind == 2) {
+				char tmp[256];
+				char *k = v.n < sizeof tmp ? tmp : xmalloc(v.n + 1);
+				memcpy(k, v.s, v.n);
+				k[v.n] = 0;
+				const char *key = k;
+				char **hit = bsearch(&key, f->labels, f->nlabels, sizeof *f->labels, cmp_str);
+				code = hit ? (uint32_t)(hit - f->labels) + 1 : 0;
+				if (k != tmp)
+					free(k);
+			}
+			c->code[r] = code;
+		} else {
+			double x = 0;
+			int rc = parse_num(&v, &x);
+			if (rc < 0 && !(f->type == FEAT_BIN && v.kind == 1 && (v.n == 4 || v.n == 5)))
+				return herr_set(e, "%s: row %zu: field '%s': expected a %s, got \"%.*s\"", s->name, rowno, f->field,
+				                f->type == FEAT_NUM ? "number" : "true/false or 0/1", (int)(v.n > 40 ? 40 : v.n), v.s);
+			if (rc < 0)
+				x = v.n == 4 && !memcmp(v.s, "true", 4);
+			if (rc > 0)
+				x = f->type == FEAT_NUM ? f->mean : 0;
+			c->x[r] = (float)(f->type == FEAT_NUM ? (x - f->mean) / f->std : (x != 0));
+		}
+	}
+	rawv id = field_of(s, "id");
+	bl->idoff[r] = bl->idjson.len;
+	if (id.kind == 1)
+		buf_json_strn(&bl->idjson, id.s, id.n);
+	else if (id.kind == 2)
+		buf_add(&bl->idjson, id.s, id.n);
+	buf_addc(&bl->idjson, 0);
+	bl->n++;
+	return 0;
+}
+
+static void block_init(block *bl, const clf_model *m, size_t cap)
+{
+	memset(bl, 0, sizeof *bl);
+	bl->cap = cap;
+	bl->d.col = xcalloc((size_t)m->nf, sizeof *bl->d.col);
+	for (int i = 0; i < m->nf; i++) {
+		clf_col *c = &bl->d.col[i];
+		if (m->f[i].type == FEAT_TEXT) {
+			c->off = xmalloc(cap * sizeof *c->off);
+			c->len = xmalloc(cap * sizeof *c->len);
+		} else if (m->f[i].type == FEAT_CAT) {
+			c->code = xmalloc(cap * sizeof *c->code);
+		} else {
+			c->x = xmalloc(cap * sizeof *c->x);
+		}
+	}
+	bl->idoff = xmalloc(cap * sizeof *bl->idoff);
+	buf_init(&bl->idjson);
+}
+
+static void block_free(block *bl, const clf_model *m)
+{
+	clf_data_free(&bl->d, m->nf);
+	free(bl->ids);
+	free(bl->idoff);
+	buf_free(&bl->idjson);
+}
+
+static void emit(FILE *out, const clf_model *m, block *bl, double *res)
+{
+	int K = ml_out_width(m);
+	bl->d.n = bl->n;
+	bl->d.tokens = bl->ids;
+	bl->d.ntokens = bl->nids;
+	ml_predict(m, &bl->d, 1, res);
+	buf line;
+	buf_init(&line);
+	for (size_t r = 0; r < bl->n; r++) {
+		line.len = 0;
+		buf_addc(&line, '{');
+		const char *id = bl->idjson.p + bl->idoff[r];
+		if (*id)
+			buf_printf(&line, "\"id\": %s, ", id);
+		const double *o = res + r * (size_t)K;
+		if (m->out == OUT_NUM) {
+			buf_adds(&line, "\"predicted\": ");
+			buf_json_num(&line, o[0]);
+		} else {
+			buf_adds(&line, "\"predicted\": ");
+			buf_json_str(&line, m->classes[ml_decide(m, o)]);
+			buf_adds(&line, ", \"probs\": {");
+			for (int k = 0; k < K; k++) {
+				buf_adds(&line, k ? ", " : "");
+				buf_json_str(&line, m->classes[k]);
+				buf_printf(&line, ": %.6g", o[k]);
+			}
+			buf_addc(&line, '}');
+		}
+		buf_adds(&line, "}\n");
+		fwrite(line.p, 1, line.len, out);
+	}
+	buf_free(&line);
+	bl->n = 0;
+	bl->nids = 0;
+	bl->idjson.len = 0;
+}
+
+int predict_main(int argc, char **argv)
+{
+	const char *bpath = NULL, *input = NULL, *output = NULL;
+	int quiet = 0;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			printf("%s", usage);
+			return 0;
+		} else if ((!strcmp(a, "--input") || !strcmp(a, "-i")) && i + 1 < argc) {
+			input = argv[++i];
+		} else if ((!strcmp(a, "--output") || !strcmp(a, "-o")) && i + 1 < argc) {
+			output = argv[++i];
+		} else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
+			quiet = 1;
+		} else if (a[0] == '-' && a[1]) {
+			fprintf(stderr, "hone: error: predict: unknown option '%s'\n\n%s", a, usage);
+			return 2;
+		} else if (!bpath) {
+			bpath = a;
+		} else {
+			fprintf(stderr, "hone: error: predict: one bundle at a time ('%s' is extra)\n\n%s", a, usage);
+			return 2;
+		}
+	}
+	if (!bpath) {
+		fprintf(stderr, "hone: error: predict: give a bundle (export's .tar.gz)\n\n%s", usage);
+		return 2;
+	}
+	herr e = {{0}, {0}};
+	double t0 = now_seconds();
+	bundle b;
+	clf_model m;
+	memset(&m, 0, sizeof m);
+	bpe *tok = NULL;
+	st_file st;
+	memset(&st, 0, sizeof st);
+	int rc = bundle_read(&e, &b, bpath, (size_t)16 << 30);
+	if (rc == 0) {
+		const buf *cfg = bundle_get(&b, "config.json"), *w = bundle_get(&b, "model.safetensors");
+		if (!cfg || !w) {
+			rc = herr_set(&e, "%s: not a model bundle (no config.json or model.safetensors)", bpath);
+		} else {
+			char *what_c = xasprintf("%s[config.json]", bpath), *what_w = xasprintf("%s[model.safetensors]", bpath);
+			char *copy = xmalloc(w->len ? w->len : 1);
+			memcpy(copy, w->p, w->len);
+			rc = st_parse(&e, &st, copy, w->len, what_w);
+			if (rc == 0)
+				rc = clf_load(&e, &m, cfg->p, cfg->len, what_c, &st, what_w);
+			free(what_c);
+			free(what_w);
+		}
+	}
+	for (int i = 0; rc == 0 && i < m.nf; i++)
+		if (m.f[i].type == FEAT_TEXT && !tok) {
+			const buf *tj = bundle_get(&b, "tokenizer.json");
+			char *what = xasprintf("%s[tokenizer.json]", bpath);
+			if (!tj)
+				rc = herr_set(&e, "%s: the model reads text, but the bundle has no tokenizer.json", bpath);
+			else
+				rc = bpe_load_hf(&e, &tok, tj->p, tj->len, what);
+			free(what);
+		}
+	if (rc == 0 && !blas_get(&e))
+		rc = -1;
+	double t_load = now_seconds() - t0;
+	buf in;
+	buf_init(&in);
+	if (rc == 0)
+		rc = input ? fs_read(&e, input, &in) : fs_read_fd(&e, 0, "stdin", &in);
+	FILE *out = stdout;
+	if (rc == 0 && output && !(out = fopen(output, "w"))) {
+		rc = herr_set(&e, "%s: cannot create: %s", output, strerror(errno));
+		out = stdout;
+	}
+	size_t rows = 0;
+	double t1 = now_seconds();
+	if (rc == 0) {
+		source s;
+		memset(&s, 0, sizeof s);
+		s.name = input ? input : "stdin";
+		s.p = in.p ? in.p : "";
+		s.n = in.len;
+		size_t L = input ? strlen(input) : 0;
+		int tsv = L > 4 && !strcmp(input + L - 4, ".tsv");
+		if ((L > 4 && !strcmp(input + L - 4, ".csv")) || tsv) {
+			s.csv_mode = 1;
+		} else if (!input) {
+			size_t k = 0;
+			while (k < s.n && (s.p[k] == ' ' || s.p[k] == '\n' || s.p[k] == '\r' || s.p[k] == '\t'))
+				k++;
+			s.csv_mode = k < s.n && s.p[k] != '{';
+		}
+		if (s.csv_mode) {
+			csv_init(&s.c, s.p, s.n, tsv ? '\t' : ',');
+			int r = csv_next(&s.c);
+			if (r <= 0) {
+				rc = r < 0 ? herr_set(&e, "%s:%zu: %s", s.name, s.c.err_line, s.c.err) : 0;
+			} else {
+				s.nh = s.c.nf;
+				s.header = xcalloc(s.nh, sizeof *s.header);
+				for (size_t k = 0; k < s.nh; k++) {
+					size_t l;
+					const char *f = csv_field(&s.c, k, &l);
+					s.header[k] = xstrndup(f, l);
+				}
+			}
+		} else {
+			s.arena = json_arena_new();
+		}
+		block bl;
+		block_init(&bl, &m, 1024);
+		double *res = xmalloc(1024 * (size_t)ml_out_width(&m) * sizeof *res);
+		int r;
+		while (rc == 0 && (s.nh || !s.csv_mode) && (r = next_row(&e, &s)) != 0) {
+			if (r < 0 || add_row(&e, &bl, &s, &m, tok, rows + 1) != 0) {
+				rc = -1;
+				break;
+			}
+			rows++;
+			if (bl.n == bl.cap)
+				emit(out, &m, &bl, res);
+		}
+		if (rc == 0 && bl.n)
+			emit(out, &m, &bl, res);
+		free(res);
+		block_free(&bl, &m);
+		if (s.csv_mode)
+			csv_free(&s.c);
+		for (size_t k = 0; k < s.nh; k++)
+			free(s.header[k]);
+		free(s.header);
+		if (s.arena)
+			json_arena_free(s.arena);
+	}
+	double t2 = now_seconds();
+	if (out != stdout && fclose(out) != 0 && rc == 0)
+		rc = herr_set(&e, "%s: write error", output);
+	else if (out == stdout)
+		fflush(stdout);
+	buf_free(&in);
+	if (tok)
+		bpe_free(tok);
+	clf_free(&m);
+	st_free(&st);
+	bundle_free(&b);
+	if (rc) {
+		fprintf(stderr, "hone: error: %s\n", e.msg);
+		if (e.hint[0])
+			fprintf(stderr, "hint: %s\n", e.hint);
+		return 1;
+	}
+	if (!quiet)
+		fprintf(stderr, "hone: predicted %zu rows in %.3fs (%.0f rows/s); bundle loaded in %.3fs\n", rows, t2 - t1,
+		        t2 > t1 ? (double)rows / (t2 - t1) : 0, t_load);
+	return 0;
+}
