@@ -16,8 +16,8 @@ return {
     to = { type = "string", doc = "where to copy the bundle, relative to the script (optional)" },
   },
   validate = function(p)
-    if p.to ~= nil and (p.to == "" or string.find(p.to, "%.%.")) then
-      return "to: expected a path such as \"dist/model.tar.gz\" (no \"..\")"
+    if p.to ~= nil and (p.to == "" or string.sub(p.to, -1) == "/") then
+      return "to: expected a file path such as \"dist/model.tar.gz\""
     end
   end,
 }

@@ -122,12 +122,32 @@ static size_t put_utf8(char *o, unsigned cp)
 }
 
 /* Parses a string at s->i (which is at '"'); sets out and len. */
+/* The first index at or after i of a byte that ends a plain run in a
+ * string: '"', '\\' or a control byte; n when none. Eight bytes at a time. */
+static size_t plain_run(const char *p, size_t i, size_t n)
+{
+	const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+	while (i + 8 <= n) {
+		uint64_t w;
+		memcpy(&w, p + i, 8);
+		uint64_t q = w ^ (ones * '"'), b = w ^ (ones * '\\');
+		uint64_t hit = ((q - ones) & ~q) | ((b - ones) & ~b) | (w - ones * 0x20);
+		hit &= ~w & highs; /* bytes >= 0x80 never end a run */
+		if (hit)
+			return i + (size_t)(__builtin_ctzll(hit) >> 3);
+		i += 8;
+	}
+	while (i < n && p[i] != '"' && p[i] != '\\' && (unsigned char)p[i] >= 0x20)
+		i++;
+	return i;
+}
+
 static int string(P *s, const char **out, size_t *len)
 {
 	size_t start = ++s->i;
 	const char *p = s->p;
 	/* fast scan: no escapes */
-	size_t i = start;
+	size_t i = plain_run(p, start, s->n);
 	while (i < s->n) {
 		unsigned char c = (unsigned char)p[i];
 		if (c == '"') {
@@ -149,7 +169,7 @@ static int string(P *s, const char **out, size_t *len)
 	 * decoded text is never longer than the raw text) */
 	size_t end = i;
 	while (end < s->n && p[end] != '"')
-		end += p[end] == '\\' ? 2 : 1;
+		end = p[end] == '\\' ? end + 2 : (p[end] < 0x20 && p[end] >= 0 ? end + 1 : plain_run(p, end, s->n));
 	size_t max = (end < s->n ? end : s->n) - start;
 	char *o = arena_alloc(s->a, max + 1);
 	size_t k = i - start;
@@ -169,8 +189,10 @@ static int string(P *s, const char **out, size_t *len)
 			return -1;
 		}
 		if (c != '\\') {
-			o[k++] = (char)c;
-			i++;
+			size_t j = plain_run(p, i + 1, s->n); /* c and the plain bytes after it */
+			memcpy(o + k, p + i, j - i);
+			k += j - i;
+			i = j;
 			continue;
 		}
 		if (i + 1 >= s->n)

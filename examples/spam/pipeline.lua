@@ -14,3 +14,17 @@ local mail = ingest { "../../data/spam-assassin.tgz", format = "json",
 local clean = dedupe { mail, key = "text", near = 0.85 }
 
 local parts = split { clean, train = 0.70, val = 0.15, test = 0.15, seed = 42, stratify = "label" }
+
+local tok = tokenizer { gpt2 = true }
+
+local ids = tokenize { parts, tok, field = "text", max_len = 512 }
+
+local model = train { ids.train, val = ids.val,
+                      inputs = { text = "text" }, output = { label = "category" },
+                      embedding_dim = 64, bigrams = 65536, layers = { 64 }, dropout = 0.1,
+                      lr = 0.005, batch = 32, epochs = 6, warmup = 50, schedule = "cosine",
+                      metric = "f1", patience = 2, seed = 1 }
+
+local score = evaluate { model, ids.test }
+
+export { model, tok, score, to = "../../dist/spam.tar.gz" }
