@@ -308,7 +308,8 @@ int bpe_load_gpt2(herr *e, bpe **out, const char *encoder_json, const char *voca
 	}
 	if (rc == 0)
 		rc = load_vocab(e, b, root, encoder_json, from_cp, &raw);
-	/* merges: one "A B" per line after the "#version" line */
+	/* merges: one "A B" per line after the first line "#version: ..." (other
+	 * lines may start with "#": "# #" is a merge) */
 	if (rc == 0) {
 		size_t lineno = 0;
 		const char *p = mg.p, *endp = mg.p + mg.len;
@@ -318,7 +319,7 @@ int bpe_load_gpt2(herr *e, bpe **out, const char *encoder_json, const char *voca
 			lineno++;
 			if (len && p[len - 1] == '\r')
 				len--;
-			if (len && p[0] != '#') {
+			if (len && !(lineno == 1 && len >= 8 && !memcmp(p, "#version", 8))) {
 				const char *sp = memchr(p, ' ', len);
 				if (!sp || add_merge(b, p, (size_t)(sp - p), sp + 1, len - (size_t)(sp - p) - 1, from_cp, &raw, &raw2) != 0)
 					rc = herr_set(e, "%s:%zu: expected a merge \"A B\" of two tokens whose join is a token", vocab_bpe, lineno);

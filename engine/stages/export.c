@@ -111,4 +111,4 @@ static int k_export(kctx *c, const hval *params, const kinput *in, size_t nin, c
 	return rc;
 }
 
-const kernel_def stage_export = {"export", 1, k_export, "bundle.tar.gz"};
+const kernel_def stage_export = {"export", 2, k_export, "bundle.tar.gz"};
