@@ -35,6 +35,5 @@ const blas_api *blas_get(herr *e)
 void sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
            const float *b, int ldb, float beta, float *c, int ldc)
 {
-	api.sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-	          m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+	api.sgemm(101, ta ? 112 : 111, tb ? 112 : 111, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }

@@ -9,13 +9,15 @@
 #ifndef HONE_BLAS_H
 #define HONE_BLAS_H
 
-#include <cblas.h>
 #include "../util.h"
 
+/* cblas_sgemm as the CBLAS standard declares it (order, transposes as their
+ * enum values: row-major 101, no transpose 111, transpose 112); Debian's
+ * OpenBLAS uses 32-bit integers. Declared here rather than through cblas.h,
+ * whose includes collide with the engine's header names. */
 typedef struct blas_api {
-	void (*sgemm)(const enum CBLAS_ORDER, const enum CBLAS_TRANSPOSE, const enum CBLAS_TRANSPOSE,
-	              const blasint, const blasint, const blasint, const float, const float *, const blasint,
-	              const float *, const blasint, const float, float *, const blasint);
+	void (*sgemm)(int order, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+	              const float *b, int ldb, float beta, float *c, int ldc);
 	void (*set_num_threads)(int);
 } blas_api;
 

@@ -13,6 +13,7 @@
  *                 input has one)
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
