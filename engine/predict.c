@@ -117,14 +117,14 @@ static int parse_num(const rawv *v, double *out)
 }
 
 /* The ids tokenize would give this text. */
-static void encode_text(const bpe *t, const clf_model *m, const char *s, size_t n, uint32_t **ids, size_t *nids,
-                        size_t *cap)
+static void encode_text(const bpe *t, bpe_cache *cache, const clf_model *m, const char *s, size_t n, uint32_t **ids,
+                        size_t *nids, size_t *cap)
 {
 	size_t at = *nids;
 	int eos = m->tok_eos >= 0;
 	size_t max = m->tok_max_len > 0 ? (size_t)m->tok_max_len : 0;
 	/* right truncation needs only the first ids */
-	bpe_encode_max(t, s, n, max && !m->tok_left ? max : 0, ids, nids, cap);
+	bpe_encode_cached(t, cache, s, n, max && !m->tok_left ? max : 0, ids, nids, cap);
 	size_t got = *nids - at, keep = got + (size_t)eos;
 	if (max && keep > max)
 		keep = max;
@@ -146,6 +146,7 @@ typedef struct block {
 	uint32_t *ids;
 	size_t nids, idcap;
 	clf_data d;
+	bpe_cache *cache;
 	buf idjson; /* each row's "id" as JSON text, NUL-separated */
 	size_t *idoff;
 } block;
@@ -166,7 +167,7 @@ static int add_row(herr *e, block *bl, const source *s, const clf_model *m, cons
 			if (v.kind != 1 && v.kind != 0)
 				return herr_set(e, "%s: row %zu: field '%s': expected text", s->name, rowno, f->field);
 			c->off[r] = bl->nids;
-			encode_text(t, m, v.kind ? v.s : "", v.kind ? v.n : 0, &bl->ids, &bl->nids, &bl->idcap);
+			encode_text(t, bl->cache, m, v.kind ? v.s : "", v.kind ? v.n : 0, &bl->ids, &bl->nids, &bl->idcap);
 			c->len[r] = (uint32_t)(bl->nids - c->off[r]);
 		} else if (f->type == FEAT_CAT) {
 			uint32_t code = 0;
@@ -223,6 +224,7 @@ static void block_init(block *bl, const clf_model *m, size_t cap)
 		}
 	}
 	bl->idoff = xmalloc(cap * sizeof *bl->idoff);
+	bl->cache = bpe_cache_new();
 	buf_init(&bl->idjson);
 }
 
@@ -231,6 +233,7 @@ static void block_free(block *bl, const clf_model *m)
 	clf_data_free(&bl->d, m->nf);
 	free(bl->ids);
 	free(bl->idoff);
+	bpe_cache_free(bl->cache);
 	buf_free(&bl->idjson);
 }
 

@@ -481,6 +481,27 @@ size_t bpe_vocab_size(const bpe *b) { return b->n; }
 
 /* ---- encoding ------------------------------------------------------------- */
 
+/* Pieces that needed merges, remembered with their ids: words repeat, and
+ * a hit costs one hash and one compare instead of the merge loop. Direct
+ * mapped; an entry holds a piece of up to CACHE_BYTES bytes and up to
+ * CACHE_IDS ids. */
+#define CACHE_SLOTS 8192
+#define CACHE_BYTES 24
+#define CACHE_IDS 6
+
+typedef struct cache_entry {
+	uint8_t len, nids; /* len 0: empty */
+	char bytes[CACHE_BYTES];
+	uint32_t ids[CACHE_IDS];
+} cache_entry;
+
+struct bpe_cache {
+	cache_entry e[CACHE_SLOTS];
+};
+
+bpe_cache *bpe_cache_new(void) { return xcalloc(1, sizeof(bpe_cache)); }
+void bpe_cache_free(bpe_cache *c) { free(c); }
+
 typedef struct enc_ctx {
 	const bpe *b;
 	uint32_t **ids;
@@ -488,6 +509,7 @@ typedef struct enc_ctx {
 	void *parts;        /* part[], see encode_piece */
 	size_t pcap;
 	size_t limit;       /* stop once this many ids are out (0: none) */
+	bpe_cache *cache;   /* or NULL */
 } enc_ctx;
 
 static void push_id(enc_ctx *c, uint32_t id)
@@ -525,6 +547,16 @@ static int encode_piece(void *ud, const char *p, size_t n)
 		push_id(c, (uint32_t)whole); /* a whole token: what the merges reach */
 		return c->limit && *c->nids >= c->limit;
 	}
+	cache_entry *ce = NULL;
+	if (c->cache && n <= CACHE_BYTES) {
+		ce = &c->cache->e[(size_t)XXH3_64bits(p, n) & (CACHE_SLOTS - 1)];
+		if (ce->len == n && !memcmp(ce->bytes, p, n)) {
+			for (size_t i = 0; i < ce->nids; i++)
+				push_id(c, ce->ids[i]);
+			return c->limit && *c->nids >= c->limit;
+		}
+	}
+	size_t first = *c->nids;
 	if (n + 1 > c->pcap) {
 		c->pcap = n + 1;
 		c->parts = xrealloc(c->parts, c->pcap * sizeof(part));
@@ -553,6 +585,12 @@ static int encode_piece(void *ud, const char *p, size_t n)
 		int64_t id = lookup(b, p + parts[i].start, parts[i + 1].start - parts[i].start);
 		push_id(c, (uint32_t)id);
 	}
+	if (ce && m <= CACHE_IDS) {
+		ce->len = (uint8_t)n;
+		ce->nids = (uint8_t)m;
+		memcpy(ce->bytes, p, n);
+		memcpy(ce->ids, *c->ids + first, m * sizeof *ce->ids);
+	}
 	return c->limit && *c->nids >= c->limit;
 }
 
@@ -563,7 +601,13 @@ int bpe_encode(const bpe *b, const char *s, size_t n, uint32_t **ids, size_t *ni
 
 int bpe_encode_max(const bpe *b, const char *s, size_t n, size_t max, uint32_t **ids, size_t *nids, size_t *cap)
 {
-	enc_ctx c = {b, ids, nids, cap, NULL, 0, max ? *nids + max : 0};
+	return bpe_encode_cached(b, NULL, s, n, max, ids, nids, cap);
+}
+
+int bpe_encode_cached(const bpe *b, bpe_cache *cache, const char *s, size_t n, size_t max, uint32_t **ids,
+                      size_t *nids, size_t *cap)
+{
+	enc_ctx c = {b, ids, nids, cap, NULL, 0, max ? *nids + max : 0, cache};
 	bpe_pretokenize(s, n, encode_piece, &c);
 	free(c.parts);
 	return 0;

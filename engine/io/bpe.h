@@ -41,6 +41,14 @@ int bpe_encode(const bpe *b, const char *s, size_t n, uint32_t **ids, size_t *ni
  * least max (0: no limit): the ids it gives are the first ones of the whole
  * encoding, since merges never cross pre-tokens. */
 int bpe_encode_max(const bpe *b, const char *s, size_t n, size_t max, uint32_t **ids, size_t *nids, size_t *cap);
+/* A memo of pieces already encoded, for one thread at a time: with it,
+ * repeated words skip the merges. Same ids with or without. */
+typedef struct bpe_cache bpe_cache;
+bpe_cache *bpe_cache_new(void);
+void bpe_cache_free(bpe_cache *c);
+/* bpe_encode_max with a cache (NULL: none). */
+int bpe_encode_cached(const bpe *b, bpe_cache *cache, const char *s, size_t n, size_t max, uint32_t **ids,
+                      size_t *nids, size_t *cap);
 /* Decodes ids to bytes (appended to out); -1 on an unknown id. */
 int bpe_decode(const bpe *b, const uint32_t *ids, size_t n, buf *out);
 

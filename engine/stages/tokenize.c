@@ -90,6 +90,7 @@ typedef struct enc_job {
 	uint64_t base, end;
 	int t, nt;
 	row_ids *out;
+	bpe_cache *cache;
 } enc_job;
 
 static void *encode_rows(void *arg)
@@ -100,7 +101,7 @@ static void *encode_rows(void *arg)
 		const char *s = recr_str(j->r, j->f, row, &len);
 		row_ids *o = &j->out[row - j->base];
 		o->n = 0;
-		bpe_encode(j->b, s ? s : "", len, &o->ids, &o->n, &o->cap);
+		bpe_encode_cached(j->b, j->cache, s ? s : "", len, 0, &o->ids, &o->n, &o->cap);
 	}
 	return NULL;
 }
@@ -145,12 +146,15 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 	int nt = c->threads > 0 ? (c->threads > 64 ? 64 : c->threads) : 1;
 	pthread_t th[64];
 	enc_job jobs[64];
+	bpe_cache *caches[64];
+	for (int t = 0; t < nt; t++)
+		caches[t] = bpe_cache_new();
 	for (uint64_t row = 0; rc == 0 && row < r.rows; row++) {
 		uint64_t base = row - row % B;
 		if (row == base) {
 			uint64_t end = base + B < r.rows ? base + B : r.rows;
 			for (int t = 0; t < nt; t++) {
-				jobs[t] = (enc_job){b, &r, f, base, end, t, nt, block};
+				jobs[t] = (enc_job){b, &r, f, base, end, t, nt, block, caches[t]};
 				if (t > 0 && pthread_create(&th[t], NULL, encode_rows, &jobs[t]) != 0) {
 					jobs[t].t = -1;
 					enc_job solo = jobs[t];
@@ -218,6 +222,8 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 		free(meta_path);
 		buf_free(&js);
 	}
+	for (int t = 0; t < nt; t++)
+		bpe_cache_free(caches[t]);
 	for (uint64_t k = 0; k < B; k++)
 		free(block[k].ids);
 	free(block);

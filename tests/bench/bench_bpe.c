@@ -28,9 +28,12 @@ int main(int argc, char **argv)
 	}
 	uint32_t *ids = NULL;
 	size_t n = 0, cap = 0;
+	/* with the piece cache, as the tokenize stage and `hone predict` encode */
+	bpe_cache *cache = bpe_cache_new();
 	double t0 = now_seconds();
-	bpe_encode(b, text.p, text.len, &ids, &n, &cap);
+	bpe_encode_cached(b, cache, text.p, text.len, 0, &ids, &n, &cap);
 	double t = now_seconds() - t0;
+	bpe_cache_free(cache);
 	unsigned long long sum = 0;
 	for (size_t i = 0; i < n; i++)
 		sum = sum * 31 + ids[i];

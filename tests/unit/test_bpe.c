@@ -78,10 +78,16 @@ static void test_tiktoken_parity(void **s)
 	assert_int_equal(corpus->n, want->n);
 	uint32_t *ids = NULL;
 	size_t nids = 0, cap = 0, cases = 0, tokens = 0;
+	/* three passes: plain, then twice with one piece cache (filled, then hit) */
+	bpe_cache *cache = bpe_cache_new();
+	for (int pass = 0; pass < 3; pass++) {
 	const jnode *w = want->kid;
 	for (const jnode *c = corpus->kid; c; c = c->next, w = w->next) {
 		nids = 0;
-		bpe_encode(b, c->s, c->len, &ids, &nids, &cap);
+		if (pass == 0)
+			bpe_encode(b, c->s, c->len, &ids, &nids, &cap);
+		else
+			bpe_encode_cached(b, cache, c->s, c->len, 0, &ids, &nids, &cap);
 		size_t k = 0;
 		for (const jnode *id = w->kid; id; id = id->next, k++) {
 			long v = strtol(id->s, NULL, 10);
@@ -91,6 +97,16 @@ static void test_tiktoken_parity(void **s)
 		}
 		if (k != nids)
 			fail_msg("case %zu: %zu tokens here, %zu in tiktoken", cases, nids, k);
+		/* a limit gives a prefix of the whole encoding, at least that long */
+		for (size_t lim = 1; pass == 0 && lim < 12; lim += 5) {
+			uint32_t *p = NULL;
+			size_t pn = 0, pc = 0;
+			bpe_encode_max(b, c->s, c->len, lim, &p, &pn, &pc);
+			assert_true(pn >= (lim < nids ? lim : nids) && pn <= nids);
+			if (pn)
+				assert_memory_equal(p, ids, pn * sizeof *p);
+			free(p);
+		}
 		buf back;
 		buf_init(&back);
 		assert_int_equal(bpe_decode(b, ids, nids, &back), 0);
@@ -100,7 +116,9 @@ static void test_tiktoken_parity(void **s)
 		cases++;
 		tokens += nids;
 	}
-	assert_true(cases >= 25 && tokens > 500);
+	}
+	bpe_cache_free(cache);
+	assert_true(cases >= 75 && tokens > 1500);
 	(void)fx;
 	uint32_t bad = 60000;
 	buf out;
