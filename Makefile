@@ -105,13 +105,14 @@ test: deps
 # libFuzzer targets (clang), one per parser; each runs FUZZ_SECONDS on its
 # committed seed corpus (new finds go to build/fuzz/corpus-*, not the repo).
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS := json csv records hval
-FUZZ_SRC := engine/util.c engine/hval.c engine/io/json.c engine/io/csv.c engine/io/records.c
+FUZZ_TARGETS := json csv records hval tokjson safetensors
+FUZZ_SRC := engine/util.c engine/hval.c engine/io/json.c engine/io/csv.c engine/io/records.c engine/io/bpe.c \
+	engine/ml/safetensors.c
 
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRC)
 	@mkdir -p $(dir $@)
 	clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -Iengine \
-		$(shell pkg-config --cflags libxxhash) -o $@ $< $(FUZZ_SRC) $(shell pkg-config --libs libxxhash)
+		$(shell pkg-config --cflags libxxhash libutf8proc) -o $@ $< $(FUZZ_SRC) $(shell pkg-config --libs libxxhash libutf8proc)
 
 deps-fuzz: deps
 	$(call install_missing,$(DEPS_FUZZ))
