@@ -114,3 +114,11 @@ void kctx_note(kctx *c, const char *fmt, ...)
 	va_end(ap);
 	unlock(c);
 }
+
+const kinput *kinput_slot(const kinput *in, size_t nin, const char *name)
+{
+	for (size_t i = 0; i < nin; i++)
+		if (!strcmp(in[i].slot, name))
+			return &in[i];
+	return NULL;
+}

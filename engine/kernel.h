@@ -73,6 +73,9 @@ void kctx_note(kctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3
 /* Sets the error message and returns -1. */
 int kctx_fail(kctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The input in slot name ("1", "val", ...), or NULL. */
+const kinput *kinput_slot(const kinput *in, size_t nin, const char *name);
+
 /* Opens an output file for writing under outdir (creating folders); rejects
  * absolute paths, "..", and the store's reserved names. */
 int kctx_out_path(kctx *c, const char *outdir, const char *rel, char **full);

@@ -151,11 +151,6 @@ typedef struct block {
 	size_t *idoff;
 } block;
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static int add_row(herr *e, block *bl, const source *s, const clf_model *m, const bpe *t, size_t rowno)
 {
 	size_t r = bl->n;
@@ -171,17 +166,8 @@ static int add_row(herr *e, block *bl, const source *s, const clf_model *m, cons
 			c->len[r] = (uint32_t)(bl->nids - c->off[r]);
 		} else if (f->type == FEAT_CAT) {
 			uint32_t code = 0;
-			if (v.kind == 1 || v.kind == 2) {
-				char tmp[256];
-				char *k = v.n < sizeof tmp ? tmp : xmalloc(v.n + 1);
-				memcpy(k, v.s, v.n);
-				k[v.n] = 0;
-				const char *key = k;
-				char **hit = bsearch(&key, f->labels, f->nlabels, sizeof *f->labels, cmp_str);
-				code = hit ? (uint32_t)(hit - f->labels) + 1 : 0;
-				if (k != tmp)
-					free(k);
-			}
+			if (v.kind == 1 || v.kind == 2)
+				code = (uint32_t)(ml_find_sorted(f->labels, f->nlabels, v.s, v.n) + 1);
 			c->code[r] = code;
 		} else {
 			double x = 0;

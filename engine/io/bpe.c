@@ -151,6 +151,7 @@ struct bpe {
 	size_t cap;
 	uint32_t byte_id[256];
 	buf merges;           /* "A B\n" per merge, as in the files (to write them back) */
+	int64_t last_join;    /* id of the last merge's result (loading) */
 };
 
 static size_t slot_of(const bpe *b, const char *p, size_t n)
@@ -268,13 +269,26 @@ static int add_merge(bpe *b, const char *x, size_t xn, const char *y, size_t yn,
 		return -1;
 	int64_t i = lookup(b, raw->p, raw->len), j = lookup(b, raw2->p, raw2->len);
 	buf_add(raw, raw2->p, raw2->len);
-	if (i < 0 || j < 0 || lookup(b, raw->p, raw->len) < 0)
+	int64_t z = lookup(b, raw->p, raw->len);
+	if (i < 0 || j < 0 || z < 0)
 		return -1;
+	/* encoding ranks joins by id: that is the merge order only if every
+	 * merge makes a token of a higher id than the one before */
+	if (z <= b->last_join)
+		return -2;
+	b->last_join = z;
 	buf_add(&b->merges, x, xn);
 	buf_addc(&b->merges, ' ');
 	buf_add(&b->merges, y, yn);
 	buf_addc(&b->merges, '\n');
 	return 0;
+}
+
+static int merge_order_error(herr *e, const char *what, size_t k)
+{
+	herr_set(e, "%s: merge %zu makes a token of a lower id than the merge before it", what, k);
+	return herr_hint(e, "hone encodes by id order, which must be the merge order (as in GPT-2's files and "
+	                 "byte-level BPE tokenizers trained by Hugging Face tokenizers)");
 }
 
 int bpe_load_gpt2(herr *e, bpe **out, const char *encoder_json, const char *vocab_bpe)
@@ -299,6 +313,7 @@ int bpe_load_gpt2(herr *e, bpe **out, const char *encoder_json, const char *voca
 	bpe *b = xcalloc(1, sizeof *b);
 	buf_init(&b->blob);
 	buf_init(&b->merges);
+	b->last_join = -1;
 	int rc = 0;
 	if (!root || root->t != J_OBJ) {
 		size_t line, col;
@@ -321,7 +336,10 @@ int bpe_load_gpt2(herr *e, bpe **out, const char *encoder_json, const char *voca
 				len--;
 			if (len && !(lineno == 1 && len >= 8 && !memcmp(p, "#version", 8))) {
 				const char *sp = memchr(p, ' ', len);
-				if (!sp || add_merge(b, p, (size_t)(sp - p), sp + 1, len - (size_t)(sp - p) - 1, from_cp, &raw, &raw2) != 0)
+				int r = sp ? add_merge(b, p, (size_t)(sp - p), sp + 1, len - (size_t)(sp - p) - 1, from_cp, &raw, &raw2) : -1;
+				if (r == -2)
+					rc = merge_order_error(e, vocab_bpe, lineno);
+				else if (r != 0)
 					rc = herr_set(e, "%s:%zu: expected a merge \"A B\" of two tokens whose join is a token", vocab_bpe, lineno);
 			}
 			p = nl ? nl + 1 : endp;
@@ -359,6 +377,7 @@ int bpe_load_hf(herr *e, bpe **out, const char *json, size_t n, const char *what
 	bpe *b = xcalloc(1, sizeof *b);
 	buf_init(&b->blob);
 	buf_init(&b->merges);
+	b->last_join = -1;
 	buf raw, raw2;
 	buf_init(&raw);
 	buf_init(&raw2);
@@ -382,15 +401,17 @@ int bpe_load_hf(herr *e, bpe **out, const char *json, size_t n, const char *what
 		rc = load_vocab(e, b, vocab, what, from_cp, &raw);
 	size_t k = 0;
 	for (const jnode *m = rc == 0 ? merges->kid : NULL; m && rc == 0; m = m->next, k++) {
-		int bad;
+		int r = -1;
 		if (m->t == J_STR) {
 			const char *sp = memchr(m->s, ' ', m->len);
-			bad = !sp || add_merge(b, m->s, (size_t)(sp - m->s), sp + 1, m->len - (size_t)(sp - m->s) - 1, from_cp, &raw, &raw2);
-		} else {
-			bad = m->t != J_ARR || m->n != 2 || m->kid->t != J_STR || m->kid->next->t != J_STR ||
-			      add_merge(b, m->kid->s, m->kid->len, m->kid->next->s, m->kid->next->len, from_cp, &raw, &raw2);
+			if (sp)
+				r = add_merge(b, m->s, (size_t)(sp - m->s), sp + 1, m->len - (size_t)(sp - m->s) - 1, from_cp, &raw, &raw2);
+		} else if (m->t == J_ARR && m->n == 2 && m->kid->t == J_STR && m->kid->next->t == J_STR) {
+			r = add_merge(b, m->kid->s, m->kid->len, m->kid->next->s, m->kid->next->len, from_cp, &raw, &raw2);
 		}
-		if (bad)
+		if (r == -2)
+			rc = merge_order_error(e, what, k + 1);
+		else if (r != 0)
 			rc = herr_set(e, "%s: model.merges[%zu]: expected a merge \"A B\" of two tokens whose join is a token", what, k);
 	}
 	const jnode *added = root && rc == 0 ? MEMBER(root, "added_tokens") : NULL;
@@ -428,6 +449,20 @@ static void mapped_json(buf *out, const char *p, size_t n)
 		buf_add(out, u, (size_t)l);
 	}
 	buf_addc(out, '"');
+}
+
+void bpe_gpt2_files(const bpe *b, buf *encoder, buf *merges)
+{
+	buf_addc(encoder, '{');
+	for (size_t id = 0; id < b->n; id++) {
+		if (id)
+			buf_adds(encoder, ", ");
+		mapped_json(encoder, b->blob.p + b->off[id], b->len[id]);
+		buf_printf(encoder, ": %zu", id);
+	}
+	buf_adds(encoder, "}\n");
+	buf_adds(merges, "#version: 0.2\n");
+	buf_add(merges, b->merges.p, b->merges.len);
 }
 
 void bpe_hf_json(const bpe *b, buf *out)

@@ -25,6 +25,8 @@ int bpe_load_hf(herr *e, bpe **out, const char *json, size_t n, const char *what
 /* Writes b as a Hugging Face tokenizer.json (BPE model, ByteLevel pre-
  * tokenizer and decoder, <|endoftext|> as an added special token). */
 void bpe_hf_json(const bpe *b, buf *out);
+/* Writes b as GPT-2's two files (encoder.json, vocab.bpe). */
+void bpe_gpt2_files(const bpe *b, buf *encoder, buf *merges);
 void bpe_free(bpe *b);
 size_t bpe_vocab_size(const bpe *b);
 

@@ -216,25 +216,11 @@ void cls_report_free(cls_report *r)
 
 /* --- JSON ---------------------------------------------------------------------- */
 
-static void json_str(buf *b, const char *s)
-{
-	buf_addc(b, '"');
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			buf_printf(b, "\\%c", *p);
-		else if (*p < 0x20)
-			buf_printf(b, "\\u%04x", *p);
-		else
-			buf_addc(b, (char)*p);
-	}
-	buf_addc(b, '"');
-}
-
 static void json_num(buf *b, const char *key, double v)
 {
 	char num[40];
 	if (key) {
-		json_str(b, key);
+		buf_json_str(b, key);
 		buf_addc(b, ':');
 	}
 	if (isfinite(v)) {
@@ -247,7 +233,7 @@ static void json_num(buf *b, const char *key, double v)
 
 static void json_prf(buf *b, const char *key, double p, double r, double f)
 {
-	json_str(b, key);
+	buf_json_str(b, key);
 	buf_adds(b, ":{");
 	json_num(b, "precision", p);
 	buf_addc(b, ',');
@@ -255,6 +241,15 @@ static void json_prf(buf *b, const char *key, double p, double r, double f)
 	buf_addc(b, ',');
 	json_num(b, "f1", f);
 	buf_addc(b, '}');
+}
+
+/* labels[c], or c's number when there are no labels */
+static const char *label_of(const char *const *labels, size_t c, char num[32])
+{
+	if (labels)
+		return labels[c];
+	snprintf(num, 32, "%zu", c);
+	return num;
 }
 
 void cls_report_json(const cls_report *r, const char *const *labels, buf *out)
@@ -266,8 +261,7 @@ void cls_report_json(const cls_report *r, const char *const *labels, buf *out)
 	for (size_t c = 0; c < r->k; c++) {
 		if (c)
 			buf_addc(out, ',');
-		snprintf(num, sizeof num, "%zu", c);
-		json_str(out, labels ? labels[c] : num);
+		buf_json_str(out, label_of(labels, c, num));
 		buf_adds(out, ":{");
 		json_num(out, "precision", r->precision[c]);
 		buf_addc(out, ',');
@@ -292,8 +286,7 @@ void cls_report_json(const cls_report *r, const char *const *labels, buf *out)
 	for (size_t c = 0; c < r->k; c++) {
 		if (c)
 			buf_addc(out, ',');
-		snprintf(num, sizeof num, "%zu", c);
-		json_str(out, labels ? labels[c] : num);
+		buf_json_str(out, label_of(labels, c, num));
 	}
 	buf_adds(out, "],\"confusion\":[");
 	for (size_t t = 0; t < r->k; t++) {

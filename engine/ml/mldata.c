@@ -77,32 +77,27 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int ml_class_index(const clf_model *m, const char *s, size_t n)
+int ml_find_sorted(char *const *v, size_t nv, const char *s, size_t n)
 {
 	char tmp[256];
 	char *k = n < sizeof tmp ? tmp : xmalloc(n + 1);
 	memcpy(k, s, n);
 	k[n] = 0;
 	const char *key = k;
-	char **hit = bsearch(&key, m->classes, (size_t)m->ncls, sizeof *m->classes, cmp_str);
+	char *const *hit = bsearch(&key, v, nv, sizeof *v, cmp_str);
 	if (k != tmp)
 		free(k);
-	return hit ? (int)(hit - m->classes) : -1;
+	return hit ? (int)(hit - v) : -1;
+}
+
+int ml_class_index(const clf_model *m, const char *s, size_t n)
+{
+	return ml_find_sorted(m->classes, (size_t)m->ncls, s, n);
 }
 
 static uint32_t cat_code(const clf_feat *f, const char *s, size_t n)
 {
-	if (!s)
-		return 0;
-	char tmp[256];
-	char *k = n < sizeof tmp ? tmp : xmalloc(n + 1);
-	memcpy(k, s, n);
-	k[n] = 0;
-	const char *key = k;
-	char **hit = bsearch(&key, f->labels, f->nlabels, sizeof *f->labels, cmp_str);
-	if (k != tmp)
-		free(k);
-	return hit ? (uint32_t)(hit - f->labels) + 1 : 0;
+	return s ? (uint32_t)(ml_find_sorted(f->labels, f->nlabels, s, n) + 1) : 0;
 }
 
 int ml_split_fill(herr *e, ml_split *s, const clf_model *m, int need_target)

@@ -52,6 +52,8 @@ int ml_metric_higher(const char *metric);
  * -1 on an unknown name. f1 is macro-F1, or the positive class's for binary. */
 int ml_score(herr *e, const clf_model *m, const clf_data *d, const double *out, const char *metric, double *v);
 
+/* Index of the n bytes s in the sorted strings v[0..nv), or -1. */
+int ml_find_sorted(char *const *v, size_t nv, const char *s, size_t n);
 /* Index of label among the model's classes (sorted), or -1. */
 int ml_class_index(const clf_model *m, const char *s, size_t n);
 

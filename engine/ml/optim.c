@@ -115,7 +115,7 @@ static void norm_part(void *ud, int t, int nt)
 double grad_norm(const float *g, size_t n, int threads)
 {
 	size_t chunks = (n + CHUNK - 1) / CHUNK;
-	double stack[64], *part = chunks <= 64 ? stack : malloc(chunks * sizeof *part);
+	double stack[4096], *part = chunks <= 4096 ? stack : malloc(chunks * sizeof *part); /* no allocation below 67M values */
 	if (!part)
 		return NAN;
 	norm_job j = {g, n, part};

@@ -22,14 +22,6 @@
 #include "../ml/mldata.h"
 #include "stages.h"
 
-static const kinput *slot(const kinput *in, size_t nin, const char *name)
-{
-	for (size_t i = 0; i < nin; i++)
-		if (!strcmp(in[i].slot, name))
-			return &in[i];
-	return NULL;
-}
-
 typedef struct score {
 	double *out;          /* n × K */
 	uint32_t *pred;
@@ -141,7 +133,7 @@ static int write_predictions(kctx *c, const clf_model *m, const ml_split *sp, co
 static int k_evaluate(kctx *c, const hval *params, const kinput *in, size_t nin, const char *outdir)
 {
 	(void)params;
-	const kinput *mi = slot(in, nin, "1"), *di = slot(in, nin, "2"), *ci = slot(in, nin, "compare");
+	const kinput *mi = kinput_slot(in, nin, "1"), *di = kinput_slot(in, nin, "2"), *ci = kinput_slot(in, nin, "compare");
 	if (!mi || !di)
 		return kctx_fail(c, "evaluate: give a model and a split, as in evaluate { model, ids.test }");
 	if (!blas_get(&c->err))

@@ -39,20 +39,46 @@ static int copy_file(kctx *c, const char *from, const char *outdir, const char *
 	return rc;
 }
 
-static const kinput *slot(const kinput *in, size_t nin, const char *name)
+static int write_out(kctx *c, const char *outdir, const char *name, const buf *b)
 {
-	for (size_t i = 0; i < nin; i++)
-		if (!strcmp(in[i].slot, name))
-			return &in[i];
-	return NULL;
+	char *out = NULL;
+	int rc = kctx_out_path(c, outdir, name, &out);
+	if (rc == 0)
+		rc = fs_write_atomic(&c->err, out, b->p, b->len);
+	free(out);
+	return rc;
 }
 
 static int k_tokenizer(kctx *c, const hval *params, const kinput *in, size_t nin, const char *outdir)
 {
 	(void)params;
-	const kinput *v = slot(in, nin, "vocab_file"), *m = slot(in, nin, "merges_file");
+	const kinput *v = kinput_slot(in, nin, "vocab_file"), *m = kinput_slot(in, nin, "merges_file"),
+	             *hf = kinput_slot(in, nin, "from");
+	if (hf) {
+		/* a Hugging Face tokenizer.json, kept as GPT-2's two files */
+		buf js, enc, mg;
+		buf_init(&js);
+		buf_init(&enc);
+		buf_init(&mg);
+		bpe *b = NULL;
+		int rc = fs_read(&c->err, hf->path, &js);
+		if (rc == 0)
+			rc = bpe_load_hf(&c->err, &b, js.p, js.len, hf->label);
+		if (rc == 0) {
+			kctx_metric(c, "vocab", (double)bpe_vocab_size(b));
+			bpe_gpt2_files(b, &enc, &mg);
+			rc = write_out(c, outdir, "encoder.json", &enc);
+		}
+		if (rc == 0)
+			rc = write_out(c, outdir, "vocab.bpe", &mg);
+		bpe_free(b);
+		buf_free(&js);
+		buf_free(&enc);
+		buf_free(&mg);
+		return rc;
+	}
 	if (!v || !m)
-		return kctx_fail(c, "tokenizer: give gpt2 = true, or vocab_file and merges_file");
+		return kctx_fail(c, "tokenizer: give gpt2 = true, from = \"tokenizer.json\", or vocab_file and merges_file");
 	bpe *b;
 	if (bpe_load_gpt2(&c->err, &b, v->path, m->path) != 0)
 		return -1;

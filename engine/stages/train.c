@@ -37,14 +37,6 @@ typedef struct tcfg {
 	const char *metric;
 } tcfg;
 
-static const kinput *slot(const kinput *in, size_t nin, const char *name)
-{
-	for (size_t i = 0; i < nin; i++)
-		if (!strcmp(in[i].slot, name))
-			return &in[i];
-	return NULL;
-}
-
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -418,7 +410,7 @@ static int write_outputs(kctx *c, const clf_model *m, const char *outdir, const 
 
 static int k_train(kctx *c, const hval *p, const kinput *in, size_t nin, const char *outdir)
 {
-	const kinput *ti = slot(in, nin, "1"), *vi = slot(in, nin, "val");
+	const kinput *ti = kinput_slot(in, nin, "1"), *vi = kinput_slot(in, nin, "val");
 	if (!ti)
 		return kctx_fail(c, "train: give the train split first, as in train { ids.train, val = ids.val, ... }");
 	if (!blas_get(&c->err))

@@ -99,6 +99,27 @@ else
 	echo "# skipped: @huggingface/tokenizers not installed in build/node"
 fi
 
+# the exported tokenizer.json as a tokenizer: the same ids, the same merges file
+tar xzf dist/mail.tar.gz tokenizer.json
+cat > t.lua <<'LUA'
+local d = ingest { "mail.jsonl" }
+tokenize { d, tokenizer { gpt2 = true }, name = "a" }
+tokenize { d, tokenizer { from = "tokenizer.json", name = "hf" }, name = "b" }
+LUA
+check "tokenizer { from = tokenizer.json } runs" "$HONE" run t.lua -q
+tobj() { "$HONE" show t.lua "$1" | awk '/^path/ {print $2}'; }
+check "  ... gives GPT-2's ids" cmp "$(tobj a)tokens.u32" "$(tobj b)tokens.u32"
+check "  ... and writes GPT-2's merges file back byte for byte" cmp "$(tobj hf)vocab.bpe" "$ROOT/data/gpt2/vocab.bpe"
+jq '.model.type = "WordPiece"' tokenizer.json > wp.json
+printf 'tokenizer { from = "wp.json" }\n' > t2.lua
+check "  ... refuses a WordPiece model" fails_with 1 'model.type: only "BPE"' "$HONE" run t2.lua -q
+jq '.model.merges |= ([.[1], .[0]] + .[2:])' tokenizer.json > swapped.json
+printf 'tokenizer { from = "swapped.json" }\n' > t3.lua
+check "  ... refuses merges out of id order, naming the merge" fails_with 1 "merge 2 makes a token of a lower id" "$HONE" run t3.lua -q
+head -c 5000 tokenizer.json > cut.json
+printf 'tokenizer { from = "cut.json" }\n' > t4.lua
+check "  ... a truncated file names file, line and column" fails_with 1 "cut.json:" "$HONE" run t4.lua -q
+
 # resume: kill -9 after the first checkpoint; the next run resumes and ends
 # with the bits of an uninterrupted run
 cat > r.lua <<'LUA'
