@@ -22,7 +22,7 @@ LDLIBS   += $(shell pkg-config --libs $(PKGS_LIB) 2>/dev/null) -ldl -lm -pthread
 DEPS_BUILD := gcc make pkg-config liblua5.4-dev libxxhash-dev libsqlite3-dev libarchive-dev libutf8proc-dev libopenblas-dev
 DEPS_TEST  := libcmocka-dev xxhash tar gzip xz-utils zstd bzip2 zip jq
 DEPS_FUZZ  := clang libclang-rt-14-dev
-DEPS_BENCH := snakemake xxhash hyperfine jq bc python3-torch
+DEPS_BENCH := snakemake xxhash hyperfine jq bc python3-torch sentencepiece
 DEPS_FIXTURES := python3-sklearn python3-torch
 DEPS_DATA  := npm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -189,6 +189,7 @@ bench: deps-bench data
 	tests/bench/noop.sh
 	tests/bench/data.sh
 	tests/bench/tokenize.sh
+	tests/bench/bpe_train.sh
 	tests/bench/train.sh
 
 clean:

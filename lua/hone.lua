@@ -369,7 +369,7 @@ local function declare(spec, args, explicit_name, w)
       end
     end
     if spec.validate then
-      local msg = spec.validate(params)
+      local msg = spec.validate(params, npos)
       if msg then fail(w, spec.kind .. ": " .. msg) end
     end
   else

@@ -451,6 +451,57 @@ static void mapped_json(buf *out, const char *p, size_t n)
 	buf_addc(out, '"');
 }
 
+/* bytes -> GPT-2's printable code points, as plain text */
+static void mapped_text(buf *out, const char *p, size_t n)
+{
+	int32_t to_cp[256];
+	int16_t from_cp[512];
+	byte_map(to_cp, from_cp);
+	for (size_t i = 0; i < n; i++) {
+		uint8_t u[4];
+		utf8proc_ssize_t l = utf8proc_encode_char(to_cp[(uint8_t)p[i]], u);
+		buf_add(out, u, (size_t)l);
+	}
+}
+
+void bpe_train_result_free(bpe_train_result *r)
+{
+	free(r->merge_ids);
+	free(r->lens);
+	buf_free(&r->tokens);
+	memset(r, 0, sizeof *r);
+}
+
+void bpe_train_files(const bpe_train_result *r, const char *const *special, size_t nspecial, buf *encoder, buf *merges)
+{
+	uint64_t *off = xmalloc((r->ntokens + 1) * sizeof *off);
+	off[0] = 0;
+	for (size_t i = 0; i < r->ntokens; i++)
+		off[i + 1] = off[i] + r->lens[i];
+	buf_addc(encoder, '{');
+	for (size_t id = 0; id < r->ntokens; id++) {
+		if (id)
+			buf_adds(encoder, ", ");
+		mapped_json(encoder, r->tokens.p + off[id], r->lens[id]);
+		buf_printf(encoder, ": %zu", id);
+	}
+	for (size_t k = 0; k < nspecial; k++) {
+		buf_adds(encoder, r->ntokens + k ? ", " : "");
+		buf_json_str(encoder, special[k]);
+		buf_printf(encoder, ": %zu", r->ntokens + k);
+	}
+	buf_adds(encoder, "}\n");
+	buf_adds(merges, "#version: 0.2\n");
+	for (size_t m = 0; m < r->merges; m++) {
+		uint32_t a = r->merge_ids[2 * m], b = r->merge_ids[2 * m + 1];
+		mapped_text(merges, r->tokens.p + off[a], r->lens[a]);
+		buf_addc(merges, ' ');
+		mapped_text(merges, r->tokens.p + off[b], r->lens[b]);
+		buf_addc(merges, '\n');
+	}
+	free(off);
+}
+
 void bpe_gpt2_files(const bpe *b, buf *encoder, buf *merges)
 {
 	buf_addc(encoder, '{');
@@ -513,6 +564,8 @@ void bpe_free(bpe *b)
 }
 
 size_t bpe_vocab_size(const bpe *b) { return b->n; }
+
+int64_t bpe_token_id(const bpe *b, const char *s, size_t n) { return lookup(b, s, n); }
 
 /* ---- encoding ------------------------------------------------------------- */
 

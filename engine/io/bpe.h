@@ -25,10 +25,44 @@ int bpe_load_hf(herr *e, bpe **out, const char *json, size_t n, const char *what
 /* Writes b as a Hugging Face tokenizer.json (BPE model, ByteLevel pre-
  * tokenizer and decoder, <|endoftext|> as an added special token). */
 void bpe_hf_json(const bpe *b, buf *out);
+/* Training (bpe_train.c): feed text, then run. */
+typedef struct bpe_trainer bpe_trainer;
+bpe_trainer *bpe_trainer_new(void);
+void bpe_trainer_free(bpe_trainer *t);
+/* Cuts s into pre-tokens and counts them. */
+void bpe_trainer_add(bpe_trainer *t, const char *s, size_t n);
+/* Distinct pre-tokens so far. */
+size_t bpe_trainer_words(const bpe_trainer *t);
+
+typedef struct bpe_train_opts {
+	size_t vocab;            /* total, special tokens included */
+	uint64_t min_frequency;  /* a pair merges only if it occurs this often */
+	size_t nspecial;         /* special tokens take the last ids */
+	void (*progress)(void *ud, double done, double total);
+	void *ud;
+} bpe_train_opts;
+
+typedef struct bpe_train_result {
+	size_t merges, words, ntokens;
+	uint32_t *merge_ids;     /* 2 per merge: the ids joined */
+	buf tokens;              /* bytes of tokens 0..ntokens-1, concatenated */
+	uint32_t *lens;
+} bpe_train_result;
+
+/* Learns merges until vocab - nspecial tokens or no pair is frequent
+ * enough. The result owns its arrays (bpe_train_result_free). */
+int bpe_trainer_run(herr *e, bpe_trainer *t, const bpe_train_opts *o, bpe_train_result *r);
+void bpe_train_result_free(bpe_train_result *r);
+/* The trained tokenizer as GPT-2's two files, special tokens (printable
+ * ASCII, no spaces) after the learned ones. */
+void bpe_train_files(const bpe_train_result *r, const char *const *special, size_t nspecial, buf *encoder, buf *merges);
+
 /* Writes b as GPT-2's two files (encoder.json, vocab.bpe). */
 void bpe_gpt2_files(const bpe *b, buf *encoder, buf *merges);
 void bpe_free(bpe *b);
 size_t bpe_vocab_size(const bpe *b);
+/* The id of the token with these bytes, or -1. */
+int64_t bpe_token_id(const bpe *b, const char *s, size_t n);
 
 /* Splits UTF-8 text into pre-tokens by GPT-2's rule:
  *   's 't 're 've 'm 'll 'd | ' '?letters | ' '?numbers |

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../io/bpe.h"
 #include "../ml/bundle.h"
 #include "stages.h"
 
@@ -76,20 +75,8 @@ static int k_export(kctx *c, const hval *params, const kinput *in, size_t nin, c
 		rc = add_file(c, &b, score->path, "metrics.json", "metrics.json");
 	if (rc == 0)
 		rc = add_file(c, &b, model->path, "model.safetensors", "model.safetensors");
-	if (rc == 0 && tok) {
-		char *ej = path_join(tok->path, "encoder.json"), *vb = path_join(tok->path, "vocab.bpe");
-		bpe *t;
-		rc = bpe_load_gpt2(&c->err, &t, ej, vb);
-		if (rc == 0) {
-			buf js;
-			buf_init(&js);
-			bpe_hf_json(t, &js);
-			add_buf(&b, "tokenizer.json", &js);
-			bpe_free(t);
-		}
-		free(ej);
-		free(vb);
-	}
+	if (rc == 0 && tok)
+		rc = add_file(c, &b, tok->path, "tokenizer.json", "tokenizer.json");
 	if (rc == 0)
 		rc = add_file(c, &b, model->path, "curve.jsonl", "training/curve.jsonl");
 	buf out;

@@ -2,7 +2,9 @@
  * tokenizer, tokenize — GPT-2 byte-level BPE as pipeline stages.
  *
  * tokenizer: the artifact is a folder with encoder.json and vocab.bpe (GPT-2
- * format), copied from its two inputs after they load and validate.
+ * format) and the same tokenizer as a Hugging Face tokenizer.json; the two
+ * files come from the inputs (GPT-2's, or files given), from a
+ * tokenizer.json (from = ...), or from training on a dataset (bpe_train.c).
  *
  * tokenize: encodes a text field of a dataset, or of every dataset of a
  * multi-part input (split's parts), into a token-id artifact per dataset:
@@ -49,23 +51,154 @@ static int write_out(kctx *c, const char *outdir, const char *name, const buf *b
 	return rc;
 }
 
+static void train_progress(void *ud, double done, double total)
+{
+	kctx_progress(ud, done, total, "merges");
+}
+
+/* Learns a byte-level BPE on the text fields of a dataset. */
+static int train_tokenizer(kctx *c, const hval *p, const kinput *data, const char *outdir)
+{
+	rec_reader r;
+	char *path = path_join(data->path, RECORDS_FILE);
+	int rc = recr_open(&c->err, &r, path);
+	free(path);
+	if (rc)
+		return herr_prefix(&c->err, "%s", data->label);
+	const hval *fl = hval_get(p, "fields"), *sp = hval_get(p, "special");
+	int fs[64], nf = 0;
+	for (size_t i = 0; fl && i < fl->n && rc == 0; i++) {
+		int f = fl->v[i].t == HV_STR ? recr_find(&r, fl->v[i].s) : -1;
+		if (f < 0 || (r.fields[f].type != REC_STR && r.fields[f].type != REC_CAT))
+			rc = kctx_fail(c, "tokenizer: fields: %s has no text field '%s'", data->label, fl->v[i].t == HV_STR ? fl->v[i].s : "?");
+		else if (nf < 64)
+			fs[nf++] = f;
+	}
+	const char *special[256];
+	size_t ns = 0;
+	for (size_t i = 0; sp && i < sp->n && ns < 256; i++)
+		special[ns++] = sp->v[i].s;
+	if (rc) {
+		recr_close(&r);
+		return -1;
+	}
+	double t0 = now_seconds();
+	bpe_trainer *t = bpe_trainer_new();
+	uint64_t bytes = 0;
+	for (uint64_t row = 0; row < r.rows; row++) {
+		for (int k = 0; k < nf; k++) {
+			size_t len;
+			const char *s = recr_str(&r, fs[k], row, &len);
+			if (s) {
+				bpe_trainer_add(t, s, len);
+				bytes += len;
+			}
+		}
+		if ((row & 4095) == 0)
+			kctx_progress(c, (double)row, (double)r.rows, "rows");
+	}
+	double t_count = now_seconds() - t0;
+	bpe_train_opts o = {(size_t)hval_get_int(p, "vocab", 8000), (uint64_t)hval_get_int(p, "min_frequency", 2), ns,
+	                    train_progress, c};
+	bpe_train_result res;
+	memset(&res, 0, sizeof res);
+	rc = bpe_trainer_run(&c->err, t, &o, &res);
+	buf enc, mg;
+	buf_init(&enc);
+	buf_init(&mg);
+	if (rc == 0) {
+		bpe_train_files(&res, special, ns, &enc, &mg);
+		rc = write_out(c, outdir, "encoder.json", &enc);
+	}
+	if (rc == 0)
+		rc = write_out(c, outdir, "vocab.bpe", &mg);
+	bpe *b = NULL;
+	if (rc == 0) {
+		/* load what was written: the checks every tokenizer gets */
+		char *ej = path_join(outdir, "encoder.json"), *vb = path_join(outdir, "vocab.bpe");
+		rc = bpe_load_gpt2(&c->err, &b, ej, vb);
+		free(ej);
+		free(vb);
+	}
+	if (rc == 0) {
+		double secs = now_seconds() - t0;
+		/* compression on the first MB of text */
+		uint32_t *ids = NULL;
+		size_t nids = 0, cap = 0;
+		uint64_t sample = 0;
+		bpe_cache *cache = bpe_cache_new();
+		for (uint64_t row = 0; row < r.rows && sample < (1u << 20); row++)
+			for (int k = 0; k < nf; k++) {
+				size_t len;
+				const char *s = recr_str(&r, fs[k], row, &len);
+				if (s) {
+					bpe_encode_cached(b, cache, s, len, 0, &ids, &nids, &cap);
+					sample += len;
+				}
+			}
+		bpe_cache_free(cache);
+		free(ids);
+		kctx_metric(c, "merges", (double)res.merges);
+		kctx_metric(c, "words", (double)res.words);
+		kctx_metric(c, "bytes", (double)bytes);
+		kctx_metric(c, "seconds", secs);
+		kctx_metric(c, "seconds_counting", t_count);
+		if (nids)
+			kctx_metric(c, "bytes_per_token", (double)sample / (double)nids);
+		if (bpe_vocab_size(b) < o.vocab)
+			kctx_log(c, "tokenizer: %zu tokens, not %zu: no pair occurs min_frequency = %llu times any more",
+			         bpe_vocab_size(b), o.vocab, (unsigned long long)o.min_frequency);
+	}
+	bpe_free(b);
+	bpe_train_result_free(&res);
+	buf_free(&enc);
+	buf_free(&mg);
+	bpe_trainer_free(t);
+	recr_close(&r);
+	return rc;
+}
+
+/* Every tokenizer artifact: GPT-2's two files, loaded back (the checks every
+ * tokenizer gets), and the same tokenizer as a Hugging Face tokenizer.json. */
+static int finish_tokenizer(kctx *c, const char *outdir)
+{
+	char *ej = path_join(outdir, "encoder.json"), *vb = path_join(outdir, "vocab.bpe");
+	bpe *b;
+	int rc = bpe_load_gpt2(&c->err, &b, ej, vb);
+	free(ej);
+	free(vb);
+	if (rc)
+		return -1;
+	buf js;
+	buf_init(&js);
+	bpe_hf_json(b, &js);
+	rc = write_out(c, outdir, "tokenizer.json", &js);
+	kctx_metric(c, "vocab", (double)bpe_vocab_size(b));
+	buf_free(&js);
+	bpe_free(b);
+	return rc;
+}
+
 static int k_tokenizer(kctx *c, const hval *params, const kinput *in, size_t nin, const char *outdir)
 {
-	(void)params;
 	const kinput *v = kinput_slot(in, nin, "vocab_file"), *m = kinput_slot(in, nin, "merges_file"),
-	             *hf = kinput_slot(in, nin, "from");
-	if (hf) {
+	             *hf = kinput_slot(in, nin, "from"), *data = kinput_slot(in, nin, "1");
+	int rc = 0;
+	if (data && (v || m || hf))
+		return kctx_fail(c, "tokenizer: give a dataset to train on, or gpt2 / from / vocab_file + merges_file, not both");
+	if (data) {
+		rc = train_tokenizer(c, params, data, outdir);
+	} else if (hf) {
 		/* a Hugging Face tokenizer.json, kept as GPT-2's two files */
 		buf js, enc, mg;
 		buf_init(&js);
 		buf_init(&enc);
 		buf_init(&mg);
 		bpe *b = NULL;
-		int rc = fs_read(&c->err, hf->path, &js);
+		rc = fs_read(&c->err, hf->path, &js);
 		if (rc == 0)
 			rc = bpe_load_hf(&c->err, &b, js.p, js.len, hf->label);
 		if (rc == 0) {
-			kctx_metric(c, "vocab", (double)bpe_vocab_size(b));
 			bpe_gpt2_files(b, &enc, &mg);
 			rc = write_out(c, outdir, "encoder.json", &enc);
 		}
@@ -75,18 +208,12 @@ static int k_tokenizer(kctx *c, const hval *params, const kinput *in, size_t nin
 		buf_free(&js);
 		buf_free(&enc);
 		buf_free(&mg);
-		return rc;
-	}
-	if (!v || !m)
+	} else if (!v || !m) {
 		return kctx_fail(c, "tokenizer: give gpt2 = true, from = \"tokenizer.json\", or vocab_file and merges_file");
-	bpe *b;
-	if (bpe_load_gpt2(&c->err, &b, v->path, m->path) != 0)
+	} else if (copy_file(c, v->path, outdir, "encoder.json") != 0 || copy_file(c, m->path, outdir, "vocab.bpe") != 0) {
 		return -1;
-	kctx_metric(c, "vocab", (double)bpe_vocab_size(b));
-	bpe_free(b);
-	if (copy_file(c, v->path, outdir, "encoder.json") != 0 || copy_file(c, m->path, outdir, "vocab.bpe") != 0)
-		return -1;
-	return 0;
+	}
+	return rc ? rc : finish_tokenizer(c, outdir);
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -151,7 +278,13 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 	long long max_len = hval_get_int(p, "max_len", 0);
 	int left = !strcmp(hval_get_str(p, "truncation", "right"), "left");
 	int eos = hval_get_bool(p, "add_eos", 1);
-	uint32_t eos_id = (uint32_t)bpe_vocab_size(b) - 1; /* GPT-2: <|endoftext|> is the last id */
+	int64_t eos_tok = bpe_token_id(b, "<|endoftext|>", 13);
+	if (eos && eos_tok < 0) {
+		recr_close(&r);
+		kctx_fail(c, "tokenize: add_eos: the tokenizer has no <|endoftext|> token");
+		return herr_hint(&c->err, "give it as a special token (tokenizer { ..., special = { \"<|endoftext|>\" } }) or set add_eos = false");
+	}
+	uint32_t eos_id = (uint32_t)(eos_tok < 0 ? 0 : eos_tok);
 	/* the other fields, then tok_off and tok_len */
 	rec_writer *w = recw_new();
 	int *to = xcalloc(r.nfields, sizeof *to);
@@ -327,5 +460,5 @@ static int k_tokenize(kctx *c, const hval *params, const kinput *in, size_t nin,
 	return rc;
 }
 
-const kernel_def stage_tokenizer = {"tokenizer", 1, k_tokenizer, NULL};
+const kernel_def stage_tokenizer = {"tokenizer", 2, k_tokenizer, NULL};
 const kernel_def stage_tokenize = {"tokenize", 2, k_tokenize, NULL};

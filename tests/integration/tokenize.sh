@@ -45,11 +45,57 @@ LUA
 check "tokenize over split parts, used as ids.train" "$HONE" run sp.lua -q
 check "  ... each part has its ids" contains "$(cat "$("$HONE" show sp.lua use | awk '/^path/ {print $2}')f")" "tokens.u32"
 
-check "a tokenizer needs files" fails_with 2 "give gpt2 = true, or vocab_file and merges_file" \
+check "a tokenizer needs files" fails_with 2 "give gpt2 = true, from = \"tokenizer.json\", a dataset to train on, or vocab_file and merges_file" \
 	bash -c "printf 'tokenizer { }\n' > e1.lua; '$HONE' run e1.lua"
 check "tokenize needs a dataset and a tokenizer" fails_with 2 "tokenize: takes 2 inputs, got 1" \
 	bash -c "printf 'tokenize { \"rows.jsonl\" }\n' > e2.lua; '$HONE' run e2.lua"
 check "a missing text field names it" fails_with 1 "has no text field 'body'" \
 	bash -c "printf 'tokenize { ingest { \"rows.jsonl\" }, tokenizer { gpt2 = true }, field = \"body\" }\n' > e3.lua; '$HONE' run e3.lua"
+
+# training a byte-level BPE on a dataset
+awk 'BEGIN { srand(3); split("the quick brown fox jumps over lazy dog; tokens merge pairs often, whitespace   too! 123 4567 naïve café 東京", W, " ");
+  for (i = 0; i < 3000; i++) { t = ""; n = 3 + int(rand() * 12); for (k = 0; k < n; k++) t = t (k ? " " : "") W[1 + int(rand() * 18)]; printf "{\"text\":\"%s\"}\n", t } }' > train.jsonl
+cat > bt.lua <<'LUA'
+local d = ingest { "train.jsonl" }
+local tok = tokenizer { d, vocab = 300, special = { "<|endoftext|>", "<pad>" } }
+tokenize { d, tok, name = "ids" }
+tokenize { d, tokenizer { d, vocab = 300, special = { "<pad>" }, name = "noeos" }, name = "eos_missing" }
+LUA
+check "tokenizer trains on a dataset" bash -c "'$HONE' run bt.lua -q 2>&1 | grep -q 'has no <|endoftext|> token'"
+sed -i '$d' bt.lua
+"$HONE" run bt.lua -q
+tobj() { "$HONE" show bt.lua "$1" | awk '/^path/ {print $2}'; }
+check "  ... to the vocabulary asked for, special tokens last" bash -c \
+	"jq -e 'length == 300 and .[\"<|endoftext|>\"] == 298 and .[\"<pad>\"] == 299' '$(tobj tokenizer)encoder.json' >/dev/null"
+check "  ... GPT-2's two files and a tokenizer.json" bash -c "test -s '$(tobj tokenizer)vocab.bpe' && jq -e '.model.type == \"BPE\"' '$(tobj tokenizer)tokenizer.json' >/dev/null"
+bpt=$("$HONE" show bt.lua tokenizer | grep -o '"bytes_per_token":[0-9.]*' | cut -d: -f2)
+check "  ... compresses (merges apply: $bpt bytes per token)" awk -v b="$bpt" 'BEGIN { exit !(b > 1.5) }'
+h1=$(cat "$(tobj tokenizer)vocab.bpe" "$(tobj tokenizer)encoder.json" | sha256sum)
+"$HONE" run bt.lua -q --force tokenizer
+check "  ... deterministically (same files on a forced re-run)" eq "$(cat "$(tobj tokenizer)vocab.bpe" "$(tobj tokenizer)encoder.json" | sha256sum)" "$h1"
+check "a tokenizer without <|endoftext|> and add_eos: clear error" fails_with 1 "has no <|endoftext|> token" \
+	bash -c "printf 'local d = ingest { \"train.jsonl\" }\ntokenize { d, tokenizer { d, vocab = 300, special = { \"<pad>\" } } }\n' > e4.lua; '$HONE' run e4.lua -q"
+check "training parameters without a dataset" fails_with 2 "vocab: only when training on a dataset" \
+	bash -c "printf 'tokenizer { gpt2 = true, vocab = 300 }\n' > e5.lua; '$HONE' run e5.lua -q"
+check "a special token with a space" fails_with 2 "special[1]: expected printable ASCII without spaces" \
+	bash -c "printf 'tokenizer { ingest { \"train.jsonl\" }, special = { \"<my pad>\" } }\n' > e6.lua; '$HONE' run e6.lua -q"
+check "a vocabulary below 256 + specials" fails_with 2 "vocab: at least 258" \
+	bash -c "printf 'tokenizer { ingest { \"train.jsonl\" }, vocab = 257 }\n' > e7.lua; '$HONE' run e7.lua -q"
+check "a missing training field" fails_with 1 "has no text field 'body'" \
+	bash -c "printf 'tokenizer { ingest { \"train.jsonl\" }, fields = { \"body\" } }\n' > e8.lua; '$HONE' run e8.lua -q"
+HF=$ROOT/build/node/node_modules/@huggingface/tokenizers
+if [ -d "$HF" ] && command -v node >/dev/null; then
+	cp "$ROOT/tests/fixtures/gpt2/hf_encode_jsonl.mjs" "$ROOT/build/node/"
+	"$HONE" run bt.lua -q
+	"$HONE" show bt.lua ids --jsonl --limit 100000 >/dev/null
+	awk 1 train.jsonl > rows_hf.jsonl
+	node "$ROOT/build/node/hf_encode_jsonl.mjs" "$(tobj tokenizer)tokenizer.json" rows_hf.jsonl hf.u32 >/dev/null
+	# hone's ids without the EOS after each row
+	hone_ids=$(od -An -tu4 -v "$(tobj ids)tokens.u32" | tr -s ' ' '\n' | grep -v '^$' | grep -vx 298 | tr '\n' ' ')
+	check "the trained tokenizer.json gives hone's ids in Hugging Face's tokenizers" eq \
+		"$(od -An -tu4 -v hf.u32 | tr -s ' ' '\n' | grep -v '^$' | tr '\n' ' ')" "$hone_ids"
+else
+	echo "# skipped: @huggingface/tokenizers not installed in build/node"
+fi
 
 done_testing

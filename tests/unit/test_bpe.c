@@ -194,12 +194,142 @@ static void test_malformed_files(void **s)
 	tmpdir_rm(d);
 }
 
+/* Trains on text, writes GPT-2's files, loads them back. */
+static bpe *train_on(const char *const *texts, size_t n, size_t vocab, uint64_t minf, const char *dir, buf *enc_out,
+                     buf *mg_out)
+{
+	herr e;
+	bpe_trainer *t = bpe_trainer_new();
+	for (size_t i = 0; i < n; i++)
+		bpe_trainer_add(t, texts[i], strlen(texts[i]));
+	bpe_train_opts o = {vocab, minf, 1, NULL, NULL};
+	bpe_train_result r;
+	assert_int_equal(bpe_trainer_run(&e, t, &o, &r), 0);
+	const char *special[] = {"<|endoftext|>"};
+	bpe_train_files(&r, special, 1, enc_out, mg_out);
+	bpe_train_result_free(&r);
+	bpe_trainer_free(t);
+	write_file(dir, "enc.json", enc_out->p);
+	write_file(dir, "merges.txt", mg_out->p);
+	char *ej = path_join(dir, "enc.json"), *vb = path_join(dir, "merges.txt");
+	bpe *b;
+	if (bpe_load_gpt2(&e, &b, ej, vb) != 0)
+		fail_msg("trained files do not load: %s", e.msg);
+	free(ej);
+	free(vb);
+	return b;
+}
+
+static void test_train(void **st)
+{
+	(void)st;
+	herr e;
+	char *d = tmpdir_new();
+	/* counts by hand: " low" x5, " lower" x2, " newest" x6, " widest" x3
+	 * (pre-tokens keep their space). The most frequent pair is "e s" (6+3=9
+	 * with " newest"'s and " widest"'s), tied with "s t" (9): "es" < "st"
+	 * bytewise, so "e s" goes first, then "es t" (9). */
+	const char *text[] = {" low low low low low lower lower newest newest newest newest newest newest widest widest widest"};
+	buf enc, mg;
+	buf_init(&enc);
+	buf_init(&mg);
+	bpe *b = train_on(text, 1, 256 + 3 + 1, 2, d, &enc, &mg);
+	assert_int_equal(bpe_vocab_size(b), 260);
+	const char *want = "#version: 0.2\ne s\nes t\nĠ l\n";
+	if (strcmp(mg.p, want))
+		fail_msg("merges:\n%s\nwant:\n%s", mg.p, want);
+	assert_int_equal(bpe_token_id(b, "<|endoftext|>", 13), 259);
+	assert_int_equal(bpe_token_id(b, "est", 3), 257);
+	bpe_free(b);
+	/* min_frequency stops early; the same text gives the same bytes */
+	buf enc2, mg2;
+	buf_init(&enc2);
+	buf_init(&mg2);
+	b = train_on(text, 1, 1000, 7, d, &enc2, &mg2);
+	/* e s (9), es t (9), Ġ l (7), Ġl o (7), Ġlo w (7); then Ġ n (6) < 7 */
+	assert_int_equal(bpe_vocab_size(b), 256 + 5 + 1);
+	bpe_free(b);
+	buf_free(&enc2);
+	buf_free(&mg2);
+	buf_init(&enc2);
+	buf_init(&mg2);
+	b = train_on(text, 1, 256 + 3 + 1, 2, d, &enc2, &mg2);
+	assert_string_equal(enc.p, enc2.p);
+	assert_string_equal(mg.p, mg2.p);
+	bpe_free(b);
+	/* on the fixture corpus: decode(encode(x)) == x, and the tokenizer.json
+	 * written from it loads back with the same ids */
+	buf cj;
+	buf_init(&cj);
+	assert_int_equal(fs_read(&e, "tests/fixtures/gpt2/corpus.json", &cj), 0);
+	jarena *a = json_arena_new();
+	jerror je;
+	jnode *corpus = json_parse(a, cj.p, cj.len, &je);
+	assert_non_null(corpus);
+	char *owned[64] = {0};
+	const char *texts[64] = {0};
+	size_t n = 0;
+	for (const jnode *c = corpus->kid; c && n < 64; c = c->next, n++)
+		texts[n] = owned[n] = xstrndup(c->s, c->len);
+	buf_free(&enc);
+	buf_free(&mg);
+	buf_init(&enc);
+	buf_init(&mg);
+	b = train_on(texts, n, 600, 1, d, &enc, &mg);
+	buf js;
+	buf_init(&js);
+	bpe_hf_json(b, &js);
+	bpe *h;
+	assert_int_equal(bpe_load_hf(&e, &h, js.p, js.len, "trained.json"), 0);
+	size_t total = 0;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t *x = NULL, *y = NULL;
+		size_t nx = 0, ny = 0, cx = 0, cy = 0, len = strlen(texts[i]);
+		bpe_encode(b, texts[i], len, &x, &nx, &cx);
+		bpe_encode(h, texts[i], len, &y, &ny, &cy);
+		assert_int_equal(nx, ny);
+		if (nx)
+			assert_memory_equal(x, y, nx * sizeof *x);
+		buf back;
+		buf_init(&back);
+		assert_int_equal(bpe_decode(b, x, nx, &back), 0);
+		assert_int_equal(back.len, len);
+		if (len)
+			assert_memory_equal(back.p, texts[i], len);
+		buf_free(&back);
+		total += nx;
+		free(x);
+		free(y);
+	}
+	assert_true(total > 0 && total < cj.len); /* merges compress */
+	bpe_free(h);
+	bpe_free(b);
+	buf_free(&js);
+	for (size_t i = 0; i < n; i++)
+		free(owned[i]);
+	json_arena_free(a);
+	buf_free(&cj);
+	buf_free(&enc);
+	buf_free(&mg);
+	buf_free(&enc2);
+	buf_free(&mg2);
+	/* too small a vocabulary */
+	bpe_trainer *t = bpe_trainer_new();
+	bpe_train_opts o = {200, 2, 1, NULL, NULL};
+	bpe_train_result r;
+	assert_int_equal(bpe_trainer_run(&e, t, &o, &r), -1);
+	assert_non_null(strstr(e.msg, "too small"));
+	bpe_trainer_free(t);
+	tmpdir_rm(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pretokenize),
 		cmocka_unit_test(test_tiktoken_parity),
 		cmocka_unit_test(test_malformed_files),
+		cmocka_unit_test(test_train),
 	};
 	return cmocka_run_group_tests_name("bpe", tests, NULL, NULL);
 }
