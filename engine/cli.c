@@ -1,5 +1,7 @@
 #include "cli.h"
 #include "predict.h"
+#include "io/bpe.h"
+#include "stages/stages.h"
 #include "io/json.h"
 #include <math.h>
 
@@ -593,6 +595,75 @@ static void show_evaluation(const char *path)
 	buf_free(&b);
 }
 
+/* A tokenize output's first rows decoded, token by token: '|' between
+ * tokens, ' || ' where the prompt ends (prompt/completion records). */
+static void show_tokens(engine *en, int i, const char *path, int limit)
+{
+	char *ids_p = path_join(path, "tokens.u32"), *rec_p = path_join(path, RECORDS_FILE), *mask_p = path_join(path, "mask.u8");
+	const dag_node *d = &en->g.nodes[i];
+	bpe *b = NULL;
+	herr e;
+	for (size_t j = 0; j < d->nin && !b; j++) {
+		char *tp = sched_output_path(en, d->in[j].node, d->in[j].output);
+		char *ej = tp ? path_join(tp, "encoder.json") : NULL, *vb = tp ? path_join(tp, "vocab.bpe") : NULL;
+		if (ej && fs_exists(ej) && bpe_load_gpt2(&e, &b, ej, vb) != 0)
+			b = NULL;
+		free(tp);
+		free(ej);
+		free(vb);
+	}
+	buf ids, mask, text;
+	buf_init(&ids);
+	buf_init(&mask);
+	buf_init(&text);
+	rec_reader r;
+	if (b && fs_read(&e, ids_p, &ids) == 0 && recr_open(&e, &r, rec_p) == 0) {
+		int has_mask = fs_exists(mask_p) && fs_read(&e, mask_p, &mask) == 0 && mask.len * 4 == ids.len;
+		int fo = recr_find(&r, "tok_off"), fl = recr_find(&r, "tok_len");
+		size_t nid = ids.len / 4;
+		const uint32_t *v = (const uint32_t *)ids.p;
+		printf("decoded (first %llu rows; '|' between tokens%s):\n",
+		       (unsigned long long)((uint64_t)limit < r.rows ? (uint64_t)limit : r.rows),
+		       has_mask ? ", ' || ' where the prompt ends" : "");
+		for (uint64_t row = 0; fo >= 0 && fl >= 0 && row < r.rows && (int)row < limit; row++) {
+			long long off = recr_int(&r, fo, row), len = recr_int(&r, fl, row);
+			if (off < 0 || len < 0 || (size_t)off > nid || (size_t)len > nid - (size_t)off)
+				break;
+			printf("  %-4llu ", (unsigned long long)row + 1);
+			for (long long k = 0; k < len; k++) {
+				if (k)
+					fputs(has_mask && !mask.p[off + k - 1] && mask.p[off + k] ? " || " : "|", stdout);
+				text.len = 0;
+				if (bpe_decode(b, v + off + k, 1, &text) != 0) {
+					printf("<?%u>", v[off + k]);
+					continue;
+				}
+				for (size_t q = 0; q < text.len; q++) {
+					unsigned char c = (unsigned char)text.p[q];
+					if (c == '\n')
+						fputs("\\n", stdout);
+					else if (c == '\t')
+						fputs("\\t", stdout);
+					else if (c < 0x20 || c == 0x7f)
+						printf("\\x%02x", c);
+					else
+						putchar(c);
+				}
+			}
+			putchar('\n');
+		}
+		recr_close(&r);
+	}
+	buf_free(&ids);
+	buf_free(&mask);
+	buf_free(&text);
+	if (b)
+		bpe_free(b);
+	free(ids_p);
+	free(rec_p);
+	free(mask_p);
+}
+
 static int cmd_show(int argc, char **argv)
 {
 	engine en;
@@ -651,6 +722,10 @@ static int cmd_show(int argc, char **argv)
 			if (fs_exists(rec)) {
 				if (show_dataset(rec, &o, &en.err) != 0)
 					rc = error_out(&en.err);
+				char *tj = path_join(path, TOKENIZE_META);
+				if (rc >= 0 && fs_exists(tj))
+					show_tokens(&en, i, path, o.limit < 5 ? o.limit : 5);
+				free(tj);
 			} else if (fs_list_files(&en.err, path, &files, &n) == 0) {
 				printf("files:\n");
 				const char *first = NULL;

@@ -1,8 +1,12 @@
 -- tokenize { parts, tok, field = "text", max_len = 256, truncation = "right", add_eos = true }
+-- tokenize { parts, tok, max_len = 256, pack = true }                  -- LM blocks
+-- tokenize { parts, tok, format = "instruction" }                      -- loss mask
+-- tokenize { parts, tok, format = "prompt_completion", template = "Q: {prompt}\nA: " }
 --
 -- Native. Encodes a text field of a dataset, or of every part of split's
 -- output, into token ids (tokens.u32 + data.rec with tok_off/tok_len and the
--- other fields). See docs/stages/tokenize.md.
+-- other fields; mask.u8 for prompt/completion records). See
+-- docs/stages/tokenize.md.
 return {
   kind = "tokenize",
   kernel = "tokenize",
@@ -12,8 +16,19 @@ return {
   summary = "encode a dataset's text into token ids",
   params = {
     field = { type = "string", default = "text" },
-    max_len = { type = "integer", default = 0, min = 0, doc = "cut rows to this many tokens (0: no limit)" },
+    max_len = { type = "integer", default = 0, min = 0, doc = "cut rows to this many tokens (0: no limit); with pack, the block length" },
     truncation = { type = "string", default = "right", enum = { "right", "left" } },
     add_eos = { type = "boolean", default = true, doc = "end every row with <|endoftext|>" },
+    pack = { type = "boolean", default = false, doc = "concatenate rows (each ending in EOS) and cut blocks of max_len" },
+    format = { type = "string", default = "text", enum = { "text", "prompt_completion", "instruction" },
+               doc = "text: one field; prompt_completion / instruction: a prompt and a completion, with a loss mask" },
+    template = { type = "string", doc = "the prompt, with {field} placeholders (defaults: \"{prompt}\"; Alpaca's for instruction)" },
+    completion = { type = "string", doc = "the completion field (default: completion; output for instruction)" },
   },
+  validate = function(p)
+    if p.pack and p.max_len == 0 then return "pack = true needs max_len, the block length" end
+    if p.format == "text" and (p.template or p.completion) then
+      return "template and completion go with format = \"prompt_completion\" or \"instruction\""
+    end
+  end,
 }

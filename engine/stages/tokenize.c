@@ -16,6 +16,7 @@
  * end); with add_eos, <|endoftext|> ends every row (within max_len).
  */
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -223,10 +224,72 @@ static int cmp_u32(const void *a, const void *b)
 }
 
 typedef struct tstats {
-	double bytes, truncated, tokens, untruncated;
+	double bytes, truncated, tokens, untruncated, no_completion, blocks, pack_dropped;
 	uint32_t *lens; /* tokens per row, every dataset */
 	size_t n, cap;
 } tstats;
+
+/* How rows become ids. Plain: one text field. Prompt/completion: a prompt
+ * made from a template over the row's fields, then a completion field; the
+ * mask is 0 on the prompt's ids and 1 after. */
+typedef struct seg {
+	const char *lit; /* literal text, or NULL for a field */
+	size_t n;
+	int field;
+} seg;
+
+typedef struct tspec {
+	int f;                  /* plain: the text field; -1 in prompt mode */
+	seg *tmpl, *alt;        /* prompt templates (alt: when f_input is empty) */
+	size_t ntmpl, nalt;
+	int f_input;            /* -1: no alternative template */
+	int f_completion;
+} tspec;
+
+/* Parses "text {field} text" into segments; -1 with the unknown name. */
+static int compile_template(kctx *c, const rec_reader *r, const char *label, const char *t, seg **out, size_t *n)
+{
+	size_t cap = 8;
+	*out = xmalloc(cap * sizeof **out);
+	*n = 0;
+	while (*t) {
+		if (*n + 1 >= cap)
+			*out = xrealloc(*out, (cap *= 2) * sizeof **out);
+		const char *open = strchr(t, '{'), *close = open ? strchr(open, '}') : NULL;
+		if (!open || !close) {
+			(*out)[(*n)++] = (seg){t, strlen(t), -1};
+			break;
+		}
+		if (open > t)
+			(*out)[(*n)++] = (seg){t, (size_t)(open - t), -1};
+		char name[128];
+		snprintf(name, sizeof name, "%.*s", (int)(close - open - 1), open + 1);
+		int f = recr_find(r, name);
+		if (f < 0 || (r->fields[f].type != REC_STR && r->fields[f].type != REC_CAT)) {
+			free(*out);
+			*out = NULL;
+			return kctx_fail(c, "tokenize: template: %s has no text field '%s'", label, name);
+		}
+		(*out)[(*n)++] = (seg){NULL, 0, f};
+		t = close + 1;
+	}
+	return 0;
+}
+
+static void fill_template(const seg *sg, size_t n, const rec_reader *r, uint64_t row, buf *out)
+{
+	out->len = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (sg[i].lit) {
+			buf_add(out, sg[i].lit, sg[i].n);
+		} else {
+			size_t len;
+			const char *v = recr_str(r, sg[i].field, row, &len);
+			if (v)
+				buf_add(out, v, len);
+		}
+	}
+}
 
 /* Encoding a block of rows on several threads: each row's ids land in its
  * own slot; the rows are then written in order, so the output does not
@@ -234,29 +297,67 @@ typedef struct tstats {
 typedef struct row_ids {
 	uint32_t *ids;
 	size_t n, cap;
+	size_t prompt_n; /* ids of the prompt (prompt mode) */
+	size_t bytes;
 } row_ids;
 
 typedef struct enc_job {
 	const bpe *b;
 	const rec_reader *r;
-	int f;
+	const tspec *ts;
 	uint64_t base, end;
 	int t, nt;
 	row_ids *out;
 	bpe_cache *cache;
+	buf *prompt;
 } enc_job;
 
 static void *encode_rows(void *arg)
 {
 	enc_job *j = arg;
+	const tspec *ts = j->ts;
 	for (uint64_t row = j->base + (uint64_t)j->t; row < j->end; row += (uint64_t)j->nt) {
-		size_t len;
-		const char *s = recr_str(j->r, j->f, row, &len);
 		row_ids *o = &j->out[row - j->base];
 		o->n = 0;
+		o->prompt_n = 0;
+		size_t len;
+		if (ts->f >= 0) {
+			const char *s = recr_str(j->r, ts->f, row, &len);
+			bpe_encode_cached(j->b, j->cache, s ? s : "", len, 0, &o->ids, &o->n, &o->cap);
+			o->bytes = len;
+			continue;
+		}
+		int alt = ts->f_input >= 0 && (recr_str(j->r, ts->f_input, row, &len), len == 0);
+		fill_template(alt ? ts->alt : ts->tmpl, alt ? ts->nalt : ts->ntmpl, j->r, row, j->prompt);
+		bpe_encode_cached(j->b, j->cache, j->prompt->p ? j->prompt->p : "", j->prompt->len, 0, &o->ids, &o->n, &o->cap);
+		o->prompt_n = o->n;
+		const char *s = recr_str(j->r, ts->f_completion, row, &len);
 		bpe_encode_cached(j->b, j->cache, s ? s : "", len, 0, &o->ids, &o->n, &o->cap);
+		o->bytes = j->prompt->len + len;
 	}
 	return NULL;
+}
+
+static const char *alpaca =
+	"Below is an instruction that describes a task, paired with an input that provides further context. "
+	"Write a response that appropriately completes the request.\n\n"
+	"### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n";
+static const char *alpaca_noinput =
+	"Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
+	"### Instruction:\n{instruction}\n\n### Response:\n";
+
+typedef struct out_files {
+	FILE *ids, *mask;
+	char *ids_path, *mask_path;
+} out_files;
+
+static int put(kctx *c, out_files *o, const uint32_t *ids, const uint8_t *mask, size_t n)
+{
+	if (n && fwrite(ids, sizeof *ids, n, o->ids) != n)
+		return kctx_fail(c, "%s: write error", o->ids_path);
+	if (n && o->mask && fwrite(mask, 1, n, o->mask) != n)
+		return kctx_fail(c, "%s: write error", o->mask_path);
+	return 0;
 }
 
 /* Encodes one dataset (dir holding data.rec) into outdir/rel. */
@@ -269,36 +370,77 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 	free(path);
 	if (rc)
 		return -1;
+	const char *format = hval_get_str(p, "format", "text");
 	const char *field = hval_get_str(p, "field", "text");
-	int f = recr_find(&r, field);
-	if (f < 0 || (r.fields[f].type != REC_STR && r.fields[f].type != REC_CAT)) {
-		recr_close(&r);
-		return kctx_fail(c, "tokenize: %s has no text field '%s'", label, field);
+	int prompt_mode = strcmp(format, "text") != 0;
+	tspec ts = {-1, NULL, NULL, 0, 0, -1, -1};
+	uint8_t *drop = xcalloc(r.nfields + 1, 1);
+	if (!prompt_mode) {
+		ts.f = recr_find(&r, field);
+		if (ts.f < 0 || (r.fields[ts.f].type != REC_STR && r.fields[ts.f].type != REC_CAT))
+			rc = kctx_fail(c, "tokenize: %s has no text field '%s'", label, field);
+		else
+			drop[ts.f] = 1;
+	} else {
+		int instr = !strcmp(format, "instruction");
+		const char *tmpl = hval_get_str(p, "template", NULL);
+		const char *comp = hval_get_str(p, "completion", instr ? "output" : "completion");
+		rc = compile_template(c, &r, label, tmpl ? tmpl : instr ? alpaca : "{prompt}", &ts.tmpl, &ts.ntmpl);
+		if (rc == 0 && instr && !tmpl) {
+			rc = compile_template(c, &r, label, alpaca_noinput, &ts.alt, &ts.nalt);
+			ts.f_input = recr_find(&r, "input");
+		}
+		ts.f_completion = recr_find(&r, comp);
+		if (rc == 0 && (ts.f_completion < 0 || (r.fields[ts.f_completion].type != REC_STR &&
+		                                        r.fields[ts.f_completion].type != REC_CAT)))
+			rc = kctx_fail(c, "tokenize: %s has no text field '%s' (the completion)", label, comp);
+		for (size_t i = 0; rc == 0 && i < ts.ntmpl; i++)
+			if (!ts.tmpl[i].lit)
+				drop[ts.tmpl[i].field] = 1;
+		if (rc == 0)
+			drop[ts.f_completion] = 1;
+		if (rc == 0 && ts.f_input >= 0)
+			drop[ts.f_input] = 1;
 	}
 	long long max_len = hval_get_int(p, "max_len", 0);
 	int left = !strcmp(hval_get_str(p, "truncation", "right"), "left");
-	int eos = hval_get_bool(p, "add_eos", 1);
+	int eos = hval_get_bool(p, "add_eos", 1), pack = hval_get_bool(p, "pack", 0);
 	int64_t eos_tok = bpe_token_id(b, "<|endoftext|>", 13);
-	if (eos && eos_tok < 0) {
-		recr_close(&r);
+	if (rc == 0 && eos && eos_tok < 0) {
 		kctx_fail(c, "tokenize: add_eos: the tokenizer has no <|endoftext|> token");
-		return herr_hint(&c->err, "give it as a special token (tokenizer { ..., special = { \"<|endoftext|>\" } }) or set add_eos = false");
+		rc = herr_hint(&c->err, "give it as a special token (tokenizer { ..., special = { \"<|endoftext|>\" } }) or set add_eos = false");
+	}
+	if (rc == 0 && pack && max_len <= 0)
+		rc = kctx_fail(c, "tokenize: pack = true needs max_len, the block length");
+	if (rc) {
+		free(ts.tmpl);
+		free(ts.alt);
+		free(drop);
+		recr_close(&r);
+		return -1;
 	}
 	uint32_t eos_id = (uint32_t)(eos_tok < 0 ? 0 : eos_tok);
-	/* the other fields, then tok_off and tok_len */
+	/* rows: the other fields, then tok_off, tok_len (and prompt_len);
+	 * packed: block, tok_off, tok_len */
 	rec_writer *w = recw_new();
 	int *to = xcalloc(r.nfields, sizeof *to);
+	int f_block = pack ? recw_field(w, "block", REC_INT) : -1;
 	for (uint32_t k = 0; k < r.nfields; k++)
-		to[k] = (int)k == f ? -1 : recw_field(w, r.fields[k].name, r.fields[k].type);
+		to[k] = drop[k] || pack ? -1 : recw_field(w, r.fields[k].name, r.fields[k].type);
 	int f_off = recw_field(w, "tok_off", REC_INT), f_len = recw_field(w, "tok_len", REC_INT);
+	int f_plen = prompt_mode && !pack ? recw_field(w, "prompt_len", REC_INT) : -1;
 	char *ids_rel = xasprintf("%s%stokens.u32", rel, rel[0] ? "/" : "");
+	char *mask_rel = xasprintf("%s%smask.u8", rel, rel[0] ? "/" : "");
 	char *rec_rel = xasprintf("%s%s%s", rel, rel[0] ? "/" : "", RECORDS_FILE);
-	char *ids_path = NULL, *rec_path = NULL;
-	FILE *out = NULL;
-	if (kctx_out_path(c, outdir, ids_rel, &ids_path) != 0 || kctx_out_path(c, outdir, rec_rel, &rec_path) != 0)
+	char *rec_path = NULL;
+	out_files of = {NULL, NULL, NULL, NULL};
+	if (kctx_out_path(c, outdir, ids_rel, &of.ids_path) != 0 || kctx_out_path(c, outdir, rec_rel, &rec_path) != 0 ||
+	    (prompt_mode && kctx_out_path(c, outdir, mask_rel, &of.mask_path) != 0))
 		rc = -1;
-	else if (!(out = fopen(ids_path, "wb")))
-		rc = kctx_fail(c, "%s: cannot create: %s", ids_path, strerror(errno));
+	else if (!(of.ids = fopen(of.ids_path, "wb")))
+		rc = kctx_fail(c, "%s: cannot create: %s", of.ids_path, strerror(errno));
+	else if (prompt_mode && !(of.mask = fopen(of.mask_path, "wb")))
+		rc = kctx_fail(c, "%s: cannot create: %s", of.mask_path, strerror(errno));
 	long long total = 0; /* ids written so far to this dataset's tokens.u32 */
 	const uint64_t B = 1024;
 	row_ids *block = xcalloc(B, sizeof *block);
@@ -306,14 +448,22 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 	pthread_t th[64];
 	enc_job jobs[64];
 	bpe_cache *caches[64];
-	for (int t = 0; t < nt; t++)
+	buf prompts[64];
+	for (int t = 0; t < nt; t++) {
 		caches[t] = bpe_cache_new();
+		buf_init(&prompts[t]);
+	}
+	/* one row's ids and mask, after EOS and truncation; the packing stream */
+	uint32_t *rid = NULL, *pk = NULL;
+	uint8_t *rmask = NULL, *pkm = NULL;
+	size_t rcap = 0, npk = 0, pkcap = 0;
+	long long blocks = 0;
 	for (uint64_t row = 0; rc == 0 && row < r.rows; row++) {
 		uint64_t base = row - row % B;
 		if (row == base) {
 			uint64_t end = base + B < r.rows ? base + B : r.rows;
 			for (int t = 0; t < nt; t++) {
-				jobs[t] = (enc_job){b, &r, f, base, end, t, nt, block, caches[t]};
+				jobs[t] = (enc_job){b, &r, &ts, base, end, t, nt, block, caches[t], &prompts[t]};
 				if (t > 0 && pthread_create(&th[t], NULL, encode_rows, &jobs[t]) != 0) {
 					jobs[t].t = -1;
 					enc_job solo = jobs[t];
@@ -326,42 +476,92 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 				if (jobs[t].t >= 0)
 					pthread_join(th[t], NULL);
 		}
-		size_t len;
-		recr_str(&r, f, row, &len);
-		uint32_t *ids = block[row - base].ids;
-		size_t n = block[row - base].n;
-		size_t keep = n + (eos ? 1 : 0);
-		if (max_len > 0 && keep > (size_t)max_len) {
+		row_ids *ro = &block[row - base];
+		size_t n = ro->n, keep = n + (eos ? 1 : 0);
+		if (rcap < keep + 1) {
+			rcap = keep + 1;
+			rid = xrealloc(rid, rcap * sizeof *rid);
+			rmask = xrealloc(rmask, rcap);
+		}
+		memcpy(rid, ro->ids, n * sizeof *rid);
+		for (size_t k = 0; k < n; k++)
+			rmask[k] = k >= ro->prompt_n;
+		if (eos) {
+			rid[n] = eos_id;
+			rmask[n] = 1;
+		}
+		size_t start = 0;
+		if (!pack && max_len > 0 && keep > (size_t)max_len) {
 			st->truncated++;
+			/* the EOS stays last */
+			size_t body = (size_t)max_len - (eos ? 1 : 0);
+			start = left ? n - body : 0;
+			if (eos) {
+				memmove(rid + start + body, rid + n, sizeof *rid);
+				rmask[start + body] = 1;
+			}
 			keep = (size_t)max_len;
 		}
-		size_t body = keep - (eos && keep ? 1 : 0);
-		const uint32_t *from = left ? ids + (n - body) : ids;
-		if (body && fwrite(from, sizeof *from, body, out) != body)
-			rc = kctx_fail(c, "%s: write error", ids_path);
-		if (eos && keep && fwrite(&eos_id, 4, 1, out) != 1)
-			rc = kctx_fail(c, "%s: write error", ids_path);
-		recw_int(w, f_off, total);
-		recw_int(w, f_len, (long long)keep);
-		/* the other fields travel along */
-		for (uint32_t k = 0; k < r.nfields; k++)
-			if ((int)k != f)
-				recw_copy_value(w, to[k], &r, (int)k, row);
-		recw_end_row(w);
+		if (prompt_mode && ro->prompt_n >= (left ? n : start + keep - (eos ? 1 : 0)))
+			st->no_completion++;
+		if (!pack) {
+			rc = put(c, &of, rid + start, rmask + start, keep);
+			recw_int(w, f_off, total);
+			recw_int(w, f_len, (long long)keep);
+			if (f_plen >= 0) {
+				size_t pl = ro->prompt_n > start ? ro->prompt_n - start : 0;
+				recw_int(w, f_plen, (long long)(pl < keep ? pl : keep));
+			}
+			for (uint32_t k = 0; k < r.nfields; k++)
+				if (to[k] >= 0)
+					recw_copy_value(w, to[k], &r, (int)k, row);
+			recw_end_row(w);
+			total += (long long)keep;
+		} else {
+			/* documents end to end, cut into blocks of max_len */
+			if (npk + keep > pkcap) {
+				pkcap = (npk + keep) * 2;
+				pk = xrealloc(pk, pkcap * sizeof *pk);
+				pkm = xrealloc(pkm, pkcap);
+			}
+			memcpy(pk + npk, rid, keep * sizeof *pk);
+			memcpy(pkm + npk, rmask, keep);
+			npk += keep;
+			size_t at = 0;
+			while (rc == 0 && npk - at >= (size_t)max_len) {
+				rc = put(c, &of, pk + at, pkm + at, (size_t)max_len);
+				recw_int(w, f_block, blocks++);
+				recw_int(w, f_off, total);
+				recw_int(w, f_len, max_len);
+				recw_end_row(w);
+				total += max_len;
+				at += (size_t)max_len;
+			}
+			memmove(pk, pk + at, (npk - at) * sizeof *pk);
+			memmove(pkm, pkm + at, npk - at);
+			npk -= at;
+		}
 		if (st->n == st->cap) {
 			st->cap = st->cap ? st->cap * 2 : 1024;
 			st->lens = xrealloc(st->lens, st->cap * sizeof *st->lens);
 		}
 		st->lens[st->n++] = (uint32_t)keep;
-		total += (long long)keep;
 		st->tokens += (double)keep;
-		st->bytes += (double)len;
+		st->bytes += (double)ro->bytes;
 		st->untruncated += (double)n;
 		if ((row & 1023) == 0)
 			kctx_progress(c, (double)row, (double)r.rows, "rows");
 	}
-	if (out && fclose(out) != 0 && rc == 0)
-		rc = kctx_fail(c, "%s: write error", ids_path);
+	st->pack_dropped += (double)npk;
+	st->blocks += (double)blocks;
+	free(rid);
+	free(rmask);
+	free(pk);
+	free(pkm);
+	if (of.ids && fclose(of.ids) != 0 && rc == 0)
+		rc = kctx_fail(c, "%s: write error", of.ids_path);
+	if (of.mask && fclose(of.mask) != 0 && rc == 0)
+		rc = kctx_fail(c, "%s: write error", of.mask_path);
 	if (rc == 0)
 		rc = recw_write(&c->err, w, rec_path);
 	if (rc == 0) {
@@ -369,9 +569,11 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 		buf js;
 		buf_init(&js);
 		buf_adds(&js, "{\"field\": ");
-		buf_json_str(&js, field);
-		buf_printf(&js, ", \"vocab\": %zu, \"max_len\": %lld, \"truncation\": \"%s\", \"eos\": %lld}\n",
+		buf_json_str(&js, prompt_mode ? "" : field);
+		buf_printf(&js, ", \"vocab\": %zu, \"max_len\": %lld, \"truncation\": \"%s\", \"eos\": %lld, \"format\": ",
 		           bpe_vocab_size(b), max_len, left ? "left" : "right", eos ? (long long)eos_id : -1LL);
+		buf_json_str(&js, format);
+		buf_printf(&js, ", \"pack\": %s, \"mask\": %s}\n", pack ? "true" : "false", prompt_mode ? "true" : "false");
 		char *meta_rel = xasprintf("%s%s%s", rel, rel[0] ? "/" : "", TOKENIZE_META);
 		char *meta_path = NULL;
 		rc = kctx_out_path(c, outdir, meta_rel, &meta_path);
@@ -381,15 +583,22 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 		free(meta_path);
 		buf_free(&js);
 	}
-	for (int t = 0; t < nt; t++)
+	for (int t = 0; t < nt; t++) {
 		bpe_cache_free(caches[t]);
+		buf_free(&prompts[t]);
+	}
 	for (uint64_t k = 0; k < B; k++)
 		free(block[k].ids);
 	free(block);
 	free(to);
+	free(drop);
+	free(ts.tmpl);
+	free(ts.alt);
 	free(ids_rel);
+	free(mask_rel);
 	free(rec_rel);
-	free(ids_path);
+	free(of.ids_path);
+	free(of.mask_path);
 	free(rec_path);
 	recw_free(w);
 	recr_close(&r);
@@ -416,7 +625,8 @@ static int k_tokenize(kctx *c, const hval *params, const kinput *in, size_t nin,
 	free(vb);
 	if (rc)
 		return -1;
-	tstats st = {0, 0, 0, 0, NULL, 0, 0};
+	tstats st;
+	memset(&st, 0, sizeof st);
 	char *top = path_join(data->path, RECORDS_FILE);
 	if (fs_exists(top)) {
 		rc = tokenize_one(c, b, params, data->path, data->label, outdir, "", &st);
@@ -450,10 +660,16 @@ static int k_tokenize(kctx *c, const hval *params, const kinput *in, size_t nin,
 		kctx_metric(c, "tokens", st.tokens);
 		kctx_metric(c, "tokens_per_row_mean", st.tokens / (double)st.n);
 		kctx_metric(c, "tokens_per_row_p50", st.lens[st.n / 2]);
-		kctx_metric(c, "tokens_per_row_p95", st.lens[(size_t)((double)(st.n - 1) * 0.95)]);
+		kctx_metric(c, "tokens_per_row_p95", st.lens[(size_t)ceil(0.95 * (double)st.n) - 1]); /* nearest rank */
 		kctx_metric(c, "tokens_per_row_max", st.lens[st.n - 1]);
 		kctx_metric(c, "truncated", st.truncated);
 		kctx_metric(c, "bytes_per_token", st.untruncated ? st.bytes / st.untruncated : 0);
+		if (hval_get_bool(params, "pack", 0)) {
+			kctx_metric(c, "blocks", st.blocks);
+			kctx_metric(c, "pack_dropped_tokens", st.pack_dropped);
+		}
+		if (strcmp(hval_get_str(params, "format", "text"), "text"))
+			kctx_metric(c, "no_completion", st.no_completion);
 	}
 	free(st.lens);
 	bpe_free(b);
@@ -461,4 +677,4 @@ static int k_tokenize(kctx *c, const hval *params, const kinput *in, size_t nin,
 }
 
 const kernel_def stage_tokenizer = {"tokenizer", 2, k_tokenizer, NULL};
-const kernel_def stage_tokenize = {"tokenize", 2, k_tokenize, NULL};
+const kernel_def stage_tokenize = {"tokenize", 3, k_tokenize, NULL};

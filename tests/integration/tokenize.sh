@@ -52,6 +52,45 @@ check "tokenize needs a dataset and a tokenizer" fails_with 2 "tokenize: takes 2
 check "a missing text field names it" fails_with 1 "has no text field 'body'" \
 	bash -c "printf 'tokenize { ingest { \"rows.jsonl\" }, tokenizer { gpt2 = true }, field = \"body\" }\n' > e3.lua; '$HONE' run e3.lua"
 
+# prompt/completion records: a loss mask, 0 on the prompt's ids
+cat > sft.jsonl <<'JSONL'
+{"instruction": "Say hi", "input": "", "output": "Hi there!"}
+{"instruction": "Add the numbers", "input": "2 and 3", "output": "5"}
+JSONL
+printf '{"q": "Capital of France?", "a": "Paris", "lang": "en"}\n' > qa.jsonl
+cat > sft.lua <<'LUA'
+local d = ingest { "sft.jsonl", fields = { instruction = "instruction", input = "input", output = "output" } }
+local tok = tokenizer { gpt2 = true }
+tokenize { d, tok, format = "instruction", name = "instr" }
+tokenize { d, tok, format = "instruction", max_len = 20, name = "cut" }
+local qa = ingest { "qa.jsonl", fields = { q = "q", a = "a", lang = "lang" }, name = "qa" }
+tokenize { qa, tok, format = "prompt_completion", template = "Q: {q}\nA:", completion = "a", name = "qa_ids" }
+local rows = ingest { "rows.jsonl", normalize = "none", name = "docs" }
+tokenize { rows, tok, max_len = 16, pack = true, name = "packed" }
+LUA
+check "instruction, prompt/completion and packed tokenization run" "$HONE" run sft.lua -q
+sobj() { "$HONE" show sft.lua "$1" | awk '/^path/ {print $2}'; }
+mask() { od -An -tu1 -v "$(sobj "$1")mask.u8" | tr -s ' ' '\n' | grep -v '^$' | tr '\n' ' '; }
+out=$("$HONE" show sft.lua instr)
+check "  ... Alpaca's template, without the Input section when input is empty" contains "$out" \
+	'###| Instruction|:|\n|Say| hi|\n|\n|###| Response|:|\n || Hi| there|!|<|endoftext|>'
+plen=$("$HONE" show sft.lua instr --jsonl | head -1 | jq .prompt_len)
+tlen=$("$HONE" show sft.lua instr --jsonl | head -1 | jq .tok_len)
+check "  ... mask: prompt_len zeros, then ones to the EOS" eq "$(mask instr | cut -d' ' -f1-$tlen | tr -d ' ')" \
+	"$(printf '0%.0s' $(seq "$plen"))$(printf '1%.0s' $(seq $((tlen - plen))))"
+check "  ... one mask byte per id" eq "$(stat -c %s "$(sobj instr)mask.u8")" "$(( $(stat -c %s "$(sobj instr)tokens.u32") / 4 ))"
+check "  ... a prompt cut by max_len leaves no completion, counted" bash -c "'$HONE' show sft.lua cut | grep -q '\"no_completion\":2'"
+check "  ... a custom template over any fields; other fields ride along" bash -c \
+	"'$HONE' show sft.lua qa_ids | grep -qF 'Q|:| Capital| of| France|?|\\n|A|: || Paris|<|endoftext|>' && '$HONE' show sft.lua qa_ids --jsonl | jq -e '.lang == \"en\"' >/dev/null"
+check "packed: every block max_len ids, EOS between documents" bash -c \
+	"'$HONE' show sft.lua packed --jsonl --limit 1000 | jq -e -s 'all(.tok_len == 16) and (map(.tok_off) == [range(0; length) | . * 16])' >/dev/null"
+check "  ... the ids are the documents' ids end to end" eq "$(od -An -tu4 -v "$(sobj packed)tokens.u32" | tr -s ' ' '\n' | grep -v '^$' | head -40 | tr '\n' ' ')" \
+	"$(od -An -tu4 -v "$(obj plain)tokens.u32" | tr -s ' ' '\n' | grep -v '^$' | head -40 | tr '\n' ' ')"
+check "template on a missing field names it" fails_with 1 "template: qa has no text field 'question'" \
+	bash -c "printf 'tokenize { ingest { \"qa.jsonl\", fields = { q = \"q\", a = \"a\" }, name = \"qa\" }, tokenizer { gpt2 = true }, format = \"prompt_completion\", template = \"{question}\", completion = \"a\" }\n' > e9.lua; '$HONE' run e9.lua -q"
+check "pack without max_len" fails_with 2 "pack = true needs max_len" \
+	bash -c "printf 'tokenize { ingest { \"qa.jsonl\" }, tokenizer { gpt2 = true }, pack = true }\n' > e10.lua; '$HONE' run e10.lua -q"
+
 # training a byte-level BPE on a dataset
 awk 'BEGIN { srand(3); split("the quick brown fox jumps over lazy dog; tokens merge pairs often, whitespace   too! 123 4567 naïve café 東京", W, " ");
   for (i = 0; i < 3000; i++) { t = ""; n = 3 + int(rand() * 12); for (k = 0; k < n; k++) t = t (k ? " " : "") W[1 + int(rand() * 18)]; printf "{\"text\":\"%s\"}\n", t } }' > train.jsonl
