@@ -1,6 +1,7 @@
 -- tokenizer { gpt2 = true }
 -- tokenizer { vocab_file = "encoder.json", merges_file = "vocab.bpe" }
 -- tokenizer { from = "tokenizer.json" }
+-- tokenizer { from = { vocab = "vocab.json", merges = "merges.txt" } }
 -- tokenizer { parts.train, kind = "bpe", vocab = 8000, min_frequency = 2,
 --             special = { "<|endoftext|>", "<pad>" }, fields = { "text" } }
 --
@@ -25,6 +26,13 @@ return {
     fields = { type = "list", doc = "training: the text fields to learn from (default { \"text\" })" },
   },
   resolve = function(p, home)
+    -- from = { vocab = "encoder.json" | "vocab.json", merges = "vocab.bpe" | "merges.txt" }: GPT-2's files
+    if type(p.from) == "table" and (p.from.vocab ~= nil or p.from.merges ~= nil) and p.from.path == nil then
+      local f = p.from
+      p.from = nil
+      p.vocab_file = p.vocab_file or f.vocab
+      p.merges_file = p.merges_file or f.merges
+    end
     if p.gpt2 == true then
       p.vocab_file = p.vocab_file or { path = home .. "/data/gpt2/encoder.json", as = "gpt2/encoder.json" }
       p.merges_file = p.merges_file or { path = home .. "/data/gpt2/vocab.bpe", as = "gpt2/vocab.bpe" }

@@ -52,6 +52,11 @@ check "tokenize needs a dataset and a tokenizer" fails_with 2 "tokenize: takes 2
 check "a missing text field names it" fails_with 1 "has no text field 'body'" \
 	bash -c "printf 'tokenize { ingest { \"rows.jsonl\" }, tokenizer { gpt2 = true }, field = \"body\" }\n' > e3.lua; '$HONE' run e3.lua"
 
+printf 'local d = ingest { "rows.jsonl", normalize = "none" }\ntokenize { d, tokenizer { from = { vocab = "%s", merges = "%s" } } }\n' \
+	"$ROOT/data/gpt2/encoder.json" "$ROOT/data/gpt2/vocab.bpe" > fromtab.lua
+check "from = { vocab, merges } loads GPT-2's files (same ids)" bash -c \
+	"'$HONE' run fromtab.lua -q && cmp \"\$('$HONE' show fromtab.lua tokenize | awk '/^path/ {print \$2}')tokens.u32\" '$(obj plain)tokens.u32'"
+
 # prompt/completion records: a loss mask, 0 on the prompt's ids
 cat > sft.jsonl <<'JSONL'
 {"instruction": "Say hi", "input": "", "output": "Hi there!"}
