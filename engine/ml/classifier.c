@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../io/json.h"
+#include "act.h"
 #include "blas.h"
 #include "optim.h"
 
@@ -593,8 +594,7 @@ static inline float act_f(act_type a, float z)
 		return z > 0 ? z : 0;
 	if (a == ACT_TANH)
 		return tanhf(z);
-	const float c = 0.7978845608028654f;
-	return 0.5f * z * (1.0f + tanhf(c * (z + 0.044715f * z * z * z)));
+	return gelu_tanh(z);
 }
 
 static inline float act_d(act_type a, float z)
@@ -605,9 +605,7 @@ static inline float act_d(act_type a, float z)
 		float t = tanhf(z);
 		return 1.0f - t * t;
 	}
-	const float c = 0.7978845608028654f;
-	float t = tanhf(c * (z + 0.044715f * z * z * z));
-	return 0.5f * (1.0f + t) + 0.5f * z * (1.0f - t * t) * c * (1.0f + 3.0f * 0.044715f * z * z);
+	return gelu_tanh_grad(z);
 }
 
 double clf_forward(const clf_model *m, const clf_data *d, const uint32_t *idx, int B, clf_ws *w, int train,

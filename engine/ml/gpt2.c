@@ -1,0 +1,587 @@
+#include "gpt2.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../io/json.h"
+#include "act.h"
+#include "blas.h"
+
+/* --- configuration and layout ------------------------------------------------- */
+
+static int jint(const jnode *o, const char *name, long long lo, long long hi, long long *v)
+{
+	const jnode *j = json_member(o, name, strlen(name));
+	char tmp[32];
+	if (!j || j->t != J_NUM || j->len >= sizeof tmp)
+		return -1;
+	memcpy(tmp, j->s, j->len);
+	tmp[j->len] = 0;
+	char *end;
+	double d = strtod(tmp, &end);
+	if (*end || d != floor(d) || d < (double)lo || d > (double)hi)
+		return -1;
+	*v = (long long)d;
+	return 0;
+}
+
+int gpt2_config_parse(herr *e, gpt2_config *c, const char *json, size_t n, const char *what)
+{
+	jarena *a = json_arena_new();
+	jerror je;
+	const jnode *r = json_parse(a, json, n, &je);
+	int rc = 0;
+	long long nl, nh, ne, np, nv;
+	if (!r || r->t != J_OBJ) {
+		rc = herr_set(e, "%s: not a JSON object", what);
+	} else if (jint(r, "n_layer", 1, 1024, &nl) || jint(r, "n_head", 1, 1024, &nh) || jint(r, "n_embd", 1, 65536, &ne) ||
+	           jint(r, "n_positions", 1, 1 << 20, &np) || jint(r, "vocab_size", 1, 1 << 24, &nv)) {
+		rc = herr_set(e, "%s: expected integers n_layer, n_head, n_embd, n_positions and vocab_size (a GPT-2 config)", what);
+	} else if (ne % nh) {
+		rc = herr_set(e, "%s: n_embd %lld is not a multiple of n_head %lld", what, ne, nh);
+	} else {
+		c->n_layer = (int)nl;
+		c->n_head = (int)nh;
+		c->n_embd = (int)ne;
+		c->n_positions = (int)np;
+		c->vocab = (int)nv;
+		c->eps = 1e-5f;
+		const jnode *eps = json_member(r, "layer_norm_epsilon", 18), *act = json_member(r, "activation_function", 19);
+		if (eps && eps->t == J_NUM) {
+			char tmp[40];
+			snprintf(tmp, sizeof tmp, "%.*s", (int)eps->len, eps->s);
+			c->eps = (float)strtod(tmp, NULL);
+		}
+		if (act && !(act->t == J_STR && ((act->len == 8 && !memcmp(act->s, "gelu_new", 8)) ||
+		                                 (act->len == 17 && !memcmp(act->s, "gelu_pytorch_tanh", 17)))))
+			rc = herr_set(e, "%s: activation_function: only gelu_new (GELU, tanh form) is supported", what);
+	}
+	json_arena_free(a);
+	return rc;
+}
+
+static void add_tensor(gpt2 *m, size_t *at, const char *name, int64_t d0, int64_t d1)
+{
+	gpt2_tensor *t = &m->t[m->nt++];
+	snprintf(t->name, sizeof t->name, "%s", name);
+	t->off = *at;
+	t->ndim = d1 ? 2 : 1;
+	t->shape[0] = d0;
+	t->shape[1] = d1;
+	t->n = (size_t)d0 * (size_t)(d1 ? d1 : 1);
+	*at += t->n;
+}
+
+int gpt2_init(herr *e, gpt2 *m, const gpt2_config *c)
+{
+	memset(m, 0, sizeof *m);
+	m->cfg = *c;
+	int C = c->n_embd;
+	m->t = xcalloc((size_t)c->n_layer * 12 + 4, sizeof *m->t);
+	size_t at = 0;
+	char nm[64];
+	add_tensor(m, &at, "wte.weight", c->vocab, C);
+	add_tensor(m, &at, "wpe.weight", c->n_positions, C);
+	for (int l = 0; l < c->n_layer; l++) {
+#define T(suffix, d0, d1) (snprintf(nm, sizeof nm, "h.%d." suffix, l), add_tensor(m, &at, nm, d0, d1))
+		T("ln_1.weight", C, 0);
+		T("ln_1.bias", C, 0);
+		T("attn.c_attn.weight", C, 3 * C);
+		T("attn.c_attn.bias", 3 * C, 0);
+		T("attn.c_proj.weight", C, C);
+		T("attn.c_proj.bias", C, 0);
+		T("ln_2.weight", C, 0);
+		T("ln_2.bias", C, 0);
+		T("mlp.c_fc.weight", C, 4 * C);
+		T("mlp.c_fc.bias", 4 * C, 0);
+		T("mlp.c_proj.weight", 4 * C, C);
+		T("mlp.c_proj.bias", C, 0);
+#undef T
+	}
+	add_tensor(m, &at, "ln_f.weight", C, 0);
+	add_tensor(m, &at, "ln_f.bias", C, 0);
+	m->nparams = at;
+	if (at > ((size_t)1 << 34))
+		return herr_set(e, "GPT-2 config with %zu parameters is too large", at);
+	m->p = xcalloc(at, sizeof *m->p);
+	return 0;
+}
+
+void gpt2_free(gpt2 *m)
+{
+	free(m->p);
+	free(m->t);
+	memset(m, 0, sizeof *m);
+}
+
+const gpt2_tensor *gpt2_find(const gpt2 *m, const char *name)
+{
+	for (size_t i = 0; i < m->nt; i++)
+		if (!strcmp(m->t[i].name, name))
+			return &m->t[i];
+	return NULL;
+}
+
+void gpt2_tensors(const gpt2 *m, st_writer *w, const float *base)
+{
+	for (size_t i = 0; i < m->nt; i++)
+		st_add_f32(w, m->t[i].name, base + m->t[i].off, m->t[i].ndim, m->t[i].shape);
+}
+
+static const char *strip(const char *name)
+{
+	return !strncmp(name, "transformer.", 12) ? name + 12 : name;
+}
+
+static int ignorable(const char *name)
+{
+	size_t n = strlen(name);
+	return !strcmp(name, "lm_head.weight") || (n > 10 && !strcmp(name + n - 10, ".attn.bias")) ||
+	       (n > 17 && !strcmp(name + n - 17, ".attn.masked_bias"));
+}
+
+/* Copies the tensors of f that belong to the model; marks them in seen. */
+static int load_from(herr *e, gpt2 *m, const st_file *f, const char *what, uint8_t *seen)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		const char *name = strip(f->t[i].name);
+		const gpt2_tensor *t = gpt2_find(m, name);
+		if (!t) {
+			if (ignorable(name))
+				continue;
+			return herr_set(e, "%s: tensor '%s' is not part of a GPT-2 model of this config", what, f->t[i].name);
+		}
+		const float *src = st_f32(e, f, what, f->t[i].name, t->ndim, t->shape);
+		if (!src)
+			return -1;
+		memcpy(m->p + t->off, src, t->n * sizeof(float));
+		seen[t - m->t] = 1;
+	}
+	return 0;
+}
+
+int gpt2_load_weights(herr *e, gpt2 *m, const st_file *f, const char *what)
+{
+	uint8_t *seen = xcalloc(m->nt, 1);
+	int rc = load_from(e, m, f, what, seen);
+	for (size_t i = 0; rc == 0 && i < m->nt; i++)
+		if (!seen[i])
+			rc = herr_set(e, "%s: no tensor '%s'", what, m->t[i].name);
+	free(seen);
+	return rc;
+}
+
+int gpt2_load_dir(herr *e, gpt2 *m, const char *dir)
+{
+	char *cp = path_join(dir, "config.json"), *wp = path_join(dir, "model.safetensors"),
+	     *ip = path_join(dir, "model.safetensors.index.json");
+	buf cfg;
+	buf_init(&cfg);
+	gpt2_config c;
+	int rc = fs_read(e, cp, &cfg);
+	if (rc == 0)
+		rc = gpt2_config_parse(e, &c, cfg.p, cfg.len, cp);
+	if (rc == 0)
+		rc = gpt2_init(e, m, &c);
+	uint8_t *seen = rc == 0 ? xcalloc(m->nt, 1) : NULL;
+	if (rc == 0 && fs_exists(wp)) {
+		st_file f;
+		rc = st_read(e, &f, wp);
+		if (rc == 0) {
+			rc = load_from(e, m, &f, wp, seen);
+			st_free(&f);
+		}
+	} else if (rc == 0 && fs_exists(ip)) {
+		/* shards: the files named in weight_map, each read once */
+		buf idx;
+		buf_init(&idx);
+		rc = fs_read(e, ip, &idx);
+		jarena *a = json_arena_new();
+		jerror je;
+		const jnode *r = rc == 0 ? json_parse(a, idx.p, idx.len, &je) : NULL;
+		const jnode *wm = r ? json_member(r, "weight_map", 10) : NULL;
+		if (rc == 0 && (!wm || wm->t != J_OBJ))
+			rc = herr_set(e, "%s: expected {\"weight_map\": {tensor: file}}", ip);
+		char **done = NULL;
+		size_t nd = 0;
+		for (const jnode *k = wm && rc == 0 ? wm->kid : NULL; k && rc == 0; k = k->next) {
+			if (k->t != J_STR) {
+				rc = herr_set(e, "%s: weight_map values must be file names", ip);
+				break;
+			}
+			char *file = xstrndup(k->s, k->len);
+			int dup = 0;
+			for (size_t q = 0; q < nd; q++)
+				dup |= !strcmp(done[q], file);
+			if (dup || !path_safe_relative(file)) {
+				if (!dup)
+					rc = herr_set(e, "%s: shard '%s' is not a file in the folder", ip, file);
+				free(file);
+				continue;
+			}
+			done = xrealloc(done, (nd + 1) * sizeof *done);
+			done[nd++] = file;
+			char *sp = path_join(dir, file);
+			st_file f;
+			rc = st_read(e, &f, sp);
+			if (rc == 0) {
+				rc = load_from(e, m, &f, sp, seen);
+				st_free(&f);
+			}
+			free(sp);
+		}
+		strv_free(done, nd);
+		json_arena_free(a);
+		buf_free(&idx);
+	} else if (rc == 0) {
+		rc = herr_set(e, "%s: no model.safetensors or model.safetensors.index.json", dir);
+	}
+	for (size_t i = 0; rc == 0 && i < m->nt; i++)
+		if (!seen[i])
+			rc = herr_set(e, "%s: no tensor '%s' in the checkpoint", dir, m->t[i].name);
+	free(seen);
+	if (rc && m->p)
+		gpt2_free(m);
+	buf_free(&cfg);
+	free(cp);
+	free(wp);
+	free(ip);
+	return rc;
+}
+
+/* --- compute ------------------------------------------------------------------- */
+
+typedef struct layer_act {
+	float *res;            /* block input (residual stream), N × C */
+	float *ln1, *m1, *r1;  /* LayerNorm 1: output, mean, rstd */
+	float *qkv;            /* N × 3C */
+	float *att;            /* B × H × T × T probabilities */
+	float *y;              /* attention output before c_proj, N × C */
+	float *res2;           /* after attention, N × C */
+	float *ln2, *m2, *r2;
+	float *fch, *fcg;      /* MLP pre- and post-GELU, N × 4C */
+} layer_act;
+
+struct gpt2_ws {
+	int B, T, N, nl;
+	layer_act *l;
+	float *res_out, *lnf, *mf, *rf;
+	float *logits;         /* N × V */
+	float *dlogits;
+	const int32_t *targets;
+	int32_t *tgt;
+	double count;
+	float *g;              /* gradients */
+	/* backward scratch */
+	float *dres, *dx, *dqkv, *dfc, *dS;
+	const uint32_t *ids;
+	uint32_t *idbuf;
+};
+
+gpt2_ws *gpt2_ws_new(const gpt2 *m, int B, int T, int threads)
+{
+	gpt2_ws *w = xcalloc(1, sizeof *w);
+	const gpt2_config *c = &m->cfg;
+	size_t N = (size_t)B * (size_t)T, C = (size_t)c->n_embd, H = (size_t)c->n_head;
+	w->B = B;
+	w->T = T;
+	w->N = (int)N;
+	w->l = xcalloc((size_t)c->n_layer, sizeof *w->l);
+	w->nl = c->n_layer;
+	for (int l = 0; l < c->n_layer; l++) {
+		layer_act *a = &w->l[l];
+		a->res = xmalloc(N * C * sizeof(float));
+		a->ln1 = xmalloc(N * C * sizeof(float));
+		a->m1 = xmalloc(N * sizeof(float));
+		a->r1 = xmalloc(N * sizeof(float));
+		a->qkv = xmalloc(N * 3 * C * sizeof(float));
+		a->att = xmalloc((size_t)B * H * (size_t)T * (size_t)T * sizeof(float));
+		a->y = xmalloc(N * C * sizeof(float));
+		a->res2 = xmalloc(N * C * sizeof(float));
+		a->ln2 = xmalloc(N * C * sizeof(float));
+		a->m2 = xmalloc(N * sizeof(float));
+		a->r2 = xmalloc(N * sizeof(float));
+		a->fch = xmalloc(N * 4 * C * sizeof(float));
+		a->fcg = xmalloc(N * 4 * C * sizeof(float));
+	}
+	w->res_out = xmalloc(N * C * sizeof(float));
+	w->lnf = xmalloc(N * C * sizeof(float));
+	w->mf = xmalloc(N * sizeof(float));
+	w->rf = xmalloc(N * sizeof(float));
+	w->logits = xmalloc(N * (size_t)c->vocab * sizeof(float));
+	w->dlogits = xmalloc(N * (size_t)c->vocab * sizeof(float));
+	w->tgt = xmalloc(N * sizeof *w->tgt);
+	w->idbuf = xmalloc(N * sizeof *w->idbuf);
+	w->g = xcalloc(m->nparams, sizeof(float));
+	w->dres = xmalloc(N * C * sizeof(float));
+	w->dx = xmalloc(N * C * sizeof(float));
+	w->dqkv = xmalloc(N * 3 * C * sizeof(float));
+	w->dfc = xmalloc(N * 4 * C * sizeof(float));
+	w->dS = xmalloc((size_t)T * (size_t)T * sizeof(float));
+	const blas_api *api = blas_get(NULL);
+	if (api)
+		api->set_num_threads(threads < 1 ? 1 : threads);
+	return w;
+}
+
+void gpt2_ws_free(gpt2_ws *w)
+{
+	if (!w)
+		return;
+	for (int l = 0; w->l && l < w->nl; l++) {
+		layer_act *a = &w->l[l];
+		float *bufs[] = {a->res, a->ln1, a->m1, a->r1, a->qkv, a->att, a->y, a->res2, a->ln2, a->m2, a->r2, a->fch, a->fcg};
+		for (size_t k = 0; k < sizeof bufs / sizeof *bufs; k++)
+			free(bufs[k]);
+	}
+	free(w->l);
+	free(w->res_out);
+	free(w->lnf);
+	free(w->mf);
+	free(w->rf);
+	free(w->logits);
+	free(w->dlogits);
+	free(w->tgt);
+	free(w->idbuf);
+	free(w->g);
+	free(w->dres);
+	free(w->dx);
+	free(w->dqkv);
+	free(w->dfc);
+	free(w->dS);
+	free(w);
+}
+
+const float *gpt2_logits(const gpt2_ws *w) { return w->logits; }
+float *gpt2_grad(gpt2_ws *w) { return w->g; }
+
+#define P(name) (m->p + gpt2_find(m, name)->off)
+#define G(name) (w->g + gpt2_find(m, name)->off)
+
+static void layernorm(float *out, float *mean, float *rstd, const float *x, const float *wt, const float *b, int N, int C,
+                      float eps)
+{
+	for (int i = 0; i < N; i++) {
+		const float *xi = x + (size_t)i * (size_t)C;
+		double s = 0, ss = 0;
+		for (int k = 0; k < C; k++)
+			s += xi[k];
+		double mu = s / C;
+		for (int k = 0; k < C; k++)
+			ss += (xi[k] - mu) * (xi[k] - mu);
+		float r = (float)(1.0 / sqrt(ss / C + eps));
+		float *o = out + (size_t)i * (size_t)C;
+		for (int k = 0; k < C; k++)
+			o[k] = ((float)(xi[k] - mu)) * r * wt[k] + b[k];
+		mean[i] = (float)mu;
+		rstd[i] = r;
+	}
+}
+
+/* dx += LayerNorm backward; dw, db accumulate */
+static void layernorm_back(float *dx, float *dw, float *db, const float *dy, const float *x, const float *wt,
+                           const float *mean, const float *rstd, int N, int C)
+{
+	for (int i = 0; i < N; i++) {
+		const float *xi = x + (size_t)i * (size_t)C, *dyi = dy + (size_t)i * (size_t)C;
+		float *dxi = dx + (size_t)i * (size_t)C;
+		double a = 0, b = 0;
+		for (int k = 0; k < C; k++) {
+			float xh = (xi[k] - mean[i]) * rstd[i];
+			float d = dyi[k] * wt[k];
+			a += d;
+			b += d * xh;
+			dw[k] += dyi[k] * xh;
+			db[k] += dyi[k];
+		}
+		float ma = (float)(a / C), mb = (float)(b / C);
+		for (int k = 0; k < C; k++) {
+			float xh = (xi[k] - mean[i]) * rstd[i];
+			dxi[k] += rstd[i] * (dyi[k] * wt[k] - ma - xh * mb);
+		}
+	}
+}
+
+static void add_bias(float *y, const float *b, int N, int D)
+{
+	for (int i = 0; i < N; i++)
+		for (int k = 0; k < D; k++)
+			y[(size_t)i * (size_t)D + (size_t)k] += b[k];
+}
+
+static void bias_grad(float *db, const float *dy, int N, int D)
+{
+	for (int i = 0; i < N; i++)
+		for (int k = 0; k < D; k++)
+			db[k] += dy[(size_t)i * (size_t)D + (size_t)k];
+}
+
+double gpt2_forward(const gpt2 *m, gpt2_ws *w, const uint32_t *ids, const int32_t *targets)
+{
+	const gpt2_config *c = &m->cfg;
+	int B = w->B, T = w->T, N = w->N, C = c->n_embd, H = c->n_head, hd = C / H, V = c->vocab;
+	memcpy(w->idbuf, ids, (size_t)N * sizeof *ids);
+	w->ids = w->idbuf;
+	/* embeddings */
+	float *x = c->n_layer ? w->l[0].res : w->res_out;
+	const float *wte = P("wte.weight"), *wpe = P("wpe.weight");
+	for (int b = 0; b < B; b++)
+		for (int t = 0; t < T; t++) {
+			size_t i = (size_t)b * (size_t)T + (size_t)t;
+			uint32_t id = ids[i] < (uint32_t)V ? ids[i] : 0;
+			for (int k = 0; k < C; k++)
+				x[i * (size_t)C + (size_t)k] = wte[(size_t)id * (size_t)C + (size_t)k] + wpe[(size_t)t * (size_t)C + (size_t)k];
+		}
+	float scale = 1.0f / sqrtf((float)hd);
+	char nm[64];
+	for (int l = 0; l < c->n_layer; l++) {
+		layer_act *a = &w->l[l];
+#define LP(s) (snprintf(nm, sizeof nm, "h.%d." s, l), P(nm))
+		layernorm(a->ln1, a->m1, a->r1, a->res, LP("ln_1.weight"), LP("ln_1.bias"), N, C, c->eps);
+		sgemm(0, 0, N, 3 * C, C, 1.0f, a->ln1, C, LP("attn.c_attn.weight"), 3 * C, 0.0f, a->qkv, 3 * C);
+		add_bias(a->qkv, LP("attn.c_attn.bias"), N, 3 * C);
+		for (int b = 0; b < B; b++)
+			for (int h = 0; h < H; h++) {
+				const float *q = a->qkv + (size_t)b * (size_t)T * 3 * (size_t)C + (size_t)h * (size_t)hd;
+				const float *k = q + C, *v = q + 2 * C;
+				float *S = a->att + ((size_t)b * (size_t)H + (size_t)h) * (size_t)T * (size_t)T;
+				sgemm(0, 1, T, T, hd, scale, q, 3 * C, k, 3 * C, 0.0f, S, T);
+				for (int i = 0; i < T; i++) {
+					float *row = S + (size_t)i * (size_t)T, mx = row[0];
+					for (int j = 1; j <= i; j++)
+						mx = row[j] > mx ? row[j] : mx;
+					double s = 0;
+					for (int j = 0; j <= i; j++) {
+						row[j] = expf(row[j] - mx);
+						s += row[j];
+					}
+					float inv = (float)(1.0 / s);
+					for (int j = 0; j <= i; j++)
+						row[j] *= inv;
+					for (int j = i + 1; j < T; j++)
+						row[j] = 0;
+				}
+				sgemm(0, 0, T, hd, T, 1.0f, S, T, v, 3 * C, 0.0f, a->y + (size_t)b * (size_t)T * (size_t)C + (size_t)h * (size_t)hd, C);
+			}
+		memcpy(a->res2, a->res, (size_t)N * (size_t)C * sizeof(float));
+		sgemm(0, 0, N, C, C, 1.0f, a->y, C, LP("attn.c_proj.weight"), C, 1.0f, a->res2, C);
+		add_bias(a->res2, LP("attn.c_proj.bias"), N, C);
+		layernorm(a->ln2, a->m2, a->r2, a->res2, LP("ln_2.weight"), LP("ln_2.bias"), N, C, c->eps);
+		sgemm(0, 0, N, 4 * C, C, 1.0f, a->ln2, C, LP("mlp.c_fc.weight"), 4 * C, 0.0f, a->fch, 4 * C);
+		add_bias(a->fch, LP("mlp.c_fc.bias"), N, 4 * C);
+		for (size_t i = 0; i < (size_t)N * 4 * (size_t)C; i++)
+			a->fcg[i] = gelu_tanh(a->fch[i]);
+		float *next = l + 1 < c->n_layer ? w->l[l + 1].res : w->res_out;
+		memcpy(next, a->res2, (size_t)N * (size_t)C * sizeof(float));
+		sgemm(0, 0, N, C, 4 * C, 1.0f, a->fcg, 4 * C, LP("mlp.c_proj.weight"), C, 1.0f, next, C);
+		add_bias(next, LP("mlp.c_proj.bias"), N, C);
+#undef LP
+	}
+	layernorm(w->lnf, w->mf, w->rf, w->res_out, P("ln_f.weight"), P("ln_f.bias"), N, C, c->eps);
+	sgemm(0, 1, N, V, C, 1.0f, w->lnf, C, wte, C, 0.0f, w->logits, V);
+	w->targets = targets;
+	if (!targets)
+		return 0;
+	/* cross-entropy over the rows with a target; dlogits for backward */
+	double loss = 0;
+	w->count = 0;
+	for (int i = 0; i < N; i++)
+		w->count += targets[i] >= 0 && targets[i] < V;
+	for (int i = 0; i < N; i++) {
+		const float *z = w->logits + (size_t)i * (size_t)V;
+		float *dz = w->dlogits + (size_t)i * (size_t)V;
+		int32_t y = targets[i];
+		if (y < 0 || y >= V || !w->count) {
+			memset(dz, 0, (size_t)V * sizeof *dz);
+			continue;
+		}
+		float mx = z[0];
+		for (int k = 1; k < V; k++)
+			mx = z[k] > mx ? z[k] : mx;
+		double s = 0;
+		for (int k = 0; k < V; k++)
+			s += exp((double)(z[k] - mx));
+		loss += log(s) + mx - z[y];
+		float inv = (float)(1.0 / (s * w->count));
+		for (int k = 0; k < V; k++)
+			dz[k] = expf(z[k] - mx) * inv;
+		dz[y] -= (float)(1.0 / w->count);
+	}
+	return w->count ? loss / w->count : 0;
+}
+
+void gpt2_backward(const gpt2 *m, gpt2_ws *w)
+{
+	const gpt2_config *c = &m->cfg;
+	int B = w->B, T = w->T, N = w->N, C = c->n_embd, H = c->n_head, hd = C / H, V = c->vocab;
+	float scale = 1.0f / sqrtf((float)hd);
+	/* LM head (tied): dwte += dlogits^T lnf; dlnf = dlogits wte */
+	float *dln = w->dx;
+	sgemm(1, 0, V, C, N, 1.0f, w->dlogits, V, w->lnf, C, 1.0f, G("wte.weight"), C);
+	sgemm(0, 0, N, C, V, 1.0f, w->dlogits, V, P("wte.weight"), C, 0.0f, dln, C);
+	memset(w->dres, 0, (size_t)N * (size_t)C * sizeof(float));
+	layernorm_back(w->dres, G("ln_f.weight"), G("ln_f.bias"), dln, w->res_out, P("ln_f.weight"), w->mf, w->rf, N, C);
+	char nm[64];
+	for (int l = c->n_layer - 1; l >= 0; l--) {
+		layer_act *a = &w->l[l];
+#define LP(s) (snprintf(nm, sizeof nm, "h.%d." s, l), P(nm))
+#define LG(s) (snprintf(nm, sizeof nm, "h.%d." s, l), G(nm))
+		/* MLP: dres flows into res2 unchanged, and through c_proj, GELU, c_fc, ln_2 */
+		sgemm(1, 0, 4 * C, C, N, 1.0f, a->fcg, 4 * C, w->dres, C, 1.0f, LG("mlp.c_proj.weight"), C);
+		bias_grad(LG("mlp.c_proj.bias"), w->dres, N, C);
+		sgemm(0, 1, N, 4 * C, C, 1.0f, w->dres, C, LP("mlp.c_proj.weight"), C, 0.0f, w->dfc, 4 * C);
+		for (size_t i = 0; i < (size_t)N * 4 * (size_t)C; i++)
+			w->dfc[i] *= gelu_tanh_grad(a->fch[i]);
+		sgemm(1, 0, C, 4 * C, N, 1.0f, a->ln2, C, w->dfc, 4 * C, 1.0f, LG("mlp.c_fc.weight"), 4 * C);
+		bias_grad(LG("mlp.c_fc.bias"), w->dfc, N, 4 * C);
+		sgemm(0, 1, N, C, 4 * C, 1.0f, w->dfc, 4 * C, LP("mlp.c_fc.weight"), 4 * C, 0.0f, dln, C);
+		layernorm_back(w->dres, LG("ln_2.weight"), LG("ln_2.bias"), dln, a->res2, LP("ln_2.weight"), a->m2, a->r2, N, C);
+		/* attention: c_proj, then per head */
+		sgemm(1, 0, C, C, N, 1.0f, a->y, C, w->dres, C, 1.0f, LG("attn.c_proj.weight"), C);
+		bias_grad(LG("attn.c_proj.bias"), w->dres, N, C);
+		float *dy = dln; /* reuse: d(attention output) */
+		sgemm(0, 1, N, C, C, 1.0f, w->dres, C, LP("attn.c_proj.weight"), C, 0.0f, dy, C);
+		for (int b = 0; b < B; b++)
+			for (int h = 0; h < H; h++) {
+				size_t qo = (size_t)b * (size_t)T * 3 * (size_t)C + (size_t)h * (size_t)hd;
+				const float *q = a->qkv + qo, *k = q + C, *v = q + 2 * C;
+				float *dq = w->dqkv + qo, *dk = dq + C, *dv = dq + 2 * C;
+				const float *Pm = a->att + ((size_t)b * (size_t)H + (size_t)h) * (size_t)T * (size_t)T;
+				const float *dyh = dy + (size_t)b * (size_t)T * (size_t)C + (size_t)h * (size_t)hd;
+				float *dS = w->dS;
+				sgemm(0, 1, T, T, hd, 1.0f, dyh, C, v, 3 * C, 0.0f, dS, T);         /* dP = dy v^T */
+				sgemm(1, 0, T, hd, T, 1.0f, Pm, T, dyh, C, 0.0f, dv, 3 * C);        /* dv = P^T dy */
+				for (int i = 0; i < T; i++) {
+					float *r = dS + (size_t)i * (size_t)T;
+					const float *pr = Pm + (size_t)i * (size_t)T;
+					double s = 0;
+					for (int j = 0; j <= i; j++)
+						s += (double)r[j] * pr[j];
+					for (int j = 0; j < T; j++)
+						r[j] = j <= i ? pr[j] * (r[j] - (float)s) * scale : 0.0f;
+				}
+				sgemm(0, 0, T, hd, T, 1.0f, dS, T, k, 3 * C, 0.0f, dq, 3 * C);       /* dq = dS k */
+				sgemm(1, 0, T, hd, T, 1.0f, dS, T, q, 3 * C, 0.0f, dk, 3 * C);       /* dk = dS^T q */
+			}
+		sgemm(1, 0, C, 3 * C, N, 1.0f, a->ln1, C, w->dqkv, 3 * C, 1.0f, LG("attn.c_attn.weight"), 3 * C);
+		bias_grad(LG("attn.c_attn.bias"), w->dqkv, N, 3 * C);
+		sgemm(0, 1, N, C, 3 * C, 1.0f, w->dqkv, 3 * C, LP("attn.c_attn.weight"), 3 * C, 0.0f, dln, C);
+		layernorm_back(w->dres, LG("ln_1.weight"), LG("ln_1.bias"), dln, a->res, LP("ln_1.weight"), a->m1, a->r1, N, C);
+#undef LP
+#undef LG
+	}
+	/* embeddings */
+	float *dwte = G("wte.weight"), *dwpe = G("wpe.weight");
+	for (int b = 0; b < B; b++)
+		for (int t = 0; t < T; t++) {
+			size_t i = (size_t)b * (size_t)T + (size_t)t;
+			uint32_t id = w->ids[i] < (uint32_t)V ? w->ids[i] : 0;
+			for (int k = 0; k < C; k++) {
+				float d = w->dres[i * (size_t)C + (size_t)k];
+				dwte[(size_t)id * (size_t)C + (size_t)k] += d;
+				dwpe[(size_t)t * (size_t)C + (size_t)k] += d;
+			}
+		}
+}

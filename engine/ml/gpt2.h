@@ -1,0 +1,77 @@
+/*
+ * gpt2 — the GPT-2 architecture in fp32 over OpenBLAS: token and position
+ * embeddings, pre-LayerNorm blocks of causal multi-head self-attention and a
+ * GELU (tanh) MLP, a final LayerNorm, and the LM head tied to the token
+ * embedding. Forward, loss (next-token cross-entropy) and backward for every
+ * parameter.
+ *
+ * Parameters are one float array in Hugging Face's layout and names
+ * (Conv1D weights stored [in, out]): "wte.weight", "wpe.weight",
+ * "h.<l>.ln_1.weight", "h.<l>.attn.c_attn.weight", "h.<l>.attn.c_proj.weight",
+ * "h.<l>.ln_2.weight", "h.<l>.mlp.c_fc.weight", "h.<l>.mlp.c_proj.weight"
+ * (and .bias), "ln_f.weight"/".bias". Checkpoints may prefix them with
+ * "transformer." (GPT2LMHeadModel); a separate "lm_head.weight" equal to
+ * wte is accepted and ignored (the head is tied).
+ *
+ * Relies on: blas (sgemm), safetensors, json.
+ * Ownership: a model owns its parameters; activations and gradients live
+ * in a gpt2_ws sized for a batch shape, allocated once.
+ */
+#ifndef HONE_GPT2_H
+#define HONE_GPT2_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "../util.h"
+#include "safetensors.h"
+
+typedef struct gpt2_config {
+	int n_layer, n_head, n_embd, n_positions, vocab;
+	float eps; /* layer_norm_epsilon */
+} gpt2_config;
+
+typedef struct gpt2_tensor {
+	char name[64];
+	size_t off, n;
+	int ndim;
+	int64_t shape[2];
+} gpt2_tensor;
+
+typedef struct gpt2 {
+	gpt2_config cfg;
+	float *p;
+	size_t nparams;
+	gpt2_tensor *t;
+	size_t nt;
+} gpt2;
+
+/* Reads config.json (n_layer, n_head, n_embd, n_positions, vocab_size,
+ * layer_norm_epsilon; activation gelu_new). */
+int gpt2_config_parse(herr *e, gpt2_config *c, const char *json, size_t n, const char *what);
+/* Lays out (zeroed) parameters for a configuration. */
+int gpt2_init(herr *e, gpt2 *m, const gpt2_config *c);
+void gpt2_free(gpt2 *m);
+/* Copies every parameter from a safetensors file (F32), checking names and
+ * shapes; unknown tensors other than attention mask buffers and a tied
+ * lm_head are errors. */
+int gpt2_load_weights(herr *e, gpt2 *m, const st_file *f, const char *what);
+/* Loads a Hugging Face folder: config.json + model.safetensors, or the
+ * shards listed in model.safetensors.index.json. */
+int gpt2_load_dir(herr *e, gpt2 *m, const char *dir);
+/* The parameters as safetensors entries with HF names (no prefix). */
+void gpt2_tensors(const gpt2 *m, st_writer *w, const float *base);
+/* The tensor called name (HF name, no prefix), or NULL. */
+const gpt2_tensor *gpt2_find(const gpt2 *m, const char *name);
+
+typedef struct gpt2_ws gpt2_ws;
+gpt2_ws *gpt2_ws_new(const gpt2 *m, int B, int T, int threads);
+void gpt2_ws_free(gpt2_ws *w);
+/* Forward over ids[B·T]; with targets (B·T ids, -1 = ignore) returns the
+ * mean cross-entropy, else 0. Logits (B·T·vocab) are kept in the ws. */
+double gpt2_forward(const gpt2 *m, gpt2_ws *w, const uint32_t *ids, const int32_t *targets);
+const float *gpt2_logits(const gpt2_ws *w);
+/* Backward of the last forward (with targets): adds into the gradients. */
+void gpt2_backward(const gpt2 *m, gpt2_ws *w);
+float *gpt2_grad(gpt2_ws *w);
+
+#endif

@@ -1,0 +1,181 @@
+/*
+ * The native GPT-2: logits, loss and every parameter's gradient against
+ * PyTorch (tests/fixtures/gpt2model, made by gen_gpt2_fixture.py there),
+ * loading Hugging Face checkpoints (single file, shards, "transformer."
+ * prefixes) and refusing broken ones.
+ */
+#include <math.h>
+
+#include "testutil.h"
+#include "io/json.h"
+#include "ml/blas.h"
+#include "ml/gpt2.h"
+#include "ml/safetensors.h"
+
+#define DIR "tests/fixtures/gpt2model"
+
+static double num(const jnode *v)
+{
+	char tmp[64];
+	snprintf(tmp, sizeof tmp, "%.*s", (int)v->len, v->s);
+	return strtod(tmp, NULL);
+}
+
+static void test_against_pytorch(void **st)
+{
+	(void)st;
+	herr e;
+	assert_non_null(blas_get(&e));
+	gpt2 m;
+	if (gpt2_load_dir(&e, &m, DIR) != 0)
+		fail_msg("%s", e.msg);
+	assert_int_equal(m.cfg.n_layer, 2);
+	buf rj;
+	buf_init(&rj);
+	assert_int_equal(fs_read(&e, DIR "/reference.json", &rj), 0);
+	jarena *a = json_arena_new();
+	jerror je;
+	const jnode *r = json_parse(a, rj.p, rj.len, &je);
+	assert_non_null(r);
+	int B = (int)num(json_member(r, "B", 1)), T = (int)num(json_member(r, "T", 1));
+	uint32_t ids[64];
+	int32_t tg[64];
+	int n = 0;
+	for (const jnode *k = json_member(r, "ids", 3)->kid; k; k = k->next)
+		ids[n++] = (uint32_t)num(k);
+	assert_int_equal(n, B * T);
+	for (int i = 0; i < n; i++)
+		tg[i] = (i % T == T - 1) ? -1 : (int32_t)ids[i + 1];
+	gpt2_ws *w = gpt2_ws_new(&m, B, T, 1);
+	double loss = gpt2_forward(&m, w, ids, tg);
+	double want = num(json_member(r, "loss", 4));
+	if (fabs(loss - want) > 1e-4 * fabs(want))
+		fail_msg("loss %.8g, PyTorch %.8g", loss, want);
+	const float *lg = gpt2_logits(w);
+	size_t i = 0;
+	for (const jnode *k = json_member(r, "logits", 6)->kid; k; k = k->next, i++) {
+		double v = num(k);
+		if (fabs(lg[i] - v) > 1e-4 * fabs(v) + 1e-5)
+			fail_msg("logit %zu: %.8g, PyTorch %.8g", i, lg[i], v);
+	}
+	assert_int_equal(i, (size_t)n * (size_t)m.cfg.vocab);
+	gpt2_backward(&m, w);
+	const float *g = gpt2_grad(w);
+	size_t checked = 0;
+	for (const jnode *t = json_member(r, "grads", 5)->kid; t; t = t->next) {
+		char name[64];
+		snprintf(name, sizeof name, "%.*s", (int)t->klen, t->key);
+		const gpt2_tensor *gt = gpt2_find(&m, name);
+		assert_non_null(gt);
+		double scale = 0;
+		for (const jnode *k = t->kid; k; k = k->next)
+			scale = fmax(scale, fabs(num(k)));
+		size_t j = 0;
+		for (const jnode *k = t->kid; k; k = k->next, j++) {
+			double v = num(k), got = g[gt->off + j];
+			/* 1e-3 relative, against the tensor's largest gradient for values near 0 */
+			if (fabs(got - v) > 1e-3 * fabs(v) + 1e-5 * scale + 1e-7)
+				fail_msg("%s[%zu]: gradient %.8g, PyTorch %.8g", name, j, got, v);
+		}
+		assert_int_equal(j, gt->n);
+		checked++;
+	}
+	assert_int_equal(checked, m.nt);
+	gpt2_ws_free(w);
+	json_arena_free(a);
+	buf_free(&rj);
+	gpt2_free(&m);
+}
+
+static void write_json(const char *dir, const char *name, const char *text) { write_file(dir, name, text); }
+
+static void test_checkpoints(void **st)
+{
+	(void)st;
+	herr e;
+	gpt2 m, m2;
+	assert_int_equal(gpt2_load_dir(&e, &m, DIR), 0);
+	char *d = tmpdir_new();
+	buf cfg;
+	buf_init(&cfg);
+	assert_int_equal(fs_read(&e, DIR "/config.json", &cfg), 0);
+	/* shards: the first half of the tensors in one file, the rest in another */
+	st_writer a, b;
+	st_writer_init(&a);
+	st_writer_init(&b);
+	buf idx;
+	buf_init(&idx);
+	buf_adds(&idx, "{\"metadata\": {}, \"weight_map\": {");
+	for (size_t i = 0; i < m.nt; i++) {
+		st_writer *s = i < m.nt / 2 ? &a : &b;
+		st_add_f32(s, m.t[i].name, m.p + m.t[i].off, m.t[i].ndim, m.t[i].shape);
+		buf_printf(&idx, "%s\"%s\": \"%s\"", i ? ", " : "", m.t[i].name, i < m.nt / 2 ? "m-1.safetensors" : "m-2.safetensors");
+	}
+	buf_adds(&idx, "}}");
+	char *p1 = path_join(d, "m-1.safetensors"), *p2 = path_join(d, "m-2.safetensors");
+	assert_int_equal(st_write(&e, &a, p1), 0);
+	assert_int_equal(st_write(&e, &b, p2), 0);
+	write_json(d, "config.json", cfg.p);
+	write_json(d, "model.safetensors.index.json", idx.p);
+	if (gpt2_load_dir(&e, &m2, d) != 0)
+		fail_msg("shards: %s", e.msg);
+	assert_int_equal(m2.nparams, m.nparams);
+	assert_memory_equal(m2.p, m.p, m.nparams * sizeof(float));
+	gpt2_free(&m2);
+	/* a missing shard tensor */
+	buf_free(&idx);
+	buf_init(&idx);
+	buf_adds(&idx, "{\"weight_map\": {\"wte.weight\": \"m-1.safetensors\"}}");
+	write_json(d, "model.safetensors.index.json", idx.p);
+	assert_int_not_equal(gpt2_load_dir(&e, &m2, d), 0);
+	assert_non_null(strstr(e.msg, "no tensor"));
+	/* a shard outside the folder */
+	write_json(d, "model.safetensors.index.json", "{\"weight_map\": {\"wte.weight\": \"../x.safetensors\"}}");
+	assert_int_not_equal(gpt2_load_dir(&e, &m2, d), 0);
+	assert_non_null(strstr(e.msg, "not a file in the folder"));
+	/* a wrong shape */
+	st_writer c;
+	st_writer_init(&c);
+	for (size_t i = 0; i < m.nt; i++) {
+		int64_t sh[2] = {m.t[i].shape[0], m.t[i].shape[1]};
+		if (!strcmp(m.t[i].name, "h.1.mlp.c_fc.weight")) {
+			sh[0] = m.t[i].shape[1]; /* transposed, as a Linear would store it */
+			sh[1] = m.t[i].shape[0];
+		}
+		st_add_f32(&c, m.t[i].name, m.p + m.t[i].off, m.t[i].ndim, sh);
+	}
+	char *p3 = path_join(d, "model.safetensors");
+	assert_int_equal(st_write(&e, &c, p3), 0);
+	assert_int_not_equal(gpt2_load_dir(&e, &m2, d), 0);
+	assert_non_null(strstr(e.msg, "h.1.mlp.c_fc.weight"));
+	assert_non_null(strstr(e.msg, "[16, 64]"));
+	/* configs */
+	write_json(d, "config.json", "{\"n_layer\": 2, \"n_head\": 3, \"n_embd\": 16, \"n_positions\": 12, \"vocab_size\": 37}");
+	assert_int_not_equal(gpt2_load_dir(&e, &m2, d), 0);
+	assert_non_null(strstr(e.msg, "not a multiple of n_head"));
+	write_json(d, "config.json", "{\"n_layer\": 2}");
+	assert_int_not_equal(gpt2_load_dir(&e, &m2, d), 0);
+	assert_non_null(strstr(e.msg, "expected integers"));
+	write_json(d, "config.json", "{\"n_layer\": 2, \"n_head\": 2, \"n_embd\": 16, \"n_positions\": 12, \"vocab_size\": 37, \"activation_function\": \"relu\"}");
+	assert_int_not_equal(gpt2_load_dir(&e, &m2, d), 0);
+	assert_non_null(strstr(e.msg, "gelu_new"));
+	free(p1);
+	free(p2);
+	free(p3);
+	st_writer_free(&a);
+	st_writer_free(&b);
+	st_writer_free(&c);
+	buf_free(&idx);
+	buf_free(&cfg);
+	tmpdir_rm(d);
+	gpt2_free(&m);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_against_pytorch),
+		cmocka_unit_test(test_checkpoints),
+	};
+	return cmocka_run_group_tests_name("gpt2", tests, NULL, NULL);
+}
