@@ -184,6 +184,9 @@ demo: deps
 build/bench_bpe: tests/bench/bench_bpe.c $(LIB_OBJ)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -Iengine -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
+build/bench_gpt2: tests/bench/bench_gpt2.c $(LIB_OBJ)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -Iengine -o $@ $< $(LIB_OBJ) $(LDLIBS)
+
 bench: deps-bench data
 	@$(MAKE) --no-print-directory hone
 	tests/bench/noop.sh
@@ -191,6 +194,7 @@ bench: deps-bench data
 	tests/bench/tokenize.sh
 	tests/bench/bpe_train.sh
 	tests/bench/train.sh
+	tests/bench/gpt2.sh
 
 clean:
 	rm -rf build hone

@@ -3,6 +3,8 @@
 #include <dlfcn.h>
 #include <pthread.h>
 
+#include "optim.h"
+
 static blas_api api;
 static const char *load_error;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -36,4 +38,41 @@ void sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int
            const float *b, int ldb, float beta, float *c, int ldc)
 {
 	api.sgemm(101, ta ? 112 : 111, tb ? 112 : 111, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+typedef struct gemm_job {
+	int ta, tb, m, n, k;
+	float alpha, beta;
+	const float *a, *b;
+	float *c;
+	int lda, ldb, ldc;
+} gemm_job;
+
+static void gemm_part(void *ud, int t, int nt)
+{
+	gemm_job *j = ud;
+	if (j->m >= j->n) {
+		int lo = j->m * t / nt, hi = j->m * (t + 1) / nt;
+		if (hi <= lo)
+			return;
+		/* rows lo..hi of op(A) and of C */
+		const float *a = j->ta ? j->a + lo : j->a + (size_t)lo * (size_t)j->lda;
+		sgemm(j->ta, j->tb, hi - lo, j->n, j->k, j->alpha, a, j->lda, j->b, j->ldb, j->beta,
+		      j->c + (size_t)lo * (size_t)j->ldc, j->ldc);
+	} else {
+		int lo = j->n * t / nt, hi = j->n * (t + 1) / nt;
+		if (hi <= lo)
+			return;
+		/* columns lo..hi of op(B) and of C */
+		const float *b = j->tb ? j->b + (size_t)lo * (size_t)j->ldb : j->b + lo;
+		sgemm(j->ta, j->tb, j->m, hi - lo, j->k, j->alpha, j->a, j->lda, b, j->ldb, j->beta, j->c + lo, j->ldc);
+	}
+}
+
+void psgemm(int threads, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+            int ldb, float beta, float *c, int ldc)
+{
+	gemm_job j = {ta, tb, m, n, k, alpha, beta, a, b, c, lda, ldb, ldc};
+	long long work = (long long)m * n * k;
+	par_run(work < (1 << 20) ? 1 : threads, gemm_part, &j);
 }

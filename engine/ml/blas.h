@@ -30,4 +30,10 @@ const blas_api *blas_get(herr *e);
 void sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
            const float *b, int ldb, float beta, float *c, int ldc);
 
+/* sgemm split over `threads` of our own (OpenBLAS itself kept to one
+ * thread: its idle workers spin, and on few cores they take the time the
+ * other loops need). Splits the larger of m and n. */
+void psgemm(int threads, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+            int ldb, float beta, float *c, int ldc);
+
 #endif

@@ -8,6 +8,7 @@
 #include "../io/json.h"
 #include "act.h"
 #include "blas.h"
+#include "optim.h"
 
 /* --- configuration and layout ------------------------------------------------- */
 
@@ -265,7 +266,7 @@ typedef struct layer_act {
 } layer_act;
 
 struct gpt2_ws {
-	int B, T, N, nl;
+	int B, T, N, nl, threads;
 	layer_act *l;
 	float *res_out, *lnf, *mf, *rf;
 	float *logits;         /* N × V */
@@ -319,10 +320,11 @@ gpt2_ws *gpt2_ws_new(const gpt2 *m, int B, int T, int threads)
 	w->dx = xmalloc(N * C * sizeof(float));
 	w->dqkv = xmalloc(N * 3 * C * sizeof(float));
 	w->dfc = xmalloc(N * 4 * C * sizeof(float));
-	w->dS = xmalloc((size_t)T * (size_t)T * sizeof(float));
+	w->dS = xmalloc((size_t)(threads < 1 ? 1 : threads > 64 ? 64 : threads) * (size_t)T * (size_t)T * sizeof(float));
+	w->threads = threads < 1 ? 1 : threads;
 	const blas_api *api = blas_get(NULL);
 	if (api)
-		api->set_num_threads(threads < 1 ? 1 : threads);
+		api->set_num_threads(1); /* psgemm splits the products itself */
 	return w;
 }
 
@@ -360,10 +362,10 @@ float *gpt2_grad(gpt2_ws *w) { return w->g; }
 #define P(name) (m->p + gpt2_find(m, name)->off)
 #define G(name) (w->g + gpt2_find(m, name)->off)
 
-static void layernorm(float *out, float *mean, float *rstd, const float *x, const float *wt, const float *b, int N, int C,
-                      float eps)
+static void layernorm_rows(float *out, float *mean, float *rstd, const float *x, const float *wt, const float *b, int lo,
+                           int N, int C, float eps)
 {
-	for (int i = 0; i < N; i++) {
+	for (int i = lo; i < N; i++) {
 		const float *xi = x + (size_t)i * (size_t)C;
 		double s = 0, ss = 0;
 		for (int k = 0; k < C; k++)
@@ -378,6 +380,27 @@ static void layernorm(float *out, float *mean, float *rstd, const float *x, cons
 		mean[i] = (float)mu;
 		rstd[i] = r;
 	}
+}
+
+typedef struct ln_job {
+	float *out, *mean, *rstd;
+	const float *x, *wt, *b;
+	int N, C;
+	float eps;
+} ln_job;
+
+static void ln_part(void *ud, int t, int nt)
+{
+	ln_job *j = ud;
+	layernorm_rows(j->out, j->mean, j->rstd, j->x, j->wt, j->b, j->N * t / nt, j->N * (t + 1) / nt, j->C, j->eps);
+}
+
+/* rows split over the threads; each row's arithmetic is the same */
+static void layernorm(int threads, float *out, float *mean, float *rstd, const float *x, const float *wt, const float *b,
+                      int N, int C, float eps)
+{
+	ln_job j = {out, mean, rstd, x, wt, b, N, C, eps};
+	par_run(threads, ln_part, &j);
 }
 
 /* dx += LayerNorm backward; dw, db accumulate */
@@ -418,6 +441,138 @@ static void bias_grad(float *db, const float *dy, int N, int D)
 			db[k] += dy[(size_t)i * (size_t)D + (size_t)k];
 }
 
+typedef struct gelu_job {
+	float *y;
+	const float *x;
+	size_t n;
+	int back; /* y *= gelu'(x) instead of y = gelu(x) */
+} gelu_job;
+
+static void gelu_part(void *ud, int t, int nt)
+{
+	gelu_job *j = ud;
+	size_t lo = j->n * (size_t)t / (size_t)nt, hi = j->n * (size_t)(t + 1) / (size_t)nt;
+	if (j->back)
+		for (size_t i = lo; i < hi; i++)
+			j->y[i] *= gelu_tanh_grad(j->x[i]);
+	else
+		for (size_t i = lo; i < hi; i++)
+			j->y[i] = gelu_tanh(j->x[i]);
+}
+
+/* Cross-entropy rows [lo, hi): loss into part[t], dlogits = softmax - onehot,
+ * over count rows. */
+typedef struct ce_job {
+	const float *logits;
+	float *dlogits;
+	const int32_t *targets;
+	int N, V;
+	double count, part[64];
+} ce_job;
+
+static void ce_part(void *ud, int t, int nt)
+{
+	ce_job *j = ud;
+	double loss = 0;
+	int V = j->V;
+	for (int i = j->N * t / nt; i < j->N * (t + 1) / nt; i++) {
+		const float *z = j->logits + (size_t)i * (size_t)V;
+		float *dz = j->dlogits + (size_t)i * (size_t)V;
+		int32_t y = j->targets[i];
+		if (y < 0 || y >= V || !j->count) {
+			memset(dz, 0, (size_t)V * sizeof *dz);
+			continue;
+		}
+		float mx = z[0];
+		for (int k = 1; k < V; k++)
+			mx = z[k] > mx ? z[k] : mx;
+		double s = 0;
+		for (int k = 0; k < V; k++) {
+			dz[k] = expf(z[k] - mx);
+			s += dz[k];
+		}
+		loss += log(s) + mx - z[y];
+		float inv = (float)(1.0 / (s * j->count));
+		for (int k = 0; k < V; k++)
+			dz[k] *= inv;
+		dz[y] -= (float)(1.0 / j->count);
+	}
+	j->part[t] = loss;
+}
+
+/* Attention of heads [lo, hi) of the B·H: scores, causal softmax, output. */
+typedef struct att_job {
+	layer_act *a;
+	float *dy;       /* backward: d(attention output) */
+	float *dqkv;
+	float *dS;       /* backward scratch: T·T per thread */
+	int B, T, C, H, hd;
+	float scale;
+} att_job;
+
+static void att_fwd_part(void *ud, int t, int nt)
+{
+	att_job *j = ud;
+	int T = j->T, C = j->C, H = j->H, hd = j->hd, BH = j->B * j->H;
+	for (int bh = BH * t / nt; bh < BH * (t + 1) / nt; bh++) {
+		int b = bh / H, h = bh % H;
+		const float *q = j->a->qkv + (size_t)b * (size_t)T * 3 * (size_t)C + (size_t)h * (size_t)hd;
+		const float *k = q + C, *v = q + 2 * C;
+		float *S = j->a->att + (size_t)bh * (size_t)T * (size_t)T;
+		sgemm(0, 1, T, T, hd, j->scale, q, 3 * C, k, 3 * C, 0.0f, S, T);
+		for (int i = 0; i < T; i++) {
+			float *row = S + (size_t)i * (size_t)T, mx = row[0];
+			for (int x = 1; x <= i; x++)
+				mx = row[x] > mx ? row[x] : mx;
+			double s = 0;
+			for (int x = 0; x <= i; x++) {
+				row[x] = expf(row[x] - mx);
+				s += row[x];
+			}
+			float inv = (float)(1.0 / s);
+			for (int x = 0; x <= i; x++)
+				row[x] *= inv;
+			for (int x = i + 1; x < T; x++)
+				row[x] = 0;
+		}
+		sgemm(0, 0, T, hd, T, 1.0f, S, T, v, 3 * C, 0.0f, j->a->y + (size_t)b * (size_t)T * (size_t)C + (size_t)h * (size_t)hd, C);
+	}
+}
+
+static void att_back_part(void *ud, int t, int nt)
+{
+	att_job *j = ud;
+	int T = j->T, C = j->C, H = j->H, hd = j->hd, BH = j->B * j->H;
+	float *dS = j->dS + (size_t)t * (size_t)T * (size_t)T;
+	for (int bh = BH * t / nt; bh < BH * (t + 1) / nt; bh++) {
+		int b = bh / H, h = bh % H;
+		size_t qo = (size_t)b * (size_t)T * 3 * (size_t)C + (size_t)h * (size_t)hd;
+		const float *q = j->a->qkv + qo, *k = q + C, *v = q + 2 * C;
+		float *dq = j->dqkv + qo, *dk = dq + C, *dv = dq + 2 * C;
+		const float *Pm = j->a->att + (size_t)bh * (size_t)T * (size_t)T;
+		const float *dyh = j->dy + (size_t)b * (size_t)T * (size_t)C + (size_t)h * (size_t)hd;
+		sgemm(0, 1, T, T, hd, 1.0f, dyh, C, v, 3 * C, 0.0f, dS, T);  /* dP = dy v^T */
+		sgemm(1, 0, T, hd, T, 1.0f, Pm, T, dyh, C, 0.0f, dv, 3 * C); /* dv = P^T dy */
+		for (int i = 0; i < T; i++) {
+			float *r = dS + (size_t)i * (size_t)T;
+			const float *pr = Pm + (size_t)i * (size_t)T;
+			double s = 0;
+			for (int x = 0; x <= i; x++)
+				s += (double)r[x] * pr[x];
+			for (int x = 0; x < T; x++)
+				r[x] = x <= i ? pr[x] * (r[x] - (float)s) * j->scale : 0.0f;
+		}
+		sgemm(0, 0, T, hd, T, 1.0f, dS, T, k, 3 * C, 0.0f, dq, 3 * C); /* dq = dS k */
+		sgemm(1, 0, T, hd, T, 1.0f, dS, T, q, 3 * C, 0.0f, dk, 3 * C); /* dk = dS^T q */
+	}
+}
+
+/* Heads run on our threads (OpenBLAS single-threaded: small products). */
+static void attention(gpt2_ws *w, att_job *j, void (*fn)(void *, int, int))
+{
+	par_run(w->threads, fn, j);
+}
+
 double gpt2_forward(const gpt2 *m, gpt2_ws *w, const uint32_t *ids, const int32_t *targets)
 {
 	const gpt2_config *c = &m->cfg;
@@ -439,76 +594,46 @@ double gpt2_forward(const gpt2 *m, gpt2_ws *w, const uint32_t *ids, const int32_
 	for (int l = 0; l < c->n_layer; l++) {
 		layer_act *a = &w->l[l];
 #define LP(s) (snprintf(nm, sizeof nm, "h.%d." s, l), P(nm))
-		layernorm(a->ln1, a->m1, a->r1, a->res, LP("ln_1.weight"), LP("ln_1.bias"), N, C, c->eps);
-		sgemm(0, 0, N, 3 * C, C, 1.0f, a->ln1, C, LP("attn.c_attn.weight"), 3 * C, 0.0f, a->qkv, 3 * C);
+		layernorm(w->threads, a->ln1, a->m1, a->r1, a->res, LP("ln_1.weight"), LP("ln_1.bias"), N, C, c->eps);
+		psgemm(w->threads, 0, 0, N, 3 * C, C, 1.0f, a->ln1, C, LP("attn.c_attn.weight"), 3 * C, 0.0f, a->qkv, 3 * C);
 		add_bias(a->qkv, LP("attn.c_attn.bias"), N, 3 * C);
-		for (int b = 0; b < B; b++)
-			for (int h = 0; h < H; h++) {
-				const float *q = a->qkv + (size_t)b * (size_t)T * 3 * (size_t)C + (size_t)h * (size_t)hd;
-				const float *k = q + C, *v = q + 2 * C;
-				float *S = a->att + ((size_t)b * (size_t)H + (size_t)h) * (size_t)T * (size_t)T;
-				sgemm(0, 1, T, T, hd, scale, q, 3 * C, k, 3 * C, 0.0f, S, T);
-				for (int i = 0; i < T; i++) {
-					float *row = S + (size_t)i * (size_t)T, mx = row[0];
-					for (int j = 1; j <= i; j++)
-						mx = row[j] > mx ? row[j] : mx;
-					double s = 0;
-					for (int j = 0; j <= i; j++) {
-						row[j] = expf(row[j] - mx);
-						s += row[j];
-					}
-					float inv = (float)(1.0 / s);
-					for (int j = 0; j <= i; j++)
-						row[j] *= inv;
-					for (int j = i + 1; j < T; j++)
-						row[j] = 0;
-				}
-				sgemm(0, 0, T, hd, T, 1.0f, S, T, v, 3 * C, 0.0f, a->y + (size_t)b * (size_t)T * (size_t)C + (size_t)h * (size_t)hd, C);
-			}
+		att_job aj = {a, NULL, NULL, NULL, B, T, C, H, hd, scale};
+		attention(w, &aj, att_fwd_part);
 		memcpy(a->res2, a->res, (size_t)N * (size_t)C * sizeof(float));
-		sgemm(0, 0, N, C, C, 1.0f, a->y, C, LP("attn.c_proj.weight"), C, 1.0f, a->res2, C);
+		psgemm(w->threads, 0, 0, N, C, C, 1.0f, a->y, C, LP("attn.c_proj.weight"), C, 1.0f, a->res2, C);
 		add_bias(a->res2, LP("attn.c_proj.bias"), N, C);
-		layernorm(a->ln2, a->m2, a->r2, a->res2, LP("ln_2.weight"), LP("ln_2.bias"), N, C, c->eps);
-		sgemm(0, 0, N, 4 * C, C, 1.0f, a->ln2, C, LP("mlp.c_fc.weight"), 4 * C, 0.0f, a->fch, 4 * C);
+		layernorm(w->threads, a->ln2, a->m2, a->r2, a->res2, LP("ln_2.weight"), LP("ln_2.bias"), N, C, c->eps);
+		psgemm(w->threads, 0, 0, N, 4 * C, C, 1.0f, a->ln2, C, LP("mlp.c_fc.weight"), 4 * C, 0.0f, a->fch, 4 * C);
 		add_bias(a->fch, LP("mlp.c_fc.bias"), N, 4 * C);
-		for (size_t i = 0; i < (size_t)N * 4 * (size_t)C; i++)
-			a->fcg[i] = gelu_tanh(a->fch[i]);
+		gelu_job gj = {a->fcg, a->fch, (size_t)N * 4 * (size_t)C, 0};
+		par_run(w->threads, gelu_part, &gj);
 		float *next = l + 1 < c->n_layer ? w->l[l + 1].res : w->res_out;
 		memcpy(next, a->res2, (size_t)N * (size_t)C * sizeof(float));
-		sgemm(0, 0, N, C, 4 * C, 1.0f, a->fcg, 4 * C, LP("mlp.c_proj.weight"), C, 1.0f, next, C);
+		psgemm(w->threads, 0, 0, N, C, 4 * C, 1.0f, a->fcg, 4 * C, LP("mlp.c_proj.weight"), C, 1.0f, next, C);
 		add_bias(next, LP("mlp.c_proj.bias"), N, C);
 #undef LP
 	}
-	layernorm(w->lnf, w->mf, w->rf, w->res_out, P("ln_f.weight"), P("ln_f.bias"), N, C, c->eps);
-	sgemm(0, 1, N, V, C, 1.0f, w->lnf, C, wte, C, 0.0f, w->logits, V);
+	layernorm(w->threads, w->lnf, w->mf, w->rf, w->res_out, P("ln_f.weight"), P("ln_f.bias"), N, C, c->eps);
+	psgemm(w->threads, 0, 1, N, V, C, 1.0f, w->lnf, C, wte, C, 0.0f, w->logits, V);
 	w->targets = targets;
 	if (!targets)
 		return 0;
 	/* cross-entropy over the rows with a target; dlogits for backward */
-	double loss = 0;
 	w->count = 0;
 	for (int i = 0; i < N; i++)
 		w->count += targets[i] >= 0 && targets[i] < V;
-	for (int i = 0; i < N; i++) {
-		const float *z = w->logits + (size_t)i * (size_t)V;
-		float *dz = w->dlogits + (size_t)i * (size_t)V;
-		int32_t y = targets[i];
-		if (y < 0 || y >= V || !w->count) {
-			memset(dz, 0, (size_t)V * sizeof *dz);
-			continue;
-		}
-		float mx = z[0];
-		for (int k = 1; k < V; k++)
-			mx = z[k] > mx ? z[k] : mx;
-		double s = 0;
-		for (int k = 0; k < V; k++)
-			s += exp((double)(z[k] - mx));
-		loss += log(s) + mx - z[y];
-		float inv = (float)(1.0 / (s * w->count));
-		for (int k = 0; k < V; k++)
-			dz[k] = expf(z[k] - mx) * inv;
-		dz[y] -= (float)(1.0 / w->count);
-	}
+	ce_job cj;
+	cj.logits = w->logits;
+	cj.dlogits = w->dlogits;
+	cj.targets = targets;
+	cj.N = N;
+	cj.V = V;
+	cj.count = w->count;
+	int nt = w->threads > 64 ? 64 : w->threads;
+	par_run(nt, ce_part, &cj);
+	double loss = 0;
+	for (int t = 0; t < nt; t++)
+		loss += cj.part[t];
 	return w->count ? loss / w->count : 0;
 }
 
@@ -519,8 +644,8 @@ void gpt2_backward(const gpt2 *m, gpt2_ws *w)
 	float scale = 1.0f / sqrtf((float)hd);
 	/* LM head (tied): dwte += dlogits^T lnf; dlnf = dlogits wte */
 	float *dln = w->dx;
-	sgemm(1, 0, V, C, N, 1.0f, w->dlogits, V, w->lnf, C, 1.0f, G("wte.weight"), C);
-	sgemm(0, 0, N, C, V, 1.0f, w->dlogits, V, P("wte.weight"), C, 0.0f, dln, C);
+	psgemm(w->threads, 1, 0, V, C, N, 1.0f, w->dlogits, V, w->lnf, C, 1.0f, G("wte.weight"), C);
+	psgemm(w->threads, 0, 0, N, C, V, 1.0f, w->dlogits, V, P("wte.weight"), C, 0.0f, dln, C);
 	memset(w->dres, 0, (size_t)N * (size_t)C * sizeof(float));
 	layernorm_back(w->dres, G("ln_f.weight"), G("ln_f.bias"), dln, w->res_out, P("ln_f.weight"), w->mf, w->rf, N, C);
 	char nm[64];
@@ -529,45 +654,25 @@ void gpt2_backward(const gpt2 *m, gpt2_ws *w)
 #define LP(s) (snprintf(nm, sizeof nm, "h.%d." s, l), P(nm))
 #define LG(s) (snprintf(nm, sizeof nm, "h.%d." s, l), G(nm))
 		/* MLP: dres flows into res2 unchanged, and through c_proj, GELU, c_fc, ln_2 */
-		sgemm(1, 0, 4 * C, C, N, 1.0f, a->fcg, 4 * C, w->dres, C, 1.0f, LG("mlp.c_proj.weight"), C);
+		psgemm(w->threads, 1, 0, 4 * C, C, N, 1.0f, a->fcg, 4 * C, w->dres, C, 1.0f, LG("mlp.c_proj.weight"), C);
 		bias_grad(LG("mlp.c_proj.bias"), w->dres, N, C);
-		sgemm(0, 1, N, 4 * C, C, 1.0f, w->dres, C, LP("mlp.c_proj.weight"), C, 0.0f, w->dfc, 4 * C);
-		for (size_t i = 0; i < (size_t)N * 4 * (size_t)C; i++)
-			w->dfc[i] *= gelu_tanh_grad(a->fch[i]);
-		sgemm(1, 0, C, 4 * C, N, 1.0f, a->ln2, C, w->dfc, 4 * C, 1.0f, LG("mlp.c_fc.weight"), 4 * C);
+		psgemm(w->threads, 0, 1, N, 4 * C, C, 1.0f, w->dres, C, LP("mlp.c_proj.weight"), C, 0.0f, w->dfc, 4 * C);
+		gelu_job gb = {w->dfc, a->fch, (size_t)N * 4 * (size_t)C, 1};
+		par_run(w->threads, gelu_part, &gb);
+		psgemm(w->threads, 1, 0, C, 4 * C, N, 1.0f, a->ln2, C, w->dfc, 4 * C, 1.0f, LG("mlp.c_fc.weight"), 4 * C);
 		bias_grad(LG("mlp.c_fc.bias"), w->dfc, N, 4 * C);
-		sgemm(0, 1, N, C, 4 * C, 1.0f, w->dfc, 4 * C, LP("mlp.c_fc.weight"), 4 * C, 0.0f, dln, C);
+		psgemm(w->threads, 0, 1, N, C, 4 * C, 1.0f, w->dfc, 4 * C, LP("mlp.c_fc.weight"), 4 * C, 0.0f, dln, C);
 		layernorm_back(w->dres, LG("ln_2.weight"), LG("ln_2.bias"), dln, a->res2, LP("ln_2.weight"), a->m2, a->r2, N, C);
 		/* attention: c_proj, then per head */
-		sgemm(1, 0, C, C, N, 1.0f, a->y, C, w->dres, C, 1.0f, LG("attn.c_proj.weight"), C);
+		psgemm(w->threads, 1, 0, C, C, N, 1.0f, a->y, C, w->dres, C, 1.0f, LG("attn.c_proj.weight"), C);
 		bias_grad(LG("attn.c_proj.bias"), w->dres, N, C);
 		float *dy = dln; /* reuse: d(attention output) */
-		sgemm(0, 1, N, C, C, 1.0f, w->dres, C, LP("attn.c_proj.weight"), C, 0.0f, dy, C);
-		for (int b = 0; b < B; b++)
-			for (int h = 0; h < H; h++) {
-				size_t qo = (size_t)b * (size_t)T * 3 * (size_t)C + (size_t)h * (size_t)hd;
-				const float *q = a->qkv + qo, *k = q + C, *v = q + 2 * C;
-				float *dq = w->dqkv + qo, *dk = dq + C, *dv = dq + 2 * C;
-				const float *Pm = a->att + ((size_t)b * (size_t)H + (size_t)h) * (size_t)T * (size_t)T;
-				const float *dyh = dy + (size_t)b * (size_t)T * (size_t)C + (size_t)h * (size_t)hd;
-				float *dS = w->dS;
-				sgemm(0, 1, T, T, hd, 1.0f, dyh, C, v, 3 * C, 0.0f, dS, T);         /* dP = dy v^T */
-				sgemm(1, 0, T, hd, T, 1.0f, Pm, T, dyh, C, 0.0f, dv, 3 * C);        /* dv = P^T dy */
-				for (int i = 0; i < T; i++) {
-					float *r = dS + (size_t)i * (size_t)T;
-					const float *pr = Pm + (size_t)i * (size_t)T;
-					double s = 0;
-					for (int j = 0; j <= i; j++)
-						s += (double)r[j] * pr[j];
-					for (int j = 0; j < T; j++)
-						r[j] = j <= i ? pr[j] * (r[j] - (float)s) * scale : 0.0f;
-				}
-				sgemm(0, 0, T, hd, T, 1.0f, dS, T, k, 3 * C, 0.0f, dq, 3 * C);       /* dq = dS k */
-				sgemm(1, 0, T, hd, T, 1.0f, dS, T, q, 3 * C, 0.0f, dk, 3 * C);       /* dk = dS^T q */
-			}
-		sgemm(1, 0, C, 3 * C, N, 1.0f, a->ln1, C, w->dqkv, 3 * C, 1.0f, LG("attn.c_attn.weight"), 3 * C);
+		psgemm(w->threads, 0, 1, N, C, C, 1.0f, w->dres, C, LP("attn.c_proj.weight"), C, 0.0f, dy, C);
+		att_job aj = {a, dy, w->dqkv, w->dS, B, T, C, H, hd, scale};
+		attention(w, &aj, att_back_part);
+		psgemm(w->threads, 1, 0, C, 3 * C, N, 1.0f, a->ln1, C, w->dqkv, 3 * C, 1.0f, LG("attn.c_attn.weight"), 3 * C);
 		bias_grad(LG("attn.c_attn.bias"), w->dqkv, N, 3 * C);
-		sgemm(0, 1, N, C, 3 * C, 1.0f, w->dqkv, 3 * C, LP("attn.c_attn.weight"), 3 * C, 0.0f, dln, C);
+		psgemm(w->threads, 0, 1, N, C, 3 * C, 1.0f, w->dqkv, 3 * C, LP("attn.c_attn.weight"), 3 * C, 0.0f, dln, C);
 		layernorm_back(w->dres, LG("ln_1.weight"), LG("ln_1.bias"), dln, a->res, LP("ln_1.weight"), a->m1, a->r1, N, C);
 #undef LP
 #undef LG
