@@ -247,7 +247,7 @@ typedef struct tstate {
 
 #define CKPT_MAGIC "HONECKP1"
 
-static int ckpt_save(kctx *c, const clf_model *m, const tstate *s, uint64_t tag)
+static int ckpt_save(kctx *c, const float *params, size_t nparams, const tstate *s, uint64_t tag)
 {
 	if (!c->scratch)
 		return 0;
@@ -256,12 +256,12 @@ static int ckpt_save(kctx *c, const clf_model *m, const tstate *s, uint64_t tag)
 	buf b;
 	buf_init(&b);
 	buf_add(&b, CKPT_MAGIC, 8);
-	uint64_t hdr[6] = {tag, (uint64_t)m->nparams, (uint64_t)s->step, (uint64_t)s->best_epoch, (uint64_t)s->bad,
+	uint64_t hdr[6] = {tag, (uint64_t)nparams, (uint64_t)s->step, (uint64_t)s->best_epoch, (uint64_t)s->bad,
 	                   (uint64_t)s->curve.len};
 	buf_add(&b, hdr, sizeof hdr);
 	buf_add(&b, &s->best, sizeof s->best);
-	size_t bytes = m->nparams * sizeof(float);
-	buf_add(&b, m->p, bytes);
+	size_t bytes = nparams * sizeof(float);
+	buf_add(&b, params, bytes);
 	buf_add(&b, s->m, bytes);
 	buf_add(&b, s->v, bytes);
 	buf_add(&b, s->best_p, bytes);
@@ -276,7 +276,7 @@ static int ckpt_save(kctx *c, const clf_model *m, const tstate *s, uint64_t tag)
 }
 
 /* 1 resumed, 0 nothing (or unusable) to resume from. */
-static int ckpt_load(kctx *c, clf_model *m, tstate *s, uint64_t tag)
+static int ckpt_load(kctx *c, float *params, size_t nparams, tstate *s, uint64_t tag)
 {
 	if (!c->scratch)
 		return 0;
@@ -286,12 +286,12 @@ static int ckpt_load(kctx *c, clf_model *m, tstate *s, uint64_t tag)
 	herr e;
 	int ok = fs_exists(path) && fs_read(&e, path, &b) == 0;
 	free(path);
-	size_t bytes = m->nparams * sizeof(float), fixed = 8 + 48 + 8 + 4 * bytes + 8;
+	size_t bytes = nparams * sizeof(float), fixed = 8 + 48 + 8 + 4 * bytes + 8;
 	uint64_t hdr[6], sum;
 	if (ok && b.len >= fixed && !memcmp(b.p, CKPT_MAGIC, 8)) {
 		memcpy(hdr, b.p + 8, sizeof hdr);
 		memcpy(&sum, b.p + b.len - 8, 8);
-		ok = hdr[0] == tag && hdr[1] == m->nparams && b.len == fixed + hdr[5] && sum == XXH3_64bits(b.p, b.len - 8);
+		ok = hdr[0] == tag && hdr[1] == nparams && b.len == fixed + hdr[5] && sum == XXH3_64bits(b.p, b.len - 8);
 	} else {
 		ok = 0;
 	}
@@ -299,7 +299,7 @@ static int ckpt_load(kctx *c, clf_model *m, tstate *s, uint64_t tag)
 		const char *p = b.p + 56;
 		memcpy(&s->best, p, 8);
 		p += 8;
-		memcpy(m->p, p, bytes);
+		memcpy(params, p, bytes);
 		memcpy(s->m, p + bytes, bytes);
 		memcpy(s->v, p + 2 * bytes, bytes);
 		memcpy(s->best_p, p + 3 * bytes, bytes);
@@ -408,6 +408,169 @@ static int write_outputs(kctx *c, const clf_model *m, const char *outdir, const 
 	return rc;
 }
 
+/* What a model gives the training loop: its parameters, one step (forward
+ * and backward over rows idx of the train split; returns the loss and the
+ * gradient), and a score on the validation split. */
+typedef struct learner {
+	float *p;
+	size_t n;
+	double (*step)(void *ud, const uint32_t *idx, int nb, uint64_t step, float **grad);
+	int (*score)(void *ud, herr *e, const char *metric, double *v);
+	void *ud;
+} learner;
+
+typedef struct loop_result {
+	size_t batch;
+	long long spe, stopped, t_start;
+	int resumed;
+	double t0;
+} loop_result;
+
+/* The trainer: epochs of shuffled batches, AdamW with the schedule and
+ * clipping, the curve, validation and early stopping, checkpoints and
+ * resume. Leaves the last weights in L->p and the best in s->best_p. */
+static int train_loop(kctx *c, const tcfg *cf, learner *L, size_t n, int has_val, const char *metric, int higher,
+                      tstate *s, loop_result *out)
+{
+	size_t B = (size_t)cf->batch < n ? (size_t)cf->batch : n;
+	int rc = 0;
+	long long spe = (long long)((n + B - 1) / B);
+	long long total = cf->steps > 0 ? cf->steps : cf->epochs * spe;
+	long long epochs = (total + spe - 1) / spe;
+	size_t bytes = L->n * sizeof(float);
+	s->m = xcalloc(L->n, sizeof(float));
+	s->v = xcalloc(L->n, sizeof(float));
+	s->best_p = xmalloc(bytes);
+	memcpy(s->best_p, L->p, bytes);
+	s->best = higher ? -INFINITY : INFINITY;
+	s->best_epoch = -1;
+	/* the checkpoint's tag: the parameter layout and the seed (the scratch
+	 * folder is already specific to this stage key) */
+	uint64_t tag = XXH3_64bits_withSeed(L->p, bytes, (uint64_t)cf->seed);
+	int resumed = ckpt_load(c, L->p, L->n, s, tag);
+	if (resumed)
+		kctx_log(c, "train: resumed at step %lld of %lld from %s", s->step, total, c->scratch);
+	uint32_t *perm = xmalloc((n ? n : 1) * sizeof *perm), *idx = xmalloc(B * sizeof *idx);
+	adamw_cfg ac = {(float)cf->b1, (float)cf->b2, (float)cf->eps, (float)cf->wd};
+	long long perm_epoch = -1, log_every = spe / 10 > 1 ? spe / 10 : 1;
+	double run_loss = 0, ep_loss = 0, t0 = now_seconds(), last_val = NAN;
+	long long run_n = 0, ep_n = 0, stopped = 0, t_start = s->step;
+	kctx_metric(c, "params", (double)L->n);
+	while (rc == 0 && s->step < total) {
+		long long e = s->step / spe, bi = s->step % spe;
+		if (perm_epoch != e) {
+			epoch_order(perm, n, (uint64_t)cf->seed, e);
+			perm_epoch = e;
+		}
+		size_t lo = (size_t)bi * B, hi = lo + B < n ? lo + B : n;
+		int nb = (int)(hi - lo);
+		memcpy(idx, perm + lo, (size_t)nb * sizeof *idx);
+		float lr = (float)(cf->lr * lr_factor((sched_kind)cf->sched, s->step, cf->warmup, total));
+		float *g;
+		double loss = L->step(L->ud, idx, nb, (uint64_t)s->step, &g);
+		float gs = cf->clip > 0 ? clip_factor(grad_norm(g, L->n, c->threads), cf->clip) : 1.0f;
+		adamw_step(&ac, lr, s->step + 1, gs, L->p, g, s->m, s->v, L->n, c->threads);
+		s->step++;
+		run_loss += loss;
+		run_n++;
+		ep_loss += loss;
+		ep_n++;
+		if (!isfinite(loss)) {
+			rc = kctx_fail(c, "train: the loss is %g at step %lld (lower lr, or clip gradients)", loss, s->step);
+			break;
+		}
+		if (s->step % log_every == 0) {
+			buf_printf(&s->curve, "{\"step\": %lld, \"epoch\": %.4f, \"lr\": ", s->step, (double)s->step / (double)spe);
+			buf_json_num(&s->curve, lr);
+			buf_adds(&s->curve, ", \"loss\": ");
+			buf_json_num(&s->curve, run_loss / (double)run_n);
+			buf_adds(&s->curve, "}\n");
+			run_loss = 0;
+			run_n = 0;
+		}
+		int epoch_end = s->step % spe == 0 || s->step == total;
+		if (epoch_end) {
+			long long ep = (s->step - 1) / spe + 1;
+			buf_printf(&s->curve, "{\"epoch\": %lld, \"step\": %lld, \"train_loss\": ", ep, s->step);
+			buf_json_num(&s->curve, ep_n ? ep_loss / (double)ep_n : NAN);
+			ep_loss = 0;
+			ep_n = 0;
+			if (has_val) {
+				double v;
+				if (L->score(L->ud, &c->err, metric, &v) != 0) {
+					rc = -1;
+					break;
+				}
+				last_val = v;
+				buf_printf(&s->curve, ", \"val_%s\": ", metric);
+				buf_json_num(&s->curve, v);
+				int better = isfinite(v) && (higher ? v > s->best : v < s->best);
+				if (better) {
+					s->best = v;
+					s->best_epoch = ep;
+					s->bad = 0;
+					memcpy(s->best_p, L->p, bytes);
+				} else {
+					s->bad++;
+				}
+			}
+			buf_adds(&s->curve, "}\n");
+			if (has_val && cf->patience > 0 && s->bad >= cf->patience && s->step < total) {
+				kctx_log(c, "train: stopped early after epoch %lld (no better val %s for %lld epochs)", ep, metric, cf->patience);
+				stopped = ep;
+				break;
+			}
+		}
+		if (epoch_end || (cf->ckpt_every > 0 && s->step % cf->ckpt_every == 0))
+			if (s->step < total && ckpt_save(c, L->p, L->n, s, tag) != 0)
+				rc = -1;
+		double el = now_seconds() - t0;
+		kctx_progress(c, (double)s->step, (double)total, "steps");
+		if (has_val && isfinite(last_val))
+			kctx_note(c, "epoch %lld/%lld loss %.4f val %s %.4f (%.0f ex/s)", s->step / spe + (s->step % spe != 0), epochs, loss,
+			          metric, last_val, el > 0 ? (double)(s->step - t_start) * (double)B / el : 0);
+		else
+			kctx_note(c, "epoch %lld/%lld loss %.4f (%.0f ex/s)", s->step / spe + (s->step % spe != 0), epochs, loss,
+			          el > 0 ? (double)(s->step - t_start) * (double)B / el : 0);
+	}
+	free(perm);
+	free(idx);
+	out->batch = B;
+	out->spe = spe;
+	out->stopped = stopped;
+	out->t_start = t_start;
+	out->resumed = resumed;
+	out->t0 = t0;
+	return rc;
+}
+
+typedef struct clf_learn {
+	clf_model *m;
+	const clf_data *tr, *va;
+	clf_ws *ws;
+	double *vout;
+	const float *cw;
+	int pad;
+	uint64_t seed;
+	int threads;
+} clf_learn;
+
+static double clf_step(void *ud, const uint32_t *idx, int nb, uint64_t step, float **grad)
+{
+	clf_learn *l = ud;
+	double loss = clf_forward(l->m, l->tr, idx, nb, l->ws, 1, l->seed, step, l->cw);
+	clf_backward(l->m, l->tr, idx, nb, l->ws);
+	*grad = clf_grad(l->ws);
+	return loss;
+}
+
+static int clf_score(void *ud, herr *e, const char *metric, double *v)
+{
+	clf_learn *l = ud;
+	ml_predict(l->m, l->va, l->threads, l->vout);
+	return ml_score(e, l->m, l->va, l->vout, metric, v);
+}
+
 static int k_train(kctx *c, const hval *p, const kinput *in, size_t nin, const char *outdir)
 {
 	const kinput *ti = kinput_slot(in, nin, "1"), *vi = kinput_slot(in, nin, "val");
@@ -472,112 +635,19 @@ static int k_train(kctx *c, const hval *p, const kinput *in, size_t nin, const c
 		return -1;
 	}
 	clf_init(&m, (uint64_t)cf.seed);
-	size_t n = tr.d.n, B = (size_t)cf.batch < n ? (size_t)cf.batch : n;
-	long long spe = (long long)((n + B - 1) / B);
-	long long total = cf.steps > 0 ? cf.steps : cf.epochs * spe;
-	long long epochs = (total + spe - 1) / spe;
-	int higher = ml_metric_higher(metric);
+	clf_learn cl = {&m, &tr.d, &va.d, NULL, NULL, cw, 0, (uint64_t)cf.seed, c->threads};
+	cl.ws = clf_ws_new(&m, (int)((size_t)cf.batch < tr.d.n ? (size_t)cf.batch : tr.d.n), c->threads);
+	cl.vout = vi ? xmalloc((va.d.n ? va.d.n : 1) * (size_t)ml_out_width(&m) * sizeof *cl.vout) : NULL;
+	learner L = {m.p, m.nparams, clf_step, clf_score, &cl};
+	loop_result lr;
+	rc = train_loop(c, &cf, &L, tr.d.n, vi != NULL, metric, ml_metric_higher(metric), &s, &lr);
+	ws = cl.ws;
+	vout = cl.vout;
+	size_t B = lr.batch;
+	long long spe = lr.spe, stopped = lr.stopped, t_start = lr.t_start;
+	int resumed = lr.resumed;
+	double t0 = lr.t0;
 	size_t bytes = m.nparams * sizeof(float);
-	s.m = xcalloc(m.nparams, sizeof(float));
-	s.v = xcalloc(m.nparams, sizeof(float));
-	s.best_p = xmalloc(bytes);
-	memcpy(s.best_p, m.p, bytes);
-	s.best = higher ? -INFINITY : INFINITY;
-	s.best_epoch = -1;
-	/* the checkpoint's tag: the parameter layout and the seed (the scratch
-	 * folder is already specific to this stage key) */
-	uint64_t tag = XXH3_64bits_withSeed(m.p, bytes, (uint64_t)cf.seed);
-	int resumed = ckpt_load(c, &m, &s, tag);
-	if (resumed)
-		kctx_log(c, "train: resumed at step %lld of %lld from %s", s.step, total, c->scratch);
-	ws = clf_ws_new(&m, (int)B, c->threads);
-	perm = xmalloc(n * sizeof *perm);
-	idx = xmalloc(B * sizeof *idx);
-	vout = vi ? xmalloc((va.d.n ? va.d.n : 1) * (size_t)ml_out_width(&m) * sizeof *vout) : NULL;
-	adamw_cfg ac = {(float)cf.b1, (float)cf.b2, (float)cf.eps, (float)cf.wd};
-	long long perm_epoch = -1, log_every = spe / 10 > 1 ? spe / 10 : 1;
-	double run_loss = 0, ep_loss = 0, t0 = now_seconds(), last_val = NAN;
-	long long run_n = 0, ep_n = 0, stopped = 0, t_start = s.step;
-	kctx_metric(c, "params", (double)m.nparams);
-	while (rc == 0 && s.step < total) {
-		long long e = s.step / spe, bi = s.step % spe;
-		if (perm_epoch != e) {
-			epoch_order(perm, n, (uint64_t)cf.seed, e);
-			perm_epoch = e;
-		}
-		size_t lo = (size_t)bi * B, hi = lo + B < n ? lo + B : n;
-		int nb = (int)(hi - lo);
-		memcpy(idx, perm + lo, (size_t)nb * sizeof *idx);
-		float lr = (float)(cf.lr * lr_factor((sched_kind)cf.sched, s.step, cf.warmup, total));
-		double loss = clf_forward(&m, &tr.d, idx, nb, ws, 1, (uint64_t)cf.seed, (uint64_t)s.step, cw);
-		clf_backward(&m, &tr.d, idx, nb, ws);
-		float *g = clf_grad(ws);
-		float gs = cf.clip > 0 ? clip_factor(grad_norm(g, m.nparams, c->threads), cf.clip) : 1.0f;
-		adamw_step(&ac, lr, s.step + 1, gs, m.p, g, s.m, s.v, m.nparams, c->threads);
-		s.step++;
-		run_loss += loss;
-		run_n++;
-		ep_loss += loss;
-		ep_n++;
-		if (!isfinite(loss)) {
-			rc = kctx_fail(c, "train: the loss is %g at step %lld (lower lr, or clip gradients)", loss, s.step);
-			break;
-		}
-		if (s.step % log_every == 0) {
-			buf_printf(&s.curve, "{\"step\": %lld, \"epoch\": %.4f, \"lr\": ", s.step, (double)s.step / (double)spe);
-			buf_json_num(&s.curve, lr);
-			buf_adds(&s.curve, ", \"loss\": ");
-			buf_json_num(&s.curve, run_loss / (double)run_n);
-			buf_adds(&s.curve, "}\n");
-			run_loss = 0;
-			run_n = 0;
-		}
-		int epoch_end = s.step % spe == 0 || s.step == total;
-		if (epoch_end) {
-			long long ep = (s.step - 1) / spe + 1;
-			buf_printf(&s.curve, "{\"epoch\": %lld, \"step\": %lld, \"train_loss\": ", ep, s.step);
-			buf_json_num(&s.curve, ep_n ? ep_loss / (double)ep_n : NAN);
-			ep_loss = 0;
-			ep_n = 0;
-			if (vi) {
-				ml_predict(&m, &va.d, c->threads, vout);
-				double v;
-				if (ml_score(&c->err, &m, &va.d, vout, metric, &v) != 0) {
-					rc = -1;
-					break;
-				}
-				last_val = v;
-				buf_printf(&s.curve, ", \"val_%s\": ", metric);
-				buf_json_num(&s.curve, v);
-				int better = isfinite(v) && (higher ? v > s.best : v < s.best);
-				if (better) {
-					s.best = v;
-					s.best_epoch = ep;
-					s.bad = 0;
-					memcpy(s.best_p, m.p, bytes);
-				} else {
-					s.bad++;
-				}
-			}
-			buf_adds(&s.curve, "}\n");
-			if (vi && cf.patience > 0 && s.bad >= cf.patience && s.step < total) {
-				kctx_log(c, "train: stopped early after epoch %lld (no better val %s for %lld epochs)", ep, metric, cf.patience);
-				stopped = ep;
-				break;
-			}
-		}
-		if (epoch_end || (cf.ckpt_every > 0 && s.step % cf.ckpt_every == 0))
-			if (s.step < total && ckpt_save(c, &m, &s, tag) != 0)
-				rc = -1;
-		double el = now_seconds() - t0;
-		kctx_progress(c, (double)s.step, (double)total, "steps");
-		if (vi && isfinite(last_val))
-			kctx_note(c, "epoch %lld/%lld loss %.4f val %s %.4f (%.0f ex/s)", s.step / spe + (s.step % spe != 0), epochs, loss,
-			          metric, last_val, el > 0 ? (double)(s.step - t_start) * (double)B / el : 0);
-		else
-			kctx_note(c, "epoch %lld/%lld loss %.4f (%.0f ex/s)", s.step / spe + (s.step % spe != 0), epochs, loss,
-			          el > 0 ? (double)(s.step - t_start) * (double)B / el : 0);
-	}
 	if (rc == 0) {
 		if (vi && s.best_epoch > 0)
 			memcpy(m.p, s.best_p, bytes);
