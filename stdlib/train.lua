@@ -4,7 +4,9 @@
 -- embedding bag, category, number, binary) concatenated, an MLP, and an
 -- output head (category, binary, number); AdamW with warmup and decay,
 -- clipping, class weights, early stopping on a validation metric,
--- checkpoints and resume. See docs/stages/train.md.
+-- checkpoints and resume. With base = model { ... }: fine-tunes a GPT-2 on
+-- token ids (packed blocks, or prompt/completion rows with their loss mask).
+-- See docs/stages/train.md.
 local function valid_types(t, allowed, what)
   if type(t) ~= "table" then return what .. ": expected a table of field = type" end
   local n = 0
@@ -29,6 +31,8 @@ return {
   summary = "train a classifier or regressor (embedding bag + MLP)",
   params = {
     val = { type = "input", doc = "validation split (early stopping, the best epoch)" },
+    base = { type = "input", doc = "a GPT-2 model (model { ... }): fine-tune it as a language model" },
+    method = { type = "string", enum = { "full" }, doc = "with base: which parameters train (full)" },
     inputs = { type = "table", doc = "field = \"text\" | \"category\" | \"number\" | \"binary\"" },
     output = { type = "table", doc = "field = \"category\" | \"binary\" | \"number\"" },
     embedding_dim = { type = "integer", default = 64, min = 1, max = 1024, doc = "text embedding width" },
@@ -49,7 +53,7 @@ return {
     eps = { type = "number", default = 1e-8, min = 0 },
     clip = { type = "number", default = 1.0, min = 0, doc = "clip gradients to this global norm (0: off)" },
     class_weights = { type = "any", doc = "\"balanced\" or a table of class = weight" },
-    metric = { type = "string", enum = { "loss", "accuracy", "f1", "roc_auc", "rmse", "mae", "r2" },
+    metric = { type = "string", enum = { "loss", "accuracy", "f1", "roc_auc", "rmse", "mae", "r2", "perplexity" },
                doc = "validation metric for early stopping and the best epoch (default f1, or rmse)" },
     patience = { type = "integer", default = 0, min = 0, doc = "stop after this many epochs without a better val metric (0: off)" },
     threshold = { type = "number", default = 0.5, min = 0, max = 1, doc = "binary output: decision threshold" },
@@ -57,6 +61,14 @@ return {
     seed = { type = "integer", default = 0 },
   },
   validate = function(p)
+    if p.base ~= nil then
+      if p.inputs ~= nil or p.output ~= nil then
+        return "with base (a language model), the text is the input and the next token the output: no inputs / output"
+      end
+      p.method = p.method or "full"
+      return nil
+    end
+    if p.method ~= nil then return "method: only with base = a GPT-2 model" end
     if p.inputs == nil then return "give inputs = { field = type, ... }" end
     if p.output == nil then return "give output = { field = type }" end
     local msg = valid_types(p.inputs, { "text", "category", "number", "binary" }, "inputs")

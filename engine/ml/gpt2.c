@@ -117,6 +117,66 @@ void gpt2_free(gpt2 *m)
 	memset(m, 0, sizeof *m);
 }
 
+void gpt2_config_json(const gpt2_config *c, buf *out)
+{
+	buf_printf(out, "{\n  \"model_type\": \"gpt2\",\n  \"architectures\": [\"GPT2LMHeadModel\"],\n"
+	           "  \"n_layer\": %d,\n  \"n_head\": %d,\n  \"n_embd\": %d,\n  \"n_positions\": %d,\n"
+	           "  \"n_ctx\": %d,\n  \"vocab_size\": %d,\n  \"layer_norm_epsilon\": ",
+	           c->n_layer, c->n_head, c->n_embd, c->n_positions, c->n_positions, c->vocab);
+	buf_json_num(out, c->eps);
+	buf_adds(out, ",\n  \"activation_function\": \"gelu_new\",\n  \"tie_word_embeddings\": true\n}\n");
+}
+
+int gpt2_save_dir(herr *e, const gpt2 *m, const float *base, const char *dir)
+{
+	buf cfg;
+	buf_init(&cfg);
+	gpt2_config_json(&m->cfg, &cfg);
+	char *cp = path_join(dir, "config.json"), *wp = path_join(dir, "model.safetensors");
+	int rc = fs_write_atomic(e, cp, cfg.p, cfg.len);
+	if (rc == 0) {
+		st_writer w;
+		st_writer_init(&w);
+		st_add_meta(&w, "format", "pt");
+		gpt2_tensors(m, &w, base ? base : m->p);
+		rc = st_write(e, &w, wp);
+		st_writer_free(&w);
+	}
+	free(cp);
+	free(wp);
+	buf_free(&cfg);
+	return rc;
+}
+
+void gpt2_init_random(gpt2 *m, uint64_t seed)
+{
+	uint64_t s = seed * 0x9E3779B97F4A7C15ull + 0x686F6E65ull;
+	double proj = 0.02 / sqrt(2.0 * m->cfg.n_layer);
+	for (size_t i = 0; i < m->nt; i++) {
+		const gpt2_tensor *t = &m->t[i];
+		const char *n = t->name;
+		size_t len = strlen(n);
+		int is_ln = strstr(n, "ln_") != NULL, is_bias = len > 5 && !strcmp(n + len - 5, ".bias");
+		double sd = strstr(n, "c_proj.weight") ? proj : 0.02;
+		for (size_t k = 0; k < t->n; k++) {
+			float v;
+			if (is_bias)
+				v = 0.0f;
+			else if (is_ln)
+				v = 1.0f;
+			else {
+				/* Box-Muller over a 64-bit LCG */
+				s = s * 6364136223846793005ull + 1442695040888963407ull;
+				double u1 = ((double)(s >> 11) + 0.5) / 9007199254740992.0;
+				s = s * 6364136223846793005ull + 1442695040888963407ull;
+				double u2 = ((double)(s >> 11) + 0.5) / 9007199254740992.0;
+				v = (float)(sd * sqrt(-2 * log(u1)) * cos(2 * M_PI * u2));
+			}
+			m->p[t->off + k] = v;
+		}
+	}
+}
+
 const gpt2_tensor *gpt2_find(const gpt2 *m, const char *name)
 {
 	for (size_t i = 0; i < m->nt; i++)

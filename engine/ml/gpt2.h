@@ -60,6 +60,15 @@ int gpt2_load_weights(herr *e, gpt2 *m, const st_file *f, const char *what);
 int gpt2_load_dir(herr *e, gpt2 *m, const char *dir);
 /* The parameters as safetensors entries with HF names (no prefix). */
 void gpt2_tensors(const gpt2 *m, st_writer *w, const float *base);
+/* config.json for c (Hugging Face's GPT2Config fields). */
+void gpt2_config_json(const gpt2_config *c, buf *out);
+/* Writes config.json and model.safetensors (weights from base, or m->p
+ * when base is NULL) into dir, which must exist. */
+int gpt2_save_dir(herr *e, const gpt2 *m, const float *base, const char *dir);
+/* GPT-2's initialization (as transformers does it): weights N(0, 0.02),
+ * residual projections N(0, 0.02/sqrt(2·n_layer)), biases 0, LayerNorm 1/0. */
+void gpt2_init_random(gpt2 *m, uint64_t seed);
+
 /* The tensor called name (HF name, no prefix), or NULL. */
 const gpt2_tensor *gpt2_find(const gpt2 *m, const char *name);
 

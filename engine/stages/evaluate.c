@@ -19,6 +19,7 @@
 
 #include "../ml/blas.h"
 #include "../ml/metrics.h"
+#include "../ml/lmdata.h"
 #include "../ml/mldata.h"
 #include "stages.h"
 
@@ -130,6 +131,91 @@ static int write_predictions(kctx *c, const clf_model *m, const ml_split *sp, co
 	return rc;
 }
 
+/* A GPT-2 folder (its config has n_layer) rather than a classifier. */
+static int is_lm(const char *dir)
+{
+	char *p = path_join(dir, "config.json");
+	buf b;
+	buf_init(&b);
+	herr e;
+	int lm = fs_read(&e, p, &b) == 0 && strstr(b.p, "\"n_layer\"") != NULL;
+	buf_free(&b);
+	free(p);
+	return lm;
+}
+
+/* Loss, perplexity and token accuracy of a language model on a split. */
+static int lm_score_model(kctx *c, const kinput *mi, const kinput *di, double *loss, double *acc, double *tokens)
+{
+	gpt2 m;
+	if (gpt2_load_dir(&c->err, &m, mi->path) != 0)
+		return herr_prefix(&c->err, "evaluate: %s", mi->label);
+	lm_split sp;
+	int rc = lm_open(&c->err, &sp, di->path, di->label, m.cfg.vocab, m.cfg.n_positions);
+	if (rc == 0 && sp.n == 0)
+		rc = kctx_fail(c, "evaluate: %s has no rows", di->label);
+	if (rc == 0) {
+		int T = 1;
+		for (size_t i = 0; i < sp.n; i++)
+			T = (int)sp.len[i] > T ? (int)sp.len[i] : T;
+		int B = sp.n < 16 ? (int)sp.n : 16;
+		lm_batch l = {&m, gpt2_ws_new(&m, B, T, c->threads), &sp, &sp, B, T,
+		              xmalloc((size_t)B * (size_t)T * sizeof(uint32_t)), xmalloc((size_t)B * (size_t)T * sizeof(int32_t))};
+		*loss = lm_eval(&l, &sp, acc, tokens);
+		gpt2_ws_free(l.ws);
+		free(l.ids);
+		free(l.tg);
+	}
+	lm_close(&sp);
+	gpt2_free(&m);
+	return rc;
+}
+
+static int evaluate_lm(kctx *c, const kinput *mi, const kinput *di, const kinput *ci, const char *outdir)
+{
+	double loss, acc, tokens, closs = NAN, cacc = NAN, ctok;
+	if (lm_score_model(c, mi, di, &loss, &acc, &tokens) != 0)
+		return -1;
+	if (ci && lm_score_model(c, ci, di, &closs, &cacc, &ctok) != 0)
+		return -1;
+	buf b;
+	buf_init(&b);
+	buf_adds(&b, "{\"task\": \"causal_lm\", \"model\": {\"loss\": ");
+	buf_json_num(&b, loss);
+	buf_adds(&b, ", \"perplexity\": ");
+	buf_json_num(&b, exp(loss));
+	buf_adds(&b, ", \"token_accuracy\": ");
+	buf_json_num(&b, acc);
+	buf_adds(&b, "}");
+	if (ci) {
+		buf_adds(&b, ",\n\"compare\": {\"loss\": ");
+		buf_json_num(&b, closs);
+		buf_adds(&b, ", \"perplexity\": ");
+		buf_json_num(&b, exp(closs));
+		buf_adds(&b, ", \"token_accuracy\": ");
+		buf_json_num(&b, cacc);
+		buf_adds(&b, "}");
+	}
+	buf_adds(&b, "}\n");
+	char *path = NULL;
+	int rc = kctx_out_path(c, outdir, "metrics.json", &path);
+	if (rc == 0)
+		rc = fs_write_atomic(&c->err, path, b.p, b.len);
+	free(path);
+	buf_free(&b);
+	if (rc == 0) {
+		kctx_metric(c, "target_tokens", tokens);
+		kctx_metric(c, "loss", loss);
+		kctx_metric(c, "perplexity", exp(loss));
+		kctx_metric(c, "token_accuracy", acc);
+		if (ci) {
+			kctx_metric(c, "compare_perplexity", exp(closs));
+			kctx_metric(c, "compare_token_accuracy", cacc);
+		}
+	}
+	return rc;
+}
+
 static int k_evaluate(kctx *c, const hval *params, const kinput *in, size_t nin, const char *outdir)
 {
 	(void)params;
@@ -138,6 +224,8 @@ static int k_evaluate(kctx *c, const hval *params, const kinput *in, size_t nin,
 		return kctx_fail(c, "evaluate: give a model and a split, as in evaluate { model, ids.test }");
 	if (!blas_get(&c->err))
 		return -1;
+	if (is_lm(mi->path))
+		return evaluate_lm(c, mi, di, ci, outdir);
 	clf_model m, cm;
 	memset(&cm, 0, sizeof cm);
 	ml_split sp;

@@ -25,6 +25,8 @@
 
 #include "../ml/blas.h"
 #include "../ml/classifier.h"
+#include "../ml/gpt2.h"
+#include "../ml/lmdata.h"
 #include "../ml/mldata.h"
 #include "../ml/optim.h"
 #include "../ml/safetensors.h"
@@ -544,6 +546,109 @@ static int train_loop(kctx *c, const tcfg *cf, learner *L, size_t n, int has_val
 	return rc;
 }
 
+/* --- language models: GPT-2 on token ids ---------------------------------------------- */
+
+static double lm_step(void *ud, const uint32_t *idx, int nb, uint64_t step, float **grad)
+{
+	(void)step;
+	lm_batch *l = ud;
+	lm_fill(l, l->tr, idx, nb);
+	double loss = gpt2_forward(l->m, l->ws, l->ids, l->tg);
+	gpt2_backward(l->m, l->ws);
+	*grad = gpt2_grad(l->ws);
+	return loss;
+}
+
+static int lm_score(void *ud, herr *e, const char *metric, double *v)
+{
+	lm_batch *l = ud;
+	(void)e;
+	double loss = lm_eval(l, l->va, NULL, NULL);
+	*v = !strcmp(metric, "perplexity") ? exp(loss) : loss;
+	return 0;
+}
+
+static int train_lm(kctx *c, const tcfg *cf, const kinput *ti, const kinput *vi, const kinput *base, const char *outdir)
+{
+	const char *metric = cf->metric ? cf->metric : "loss";
+	if (strcmp(metric, "loss") && strcmp(metric, "perplexity"))
+		return kctx_fail(c, "train: metric: a language model is selected on loss or perplexity, not %s", metric);
+	gpt2 m;
+	if (gpt2_load_dir(&c->err, &m, base->path) != 0)
+		return herr_prefix(&c->err, "train: base %s", base->label);
+	lm_split tr, va;
+	memset(&va, 0, sizeof va);
+	int rc = lm_open(&c->err, &tr, ti->path, ti->label, m.cfg.vocab, m.cfg.n_positions);
+	if (rc == 0 && vi)
+		rc = lm_open(&c->err, &va, vi->path, vi->label, m.cfg.vocab, m.cfg.n_positions);
+	if (rc == 0 && tr.n == 0)
+		rc = kctx_fail(c, "train: %s has no rows", ti->label);
+	int T = 1;
+	for (size_t i = 0; rc == 0 && i < tr.n; i++)
+		T = (int)tr.len[i] > T ? (int)tr.len[i] : T;
+	for (size_t i = 0; rc == 0 && vi && i < va.n; i++)
+		T = (int)va.len[i] > T ? (int)va.len[i] : T;
+	int B = (int)((size_t)cf->batch < tr.n ? (size_t)cf->batch : tr.n);
+	if (B > 4096)
+		B = 4096;
+	lm_batch l = {&m, NULL, &tr, &va, B, T, NULL, NULL};
+	tstate s;
+	memset(&s, 0, sizeof s);
+	buf_init(&s.curve);
+	loop_result lr;
+	memset(&lr, 0, sizeof lr);
+	if (rc == 0) {
+		l.ws = gpt2_ws_new(&m, B, T, c->threads);
+		l.ids = xmalloc((size_t)B * (size_t)T * sizeof *l.ids);
+		l.tg = xmalloc((size_t)B * (size_t)T * sizeof *l.tg);
+		learner L = {m.p, m.nparams, lm_step, lm_score, &l};
+		rc = train_loop(c, cf, &L, tr.n, vi != NULL, metric, 0, &s, &lr);
+	}
+	if (rc == 0) {
+		if (vi && s.best_epoch > 0)
+			memcpy(m.p, s.best_p, m.nparams * sizeof(float));
+		char *dir = NULL;
+		rc = kctx_out_path(c, outdir, "curve.jsonl", &dir);
+		if (rc == 0)
+			rc = fs_write_atomic(&c->err, dir, s.curve.p ? s.curve.p : "", s.curve.len);
+		free(dir);
+		if (rc == 0)
+			rc = gpt2_save_dir(&c->err, &m, NULL, outdir);
+		buf sum;
+		buf_init(&sum);
+		double el = now_seconds() - lr.t0;
+		buf_printf(&sum, "{\"task\": \"causal_lm\", \"method\": \"full\", \"steps\": %lld, \"batch\": %d, \"block\": %d, "
+		           "\"params\": %zu, \"trainable\": %zu, \"metric\": \"%s\", \"best_epoch\": %lld, \"best\": ",
+		           s.step, B, T, m.nparams, m.nparams, metric, s.best_epoch);
+		buf_json_num(&sum, vi ? s.best : NAN);
+		buf_printf(&sum, ", \"threads\": %d, \"resumed\": %s}\n", c->threads, lr.resumed ? "true" : "false");
+		if (rc == 0 && (rc = kctx_out_path(c, outdir, "train.json", &dir)) == 0)
+			rc = fs_write_atomic(&c->err, dir, sum.p, sum.len);
+		free(dir);
+		buf_free(&sum);
+		kctx_metric(c, "steps", (double)s.step);
+		if (vi) {
+			kctx_metric(c, "val_loss", !strcmp(metric, "loss") ? s.best : log(s.best));
+			kctx_metric(c, "val_perplexity", !strcmp(metric, "loss") ? exp(s.best) : s.best);
+			kctx_metric(c, "best_epoch", (double)s.best_epoch);
+		}
+		if (el > 0 && s.step > lr.t_start)
+			kctx_metric(c, "tokens_per_s", round((double)(s.step - lr.t_start) * B * T / el));
+	}
+	gpt2_ws_free(l.ws);
+	free(l.ids);
+	free(l.tg);
+	free(s.m);
+	free(s.v);
+	free(s.best_p);
+	buf_free(&s.curve);
+	lm_close(&tr);
+	if (vi)
+		lm_close(&va);
+	gpt2_free(&m);
+	return rc;
+}
+
 typedef struct clf_learn {
 	clf_model *m;
 	const clf_data *tr, *va;
@@ -591,6 +696,9 @@ static int k_train(kctx *c, const hval *p, const kinput *in, size_t nin, const c
 		return kctx_fail(c, "train: schedule: expected constant, linear or cosine");
 	if (cf.batch < 1 || cf.batch > 65536)
 		return kctx_fail(c, "train: batch: expected 1..65536, got %lld", cf.batch);
+	const kinput *base = kinput_slot(in, nin, "base");
+	if (base)
+		return train_lm(c, &cf, ti, vi, base, outdir);
 	ml_split tr, va;
 	memset(&va, 0, sizeof va);
 	if (ml_split_open(&c->err, &tr, ti->path, ti->label) != 0)

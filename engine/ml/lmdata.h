@@ -1,0 +1,44 @@
+/*
+ * lmdata — token-id datasets as a language model reads them: rows of ids
+ * (tokenize's output: packed blocks, or prompt/completion rows with
+ * mask.u8), batched into ids and next-token targets for gpt2, and scored.
+ *
+ * Relies on: mldata (the dataset), gpt2.
+ * Ownership: an lm_split owns its reader, ids, mask and row table; an
+ * lm_batch points at a model and workspace it does not own.
+ */
+#ifndef HONE_LMDATA_H
+#define HONE_LMDATA_H
+
+#include "gpt2.h"
+#include "mldata.h"
+
+typedef struct lm_split {
+	ml_split s;
+	buf mask;     /* mask.u8 when the rows are prompt/completion records */
+	uint64_t *off;
+	uint32_t *len; /* cut to the model's n_positions */
+	size_t n;
+} lm_split;
+
+/* Opens tokenize's output in dir; every id must be below vocab. */
+int lm_open(herr *e, lm_split *l, const char *dir, const char *label, int vocab, int max_t);
+void lm_close(lm_split *l);
+
+typedef struct lm_batch {
+	gpt2 *m;
+	gpt2_ws *ws;
+	lm_split *tr, *va;
+	int B, T;
+	uint32_t *ids;
+	int32_t *tg;
+} lm_batch;
+
+/* Rows idx[0..nb) into the batch: ids padded with 0, targets the next id
+ * (-1 at padding, past the row's end, and where the mask is 0). */
+void lm_fill(lm_batch *l, const lm_split *sp, const uint32_t *idx, int nb);
+/* Mean loss per target token over a split; with acc, the share of targets
+ * that are the model's top prediction; with targets, their number. */
+double lm_eval(lm_batch *l, const lm_split *sp, double *acc, double *targets);
+
+#endif

@@ -1,0 +1,50 @@
+/*
+ * model — a GPT-2 base model as a pipeline artifact: a Hugging Face folder
+ * (`from`, content-hashed like any source; sharded or not, with or without
+ * the transformer. prefix), or a new one initialized from a seed as GPT-2
+ * is (for pre-training). The output is always the same plain layout:
+ * config.json + model.safetensors (HF names, no prefix, F32).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../ml/gpt2.h"
+#include "stages.h"
+
+static int k_model(kctx *c, const hval *p, const kinput *in, size_t nin, const char *outdir)
+{
+	const kinput *from = kinput_slot(in, nin, "from");
+	gpt2 m;
+	int rc;
+	if (from) {
+		if (!from->is_dir)
+			return kctx_fail(c, "model: from: %s is not a folder (expected config.json + model.safetensors)", from->label);
+		rc = gpt2_load_dir(&c->err, &m, from->path);
+	} else {
+		gpt2_config cfg = {(int)hval_get_int(p, "n_layer", 6), (int)hval_get_int(p, "n_head", 6),
+		                   (int)hval_get_int(p, "n_embd", 384), (int)hval_get_int(p, "n_positions", 256),
+		                   (int)hval_get_int(p, "vocab", 8192), 1e-5f};
+		if (cfg.n_embd % cfg.n_head)
+			return kctx_fail(c, "model: n_embd %d is not a multiple of n_head %d", cfg.n_embd, cfg.n_head);
+		rc = gpt2_init(&c->err, &m, &cfg);
+		if (rc == 0)
+			gpt2_init_random(&m, (uint64_t)hval_get_int(p, "seed", 0));
+	}
+	if (rc)
+		return -1;
+	char *dir = NULL;
+	rc = kctx_out_path(c, outdir, "config.json", &dir); /* makes the folder */
+	free(dir);
+	if (rc == 0)
+		rc = gpt2_save_dir(&c->err, &m, NULL, outdir);
+	if (rc == 0) {
+		kctx_metric(c, "params", (double)m.nparams);
+		kctx_metric(c, "n_layer", m.cfg.n_layer);
+		kctx_metric(c, "n_embd", m.cfg.n_embd);
+		kctx_metric(c, "vocab", m.cfg.vocab);
+	}
+	gpt2_free(&m);
+	return rc;
+}
+
+const kernel_def stage_model = {"model", 1, k_model, NULL};

@@ -1,0 +1,39 @@
+-- model { from = "path/to/hf-gpt2-folder" }
+-- model { n_layer = 6, n_head = 6, n_embd = 384, n_positions = 256, vocab = 8192, seed = 1 }
+--
+-- Native. A GPT-2 base model: a Hugging Face folder (config.json +
+-- model.safetensors, or shards), content-hashed like any source, or a new
+-- one initialized as GPT-2 is. See docs/models.md.
+return {
+  kind = "model",
+  kernel = "model",
+  max_inputs = 0,
+  summary = "a GPT-2 base model (a Hugging Face folder, or newly initialized)",
+  params = {
+    from = { type = "input", doc = "a Hugging Face GPT-2 folder" },
+    n_layer = { type = "integer", min = 1, max = 1024 },
+    n_head = { type = "integer", min = 1, max = 1024 },
+    n_embd = { type = "integer", min = 1, max = 65536 },
+    n_positions = { type = "integer", min = 1, max = 1048576 },
+    vocab = { type = "integer", min = 1, max = 16777216 },
+    seed = { type = "integer" },
+  },
+  validate = function(p)
+    local shape = { "n_layer", "n_head", "n_embd", "n_positions", "vocab", "seed" }
+    if p.from ~= nil then
+      for _, k in ipairs(shape) do
+        if p[k] ~= nil then return k .. ": give from = folder, or a shape to initialize, not both" end
+      end
+      return nil
+    end
+    p.n_layer = p.n_layer or 6
+    p.n_head = p.n_head or 6
+    p.n_embd = p.n_embd or 384
+    p.n_positions = p.n_positions or 256
+    p.vocab = p.vocab or 8192
+    p.seed = p.seed or 0
+    if p.n_embd % p.n_head ~= 0 then
+      return string.format("n_embd %d must be a multiple of n_head %d", p.n_embd, p.n_head)
+    end
+  end,
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# GPT-2 as a pipeline stage: model { ... } (new, or a Hugging Face folder),
+# fine-tuning with train { base = ... } on packed blocks and on
+# prompt/completion rows (loss mask), evaluate's perplexity against the
+# base, determinism and errors.
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+. "$(dirname "$0")/lib.sh"
+
+awk 'BEGIN { srand(5); split("the cat sat on a mat . a dog ran to the park and the bird sang", W, " ");
+  for (i = 0; i < 600; i++) { t = ""; n = 6 + int(rand() * 10); for (k = 0; k < n; k++) t = t (k ? " " : "") W[1 + int(rand() * 17)];
+    printf "{\"text\":\"%s\",\"q\":\"count to %d\",\"a\":\"%d %d %d\"}\n", t, i % 7, i % 7, i % 7 + 1, i % 7 + 2 } }' > docs.jsonl
+cat > p.lua <<'LUA'
+local d = ingest { "docs.jsonl", fields = { text = "text", q = "q", a = "a" } }
+local parts = split { d, train = 0.8, val = 0.2, seed = 1 }
+local tok = tokenizer { parts.train, vocab = 300 }
+local ids = tokenize { parts, tok, max_len = 24, pack = true }
+local base = model { n_layer = 2, n_head = 2, n_embd = 32, n_positions = 32, vocab = 300, seed = 1 }
+local lm = train { ids.train, val = ids.val, base = base, lr = 0.003, batch = 8, epochs = 2, warmup = 5, seed = 1 }
+evaluate { lm, ids.val, compare = base, name = "ppl" }
+local qa = tokenize { parts, tok, format = "prompt_completion", template = "{q}:", completion = "a", name = "qa" }
+local sft = train { qa.train, val = qa.val, base = base, lr = 0.003, batch = 8, epochs = 2, seed = 1, name = "sft" }
+evaluate { sft, qa.val, compare = base, name = "sft_ppl" }
+LUA
+check "model, fine-tuning on packed blocks and on masked records run" "$HONE" run p.lua -q
+metric() { "$HONE" show p.lua "$1" | grep -o "\"$2\":[0-9.e+-]*" | cut -d: -f2; }
+check "fine-tuning lowers perplexity against the base ($(metric ppl perplexity) vs $(metric ppl compare_perplexity))" \
+	awk -v a="$(metric ppl perplexity)" -v b="$(metric ppl compare_perplexity)" 'BEGIN { exit !(a < b / 2) }'
+obj() { "$HONE" show p.lua "$1" | awk '/^path/ {print $2}'; }
+check "the fine-tuned model is a Hugging Face folder" bash -c \
+	"jq -e '.model_type == \"gpt2\" and .n_layer == 2' '$(obj train)config.json' >/dev/null && test -s '$(obj train)model.safetensors'"
+check "  ... that loads as a base again" bash -c "printf 'model { from = \"%s\" }\n' '$(obj train)' > m2.lua && '$HONE' run m2.lua -q"
+w=$(sha256sum < "$(obj train)model.safetensors")
+"$HONE" run p.lua -q --force train
+check "same weights on a forced re-run" eq "$(sha256sum < "$(obj train)model.safetensors")" "$w"
+check "on masked records, perplexity on the completions falls against the base ($(metric sft_ppl perplexity) vs $(metric sft_ppl compare_perplexity))" \
+	awk -v a="$(metric sft_ppl perplexity)" -v b="$(metric sft_ppl compare_perplexity)" 'BEGIN { exit !(a < b / 2) }'
+check "  ... where only completion tokens are scored" eq "$(metric sft_ppl target_tokens)" \
+	"$("$HONE" show p.lua qa.val --jsonl --limit 1000 | jq -s 'map(.tok_len - .prompt_len) | add')"
+check "a token id beyond the model's vocabulary" fails_with 1 "outside the model's vocabulary of 50" bash -c \
+	"printf 'local d = ingest { \"docs.jsonl\" }\nlocal ids = tokenize { d, tokenizer { gpt2 = true } }\ntrain { ids, base = model { n_layer = 1, n_head = 1, n_embd = 8, n_positions = 64, vocab = 50 } }\n' > e1.lua; '$HONE' run e1.lua -q"
+check "inputs with a base" fails_with 2 "no inputs / output" bash -c \
+	"printf 'local d = ingest { \"docs.jsonl\" }\ntrain { d, base = model { n_layer = 1, n_head = 1, n_embd = 8 }, inputs = { text = \"text\" } }\n' > e2.lua; '$HONE' run e2.lua -q"
+check "a classifier metric for a language model" fails_with 1 "selected on loss or perplexity" bash -c \
+	"printf 'local d = ingest { \"docs.jsonl\" }\nlocal ids = tokenize { d, tokenizer { gpt2 = true } }\ntrain { ids, base = model { n_layer = 1, n_head = 1, n_embd = 8, vocab = 50257 }, metric = \"f1\" }\n' > e3.lua; '$HONE' run e3.lua -q"
+mkdir -p broken && printf '{"n_layer": 2}' > broken/config.json
+check "a broken Hugging Face folder" fails_with 1 "expected integers n_layer, n_head" bash -c \
+	"printf 'model { from = \"broken\" }\n' > e4.lua; '$HONE' run e4.lua -q"
+check "n_embd not a multiple of n_head" fails_with 2 "must be a multiple of n_head" bash -c \
+	"printf 'model { n_head = 5, n_embd = 32 }\n' > e5.lua; '$HONE' run e5.lua -q"
+done_testing
