@@ -523,12 +523,8 @@ static int show_dataset(const char *file, const opts *o, herr *e)
 /* A number member of a JSON object, NAN when absent or null. */
 static double jget(const jnode *o, const char *name)
 {
-	const jnode *v = o ? json_member(o, name, strlen(name)) : NULL;
-	if (!v || v->t != J_NUM)
-		return NAN;
-	char tmp[64];
-	snprintf(tmp, sizeof tmp, "%.*s", (int)(v->len < 63 ? v->len : 63), v->s);
-	return strtod(tmp, NULL);
+	double v;
+	return o && json_number(json_member(o, name, strlen(name)), &v) == 0 ? v : NAN;
 }
 
 static void print_report_line(const char *what, const jnode *r)

@@ -448,3 +448,24 @@ void json_line_col(const char *p, size_t off, size_t *line, size_t *col)
 	*line = l;
 	*col = off - last + 1;
 }
+
+int json_number(const jnode *j, double *v)
+{
+	char tmp[64];
+	if (!j || j->t != J_NUM || j->len >= sizeof tmp)
+		return -1;
+	memcpy(tmp, j->s, j->len);
+	tmp[j->len] = 0;
+	char *end;
+	*v = strtod(tmp, &end);
+	return *end ? -1 : 0;
+}
+
+int json_int(const jnode *j, long long lo, long long hi, long long *v)
+{
+	double d;
+	if (json_number(j, &d) != 0 || d != (double)(long long)d || d < (double)lo || d > (double)hi)
+		return -1;
+	*v = (long long)d;
+	return 0;
+}

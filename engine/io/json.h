@@ -57,6 +57,11 @@ const jnode *json_member(const jnode *obj, const char *name, size_t nlen);
 const jnode *json_path(const jnode *root, const char *path);
 
 /* Line (1-based) and column of byte offset off in p. */
+/* The value of a number node (-1 when j is not a number). */
+int json_number(const jnode *j, double *v);
+/* A number node that is an integer within [lo, hi] (-1 otherwise). */
+int json_int(const jnode *j, long long lo, long long hi, long long *v);
+
 void json_line_col(const char *p, size_t off, size_t *line, size_t *col);
 
 #endif

@@ -236,26 +236,8 @@ void clf_config_json(const clf_model *m, buf *b)
 	           m->tok_max_len, m->tok_left ? "left" : "right", m->tok_eos);
 }
 
-static int jnum(const jnode *j, double *v)
-{
-	char tmp[64];
-	if (!j || j->t != J_NUM || j->len >= sizeof tmp)
-		return -1;
-	memcpy(tmp, j->s, j->len);
-	tmp[j->len] = 0;
-	char *end;
-	*v = strtod(tmp, &end);
-	return *end ? -1 : 0;
-}
-
-static int jint(const jnode *j, long long lo, long long hi, long long *v)
-{
-	double d;
-	if (jnum(j, &d) != 0 || d != floor(d) || d < (double)lo || d > (double)hi)
-		return -1;
-	*v = (long long)d;
-	return 0;
-}
+#define jnum json_number
+#define jint json_int
 
 static char *jstr(const jnode *j)
 {

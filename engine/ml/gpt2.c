@@ -14,18 +14,7 @@
 
 static int jint(const jnode *o, const char *name, long long lo, long long hi, long long *v)
 {
-	const jnode *j = json_member(o, name, strlen(name));
-	char tmp[32];
-	if (!j || j->t != J_NUM || j->len >= sizeof tmp)
-		return -1;
-	memcpy(tmp, j->s, j->len);
-	tmp[j->len] = 0;
-	char *end;
-	double d = strtod(tmp, &end);
-	if (*end || d != floor(d) || d < (double)lo || d > (double)hi)
-		return -1;
-	*v = (long long)d;
-	return 0;
+	return json_int(json_member(o, name, strlen(name)), lo, hi, v);
 }
 
 int gpt2_config_parse(herr *e, gpt2_config *c, const char *json, size_t n, const char *what)
@@ -236,6 +225,7 @@ int gpt2_load_weights(herr *e, gpt2 *m, const st_file *f, const char *what)
 
 int gpt2_load_dir(herr *e, gpt2 *m, const char *dir)
 {
+	memset(m, 0, sizeof *m);
 	char *cp = path_join(dir, "config.json"), *wp = path_join(dir, "model.safetensors"),
 	     *ip = path_join(dir, "model.safetensors.index.json");
 	buf cfg;
