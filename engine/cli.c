@@ -1,5 +1,6 @@
 #include "cli.h"
 #include "predict.h"
+#include "generate.h"
 #include "io/bpe.h"
 #include "stages/stages.h"
 #include "io/json.h"
@@ -31,6 +32,7 @@ static const char *usage_main =
 	"  verify [--repair]     rehash every cached object and check it\n"
 	"  hash FILE...          print files' XXH3-128 content ids\n"
 	"  predict BUNDLE        predictions of an exported model for JSON Lines / CSV rows\n"
+	"  generate MODEL        text from a GPT-2 folder (--tokenizer, --prompt)\n"
 	"\n"
 	"FILE defaults to pipeline.lua. Common options:\n"
 	"  --cache DIR           the store (default: $HONE_CACHE, else ./cache)\n"
@@ -1129,7 +1131,7 @@ int cli_main(int argc, char **argv)
 		int (*fn)(int, char **);
 	} cmds[] = {{"run", cmd_run}, {"status", cmd_status}, {"dag", cmd_dag}, {"show", cmd_show},
 	            {"runs", cmd_runs}, {"diff", cmd_diff}, {"gc", cmd_gc}, {"verify", cmd_verify},
-	            {"hash", cmd_hash}, {"predict", predict_main}};
+	            {"hash", cmd_hash}, {"predict", predict_main}, {"generate", generate_main}};
 	for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
 		if (!strcmp(cmd, cmds[i].name))
 			return cmds[i].fn(argc - 1, argv + 1);

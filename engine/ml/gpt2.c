@@ -740,3 +740,210 @@ void gpt2_backward(const gpt2 *m, gpt2_ws *w)
 			}
 		}
 }
+
+/* --- generation -------------------------------------------------------------------- */
+
+struct gpt2_kv {
+	int t, maxt, C;
+	float *k, *v;            /* per layer: maxt × C */
+	float *x, *ln, *qkv, *y, *h, *att;
+};
+
+gpt2_kv *gpt2_kv_new(const gpt2 *m)
+{
+	const gpt2_config *c = &m->cfg;
+	gpt2_kv *kv = xcalloc(1, sizeof *kv);
+	size_t C = (size_t)c->n_embd, L = (size_t)c->n_layer, T = (size_t)c->n_positions;
+	kv->maxt = c->n_positions;
+	kv->C = c->n_embd;
+	kv->k = xmalloc(L * T * C * sizeof(float));
+	kv->v = xmalloc(L * T * C * sizeof(float));
+	kv->x = xmalloc(C * sizeof(float));
+	kv->ln = xmalloc(C * sizeof(float));
+	kv->qkv = xmalloc(3 * C * sizeof(float));
+	kv->y = xmalloc(C * sizeof(float));
+	kv->h = xmalloc(4 * C * sizeof(float));
+	kv->att = xmalloc(T * sizeof(float));
+	return kv;
+}
+
+void gpt2_kv_free(gpt2_kv *kv)
+{
+	if (!kv)
+		return;
+	free(kv->k);
+	free(kv->v);
+	free(kv->x);
+	free(kv->ln);
+	free(kv->qkv);
+	free(kv->y);
+	free(kv->h);
+	free(kv->att);
+	free(kv);
+}
+
+int gpt2_kv_len(const gpt2_kv *kv) { return kv->t; }
+
+int gpt2_step(const gpt2 *m, gpt2_kv *kv, uint32_t id, float *logits)
+{
+	const gpt2_config *c = &m->cfg;
+	int C = c->n_embd, H = c->n_head, hd = C / H, V = c->vocab, t = kv->t;
+	if (t >= kv->maxt)
+		return -1;
+	const float *wte = P("wte.weight"), *wpe = P("wpe.weight");
+	uint32_t tok = id < (uint32_t)V ? id : 0;
+	for (int k = 0; k < C; k++)
+		kv->x[k] = wte[(size_t)tok * (size_t)C + (size_t)k] + wpe[(size_t)t * (size_t)C + (size_t)k];
+	float scale = 1.0f / sqrtf((float)hd), m0, r0;
+	char nm[64];
+	for (int l = 0; l < c->n_layer; l++) {
+#define LP(s) (snprintf(nm, sizeof nm, "h.%d." s, l), P(nm))
+		float *K = kv->k + (size_t)l * (size_t)kv->maxt * (size_t)C, *Vv = kv->v + (size_t)l * (size_t)kv->maxt * (size_t)C;
+		layernorm_rows(kv->ln, &m0, &r0, kv->x, LP("ln_1.weight"), LP("ln_1.bias"), 0, 1, C, c->eps);
+		memcpy(kv->qkv, LP("attn.c_attn.bias"), 3 * (size_t)C * sizeof(float));
+		sgemm(0, 0, 1, 3 * C, C, 1.0f, kv->ln, C, LP("attn.c_attn.weight"), 3 * C, 1.0f, kv->qkv, 3 * C);
+		memcpy(K + (size_t)t * (size_t)C, kv->qkv + C, (size_t)C * sizeof(float));
+		memcpy(Vv + (size_t)t * (size_t)C, kv->qkv + 2 * C, (size_t)C * sizeof(float));
+		for (int h = 0; h < H; h++) {
+			const float *q = kv->qkv + (size_t)h * (size_t)hd;
+			float mx = -INFINITY;
+			for (int j = 0; j <= t; j++) {
+				const float *kj = K + (size_t)j * (size_t)C + (size_t)h * (size_t)hd;
+				float s = 0;
+				for (int d = 0; d < hd; d++)
+					s += q[d] * kj[d];
+				kv->att[j] = s * scale;
+				mx = kv->att[j] > mx ? kv->att[j] : mx;
+			}
+			double sum = 0;
+			for (int j = 0; j <= t; j++) {
+				kv->att[j] = expf(kv->att[j] - mx);
+				sum += kv->att[j];
+			}
+			float *y = kv->y + (size_t)h * (size_t)hd;
+			memset(y, 0, (size_t)hd * sizeof *y);
+			for (int j = 0; j <= t; j++) {
+				float p = (float)(kv->att[j] / sum);
+				const float *vj = Vv + (size_t)j * (size_t)C + (size_t)h * (size_t)hd;
+				for (int d = 0; d < hd; d++)
+					y[d] += p * vj[d];
+			}
+		}
+		const float *pb = LP("attn.c_proj.bias");
+		for (int k = 0; k < C; k++)
+			kv->x[k] += pb[k];
+		sgemm(0, 0, 1, C, C, 1.0f, kv->y, C, LP("attn.c_proj.weight"), C, 1.0f, kv->x, C);
+		layernorm_rows(kv->ln, &m0, &r0, kv->x, LP("ln_2.weight"), LP("ln_2.bias"), 0, 1, C, c->eps);
+		memcpy(kv->h, LP("mlp.c_fc.bias"), 4 * (size_t)C * sizeof(float));
+		sgemm(0, 0, 1, 4 * C, C, 1.0f, kv->ln, C, LP("mlp.c_fc.weight"), 4 * C, 1.0f, kv->h, 4 * C);
+		for (int k = 0; k < 4 * C; k++)
+			kv->h[k] = gelu_tanh(kv->h[k]);
+		const float *mb = LP("mlp.c_proj.bias");
+		for (int k = 0; k < C; k++)
+			kv->x[k] += mb[k];
+		sgemm(0, 0, 1, C, 4 * C, 1.0f, kv->h, 4 * C, LP("mlp.c_proj.weight"), C, 1.0f, kv->x, C);
+#undef LP
+	}
+	layernorm_rows(kv->ln, &m0, &r0, kv->x, P("ln_f.weight"), P("ln_f.bias"), 0, 1, C, c->eps);
+	sgemm(0, 1, 1, V, C, 1.0f, kv->ln, C, wte, C, 0.0f, logits, V);
+	kv->t++;
+	return 0;
+}
+
+static double draw(uint64_t *s)
+{
+	uint64_t x = (*s += 0x9E3779B97F4A7C15ull);
+	x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+	x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+	x ^= x >> 31;
+	return (double)(x >> 11) / 9007199254740992.0;
+}
+
+typedef struct cand {
+	float p;
+	uint32_t id;
+} cand;
+
+static int by_p(const void *a, const void *b)
+{
+	const cand *x = a, *y = b;
+	if (x->p != y->p)
+		return x->p < y->p ? 1 : -1;
+	return x->id < y->id ? -1 : (x->id > y->id);
+}
+
+/* min-heap on "more likely" order: the root is the least likely kept */
+static void sift_down(cand *h, int n, int i)
+{
+	for (;;) {
+		int l = 2 * i + 1, r = l + 1, m = i;
+		if (l < n && by_p(&h[l], &h[m]) > 0)
+			m = l;
+		if (r < n && by_p(&h[r], &h[m]) > 0)
+			m = r;
+		if (m == i)
+			return;
+		cand t = h[i];
+		h[i] = h[m];
+		h[m] = t;
+		i = m;
+	}
+}
+
+uint32_t gpt2_sample(gpt2_sampler *s, float *logits, int vocab)
+{
+	uint32_t best = 0;
+	for (int k = 1; k < vocab; k++)
+		if (logits[k] > logits[best])
+			best = (uint32_t)k;
+	if (s->temperature <= 0)
+		return best;
+	/* softmax at the temperature; then, when asked, only the top-k ids
+	 * (found with a min-heap) and the smallest top set reaching top_p */
+	cand *cs = xmalloc((size_t)vocab * sizeof *cs);
+	double sum = 0;
+	for (int k = 0; k < vocab; k++) {
+		cs[k].p = expf((logits[k] - logits[best]) / s->temperature);
+		cs[k].id = (uint32_t)k;
+		sum += cs[k].p;
+	}
+	int n = vocab;
+	if (s->top_k > 0 && s->top_k < vocab) {
+		/* cs[0..k) becomes a min-heap of the k most likely (ties: lower id) */
+		int k = s->top_k;
+		for (int i = k / 2 - 1; i >= 0; i--)
+			sift_down(cs, k, i);
+		for (int i = k; i < vocab; i++)
+			if (by_p(&cs[i], &cs[0]) < 0) {
+				cs[0] = cs[i];
+				sift_down(cs, k, 0);
+			}
+		n = k;
+	}
+	if (n < vocab || (s->top_p > 0 && s->top_p < 1))
+		qsort(cs, (size_t)n, sizeof *cs, by_p);
+	if (s->top_p > 0 && s->top_p < 1) {
+		double kept = 0;
+		for (int k = 0; k < n; k++) {
+			kept += cs[k].p / sum;
+			if (kept >= s->top_p) {
+				n = k + 1;
+				break;
+			}
+		}
+	}
+	double tot = 0;
+	for (int k = 0; k < n; k++)
+		tot += cs[k].p;
+	double r = draw(&s->state) * tot, acc = 0;
+	uint32_t pick = cs[n - 1].id;
+	for (int k = 0; k < n; k++) {
+		acc += cs[k].p;
+		if (r < acc) {
+			pick = cs[k].id;
+			break;
+		}
+	}
+	free(cs);
+	return pick;
+}

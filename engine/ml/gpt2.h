@@ -83,4 +83,23 @@ const float *gpt2_logits(const gpt2_ws *w);
 void gpt2_backward(const gpt2 *m, gpt2_ws *w);
 float *gpt2_grad(gpt2_ws *w);
 
+/* Generation, one token at a time with a key/value cache. */
+typedef struct gpt2_kv gpt2_kv;
+gpt2_kv *gpt2_kv_new(const gpt2 *m);
+void gpt2_kv_free(gpt2_kv *kv);
+/* Tokens fed so far. */
+int gpt2_kv_len(const gpt2_kv *kv);
+/* Feeds id at the next position and writes the next-token logits (vocab
+ * floats); -1 when the context (n_positions) is full. */
+int gpt2_step(const gpt2 *m, gpt2_kv *kv, uint32_t id, float *logits);
+
+typedef struct gpt2_sampler {
+	float temperature; /* 0: greedy */
+	int top_k;         /* 0: all */
+	float top_p;       /* 1: all */
+	uint64_t state;    /* the seed, advanced as it draws */
+} gpt2_sampler;
+/* Picks the next id from logits (modified in place). */
+uint32_t gpt2_sample(gpt2_sampler *s, float *logits, int vocab);
+
 #endif

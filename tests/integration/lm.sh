@@ -36,6 +36,20 @@ check "on masked records, perplexity on the completions falls against the base (
 	awk -v a="$(metric sft_ppl perplexity)" -v b="$(metric sft_ppl compare_perplexity)" 'BEGIN { exit !(a < b / 2) }'
 check "  ... where only completion tokens are scored" eq "$(metric sft_ppl target_tokens)" \
 	"$("$HONE" show p.lua qa.val --jsonl --limit 1000 | jq -s 'map(.tok_len - .prompt_len) | add')"
+# generation with the fine-tuned model and its tokenizer
+M=$(obj train); TK=$(obj tokenizer)
+g1=$("$HONE" generate "$M" --tokenizer "$TK" --prompt "the cat" --max-tokens 12 -q)
+check "hone generate continues a prompt (greedy, deterministic)" bash -c \
+	"[ -n '$g1' ] && [ \"\$('$HONE' generate '$M' --tokenizer '$TK' --prompt 'the cat' --max-tokens 12 -q)\" = '$g1' ]"
+check "  ... the tokenizer.json form gives the same text" eq \
+	"$("$HONE" generate "$M" --tokenizer "${TK}tokenizer.json" --prompt "the cat" --max-tokens 12 -q)" "$g1"
+s1=$("$HONE" generate "$M" --tokenizer "$TK" --prompt "the cat" --max-tokens 12 --temperature 1 --top-k 20 --seed 9 -q)
+check "  ... sampling with a seed repeats" eq \
+	"$("$HONE" generate "$M" --tokenizer "$TK" --prompt "the cat" --max-tokens 12 --temperature 1 --top-k 20 --seed 9 -q)" "$s1"
+check "  ... a stop text ends the continuation and is not printed" bash -c \
+	"out=\$('$HONE' generate '$M' --tokenizer '$TK' --prompt 'the cat' --max-tokens 40 --temperature 1 --seed 2 --stop ' the' -q); ! grep -q ' the' <<<\"\$out\""
+check "  ... reports tokens/s" contains "$("$HONE" generate "$M" --tokenizer "$TK" --prompt "a dog" --max-tokens 5 2>&1 >/dev/null)" "tokens/s"
+check "  ... usage without a prompt" fails_with 2 "give MODEL, --tokenizer and --prompt" "$HONE" generate "$M" --tokenizer "$TK"
 check "a token id beyond the model's vocabulary" fails_with 1 "outside the model's vocabulary of 50" bash -c \
 	"printf 'local d = ingest { \"docs.jsonl\" }\nlocal ids = tokenize { d, tokenizer { gpt2 = true } }\ntrain { ids, base = model { n_layer = 1, n_head = 1, n_embd = 8, n_positions = 64, vocab = 50 } }\n' > e1.lua; '$HONE' run e1.lua -q"
 check "inputs with a base" fails_with 2 "no inputs / output" bash -c \

@@ -87,6 +87,61 @@ static void test_against_pytorch(void **st)
 	gpt2_free(&m);
 }
 
+/* Token by token with the key/value cache: the same logits as the full
+ * forward at every position; and the sampler's rules. */
+static void test_generation(void **st)
+{
+	(void)st;
+	herr e;
+	gpt2 m;
+	assert_int_equal(gpt2_load_dir(&e, &m, DIR), 0);
+	uint32_t ids[12] = {3, 14, 15, 9, 2, 6, 5, 35, 8, 9, 7, 1};
+	int T = 10, V = m.cfg.vocab;
+	gpt2_ws *w = gpt2_ws_new(&m, 1, T, 1);
+	gpt2_forward(&m, w, ids, NULL);
+	const float *full = gpt2_logits(w);
+	gpt2_kv *kv = gpt2_kv_new(&m);
+	float *lg = xmalloc((size_t)V * sizeof *lg);
+	for (int t = 0; t < T; t++) {
+		assert_int_equal(gpt2_step(&m, kv, ids[t], lg), 0);
+		for (int k = 0; k < V; k++) {
+			float want = full[(size_t)t * (size_t)V + (size_t)k];
+			if (fabsf(lg[k] - want) > 1e-4f * fabsf(want) + 1e-5f)
+				fail_msg("position %d, logit %d: cached %.8g, full %.8g", t, k, lg[k], want);
+		}
+	}
+	assert_int_equal(gpt2_kv_len(kv), T);
+	/* the context is n_positions long */
+	while (gpt2_kv_len(kv) < m.cfg.n_positions)
+		assert_int_equal(gpt2_step(&m, kv, 1, lg), 0);
+	assert_int_equal(gpt2_step(&m, kv, 1, lg), -1);
+	/* sampling: greedy is the argmax; top_k = 1 too; the same seed draws the same */
+	float z[5] = {0.1f, 2.0f, -1.0f, 1.9f, 0.0f}, c[5];
+	gpt2_sampler g = {0, 0, 1, 1};
+	memcpy(c, z, sizeof z);
+	assert_int_equal(gpt2_sample(&g, c, 5), 1);
+	gpt2_sampler k1 = {1.5f, 1, 1, 7};
+	memcpy(c, z, sizeof z);
+	assert_int_equal(gpt2_sample(&k1, c, 5), 1);
+	gpt2_sampler a = {1.0f, 0, 0.8f, 42}, b = {1.0f, 0, 0.8f, 42};
+	int seen[5] = {0};
+	for (int i = 0; i < 200; i++) {
+		float ca[5], cb[5];
+		memcpy(ca, z, sizeof z);
+		memcpy(cb, z, sizeof z);
+		uint32_t x = gpt2_sample(&a, ca, 5), y = gpt2_sample(&b, cb, 5);
+		assert_int_equal(x, y);
+		seen[x]++;
+	}
+	/* probabilities 0.45 (id 1), 0.40 (3), 0.07 (0), ...: top_p 0.8 keeps ids 1 and 3 */
+	assert_true(seen[1] > 0 && seen[3] > 0);
+	assert_int_equal(seen[0] + seen[2] + seen[4], 0);
+	free(lg);
+	gpt2_kv_free(kv);
+	gpt2_ws_free(w);
+	gpt2_free(&m);
+}
+
 static void write_json(const char *dir, const char *name, const char *text) { write_file(dir, name, text); }
 
 static void test_checkpoints(void **st)
@@ -176,6 +231,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_against_pytorch),
 		cmocka_unit_test(test_checkpoints),
+		cmocka_unit_test(test_generation),
 	};
 	return cmocka_run_group_tests_name("gpt2", tests, NULL, NULL);
 }
