@@ -32,7 +32,10 @@ return {
   params = {
     val = { type = "input", doc = "validation split (early stopping, the best epoch)" },
     base = { type = "input", doc = "a GPT-2 model (model { ... }): fine-tune it as a language model" },
-    method = { type = "string", enum = { "full" }, doc = "with base: which parameters train (full)" },
+    method = { type = "string", enum = { "full", "lora" }, doc = "with base: every parameter (full), or LoRA adapters" },
+    rank = { type = "integer", min = 1, doc = "LoRA rank (default 8)" },
+    alpha = { type = "number", min = 0, doc = "LoRA alpha: the update is scaled by alpha / rank (default 16)" },
+    targets = { type = "list", doc = "LoRA: any of c_attn, c_proj, attn.c_proj, c_fc, mlp.c_proj (default { \"c_attn\" })" },
     inputs = { type = "table", doc = "field = \"text\" | \"category\" | \"number\" | \"binary\"" },
     output = { type = "table", doc = "field = \"category\" | \"binary\" | \"number\"" },
     embedding_dim = { type = "integer", default = 64, min = 1, max = 1024, doc = "text embedding width" },
@@ -66,9 +69,19 @@ return {
         return "with base (a language model), the text is the input and the next token the output: no inputs / output"
       end
       p.method = p.method or "full"
+      if p.method ~= "lora" and (p.rank or p.alpha or p.targets) then
+        return "rank, alpha and targets go with method = \"lora\""
+      end
+      if p.method == "lora" then
+        p.rank = p.rank or 8
+        p.alpha = p.alpha or 16
+        p.targets = p.targets or { "c_attn" }
+      end
       return nil
     end
-    if p.method ~= nil then return "method: only with base = a GPT-2 model" end
+    if p.method ~= nil or p.rank or p.alpha or p.targets then
+      return "method, rank, alpha and targets: only with base = a GPT-2 model"
+    end
     if p.inputs == nil then return "give inputs = { field = type, ... }" end
     if p.output == nil then return "give output = { field = type }" end
     local msg = valid_types(p.inputs, { "text", "category", "number", "binary" }, "inputs")

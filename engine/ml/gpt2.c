@@ -329,6 +329,10 @@ struct gpt2_ws {
 	float *dres, *dx, *dqkv, *dfc, *dS;
 	const uint32_t *ids;
 	uint32_t *idbuf;
+	/* LoRA: x Aᵀ per (layer, target), N × rank; adapter gradients */
+	float **u;
+	float *lg, *du;
+	int frozen;
 };
 
 gpt2_ws *gpt2_ws_new(const gpt2 *m, int B, int T, int threads)
@@ -372,6 +376,16 @@ gpt2_ws *gpt2_ws_new(const gpt2 *m, int B, int T, int threads)
 	w->dfc = xmalloc(N * 4 * C * sizeof(float));
 	w->dS = xmalloc((size_t)(threads < 1 ? 1 : threads > 64 ? 64 : threads) * (size_t)T * (size_t)T * sizeof(float));
 	w->threads = threads < 1 ? 1 : threads;
+	if (m->lora) {
+		const gpt2_lora *lo = m->lora;
+		w->frozen = 1;
+		w->u = xcalloc((size_t)c->n_layer * 4, sizeof *w->u);
+		for (int k = 0; k < c->n_layer * 4; k++)
+			if (lo->targets & (1 << (k % 4)))
+				w->u[k] = xmalloc(N * (size_t)lo->rank * sizeof(float));
+		w->lg = xcalloc(lo->n, sizeof(float));
+		w->du = xmalloc(N * (size_t)lo->rank * sizeof(float));
+	}
 	const blas_api *api = blas_get(NULL);
 	if (api)
 		api->set_num_threads(1); /* psgemm splits the products itself */
@@ -389,6 +403,11 @@ void gpt2_ws_free(gpt2_ws *w)
 			free(bufs[k]);
 	}
 	free(w->l);
+	for (int k = 0; w->u && k < w->nl * 4; k++)
+		free(w->u[k]);
+	free(w->u);
+	free(w->lg);
+	free(w->du);
 	free(w->res_out);
 	free(w->lnf);
 	free(w->mf);
@@ -408,6 +427,149 @@ void gpt2_ws_free(gpt2_ws *w)
 
 const float *gpt2_logits(const gpt2_ws *w) { return w->logits; }
 float *gpt2_grad(gpt2_ws *w) { return w->g; }
+float *gpt2_lora_grad(gpt2_ws *w) { return w->lg; }
+
+/* --- LoRA ---------------------------------------------------------------------------- */
+
+int gpt2_lora_target(const char *name)
+{
+	if (!strcmp(name, "c_attn"))
+		return LORA_C_ATTN;
+	if (!strcmp(name, "attn.c_proj"))
+		return LORA_ATTN_C_PROJ;
+	if (!strcmp(name, "c_fc"))
+		return LORA_C_FC;
+	if (!strcmp(name, "mlp.c_proj"))
+		return LORA_MLP_C_PROJ;
+	if (!strcmp(name, "c_proj"))
+		return LORA_ATTN_C_PROJ | LORA_MLP_C_PROJ;
+	return 0;
+}
+
+static const char *lora_module[4] = {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"};
+
+void gpt2_lora_init(gpt2_lora *l, const gpt2 *m, int rank, float alpha, int targets, uint64_t seed)
+{
+	memset(l, 0, sizeof *l);
+	int C = m->cfg.n_embd;
+	int in[4] = {C, C, C, 4 * C}, out[4] = {3 * C, C, 4 * C, C};
+	memcpy(l->in, in, sizeof in);
+	memcpy(l->out, out, sizeof out);
+	l->rank = rank;
+	l->alpha = alpha;
+	l->scale = alpha / (float)rank;
+	l->targets = targets;
+	l->n_layer = m->cfg.n_layer;
+	l->off = xcalloc((size_t)l->n_layer * 4, sizeof *l->off);
+	size_t at = 0;
+	for (int k = 0; k < l->n_layer * 4; k++) {
+		if (!(targets & (1 << (k % 4))))
+			continue;
+		l->off[k] = at;
+		at += (size_t)rank * (size_t)(in[k % 4] + out[k % 4]);
+	}
+	l->n = at;
+	l->p = xcalloc(at ? at : 1, sizeof(float));
+	uint64_t s = seed * 0x9E3779B97F4A7C15ull + 0x6C6F7261ull;
+	for (int k = 0; k < l->n_layer * 4; k++) {
+		if (!(targets & (1 << (k % 4))))
+			continue;
+		float bound = 1.0f / sqrtf((float)in[k % 4]);
+		for (size_t i = 0; i < (size_t)rank * (size_t)in[k % 4]; i++) {
+			s = s * 6364136223846793005ull + 1442695040888963407ull;
+			l->p[l->off[k] + i] = (float)(((double)(s >> 11) / 9007199254740992.0) * 2 - 1) * bound;
+		}
+	}
+}
+
+void gpt2_lora_free(gpt2_lora *l)
+{
+	free(l->p);
+	free(l->off);
+	memset(l, 0, sizeof *l);
+}
+
+void gpt2_lora_merge(const gpt2_lora *l, gpt2 *m)
+{
+	char nm[64];
+	for (int k = 0; k < l->n_layer * 4; k++) {
+		int t = k % 4;
+		if (!(l->targets & (1 << t)))
+			continue;
+		snprintf(nm, sizeof nm, "h.%d.%s.weight", k / 4, lora_module[t]);
+		const float *A = l->p + l->off[k], *B = A + (size_t)l->rank * (size_t)l->in[t];
+		/* W[in, out] += scale · Aᵀ[in, r] · Bᵀ[r, out] */
+		sgemm(1, 1, l->in[t], l->out[t], l->rank, l->scale, A, l->in[t], B, l->rank, 1.0f, m->p + gpt2_find(m, nm)->off,
+		      l->out[t]);
+	}
+}
+
+int gpt2_lora_save(herr *e, const gpt2_lora *l, const char *dir)
+{
+	buf cfg;
+	buf_init(&cfg);
+	buf_printf(&cfg, "{\n  \"peft_type\": \"LORA\",\n  \"task_type\": \"CAUSAL_LM\",\n  \"r\": %d,\n  \"lora_alpha\": ", l->rank);
+	buf_json_num(&cfg, l->alpha);
+	buf_adds(&cfg, ",\n  \"lora_dropout\": 0.0,\n  \"fan_in_fan_out\": true,\n  \"bias\": \"none\",\n  \"target_modules\": [");
+	int first = 1;
+	for (int t = 0; t < 4; t++)
+		if (l->targets & (1 << t)) {
+			buf_printf(&cfg, "%s\"%s\"", first ? "" : ", ", lora_module[t]);
+			first = 0;
+		}
+	buf_adds(&cfg, "],\n  \"base_model_name_or_path\": null,\n  \"inference_mode\": true\n}\n");
+	char *cp = path_join(dir, "adapter_config.json"), *wp = path_join(dir, "adapter_model.safetensors");
+	int rc = fs_write_atomic(e, cp, cfg.p, cfg.len);
+	st_writer w;
+	st_writer_init(&w);
+	st_add_meta(&w, "format", "pt");
+	char nm[128];
+	for (int k = 0; rc == 0 && k < l->n_layer * 4; k++) {
+		int t = k % 4;
+		if (!(l->targets & (1 << t)))
+			continue;
+		const float *A = l->p + l->off[k], *B = A + (size_t)l->rank * (size_t)l->in[t];
+		int64_t sa[2] = {l->rank, l->in[t]}, sb[2] = {l->out[t], l->rank};
+		snprintf(nm, sizeof nm, "base_model.model.transformer.h.%d.%s.lora_A.weight", k / 4, lora_module[t]);
+		st_add_f32(&w, nm, A, 2, sa);
+		snprintf(nm, sizeof nm, "base_model.model.transformer.h.%d.%s.lora_B.weight", k / 4, lora_module[t]);
+		st_add_f32(&w, nm, B, 2, sb);
+	}
+	if (rc == 0)
+		rc = st_write(e, &w, wp);
+	st_writer_free(&w);
+	free(cp);
+	free(wp);
+	buf_free(&cfg);
+	return rc;
+}
+
+/* y[N, out] += scale · (x[N, in] Aᵀ) Bᵀ, keeping u = x Aᵀ for backward */
+static void lora_fwd(const gpt2 *m, gpt2_ws *w, int l, int t, const float *x, float *y)
+{
+	const gpt2_lora *lo = m->lora;
+	if (!lo || !(lo->targets & (1 << t)))
+		return;
+	int k = l * 4 + t, r = lo->rank, in = lo->in[t], out = lo->out[t];
+	const float *A = lo->p + lo->off[k], *B = A + (size_t)r * (size_t)in;
+	psgemm(w->threads, 0, 1, w->N, r, in, 1.0f, x, in, A, in, 0.0f, w->u[k], r);
+	psgemm(w->threads, 0, 1, w->N, out, r, lo->scale, w->u[k], r, B, r, 1.0f, y, out);
+}
+
+/* Given dy: dA, dB accumulate; dx += the adapter's share */
+static void lora_back(const gpt2 *m, gpt2_ws *w, int l, int t, const float *x, const float *dy, float *dx)
+{
+	const gpt2_lora *lo = m->lora;
+	if (!lo || !(lo->targets & (1 << t)))
+		return;
+	int k = l * 4 + t, r = lo->rank, in = lo->in[t], out = lo->out[t], N = w->N;
+	const float *A = lo->p + lo->off[k], *B = A + (size_t)r * (size_t)in;
+	float *dA = w->lg + lo->off[k], *dB = dA + (size_t)r * (size_t)in;
+	psgemm(w->threads, 1, 0, out, r, N, lo->scale, dy, out, w->u[k], r, 1.0f, dB, r);
+	psgemm(w->threads, 0, 0, N, r, out, lo->scale, dy, out, B, r, 0.0f, w->du, r);
+	psgemm(w->threads, 1, 0, r, in, N, 1.0f, w->du, r, x, in, 1.0f, dA, in);
+	psgemm(w->threads, 0, 0, N, in, r, 1.0f, w->du, r, A, in, 1.0f, dx, in);
+}
 
 #define P(name) (m->p + gpt2_find(m, name)->off)
 #define G(name) (w->g + gpt2_find(m, name)->off)
@@ -647,20 +809,24 @@ double gpt2_forward(const gpt2 *m, gpt2_ws *w, const uint32_t *ids, const int32_
 		layernorm(w->threads, a->ln1, a->m1, a->r1, a->res, LP("ln_1.weight"), LP("ln_1.bias"), N, C, c->eps);
 		psgemm(w->threads, 0, 0, N, 3 * C, C, 1.0f, a->ln1, C, LP("attn.c_attn.weight"), 3 * C, 0.0f, a->qkv, 3 * C);
 		add_bias(a->qkv, LP("attn.c_attn.bias"), N, 3 * C);
+		lora_fwd(m, w, l, 0, a->ln1, a->qkv);
 		att_job aj = {a, NULL, NULL, NULL, B, T, C, H, hd, scale};
 		attention(w, &aj, att_fwd_part);
 		memcpy(a->res2, a->res, (size_t)N * (size_t)C * sizeof(float));
 		psgemm(w->threads, 0, 0, N, C, C, 1.0f, a->y, C, LP("attn.c_proj.weight"), C, 1.0f, a->res2, C);
 		add_bias(a->res2, LP("attn.c_proj.bias"), N, C);
+		lora_fwd(m, w, l, 1, a->y, a->res2);
 		layernorm(w->threads, a->ln2, a->m2, a->r2, a->res2, LP("ln_2.weight"), LP("ln_2.bias"), N, C, c->eps);
 		psgemm(w->threads, 0, 0, N, 4 * C, C, 1.0f, a->ln2, C, LP("mlp.c_fc.weight"), 4 * C, 0.0f, a->fch, 4 * C);
 		add_bias(a->fch, LP("mlp.c_fc.bias"), N, 4 * C);
+		lora_fwd(m, w, l, 2, a->ln2, a->fch);
 		gelu_job gj = {a->fcg, a->fch, (size_t)N * 4 * (size_t)C, 0};
 		par_run(w->threads, gelu_part, &gj);
 		float *next = l + 1 < c->n_layer ? w->l[l + 1].res : w->res_out;
 		memcpy(next, a->res2, (size_t)N * (size_t)C * sizeof(float));
 		psgemm(w->threads, 0, 0, N, C, 4 * C, 1.0f, a->fcg, 4 * C, LP("mlp.c_proj.weight"), C, 1.0f, next, C);
 		add_bias(next, LP("mlp.c_proj.bias"), N, C);
+		lora_fwd(m, w, l, 3, a->fcg, next);
 #undef LP
 	}
 	layernorm(w->threads, w->lnf, w->mf, w->rf, w->res_out, P("ln_f.weight"), P("ln_f.bias"), N, C, c->eps);
@@ -694,7 +860,8 @@ void gpt2_backward(const gpt2 *m, gpt2_ws *w)
 	float scale = 1.0f / sqrtf((float)hd);
 	/* LM head (tied): dwte += dlogits^T lnf; dlnf = dlogits wte */
 	float *dln = w->dx;
-	psgemm(w->threads, 1, 0, V, C, N, 1.0f, w->dlogits, V, w->lnf, C, 1.0f, G("wte.weight"), C);
+	if (!w->frozen)
+		psgemm(w->threads, 1, 0, V, C, N, 1.0f, w->dlogits, V, w->lnf, C, 1.0f, G("wte.weight"), C);
 	psgemm(w->threads, 0, 0, N, C, V, 1.0f, w->dlogits, V, P("wte.weight"), C, 0.0f, dln, C);
 	memset(w->dres, 0, (size_t)N * (size_t)C * sizeof(float));
 	layernorm_back(w->dres, G("ln_f.weight"), G("ln_f.bias"), dln, w->res_out, P("ln_f.weight"), w->mf, w->rf, N, C);
@@ -704,30 +871,40 @@ void gpt2_backward(const gpt2 *m, gpt2_ws *w)
 #define LP(s) (snprintf(nm, sizeof nm, "h.%d." s, l), P(nm))
 #define LG(s) (snprintf(nm, sizeof nm, "h.%d." s, l), G(nm))
 		/* MLP: dres flows into res2 unchanged, and through c_proj, GELU, c_fc, ln_2 */
-		psgemm(w->threads, 1, 0, 4 * C, C, N, 1.0f, a->fcg, 4 * C, w->dres, C, 1.0f, LG("mlp.c_proj.weight"), C);
+		if (!w->frozen)
+			psgemm(w->threads, 1, 0, 4 * C, C, N, 1.0f, a->fcg, 4 * C, w->dres, C, 1.0f, LG("mlp.c_proj.weight"), C);
 		bias_grad(LG("mlp.c_proj.bias"), w->dres, N, C);
 		psgemm(w->threads, 0, 1, N, 4 * C, C, 1.0f, w->dres, C, LP("mlp.c_proj.weight"), C, 0.0f, w->dfc, 4 * C);
+		lora_back(m, w, l, 3, a->fcg, w->dres, w->dfc);
 		gelu_job gb = {w->dfc, a->fch, (size_t)N * 4 * (size_t)C, 1};
 		par_run(w->threads, gelu_part, &gb);
-		psgemm(w->threads, 1, 0, C, 4 * C, N, 1.0f, a->ln2, C, w->dfc, 4 * C, 1.0f, LG("mlp.c_fc.weight"), 4 * C);
+		if (!w->frozen)
+			psgemm(w->threads, 1, 0, C, 4 * C, N, 1.0f, a->ln2, C, w->dfc, 4 * C, 1.0f, LG("mlp.c_fc.weight"), 4 * C);
 		bias_grad(LG("mlp.c_fc.bias"), w->dfc, N, 4 * C);
 		psgemm(w->threads, 0, 1, N, C, 4 * C, 1.0f, w->dfc, 4 * C, LP("mlp.c_fc.weight"), 4 * C, 0.0f, dln, C);
+		lora_back(m, w, l, 2, a->ln2, w->dfc, dln);
 		layernorm_back(w->dres, LG("ln_2.weight"), LG("ln_2.bias"), dln, a->res2, LP("ln_2.weight"), a->m2, a->r2, N, C);
 		/* attention: c_proj, then per head */
-		psgemm(w->threads, 1, 0, C, C, N, 1.0f, a->y, C, w->dres, C, 1.0f, LG("attn.c_proj.weight"), C);
+		if (!w->frozen)
+			psgemm(w->threads, 1, 0, C, C, N, 1.0f, a->y, C, w->dres, C, 1.0f, LG("attn.c_proj.weight"), C);
 		bias_grad(LG("attn.c_proj.bias"), w->dres, N, C);
 		float *dy = dln; /* reuse: d(attention output) */
 		psgemm(w->threads, 0, 1, N, C, C, 1.0f, w->dres, C, LP("attn.c_proj.weight"), C, 0.0f, dy, C);
+		lora_back(m, w, l, 1, a->y, w->dres, dy);
 		att_job aj = {a, dy, w->dqkv, w->dS, B, T, C, H, hd, scale};
 		attention(w, &aj, att_back_part);
-		psgemm(w->threads, 1, 0, C, 3 * C, N, 1.0f, a->ln1, C, w->dqkv, 3 * C, 1.0f, LG("attn.c_attn.weight"), 3 * C);
+		if (!w->frozen)
+			psgemm(w->threads, 1, 0, C, 3 * C, N, 1.0f, a->ln1, C, w->dqkv, 3 * C, 1.0f, LG("attn.c_attn.weight"), 3 * C);
 		bias_grad(LG("attn.c_attn.bias"), w->dqkv, N, 3 * C);
 		psgemm(w->threads, 0, 1, N, C, 3 * C, 1.0f, w->dqkv, 3 * C, LP("attn.c_attn.weight"), 3 * C, 0.0f, dln, C);
+		lora_back(m, w, l, 0, a->ln1, w->dqkv, dln);
 		layernorm_back(w->dres, LG("ln_1.weight"), LG("ln_1.bias"), dln, a->res, LP("ln_1.weight"), a->m1, a->r1, N, C);
 #undef LP
 #undef LG
 	}
-	/* embeddings */
+	/* embeddings (frozen with adapters) */
+	if (w->frozen)
+		return;
 	float *dwte = G("wte.weight"), *dwpe = G("wpe.weight");
 	for (int b = 0; b < B; b++)
 		for (int t = 0; t < T; t++) {

@@ -37,13 +37,45 @@ typedef struct gpt2_tensor {
 	int64_t shape[2];
 } gpt2_tensor;
 
+struct gpt2_lora;
+
 typedef struct gpt2 {
 	gpt2_config cfg;
 	float *p;
 	size_t nparams;
 	gpt2_tensor *t;
 	size_t nt;
+	const struct gpt2_lora *lora; /* adapters applied in forward/backward, or NULL */
 } gpt2;
+
+/* LoRA: for each adapted Conv1D weight W [in, out], y += scale · (x Aᵀ) Bᵀ
+ * with A [rank, in], B [out, rank] (PEFT's lora_A / lora_B weights,
+ * fan_in_fan_out), scale = alpha / rank. With adapters, backward computes
+ * gradients for A and B only; the base is frozen. */
+enum { LORA_C_ATTN = 1, LORA_ATTN_C_PROJ = 2, LORA_C_FC = 4, LORA_MLP_C_PROJ = 8 };
+
+typedef struct gpt2_lora {
+	int rank, targets, n_layer;
+	float alpha, scale;
+	float *p;             /* every A and B */
+	size_t n;
+	size_t *off;          /* per (layer, target): A's offset; B follows A */
+	int in[4], out[4];    /* per target */
+} gpt2_lora;
+
+/* Adapters for the targets (a LORA_* mask): A uniform in ±1/sqrt(in) from
+ * seed (PEFT's kaiming-uniform bound), B zero, so training starts at the base. */
+void gpt2_lora_init(gpt2_lora *l, const gpt2 *m, int rank, float alpha, int targets, uint64_t seed);
+void gpt2_lora_free(gpt2_lora *l);
+/* Parses "c_attn", "attn.c_proj", "c_fc", "mlp.c_proj", or "c_proj" (both
+ * projections, as PEFT matches it); 0 if unknown. */
+int gpt2_lora_target(const char *name);
+/* W += scale · Aᵀ Bᵀ for every adapter. */
+void gpt2_lora_merge(const gpt2_lora *l, gpt2 *m);
+/* The adapter in PEFT's layout: adapter_config.json +
+ * adapter_model.safetensors (names base_model.model.transformer.h.<l>.<module>.lora_A.weight). */
+int gpt2_lora_save(herr *e, const gpt2_lora *l, const char *dir);
+
 
 /* Reads config.json (n_layer, n_head, n_embd, n_positions, vocab_size,
  * layer_norm_epsilon; activation gelu_new). */
@@ -82,6 +114,9 @@ const float *gpt2_logits(const gpt2_ws *w);
 /* Backward of the last forward (with targets): adds into the gradients. */
 void gpt2_backward(const gpt2 *m, gpt2_ws *w);
 float *gpt2_grad(gpt2_ws *w);
+/* Gradients of the adapters (after a backward with m->lora set when the ws
+ * was made). */
+float *gpt2_lora_grad(gpt2_ws *w);
 
 /* Generation, one token at a time with a key/value cache. */
 typedef struct gpt2_kv gpt2_kv;

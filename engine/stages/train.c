@@ -457,7 +457,6 @@ static int train_loop(kctx *c, const tcfg *cf, learner *L, size_t n, int has_val
 	long long perm_epoch = -1, log_every = spe / 10 > 1 ? spe / 10 : 1;
 	double run_loss = 0, ep_loss = 0, t0 = now_seconds(), last_val = NAN;
 	long long run_n = 0, ep_n = 0, stopped = 0, t_start = s->step;
-	kctx_metric(c, "params", (double)L->n);
 	while (rc == 0 && s->step < total) {
 		long long e = s->step / spe, bi = s->step % spe;
 		if (perm_epoch != e) {
@@ -555,7 +554,7 @@ static double lm_step(void *ud, const uint32_t *idx, int nb, uint64_t step, floa
 	lm_fill(l, l->tr, idx, nb);
 	double loss = gpt2_forward(l->m, l->ws, l->ids, l->tg);
 	gpt2_backward(l->m, l->ws);
-	*grad = gpt2_grad(l->ws);
+	*grad = l->m->lora ? gpt2_lora_grad(l->ws) : gpt2_grad(l->ws);
 	return loss;
 }
 
@@ -568,7 +567,8 @@ static int lm_score(void *ud, herr *e, const char *metric, double *v)
 	return 0;
 }
 
-static int train_lm(kctx *c, const tcfg *cf, const kinput *ti, const kinput *vi, const kinput *base, const char *outdir)
+static int train_lm(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, const kinput *vi, const kinput *base,
+                    const char *outdir)
 {
 	const char *metric = cf->metric ? cf->metric : "loss";
 	if (strcmp(metric, "loss") && strcmp(metric, "perplexity"))
@@ -591,6 +591,29 @@ static int train_lm(kctx *c, const tcfg *cf, const kinput *ti, const kinput *vi,
 	int B = (int)((size_t)cf->batch < tr.n ? (size_t)cf->batch : tr.n);
 	if (B > 4096)
 		B = 4096;
+	/* LoRA: adapters on the targets, the base frozen */
+	int lora = !strcmp(hval_get_str(p, "method", "full"), "lora");
+	gpt2_lora lo;
+	memset(&lo, 0, sizeof lo);
+	if (rc == 0 && lora) {
+		int targets = 0;
+		const hval *tl = hval_get(p, "targets");
+		for (size_t i = 0; tl && tl->t == HV_LIST && i < tl->n && rc == 0; i++) {
+			int t = tl->v[i].t == HV_STR ? gpt2_lora_target(tl->v[i].s) : 0;
+			if (!t)
+				rc = kctx_fail(c, "train: targets[%zu]: expected c_attn, c_proj, attn.c_proj, c_fc or mlp.c_proj", i + 1);
+			targets |= t;
+		}
+		if (!tl)
+			targets = LORA_C_ATTN;
+		long long rank = hval_get_int(p, "rank", 8);
+		if (rc == 0 && (rank < 1 || rank > m.cfg.n_embd))
+			rc = kctx_fail(c, "train: rank: expected 1..%d (n_embd), got %lld", m.cfg.n_embd, rank);
+		if (rc == 0) {
+			gpt2_lora_init(&lo, &m, (int)rank, (float)hval_get_num(p, "alpha", 16), targets, (uint64_t)cf->seed);
+			m.lora = &lo;
+		}
+	}
 	lm_batch l = {&m, NULL, &tr, &va, B, T, NULL, NULL};
 	tstate s;
 	memset(&s, 0, sizeof s);
@@ -601,13 +624,25 @@ static int train_lm(kctx *c, const tcfg *cf, const kinput *ti, const kinput *vi,
 		l.ws = gpt2_ws_new(&m, B, T, c->threads);
 		l.ids = xmalloc((size_t)B * (size_t)T * sizeof *l.ids);
 		l.tg = xmalloc((size_t)B * (size_t)T * sizeof *l.tg);
-		learner L = {m.p, m.nparams, lm_step, lm_score, &l};
+		learner L = {lora ? lo.p : m.p, lora ? lo.n : m.nparams, lm_step, lm_score, &l};
 		rc = train_loop(c, cf, &L, tr.n, vi != NULL, metric, 0, &s, &lr);
 	}
 	if (rc == 0) {
 		if (vi && s.best_epoch > 0)
-			memcpy(m.p, s.best_p, m.nparams * sizeof(float));
+			memcpy(lora ? lo.p : m.p, s.best_p, (lora ? lo.n : m.nparams) * sizeof(float));
 		char *dir = NULL;
+		if (lora) {
+			/* the adapter in PEFT's layout, and the base with it merged */
+			rc = kctx_out_path(c, outdir, "adapter/adapter_config.json", &dir);
+			char *ad = rc == 0 ? path_dirname(dir) : NULL;
+			if (rc == 0)
+				rc = gpt2_lora_save(&c->err, &lo, ad);
+			free(ad);
+			free(dir);
+			dir = NULL;
+			gpt2_lora_merge(&lo, &m);
+			m.lora = NULL;
+		}
 		rc = kctx_out_path(c, outdir, "curve.jsonl", &dir);
 		if (rc == 0)
 			rc = fs_write_atomic(&c->err, dir, s.curve.p ? s.curve.p : "", s.curve.len);
@@ -617,16 +652,18 @@ static int train_lm(kctx *c, const tcfg *cf, const kinput *ti, const kinput *vi,
 		buf sum;
 		buf_init(&sum);
 		double el = now_seconds() - lr.t0;
-		buf_printf(&sum, "{\"task\": \"causal_lm\", \"method\": \"full\", \"steps\": %lld, \"batch\": %d, \"block\": %d, "
+		buf_printf(&sum, "{\"task\": \"causal_lm\", \"method\": \"%s\", \"steps\": %lld, \"batch\": %d, \"block\": %d, "
 		           "\"params\": %zu, \"trainable\": %zu, \"metric\": \"%s\", \"best_epoch\": %lld, \"best\": ",
-		           s.step, B, T, m.nparams, m.nparams, metric, s.best_epoch);
+		           lora ? "lora" : "full", s.step, B, T, m.nparams, lora ? lo.n : m.nparams, metric, s.best_epoch);
 		buf_json_num(&sum, vi ? s.best : NAN);
 		buf_printf(&sum, ", \"threads\": %d, \"resumed\": %s}\n", c->threads, lr.resumed ? "true" : "false");
 		if (rc == 0 && (rc = kctx_out_path(c, outdir, "train.json", &dir)) == 0)
 			rc = fs_write_atomic(&c->err, dir, sum.p, sum.len);
 		free(dir);
 		buf_free(&sum);
+		kctx_metric(c, "params", (double)m.nparams);
 		kctx_metric(c, "steps", (double)s.step);
+		kctx_metric(c, "trainable", (double)(lora ? lo.n : m.nparams));
 		if (vi) {
 			kctx_metric(c, "val_loss", !strcmp(metric, "loss") ? s.best : log(s.best));
 			kctx_metric(c, "val_perplexity", !strcmp(metric, "loss") ? exp(s.best) : s.best);
@@ -645,6 +682,7 @@ static int train_lm(kctx *c, const tcfg *cf, const kinput *ti, const kinput *vi,
 	lm_close(&tr);
 	if (vi)
 		lm_close(&va);
+	gpt2_lora_free(&lo);
 	gpt2_free(&m);
 	return rc;
 }
@@ -698,7 +736,7 @@ static int k_train(kctx *c, const hval *p, const kinput *in, size_t nin, const c
 		return kctx_fail(c, "train: batch: expected 1..65536, got %lld", cf.batch);
 	const kinput *base = kinput_slot(in, nin, "base");
 	if (base)
-		return train_lm(c, &cf, ti, vi, base, outdir);
+		return train_lm(c, p, &cf, ti, vi, base, outdir);
 	ml_split tr, va;
 	memset(&va, 0, sizeof va);
 	if (ml_split_open(&c->err, &tr, ti->path, ti->label) != 0)
@@ -747,6 +785,7 @@ static int k_train(kctx *c, const hval *p, const kinput *in, size_t nin, const c
 	cl.ws = clf_ws_new(&m, (int)((size_t)cf.batch < tr.d.n ? (size_t)cf.batch : tr.d.n), c->threads);
 	cl.vout = vi ? xmalloc((va.d.n ? va.d.n : 1) * (size_t)ml_out_width(&m) * sizeof *cl.vout) : NULL;
 	learner L = {m.p, m.nparams, clf_step, clf_score, &cl};
+	kctx_metric(c, "params", (double)m.nparams);
 	loop_result lr;
 	rc = train_loop(c, &cf, &L, tr.d.n, vi != NULL, metric, ml_metric_higher(metric), &s, &lr);
 	ws = cl.ws;
@@ -794,4 +833,4 @@ static int k_train(kctx *c, const hval *p, const kinput *in, size_t nin, const c
 	return rc;
 }
 
-const kernel_def stage_train = {"train", 1, k_train, NULL};
+const kernel_def stage_train = {"train", 2, k_train, NULL};

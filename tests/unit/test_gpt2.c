@@ -142,6 +142,107 @@ static void test_generation(void **st)
 	gpt2_free(&m);
 }
 
+/* LoRA: starts at the base; equals its merged weights; finite differences
+ * for every adapter parameter; PEFT's names and shapes. */
+static void test_lora(void **st)
+{
+	(void)st;
+	herr e;
+	gpt2 m, mm;
+	assert_int_equal(gpt2_load_dir(&e, &m, DIR), 0);
+	assert_int_equal(gpt2_load_dir(&e, &mm, DIR), 0);
+	assert_int_equal(gpt2_lora_target("c_proj"), LORA_ATTN_C_PROJ | LORA_MLP_C_PROJ);
+	assert_int_equal(gpt2_lora_target("q_proj"), 0);
+	int all = LORA_C_ATTN | LORA_ATTN_C_PROJ | LORA_C_FC | LORA_MLP_C_PROJ;
+	gpt2_lora lo;
+	gpt2_lora_init(&lo, &m, 2, 4.0f, all, 1);
+	int B = 2, T = 10, V = m.cfg.vocab;
+	uint32_t ids[20];
+	int32_t tg[20];
+	for (int i = 0; i < B * T; i++)
+		ids[i] = (uint32_t)((i * 7 + 3) % V);
+	for (int i = 0; i < B * T; i++)
+		tg[i] = i % T == T - 1 ? -1 : (int32_t)ids[i + 1];
+	/* B = 0: the base's logits */
+	gpt2_ws *wb = gpt2_ws_new(&m, B, T, 1);
+	double base_loss = gpt2_forward(&m, wb, ids, tg);
+	m.lora = &lo;
+	gpt2_ws *w = gpt2_ws_new(&m, B, T, 1);
+	double l0 = gpt2_forward(&m, w, ids, tg);
+	assert_true(fabs(l0 - base_loss) < 1e-6);
+	/* random B: LoRA forward = forward of the merged weights */
+	uint64_t sd = 5;
+	for (int k = 0; k < lo.n_layer * 4; k++) {
+		float *Bm = lo.p + lo.off[k] + (size_t)lo.rank * (size_t)lo.in[k % 4];
+		for (size_t i = 0; i < (size_t)lo.rank * (size_t)lo.out[k % 4]; i++) {
+			sd = sd * 6364136223846793005ull + 1442695040888963407ull;
+			Bm[i] = ((float)(sd >> 40) / 16777216.0f - 0.5f) * 0.5f;
+		}
+	}
+	double la = gpt2_forward(&m, w, ids, tg);
+	gpt2_lora_merge(&lo, &mm);
+	gpt2_ws *wm = gpt2_ws_new(&mm, B, T, 1);
+	double lm = gpt2_forward(&mm, wm, ids, tg);
+	if (fabs(la - lm) > 1e-4 * fabs(lm))
+		fail_msg("LoRA loss %.8g, merged %.8g", la, lm);
+	const float *x = gpt2_logits(w), *y = gpt2_logits(wm);
+	for (int i = 0; i < B * T * V; i++)
+		if (fabsf(x[i] - y[i]) > 1e-4f * fabsf(y[i]) + 1e-5f)
+			fail_msg("logit %d: LoRA %.8g, merged %.8g", i, x[i], y[i]);
+	/* finite differences on every adapter parameter; the base stays frozen */
+	gpt2_forward(&m, w, ids, tg);
+	gpt2_backward(&m, w);
+	float *g = gpt2_lora_grad(w);
+	for (size_t i = 0; i < m.nparams; i++)
+		if (gpt2_grad(w)[i] != 0.0f && i < gpt2_find(&m, "h.0.ln_1.weight")->off)
+			fail_msg("a frozen embedding got a gradient at %zu", i);
+	size_t bad = 0;
+	for (size_t i = 0; i < lo.n; i++) {
+		float keep = lo.p[i];
+		const float eps = 1e-2f;
+		lo.p[i] = keep + eps;
+		double up = gpt2_forward(&m, w, ids, tg);
+		lo.p[i] = keep - eps;
+		double down = gpt2_forward(&m, w, ids, tg);
+		lo.p[i] = keep;
+		double fd = (up - down) / (2.0 * eps);
+		if (!(fabs(fd - g[i]) <= 2e-3 + 3e-2 * fabs(fd)) && bad++ < 3)
+			fprintf(stderr, "adapter %zu: backward %.6g, finite difference %.6g\n", i, g[i], fd);
+	}
+	assert_int_equal(bad, 0);
+	/* PEFT files */
+	char *d = tmpdir_new();
+	assert_int_equal(gpt2_lora_save(&e, &lo, d), 0);
+	char *wp = path_join(d, "adapter_model.safetensors"), *cp = path_join(d, "adapter_config.json");
+	st_file f;
+	assert_int_equal(st_read(&e, &f, wp), 0);
+	assert_int_equal(f.n, (size_t)lo.n_layer * 4 * 2);
+	const st_tensor *t = st_find(&f, "base_model.model.transformer.h.1.attn.c_attn.lora_A.weight");
+	assert_non_null(t);
+	assert_int_equal(t->shape[0], 2);
+	assert_int_equal(t->shape[1], 16);
+	t = st_find(&f, "base_model.model.transformer.h.0.mlp.c_proj.lora_B.weight");
+	assert_non_null(t);
+	assert_int_equal(t->shape[0], 16);
+	assert_int_equal(t->shape[1], 2);
+	buf cfg;
+	buf_init(&cfg);
+	assert_int_equal(fs_read(&e, cp, &cfg), 0);
+	assert_non_null(strstr(cfg.p, "\"peft_type\": \"LORA\""));
+	assert_non_null(strstr(cfg.p, "\"fan_in_fan_out\": true"));
+	buf_free(&cfg);
+	st_free(&f);
+	free(wp);
+	free(cp);
+	tmpdir_rm(d);
+	gpt2_ws_free(w);
+	gpt2_ws_free(wb);
+	gpt2_ws_free(wm);
+	gpt2_lora_free(&lo);
+	gpt2_free(&m);
+	gpt2_free(&mm);
+}
+
 static void write_json(const char *dir, const char *name, const char *text) { write_file(dir, name, text); }
 
 static void test_checkpoints(void **st)
@@ -232,6 +333,7 @@ int main(void)
 		cmocka_unit_test(test_against_pytorch),
 		cmocka_unit_test(test_checkpoints),
 		cmocka_unit_test(test_generation),
+		cmocka_unit_test(test_lora),
 	};
 	return cmocka_run_group_tests_name("gpt2", tests, NULL, NULL);
 }
