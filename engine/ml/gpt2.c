@@ -116,23 +116,30 @@ void gpt2_config_json(const gpt2_config *c, buf *out)
 	buf_adds(out, ",\n  \"activation_function\": \"gelu_new\",\n  \"tie_word_embeddings\": true\n}\n");
 }
 
+/* A JSON file and a safetensors file into dir (a model, an adapter). */
+static int save_pair(herr *e, const char *dir, const char *json_name, const buf *json, const char *st_name,
+                     const st_writer *w)
+{
+	char *cp = path_join(dir, json_name), *wp = path_join(dir, st_name);
+	int rc = fs_write_atomic(e, cp, json->p, json->len);
+	if (rc == 0)
+		rc = st_write(e, w, wp);
+	free(cp);
+	free(wp);
+	return rc;
+}
+
 int gpt2_save_dir(herr *e, const gpt2 *m, const float *base, const char *dir)
 {
 	buf cfg;
 	buf_init(&cfg);
 	gpt2_config_json(&m->cfg, &cfg);
-	char *cp = path_join(dir, "config.json"), *wp = path_join(dir, "model.safetensors");
-	int rc = fs_write_atomic(e, cp, cfg.p, cfg.len);
-	if (rc == 0) {
-		st_writer w;
-		st_writer_init(&w);
-		st_add_meta(&w, "format", "pt");
-		gpt2_tensors(m, &w, base ? base : m->p);
-		rc = st_write(e, &w, wp);
-		st_writer_free(&w);
-	}
-	free(cp);
-	free(wp);
+	st_writer w;
+	st_writer_init(&w);
+	st_add_meta(&w, "format", "pt");
+	gpt2_tensors(m, &w, base ? base : m->p);
+	int rc = save_pair(e, dir, "config.json", &cfg, "model.safetensors", &w);
+	st_writer_free(&w);
 	buf_free(&cfg);
 	return rc;
 }
@@ -518,13 +525,11 @@ int gpt2_lora_save(herr *e, const gpt2_lora *l, const char *dir)
 			first = 0;
 		}
 	buf_adds(&cfg, "],\n  \"base_model_name_or_path\": null,\n  \"inference_mode\": true\n}\n");
-	char *cp = path_join(dir, "adapter_config.json"), *wp = path_join(dir, "adapter_model.safetensors");
-	int rc = fs_write_atomic(e, cp, cfg.p, cfg.len);
 	st_writer w;
 	st_writer_init(&w);
 	st_add_meta(&w, "format", "pt");
 	char nm[128];
-	for (int k = 0; rc == 0 && k < l->n_layer * 4; k++) {
+	for (int k = 0; k < l->n_layer * 4; k++) {
 		int t = k % 4;
 		if (!(l->targets & (1 << t)))
 			continue;
@@ -535,11 +540,8 @@ int gpt2_lora_save(herr *e, const gpt2_lora *l, const char *dir)
 		snprintf(nm, sizeof nm, "base_model.model.transformer.h.%d.%s.lora_B.weight", k / 4, lora_module[t]);
 		st_add_f32(&w, nm, B, 2, sb);
 	}
-	if (rc == 0)
-		rc = st_write(e, &w, wp);
+	int rc = save_pair(e, dir, "adapter_config.json", &cfg, "adapter_model.safetensors", &w);
 	st_writer_free(&w);
-	free(cp);
-	free(wp);
 	buf_free(&cfg);
 	return rc;
 }
