@@ -603,12 +603,11 @@ static void show_tokens(engine *en, int i, const char *path, int limit)
 	herr e;
 	for (size_t j = 0; j < d->nin && !b; j++) {
 		char *tp = sched_output_path(en, d->in[j].node, d->in[j].output);
-		char *ej = tp ? path_join(tp, "encoder.json") : NULL, *vb = tp ? path_join(tp, "vocab.bpe") : NULL;
-		if (ej && fs_exists(ej) && bpe_load_gpt2(&e, &b, ej, vb) != 0)
+		char *ej = tp ? path_join(tp, "encoder.json") : NULL;
+		if (ej && fs_exists(ej) && bpe_load_dir(&e, &b, tp) != 0)
 			b = NULL;
 		free(tp);
 		free(ej);
-		free(vb);
 	}
 	buf ids, mask, text;
 	buf_init(&ids);

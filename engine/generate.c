@@ -21,10 +21,9 @@ static const char *usage =
 
 static int load_tokenizer(herr *e, const char *path, bpe **b)
 {
-	char *ej = path_join(path, "encoder.json"), *vb = path_join(path, "vocab.bpe");
 	int rc;
 	if (fs_is_dir(path)) {
-		rc = bpe_load_gpt2(e, b, ej, vb);
+		rc = bpe_load_dir(e, b, path);
 	} else {
 		buf js;
 		buf_init(&js);
@@ -33,8 +32,6 @@ static int load_tokenizer(herr *e, const char *path, bpe **b)
 			rc = bpe_load_hf(e, b, js.p, js.len, path);
 		buf_free(&js);
 	}
-	free(ej);
-	free(vb);
 	return rc;
 }
 

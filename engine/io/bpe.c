@@ -358,6 +358,15 @@ int bpe_load_gpt2(herr *e, bpe **out, const char *encoder_json, const char *voca
 	return 0;
 }
 
+int bpe_load_dir(herr *e, bpe **out, const char *dir)
+{
+	char *ej = path_join(dir, "encoder.json"), *vb = path_join(dir, "vocab.bpe");
+	int rc = bpe_load_gpt2(e, out, ej, vb);
+	free(ej);
+	free(vb);
+	return rc;
+}
+
 #define MEMBER(o, name) json_member(o, name, sizeof name - 1)
 
 static int jis(const jnode *j, const char *s)

@@ -19,6 +19,9 @@ typedef struct bpe bpe;
 
 /* Loads GPT-2's files (encoder.json: token -> id; vocab.bpe: merges). */
 int bpe_load_gpt2(herr *e, bpe **out, const char *encoder_json, const char *vocab_bpe);
+/* The same, from a folder holding encoder.json and vocab.bpe (a tokenizer
+ * stage's output). */
+int bpe_load_dir(herr *e, bpe **out, const char *dir);
 /* Loads a Hugging Face tokenizer.json holding a byte-level BPE model (what
  * = name for messages). */
 int bpe_load_hf(herr *e, bpe **out, const char *json, size_t n, const char *what);

@@ -116,10 +116,7 @@ static int train_tokenizer(kctx *c, const hval *p, const kinput *data, const cha
 	bpe *b = NULL;
 	if (rc == 0) {
 		/* load what was written: the checks every tokenizer gets */
-		char *ej = path_join(outdir, "encoder.json"), *vb = path_join(outdir, "vocab.bpe");
-		rc = bpe_load_gpt2(&c->err, &b, ej, vb);
-		free(ej);
-		free(vb);
+		rc = bpe_load_dir(&c->err, &b, outdir);
 	}
 	if (rc == 0) {
 		double secs = now_seconds() - t0;
@@ -163,17 +160,13 @@ static int train_tokenizer(kctx *c, const hval *p, const kinput *data, const cha
  * tokenizer gets), and the same tokenizer as a Hugging Face tokenizer.json. */
 static int finish_tokenizer(kctx *c, const char *outdir)
 {
-	char *ej = path_join(outdir, "encoder.json"), *vb = path_join(outdir, "vocab.bpe");
 	bpe *b;
-	int rc = bpe_load_gpt2(&c->err, &b, ej, vb);
-	free(ej);
-	free(vb);
-	if (rc)
+	if (bpe_load_dir(&c->err, &b, outdir) != 0)
 		return -1;
 	buf js;
 	buf_init(&js);
 	bpe_hf_json(b, &js);
-	rc = write_out(c, outdir, "tokenizer.json", &js);
+	int rc = write_out(c, outdir, "tokenizer.json", &js);
 	kctx_metric(c, "vocab", (double)bpe_vocab_size(b));
 	buf_free(&js);
 	bpe_free(b);
@@ -618,13 +611,10 @@ static int k_tokenize(kctx *c, const hval *params, const kinput *in, size_t nin,
 	}
 	if (!data || !tok)
 		return kctx_fail(c, "tokenize: give a dataset (or split parts) and a tokenizer");
-	char *ej = path_join(tok->path, "encoder.json"), *vb = path_join(tok->path, "vocab.bpe");
 	bpe *b;
-	int rc = bpe_load_gpt2(&c->err, &b, ej, vb);
-	free(ej);
-	free(vb);
-	if (rc)
+	if (bpe_load_dir(&c->err, &b, tok->path) != 0)
 		return -1;
+	int rc;
 	tstats st;
 	memset(&st, 0, sizeof st);
 	char *top = path_join(data->path, RECORDS_FILE);
