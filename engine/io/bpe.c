@@ -284,6 +284,26 @@ static int add_merge(bpe *b, const char *x, size_t xn, const char *y, size_t yn,
 	return 0;
 }
 
+static bpe *bpe_new(void)
+{
+	bpe *b = xcalloc(1, sizeof *b);
+	buf_init(&b->blob);
+	buf_init(&b->merges);
+	b->last_join = -1;
+	return b;
+}
+
+/* A loader's end: the tokenizer to *out, or freed on an error. */
+static int bpe_done(bpe *b, int rc, bpe **out)
+{
+	if (rc != 0) {
+		bpe_free(b);
+		return -1;
+	}
+	*out = b;
+	return 0;
+}
+
 static int merge_order_error(herr *e, const char *what, size_t k)
 {
 	herr_set(e, "%s: merge %zu makes a token of a lower id than the merge before it", what, k);
@@ -310,10 +330,7 @@ int bpe_load_gpt2(herr *e, bpe **out, const char *encoder_json, const char *voca
 	jarena *a = json_arena_new();
 	jerror je;
 	jnode *root = json_parse(a, js.p, js.len, &je);
-	bpe *b = xcalloc(1, sizeof *b);
-	buf_init(&b->blob);
-	buf_init(&b->merges);
-	b->last_join = -1;
+	bpe *b = bpe_new();
 	int rc = 0;
 	if (!root || root->t != J_OBJ) {
 		size_t line, col;
@@ -350,12 +367,7 @@ int bpe_load_gpt2(herr *e, bpe **out, const char *encoder_json, const char *voca
 	buf_free(&mg);
 	buf_free(&raw);
 	buf_free(&raw2);
-	if (rc != 0) {
-		bpe_free(b);
-		return -1;
-	}
-	*out = b;
-	return 0;
+	return bpe_done(b, rc, out);
 }
 
 int bpe_load_dir(herr *e, bpe **out, const char *dir)
@@ -383,10 +395,7 @@ int bpe_load_hf(herr *e, bpe **out, const char *json, size_t n, const char *what
 	jarena *a = json_arena_new();
 	jerror je;
 	jnode *root = json_parse(a, json, n, &je);
-	bpe *b = xcalloc(1, sizeof *b);
-	buf_init(&b->blob);
-	buf_init(&b->merges);
-	b->last_join = -1;
+	bpe *b = bpe_new();
 	buf raw, raw2;
 	buf_init(&raw);
 	buf_init(&raw2);
@@ -434,12 +443,7 @@ int bpe_load_hf(herr *e, bpe **out, const char *json, size_t n, const char *what
 	json_arena_free(a);
 	buf_free(&raw);
 	buf_free(&raw2);
-	if (rc != 0) {
-		bpe_free(b);
-		return -1;
-	}
-	*out = b;
-	return 0;
+	return bpe_done(b, rc, out);
 }
 
 /* bytes -> GPT-2's printable code points, as JSON string content */
