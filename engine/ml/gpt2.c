@@ -440,11 +440,11 @@ float *gpt2_lora_grad(gpt2_ws *w) { return w->lg; }
 
 int gpt2_lora_target(const char *name)
 {
-	if (!strcmp(name, "c_attn"))
+	if (!strcmp(name, "c_attn") || !strcmp(name, "attn.c_attn"))
 		return LORA_C_ATTN;
 	if (!strcmp(name, "attn.c_proj"))
 		return LORA_ATTN_C_PROJ;
-	if (!strcmp(name, "c_fc"))
+	if (!strcmp(name, "c_fc") || !strcmp(name, "mlp.c_fc"))
 		return LORA_C_FC;
 	if (!strcmp(name, "mlp.c_proj"))
 		return LORA_MLP_C_PROJ;
@@ -543,6 +543,128 @@ int gpt2_lora_save(herr *e, const gpt2_lora *l, const char *dir)
 	int rc = save_pair(e, dir, "adapter_config.json", &cfg, "adapter_model.safetensors", &w);
 	st_writer_free(&w);
 	buf_free(&cfg);
+	return rc;
+}
+
+static int json_true(const jnode *r, const char *k)
+{
+	const jnode *v = json_member(r, k, strlen(k));
+	return v && v->t == J_TRUE;
+}
+
+/* adapter_config.json: what hone can apply, or an error naming the key */
+static int lora_config(herr *e, const char *path, int *rank, float *alpha, int *targets, int *rslora)
+{
+	buf b;
+	buf_init(&b);
+	if (fs_read(e, path, &b) != 0) {
+		buf_free(&b);
+		return -1;
+	}
+	jarena *a = json_arena_new();
+	jerror je;
+	const jnode *r = json_parse(a, b.p, b.len, &je);
+	int rc = 0;
+	long long rk;
+	double al = 0;
+	const jnode *pt = r && r->t == J_OBJ ? json_member(r, "peft_type", 9) : NULL;
+	const jnode *tm = r && r->t == J_OBJ ? json_member(r, "target_modules", 14) : NULL;
+	const jnode *bias = r && r->t == J_OBJ ? json_member(r, "bias", 4) : NULL;
+	if (!r || r->t != J_OBJ)
+		rc = herr_set(e, "%s: not a JSON object", path);
+	else if (!pt || pt->t != J_STR || pt->len != 4 || memcmp(pt->s, "LORA", 4))
+		rc = herr_set(e, "%s: peft_type: expected \"LORA\"", path);
+	else if (jint(r, "r", 1, 65536, &rk))
+		rc = herr_set(e, "%s: r: expected a positive integer rank", path);
+	else if (json_number(json_member(r, "lora_alpha", 10), &al) != 0 || al < 0)
+		rc = herr_set(e, "%s: lora_alpha: expected a number >= 0", path);
+	else if (json_true(r, "use_dora"))
+		rc = herr_set(e, "%s: use_dora: DoRA adapters are not supported (plain LoRA only)", path);
+	else if (bias && !(bias->t == J_STR && bias->len == 4 && !memcmp(bias->s, "none", 4)))
+		rc = herr_set(e, "%s: bias: only \"none\" is supported", path);
+	else if (!tm || tm->t != J_ARR || !tm->kid)
+		rc = herr_set(e, "%s: target_modules: expected a list of module names", path);
+	else {
+		const char *pats[2] = {"rank_pattern", "alpha_pattern"};
+		for (int i = 0; i < 2 && rc == 0; i++) {
+			const jnode *v = json_member(r, pats[i], strlen(pats[i]));
+			if (v && v->t == J_OBJ && v->kid)
+				rc = herr_set(e, "%s: %s: per-module ranks are not supported", path, pats[i]);
+		}
+		*targets = 0;
+		for (const jnode *k = tm->kid; k && rc == 0; k = k->next) {
+			char nm[64];
+			int t = 0;
+			if (k->t == J_STR && k->len < sizeof nm) {
+				snprintf(nm, sizeof nm, "%.*s", (int)k->len, k->s);
+				t = gpt2_lora_target(nm);
+			}
+			if (!t)
+				rc = herr_set(e, "%s: target_modules: '%.*s' is not a GPT-2 module (c_attn, c_proj, attn.c_proj, c_fc, mlp.c_proj)",
+				              path, (int)k->len, k->s);
+			*targets |= t;
+		}
+		*rank = (int)rk;
+		*alpha = (float)al;
+		*rslora = json_true(r, "use_rslora");
+	}
+	json_arena_free(a);
+	buf_free(&b);
+	return rc;
+}
+
+int gpt2_lora_load(herr *e, gpt2_lora *l, const gpt2 *m, const char *dir)
+{
+	char *cp = path_join(dir, "adapter_config.json"), *wp = path_join(dir, "adapter_model.safetensors");
+	int rank = 0, targets = 0, rslora = 0;
+	float alpha = 0;
+	int rc = lora_config(e, cp, &rank, &alpha, &targets, &rslora);
+	st_file f;
+	if (rc == 0)
+		rc = st_read(e, &f, wp);
+	if (rc == 0) {
+		gpt2_lora_init(l, m, rank, alpha, targets, 0);
+		if (rslora)
+			l->scale = alpha / sqrtf((float)rank);
+		size_t used = 0;
+		char nm[128];
+		for (int k = 0; k < l->n_layer * 4 && rc == 0; k++) {
+			int t = k % 4;
+			if (!(targets & (1 << t)))
+				continue;
+			float *A = l->p + l->off[k], *B = A + (size_t)rank * (size_t)l->in[t];
+			int64_t sa[2] = {rank, l->in[t]}, sb[2] = {l->out[t], rank};
+			for (int ab = 0; ab < 2 && rc == 0; ab++) {
+				snprintf(nm, sizeof nm, "base_model.model.transformer.h.%d.%s.lora_%c.weight", k / 4, lora_module[t],
+				         ab ? 'B' : 'A');
+				const float *src = st_f32(e, &f, wp, nm, 2, ab ? sb : sa);
+				if (!src)
+					rc = -1;
+				else
+					memcpy(ab ? B : A, src, (size_t)(ab ? sb[0] * sb[1] : sa[0] * sa[1]) * sizeof(float));
+				used++;
+			}
+		}
+		/* every tensor was read: anything else (another layer, a module not
+		 * in target_modules, DoRA magnitudes) would be silently dropped */
+		for (size_t i = 0; i < f.n && rc == 0 && used != f.n; i++) {
+			int found = 0;
+			for (int k = 0; k < l->n_layer * 4 && !found; k++)
+				for (int ab = 0; ab < 2 && (targets & (1 << (k % 4))); ab++) {
+					snprintf(nm, sizeof nm, "base_model.model.transformer.h.%d.%s.lora_%c.weight", k / 4,
+					         lora_module[k % 4], ab ? 'B' : 'A');
+					found |= !strcmp(nm, f.t[i].name);
+				}
+			if (!found)
+				rc = herr_set(e, "%s: tensor '%s' is not a LoRA weight of target_modules in %s for this %d-layer GPT-2",
+				              wp, f.t[i].name, cp, l->n_layer);
+		}
+		if (rc != 0)
+			gpt2_lora_free(l);
+		st_free(&f);
+	}
+	free(cp);
+	free(wp);
 	return rc;
 }
 

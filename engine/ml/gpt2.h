@@ -75,6 +75,11 @@ void gpt2_lora_merge(const gpt2_lora *l, gpt2 *m);
 /* The adapter in PEFT's layout: adapter_config.json +
  * adapter_model.safetensors (names base_model.model.transformer.h.<l>.<module>.lora_A.weight). */
 int gpt2_lora_save(herr *e, const gpt2_lora *l, const char *dir);
+/* Reads a PEFT LoRA adapter folder (adapter_config.json with peft_type LORA,
+ * r, lora_alpha, target_modules, optional use_rslora; and
+ * adapter_model.safetensors) for model m. DoRA, biases, per-module ranks,
+ * unknown modules or tensors are errors naming the file and key. */
+int gpt2_lora_load(herr *e, gpt2_lora *l, const gpt2 *m, const char *dir);
 
 
 /* Reads config.json (n_layer, n_head, n_embd, n_positions, vocab_size,

@@ -142,6 +142,80 @@ static void test_generation(void **st)
 	gpt2_free(&m);
 }
 
+/* peft's own LoRA (tests/fixtures/lora, gen_lora_fixture.py): its saved
+ * adapter loads; loss, logits, every adapter gradient and the merged
+ * model's logits agree. */
+static void test_lora_peft(void **st)
+{
+	(void)st;
+	herr e;
+	gpt2 m;
+	assert_int_equal(gpt2_load_dir(&e, &m, DIR), 0);
+	gpt2_lora lo;
+	if (gpt2_lora_load(&e, &lo, &m, "tests/fixtures/lora") != 0)
+		fail_msg("%s", e.msg);
+	assert_int_equal(lo.rank, 4);
+	m.lora = &lo;
+	buf rj;
+	buf_init(&rj);
+	assert_int_equal(fs_read(&e, "tests/fixtures/lora/reference.json", &rj), 0);
+	jarena *a = json_arena_new();
+	jerror je;
+	const jnode *r = json_parse(a, rj.p, rj.len, &je);
+	assert_non_null(r);
+	int B = (int)num(json_member(r, "B", 1)), T = (int)num(json_member(r, "T", 1)), n = 0;
+	uint32_t ids[64];
+	int32_t tg[64];
+	for (const jnode *k = json_member(r, "ids", 3)->kid; k; k = k->next)
+		ids[n++] = (uint32_t)num(k);
+	for (int i = 0; i < n; i++)
+		tg[i] = (i % T == T - 1) ? -1 : (int32_t)ids[i + 1];
+	gpt2_ws *w = gpt2_ws_new(&m, B, T, 1);
+	double loss = gpt2_forward(&m, w, ids, tg), want = num(json_member(r, "loss", 4));
+	if (fabs(loss - want) > 1e-4 * fabs(want))
+		fail_msg("loss %.8g, peft %.8g", loss, want);
+	size_t i = 0;
+	for (const jnode *k = json_member(r, "logits", 6)->kid; k; k = k->next, i++)
+		if (fabs(gpt2_logits(w)[i] - num(k)) > 1e-4 * fabs(num(k)) + 1e-5)
+			fail_msg("logit %zu: %.8g, peft %.8g", i, gpt2_logits(w)[i], num(k));
+	gpt2_backward(&m, w);
+	const float *g = gpt2_lora_grad(w);
+	size_t checked = 0;
+	static const char *mods[4] = {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"};
+	for (int k = 0; k < lo.n_layer * 4; k++)
+		for (int ab = 0; ab < 2; ab++) {
+			char nm[128];
+			snprintf(nm, sizeof nm, "base_model.model.transformer.h.%d.%s.lora_%c.weight", k / 4, mods[k % 4], ab ? 'B' : 'A');
+			const jnode *t = json_member(json_member(r, "grads", 5), nm, strlen(nm));
+			if (!t)
+				fail_msg("reference has no gradient for %s", nm);
+			const float *gk = g + lo.off[k] + (ab ? (size_t)lo.rank * (size_t)lo.in[k % 4] : 0);
+			double scale = 0;
+			for (const jnode *v = t->kid; v; v = v->next)
+				scale = fmax(scale, fabs(num(v)));
+			size_t j = 0;
+			for (const jnode *v = t->kid; v; v = v->next, j++)
+				if (fabs(gk[j] - num(v)) > 1e-3 * fabs(num(v)) + 1e-5 * scale + 1e-7)
+					fail_msg("%s[%zu]: gradient %.8g, peft %.8g", nm, j, gk[j], num(v));
+			assert_int_equal(j, (size_t)lo.rank * (size_t)(ab ? lo.out[k % 4] : lo.in[k % 4]));
+			checked++;
+		}
+	assert_int_equal(checked, 16);
+	m.lora = NULL;
+	gpt2_lora_merge(&lo, &m);
+	gpt2_forward(&m, w, ids, tg);
+	i = 0;
+	for (const jnode *k = json_member(r, "merged_logits", 13)->kid; k; k = k->next, i++)
+		if (fabs(gpt2_logits(w)[i] - num(k)) > 1e-4 * fabs(num(k)) + 1e-5)
+			fail_msg("merged logit %zu: %.8g, peft merge_and_unload %.8g", i, gpt2_logits(w)[i], num(k));
+	assert_int_equal(i, (size_t)n * (size_t)m.cfg.vocab);
+	gpt2_ws_free(w);
+	json_arena_free(a);
+	buf_free(&rj);
+	gpt2_lora_free(&lo);
+	gpt2_free(&m);
+}
+
 /* LoRA: starts at the base; equals its merged weights; finite differences
  * for every adapter parameter; PEFT's names and shapes. */
 static void test_lora(void **st)
@@ -232,6 +306,28 @@ static void test_lora(void **st)
 	assert_non_null(strstr(cfg.p, "\"fan_in_fan_out\": true"));
 	buf_free(&cfg);
 	st_free(&f);
+	/* and back: the same adapter */
+	gpt2_lora back;
+	if (gpt2_lora_load(&e, &back, &m, d) != 0)
+		fail_msg("%s", e.msg);
+	assert_int_equal(back.n, lo.n);
+	assert_int_equal(back.targets, all);
+	assert_true(back.scale == lo.scale);
+	assert_memory_equal(back.p, lo.p, lo.n * sizeof(float));
+	gpt2_lora_free(&back);
+	/* refused: DoRA, an unknown module, a tensor of a layer the model lacks */
+	write_file(d, "adapter_config.json", "{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 4, \"use_dora\": true, \"target_modules\": [\"c_attn\"]}");
+	assert_int_not_equal(gpt2_lora_load(&e, &back, &m, d), 0);
+	assert_non_null(strstr(e.msg, "use_dora"));
+	write_file(d, "adapter_config.json", "{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 4, \"target_modules\": [\"q_proj\"]}");
+	assert_int_not_equal(gpt2_lora_load(&e, &back, &m, d), 0);
+	assert_non_null(strstr(e.msg, "q_proj"));
+	write_file(d, "adapter_config.json", "{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 4, \"target_modules\": [\"c_attn\"]}");
+	assert_int_not_equal(gpt2_lora_load(&e, &back, &m, d), 0);
+	assert_non_null(strstr(e.msg, "attn.c_proj.lora_A"));
+	write_file(d, "adapter_config.json", "{\"peft_type\": \"LORA\", \"r\": 3, \"lora_alpha\": 4, \"target_modules\": [\"c_attn\", \"c_proj\", \"c_fc\"]}");
+	assert_int_not_equal(gpt2_lora_load(&e, &back, &m, d), 0);
+	assert_non_null(strstr(e.msg, "shape"));
 	free(wp);
 	free(cp);
 	tmpdir_rm(d);
@@ -334,6 +430,7 @@ int main(void)
 		cmocka_unit_test(test_checkpoints),
 		cmocka_unit_test(test_generation),
 		cmocka_unit_test(test_lora),
+		cmocka_unit_test(test_lora_peft),
 	};
 	return cmocka_run_group_tests_name("gpt2", tests, NULL, NULL);
 }
