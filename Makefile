@@ -33,7 +33,7 @@ OBJ := $(SRC:%.c=build/%.o)
 LIB_OBJ := $(filter-out build/engine/main.o,$(OBJ))
 UNIT := $(basename $(notdir $(wildcard tests/unit/test_*.c)))
 
-.PHONY: all deps deps-test deps-bench deps-data deps-fuzz data fixtures test unit unit-asan demo bench clean fuzz
+.PHONY: base all deps deps-test deps-bench deps-data deps-fuzz data fixtures test unit unit-asan demo bench clean fuzz
 
 # keep the ASan objects between runs (they are intermediates of pattern rules)
 .SECONDARY:
@@ -175,6 +175,19 @@ data/spam-assassin.tgz:
 # --- demo and bench ----------------------------------------------------------
 # SpamAssassin .tgz -> ingest -> dedupe -> split -> tokenize -> train ->
 # evaluate -> export (dist/spam.tar.gz); the test metrics at the end
+# The GPT-2 base the fine-tuning examples start from: pipelines/pretrain.lua's
+# model and tokenizer, copied to data/base (a Hugging Face folder with
+# tokenizer.json). BASE_STEPS=N trains N steps instead of the pipeline's.
+BASE_SET := $(if $(BASE_STEPS),--set train.steps=$(BASE_STEPS))
+base: deps data/spam-assassin.tgz
+	@$(MAKE) --no-print-directory hone
+	./hone run pipelines/pretrain.lua $(BASE_SET)
+	@rm -rf data/base.tmp && mkdir -p data/base.tmp
+	@m=$$(./hone show pipelines/pretrain.lua train $(BASE_SET) | awk '/^path/ {print $$2}'); \
+	 t=$$(./hone show pipelines/pretrain.lua tokenizer | awk '/^path/ {print $$2}'); \
+	 cp "$$m"config.json "$$m"model.safetensors "$$t"tokenizer.json data/base.tmp/
+	@rm -rf data/base && mv data/base.tmp data/base && echo "base: data/base"
+
 demo: deps
 	@$(MAKE) --no-print-directory hone data/spam-assassin.tgz data/gpt2/encoder.json
 	./hone run examples/spam/pipeline.lua

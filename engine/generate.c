@@ -6,18 +6,25 @@
 
 #include "io/bpe.h"
 #include "ml/blas.h"
+#include "ml/bundle.h"
 #include "ml/gpt2.h"
+#include "ml/textgen.h"
 
 static const char *usage =
-	"usage: hone generate MODEL --tokenizer TOK --prompt TEXT [--max-tokens N] [--temperature T]\n"
-	"                     [--top-k K] [--top-p P] [--seed S] [--stop TEXT]... [--quiet]\n"
+	"usage: hone generate MODEL [--tokenizer TOK] --prompt TEXT [--adapter DIR] [--max-tokens N]\n"
+	"                     [--temperature T] [--top-k K] [--top-p P] [--seed S] [--stop TEXT]...\n"
+	"                     [--logits FILE] [--quiet]\n"
 	"\n"
-	"Continues TEXT with a GPT-2 model: MODEL is a Hugging Face folder (config.json +\n"
-	"model.safetensors; `hone show PIPELINE train` prints where train put one), TOK a\n"
-	"tokenizer folder (encoder.json + vocab.bpe) or a tokenizer.json. Greedy unless\n"
-	"--temperature > 0 (then top-k / top-p sampling, seeded). Stops at <|endoftext|>,\n"
-	"at a --stop text (not printed), after --max-tokens (default 64), or when the\n"
-	"context is full. Prints the continuation; tokens/s go to stderr.\n";
+	"Continues TEXT with a GPT-2 model. MODEL is a Hugging Face folder (config.json +\n"
+	"model.safetensors; `hone show PIPELINE train` prints where train put one) or an\n"
+	"export bundle (.tar.gz, whose tokenizer.json is used unless --tokenizer is given).\n"
+	"TOK is a tokenizer folder (encoder.json + vocab.bpe) or a tokenizer.json; --adapter\n"
+	"a PEFT LoRA folder (adapter_config.json + adapter_model.safetensors), merged into\n"
+	"the model. Greedy unless --temperature > 0 (then top-k / top-p sampling, seeded).\n"
+	"Stops at <|endoftext|>, at a --stop text (not printed), after --max-tokens (default\n"
+	"64), or when the context is full. Prints the continuation; tokens/s go to stderr.\n"
+	"--logits FILE writes the prompt's ids and the model's logits at every prompt\n"
+	"position as JSON (for checking against another implementation).\n";
 
 static int load_tokenizer(herr *e, const char *path, bpe **b)
 {
@@ -35,9 +42,75 @@ static int load_tokenizer(herr *e, const char *path, bpe **b)
 	return rc;
 }
 
+/* a bundle: config.json, model.safetensors and (unless given) tokenizer.json */
+static int load_bundle(herr *e, const char *path, gpt2 *m, bpe **b)
+{
+	bundle bd;
+	if (bundle_read(e, &bd, path, (size_t)16 << 30) != 0)
+		return -1;
+	const buf *cfg = bundle_get(&bd, "config.json"), *w = bundle_get(&bd, "model.safetensors");
+	const buf *tj = bundle_get(&bd, "tokenizer.json");
+	char *wc = xasprintf("%s[config.json]", path), *ww = xasprintf("%s[model.safetensors]", path);
+	char *wt = xasprintf("%s[tokenizer.json]", path);
+	int rc = 0;
+	gpt2_config c;
+	if (!cfg || !w)
+		rc = herr_set(e, "%s: not a model bundle (no config.json or model.safetensors)", path);
+	else if (!*b && !tj)
+		rc = herr_set(e, "%s: the bundle has no tokenizer.json: give --tokenizer", path);
+	if (rc == 0)
+		rc = gpt2_config_parse(e, &c, cfg->p, cfg->len, wc);
+	if (rc == 0)
+		rc = gpt2_init(e, m, &c);
+	if (rc == 0) {
+		st_file st;
+		char *copy = xmalloc(w->len ? w->len : 1);
+		memcpy(copy, w->p, w->len);
+		rc = st_parse(e, &st, copy, w->len, ww);
+		if (rc == 0) {
+			rc = gpt2_load_weights(e, m, &st, ww);
+			st_free(&st);
+		}
+		if (rc)
+			gpt2_free(m);
+	}
+	if (rc == 0 && !*b && bpe_load_hf(e, b, tj->p, tj->len, wt) != 0) {
+		gpt2_free(m);
+		rc = -1;
+	}
+	free(wc);
+	free(ww);
+	free(wt);
+	bundle_free(&bd);
+	return rc;
+}
+
+static void write_logits(herr *e, const gpt2 *m, const uint32_t *ids, size_t n, const char *path, int *rc)
+{
+	if (n == 0 || n > (size_t)m->cfg.n_positions) {
+		*rc = herr_set(e, "--logits: the prompt has %zu tokens; the model takes 1 to %d", n, m->cfg.n_positions);
+		return;
+	}
+	gpt2_ws *w = gpt2_ws_new(m, 1, (int)n, 1);
+	gpt2_forward(m, w, ids, NULL);
+	const float *lg = gpt2_logits(w);
+	buf o;
+	buf_init(&o);
+	buf_adds(&o, "{\"ids\": [");
+	for (size_t i = 0; i < n; i++)
+		buf_printf(&o, "%s%u", i ? ", " : "", ids[i]);
+	buf_printf(&o, "], \"vocab\": %d, \"logits\": [", m->cfg.vocab);
+	for (size_t i = 0; i < n * (size_t)m->cfg.vocab; i++)
+		buf_printf(&o, "%s%.9g", i ? ", " : "", (double)lg[i]);
+	buf_adds(&o, "]}\n");
+	*rc = fs_write_atomic(e, path, o.p, o.len);
+	buf_free(&o);
+	gpt2_ws_free(w);
+}
+
 int generate_main(int argc, char **argv)
 {
-	const char *model = NULL, *tokp = NULL, *prompt = NULL, *stops[16];
+	const char *model = NULL, *tokp = NULL, *prompt = NULL, *adapter = NULL, *logits = NULL, *stops[16];
 	int nstop = 0, maxt = 64, quiet = 0;
 	gpt2_sampler smp = {0, 0, 1, 0};
 	for (int i = 1; i < argc; i++) {
@@ -51,6 +124,10 @@ int generate_main(int argc, char **argv)
 			tokp = v;
 		else if (VAL("--prompt"))
 			prompt = v;
+		else if (VAL("--adapter"))
+			adapter = v;
+		else if (VAL("--logits"))
+			logits = v;
 		else if (VAL("--max-tokens"))
 			maxt = atoi(v);
 		else if (VAL("--temperature"))
@@ -77,91 +154,63 @@ int generate_main(int argc, char **argv)
 		}
 #undef VAL
 	}
-	if (!model || !tokp || !prompt || maxt < 0) {
-		fprintf(stderr, "hone: error: generate: give MODEL, --tokenizer and --prompt\n\n%s", usage);
+	int is_bundle = model && !fs_is_dir(model);
+	if (!model || (!tokp && !is_bundle) || !prompt || maxt < 0) {
+		fprintf(stderr, "hone: error: generate: give MODEL, --tokenizer (unless MODEL is a bundle) and --prompt\n\n%s", usage);
 		return 2;
 	}
 	herr e = {{0}, {0}};
 	gpt2 m;
+	memset(&m, 0, sizeof m);
 	bpe *b = NULL;
 	int rc = blas_get(&e) ? 0 : -1;
+	if (rc == 0 && tokp)
+		rc = load_tokenizer(&e, tokp, &b);
 	if (rc == 0)
-		rc = gpt2_load_dir(&e, &m, model);
-	if (rc == 0 && load_tokenizer(&e, tokp, &b) != 0) {
-		gpt2_free(&m);
-		rc = -1;
-	}
+		rc = is_bundle ? load_bundle(&e, model, &m, &b) : gpt2_load_dir(&e, &m, model);
+	int loaded = rc == 0;
 	if (rc == 0 && bpe_vocab_size(b) > (size_t)m.cfg.vocab)
-		rc = herr_set(&e, "%s: the tokenizer has %zu tokens, the model %d", tokp, bpe_vocab_size(b), m.cfg.vocab);
-	if (rc) {
-		fprintf(stderr, "hone: error: %s\n", e.msg);
-		if (b)
-			bpe_free(b);
-		return 1;
+		rc = herr_set(&e, "%s: the tokenizer has %zu tokens, the model %d", tokp ? tokp : model, bpe_vocab_size(b), m.cfg.vocab);
+	if (rc == 0 && adapter) {
+		gpt2_lora lo;
+		rc = gpt2_lora_load(&e, &lo, &m, adapter);
+		if (rc == 0) {
+			gpt2_lora_merge(&lo, &m);
+			gpt2_lora_free(&lo);
+		}
 	}
 	uint32_t *ids = NULL;
 	size_t n = 0, cap = 0;
-	bpe_encode(b, prompt, strlen(prompt), &ids, &n, &cap);
-	int64_t eos = bpe_token_id(b, "<|endoftext|>", 13);
-	gpt2_kv *kv = gpt2_kv_new(&m);
-	float *lg = xmalloc((size_t)m.cfg.vocab * sizeof *lg);
-	double t0 = now_seconds();
-	int full = 0;
-	for (size_t i = 0; i < n && !full; i++)
-		full = gpt2_step(&m, kv, ids[i], lg) != 0;
-	double t1 = now_seconds();
-	buf out, piece;
-	buf_init(&out);
-	buf_init(&piece);
-	size_t printed = 0;
-	int made = 0, stopped = 0;
-	const char *why = full ? "the prompt fills the context" : "max tokens";
-	while (!full && !stopped && made < maxt && n) {
-		uint32_t id = gpt2_sample(&smp, lg, m.cfg.vocab);
-		if (eos >= 0 && id == (uint32_t)eos) {
-			why = "<|endoftext|>";
-			break;
-		}
-		made++;
-		piece.len = 0;
-		if (bpe_decode(b, &id, 1, &piece) == 0)
-			buf_add(&out, piece.p, piece.len);
-		for (int s = 0; s < nstop; s++) {
-			char *hit = out.p ? strstr(out.p, stops[s]) : NULL;
-			if (hit) {
-				out.len = (size_t)(hit - out.p);
-				out.p[out.len] = 0;
-				stopped = 1;
-				why = "a stop text";
-			}
-		}
-		/* print what can no longer become part of a stop text */
-		size_t keep = 0;
-		for (int s = 0; s < nstop && !stopped; s++)
-			keep = strlen(stops[s]) > keep ? strlen(stops[s]) : keep;
-		if (out.len > printed + keep) {
-			fwrite(out.p + printed, 1, out.len - keep - printed, stdout);
-			fflush(stdout);
-			printed = out.len - keep;
-		}
-		if (gpt2_step(&m, kv, id, lg) != 0) {
-			why = "the context is full";
-			break;
-		}
+	if (rc == 0)
+		bpe_encode(b, prompt, strlen(prompt), &ids, &n, &cap);
+	if (rc == 0 && logits)
+		write_logits(&e, &m, ids, n, logits, &rc);
+	if (rc == 0) {
+		textgen g;
+		textgen_init(&g, &m, b);
+		g.smp = smp;
+		g.max_tokens = maxt;
+		g.stops = stops;
+		g.nstop = nstop;
+		buf out;
+		buf_init(&out);
+		const char *why;
+		double tp, t1 = now_seconds();
+		int made = textgen_run(&g, ids, n, &out, stdout, &why, &tp);
+		putchar('\n');
+		double t2 = now_seconds();
+		if (!quiet)
+			fprintf(stderr, "hone: %d tokens in %.3fs (%.1f tokens/s), stopped by %s; prompt %zu tokens in %.3fs\n", made,
+			        t2 - t1 - tp, t2 - t1 > tp ? made / (t2 - t1 - tp) : 0, why, n, tp);
+		buf_free(&out);
+		textgen_free(&g);
 	}
-	if (out.len > printed)
-		fwrite(out.p + printed, 1, out.len - printed, stdout);
-	putchar('\n');
-	double t2 = now_seconds();
-	if (!quiet)
-		fprintf(stderr, "hone: %d tokens in %.3fs (%.1f tokens/s), stopped by %s; prompt %zu tokens in %.3fs\n", made,
-		        t2 - t1, t2 > t1 ? made / (t2 - t1) : 0, why, n, t1 - t0);
-	buf_free(&out);
-	buf_free(&piece);
-	free(lg);
+	if (rc)
+		fprintf(stderr, "hone: error: %s\n", e.msg);
 	free(ids);
-	gpt2_kv_free(kv);
-	bpe_free(b);
-	gpt2_free(&m);
-	return 0;
+	if (b)
+		bpe_free(b);
+	if (loaded)
+		gpt2_free(&m);
+	return rc ? 1 : 0;
 }

@@ -112,7 +112,14 @@ void gpt2_config_json(const gpt2_config *c, buf *out)
 	           "  \"n_layer\": %d,\n  \"n_head\": %d,\n  \"n_embd\": %d,\n  \"n_positions\": %d,\n"
 	           "  \"n_ctx\": %d,\n  \"vocab_size\": %d,\n  \"layer_norm_epsilon\": ",
 	           c->n_layer, c->n_head, c->n_embd, c->n_positions, c->n_positions, c->vocab);
-	buf_json_num(out, c->eps);
+	/* the shortest decimal that reads back as the same float: 1e-05, not 9.99999974e-06 */
+	char tmp[32];
+	for (int prec = 1; prec <= 9; prec++) {
+		snprintf(tmp, sizeof tmp, "%.*g", prec, (double)c->eps);
+		if ((float)strtod(tmp, NULL) == c->eps)
+			break;
+	}
+	buf_adds(out, tmp);
 	buf_adds(out, ",\n  \"activation_function\": \"gelu_new\",\n  \"tie_word_embeddings\": true\n}\n");
 }
 
@@ -1046,6 +1053,7 @@ void gpt2_backward(const gpt2 *m, gpt2_ws *w)
 
 struct gpt2_kv {
 	int t, maxt, C;
+	gpt2_ws *ws;             /* prefill: a batch of one, ws->T positions */
 	float *k, *v;            /* per layer: maxt × C */
 	float *x, *ln, *qkv, *y, *h, *att;
 };
@@ -1068,10 +1076,55 @@ gpt2_kv *gpt2_kv_new(const gpt2 *m)
 	return kv;
 }
 
+void gpt2_kv_reset(gpt2_kv *kv) { kv->t = 0; }
+
+int gpt2_prefill(const gpt2 *m, gpt2_kv *kv, const uint32_t *ids, int n, float *logits)
+{
+	const gpt2_config *c = &m->cfg;
+	int C = c->n_embd, V = c->vocab;
+	if (n < 1 || kv->t + n > kv->maxt)
+		return -1;
+	if (kv->t > 0 || n == 1) { /* continuing: token by token */
+		for (int i = 0; i < n; i++)
+			if (gpt2_step(m, kv, ids[i], logits) != 0)
+				return -1;
+		return 0;
+	}
+	/* one forward over the prompt (padded to a power of two, so that the
+	 * workspace is reused across prompts of similar length): causal
+	 * attention keeps the padding out of the first n positions */
+	int T = 16;
+	while (T < n)
+		T *= 2;
+	T = T > kv->maxt ? kv->maxt : T;
+	if (!kv->ws || kv->ws->T != T) {
+		gpt2_ws_free(kv->ws);
+		kv->ws = gpt2_ws_new(m, 1, T, 1);
+	}
+	gpt2_ws *w = kv->ws;
+	memset(w->idbuf, 0, (size_t)T * sizeof *w->idbuf);
+	uint32_t *pad = xcalloc((size_t)T, sizeof *pad);
+	memcpy(pad, ids, (size_t)n * sizeof *ids);
+	gpt2_forward(m, w, pad, NULL);
+	free(pad);
+	for (int l = 0; l < c->n_layer; l++) {
+		float *K = kv->k + (size_t)l * (size_t)kv->maxt * (size_t)C, *Vv = kv->v + (size_t)l * (size_t)kv->maxt * (size_t)C;
+		for (int t = 0; t < n; t++) {
+			const float *q = w->l[l].qkv + (size_t)t * 3 * (size_t)C;
+			memcpy(K + (size_t)t * (size_t)C, q + C, (size_t)C * sizeof(float));
+			memcpy(Vv + (size_t)t * (size_t)C, q + 2 * C, (size_t)C * sizeof(float));
+		}
+	}
+	memcpy(logits, w->logits + (size_t)(n - 1) * (size_t)V, (size_t)V * sizeof *logits);
+	kv->t = n;
+	return 0;
+}
+
 void gpt2_kv_free(gpt2_kv *kv)
 {
 	if (!kv)
 		return;
+	gpt2_ws_free(kv->ws);
 	free(kv->k);
 	free(kv->v);
 	free(kv->x);

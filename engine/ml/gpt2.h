@@ -127,11 +127,17 @@ float *gpt2_lora_grad(gpt2_ws *w);
 typedef struct gpt2_kv gpt2_kv;
 gpt2_kv *gpt2_kv_new(const gpt2 *m);
 void gpt2_kv_free(gpt2_kv *kv);
+/* Empties the cache for a new prompt. */
+void gpt2_kv_reset(gpt2_kv *kv);
 /* Tokens fed so far. */
 int gpt2_kv_len(const gpt2_kv *kv);
 /* Feeds id at the next position and writes the next-token logits (vocab
  * floats); -1 when the context (n_positions) is full. */
 int gpt2_step(const gpt2 *m, gpt2_kv *kv, uint32_t id, float *logits);
+/* Feeds n ids and writes the logits after the last; into an empty cache in
+ * one batched forward (the same values as n steps, to rounding). -1 if they
+ * do not fit. The model must have no adapters attached (merge them). */
+int gpt2_prefill(const gpt2 *m, gpt2_kv *kv, const uint32_t *ids, int n, float *logits);
 
 typedef struct gpt2_sampler {
 	float temperature; /* 0: greedy */

@@ -36,6 +36,7 @@ typedef struct field {
 	int required;
 	int idx;        /* writer field */
 	int col;        /* CSV: column index of the current file, -1 if absent */
+	char *mail;     /* "path@body" / "path@subject": a part of an RFC 822 message */
 } field;
 
 typedef struct reason {
@@ -61,7 +62,7 @@ typedef struct ing {
 	size_t nreasons;
 	buf examples;       /* first skipped rows, for the log */
 	jarena *arena;
-	buf tmp, clean;
+	buf tmp, clean, part;
 	const char *map;    /* start of the current file's mapping, or NULL */
 	size_t dropped;     /* bytes of it already released */
 	const char *where;  /* "data/a.jsonl" or "data/x.tgz[member]" */
@@ -243,6 +244,50 @@ static int put_dir_label(ing *g, size_t line)
 	return put_text(g, (size_t)g->label, start, (size_t)(slash - start), line, 0);
 }
 
+/* A part of an e-mail message (headers, a blank line, the body): "body",
+ * or a header by name (any case), its folded lines joined by a space.
+ * NULL when the message has no such header. */
+static const char *mail_part(buf *out, const char *s, size_t n, const char *sel, size_t *len)
+{
+	size_t i = 0;
+	int body = !strcmp(sel, "body"), sl = (int)strlen(sel);
+	while (i < n) {
+		const char *nl = memchr(s + i, '\n', n - i);
+		size_t end = nl ? (size_t)(nl - s) : n, e = end;
+		if (e > i && s[e - 1] == '\r')
+			e--;
+		if (e == i) { /* the blank line */
+			if (!body)
+				return NULL;
+			*len = n - (end < n ? end + 1 : n);
+			return s + (end < n ? end + 1 : n);
+		}
+		if (!body && e - i > (size_t)sl && s[i + (size_t)sl] == ':' && !strncasecmp(s + i, sel, (size_t)sl)) {
+			out->len = 0;
+			size_t v = i + (size_t)sl + 1;
+			for (;;) {
+				while (v < e && (s[v] == ' ' || s[v] == '\t'))
+					v++;
+				if (out->len && v < e)
+					buf_add(out, " ", 1);
+				buf_add(out, s + v, e - v);
+				/* continuation lines start with a space or a tab */
+				if (end >= n || (s[end + 1] != ' ' && s[end + 1] != '\t'))
+					break;
+				v = end + 1;
+				nl = memchr(s + v, '\n', n - v);
+				end = nl ? (size_t)(nl - s) : n;
+				e = end > v && s[end - 1] == '\r' ? end - 1 : end;
+			}
+			*len = out->len;
+			return out->p ? out->p : "";
+		}
+		i = end + 1;
+	}
+	*len = 0;
+	return body ? s + n : NULL;
+}
+
 static int json_record(ing *g, const jnode *doc, size_t line, size_t base)
 {
 	g->rows_read++;
@@ -255,6 +300,12 @@ static int json_record(ing *g, const jnode *doc, size_t line, size_t base)
 		const jnode *v = json_path(doc, g->f[k].path);
 		if (!v || v->t == J_NULL) {
 			rc = missing(g, k, line);
+			continue;
+		}
+		if (g->f[k].mail && v->t == J_STR) {
+			size_t len;
+			const char *part = mail_part(&g->part, v->s, v->len, g->f[k].mail, &len);
+			rc = part ? put_scalar(g, k, part, len, line, base + v->off) : missing(g, k, line);
 			continue;
 		}
 		switch (v->t) {
@@ -681,6 +732,14 @@ static int setup_fields(ing *g)
 	for (size_t i = 0; i < n; i++) {
 		g->f[i].name = xstrdup(fields->k[i]);
 		g->f[i].path = xstrdup(fields->v[i].t == HV_STR ? fields->v[i].s : fields->k[i]);
+		char *at = strchr(g->f[i].path, '@');
+		if (at) {
+			*at = 0;
+			g->f[i].mail = xstrdup(at + 1);
+			if (!at[1] || g->format >= 3) /* csv, tsv, text */
+				return kctx_fail(g->c, "ingest: fields.%s = \"%s@%s\": give path@body or path@Header-Name, in JSON input",
+				                 g->f[i].name, g->f[i].path, at + 1);
+		}
 	}
 	g->nf = n;
 	if (add_text) {
@@ -725,6 +784,7 @@ static int k_ingest(kctx *c, const hval *params, const kinput *in, size_t nin, c
 	g.arena = json_arena_new();
 	buf_init(&g.tmp);
 	buf_init(&g.clean);
+	buf_init(&g.part);
 	buf_init(&g.examples);
 	const char *fmt = hval_get_str(params, "format", "auto");
 	static const char *fmts[] = {"auto", "jsonl", "json", "csv", "tsv", "text"};
@@ -839,6 +899,7 @@ static int k_ingest(kctx *c, const hval *params, const kinput *in, size_t nin, c
 	for (size_t i = 0; i < g.nf; i++) {
 		free(g.f[i].name);
 		free(g.f[i].path);
+		free(g.f[i].mail);
 	}
 	free(g.f);
 	for (size_t i = 0; i < g.nreasons; i++)
@@ -848,6 +909,7 @@ static int k_ingest(kctx *c, const hval *params, const kinput *in, size_t nin, c
 	json_arena_free(g.arena);
 	buf_free(&g.tmp);
 	buf_free(&g.clean);
+	buf_free(&g.part);
 	buf_free(&g.examples);
 	return rc;
 }

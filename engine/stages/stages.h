@@ -21,6 +21,7 @@ extern const kernel_def stage_train;
 extern const kernel_def stage_evaluate;
 extern const kernel_def stage_export;
 extern const kernel_def stage_model;
+extern const kernel_def stage_generate;
 extern const kernel_def stage_lua;        /* dsl.c: stage "name" { run = ... } */
 extern const kernel_def stage_lua_map;    /* dsl.c: map { fn = ... } */
 extern const kernel_def stage_lua_filter; /* dsl.c: filter { fn = ... } */

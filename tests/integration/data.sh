@@ -212,4 +212,16 @@ check "bad ratios are caught at declaration" fails_with 2 "part ratios must add 
 	bash -c "printf 'split { \"in/s.jsonl\", train = 0.7, test = 0.2 }\n' > r.lua; '$HONE' run r.lua"
 check "--set on a part ratio" bash -c "'$HONE' run sp.lua -q --set psplit.a=0.6 --set psplit.b=0.15"
 
+# e-mail parts of a text field: a header (folded lines joined) and the body
+printf '%s\n' '{"raw": "From: a@b.c\nSubject: Re: the\n\tlong subject\nX-Other: 1\n\nHello,\nSubject: not a header\n"}' \
+	'{"raw": "From: x@y.z\r\nSUBJECT: crlf\r\n\r\nbody two"}' '{"raw": "From: n@o.p\n\nno subject here"}' > in/mail.jsonl
+printf 'local m = ingest { "in/mail.jsonl", fields = { subject = "raw@subject", body = "raw@body" }, on_error = "skip" }\n' > mail.lua
+"$HONE" run mail.lua -q
+check "ingest fields path@Header and path@body split a raw message" eq \
+	"$(rows mail.lua ingest | jq -c '[.subject, .body]' | tr '\n' ' ')" \
+	'["Re: the long subject","Hello,\nSubject: not a header\n"] ["crlf","body two"] '
+check "  ... a message without the header is a missing field" contains "$("$HONE" show mail.lua ingest | grep metrics)" '"skipped.missing_field":1'
+check "  ... only for JSON input" fails_with 1 "path@body or path@Header-Name" bash -c \
+	"printf 'ingest { \"in/s.jsonl\", format = \"csv\", fields = { s = \"raw@subject\" } }\n' > mail2.lua; '$HONE' run mail2.lua -q"
+
 done_testing

@@ -21,8 +21,10 @@ local lora = train { ids.train, val = ids.val, base = lm, method = "lora", rank 
                      lr = 0.01, batch = 8, epochs = 1, seed = 1, name = "lora" }
 evaluate { lora, ids.val, compare = lm, name = "lora_ppl" }
 local qa = tokenize { parts, tok, format = "prompt_completion", template = "{q}:", completion = "a", name = "qa" }
-local sft = train { qa.train, val = qa.val, base = base, lr = 0.003, batch = 8, epochs = 2, seed = 1, name = "sft" }
+local sft = train { qa.train, val = qa.val, base = base, lr = 0.005, batch = 8, epochs = 6, seed = 1, name = "sft" }
 evaluate { sft, qa.val, compare = base, name = "sft_ppl" }
+generate { sft, tok, qa.val, compare = base, max_tokens = 8, name = "gen" }
+export { lm, tok, to = "lm.tar.gz" }
 LUA
 check "model, fine-tuning on packed blocks and on masked records run" "$HONE" run p.lua -q
 metric() { "$HONE" show p.lua "$1" | grep -o "\"$2\":[0-9.e+-]*" | cut -d: -f2; }
@@ -39,6 +41,19 @@ check "on masked records, perplexity on the completions falls against the base (
 	awk -v a="$(metric sft_ppl perplexity)" -v b="$(metric sft_ppl compare_perplexity)" 'BEGIN { exit !(a < b / 2) }'
 check "  ... where only completion tokens are scored" eq "$(metric sft_ppl target_tokens)" \
 	"$("$HONE" show p.lua qa.val --jsonl --limit 1000 | jq -s 'map(.tok_len - .prompt_len) | add')"
+# answers generated for the held-out prompts, scored against the references
+G=$(obj gen)generations.jsonl
+check "generate answers every held-out prompt ($(wc -l < "$G") rows)" eq "$(wc -l < "$G")" "$("$HONE" show p.lua qa.val --jsonl --limit 1000 | wc -l)"
+check "  ... the fine-tuned model's exact match ($(metric gen exact_match)) beats the base's ($(metric gen compare_exact_match))" \
+	awk -v a="$(metric gen exact_match)" -v b="$(metric gen compare_exact_match)" 'BEGIN { exit !(a >= 0.8 && a > b) }'
+check "  ... and its ROUGE-L ($(metric gen rouge_l) vs $(metric gen compare_rouge_l))" \
+	awk -v a="$(metric gen rouge_l)" -v b="$(metric gen compare_rouge_l)" 'BEGIN { exit !(a >= 0.8 && a > b) }'
+check "  ... each row's scores follow from its texts" bash -c \
+	"jq -e 'select((.generated | gsub(\"^\\\\s+|\\\\s+$\";\"\")) == (.reference | gsub(\"^\\\\s+|\\\\s+$\";\"\")) and .exact_match != 1)' '$G' | wc -l | grep -qx 0"
+g=$(sha256sum < "$G")
+"$HONE" run p.lua -q --force gen --threads 1
+check "  ... the same generations on one thread" eq "$(sha256sum < "$G")" "$g"
+
 # LoRA on top of the fine-tuned model
 check "LoRA trains only the adapters ($(metric lora trainable) of $(metric lora params) parameters)" \
 	awk -v a="$(metric lora trainable)" -v b="$(metric lora params)" 'BEGIN { exit !(a > 0 && a * 10 < b) }'
@@ -64,7 +79,17 @@ check "  ... sampling with a seed repeats" eq \
 check "  ... a stop text ends the continuation and is not printed" bash -c \
 	"out=\$('$HONE' generate '$M' --tokenizer '$TK' --prompt 'the cat' --max-tokens 40 --temperature 1 --seed 2 --stop ' the' -q); ! grep -q ' the' <<<\"\$out\""
 check "  ... reports tokens/s" contains "$("$HONE" generate "$M" --tokenizer "$TK" --prompt "a dog" --max-tokens 5 2>&1 >/dev/null)" "tokens/s"
-check "  ... usage without a prompt" fails_with 2 "give MODEL, --tokenizer and --prompt" "$HONE" generate "$M" --tokenizer "$TK"
+check "  ... from an export bundle, with its tokenizer.json" eq "$("$HONE" generate lm.tar.gz --prompt "the cat" --max-tokens 12 -q)" "$g1"
+"$HONE" generate "$M" --tokenizer "$TK" --prompt "the cat sat" --max-tokens 1 --logits lg.json -q >/dev/null
+check "  ... --logits writes the prompt's ids and every position's logits" bash -c \
+	"jq -e '(.ids | length) == 3 and (.logits | length) == 3 * .vocab and .vocab == 300' lg.json >/dev/null"
+L=$(obj lora)
+check "  ... --adapter (PEFT) gives what the merged model gives" eq \
+	"$("$HONE" generate "$M" --tokenizer "$TK" --adapter "${L}adapter" --prompt "a dog" --max-tokens 12 -q)" \
+	"$("$HONE" generate "$L" --tokenizer "$TK" --prompt "a dog" --max-tokens 12 -q)"
+check "  ... a broken adapter is an error naming the file" fails_with 1 "adapter_config.json" bash -c \
+	"mkdir -p bad && echo '{\"peft_type\": \"LORA\"}' > bad/adapter_config.json && '$HONE' generate '$M' --tokenizer '$TK' --adapter bad --prompt x"
+check "  ... usage without a prompt" fails_with 2 "give MODEL, --tokenizer (unless MODEL is a bundle) and --prompt" "$HONE" generate "$M" --tokenizer "$TK"
 check "a token id beyond the model's vocabulary" fails_with 1 "outside the model's vocabulary of 50" bash -c \
 	"printf 'local d = ingest { \"docs.jsonl\" }\nlocal ids = tokenize { d, tokenizer { gpt2 = true } }\ntrain { ids, base = model { n_layer = 1, n_head = 1, n_embd = 8, n_positions = 64, vocab = 50 } }\n' > e1.lua; '$HONE' run e1.lua -q"
 check "inputs with a base" fails_with 2 "no inputs / output" bash -c \

@@ -111,6 +111,27 @@ static void test_generation(void **st)
 		}
 	}
 	assert_int_equal(gpt2_kv_len(kv), T);
+	/* a prefilled prompt: the same logits, and the same next steps */
+	gpt2_kv *pk = gpt2_kv_new(&m);
+	float *pl = xmalloc((size_t)V * sizeof *pl);
+	for (int n = 1; n <= T; n += 4) {
+		gpt2_kv_reset(pk);
+		assert_int_equal(gpt2_prefill(&m, pk, ids, n, pl), 0);
+		assert_int_equal(gpt2_kv_len(pk), n);
+		for (int at = n; at <= T; at++) {
+			for (int k = 0; k < V; k++) {
+				float want = full[(size_t)(at - 1) * (size_t)V + (size_t)k];
+				if (fabsf(pl[k] - want) > 1e-4f * fabsf(want) + 1e-5f)
+					fail_msg("prefill %d, position %d, logit %d: %.8g, full %.8g", n, at - 1, k, pl[k], want);
+			}
+			if (at < T)
+				assert_int_equal(gpt2_step(&m, pk, ids[at], pl), 0);
+		}
+	}
+	gpt2_kv_reset(pk);
+	assert_int_equal(gpt2_prefill(&m, pk, ids, m.cfg.n_positions + 1, pl), -1);
+	free(pl);
+	gpt2_kv_free(pk);
 	/* the context is n_positions long */
 	while (gpt2_kv_len(kv) < m.cfg.n_positions)
 		assert_int_equal(gpt2_step(&m, kv, 1, lg), 0);

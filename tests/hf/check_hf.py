@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""hone's exports, read by the reference libraries (where they are installed).
+
+  tests/hf/prepare.sh DIR && python3 tests/hf/check_hf.py DIR
+
+- DIR/bundle (an unpacked hone export bundle) loads in transformers'
+  GPT2LMHeadModel and gives hone's logits (hone_bundle_*.json);
+- its tokenizer.json, in transformers' PreTrainedTokenizerFast, gives hone's
+  token ids for the same texts;
+- DIR/adapter (hone's LoRA, PEFT layout) loads with peft's
+  PeftModel.from_pretrained on DIR/base and gives hone's logits with the
+  adapter merged (hone_lora_*.json).
+Prints one line per check and exits non-zero on any mismatch.
+"""
+import json
+import os
+import sys
+
+import torch
+import transformers
+
+d = sys.argv[1]
+failed = 0
+
+
+def check(name, ok, detail):
+    global failed
+    failed += not ok
+    print(("ok    " if ok else "FAIL  ") + name + ": " + detail)
+
+
+def compare(name, model, ref):
+    ids = torch.tensor([ref["ids"]])
+    with torch.no_grad():
+        got = model(input_ids=ids).logits[0].reshape(-1).double()
+    want = torch.tensor(ref["logits"], dtype=torch.float64)
+    diff = (got - want).abs()
+    bound = 1e-4 * want.abs() + 1e-4
+    check(name, bool((diff <= bound).all()) and got.numel() == want.numel(),
+          "%d logits, max |diff| %.3g (bound 1e-4 relative + 1e-4)" % (want.numel(), float(diff.max())))
+
+
+model = transformers.GPT2LMHeadModel.from_pretrained(os.path.join(d, "bundle")).eval()
+tok = transformers.PreTrainedTokenizerFast(tokenizer_file=os.path.join(d, "bundle", "tokenizer.json"))
+i = 0
+while os.path.exists(os.path.join(d, "hone_bundle_%d.json" % i)):
+    ref = json.load(open(os.path.join(d, "hone_bundle_%d.json" % i)))
+    text = json.load(open(os.path.join(d, "text_%d.json" % i)))["text"]
+    ids = tok(text)["input_ids"]
+    check("tokenizer.json ids, text %d" % i, ids == ref["ids"], "%s vs hone %s" % (ids, ref["ids"]))
+    compare("bundle logits, text %d" % i, model, ref)
+    i += 1
+check("texts found", i > 0, "%d" % i)
+
+try:
+    import peft
+except ImportError:
+    peft = None
+    print("skip  peft is not installed")
+if peft:
+    base = transformers.GPT2LMHeadModel.from_pretrained(os.path.join(d, "base")).eval()
+    pm = peft.PeftModel.from_pretrained(base, os.path.join(d, "adapter")).eval()
+    i = 0
+    while os.path.exists(os.path.join(d, "hone_lora_%d.json" % i)):
+        compare("peft adapter logits, text %d" % i, pm, json.load(open(os.path.join(d, "hone_lora_%d.json" % i))))
+        i += 1
+print("transformers %s, peft %s, torch %s: %d failed" %
+      (transformers.__version__, peft.__version__ if peft else "-", torch.__version__, failed))
+sys.exit(1 if failed else 0)
