@@ -11,6 +11,7 @@
 #include "ml/blas.h"
 #include "ml/gpt2.h"
 #include "ml/safetensors.h"
+#include "ml/textgen.h"
 
 #define DIR "tests/fixtures/gpt2model"
 
@@ -161,6 +162,29 @@ static void test_generation(void **st)
 	gpt2_kv_free(kv);
 	gpt2_ws_free(w);
 	gpt2_free(&m);
+}
+
+/* ROUGE-L F1 over lowercase alphanumeric words, worked by hand:
+ * LCS("the cat sat on the mat", "The cat, on the mat!") = 5 words;
+ * P = 5/6, R = 5/5, F = 2PR/(P+R) = 10/11. */
+static void test_scores(void **st)
+{
+	(void)st;
+#define RL(a, b) rouge_l(a, strlen(a), b, strlen(b))
+	assert_true(fabs(RL("the cat sat on the mat", "The cat, on the mat!") - 10.0 / 11.0) < 1e-12);
+	assert_true(fabs(RL("a b c d", "d c b a") - 0.25) < 1e-12); /* LCS 1 of 4 and 4 */
+	assert_true(RL("x y", "p q") == 0);
+	assert_true(RL("", "") == 1);
+	assert_true(RL("", "a") == 0);
+	assert_true(RL("...", "!!") == 1); /* no words on either side */
+	/* LCS("a b a b", "b a b") = 3: P = 3/4, R = 1 → 6/7 */
+	assert_true(fabs(RL("a b a b", "b a b") - 6.0 / 7.0) < 1e-12);
+	/* words split at any other byte, UTF-8 included */
+	assert_true(fabs(RL("über-cool 42x", "ber cool 42X") - 1.0) < 1e-12);
+#undef RL
+	assert_int_equal(exact_match("  Re: hi\n", 9, "Re: hi", 6), 1);
+	assert_int_equal(exact_match("Re: hi", 6, "re: hi", 6), 0);
+	assert_int_equal(exact_match("", 0, " \t", 2), 1);
 }
 
 /* peft's own LoRA (tests/fixtures/lora, gen_lora_fixture.py): its saved
@@ -452,6 +476,7 @@ int main(void)
 		cmocka_unit_test(test_generation),
 		cmocka_unit_test(test_lora),
 		cmocka_unit_test(test_lora_peft),
+		cmocka_unit_test(test_scores),
 	};
 	return cmocka_run_group_tests_name("gpt2", tests, NULL, NULL);
 }
