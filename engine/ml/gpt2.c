@@ -47,6 +47,20 @@ int gpt2_config_parse(herr *e, gpt2_config *c, const char *json, size_t n, const
 		if (act && !(act->t == J_STR && ((act->len == 8 && !memcmp(act->s, "gelu_new", 8)) ||
 		                                 (act->len == 17 && !memcmp(act->s, "gelu_pytorch_tanh", 17)))))
 			rc = herr_set(e, "%s: activation_function: only gelu_new (GELU, tanh form) is supported", what);
+		/* a sequence classifier: its architecture, and id2label for the classes */
+		c->ncls = 0;
+		const jnode *ar = json_member(r, "architectures", 13), *il = json_member(r, "id2label", 8);
+		int seq = 0;
+		for (const jnode *k = ar && ar->t == J_ARR ? ar->kid : NULL; k; k = k->next)
+			seq |= k->t == J_STR && k->len == 29 && !memcmp(k->s, "GPT2ForSequenceClassification", 29);
+		if (rc == 0 && seq) {
+			int n = 0;
+			for (const jnode *k = il && il->t == J_OBJ ? il->kid : NULL; k; k = k->next)
+				n++;
+			if (n < 2)
+				rc = herr_set(e, "%s: a GPT2ForSequenceClassification needs id2label with 2 or more classes", what);
+			c->ncls = n;
+		}
 	}
 	json_arena_free(a);
 	return rc;
@@ -69,7 +83,7 @@ int gpt2_init(herr *e, gpt2 *m, const gpt2_config *c)
 	memset(m, 0, sizeof *m);
 	m->cfg = *c;
 	int C = c->n_embd;
-	m->t = xcalloc((size_t)c->n_layer * 12 + 4, sizeof *m->t);
+	m->t = xcalloc((size_t)c->n_layer * 12 + 5, sizeof *m->t);
 	size_t at = 0;
 	char nm[64];
 	add_tensor(m, &at, "wte.weight", c->vocab, C);
@@ -92,6 +106,8 @@ int gpt2_init(herr *e, gpt2 *m, const gpt2_config *c)
 	}
 	add_tensor(m, &at, "ln_f.weight", C, 0);
 	add_tensor(m, &at, "ln_f.bias", C, 0);
+	if (c->ncls > 0)
+		add_tensor(m, &at, "score.weight", c->ncls, C);
 	m->nparams = at;
 	if (at > ((size_t)1 << 34))
 		return herr_set(e, "GPT-2 config with %zu parameters is too large", at);
@@ -101,14 +117,38 @@ int gpt2_init(herr *e, gpt2 *m, const gpt2_config *c)
 
 void gpt2_free(gpt2 *m)
 {
+	for (int k = 0; m->labels && k < m->cfg.ncls; k++)
+		free(m->labels[k]);
+	free(m->labels);
 	free(m->p);
 	free(m->t);
 	memset(m, 0, sizeof *m);
 }
 
-void gpt2_config_json(const gpt2_config *c, buf *out)
+void gpt2_config_json(const gpt2_config *c, const char *const *labels, buf *out)
 {
-	buf_printf(out, "{\n  \"model_type\": \"gpt2\",\n  \"architectures\": [\"GPT2LMHeadModel\"],\n"
+	buf_printf(out, "{\n  \"model_type\": \"gpt2\",\n  \"architectures\": [\"%s\"],\n",
+	           c->ncls ? "GPT2ForSequenceClassification" : "GPT2LMHeadModel");
+	if (c->ncls) {
+		/* class names; the pad token (0) only matters to transformers, which
+		 * then finds each row's last token before the first pad: hone's rows
+		 * are given their lengths */
+		for (int pass = 0; pass < 2; pass++) {
+			buf_adds(out, pass ? "  \"label2id\": {" : "  \"id2label\": {");
+			for (int k = 0; k < c->ncls; k++) {
+				buf_adds(out, k ? ", " : "");
+				if (pass) {
+					buf_json_str(out, labels[k]);
+					buf_printf(out, ": %d", k);
+				} else {
+					buf_printf(out, "\"%d\": ", k);
+					buf_json_str(out, labels[k]);
+				}
+			}
+			buf_adds(out, "},\n");
+		}
+	}
+	buf_printf(out, ""
 	           "  \"n_layer\": %d,\n  \"n_head\": %d,\n  \"n_embd\": %d,\n  \"n_positions\": %d,\n"
 	           "  \"n_ctx\": %d,\n  \"vocab_size\": %d,\n  \"layer_norm_epsilon\": ",
 	           c->n_layer, c->n_head, c->n_embd, c->n_positions, c->n_positions, c->vocab);
@@ -140,7 +180,7 @@ int gpt2_save_dir(herr *e, const gpt2 *m, const float *base, const char *dir)
 {
 	buf cfg;
 	buf_init(&cfg);
-	gpt2_config_json(&m->cfg, &cfg);
+	gpt2_config_json(&m->cfg, (const char *const *)m->labels, &cfg);
 	st_writer w;
 	st_writer_init(&w);
 	st_add_meta(&w, "format", "pt");
@@ -178,6 +218,28 @@ void gpt2_init_random(gpt2 *m, uint64_t seed)
 			m->p[t->off + k] = v;
 		}
 	}
+}
+
+void gpt2_add_classifier(gpt2 *m, int ncls, const char *const *labels, uint64_t seed)
+{
+	int C = m->cfg.n_embd;
+	size_t at = m->nparams;
+	m->t = xrealloc(m->t, (m->nt + 1) * sizeof *m->t);
+	add_tensor(m, &at, "score.weight", ncls, C);
+	m->p = xrealloc(m->p, at * sizeof *m->p);
+	uint64_t s = seed * 0x9E3779B97F4A7C15ull + 0x73636F7265ull;
+	for (size_t i = m->nparams; i < at; i++) {
+		s = s * 6364136223846793005ull + 1442695040888963407ull;
+		double u1 = ((double)(s >> 11) + 0.5) / 9007199254740992.0;
+		s = s * 6364136223846793005ull + 1442695040888963407ull;
+		double u2 = ((double)(s >> 11) + 0.5) / 9007199254740992.0;
+		m->p[i] = (float)(0.02 * sqrt(-2 * log(u1)) * cos(2 * M_PI * u2));
+	}
+	m->nparams = at;
+	m->cfg.ncls = ncls;
+	m->labels = xcalloc((size_t)ncls, sizeof *m->labels);
+	for (int k = 0; k < ncls; k++)
+		m->labels[k] = xstrdup(labels[k]);
 }
 
 const gpt2_tensor *gpt2_find(const gpt2 *m, const char *name)
@@ -237,6 +299,28 @@ int gpt2_load_weights(herr *e, gpt2 *m, const st_file *f, const char *what)
 	return rc;
 }
 
+/* id2label: {"0": name, "1": name, ...}, every id from 0 to ncls - 1 once */
+static int read_labels(herr *e, gpt2 *m, const char *json, size_t n, const char *what)
+{
+	jarena *a = json_arena_new();
+	jerror je;
+	const jnode *r = json_parse(a, json, n, &je), *il = r ? json_member(r, "id2label", 8) : NULL;
+	m->labels = xcalloc((size_t)m->cfg.ncls, sizeof *m->labels);
+	int rc = 0;
+	for (const jnode *k = il ? il->kid : NULL; k && rc == 0; k = k->next) {
+		char key[24];
+		snprintf(key, sizeof key, "%.*s", (int)(k->klen < 20 ? k->klen : 20), k->key);
+		char *end;
+		long id = strtol(key, &end, 10);
+		if (*end || end == key || id < 0 || id >= m->cfg.ncls || m->labels[id] || k->t != J_STR)
+			rc = herr_set(e, "%s: id2label: expected ids 0..%d, each once, with string names ('%s')", what, m->cfg.ncls - 1, key);
+		else
+			m->labels[id] = xasprintf("%.*s", (int)k->len, k->s);
+	}
+	json_arena_free(a);
+	return rc;
+}
+
 int gpt2_load_dir(herr *e, gpt2 *m, const char *dir)
 {
 	memset(m, 0, sizeof *m);
@@ -250,6 +334,8 @@ int gpt2_load_dir(herr *e, gpt2 *m, const char *dir)
 		rc = gpt2_config_parse(e, &c, cfg.p, cfg.len, cp);
 	if (rc == 0)
 		rc = gpt2_init(e, m, &c);
+	if (rc == 0 && c.ncls)
+		rc = read_labels(e, m, cfg.p, cfg.len, cp);
 	uint8_t *seen = rc == 0 ? xcalloc(m->nt, 1) : NULL;
 	if (rc == 0 && fs_exists(wp)) {
 		st_file f;
@@ -347,6 +433,11 @@ struct gpt2_ws {
 	float **u;
 	float *lg, *du;
 	int frozen;
+	/* sequence classification: each row's last position, class probabilities
+	 * and their gradients (B × ncls); cls: the last forward was one */
+	int *last;
+	float *cp, *dcp;
+	int cls;
 };
 
 gpt2_ws *gpt2_ws_new(const gpt2 *m, int B, int T, int threads)
@@ -379,8 +470,15 @@ gpt2_ws *gpt2_ws_new(const gpt2 *m, int B, int T, int threads)
 	w->lnf = xmalloc(N * C * sizeof(float));
 	w->mf = xmalloc(N * sizeof(float));
 	w->rf = xmalloc(N * sizeof(float));
-	w->logits = xmalloc(N * (size_t)c->vocab * sizeof(float));
-	w->dlogits = xmalloc(N * (size_t)c->vocab * sizeof(float));
+	/* a classifier needs no vocabulary logits */
+	size_t NV = c->ncls ? 1 : N * (size_t)c->vocab;
+	w->logits = xmalloc(NV * sizeof(float));
+	w->dlogits = xmalloc(NV * sizeof(float));
+	if (c->ncls) {
+		w->last = xcalloc((size_t)B, sizeof *w->last);
+		w->cp = xcalloc((size_t)B * (size_t)c->ncls, sizeof *w->cp);
+		w->dcp = xcalloc((size_t)B * (size_t)c->ncls, sizeof *w->dcp);
+	}
 	w->tgt = xmalloc(N * sizeof *w->tgt);
 	w->idbuf = xmalloc(N * sizeof *w->idbuf);
 	w->g = xcalloc(m->nparams, sizeof(float));
@@ -428,6 +526,9 @@ void gpt2_ws_free(gpt2_ws *w)
 	free(w->rf);
 	free(w->logits);
 	free(w->dlogits);
+	free(w->last);
+	free(w->cp);
+	free(w->dcp);
 	free(w->tgt);
 	free(w->idbuf);
 	free(w->g);
@@ -916,7 +1017,8 @@ static void attention(gpt2_ws *w, att_job *j, void (*fn)(void *, int, int))
 	par_run(w->threads, fn, j);
 }
 
-double gpt2_forward(const gpt2 *m, gpt2_ws *w, const uint32_t *ids, const int32_t *targets)
+/* embeddings, blocks and the final LayerNorm: w->lnf */
+static void trunk_forward(const gpt2 *m, gpt2_ws *w, const uint32_t *ids)
 {
 	const gpt2_config *c = &m->cfg;
 	int B = w->B, T = w->T, N = w->N, C = c->n_embd, H = c->n_head, hd = C / H, V = c->vocab;
@@ -961,7 +1063,17 @@ double gpt2_forward(const gpt2 *m, gpt2_ws *w, const uint32_t *ids, const int32_
 #undef LP
 	}
 	layernorm(w->threads, w->lnf, w->mf, w->rf, w->res_out, P("ln_f.weight"), P("ln_f.bias"), N, C, c->eps);
-	psgemm(w->threads, 0, 1, N, V, C, 1.0f, w->lnf, C, wte, C, 0.0f, w->logits, V);
+}
+
+double gpt2_forward(const gpt2 *m, gpt2_ws *w, const uint32_t *ids, const int32_t *targets)
+{
+	const gpt2_config *c = &m->cfg;
+	int N = w->N, C = c->n_embd, V = c->vocab;
+	if (c->ncls)
+		return NAN; /* a classifier: gpt2_forward_cls */
+	w->cls = 0;
+	trunk_forward(m, w, ids);
+	psgemm(w->threads, 0, 1, N, V, C, 1.0f, w->lnf, C, P("wte.weight"), C, 0.0f, w->logits, V);
 	w->targets = targets;
 	if (!targets)
 		return 0;
@@ -984,16 +1096,81 @@ double gpt2_forward(const gpt2 *m, gpt2_ws *w, const uint32_t *ids, const int32_
 	return w->count ? loss / w->count : 0;
 }
 
+double gpt2_forward_cls(const gpt2 *m, gpt2_ws *w, const uint32_t *ids, const int *last, const int32_t *labels)
+{
+	const gpt2_config *c = &m->cfg;
+	int B = w->B, T = w->T, C = c->n_embd, K = c->ncls;
+	if (!K)
+		return NAN;
+	w->cls = 1;
+	trunk_forward(m, w, ids);
+	const float *S = P("score.weight");
+	double loss = 0, count = 0;
+	for (int b = 0; b < B; b++) {
+		w->last[b] = last[b] < 0 ? 0 : last[b] >= T ? T - 1 : last[b];
+		const float *h = w->lnf + ((size_t)b * (size_t)T + (size_t)w->last[b]) * (size_t)C;
+		float *p = w->cp + (size_t)b * (size_t)K, mx = -INFINITY;
+		for (int k = 0; k < K; k++) {
+			double z = 0;
+			for (int d = 0; d < C; d++)
+				z += (double)S[(size_t)k * (size_t)C + (size_t)d] * h[d];
+			p[k] = (float)z;
+			mx = p[k] > mx ? p[k] : mx;
+		}
+		double sum = 0;
+		for (int k = 0; k < K; k++)
+			sum += exp((double)p[k] - mx);
+		double lse = mx + log(sum);
+		if (labels && labels[b] >= 0 && labels[b] < K) {
+			loss += lse - p[labels[b]];
+			count++;
+		}
+		for (int k = 0; k < K; k++)
+			p[k] = (float)exp((double)p[k] - lse);
+	}
+	/* d loss / d z = (p - onehot) / count */
+	for (int b = 0; b < B; b++)
+		for (int k = 0; k < K; k++) {
+			int has = labels && labels[b] >= 0 && labels[b] < K;
+			w->dcp[(size_t)b * (size_t)K + (size_t)k] =
+				has ? (float)((w->cp[(size_t)b * (size_t)K + (size_t)k] - (k == labels[b])) / count) : 0.0f;
+		}
+	w->count = count;
+	return count ? loss / count : 0;
+}
+
+const float *gpt2_cls_probs(const gpt2_ws *w) { return w->cp; }
+
 void gpt2_backward(const gpt2 *m, gpt2_ws *w)
 {
 	const gpt2_config *c = &m->cfg;
 	int B = w->B, T = w->T, N = w->N, C = c->n_embd, H = c->n_head, hd = C / H, V = c->vocab;
 	float scale = 1.0f / sqrtf((float)hd);
-	/* LM head (tied): dwte += dlogits^T lnf; dlnf = dlogits wte */
 	float *dln = w->dx;
-	if (!w->frozen)
-		psgemm(w->threads, 1, 0, V, C, N, 1.0f, w->dlogits, V, w->lnf, C, 1.0f, G("wte.weight"), C);
-	psgemm(w->threads, 0, 0, N, C, V, 1.0f, w->dlogits, V, P("wte.weight"), C, 0.0f, dln, C);
+	if (w->cls) {
+		/* the score head at each row's last position; nothing flows elsewhere */
+		int K = c->ncls;
+		memset(dln, 0, (size_t)N * (size_t)C * sizeof(float));
+		const float *S = P("score.weight");
+		float *dS = G("score.weight");
+		for (int b = 0; b < B; b++) {
+			size_t row = (size_t)b * (size_t)T + (size_t)w->last[b];
+			const float *h = w->lnf + row * (size_t)C;
+			float *dh = dln + row * (size_t)C;
+			for (int k = 0; k < K; k++) {
+				float g = w->dcp[(size_t)b * (size_t)K + (size_t)k];
+				for (int d = 0; d < C; d++) {
+					dS[(size_t)k * (size_t)C + (size_t)d] += g * h[d];
+					dh[d] += g * S[(size_t)k * (size_t)C + (size_t)d];
+				}
+			}
+		}
+	} else {
+		/* LM head (tied): dwte += dlogits^T lnf; dlnf = dlogits wte */
+		if (!w->frozen)
+			psgemm(w->threads, 1, 0, V, C, N, 1.0f, w->dlogits, V, w->lnf, C, 1.0f, G("wte.weight"), C);
+		psgemm(w->threads, 0, 0, N, C, V, 1.0f, w->dlogits, V, P("wte.weight"), C, 0.0f, dln, C);
+	}
 	memset(w->dres, 0, (size_t)N * (size_t)C * sizeof(float));
 	layernorm_back(w->dres, G("ln_f.weight"), G("ln_f.bias"), dln, w->res_out, P("ln_f.weight"), w->mf, w->rf, N, C);
 	char nm[64];

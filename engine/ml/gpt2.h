@@ -28,6 +28,7 @@
 typedef struct gpt2_config {
 	int n_layer, n_head, n_embd, n_positions, vocab;
 	float eps; /* layer_norm_epsilon */
+	int ncls;  /* sequence classification (GPT2ForSequenceClassification): classes; 0 for a language model */
 } gpt2_config;
 
 typedef struct gpt2_tensor {
@@ -46,6 +47,7 @@ typedef struct gpt2 {
 	gpt2_tensor *t;
 	size_t nt;
 	const struct gpt2_lora *lora; /* adapters applied in forward/backward, or NULL */
+	char **labels;                /* ncls class names (config.json id2label), owned */
 } gpt2;
 
 /* LoRA: for each adapted Conv1D weight W [in, out], y += scale · (x Aᵀ) Bᵀ
@@ -98,7 +100,7 @@ int gpt2_load_dir(herr *e, gpt2 *m, const char *dir);
 /* The parameters as safetensors entries with HF names (no prefix). */
 void gpt2_tensors(const gpt2 *m, st_writer *w, const float *base);
 /* config.json for c (Hugging Face's GPT2Config fields). */
-void gpt2_config_json(const gpt2_config *c, buf *out);
+void gpt2_config_json(const gpt2_config *c, const char *const *labels, buf *out);
 /* Writes config.json and model.safetensors (weights from base, or m->p
  * when base is NULL) into dir, which must exist. */
 int gpt2_save_dir(herr *e, const gpt2 *m, const float *base, const char *dir);
@@ -122,6 +124,18 @@ float *gpt2_grad(gpt2_ws *w);
 /* Gradients of the adapters (after a backward with m->lora set when the ws
  * was made). */
 float *gpt2_lora_grad(gpt2_ws *w);
+
+/* Sequence classification (Hugging Face's GPT2ForSequenceClassification):
+ * "score.weight" [ncls, n_embd], no bias, applied to the final LayerNorm's
+ * output at each row's last token. */
+/* Turns a language model into a classifier of labels[0..ncls): adds
+ * score.weight, N(0, 0.02) from seed (labels are copied). */
+void gpt2_add_classifier(gpt2 *m, int ncls, const char *const *labels, uint64_t seed);
+/* Forward for a batch: last[b] the index of row b's last token; with labels
+ * (class index, -1: none), the mean cross-entropy, ready for backward.
+ * Class probabilities: gpt2_cls_probs (B × ncls). */
+double gpt2_forward_cls(const gpt2 *m, gpt2_ws *w, const uint32_t *ids, const int *last, const int32_t *labels);
+const float *gpt2_cls_probs(const gpt2_ws *w);
 
 /* Generation, one token at a time with a key/value cache. */
 typedef struct gpt2_kv gpt2_kv;

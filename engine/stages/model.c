@@ -23,7 +23,7 @@ static int k_model(kctx *c, const hval *p, const kinput *in, size_t nin, const c
 	} else {
 		gpt2_config cfg = {(int)hval_get_int(p, "n_layer", 6), (int)hval_get_int(p, "n_head", 6),
 		                   (int)hval_get_int(p, "n_embd", 384), (int)hval_get_int(p, "n_positions", 256),
-		                   (int)hval_get_int(p, "vocab", 8192), 1e-5f};
+		                   (int)hval_get_int(p, "vocab", 8192), 1e-5f, 0};
 		if (cfg.n_embd % cfg.n_head)
 			return kctx_fail(c, "model: n_embd %d is not a multiple of n_head %d", cfg.n_embd, cfg.n_head);
 		rc = gpt2_init(&c->err, &m, &cfg);

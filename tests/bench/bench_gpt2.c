@@ -26,7 +26,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s\n", e.msg);
 		return 1;
 	}
-	gpt2_config c = {L, H, C, T, V, 1e-5f};
+	gpt2_config c = {L, H, C, T, V, 1e-5f, 0};
 	gpt2 m;
 	if (gpt2_init(&e, &m, &c) != 0) {
 		fprintf(stderr, "%s\n", e.msg);

@@ -164,6 +164,100 @@ static void test_generation(void **st)
 	gpt2_free(&m);
 }
 
+/* transformers' GPT2ForSequenceClassification (tests/fixtures/gpt2cls,
+ * gen_cls_fixture.py): its saved folder loads with its classes; loss,
+ * class probabilities and every gradient (the score head's too) agree for
+ * rows of different lengths. */
+static void test_classifier(void **st)
+{
+	(void)st;
+	herr e;
+	gpt2 m;
+	if (gpt2_load_dir(&e, &m, "tests/fixtures/gpt2cls") != 0)
+		fail_msg("%s", e.msg);
+	assert_int_equal(m.cfg.ncls, 3);
+	assert_string_equal(m.labels[2], "c");
+	buf rj;
+	buf_init(&rj);
+	assert_int_equal(fs_read(&e, "tests/fixtures/gpt2cls/reference.json", &rj), 0);
+	jarena *a = json_arena_new();
+	jerror je;
+	const jnode *r = json_parse(a, rj.p, rj.len, &je);
+	assert_non_null(r);
+	int B = (int)num(json_member(r, "B", 1)), T = (int)num(json_member(r, "T", 1)), n = 0, last[8];
+	int32_t lab[8];
+	uint32_t ids[64];
+	for (const jnode *k = json_member(r, "ids", 3)->kid; k; k = k->next)
+		ids[n++] = (uint32_t)num(k);
+	n = 0;
+	for (const jnode *k = json_member(r, "lengths", 7)->kid; k; k = k->next, n++)
+		last[n] = (int)num(k) - 1;
+	n = 0;
+	for (const jnode *k = json_member(r, "labels", 6)->kid; k; k = k->next)
+		lab[n++] = (int32_t)num(k);
+	gpt2_ws *w = gpt2_ws_new(&m, B, T, 2);
+	double loss = gpt2_forward_cls(&m, w, ids, last, lab), want = num(json_member(r, "loss", 4));
+	if (fabs(loss - want) > 1e-4 * fabs(want))
+		fail_msg("loss %.8g, transformers %.8g", loss, want);
+	const jnode *lg = json_member(r, "logits", 6)->kid;
+	for (int b = 0; b < B; b++) {
+		double z[3], mx = -1e30, sum = 0;
+		for (int k = 0; k < 3; k++, lg = lg->next)
+			mx = fmax(mx, z[k] = num(lg));
+		for (int k = 0; k < 3; k++)
+			sum += exp(z[k] - mx);
+		for (int k = 0; k < 3; k++) {
+			double p = exp(z[k] - mx) / sum, got = gpt2_cls_probs(w)[b * 3 + k];
+			if (fabs(got - p) > 1e-5)
+				fail_msg("row %d class %d: probability %.8g, transformers %.8g", b, k, got, p);
+		}
+	}
+	gpt2_backward(&m, w);
+	const float *g = gpt2_grad(w);
+	size_t checked = 0;
+	for (const jnode *t = json_member(r, "grads", 5)->kid; t; t = t->next) {
+		char name[80];
+		snprintf(name, sizeof name, "%.*s", (int)t->klen, t->key);
+		const char *nm = strncmp(name, "transformer.", 12) ? name : name + 12;
+		const gpt2_tensor *gt = gpt2_find(&m, nm);
+		if (!gt)
+			fail_msg("no tensor %s", nm);
+		double scale = 0;
+		for (const jnode *k = t->kid; k; k = k->next)
+			scale = fmax(scale, fabs(num(k)));
+		size_t j = 0;
+		for (const jnode *k = t->kid; k; k = k->next, j++)
+			if (fabs(g[gt->off + j] - num(k)) > 1e-3 * fabs(num(k)) + 1e-5 * scale + 1e-7)
+				fail_msg("%s[%zu]: gradient %.8g, transformers %.8g", nm, j, g[gt->off + j], num(k));
+		assert_int_equal(j, gt->n);
+		checked++;
+	}
+	assert_int_equal(checked, m.nt);
+	/* written back, it reads as the same classifier */
+	char *d = tmpdir_new();
+	assert_int_equal(gpt2_save_dir(&e, &m, NULL, d), 0);
+	gpt2 m2;
+	if (gpt2_load_dir(&e, &m2, d) != 0)
+		fail_msg("%s", e.msg);
+	assert_int_equal(m2.cfg.ncls, 3);
+	assert_string_equal(m2.labels[0], "a");
+	assert_memory_equal(m2.p, m.p, m.nparams * sizeof(float));
+	/* a language model gains a head */
+	gpt2 lm;
+	assert_int_equal(gpt2_load_dir(&e, &lm, DIR), 0);
+	const char *names[2] = {"ham", "spam"};
+	gpt2_add_classifier(&lm, 2, names, 1);
+	assert_int_equal(lm.nparams, m.nparams - 16);
+	assert_non_null(gpt2_find(&lm, "score.weight"));
+	gpt2_free(&lm);
+	gpt2_free(&m2);
+	tmpdir_rm(d);
+	gpt2_ws_free(w);
+	json_arena_free(a);
+	buf_free(&rj);
+	gpt2_free(&m);
+}
+
 /* ROUGE-L F1 over lowercase alphanumeric words, worked by hand:
  * LCS("the cat sat on the mat", "The cat, on the mat!") = 5 words;
  * P = 5/6, R = 5/5, F = 2PR/(P+R) = 10/11. */
@@ -477,6 +571,7 @@ int main(void)
 		cmocka_unit_test(test_lora),
 		cmocka_unit_test(test_lora_peft),
 		cmocka_unit_test(test_scores),
+		cmocka_unit_test(test_classifier),
 	};
 	return cmocka_run_group_tests_name("gpt2", tests, NULL, NULL);
 }
