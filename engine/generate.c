@@ -169,6 +169,8 @@ int generate_main(int argc, char **argv)
 	if (rc == 0)
 		rc = is_bundle ? load_bundle(&e, model, &m, &b) : gpt2_load_dir(&e, &m, model);
 	int loaded = rc == 0;
+	if (rc == 0 && m.cfg.ncls)
+		rc = herr_set(&e, "%s is a classifier (GPT2ForSequenceClassification), not a language model", model);
 	if (rc == 0 && bpe_vocab_size(b) > (size_t)m.cfg.vocab)
 		rc = herr_set(&e, "%s: the tokenizer has %zu tokens, the model %d", tokp ? tokp : model, bpe_vocab_size(b), m.cfg.vocab);
 	if (rc == 0 && adapter) {

@@ -31,13 +31,13 @@ return {
   summary = "train a classifier or regressor (embedding bag + MLP)",
   params = {
     val = { type = "input", doc = "validation split (early stopping, the best epoch)" },
-    base = { type = "input", doc = "a GPT-2 model (model { ... }): fine-tune it as a language model" },
+    base = { type = "input", doc = "a GPT-2 model (model { ... }): fine-tune it as a language model, or with output as a classifier" },
     method = { type = "string", enum = { "full", "lora" }, doc = "with base: every parameter (full), or LoRA adapters" },
     rank = { type = "integer", min = 1, doc = "LoRA rank (default 8)" },
     alpha = { type = "number", min = 0, doc = "LoRA alpha: the update is scaled by alpha / rank (default 16)" },
     targets = { type = "list", doc = "LoRA: any of c_attn, c_proj, attn.c_proj, c_fc, mlp.c_proj (default { \"c_attn\" })" },
     inputs = { type = "table", doc = "field = \"text\" | \"category\" | \"number\" | \"binary\"" },
-    output = { type = "table", doc = "field = \"category\" | \"binary\" | \"number\"" },
+    output = { type = "table", doc = "field = \"category\" | \"binary\" | \"number\" (with base: a classification head)" },
     embedding_dim = { type = "integer", default = 64, min = 1, max = 1024, doc = "text embedding width" },
     bigrams = { type = "integer", default = 0, min = 0, max = 16777216, doc = "hashed bigram buckets (0: unigrams only)" },
     category_dim = { type = "integer", default = 8, min = 1, max = 1024 },
@@ -65,8 +65,13 @@ return {
   },
   validate = function(p)
     if p.base ~= nil then
-      if p.inputs ~= nil or p.output ~= nil then
-        return "with base (a language model), the text is the input and the next token the output: no inputs / output"
+      if p.inputs ~= nil then
+        return "with base (a GPT-2), the token ids are the input: no inputs (output = { field = \"category\" } adds a classification head)"
+      end
+      if p.output ~= nil then
+        local msg, n = valid_types(p.output, { "category", "binary" }, "output")
+        if msg then return msg end
+        if n ~= 1 then return "output: give exactly one field" end
       end
       p.method = p.method or "full"
       if p.method ~= "lora" and (p.rank or p.alpha or p.targets) then

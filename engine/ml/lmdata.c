@@ -103,3 +103,55 @@ double lm_eval(lm_batch *l, const lm_split *sp, double *acc, double *targets)
 	return count ? loss / count : NAN;
 }
 
+
+void lm_cls_proxy(clf_model *p, const char *target, char *const *classes, int k)
+{
+	memset(p, 0, sizeof *p);
+	p->out = OUT_CAT;
+	p->target = xstrdup(target);
+	p->ncls = k;
+	p->O = k;
+	p->classes = xcalloc((size_t)k, sizeof *p->classes);
+	for (int i = 0; i < k; i++)
+		p->classes[i] = xstrdup(classes[i]);
+	p->threshold = 0.5;
+}
+
+void lm_cls_fill(const lm_split *sp, const uint32_t *idx, int nb, int B, int T, uint32_t *ids, int *last)
+{
+	const uint32_t *src = (const uint32_t *)sp->s.ids.p;
+	for (int b = 0; b < B; b++) {
+		uint32_t len = b < nb ? sp->len[idx[b]] : 1;
+		uint64_t off = b < nb ? sp->off[idx[b]] : 0;
+		for (int t = 0; t < T; t++)
+			ids[(size_t)b * (size_t)T + (size_t)t] = b < nb && (uint32_t)t < len ? src[off + (uint64_t)t] : 0;
+		last[b] = len ? (int)len - 1 : 0;
+	}
+}
+
+double lm_cls_eval(const gpt2 *m, gpt2_ws *ws, const lm_split *sp, const uint32_t *y, int B, int T, double *prob)
+{
+	uint32_t *idx = xmalloc((size_t)B * sizeof *idx), *ids = xmalloc((size_t)B * (size_t)T * sizeof *ids);
+	int *last = xmalloc((size_t)B * sizeof *last);
+	int32_t *lab = xmalloc((size_t)B * sizeof *lab);
+	int K = m->cfg.ncls;
+	double loss = 0;
+	for (size_t at = 0; at < sp->n; at += (size_t)B) {
+		int nb = sp->n - at < (size_t)B ? (int)(sp->n - at) : B;
+		for (int b = 0; b < B; b++) {
+			idx[b] = (uint32_t)(at + (size_t)(b < nb ? b : 0));
+			lab[b] = b < nb && y ? (int32_t)y[at + (size_t)b] : -1;
+		}
+		lm_cls_fill(sp, idx, nb, B, T, ids, last);
+		loss += gpt2_forward_cls(m, ws, ids, last, lab) * nb;
+		const float *p = gpt2_cls_probs(ws);
+		for (int b = 0; prob && b < nb; b++)
+			for (int k = 0; k < K; k++)
+				prob[(at + (size_t)b) * (size_t)K + (size_t)k] = p[(size_t)b * (size_t)K + (size_t)k];
+	}
+	free(idx);
+	free(ids);
+	free(last);
+	free(lab);
+	return sp->n ? loss / (double)sp->n : NAN;
+}

@@ -41,4 +41,15 @@ void lm_fill(lm_batch *l, const lm_split *sp, const uint32_t *idx, int nb);
  * that are the model's top prediction; with targets, their number. */
 double lm_eval(lm_batch *l, const lm_split *sp, double *acc, double *targets);
 
+/* Sequence classification (gpt2_forward_cls): each row is classified at
+ * its last token. */
+/* A clf_model that only names the output field and classes (copied): what
+ * ml_split_fill needs to read class indices, and the reports to name them. */
+void lm_cls_proxy(clf_model *p, const char *target, char *const *classes, int k);
+/* Rows idx[0..nb) into ids (B × T, padded with 0) and their last positions. */
+void lm_cls_fill(const lm_split *sp, const uint32_t *idx, int nb, int B, int T, uint32_t *ids, int *last);
+/* Every row's class probabilities (n × ncls, when prob is given); the mean
+ * cross-entropy against y (NULL: none, 0 returned). */
+double lm_cls_eval(const gpt2 *m, gpt2_ws *ws, const lm_split *sp, const uint32_t *y, int B, int T, double *prob);
+
 #endif

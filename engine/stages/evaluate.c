@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../io/json.h"
 #include "../ml/blas.h"
 #include "../ml/metrics.h"
 #include "../ml/lmdata.h"
@@ -131,6 +132,79 @@ static int write_predictions(kctx *c, const clf_model *m, const ml_split *sp, co
 	return rc;
 }
 
+/* Scores of the model, the baseline and (co) the compared model on the
+ * split's rows; metrics.json, the predictions and the run record. */
+static int report(kctx *c, const clf_model *mp, const ml_split *sp, double *out, double *base, double *co, const char *outdir)
+{
+	const clf_model m = *mp;
+	size_t n = sp->d.n;
+	int ci = co != NULL;
+	score ms, bs, cs;
+	memset(&ms, 0, sizeof ms);
+	memset(&bs, 0, sizeof bs);
+	memset(&cs, 0, sizeof cs);
+	int rc = score_of(c, &m, &sp->d, out, &ms);
+	if (rc == 0)
+		rc = score_of(c, &m, &sp->d, base, &bs);
+	if (rc == 0 && co)
+		rc = score_of(c, &m, &sp->d, co, &cs);
+	const char *names[8], *cn[8];
+	double v[8], bv[8], cv[8];
+	int nh = 0;
+	if (rc == 0) {
+		nh = headline(&m, &ms, names, v);
+		headline(&m, &bs, cn, bv);
+		if (ci)
+			headline(&m, &cs, cn, cv);
+		buf b;
+		buf_init(&b);
+		buf_printf(&b, "{\"rows\": %zu, \"output\": ", n);
+		buf_json_str(&b, m.target);
+		buf_adds(&b, ",\n\"model\": ");
+		score_json(&m, &ms, &b);
+		buf_adds(&b, ",\n\"baseline\": ");
+		score_json(&m, &bs, &b);
+		if (ci) {
+			buf_adds(&b, ",\n\"compare\": ");
+			score_json(&m, &cs, &b);
+			buf_adds(&b, ",\n\"difference\": {");
+			for (int k = 0; k < nh; k++) {
+				buf_printf(&b, "%s\"%s\": ", k ? ", " : "", names[k]);
+				buf_json_num(&b, v[k] - cv[k]);
+			}
+			buf_addc(&b, '}');
+		}
+		buf_adds(&b, "}\n");
+		char *path = NULL;
+		rc = kctx_out_path(c, outdir, "metrics.json", &path);
+		if (rc == 0)
+			rc = fs_write_atomic(&c->err, path, b.p, b.len);
+		free(path);
+		buf_free(&b);
+	}
+	if (rc == 0)
+		rc = write_predictions(c, &m, sp, &ms, outdir);
+	if (rc == 0) {
+		kctx_metric(c, "rows", (double)n);
+		for (int k = 0; k < nh; k++)
+			kctx_metric(c, names[k], v[k]);
+		for (int k = 0; k < nh; k++) {
+			char nm[64];
+			snprintf(nm, sizeof nm, "baseline_%s", names[k]);
+			kctx_metric(c, nm, bv[k]);
+		}
+		for (int k = 0; ci && k < nh; k++) {
+			char nm[64];
+			snprintf(nm, sizeof nm, "compare_%s", names[k]);
+			kctx_metric(c, nm, cv[k]);
+		}
+	}
+	score_free(&ms);
+	score_free(&bs);
+	score_free(&cs);
+	return rc;
+}
+
 /* A GPT-2 folder (its config has n_layer) rather than a classifier. */
 static int is_lm(const char *dir)
 {
@@ -216,6 +290,97 @@ static int evaluate_lm(kctx *c, const kinput *mi, const kinput *di, const kinput
 	return rc;
 }
 
+/* A GPT-2 with a classification head (train { base = ..., output = ... }):
+ * its probabilities through the classifier's reports; the baseline from
+ * the train split's priors (train.json). */
+static int seqcls_probs(kctx *c, const gpt2 *m, const kinput *di, double *out)
+{
+	lm_split sp;
+	if (lm_open(&c->err, &sp, di->path, di->label, m->cfg.vocab, m->cfg.n_positions) != 0)
+		return -1;
+	int T = 1, B = sp.n < 16 ? (int)(sp.n ? sp.n : 1) : 16;
+	for (size_t i = 0; i < sp.n; i++)
+		T = (int)sp.len[i] > T ? (int)sp.len[i] : T;
+	gpt2_ws *ws = gpt2_ws_new(m, B, T, c->threads);
+	lm_cls_eval(m, ws, &sp, NULL, B, T, out);
+	gpt2_ws_free(ws);
+	lm_close(&sp);
+	return 0;
+}
+
+static int evaluate_seqcls(kctx *c, const kinput *mi, const kinput *di, const kinput *ci, const char *outdir)
+{
+	gpt2 m, cm;
+	memset(&cm, 0, sizeof cm);
+	if (gpt2_load_dir(&c->err, &m, mi->path) != 0)
+		return herr_prefix(&c->err, "evaluate: %s", mi->label);
+	char *tp = path_join(mi->path, "train.json");
+	buf tj;
+	buf_init(&tj);
+	jarena *a = json_arena_new();
+	jerror je;
+	const jnode *r = fs_read(&c->err, tp, &tj) == 0 ? json_parse(a, tj.p, tj.len, &je) : NULL;
+	const jnode *out_f = r ? json_member(r, "output", 6) : NULL, *pri = r ? json_member(r, "priors", 6) : NULL;
+	int rc = 0;
+	if (!out_f || out_f->t != J_STR)
+		rc = kctx_fail(c, "evaluate: %s: train.json does not name the output field", mi->label);
+	clf_model proxy;
+	memset(&proxy, 0, sizeof proxy);
+	ml_split sp;
+	memset(&sp, 0, sizeof sp);
+	size_t K = (size_t)m.cfg.ncls;
+	if (rc == 0) {
+		char *target = xstrndup(out_f->s, out_f->len);
+		lm_cls_proxy(&proxy, target, m.labels, m.cfg.ncls);
+		free(target);
+		proxy.prior = xcalloc(K, sizeof *proxy.prior);
+		size_t k = 0;
+		for (const jnode *v = pri && pri->t == J_ARR ? pri->kid : NULL; v && k < K; v = v->next, k++)
+			json_number(v, &proxy.prior[k]);
+		rc = ml_split_open(&c->err, &sp, di->path, di->label);
+		if (rc == 0)
+			rc = ml_split_fill(&c->err, &sp, &proxy, 1);
+		if (rc == 0 && sp.d.n == 0)
+			rc = kctx_fail(c, "evaluate: %s has no rows", di->label);
+	}
+	if (rc == 0 && ci) {
+		rc = gpt2_load_dir(&c->err, &cm, ci->path);
+		if (rc == 0 && cm.cfg.ncls != m.cfg.ncls)
+			rc = kctx_fail(c, "evaluate: compare: %s is not a classifier of the same %zu classes", ci->label, K);
+		for (size_t k = 0; rc == 0 && k < K; k++)
+			if (strcmp(cm.labels[k], m.labels[k]))
+				rc = kctx_fail(c, "evaluate: compare: %s has other classes than %s", ci->label, mi->label);
+	}
+	size_t n = rc == 0 ? sp.d.n : 0;
+	double *out = xmalloc((n ? n : 1) * K * sizeof *out), *base = xmalloc((n ? n : 1) * K * sizeof *base), *co = NULL;
+	if (rc == 0) {
+		kctx_progress(c, 0, (double)n, "rows");
+		rc = seqcls_probs(c, &m, di, out);
+		kctx_progress(c, (double)n, (double)n, "rows");
+	}
+	for (size_t i = 0; i < n; i++)
+		for (size_t k = 0; k < K; k++)
+			base[i * K + k] = proxy.prior[k];
+	if (rc == 0 && ci) {
+		co = xmalloc(n * K * sizeof *co);
+		rc = seqcls_probs(c, &cm, di, co);
+	}
+	if (rc == 0)
+		rc = report(c, &proxy, &sp, out, base, co, outdir);
+	free(out);
+	free(base);
+	free(co);
+	free(tp);
+	buf_free(&tj);
+	json_arena_free(a);
+	clf_free(&proxy);
+	ml_split_close(&sp);
+	gpt2_free(&m);
+	if (ci)
+		gpt2_free(&cm);
+	return rc;
+}
+
 static int k_evaluate(kctx *c, const hval *params, const kinput *in, size_t nin, const char *outdir)
 {
 	(void)params;
@@ -224,8 +389,16 @@ static int k_evaluate(kctx *c, const hval *params, const kinput *in, size_t nin,
 		return kctx_fail(c, "evaluate: give a model and a split, as in evaluate { model, ids.test }");
 	if (!blas_get(&c->err))
 		return -1;
-	if (is_lm(mi->path))
-		return evaluate_lm(c, mi, di, ci, outdir);
+	if (is_lm(mi->path)) {
+		gpt2_config gc;
+		char *cp = path_join(mi->path, "config.json");
+		buf b;
+		buf_init(&b);
+		int cls = fs_read(&c->err, cp, &b) == 0 && gpt2_config_parse(&c->err, &gc, b.p, b.len, cp) == 0 && gc.ncls > 0;
+		free(cp);
+		buf_free(&b);
+		return cls ? evaluate_seqcls(c, mi, di, ci, outdir) : evaluate_lm(c, mi, di, ci, outdir);
+	}
 	clf_model m, cm;
 	memset(&cm, 0, sizeof cm);
 	ml_split sp;
@@ -253,10 +426,6 @@ static int k_evaluate(kctx *c, const hval *params, const kinput *in, size_t nin,
 		return -1;
 	}
 	size_t n = sp.d.n, K = (size_t)ml_out_width(&m);
-	score ms, bs, cs;
-	memset(&ms, 0, sizeof ms);
-	memset(&bs, 0, sizeof bs);
-	memset(&cs, 0, sizeof cs);
 	double *out = xmalloc(n * K * sizeof *out), *base = xmalloc(n * K * sizeof *base), *co = NULL;
 	kctx_progress(c, 0, (double)n, "rows");
 	ml_predict(&m, &sp.d, c->threads, out);
@@ -265,77 +434,21 @@ static int k_evaluate(kctx *c, const hval *params, const kinput *in, size_t nin,
 	for (size_t i = 0; i < n; i++)
 		for (size_t k = 0; k < K; k++)
 			base[i * K + k] = m.out == OUT_NUM ? m.y_mean : m.prior[k];
-	rc = score_of(c, &m, &sp.d, out, &ms);
-	if (rc == 0)
-		rc = score_of(c, &m, &sp.d, base, &bs);
-	if (rc == 0 && ci) {
+	if (ci) {
 		ml_split cp;
 		rc = ml_split_open(&c->err, &cp, di->path, di->label);
 		if (rc == 0 && (rc = ml_split_fill(&c->err, &cp, &cm, 1)) == 0) {
 			co = xmalloc(n * K * sizeof *co);
 			ml_predict(&cm, &cp.d, c->threads, co);
-			rc = score_of(c, &m, &sp.d, co, &cs);
 		}
 		if (rc == 0 || cp.label)
 			ml_split_close(&cp);
 	}
-	const char *names[8], *cn[8];
-	double v[8], bv[8], cv[8];
-	int nh = 0;
-	if (rc == 0) {
-		nh = headline(&m, &ms, names, v);
-		headline(&m, &bs, cn, bv);
-		if (ci)
-			headline(&m, &cs, cn, cv);
-		buf b;
-		buf_init(&b);
-		buf_printf(&b, "{\"rows\": %zu, \"output\": ", n);
-		buf_json_str(&b, m.target);
-		buf_adds(&b, ",\n\"model\": ");
-		score_json(&m, &ms, &b);
-		buf_adds(&b, ",\n\"baseline\": ");
-		score_json(&m, &bs, &b);
-		if (ci) {
-			buf_adds(&b, ",\n\"compare\": ");
-			score_json(&m, &cs, &b);
-			buf_adds(&b, ",\n\"difference\": {");
-			for (int k = 0; k < nh; k++) {
-				buf_printf(&b, "%s\"%s\": ", k ? ", " : "", names[k]);
-				buf_json_num(&b, v[k] - cv[k]);
-			}
-			buf_addc(&b, '}');
-		}
-		buf_adds(&b, "}\n");
-		char *path = NULL;
-		rc = kctx_out_path(c, outdir, "metrics.json", &path);
-		if (rc == 0)
-			rc = fs_write_atomic(&c->err, path, b.p, b.len);
-		free(path);
-		buf_free(&b);
-	}
 	if (rc == 0)
-		rc = write_predictions(c, &m, &sp, &ms, outdir);
-	if (rc == 0) {
-		kctx_metric(c, "rows", (double)n);
-		for (int k = 0; k < nh; k++)
-			kctx_metric(c, names[k], v[k]);
-		for (int k = 0; k < nh; k++) {
-			char nm[64];
-			snprintf(nm, sizeof nm, "baseline_%s", names[k]);
-			kctx_metric(c, nm, bv[k]);
-		}
-		for (int k = 0; ci && k < nh; k++) {
-			char nm[64];
-			snprintf(nm, sizeof nm, "compare_%s", names[k]);
-			kctx_metric(c, nm, cv[k]);
-		}
-	}
+		rc = report(c, &m, &sp, out, base, co, outdir);
 	free(out);
 	free(base);
 	free(co);
-	score_free(&ms);
-	score_free(&bs);
-	score_free(&cs);
 	clf_free(&m);
 	clf_free(&cm);
 	ml_split_close(&sp);

@@ -87,7 +87,9 @@ static int run_model(kctx *c, const kinput *mi, gen_job *j, double *tps)
 	if (gpt2_load_dir(&c->err, &m, mi->path) != 0)
 		return herr_prefix(&c->err, "generate: %s", mi->label);
 	int rc = 0;
-	if (bpe_vocab_size(j->b) > (size_t)m.cfg.vocab)
+	if (m.cfg.ncls)
+		rc = kctx_fail(c, "generate: %s is a classifier (GPT2ForSequenceClassification), not a language model", mi->label);
+	else if (bpe_vocab_size(j->b) > (size_t)m.cfg.vocab)
 		rc = kctx_fail(c, "generate: the tokenizer has %zu tokens, the model %s %d", bpe_vocab_size(j->b), mi->label,
 		               m.cfg.vocab);
 	for (size_t i = 0; rc == 0 && i < j->n; i++)

@@ -687,6 +687,194 @@ static int train_lm(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, co
 	return rc;
 }
 
+/* --- sequence classification: a GPT-2 with a score head ------------------------------ */
+
+typedef struct seq_learn {
+	gpt2 *m;
+	gpt2_ws *ws;
+	lm_split *tr, *va;
+	const uint32_t *ytr, *yva;
+	clf_model *proxy;
+	int B, T, threads;
+	uint32_t *ids;
+	int *last;
+	int32_t *lab;
+	double *vprob;
+} seq_learn;
+
+static double seq_step(void *ud, const uint32_t *idx, int nb, uint64_t step, float **grad)
+{
+	(void)step;
+	seq_learn *l = ud;
+	lm_cls_fill(l->tr, idx, nb, l->B, l->T, l->ids, l->last);
+	for (int b = 0; b < l->B; b++)
+		l->lab[b] = b < nb ? (int32_t)l->ytr[idx[b]] : -1;
+	double loss = gpt2_forward_cls(l->m, l->ws, l->ids, l->last, l->lab);
+	gpt2_backward(l->m, l->ws);
+	*grad = gpt2_grad(l->ws);
+	return loss;
+}
+
+static int seq_score(void *ud, herr *e, const char *metric, double *v)
+{
+	seq_learn *l = ud;
+	double loss = lm_cls_eval(l->m, l->ws, l->va, l->yva, l->B, l->T, l->vprob);
+	if (!strcmp(metric, "loss")) {
+		*v = loss;
+		return 0;
+	}
+	clf_data d = {l->va->n, NULL, 0, NULL, (uint32_t *)l->yva, NULL};
+	return ml_score(e, l->proxy, &d, l->vprob, metric, v);
+}
+
+static int train_seqcls(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, const kinput *vi, const kinput *base,
+                        const char *outdir)
+{
+	const hval *o = hval_get(p, "output");
+	if (!o || o->t != HV_MAP || o->n != 1)
+		return kctx_fail(c, "train: output: give exactly one field = \"category\"");
+	const char *target = o->k[0];
+	if (!strcmp(hval_get_str(p, "method", "full"), "lora"))
+		return kctx_fail(c, "train: method = \"lora\" with output (a classification head) is not supported yet: use method = \"full\"");
+	const char *metric = cf->metric ? cf->metric : "f1";
+	if (strcmp(metric, "loss") && strcmp(metric, "accuracy") && strcmp(metric, "f1") && strcmp(metric, "roc_auc"))
+		return kctx_fail(c, "train: metric: a classifier is selected on loss, accuracy, f1 or roc_auc, not %s", metric);
+	gpt2 m;
+	if (gpt2_load_dir(&c->err, &m, base->path) != 0)
+		return herr_prefix(&c->err, "train: base %s", base->label);
+	lm_split tr, va;
+	memset(&tr, 0, sizeof tr);
+	memset(&va, 0, sizeof va);
+	ml_split ytr, yva;
+	memset(&ytr, 0, sizeof ytr);
+	memset(&yva, 0, sizeof yva);
+	clf_model proxy;
+	memset(&proxy, 0, sizeof proxy);
+	int rc = lm_open(&c->err, &tr, ti->path, ti->label, m.cfg.vocab, m.cfg.n_positions);
+	if (rc == 0 && vi)
+		rc = lm_open(&c->err, &va, vi->path, vi->label, m.cfg.vocab, m.cfg.n_positions);
+	if (rc == 0 && tr.n == 0)
+		rc = kctx_fail(c, "train: %s has no rows", ti->label);
+	if (rc == 0 && m.cfg.ncls == 0) {
+		/* the classes: the train split's values, sorted */
+		int f = recr_find(&tr.s.r, target);
+		if (f < 0) {
+			rc = kctx_fail(c, "train: %s has no field '%s' (the output)", ti->label, target);
+		} else if (tr.s.r.fields[f].type != REC_CAT && tr.s.r.fields[f].type != REC_STR) {
+			rc = kctx_fail(c, "train: output '%s' is %s; a classification head needs a category or string field", target,
+			               rec_type_name(tr.s.r.fields[f].type));
+		} else {
+			uint32_t k;
+			char **cls = distinct(&tr.s.r, f, &k);
+			if (k < 2)
+				rc = kctx_fail(c, "train: output '%s' has %u class%s in %s; a classifier needs 2 or more", target, k,
+				               k == 1 ? "" : "es", ti->label);
+			else
+				gpt2_add_classifier(&m, (int)k, (const char *const *)cls, (uint64_t)cf->seed);
+			for (uint32_t i = 0; i < k; i++)
+				free(cls[i]);
+			free(cls);
+		}
+	}
+	if (rc == 0) {
+		lm_cls_proxy(&proxy, target, m.labels, m.cfg.ncls);
+		rc = ml_split_open(&c->err, &ytr, ti->path, ti->label);
+		if (rc == 0)
+			rc = ml_split_fill(&c->err, &ytr, &proxy, 1);
+		if (rc == 0 && vi && (rc = ml_split_open(&c->err, &yva, vi->path, vi->label)) == 0)
+			rc = ml_split_fill(&c->err, &yva, &proxy, 1);
+	}
+	if (rc == 0) {
+		proxy.prior = xcalloc((size_t)proxy.ncls, sizeof *proxy.prior);
+		for (size_t i = 0; i < tr.n; i++)
+			proxy.prior[ytr.d.y[i]] += 1.0 / (double)tr.n;
+	}
+	int T = 1;
+	for (size_t i = 0; rc == 0 && i < tr.n; i++)
+		T = (int)tr.len[i] > T ? (int)tr.len[i] : T;
+	for (size_t i = 0; rc == 0 && vi && i < va.n; i++)
+		T = (int)va.len[i] > T ? (int)va.len[i] : T;
+	int B = (int)((size_t)cf->batch < tr.n ? (size_t)cf->batch : tr.n);
+	if (B > 4096)
+		B = 4096;
+	seq_learn l;
+	memset(&l, 0, sizeof l);
+	tstate s;
+	memset(&s, 0, sizeof s);
+	buf_init(&s.curve);
+	loop_result lr;
+	memset(&lr, 0, sizeof lr);
+	if (rc == 0) {
+		l = (seq_learn){&m, gpt2_ws_new(&m, B, T, c->threads), &tr, &va, ytr.d.y, vi ? yva.d.y : NULL, &proxy, B, T,
+		                c->threads, xmalloc((size_t)B * (size_t)T * sizeof *l.ids), xmalloc((size_t)B * sizeof *l.last),
+		                xmalloc((size_t)B * sizeof *l.lab), vi ? xmalloc((va.n ? va.n : 1) * (size_t)m.cfg.ncls * sizeof(double)) : NULL};
+		learner L = {m.p, m.nparams, seq_step, seq_score, &l};
+		kctx_metric(c, "params", (double)m.nparams);
+		rc = train_loop(c, cf, &L, tr.n, vi != NULL, metric, ml_metric_higher(metric), &s, &lr);
+	}
+	if (rc == 0) {
+		if (vi && s.best_epoch > 0)
+			memcpy(m.p, s.best_p, m.nparams * sizeof(float));
+		char *dir = NULL;
+		rc = kctx_out_path(c, outdir, "curve.jsonl", &dir);
+		if (rc == 0)
+			rc = fs_write_atomic(&c->err, dir, s.curve.p ? s.curve.p : "", s.curve.len);
+		free(dir);
+		if (rc == 0)
+			rc = gpt2_save_dir(&c->err, &m, NULL, outdir);
+		buf sum;
+		buf_init(&sum);
+		double el = now_seconds() - lr.t0;
+		buf_adds(&sum, "{\"task\": \"classification\", \"output\": ");
+		buf_json_str(&sum, target);
+		buf_adds(&sum, ", \"classes\": [");
+		for (int k = 0; k < m.cfg.ncls; k++) {
+			buf_adds(&sum, k ? ", " : "");
+			buf_json_str(&sum, m.labels[k]);
+		}
+		buf_adds(&sum, "], \"priors\": [");
+		for (int k = 0; k < m.cfg.ncls; k++) {
+			buf_adds(&sum, k ? ", " : "");
+			buf_json_num(&sum, proxy.prior[k]);
+		}
+		buf_printf(&sum, "], \"steps\": %lld, \"batch\": %d, \"block\": %d, \"params\": %zu, \"metric\": \"%s\", "
+		           "\"best_epoch\": %lld, \"best\": ", s.step, B, T, m.nparams, metric, s.best_epoch);
+		buf_json_num(&sum, vi ? s.best : NAN);
+		buf_printf(&sum, ", \"threads\": %d, \"resumed\": %s}\n", c->threads, lr.resumed ? "true" : "false");
+		if (rc == 0 && (rc = kctx_out_path(c, outdir, "train.json", &dir)) == 0)
+			rc = fs_write_atomic(&c->err, dir, sum.p, sum.len);
+		free(dir);
+		buf_free(&sum);
+		kctx_metric(c, "steps", (double)s.step);
+		if (vi) {
+			char name[64];
+			snprintf(name, sizeof name, "val_%s", metric);
+			kctx_metric(c, name, s.best);
+			kctx_metric(c, "best_epoch", (double)s.best_epoch);
+		}
+		if (el > 0 && s.step > lr.t_start)
+			kctx_metric(c, "examples_per_s", round((double)(s.step - lr.t_start) * B / el));
+	}
+	gpt2_ws_free(l.ws);
+	free(l.ids);
+	free(l.last);
+	free(l.lab);
+	free(l.vprob);
+	free(s.m);
+	free(s.v);
+	free(s.best_p);
+	buf_free(&s.curve);
+	lm_close(&tr);
+	if (vi)
+		lm_close(&va);
+	ml_split_close(&ytr);
+	if (vi)
+		ml_split_close(&yva);
+	clf_free(&proxy);
+	gpt2_free(&m);
+	return rc;
+}
+
 typedef struct clf_learn {
 	clf_model *m;
 	const clf_data *tr, *va;
@@ -735,6 +923,8 @@ static int k_train(kctx *c, const hval *p, const kinput *in, size_t nin, const c
 	if (cf.batch < 1 || cf.batch > 65536)
 		return kctx_fail(c, "train: batch: expected 1..65536, got %lld", cf.batch);
 	const kinput *base = kinput_slot(in, nin, "base");
+	if (base && hval_get(p, "output"))
+		return train_seqcls(c, p, &cf, ti, vi, base, outdir);
 	if (base)
 		return train_lm(c, p, &cf, ti, vi, base, outdir);
 	ml_split tr, va;
