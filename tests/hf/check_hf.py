@@ -7,6 +7,9 @@
   GPT2LMHeadModel and gives hone's logits (hone_bundle_*.json);
 - its tokenizer.json, in transformers' PreTrainedTokenizerFast, gives hone's
   token ids for the same texts;
+- DIR/cls (hone's GPT-2 classifier) loads in GPT2ForSequenceClassification
+  and gives hone's class probabilities for every test row (its token ids
+  from tokens.u32 and rows.jsonl; hone's from hone_probs.jsonl);
 - DIR/adapter (hone's LoRA, PEFT layout) loads with peft's
   PeftModel.from_pretrained on DIR/base and gives hone's logits with the
   adapter merged (hone_lora_*.json).
@@ -51,6 +54,25 @@ while os.path.exists(os.path.join(d, "hone_bundle_%d.json" % i)):
     compare("bundle logits, text %d" % i, model, ref)
     i += 1
 check("texts found", i > 0, "%d" % i)
+
+cdir = os.path.join(d, "cls")
+if os.path.isdir(cdir):
+    import struct
+    clf = transformers.GPT2ForSequenceClassification.from_pretrained(cdir).eval()
+    raw = open(os.path.join(cdir, "tokens.u32"), "rb").read()
+    toks = struct.unpack("<%dI" % (len(raw) // 4), raw)
+    rows = [json.loads(l) for l in open(os.path.join(cdir, "rows.jsonl"))]
+    probs = [json.loads(l) for l in open(os.path.join(cdir, "hone_probs.jsonl"))]
+    names = [clf.config.id2label[k] for k in range(clf.config.num_labels)]
+    worst = 0.0
+    for r, p in zip(rows, probs):
+        ids = torch.tensor([toks[r["tok_off"]:r["tok_off"] + r["tok_len"]]])
+        with torch.no_grad():
+            got = torch.softmax(clf(input_ids=ids).logits[0].double(), -1)
+        for k, n in enumerate(names):
+            worst = max(worst, abs(float(got[k]) - p["prob_" + n]))
+    check("classifier probabilities", len(rows) == len(probs) and len(rows) > 0 and worst < 1e-5,
+          "%d rows, classes %s, max |diff| %.3g (bound 1e-5)" % (len(rows), names, worst))
 
 try:
     import peft

@@ -40,4 +40,23 @@ for i in 0 1 2; do
 		--max-tokens 1 --logits "$OUT/hone_lora_$i.json" -q >/dev/null
 	jq -n --arg t "${texts[$i]}" '{text: $t}' > "$OUT/text_$i.json"
 done
+# a classifier: GPT2ForSequenceClassification, its test rows' ids and hone's probabilities
+awk 'BEGIN { srand(9); split("cat dog bird mat fish", A, " "); split("park car road town bus", B, " "); split("the a and to of", S, " ");
+  for (i = 0; i < 300; i++) { c = i % 2; t = ""; n = 5 + int(rand() * 8); for (k = 0; k < n; k++) { w = rand() < 0.5 ? S[1 + int(rand() * 5)] : (c ? B[1 + int(rand() * 5)] : A[1 + int(rand() * 5)]); t = t (k ? " " : "") w }
+    printf "{\"text\":\"%s\",\"label\":\"%s\"}\n", t, c ? "city" : "pets" } }' > cls.jsonl
+cat > c.lua <<'LUA'
+local d = ingest { "cls.jsonl", fields = { text = "text", label = "label" } }
+local parts = split { d, train = 0.7, val = 0.15, test = 0.15, seed = 1, stratify = "label" }
+local tok = tokenizer { parts.train, vocab = 300 }
+local ids = tokenize { parts, tok, max_len = 32 }
+local base = model { n_layer = 2, n_head = 2, n_embd = 32, n_positions = 32, vocab = 300, seed = 1 }
+local clf = train { ids.train, base = base, output = { label = "category" }, lr = 0.003, batch = 16, epochs = 2, seed = 1 }
+evaluate { clf, ids.test }
+LUA
+"$HONE" run c.lua -q
+rm -rf "$OUT/cls" && mkdir -p "$OUT/cls"
+cp "$("$HONE" show c.lua train | awk '/^path/ {print $2}')"{config.json,model.safetensors} "$OUT/cls/"
+cp "$("$HONE" show c.lua tokenize.test | awk '/^path/ {print $2}')"tokens.u32 "$OUT/cls/"
+"$HONE" show c.lua tokenize.test --jsonl --limit 100000 | jq -c '{tok_off, tok_len}' > "$OUT/cls/rows.jsonl"
+"$HONE" show c.lua evaluate --jsonl --limit 100000 | jq -c '{prob_city, prob_pets}' > "$OUT/cls/hone_probs.jsonl"
 echo "prepared $OUT"
