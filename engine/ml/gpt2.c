@@ -438,71 +438,78 @@ struct gpt2_ws {
 	int *last;
 	float *cp, *dcp;
 	int cls;
+	size_t bytes; /* allocated for activations, gradients and scratch */
 };
 
 gpt2_ws *gpt2_ws_new(const gpt2 *m, int B, int T, int threads)
 {
 	gpt2_ws *w = xcalloc(1, sizeof *w);
+#define WSM(n) (w->bytes += (n), xmalloc(n))
+#define WSC(n, sz) (w->bytes += (size_t)(n) * (sz), xcalloc(n, sz))
 	const gpt2_config *c = &m->cfg;
 	size_t N = (size_t)B * (size_t)T, C = (size_t)c->n_embd, H = (size_t)c->n_head;
 	w->B = B;
 	w->T = T;
 	w->N = (int)N;
-	w->l = xcalloc((size_t)c->n_layer, sizeof *w->l);
+	w->l = WSC((size_t)c->n_layer, sizeof *w->l);
 	w->nl = c->n_layer;
 	for (int l = 0; l < c->n_layer; l++) {
 		layer_act *a = &w->l[l];
-		a->res = xmalloc(N * C * sizeof(float));
-		a->ln1 = xmalloc(N * C * sizeof(float));
-		a->m1 = xmalloc(N * sizeof(float));
-		a->r1 = xmalloc(N * sizeof(float));
-		a->qkv = xmalloc(N * 3 * C * sizeof(float));
-		a->att = xmalloc((size_t)B * H * (size_t)T * (size_t)T * sizeof(float));
-		a->y = xmalloc(N * C * sizeof(float));
-		a->res2 = xmalloc(N * C * sizeof(float));
-		a->ln2 = xmalloc(N * C * sizeof(float));
-		a->m2 = xmalloc(N * sizeof(float));
-		a->r2 = xmalloc(N * sizeof(float));
-		a->fch = xmalloc(N * 4 * C * sizeof(float));
-		a->fcg = xmalloc(N * 4 * C * sizeof(float));
+		a->res = WSM(N * C * sizeof(float));
+		a->ln1 = WSM(N * C * sizeof(float));
+		a->m1 = WSM(N * sizeof(float));
+		a->r1 = WSM(N * sizeof(float));
+		a->qkv = WSM(N * 3 * C * sizeof(float));
+		a->att = WSM((size_t)B * H * (size_t)T * (size_t)T * sizeof(float));
+		a->y = WSM(N * C * sizeof(float));
+		a->res2 = WSM(N * C * sizeof(float));
+		a->ln2 = WSM(N * C * sizeof(float));
+		a->m2 = WSM(N * sizeof(float));
+		a->r2 = WSM(N * sizeof(float));
+		a->fch = WSM(N * 4 * C * sizeof(float));
+		a->fcg = WSM(N * 4 * C * sizeof(float));
 	}
-	w->res_out = xmalloc(N * C * sizeof(float));
-	w->lnf = xmalloc(N * C * sizeof(float));
-	w->mf = xmalloc(N * sizeof(float));
-	w->rf = xmalloc(N * sizeof(float));
+	w->res_out = WSM(N * C * sizeof(float));
+	w->lnf = WSM(N * C * sizeof(float));
+	w->mf = WSM(N * sizeof(float));
+	w->rf = WSM(N * sizeof(float));
 	/* a classifier needs no vocabulary logits */
 	size_t NV = c->ncls ? 1 : N * (size_t)c->vocab;
-	w->logits = xmalloc(NV * sizeof(float));
-	w->dlogits = xmalloc(NV * sizeof(float));
+	w->logits = WSM(NV * sizeof(float));
+	w->dlogits = WSM(NV * sizeof(float));
 	if (c->ncls) {
-		w->last = xcalloc((size_t)B, sizeof *w->last);
-		w->cp = xcalloc((size_t)B * (size_t)c->ncls, sizeof *w->cp);
-		w->dcp = xcalloc((size_t)B * (size_t)c->ncls, sizeof *w->dcp);
+		w->last = WSC((size_t)B, sizeof *w->last);
+		w->cp = WSC((size_t)B * (size_t)c->ncls, sizeof *w->cp);
+		w->dcp = WSC((size_t)B * (size_t)c->ncls, sizeof *w->dcp);
 	}
-	w->tgt = xmalloc(N * sizeof *w->tgt);
-	w->idbuf = xmalloc(N * sizeof *w->idbuf);
-	w->g = xcalloc(m->nparams, sizeof(float));
-	w->dres = xmalloc(N * C * sizeof(float));
-	w->dx = xmalloc(N * C * sizeof(float));
-	w->dqkv = xmalloc(N * 3 * C * sizeof(float));
-	w->dfc = xmalloc(N * 4 * C * sizeof(float));
-	w->dS = xmalloc((size_t)(threads < 1 ? 1 : threads > 64 ? 64 : threads) * (size_t)T * (size_t)T * sizeof(float));
+	w->tgt = WSM(N * sizeof *w->tgt);
+	w->idbuf = WSM(N * sizeof *w->idbuf);
+	w->g = WSC(m->nparams, sizeof(float));
+	w->dres = WSM(N * C * sizeof(float));
+	w->dx = WSM(N * C * sizeof(float));
+	w->dqkv = WSM(N * 3 * C * sizeof(float));
+	w->dfc = WSM(N * 4 * C * sizeof(float));
+	w->dS = WSM((size_t)(threads < 1 ? 1 : threads > 64 ? 64 : threads) * (size_t)T * (size_t)T * sizeof(float));
 	w->threads = threads < 1 ? 1 : threads;
 	if (m->lora) {
 		const gpt2_lora *lo = m->lora;
 		w->frozen = 1;
-		w->u = xcalloc((size_t)c->n_layer * 4, sizeof *w->u);
+		w->u = WSC((size_t)c->n_layer * 4, sizeof *w->u);
 		for (int k = 0; k < c->n_layer * 4; k++)
 			if (lo->targets & (1 << (k % 4)))
-				w->u[k] = xmalloc(N * (size_t)lo->rank * sizeof(float));
-		w->lg = xcalloc(lo->n, sizeof(float));
-		w->du = xmalloc(N * (size_t)lo->rank * sizeof(float));
+				w->u[k] = WSM(N * (size_t)lo->rank * sizeof(float));
+		w->lg = WSC(lo->n, sizeof(float));
+		w->du = WSM(N * (size_t)lo->rank * sizeof(float));
 	}
 	const blas_api *api = blas_get(NULL);
 	if (api)
 		api->set_num_threads(1); /* psgemm splits the products itself */
+#undef WSM
+#undef WSC
 	return w;
 }
+
+size_t gpt2_ws_bytes(const gpt2_ws *w) { return w->bytes; }
 
 void gpt2_ws_free(gpt2_ws *w)
 {

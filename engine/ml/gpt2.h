@@ -114,6 +114,9 @@ const gpt2_tensor *gpt2_find(const gpt2 *m, const char *name);
 typedef struct gpt2_ws gpt2_ws;
 gpt2_ws *gpt2_ws_new(const gpt2 *m, int B, int T, int threads);
 void gpt2_ws_free(gpt2_ws *w);
+/* Bytes the workspace holds: activations, gradients (the model's, and the
+ * adapters'), backward scratch. */
+size_t gpt2_ws_bytes(const gpt2_ws *w);
 /* Forward over ids[B·T]; with targets (B·T ids, -1 = ignore) returns the
  * mean cross-entropy, else 0. Logits (B·T·vocab) are kept in the ws. */
 double gpt2_forward(const gpt2 *m, gpt2_ws *w, const uint32_t *ids, const int32_t *targets);

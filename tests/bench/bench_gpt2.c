@@ -1,12 +1,16 @@
 /*
  * bench_gpt2 — training steps of the native GPT-2 (forward, backward, AdamW)
  * on random tokens, and OpenBLAS sgemm's peak on the same threads.
- *   bench_gpt2 LAYERS EMBD HEADS T B VOCAB STEPS THREADS
- * Prints tokens/s, the FLOP rate (6·params·tokens + attention) and sgemm's.
+ *   bench_gpt2 LAYERS EMBD HEADS T B VOCAB STEPS THREADS [full|lora]
+ * Prints tokens/s, the FLOP rate (6·params·tokens + attention) and sgemm's,
+ * and peak RSS against what the step needs: parameters, gradients, AdamW's
+ * two moments (of the trained parameters) and the workspace's activations.
+ * lora: rank 8 adapters on c_attn, c_proj, c_fc; the base frozen.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "ml/blas.h"
 #include "ml/gpt2.h"
@@ -14,8 +18,8 @@
 
 int main(int argc, char **argv)
 {
-	if (argc != 9) {
-		fprintf(stderr, "usage: bench_gpt2 LAYERS EMBD HEADS T B VOCAB STEPS THREADS\n");
+	if (argc != 9 && argc != 10) {
+		fprintf(stderr, "usage: bench_gpt2 LAYERS EMBD HEADS T B VOCAB STEPS THREADS [full|lora]\n");
 		return 2;
 	}
 	int L = atoi(argv[1]), C = atoi(argv[2]), H = atoi(argv[3]), T = atoi(argv[4]), B = atoi(argv[5]),
@@ -37,10 +41,21 @@ int main(int argc, char **argv)
 		s = s * 6364136223846793005ull + 1442695040888963407ull;
 		m.p[i] = ((float)(s >> 40) / 16777216.0f - 0.5f) * 0.04f;
 	}
+	int lora = argc == 10 && !strcmp(argv[9], "lora");
+	gpt2_lora lo;
+	memset(&lo, 0, sizeof lo);
+	if (lora) {
+		gpt2_lora_init(&lo, &m, 8, 16, LORA_C_ATTN | LORA_ATTN_C_PROJ | LORA_MLP_C_PROJ | LORA_C_FC, 1);
+		for (size_t i = 0; i < lo.n; i++)
+			lo.p[i] = lo.p[i] ? lo.p[i] : 0.01f; /* B nonzero: a real update */
+		m.lora = &lo;
+	}
+	float *tp = lora ? lo.p : m.p;
+	size_t tn = lora ? lo.n : m.nparams;
 	gpt2_ws *w = gpt2_ws_new(&m, B, T, th);
 	uint32_t *ids = malloc((size_t)B * T * sizeof *ids);
 	int32_t *tg = malloc((size_t)B * T * sizeof *tg);
-	float *mo = calloc(m.nparams, sizeof(float)), *vo = calloc(m.nparams, sizeof(float));
+	float *mo = calloc(tn, sizeof(float)), *vo = calloc(tn, sizeof(float));
 	adamw_cfg ac = {0.9f, 0.999f, 1e-8f, 0.01f};
 	double t0 = 0, loss = 0;
 	for (int st = 0; st <= steps; st++) {
@@ -54,8 +69,8 @@ int main(int argc, char **argv)
 			tg[i] = i % T == T - 1 ? -1 : (int32_t)ids[i + 1];
 		loss = gpt2_forward(&m, w, ids, tg);
 		gpt2_backward(&m, w);
-		float *g = gpt2_grad(w);
-		adamw_step(&ac, 3e-4f, st + 1, clip_factor(grad_norm(g, m.nparams, th), 1.0), m.p, g, mo, vo, m.nparams, th);
+		float *g = lora ? gpt2_lora_grad(w) : gpt2_grad(w);
+		adamw_step(&ac, 3e-4f, st + 1, clip_factor(grad_norm(g, tn, th), 1.0), tp, g, mo, vo, tn, th);
 	}
 	double dt = now_seconds() - t0;
 	double tokens = (double)B * T * steps;
@@ -77,9 +92,19 @@ int main(int argc, char **argv)
 	       m.nparams, loss, steps, dt);
 	printf("sgemm  %.1f GFLOP/s peak (1024^3, %d threads); hone reaches %.0f%% of it\n", peak / 1e9, th,
 	       100.0 * flops / dt / peak);
+	/* memory: what the step needs, against the process's peak */
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	double mib = 1024.0 * 1024.0, par = (double)(m.nparams + lo.n) * 4, opt = 2.0 * (double)tn * 4,
+	       ws = (double)gpt2_ws_bytes(w), rss = (double)ru.ru_maxrss * 1024.0, gemm = 3.0 * n * n * 4;
+	printf("memory (%s): parameters %.0f MiB + AdamW moments %.0f MiB + workspace %.0f MiB (activations, gradients) "
+	       "= %.0f MiB; peak RSS %.0f MiB (%.0f MiB without the sgemm test's matrices) = %.2fx of it; trained parameters %zu\n",
+	       lora ? "lora" : "full", par / mib, opt / mib, ws / mib, (par + opt + ws) / mib, rss / mib, (rss - gemm) / mib,
+	       (rss - gemm) / (par + opt + ws), tn);
 	free(a);
 	free(b);
 	free(cc);
+	gpt2_lora_free(&lo);
 	free(ids);
 	free(tg);
 	free(mo);

@@ -18,3 +18,5 @@ echo "$h" | sed 's/^/  /'
 echo "  $t"
 hs=$(head -1 <<<"$h" | awk '{print $2}'); ts=$(awk '{print $2}' <<<"$t")
 printf '  hone / torch = %.2fx (tokens/s)\n' "$(echo "$hs / $ts" | bc -l)"
+# LoRA (rank 8 on c_attn, c_proj, c_fc): the same step's memory, base frozen
+echo "  $(build/bench_gpt2 $CFG 2 "$TH" lora | tail -1)"
