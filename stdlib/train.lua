@@ -35,6 +35,7 @@ return {
     method = { type = "string", enum = { "full", "lora" }, doc = "with base: every parameter (full), or LoRA adapters" },
     rank = { type = "integer", min = 1, doc = "LoRA rank (default 8)" },
     alpha = { type = "number", min = 0, doc = "LoRA alpha: the update is scaled by alpha / rank (default 16)" },
+    lora_dropout = { type = "number", min = 0, max = 0.95, doc = "LoRA: dropout on the adapters' input while training (default 0)" },
     targets = { type = "list", doc = "LoRA: any of c_attn, c_proj, attn.c_proj, c_fc, mlp.c_proj (default { \"c_attn\" })" },
     inputs = { type = "table", doc = "field = \"text\" | \"category\" | \"number\" | \"binary\"" },
     output = { type = "table", doc = "field = \"category\" | \"binary\" | \"number\" (with base: a classification head)" },
@@ -74,8 +75,8 @@ return {
         if n ~= 1 then return "output: give exactly one field" end
       end
       p.method = p.method or "full"
-      if p.method ~= "lora" and (p.rank or p.alpha or p.targets) then
-        return "rank, alpha and targets go with method = \"lora\""
+      if p.method ~= "lora" and (p.rank or p.alpha or p.targets or p.lora_dropout) then
+        return "rank, alpha, targets and lora_dropout go with method = \"lora\""
       end
       if p.method == "lora" then
         p.rank = p.rank or 8
@@ -84,8 +85,8 @@ return {
       end
       return nil
     end
-    if p.method ~= nil or p.rank or p.alpha or p.targets then
-      return "method, rank, alpha and targets: only with base = a GPT-2 model"
+    if p.method ~= nil or p.rank or p.alpha or p.targets or p.lora_dropout then
+      return "method, rank, alpha, targets and lora_dropout: only with base = a GPT-2 model"
     end
     if p.inputs == nil then return "give inputs = { field = type, ... }" end
     if p.output == nil then return "give output = { field = type }" end

@@ -125,6 +125,18 @@ void gpt2_free(gpt2 *m)
 	memset(m, 0, sizeof *m);
 }
 
+/* the shortest decimal that reads back as the same float: 1e-05, not 9.99999974e-06 */
+static void json_float(buf *out, float v)
+{
+	char tmp[32];
+	for (int prec = 1; prec <= 9; prec++) {
+		snprintf(tmp, sizeof tmp, "%.*g", prec, (double)v);
+		if ((float)strtod(tmp, NULL) == v)
+			break;
+	}
+	buf_adds(out, tmp);
+}
+
 void gpt2_config_json(const gpt2_config *c, const char *const *labels, buf *out)
 {
 	buf_printf(out, "{\n  \"model_type\": \"gpt2\",\n  \"architectures\": [\"%s\"],\n",
@@ -152,14 +164,7 @@ void gpt2_config_json(const gpt2_config *c, const char *const *labels, buf *out)
 	           "  \"n_layer\": %d,\n  \"n_head\": %d,\n  \"n_embd\": %d,\n  \"n_positions\": %d,\n"
 	           "  \"n_ctx\": %d,\n  \"vocab_size\": %d,\n  \"layer_norm_epsilon\": ",
 	           c->n_layer, c->n_head, c->n_embd, c->n_positions, c->n_positions, c->vocab);
-	/* the shortest decimal that reads back as the same float: 1e-05, not 9.99999974e-06 */
-	char tmp[32];
-	for (int prec = 1; prec <= 9; prec++) {
-		snprintf(tmp, sizeof tmp, "%.*g", prec, (double)c->eps);
-		if ((float)strtod(tmp, NULL) == c->eps)
-			break;
-	}
-	buf_adds(out, tmp);
+	json_float(out, c->eps);
 	buf_adds(out, ",\n  \"activation_function\": \"gelu_new\",\n  \"tie_word_embeddings\": true\n}\n");
 }
 
@@ -439,6 +444,8 @@ struct gpt2_ws {
 	float *cp, *dcp;
 	int cls;
 	size_t bytes; /* allocated for activations, gradients and scratch */
+	uint64_t drop_seed; /* LoRA dropout: 0 off */
+	float *xd, *dxd;    /* LoRA dropout: the masked input, and its gradient (N × 4C each) */
 };
 
 gpt2_ws *gpt2_ws_new(const gpt2 *m, int B, int T, int threads)
@@ -500,6 +507,10 @@ gpt2_ws *gpt2_ws_new(const gpt2 *m, int B, int T, int threads)
 				w->u[k] = WSM(N * (size_t)lo->rank * sizeof(float));
 		w->lg = WSC(lo->n, sizeof(float));
 		w->du = WSM(N * (size_t)lo->rank * sizeof(float));
+		if (lo->dropout > 0) {
+			w->xd = WSM(N * 4 * C * sizeof(float));
+			w->dxd = WSM(N * 4 * C * sizeof(float));
+		}
 	}
 	const blas_api *api = blas_get(NULL);
 	if (api)
@@ -510,6 +521,8 @@ gpt2_ws *gpt2_ws_new(const gpt2 *m, int B, int T, int threads)
 }
 
 size_t gpt2_ws_bytes(const gpt2_ws *w) { return w->bytes; }
+
+void gpt2_ws_dropout(gpt2_ws *w, uint64_t seed) { w->drop_seed = seed; }
 
 void gpt2_ws_free(gpt2_ws *w)
 {
@@ -527,6 +540,8 @@ void gpt2_ws_free(gpt2_ws *w)
 	free(w->u);
 	free(w->lg);
 	free(w->du);
+	free(w->xd);
+	free(w->dxd);
 	free(w->res_out);
 	free(w->lnf);
 	free(w->mf);
@@ -631,8 +646,10 @@ int gpt2_lora_save(herr *e, const gpt2_lora *l, const char *dir)
 	buf cfg;
 	buf_init(&cfg);
 	buf_printf(&cfg, "{\n  \"peft_type\": \"LORA\",\n  \"task_type\": \"CAUSAL_LM\",\n  \"r\": %d,\n  \"lora_alpha\": ", l->rank);
-	buf_json_num(&cfg, l->alpha);
-	buf_adds(&cfg, ",\n  \"lora_dropout\": 0.0,\n  \"fan_in_fan_out\": true,\n  \"bias\": \"none\",\n  \"target_modules\": [");
+	json_float(&cfg, l->alpha);
+	buf_adds(&cfg, ",\n  \"lora_dropout\": ");
+	json_float(&cfg, l->dropout);
+	buf_adds(&cfg, ",\n  \"fan_in_fan_out\": true,\n  \"bias\": \"none\",\n  \"target_modules\": [");
 	int first = 1;
 	for (int t = 0; t < 4; t++)
 		if (l->targets & (1 << t)) {
@@ -783,6 +800,29 @@ int gpt2_lora_load(herr *e, gpt2_lora *l, const gpt2 *m, const char *dir)
 	return rc;
 }
 
+/* LoRA dropout: the mask of adapter k's input element i, from the step's
+ * seed, the same in forward and backward (nothing stored); kept elements
+ * are scaled by 1 / (1 - p) */
+static float drop_keep(uint64_t seed, int k, size_t i, float p)
+{
+	uint64_t z = seed * 0x9E3779B97F4A7C15ull + ((uint64_t)k << 40) + i;
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	z ^= z >> 31;
+	return (double)(z >> 11) / 9007199254740992.0 < p ? 0.0f : 1.0f / (1.0f - p);
+}
+
+/* x, or x with the dropout mask applied (into w->xd) */
+static const float *lora_input(const gpt2_lora *lo, gpt2_ws *w, int k, const float *x, int in)
+{
+	if (!(lo->dropout > 0 && w->drop_seed && w->xd))
+		return x;
+	size_t n = (size_t)w->N * (size_t)in;
+	for (size_t i = 0; i < n; i++)
+		w->xd[i] = x[i] * drop_keep(w->drop_seed, k, i, lo->dropout);
+	return w->xd;
+}
+
 /* y[N, out] += scale · (x[N, in] Aᵀ) Bᵀ, keeping u = x Aᵀ for backward */
 static void lora_fwd(const gpt2 *m, gpt2_ws *w, int l, int t, const float *x, float *y)
 {
@@ -791,6 +831,7 @@ static void lora_fwd(const gpt2 *m, gpt2_ws *w, int l, int t, const float *x, fl
 		return;
 	int k = l * 4 + t, r = lo->rank, in = lo->in[t], out = lo->out[t];
 	const float *A = lo->p + lo->off[k], *B = A + (size_t)r * (size_t)in;
+	x = lora_input(lo, w, k, x, in);
 	psgemm(w->threads, 0, 1, w->N, r, in, 1.0f, x, in, A, in, 0.0f, w->u[k], r);
 	psgemm(w->threads, 0, 1, w->N, out, r, lo->scale, w->u[k], r, B, r, 1.0f, y, out);
 }
@@ -804,10 +845,19 @@ static void lora_back(const gpt2 *m, gpt2_ws *w, int l, int t, const float *x, c
 	int k = l * 4 + t, r = lo->rank, in = lo->in[t], out = lo->out[t], N = w->N;
 	const float *A = lo->p + lo->off[k], *B = A + (size_t)r * (size_t)in;
 	float *dA = w->lg + lo->off[k], *dB = dA + (size_t)r * (size_t)in;
+	const float *xin = lora_input(lo, w, k, x, in);
 	psgemm(w->threads, 1, 0, out, r, N, lo->scale, dy, out, w->u[k], r, 1.0f, dB, r);
 	psgemm(w->threads, 0, 0, N, r, out, lo->scale, dy, out, B, r, 0.0f, w->du, r);
-	psgemm(w->threads, 1, 0, r, in, N, 1.0f, w->du, r, x, in, 1.0f, dA, in);
-	psgemm(w->threads, 0, 0, N, in, r, 1.0f, w->du, r, A, in, 1.0f, dx, in);
+	psgemm(w->threads, 1, 0, r, in, N, 1.0f, w->du, r, xin, in, 1.0f, dA, in);
+	if (xin == x) {
+		psgemm(w->threads, 0, 0, N, in, r, 1.0f, w->du, r, A, in, 1.0f, dx, in);
+		return;
+	}
+	/* through the mask */
+	psgemm(w->threads, 0, 0, N, in, r, 1.0f, w->du, r, A, in, 0.0f, w->dxd, in);
+	size_t n = (size_t)N * (size_t)in;
+	for (size_t i = 0; i < n; i++)
+		dx[i] += w->dxd[i] * drop_keep(w->drop_seed, k, i, lo->dropout);
 }
 
 #define P(name) (m->p + gpt2_find(m, name)->off)

@@ -59,6 +59,7 @@ enum { LORA_C_ATTN = 1, LORA_ATTN_C_PROJ = 2, LORA_C_FC = 4, LORA_MLP_C_PROJ = 8
 typedef struct gpt2_lora {
 	int rank, targets, n_layer;
 	float alpha, scale;
+	float dropout;        /* on the adapters' input while training (PEFT's lora_dropout); 0: none */
 	float *p;             /* every A and B */
 	size_t n;
 	size_t *off;          /* per (layer, target): A's offset; B follows A */
@@ -117,6 +118,9 @@ void gpt2_ws_free(gpt2_ws *w);
 /* Bytes the workspace holds: activations, gradients (the model's, and the
  * adapters'), backward scratch. */
 size_t gpt2_ws_bytes(const gpt2_ws *w);
+/* LoRA dropout for the next forward and backward: masks drawn from seed
+ * (nonzero; the same seed, the same masks); 0 turns it off (evaluation). */
+void gpt2_ws_dropout(gpt2_ws *w, uint64_t seed);
 /* Forward over ids[B·T]; with targets (B·T ids, -1 = ignore) returns the
  * mean cross-entropy, else 0. Logits (B·T·vocab) are kept in the ws. */
 double gpt2_forward(const gpt2 *m, gpt2_ws *w, const uint32_t *ids, const int32_t *targets);

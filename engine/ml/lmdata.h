@@ -32,6 +32,7 @@ typedef struct lm_batch {
 	int B, T;
 	uint32_t *ids;
 	int32_t *tg;
+	uint64_t seed; /* training: LoRA dropout masks come from seed and the step */
 } lm_batch;
 
 /* Rows idx[0..nb) into the batch: ids padded with 0, targets the next id

@@ -234,7 +234,7 @@ static int lm_score_model(kctx *c, const kinput *mi, const kinput *di, double *l
 			T = (int)sp.len[i] > T ? (int)sp.len[i] : T;
 		int B = sp.n < 16 ? (int)sp.n : 16;
 		lm_batch l = {&m, gpt2_ws_new(&m, B, T, c->threads), &sp, &sp, B, T,
-		              xmalloc((size_t)B * (size_t)T * sizeof(uint32_t)), xmalloc((size_t)B * (size_t)T * sizeof(int32_t))};
+		              xmalloc((size_t)B * (size_t)T * sizeof(uint32_t)), xmalloc((size_t)B * (size_t)T * sizeof(int32_t)), 0};
 		*loss = lm_eval(&l, &sp, acc, tokens);
 		gpt2_ws_free(l.ws);
 		free(l.ids);

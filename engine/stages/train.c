@@ -549,11 +549,13 @@ static int train_loop(kctx *c, const tcfg *cf, learner *L, size_t n, int has_val
 
 static double lm_step(void *ud, const uint32_t *idx, int nb, uint64_t step, float **grad)
 {
-	(void)step;
 	lm_batch *l = ud;
 	lm_fill(l, l->tr, idx, nb);
+	if (l->m->lora && l->m->lora->dropout > 0)
+		gpt2_ws_dropout(l->ws, mix(l->seed ^ (step * 0x9E3779B97F4A7C15ull)) | 1);
 	double loss = gpt2_forward(l->m, l->ws, l->ids, l->tg);
 	gpt2_backward(l->m, l->ws);
+	gpt2_ws_dropout(l->ws, 0);
 	*grad = l->m->lora ? gpt2_lora_grad(l->ws) : gpt2_grad(l->ws);
 	return loss;
 }
@@ -611,10 +613,11 @@ static int train_lm(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, co
 			rc = kctx_fail(c, "train: rank: expected 1..%d (n_embd), got %lld", m.cfg.n_embd, rank);
 		if (rc == 0) {
 			gpt2_lora_init(&lo, &m, (int)rank, (float)hval_get_num(p, "alpha", 16), targets, (uint64_t)cf->seed);
+			lo.dropout = (float)hval_get_num(p, "lora_dropout", 0);
 			m.lora = &lo;
 		}
 	}
-	lm_batch l = {&m, NULL, &tr, &va, B, T, NULL, NULL};
+	lm_batch l = {&m, NULL, &tr, &va, B, T, NULL, NULL, (uint64_t)cf->seed};
 	tstate s;
 	memset(&s, 0, sizeof s);
 	buf_init(&s.curve);

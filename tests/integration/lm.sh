@@ -17,7 +17,7 @@ local ids = tokenize { parts, tok, max_len = 24, pack = true }
 local base = model { n_layer = 2, n_head = 2, n_embd = 32, n_positions = 32, vocab = 300, seed = 1 }
 local lm = train { ids.train, val = ids.val, base = base, lr = 0.003, batch = 8, epochs = 2, warmup = 5, seed = 1 }
 evaluate { lm, ids.val, compare = base, name = "ppl" }
-local lora = train { ids.train, val = ids.val, base = lm, method = "lora", rank = 4, alpha = 8, targets = { "c_attn", "c_fc" },
+local lora = train { ids.train, val = ids.val, base = lm, method = "lora", rank = 4, alpha = 8, targets = { "c_attn", "c_fc" }, lora_dropout = 0.1,
                      lr = 0.01, batch = 8, epochs = 1, seed = 1, name = "lora" }
 evaluate { lora, ids.val, compare = lm, name = "lora_ppl" }
 local qa = tokenize { parts, tok, format = "prompt_completion", template = "{q}:", completion = "a", name = "qa" }
@@ -58,12 +58,12 @@ check "  ... the same generations on one thread" eq "$(sha256sum < "$G")" "$g"
 check "LoRA trains only the adapters ($(metric lora trainable) of $(metric lora params) parameters)" \
 	awk -v a="$(metric lora trainable)" -v b="$(metric lora params)" 'BEGIN { exit !(a > 0 && a * 10 < b) }'
 check "  ... writes the adapter in PEFT's layout" bash -c \
-	"jq -e '.peft_type == \"LORA\" and .r == 4 and .lora_alpha == 8 and (.target_modules | index(\"attn.c_attn\"))' '$(obj lora)adapter/adapter_config.json' >/dev/null"
+	"jq -e '.peft_type == \"LORA\" and .r == 4 and .lora_alpha == 8 and .lora_dropout == 0.1 and (.target_modules | index(\"attn.c_attn\"))' '$(obj lora)adapter/adapter_config.json' >/dev/null"
 check "  ... and the base with the adapter merged, which evaluates as the LoRA model did" bash -c \
 	"awk -v a=\$('$HONE' show p.lua lora_ppl | grep -o '\"loss\":[0-9.]*' | cut -d: -f2) -v b=\$('$HONE' show p.lua lora | grep -o '\"val_loss\":[0-9.]*' | cut -d: -f2) 'BEGIN { d = a - b; exit !(d < 1e-5 && d > -1e-5) }'"
 check "  ... and does not make the model worse than its base" \
 	awk -v a="$(metric lora_ppl perplexity)" -v b="$(metric lora_ppl compare_perplexity)" 'BEGIN { exit !(a <= b * 1.0001) }'
-check "LoRA options without method = lora" fails_with 2 "rank, alpha and targets go with method" bash -c \
+check "LoRA options without method = lora" fails_with 2 "rank, alpha, targets and lora_dropout go with method" bash -c \
 	"printf 'local d = ingest { \"docs.jsonl\" }\ntrain { d, base = model { n_layer = 1, n_head = 1, n_embd = 8 }, rank = 4 }\n' > e6.lua; '$HONE' run e6.lua -q"
 
 # generation with the fine-tuned model and its tokenizer

@@ -423,6 +423,34 @@ static void test_lora(void **st)
 			fprintf(stderr, "adapter %zu: backward %.6g, finite difference %.6g\n", i, g[i], fd);
 	}
 	assert_int_equal(bad, 0);
+	/* LoRA dropout: off without a seed; a seed gives its own masks, the same
+	 * each time; backward follows them (finite differences again) */
+	lo.dropout = 0.3f;
+	gpt2_ws *wd = gpt2_ws_new(&m, B, T, 1);
+	double nd = gpt2_forward(&m, wd, ids, tg), ref = gpt2_forward(&m, w, ids, tg);
+	assert_true(nd == ref);
+	gpt2_ws_dropout(wd, 7);
+	double d1 = gpt2_forward(&m, wd, ids, tg), d2 = gpt2_forward(&m, wd, ids, tg);
+	assert_true(d1 == d2 && fabs(d1 - ref) > 1e-6);
+	memset(gpt2_lora_grad(wd), 0, lo.n * sizeof(float));
+	gpt2_forward(&m, wd, ids, tg);
+	gpt2_backward(&m, wd);
+	const float *gd = gpt2_lora_grad(wd);
+	for (size_t i = 0; i < lo.n; i += 3) {
+		float keep = lo.p[i];
+		const float eps = 1e-2f;
+		lo.p[i] = keep + eps;
+		double up = gpt2_forward(&m, wd, ids, tg);
+		lo.p[i] = keep - eps;
+		double down = gpt2_forward(&m, wd, ids, tg);
+		lo.p[i] = keep;
+		double fd = (up - down) / (2.0 * eps);
+		if (!(fabs(fd - gd[i]) <= 2e-3 + 3e-2 * fabs(fd)) && bad++ < 3)
+			fprintf(stderr, "adapter %zu with dropout: backward %.6g, finite difference %.6g\n", i, gd[i], fd);
+	}
+	assert_int_equal(bad, 0);
+	gpt2_ws_free(wd);
+	lo.dropout = 0;
 	/* PEFT files */
 	char *d = tmpdir_new();
 	assert_int_equal(gpt2_lora_save(&e, &lo, d), 0);
