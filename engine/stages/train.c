@@ -545,6 +545,49 @@ static int train_loop(kctx *c, const tcfg *cf, learner *L, size_t n, int has_val
 	return rc;
 }
 
+static void tstate_free(tstate *s)
+{
+	free(s->m);
+	free(s->v);
+	free(s->best_p);
+	buf_free(&s->curve);
+}
+
+/* A GPT-2's outputs: the Hugging Face folder, curve.jsonl and train.json */
+static int gpt2_outputs(kctx *c, const char *outdir, const gpt2 *m, const buf *curve, const buf *summary)
+{
+	char *dir = NULL;
+	int rc = kctx_out_path(c, outdir, "curve.jsonl", &dir);
+	if (rc == 0)
+		rc = fs_write_atomic(&c->err, dir, curve->p ? curve->p : "", curve->len);
+	free(dir);
+	dir = NULL;
+	if (rc == 0)
+		rc = gpt2_save_dir(&c->err, m, NULL, outdir);
+	if (rc == 0 && (rc = kctx_out_path(c, outdir, "train.json", &dir)) == 0)
+		rc = fs_write_atomic(&c->err, dir, summary->p, summary->len);
+	free(dir);
+	return rc;
+}
+
+/* The train split and the optional val split as token rows, and their
+ * longest row (the batch's T). */
+static int lm_open_splits(kctx *c, const gpt2 *m, const kinput *ti, const kinput *vi, lm_split *tr, lm_split *va, int *T)
+{
+	memset(va, 0, sizeof *va);
+	int rc = lm_open(&c->err, tr, ti->path, ti->label, m->cfg.vocab, m->cfg.n_positions);
+	if (rc == 0 && vi)
+		rc = lm_open(&c->err, va, vi->path, vi->label, m->cfg.vocab, m->cfg.n_positions);
+	if (rc == 0 && tr->n == 0)
+		rc = kctx_fail(c, "train: %s has no rows", ti->label);
+	*T = 1;
+	for (size_t i = 0; rc == 0 && i < tr->n; i++)
+		*T = (int)tr->len[i] > *T ? (int)tr->len[i] : *T;
+	for (size_t i = 0; rc == 0 && vi && i < va->n; i++)
+		*T = (int)va->len[i] > *T ? (int)va->len[i] : *T;
+	return rc;
+}
+
 /* --- language models: GPT-2 on token ids ---------------------------------------------- */
 
 static double lm_step(void *ud, const uint32_t *idx, int nb, uint64_t step, float **grad)
@@ -579,17 +622,8 @@ static int train_lm(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, co
 	if (gpt2_load_dir(&c->err, &m, base->path) != 0)
 		return herr_prefix(&c->err, "train: base %s", base->label);
 	lm_split tr, va;
-	memset(&va, 0, sizeof va);
-	int rc = lm_open(&c->err, &tr, ti->path, ti->label, m.cfg.vocab, m.cfg.n_positions);
-	if (rc == 0 && vi)
-		rc = lm_open(&c->err, &va, vi->path, vi->label, m.cfg.vocab, m.cfg.n_positions);
-	if (rc == 0 && tr.n == 0)
-		rc = kctx_fail(c, "train: %s has no rows", ti->label);
-	int T = 1;
-	for (size_t i = 0; rc == 0 && i < tr.n; i++)
-		T = (int)tr.len[i] > T ? (int)tr.len[i] : T;
-	for (size_t i = 0; rc == 0 && vi && i < va.n; i++)
-		T = (int)va.len[i] > T ? (int)va.len[i] : T;
+	int T;
+	int rc = lm_open_splits(c, &m, ti, vi, &tr, &va, &T);
 	int B = (int)((size_t)cf->batch < tr.n ? (size_t)cf->batch : tr.n);
 	if (B > 4096)
 		B = 4096;
@@ -646,12 +680,6 @@ static int train_lm(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, co
 			gpt2_lora_merge(&lo, &m);
 			m.lora = NULL;
 		}
-		rc = kctx_out_path(c, outdir, "curve.jsonl", &dir);
-		if (rc == 0)
-			rc = fs_write_atomic(&c->err, dir, s.curve.p ? s.curve.p : "", s.curve.len);
-		free(dir);
-		if (rc == 0)
-			rc = gpt2_save_dir(&c->err, &m, NULL, outdir);
 		buf sum;
 		buf_init(&sum);
 		double el = now_seconds() - lr.t0;
@@ -660,9 +688,8 @@ static int train_lm(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, co
 		           lora ? "lora" : "full", s.step, B, T, m.nparams, lora ? lo.n : m.nparams, metric, s.best_epoch);
 		buf_json_num(&sum, vi ? s.best : NAN);
 		buf_printf(&sum, ", \"threads\": %d, \"resumed\": %s}\n", c->threads, lr.resumed ? "true" : "false");
-		if (rc == 0 && (rc = kctx_out_path(c, outdir, "train.json", &dir)) == 0)
-			rc = fs_write_atomic(&c->err, dir, sum.p, sum.len);
-		free(dir);
+		if (rc == 0)
+			rc = gpt2_outputs(c, outdir, &m, &s.curve, &sum);
 		buf_free(&sum);
 		kctx_metric(c, "params", (double)m.nparams);
 		kctx_metric(c, "steps", (double)s.step);
@@ -678,10 +705,7 @@ static int train_lm(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, co
 	gpt2_ws_free(l.ws);
 	free(l.ids);
 	free(l.tg);
-	free(s.m);
-	free(s.v);
-	free(s.best_p);
-	buf_free(&s.curve);
+	tstate_free(&s);
 	lm_close(&tr);
 	if (vi)
 		lm_close(&va);
@@ -746,18 +770,13 @@ static int train_seqcls(kctx *c, const hval *p, const tcfg *cf, const kinput *ti
 	if (gpt2_load_dir(&c->err, &m, base->path) != 0)
 		return herr_prefix(&c->err, "train: base %s", base->label);
 	lm_split tr, va;
-	memset(&tr, 0, sizeof tr);
-	memset(&va, 0, sizeof va);
 	ml_split ytr, yva;
 	memset(&ytr, 0, sizeof ytr);
 	memset(&yva, 0, sizeof yva);
 	clf_model proxy;
 	memset(&proxy, 0, sizeof proxy);
-	int rc = lm_open(&c->err, &tr, ti->path, ti->label, m.cfg.vocab, m.cfg.n_positions);
-	if (rc == 0 && vi)
-		rc = lm_open(&c->err, &va, vi->path, vi->label, m.cfg.vocab, m.cfg.n_positions);
-	if (rc == 0 && tr.n == 0)
-		rc = kctx_fail(c, "train: %s has no rows", ti->label);
+	int T;
+	int rc = lm_open_splits(c, &m, ti, vi, &tr, &va, &T);
 	if (rc == 0 && m.cfg.ncls == 0) {
 		/* the classes: the train split's values, sorted */
 		int f = recr_find(&tr.s.r, target);
@@ -792,11 +811,6 @@ static int train_seqcls(kctx *c, const hval *p, const tcfg *cf, const kinput *ti
 		for (size_t i = 0; i < tr.n; i++)
 			proxy.prior[ytr.d.y[i]] += 1.0 / (double)tr.n;
 	}
-	int T = 1;
-	for (size_t i = 0; rc == 0 && i < tr.n; i++)
-		T = (int)tr.len[i] > T ? (int)tr.len[i] : T;
-	for (size_t i = 0; rc == 0 && vi && i < va.n; i++)
-		T = (int)va.len[i] > T ? (int)va.len[i] : T;
 	int B = (int)((size_t)cf->batch < tr.n ? (size_t)cf->batch : tr.n);
 	if (B > 4096)
 		B = 4096;
@@ -818,13 +832,6 @@ static int train_seqcls(kctx *c, const hval *p, const tcfg *cf, const kinput *ti
 	if (rc == 0) {
 		if (vi && s.best_epoch > 0)
 			memcpy(m.p, s.best_p, m.nparams * sizeof(float));
-		char *dir = NULL;
-		rc = kctx_out_path(c, outdir, "curve.jsonl", &dir);
-		if (rc == 0)
-			rc = fs_write_atomic(&c->err, dir, s.curve.p ? s.curve.p : "", s.curve.len);
-		free(dir);
-		if (rc == 0)
-			rc = gpt2_save_dir(&c->err, &m, NULL, outdir);
 		buf sum;
 		buf_init(&sum);
 		double el = now_seconds() - lr.t0;
@@ -844,9 +851,7 @@ static int train_seqcls(kctx *c, const hval *p, const tcfg *cf, const kinput *ti
 		           "\"best_epoch\": %lld, \"best\": ", s.step, B, T, m.nparams, metric, s.best_epoch);
 		buf_json_num(&sum, vi ? s.best : NAN);
 		buf_printf(&sum, ", \"threads\": %d, \"resumed\": %s}\n", c->threads, lr.resumed ? "true" : "false");
-		if (rc == 0 && (rc = kctx_out_path(c, outdir, "train.json", &dir)) == 0)
-			rc = fs_write_atomic(&c->err, dir, sum.p, sum.len);
-		free(dir);
+		rc = gpt2_outputs(c, outdir, &m, &s.curve, &sum);
 		buf_free(&sum);
 		kctx_metric(c, "steps", (double)s.step);
 		if (vi) {
@@ -863,10 +868,7 @@ static int train_seqcls(kctx *c, const hval *p, const tcfg *cf, const kinput *ti
 	free(l.last);
 	free(l.lab);
 	free(l.vprob);
-	free(s.m);
-	free(s.v);
-	free(s.best_p);
-	buf_free(&s.curve);
+	tstate_free(&s);
 	lm_close(&tr);
 	if (vi)
 		lm_close(&va);
@@ -1016,10 +1018,7 @@ static int k_train(kctx *c, const hval *p, const kinput *in, size_t nin, const c
 	free(idx);
 	free(vout);
 	free(cw);
-	free(s.m);
-	free(s.v);
-	free(s.best_p);
-	buf_free(&s.curve);
+	tstate_free(&s);
 	clf_free(&m);
 	ml_split_close(&tr);
 	ml_split_close(&va);

@@ -6,14 +6,14 @@
 # adapter on the base (OUT/base/, OUT/adapter/), and hone's own logits and
 # token ids for a few texts (OUT/hone_*.json, from `hone generate --logits`).
 set -euo pipefail
-HONE=${HONE:-$(cd "$(dirname "$0")/../.." && pwd)/hone}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+HONE=${HONE:-$ROOT/hone}
+. "$ROOT/tests/toy_data.sh"
 OUT=$(mkdir -p "$1" && cd "$1" && pwd)
 W=$(mktemp -d /tmp/hone-hf-XXXXXX)
 trap 'rm -rf "$W"' EXIT
 cd "$W"
-awk 'BEGIN { srand(5); split("the cat sat on a mat . a dog ran to the park and the bird sang", W, " ");
-  for (i = 0; i < 600; i++) { t = ""; n = 6 + int(rand() * 10); for (k = 0; k < n; k++) t = t (k ? " " : "") W[1 + int(rand() * 17)];
-    printf "{\"text\":\"%s\"}\n", t } }' > docs.jsonl
+toy_docs 600 > docs.jsonl
 cat > p.lua <<'LUA'
 local d = ingest { "docs.jsonl" }
 local parts = split { d, train = 0.8, val = 0.2, seed = 1 }
@@ -41,9 +41,7 @@ for i in 0 1 2; do
 	jq -n --arg t "${texts[$i]}" '{text: $t}' > "$OUT/text_$i.json"
 done
 # a classifier: GPT2ForSequenceClassification, its test rows' ids and hone's probabilities
-awk 'BEGIN { srand(9); split("cat dog bird mat fish", A, " "); split("park car road town bus", B, " "); split("the a and to of", S, " ");
-  for (i = 0; i < 300; i++) { c = i % 2; t = ""; n = 5 + int(rand() * 8); for (k = 0; k < n; k++) { w = rand() < 0.5 ? S[1 + int(rand() * 5)] : (c ? B[1 + int(rand() * 5)] : A[1 + int(rand() * 5)]); t = t (k ? " " : "") w }
-    printf "{\"text\":\"%s\",\"label\":\"%s\"}\n", t, c ? "city" : "pets" } }' > cls.jsonl
+toy_classes 300 > cls.jsonl
 cat > c.lua <<'LUA'
 local d = ingest { "cls.jsonl", fields = { text = "text", label = "label" } }
 local parts = split { d, train = 0.7, val = 0.15, test = 0.15, seed = 1, stratify = "label" }

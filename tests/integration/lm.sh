@@ -5,10 +5,9 @@
 # base, determinism and errors.
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 . "$(dirname "$0")/lib.sh"
+. "$ROOT/tests/toy_data.sh"
 
-awk 'BEGIN { srand(5); split("the cat sat on a mat . a dog ran to the park and the bird sang", W, " ");
-  for (i = 0; i < 600; i++) { t = ""; n = 6 + int(rand() * 10); for (k = 0; k < n; k++) t = t (k ? " " : "") W[1 + int(rand() * 17)];
-    printf "{\"text\":\"%s\",\"q\":\"count to %d\",\"a\":\"%d %d %d\"}\n", t, i % 7, i % 7, i % 7 + 1, i % 7 + 2 } }' > docs.jsonl
+toy_docs 600 > docs.jsonl
 cat > p.lua <<'LUA'
 local d = ingest { "docs.jsonl", fields = { text = "text", q = "q", a = "a" } }
 local parts = split { d, train = 0.8, val = 0.2, seed = 1 }
@@ -102,9 +101,7 @@ check "a broken Hugging Face folder" fails_with 1 "expected integers n_layer, n_
 check "n_embd not a multiple of n_head" fails_with 2 "must be a multiple of n_head" bash -c \
 	"printf 'model { n_head = 5, n_embd = 32 }\n' > e5.lua; '$HONE' run e5.lua -q"
 # sequence classification: a GPT-2 with a score head on the last token
-awk 'BEGIN { srand(9); split("cat dog bird mat fish", A, " "); split("park car road town bus", B, " "); split("the a and to of", S, " ");
-  for (i = 0; i < 500; i++) { c = i % 2; t = ""; n = 5 + int(rand() * 8); for (k = 0; k < n; k++) { w = rand() < 0.5 ? S[1 + int(rand() * 5)] : (c ? B[1 + int(rand() * 5)] : A[1 + int(rand() * 5)]); t = t (k ? " " : "") w }
-    printf "{\"text\":\"%s\",\"label\":\"%s\"}\n", t, c ? "city" : "pets" } }' > cls.jsonl
+toy_classes 500 > cls.jsonl
 cat > c.lua <<'LUA'
 local d = ingest { "cls.jsonl", fields = { text = "text", label = "label" } }
 local parts = split { d, train = 0.7, val = 0.15, test = 0.15, seed = 1, stratify = "label" }

@@ -355,6 +355,27 @@ static void test_lora_peft(void **st)
 	gpt2_free(&m);
 }
 
+/* Central differences of the loss for every stride-th adapter parameter
+ * against backward's g; the number that disagree (the first few printed). */
+static size_t fd_bad(const gpt2 *m, gpt2_lora *lo, gpt2_ws *w, const uint32_t *ids, const int32_t *tg, const float *g,
+                     size_t stride, const char *what)
+{
+	size_t bad = 0;
+	for (size_t i = 0; i < lo->n; i += stride) {
+		float keep = lo->p[i];
+		const float eps = 1e-2f;
+		lo->p[i] = keep + eps;
+		double up = gpt2_forward(m, w, ids, tg);
+		lo->p[i] = keep - eps;
+		double down = gpt2_forward(m, w, ids, tg);
+		lo->p[i] = keep;
+		double fd = (up - down) / (2.0 * eps);
+		if (!(fabs(fd - g[i]) <= 2e-3 + 3e-2 * fabs(fd)) && bad++ < 3)
+			fprintf(stderr, "adapter %zu%s: backward %.6g, finite difference %.6g\n", i, what, g[i], fd);
+	}
+	return bad;
+}
+
 /* LoRA: starts at the base; equals its merged weights; finite differences
  * for every adapter parameter; PEFT's names and shapes. */
 static void test_lora(void **st)
@@ -409,20 +430,7 @@ static void test_lora(void **st)
 	for (size_t i = 0; i < m.nparams; i++)
 		if (gpt2_grad(w)[i] != 0.0f && i < gpt2_find(&m, "h.0.ln_1.weight")->off)
 			fail_msg("a frozen embedding got a gradient at %zu", i);
-	size_t bad = 0;
-	for (size_t i = 0; i < lo.n; i++) {
-		float keep = lo.p[i];
-		const float eps = 1e-2f;
-		lo.p[i] = keep + eps;
-		double up = gpt2_forward(&m, w, ids, tg);
-		lo.p[i] = keep - eps;
-		double down = gpt2_forward(&m, w, ids, tg);
-		lo.p[i] = keep;
-		double fd = (up - down) / (2.0 * eps);
-		if (!(fabs(fd - g[i]) <= 2e-3 + 3e-2 * fabs(fd)) && bad++ < 3)
-			fprintf(stderr, "adapter %zu: backward %.6g, finite difference %.6g\n", i, g[i], fd);
-	}
-	assert_int_equal(bad, 0);
+	assert_int_equal(fd_bad(&m, &lo, w, ids, tg, g, 1, ""), 0);
 	/* LoRA dropout: off without a seed; a seed gives its own masks, the same
 	 * each time; backward follows them (finite differences again) */
 	lo.dropout = 0.3f;
@@ -435,20 +443,7 @@ static void test_lora(void **st)
 	memset(gpt2_lora_grad(wd), 0, lo.n * sizeof(float));
 	gpt2_forward(&m, wd, ids, tg);
 	gpt2_backward(&m, wd);
-	const float *gd = gpt2_lora_grad(wd);
-	for (size_t i = 0; i < lo.n; i += 3) {
-		float keep = lo.p[i];
-		const float eps = 1e-2f;
-		lo.p[i] = keep + eps;
-		double up = gpt2_forward(&m, wd, ids, tg);
-		lo.p[i] = keep - eps;
-		double down = gpt2_forward(&m, wd, ids, tg);
-		lo.p[i] = keep;
-		double fd = (up - down) / (2.0 * eps);
-		if (!(fabs(fd - gd[i]) <= 2e-3 + 3e-2 * fabs(fd)) && bad++ < 3)
-			fprintf(stderr, "adapter %zu with dropout: backward %.6g, finite difference %.6g\n", i, gd[i], fd);
-	}
-	assert_int_equal(bad, 0);
+	assert_int_equal(fd_bad(&m, &lo, wd, ids, tg, gpt2_lora_grad(wd), 3, " with dropout"), 0);
 	gpt2_ws_free(wd);
 	lo.dropout = 0;
 	/* PEFT files */

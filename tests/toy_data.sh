@@ -1,0 +1,17 @@
+# Small generated corpora for the GPT-2 tests (sourced by
+# tests/integration/lm.sh and tests/hf/prepare.sh).
+
+# toy_docs N: word salad from 17 words, with a question "count to k" and its answer "k k+1 k+2"
+toy_docs() {
+	awk -v n="$1" 'BEGIN { srand(5); split("the cat sat on a mat . a dog ran to the park and the bird sang", W, " ");
+	  for (i = 0; i < n; i++) { t = ""; m = 6 + int(rand() * 10); for (k = 0; k < m; k++) t = t (k ? " " : "") W[1 + int(rand() * 17)];
+	    printf "{\"text\":\"%s\",\"q\":\"count to %d\",\"a\":\"%d %d %d\"}\n", t, i % 7, i % 7, i % 7 + 1, i % 7 + 2 } }'
+}
+
+# toy_classes N: two labels, "pets" and "city", told apart by half of each text's words
+toy_classes() {
+	awk -v n="$1" 'BEGIN { srand(9); split("cat dog bird mat fish", A, " "); split("park car road town bus", B, " "); split("the a and to of", S, " ");
+	  for (i = 0; i < n; i++) { c = i % 2; t = ""; m = 5 + int(rand() * 8);
+	    for (k = 0; k < m; k++) { w = rand() < 0.5 ? S[1 + int(rand() * 5)] : (c ? B[1 + int(rand() * 5)] : A[1 + int(rand() * 5)]); t = t (k ? " " : "") w }
+	    printf "{\"text\":\"%s\",\"label\":\"%s\"}\n", t, c ? "city" : "pets" } }'
+}
