@@ -553,6 +553,22 @@ static void tstate_free(tstate *s)
 	buf_free(&s->curve);
 }
 
+/* The end of train.json, and the validation metric in the run record
+ * (val_<metric>; a language model reports val_loss and val_perplexity itself) */
+static void finish_summary(kctx *c, buf *sum, const tstate *s, const char *metric, int has_val, int resumed, int lm)
+{
+	buf_json_num(sum, has_val ? s->best : NAN);
+	buf_printf(sum, ", \"threads\": %d, \"resumed\": %s}\n", c->threads, resumed ? "true" : "false");
+	kctx_metric(c, "steps", (double)s->step);
+	if (has_val && !lm) {
+		char name[64];
+		snprintf(name, sizeof name, "val_%s", metric);
+		kctx_metric(c, name, s->best);
+	}
+	if (has_val)
+		kctx_metric(c, "best_epoch", (double)s->best_epoch);
+}
+
 /* A GPT-2's outputs: the Hugging Face folder, curve.jsonl and train.json */
 static int gpt2_outputs(kctx *c, const char *outdir, const gpt2 *m, const buf *curve, const buf *summary)
 {
@@ -686,18 +702,15 @@ static int train_lm(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, co
 		buf_printf(&sum, "{\"task\": \"causal_lm\", \"method\": \"%s\", \"steps\": %lld, \"batch\": %d, \"block\": %d, "
 		           "\"params\": %zu, \"trainable\": %zu, \"metric\": \"%s\", \"best_epoch\": %lld, \"best\": ",
 		           lora ? "lora" : "full", s.step, B, T, m.nparams, lora ? lo.n : m.nparams, metric, s.best_epoch);
-		buf_json_num(&sum, vi ? s.best : NAN);
-		buf_printf(&sum, ", \"threads\": %d, \"resumed\": %s}\n", c->threads, lr.resumed ? "true" : "false");
+		kctx_metric(c, "params", (double)m.nparams);
+		finish_summary(c, &sum, &s, metric, vi != NULL, lr.resumed, 1);
 		if (rc == 0)
 			rc = gpt2_outputs(c, outdir, &m, &s.curve, &sum);
 		buf_free(&sum);
-		kctx_metric(c, "params", (double)m.nparams);
-		kctx_metric(c, "steps", (double)s.step);
 		kctx_metric(c, "trainable", (double)(lora ? lo.n : m.nparams));
 		if (vi) {
 			kctx_metric(c, "val_loss", !strcmp(metric, "loss") ? s.best : log(s.best));
 			kctx_metric(c, "val_perplexity", !strcmp(metric, "loss") ? exp(s.best) : s.best);
-			kctx_metric(c, "best_epoch", (double)s.best_epoch);
 		}
 		if (el > 0 && s.step > lr.t_start)
 			kctx_metric(c, "tokens_per_s", round((double)(s.step - lr.t_start) * B * T / el));
@@ -849,17 +862,9 @@ static int train_seqcls(kctx *c, const hval *p, const tcfg *cf, const kinput *ti
 		}
 		buf_printf(&sum, "], \"steps\": %lld, \"batch\": %d, \"block\": %d, \"params\": %zu, \"metric\": \"%s\", "
 		           "\"best_epoch\": %lld, \"best\": ", s.step, B, T, m.nparams, metric, s.best_epoch);
-		buf_json_num(&sum, vi ? s.best : NAN);
-		buf_printf(&sum, ", \"threads\": %d, \"resumed\": %s}\n", c->threads, lr.resumed ? "true" : "false");
+		finish_summary(c, &sum, &s, metric, vi != NULL, lr.resumed, 0);
 		rc = gpt2_outputs(c, outdir, &m, &s.curve, &sum);
 		buf_free(&sum);
-		kctx_metric(c, "steps", (double)s.step);
-		if (vi) {
-			char name[64];
-			snprintf(name, sizeof name, "val_%s", metric);
-			kctx_metric(c, name, s.best);
-			kctx_metric(c, "best_epoch", (double)s.best_epoch);
-		}
 		if (el > 0 && s.step > lr.t_start)
 			kctx_metric(c, "examples_per_s", round((double)(s.step - lr.t_start) * B / el));
 	}
@@ -999,17 +1004,9 @@ static int k_train(kctx *c, const hval *p, const kinput *in, size_t nin, const c
 		buf_printf(&sum, "{\"steps\": %lld, \"epochs\": %lld, \"steps_per_epoch\": %lld, \"batch\": %zu, \"params\": %zu, "
 		           "\"stopped_early_after_epoch\": %lld, \"metric\": \"%s\", \"best_epoch\": %lld, \"best\": ",
 		           s.step, (s.step + spe - 1) / spe, spe, B, m.nparams, stopped, metric, s.best_epoch);
-		buf_json_num(&sum, vi ? s.best : NAN);
-		buf_printf(&sum, ", \"threads\": %d, \"resumed\": %s}\n", c->threads, resumed ? "true" : "false");
+		finish_summary(c, &sum, &s, metric, vi != NULL, resumed, 0);
 		rc = write_outputs(c, &m, outdir, &s.curve, sum.p);
 		buf_free(&sum);
-		kctx_metric(c, "steps", (double)s.step);
-		if (vi) {
-			char name[64];
-			snprintf(name, sizeof name, "val_%s", metric);
-			kctx_metric(c, name, s.best);
-			kctx_metric(c, "best_epoch", (double)s.best_epoch);
-		}
 		if (el > 0 && s.step > t_start)
 			kctx_metric(c, "examples_per_s", round((double)(s.step - t_start) * (double)B / el));
 	}
