@@ -729,6 +729,7 @@ static int setup_fields(ing *g)
 	int add_text = n == 0;
 	int add_label = g->label_from_dir && !hval_get(fields, "label");
 	g->f = xcalloc(n + 2, sizeof *g->f);
+	g->nf = n; /* so that an error below frees what is set */
 	for (size_t i = 0; i < n; i++) {
 		g->f[i].name = xstrdup(fields->k[i]);
 		g->f[i].path = xstrdup(fields->v[i].t == HV_STR ? fields->v[i].s : fields->k[i]);
