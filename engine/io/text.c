@@ -75,21 +75,6 @@ void utf8_repair(buf *out, const char *s, size_t n)
 		buf_reserve(out, 0), out->p[0] = 0;
 }
 
-static int is_ascii(const char *s, size_t n)
-{
-	size_t i = 0;
-	for (; i + 8 <= n; i += 8) {
-		uint64_t w;
-		memcpy(&w, s + i, 8);
-		if (w & 0x8080808080808080ULL)
-			return 0;
-	}
-	for (; i < n; i++)
-		if ((unsigned char)s[i] >= 0x80)
-			return 0;
-	return 1;
-}
-
 #define ONES 0x0101010101010101ULL
 #define HIGH 0x8080808080808080ULL
 
@@ -108,54 +93,66 @@ static inline size_t fold_byte(char *o, size_t k, int *space, unsigned char c, i
 	return k;
 }
 
-/* ASCII lowercase and/or whitespace collapse in one pass. Eight bytes at a
- * time (SWAR): a word with no \t..\r byte and no space that follows a space
- * only needs lowercasing, done for all eight bytes at once; other words take
- * the byte loop. */
-static void ascii_fold(buf *out, const char *s, size_t n, int lower, int coll)
+typedef unsigned char v32u __attribute__((vector_size(32)));
+typedef signed char v32s __attribute__((vector_size(32)));
+typedef uint64_t v4q __attribute__((vector_size(32)));
+
+/* any lane of a comparison's result set (a macro: vectors are not passed to functions) */
+#define ANY32(m) __extension__({ v4q q_ = (v4q)(m); (q_[0] | q_[1] | q_[2] | q_[3]) != 0; })
+
+/* ASCII lowercase and/or whitespace collapse in one pass, 32 bytes at a
+ * time (vectors: AVX2 where the CPU has it): a block with no \t..\r byte
+ * and no space after a space only needs lowercasing, done for all its bytes
+ * at once; other blocks take the byte loop. -1 at the first byte >= 0x80
+ * (the text is not ASCII: the caller takes the Unicode path). */
+__attribute__((target_clones("avx2", "default")))
+static int ascii_fold(buf *out, const char *s, size_t n, int lower, int coll)
 {
 	buf_reserve(out, n);
 	char *o = out->p;
 	size_t k = 0, i = 0;
 	int space = 1; /* the previous output was a space (or nothing) */
-	if (coll)
-		while (i + 8 <= n) {
-			uint64_t w;
-			memcpy(&w, s + i, 8);
-			uint64_t t = w ^ (0x20 * ONES);
-			uint64_t sp = (t - ONES) & ~t & HIGH;             /* spaces (no misses) */
-			uint64_t ctl = (w + (0x80 - 0x09) * ONES) & ~(w + (0x80 - 0x0e) * ONES) & HIGH;
-			uint64_t prev = (sp << 8) | (space ? 0x80ULL : 0);
-			if (ctl || (sp & prev)) {
-					/* byte loop for this word */
-					for (int b = 0; b < 8; b++)
-						k = fold_byte(o, k, &space, (unsigned char)s[i + (size_t)b], lower, coll);
-					i += 8;
-					continue;
-			}
-			if (lower) {
-				uint64_t up = (w + (0x80 - 'A') * ONES) & ~(w + (0x80 - 'Z' - 1) * ONES) & HIGH;
-				w |= up >> 2;
-			}
-			memcpy(o + k, &w, 8);
-			k += 8;
-			i += 8;
-			space = (w >> 56) == 0x20;
+	for (; i + 32 <= n; i += 32) {
+		v32u v, pv;
+		memcpy(&v, s + i, 32);
+		if (i) {
+			memcpy(&pv, s + i - 1, 32);
+		} else {
+			pv = v;
+			for (int j = 31; j > 0; j--)
+				pv[j] = v[j - 1];
 		}
-	else if (lower)
-		for (; i + 8 <= n; i += 8, k += 8) {
-			uint64_t w;
-			memcpy(&w, s + i, 8);
-			uint64_t up = (w + (0x80 - 'A') * ONES) & ~(w + (0x80 - 'Z' - 1) * ONES) & HIGH;
-			w |= up >> 2;
-			memcpy(o + k, &w, 8);
+		if (ANY32((v32s)v < 0))
+			return -1;
+		v32s sp = v == ' ';
+		int slow = 0;
+		if (coll) {
+			v32s ctl = (v >= '\t') & (v <= '\r');
+			v32s dbl = sp & (pv == ' ');
+			dbl[0] = (char)(v[0] == ' ' && space ? -1 : 0); /* lane 0: against the last output */
+			slow = ANY32(ctl | dbl);
 		}
-	for (; i < n; i++)
+		if (slow) {
+			for (int b = 0; b < 32; b++)
+				k = fold_byte(o, k, &space, v[b], lower, coll);
+			continue;
+		}
+		if (lower)
+			v |= (v32u)((v >= 'A') & (v <= 'Z')) & 0x20;
+		memcpy(o + k, &v, 32);
+		k += 32;
+		space = v[31] == ' ';
+	}
+	for (; i < n; i++) {
+		if ((unsigned char)s[i] >= 0x80)
+			return -1;
 		k = fold_byte(o, k, &space, (unsigned char)s[i], lower, coll);
+	}
 	if (coll && k && o[k - 1] == ' ')
 		k--;
 	out->len = k;
 	o[k] = 0;
+	return 0;
 }
 
 /* Whitespace collapse in place (after Unicode processing). */
@@ -183,11 +180,11 @@ static void collapse(buf *out)
 int text_clean(buf *out, const char *s, size_t n, int flags)
 {
 	out->len = 0;
-	if (is_ascii(s, n)) {
-		/* NFC and NFKC leave ASCII unchanged */
-		ascii_fold(out, s, n, flags & TEXT_LOWER, flags & TEXT_COLLAPSE);
+	/* NFC and NFKC leave ASCII unchanged */
+	if (ascii_fold(out, s, n, flags & TEXT_LOWER, flags & TEXT_COLLAPSE) == 0) {
 		return 0;
 	} else {
+		out->len = 0;
 		utf8proc_option_t opt = UTF8PROC_STABLE;
 		if (flags & TEXT_NFKC)
 			opt |= UTF8PROC_COMPOSE | UTF8PROC_COMPAT;
