@@ -413,7 +413,6 @@ typedef struct layer_act {
 	float *res;            /* block input (residual stream), N × C */
 	float *ln1, *m1, *r1;  /* LayerNorm 1: output, mean, rstd */
 	float *qkv;            /* N × 3C */
-	float *att;            /* B × H × T × T probabilities */
 	float *y;              /* attention output before c_proj, N × C */
 	float *res2;           /* after attention, N × C */
 	float *ln2, *m2, *r2;
@@ -454,7 +453,7 @@ gpt2_ws *gpt2_ws_new(const gpt2 *m, int B, int T, int threads)
 #define WSM(n) (w->bytes += (n), xmalloc(n))
 #define WSC(n, sz) (w->bytes += (size_t)(n) * (sz), xcalloc(n, sz))
 	const gpt2_config *c = &m->cfg;
-	size_t N = (size_t)B * (size_t)T, C = (size_t)c->n_embd, H = (size_t)c->n_head;
+	size_t N = (size_t)B * (size_t)T, C = (size_t)c->n_embd;
 	w->B = B;
 	w->T = T;
 	w->N = (int)N;
@@ -467,7 +466,6 @@ gpt2_ws *gpt2_ws_new(const gpt2 *m, int B, int T, int threads)
 		a->m1 = WSM(N * sizeof(float));
 		a->r1 = WSM(N * sizeof(float));
 		a->qkv = WSM(N * 3 * C * sizeof(float));
-		a->att = WSM((size_t)B * H * (size_t)T * (size_t)T * sizeof(float));
 		a->y = WSM(N * C * sizeof(float));
 		a->res2 = WSM(N * C * sizeof(float));
 		a->ln2 = WSM(N * C * sizeof(float));
@@ -496,7 +494,7 @@ gpt2_ws *gpt2_ws_new(const gpt2 *m, int B, int T, int threads)
 	w->dx = WSM(N * C * sizeof(float));
 	w->dqkv = WSM(N * 3 * C * sizeof(float));
 	w->dfc = WSM(N * 4 * C * sizeof(float));
-	w->dS = WSM((size_t)(threads < 1 ? 1 : threads > 64 ? 64 : threads) * (size_t)T * (size_t)T * sizeof(float));
+	w->dS = WSM((size_t)(threads < 1 ? 1 : threads > 64 ? 64 : threads) * 2 * (size_t)T * (size_t)T * sizeof(float));
 	w->threads = threads < 1 ? 1 : threads;
 	if (m->lora) {
 		const gpt2_lora *lo = m->lora;
@@ -530,7 +528,7 @@ void gpt2_ws_free(gpt2_ws *w)
 		return;
 	for (int l = 0; w->l && l < w->nl; l++) {
 		layer_act *a = &w->l[l];
-		float *bufs[] = {a->res, a->ln1, a->m1, a->r1, a->qkv, a->att, a->y, a->res2, a->ln2, a->m2, a->r2, a->fch, a->fcg};
+		float *bufs[] = {a->res, a->ln1, a->m1, a->r1, a->qkv, a->y, a->res2, a->ln2, a->m2, a->r2, a->fch, a->fcg};
 		for (size_t k = 0; k < sizeof bufs / sizeof *bufs; k++)
 			free(bufs[k]);
 	}
@@ -1006,36 +1004,44 @@ typedef struct att_job {
 	layer_act *a;
 	float *dy;       /* backward: d(attention output) */
 	float *dqkv;
-	float *dS;       /* backward scratch: T·T per thread */
+	float *dS;       /* scratch: 2 T·T per thread (probabilities, their gradient) */
 	int B, T, C, H, hd;
 	float scale;
 } att_job;
+
+/* One head's causal attention probabilities: S = softmax(q kᵀ · scale)
+ * with the future masked, T × T. Forward and backward both compute them
+ * (the same values), so that no head's T × T is kept in between. */
+static void att_probs(const float *q, const float *k, int T, int C, int hd, float scale, float *S)
+{
+	sgemm(0, 1, T, T, hd, scale, q, 3 * C, k, 3 * C, 0.0f, S, T);
+	for (int i = 0; i < T; i++) {
+		float *row = S + (size_t)i * (size_t)T, mx = row[0];
+		for (int x = 1; x <= i; x++)
+			mx = row[x] > mx ? row[x] : mx;
+		double s = 0;
+		for (int x = 0; x <= i; x++) {
+			row[x] = expf(row[x] - mx);
+			s += row[x];
+		}
+		float inv = (float)(1.0 / s);
+		for (int x = 0; x <= i; x++)
+			row[x] *= inv;
+		for (int x = i + 1; x < T; x++)
+			row[x] = 0;
+	}
+}
 
 static void att_fwd_part(void *ud, int t, int nt)
 {
 	att_job *j = ud;
 	int T = j->T, C = j->C, H = j->H, hd = j->hd, BH = j->B * j->H;
+	float *S = j->dS + (size_t)t * 2 * (size_t)T * (size_t)T;
 	for (int bh = BH * t / nt; bh < BH * (t + 1) / nt; bh++) {
 		int b = bh / H, h = bh % H;
 		const float *q = j->a->qkv + (size_t)b * (size_t)T * 3 * (size_t)C + (size_t)h * (size_t)hd;
 		const float *k = q + C, *v = q + 2 * C;
-		float *S = j->a->att + (size_t)bh * (size_t)T * (size_t)T;
-		sgemm(0, 1, T, T, hd, j->scale, q, 3 * C, k, 3 * C, 0.0f, S, T);
-		for (int i = 0; i < T; i++) {
-			float *row = S + (size_t)i * (size_t)T, mx = row[0];
-			for (int x = 1; x <= i; x++)
-				mx = row[x] > mx ? row[x] : mx;
-			double s = 0;
-			for (int x = 0; x <= i; x++) {
-				row[x] = expf(row[x] - mx);
-				s += row[x];
-			}
-			float inv = (float)(1.0 / s);
-			for (int x = 0; x <= i; x++)
-				row[x] *= inv;
-			for (int x = i + 1; x < T; x++)
-				row[x] = 0;
-		}
+		att_probs(q, k, T, C, hd, j->scale, S);
 		sgemm(0, 0, T, hd, T, 1.0f, S, T, v, 3 * C, 0.0f, j->a->y + (size_t)b * (size_t)T * (size_t)C + (size_t)h * (size_t)hd, C);
 	}
 }
@@ -1044,13 +1050,13 @@ static void att_back_part(void *ud, int t, int nt)
 {
 	att_job *j = ud;
 	int T = j->T, C = j->C, H = j->H, hd = j->hd, BH = j->B * j->H;
-	float *dS = j->dS + (size_t)t * (size_t)T * (size_t)T;
+	float *Pm = j->dS + (size_t)t * 2 * (size_t)T * (size_t)T, *dS = Pm + (size_t)T * (size_t)T;
 	for (int bh = BH * t / nt; bh < BH * (t + 1) / nt; bh++) {
 		int b = bh / H, h = bh % H;
 		size_t qo = (size_t)b * (size_t)T * 3 * (size_t)C + (size_t)h * (size_t)hd;
 		const float *q = j->a->qkv + qo, *k = q + C, *v = q + 2 * C;
 		float *dq = j->dqkv + qo, *dk = dq + C, *dv = dq + 2 * C;
-		const float *Pm = j->a->att + (size_t)bh * (size_t)T * (size_t)T;
+		att_probs(q, k, T, C, hd, j->scale, Pm);
 		const float *dyh = j->dy + (size_t)b * (size_t)T * (size_t)C + (size_t)h * (size_t)hd;
 		sgemm(0, 1, T, T, hd, 1.0f, dyh, C, v, 3 * C, 0.0f, dS, T);  /* dP = dy v^T */
 		sgemm(1, 0, T, hd, T, 1.0f, Pm, T, dyh, C, 0.0f, dv, 3 * C); /* dv = P^T dy */
@@ -1100,7 +1106,7 @@ static void trunk_forward(const gpt2 *m, gpt2_ws *w, const uint32_t *ids)
 		psgemm(w->threads, 0, 0, N, 3 * C, C, 1.0f, a->ln1, C, LP("attn.c_attn.weight"), 3 * C, 0.0f, a->qkv, 3 * C);
 		add_bias(a->qkv, LP("attn.c_attn.bias"), N, 3 * C);
 		lora_fwd(m, w, l, 0, a->ln1, a->qkv);
-		att_job aj = {a, NULL, NULL, NULL, B, T, C, H, hd, scale};
+		att_job aj = {a, NULL, NULL, w->dS, B, T, C, H, hd, scale};
 		attention(w, &aj, att_fwd_part);
 		memcpy(a->res2, a->res, (size_t)N * (size_t)C * sizeof(float));
 		psgemm(w->threads, 0, 0, N, C, C, 1.0f, a->y, C, LP("attn.c_proj.weight"), C, 1.0f, a->res2, C);
