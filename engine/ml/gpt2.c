@@ -624,8 +624,23 @@ void gpt2_lora_free(gpt2_lora *l)
 	memset(l, 0, sizeof *l);
 }
 
+void gpt2_lora_add_head(gpt2_lora *l, const gpt2 *m)
+{
+	const gpt2_tensor *t = gpt2_find(m, "score.weight");
+	if (!t || l->head_n)
+		return;
+	l->head_off = l->n;
+	l->head_n = t->n;
+	l->p = xrealloc(l->p, (l->n + t->n) * sizeof *l->p);
+	memcpy(l->p + l->head_off, m->p + t->off, t->n * sizeof(float));
+	l->n += t->n;
+}
+
 void gpt2_lora_merge(const gpt2_lora *l, gpt2 *m)
 {
+	const gpt2_tensor *ht = l->head_n ? gpt2_find(m, "score.weight") : NULL;
+	if (ht)
+		memcpy(m->p + ht->off, l->p + l->head_off, l->head_n * sizeof(float));
 	char nm[64];
 	for (int k = 0; k < l->n_layer * 4; k++) {
 		int t = k % 4;
@@ -643,7 +658,8 @@ int gpt2_lora_save(herr *e, const gpt2_lora *l, const char *dir)
 {
 	buf cfg;
 	buf_init(&cfg);
-	buf_printf(&cfg, "{\n  \"peft_type\": \"LORA\",\n  \"task_type\": \"CAUSAL_LM\",\n  \"r\": %d,\n  \"lora_alpha\": ", l->rank);
+	buf_printf(&cfg, "{\n  \"peft_type\": \"LORA\",\n  \"task_type\": \"%s\",\n  \"r\": %d,\n  \"lora_alpha\": ",
+	           l->head_n ? "SEQ_CLS" : "CAUSAL_LM", l->rank);
 	json_float(&cfg, l->alpha);
 	buf_adds(&cfg, ",\n  \"lora_dropout\": ");
 	json_float(&cfg, l->dropout);
@@ -654,7 +670,10 @@ int gpt2_lora_save(herr *e, const gpt2_lora *l, const char *dir)
 			buf_printf(&cfg, "%s\"%s\"", first ? "" : ", ", lora_module[t]);
 			first = 0;
 		}
-	buf_adds(&cfg, "],\n  \"base_model_name_or_path\": null,\n  \"inference_mode\": true\n}\n");
+	buf_adds(&cfg, "],\n");
+	if (l->head_n)
+		buf_adds(&cfg, "  \"modules_to_save\": [\"score\"],\n");
+	buf_adds(&cfg, "  \"base_model_name_or_path\": null,\n  \"inference_mode\": true\n}\n");
 	st_writer w;
 	st_writer_init(&w);
 	st_add_meta(&w, "format", "pt");
@@ -669,6 +688,10 @@ int gpt2_lora_save(herr *e, const gpt2_lora *l, const char *dir)
 		st_add_f32(&w, nm, A, 2, sa);
 		snprintf(nm, sizeof nm, "base_model.model.transformer.h.%d.%s.lora_B.weight", k / 4, lora_module[t]);
 		st_add_f32(&w, nm, B, 2, sb);
+	}
+	if (l->head_n) {
+		int64_t sh[2] = {(int64_t)(l->head_n / (size_t)l->in[0]), l->in[0]};
+		st_add_f32(&w, "base_model.model.score.weight", l->p + l->head_off, 2, sh);
 	}
 	int rc = save_pair(e, dir, "adapter_config.json", &cfg, "adapter_model.safetensors", &w);
 	st_writer_free(&w);
@@ -772,6 +795,18 @@ int gpt2_lora_load(herr *e, gpt2_lora *l, const gpt2 *m, const char *dir)
 					rc = -1;
 				else
 					memcpy(ab ? B : A, src, (size_t)(ab ? sb[0] * sb[1] : sa[0] * sa[1]) * sizeof(float));
+				used++;
+			}
+		}
+		/* a classifier's head, saved with it (modules_to_save) */
+		if (rc == 0 && m->cfg.ncls && st_find(&f, "base_model.model.score.weight")) {
+			int64_t sh[2] = {m->cfg.ncls, m->cfg.n_embd};
+			const float *src = st_f32(e, &f, wp, "base_model.model.score.weight", 2, sh);
+			if (!src) {
+				rc = -1;
+			} else {
+				gpt2_lora_add_head(l, m);
+				memcpy(l->p + l->head_off, src, l->head_n * sizeof(float));
 				used++;
 			}
 		}
@@ -1167,7 +1202,7 @@ double gpt2_forward_cls(const gpt2 *m, gpt2_ws *w, const uint32_t *ids, const in
 		return NAN;
 	w->cls = 1;
 	trunk_forward(m, w, ids);
-	const float *S = P("score.weight");
+	const float *S = m->lora && m->lora->head_n ? m->lora->p + m->lora->head_off : P("score.weight");
 	double loss = 0, count = 0;
 	for (int b = 0; b < B; b++) {
 		w->last[b] = last[b] < 0 ? 0 : last[b] >= T ? T - 1 : last[b];
@@ -1214,8 +1249,9 @@ void gpt2_backward(const gpt2 *m, gpt2_ws *w)
 		/* the score head at each row's last position; nothing flows elsewhere */
 		int K = c->ncls;
 		memset(dln, 0, (size_t)N * (size_t)C * sizeof(float));
-		const float *S = P("score.weight");
-		float *dS = G("score.weight");
+		int lh = m->lora && m->lora->head_n;
+		const float *S = lh ? m->lora->p + m->lora->head_off : P("score.weight");
+		float *dS = lh ? w->lg + m->lora->head_off : G("score.weight");
 		for (int b = 0; b < B; b++) {
 			size_t row = (size_t)b * (size_t)T + (size_t)w->last[b];
 			const float *h = w->lnf + row * (size_t)C;

@@ -60,10 +60,12 @@ typedef struct gpt2_lora {
 	int rank, targets, n_layer;
 	float alpha, scale;
 	float dropout;        /* on the adapters' input while training (PEFT's lora_dropout); 0: none */
-	float *p;             /* every A and B */
+	float *p;             /* every A and B (then the head, if any) */
 	size_t n;
 	size_t *off;          /* per (layer, target): A's offset; B follows A */
 	int in[4], out[4];    /* per target */
+	size_t head_off, head_n; /* a classifier's score.weight, trained in full with the adapters
+	                          * (PEFT's modules_to_save = ["score"]); head_n 0: none */
 } gpt2_lora;
 
 /* Adapters for the targets (a LORA_* mask): A uniform in ±1/sqrt(in) from
@@ -73,8 +75,11 @@ void gpt2_lora_free(gpt2_lora *l);
 /* Parses "c_attn", "attn.c_proj", "c_fc", "mlp.c_proj", or "c_proj" (both
  * projections, as PEFT matches it); 0 if unknown. */
 int gpt2_lora_target(const char *name);
-/* W += scale · Aᵀ Bᵀ for every adapter. */
+/* W += scale · Aᵀ Bᵀ for every adapter (and the head copied back). */
 void gpt2_lora_merge(const gpt2_lora *l, gpt2 *m);
+/* For a classifier (m->cfg.ncls > 0): its score.weight joins the trained
+ * parameters (a copy at the end of p); forward and backward use that copy. */
+void gpt2_lora_add_head(gpt2_lora *l, const gpt2 *m);
 /* The adapter in PEFT's layout: adapter_config.json +
  * adapter_model.safetensors (names base_model.model.transformer.h.<l>.<module>.lora_A.weight). */
 int gpt2_lora_save(herr *e, const gpt2_lora *l, const char *dir);

@@ -545,6 +545,12 @@ static int train_loop(kctx *c, const tcfg *cf, learner *L, size_t n, int has_val
 	return rc;
 }
 
+static void tstate_init(tstate *s)
+{
+	memset(s, 0, sizeof *s);
+	buf_init(&s->curve);
+}
+
 static void tstate_free(tstate *s)
 {
 	free(s->m);
@@ -604,6 +610,45 @@ static int lm_open_splits(kctx *c, const gpt2 *m, const kinput *ti, const kinput
 	return rc;
 }
 
+/* method = "lora": adapters on the targets, the base frozen (m->lora set) */
+static int lora_setup(kctx *c, const hval *p, gpt2 *m, gpt2_lora *lo, uint64_t seed)
+{
+	int targets = 0;
+	const hval *tl = hval_get(p, "targets");
+	for (size_t i = 0; tl && tl->t == HV_LIST && i < tl->n; i++) {
+		int t = tl->v[i].t == HV_STR ? gpt2_lora_target(tl->v[i].s) : 0;
+		if (!t)
+			return kctx_fail(c, "train: targets[%zu]: expected c_attn, c_proj, attn.c_proj, c_fc or mlp.c_proj", i + 1);
+		targets |= t;
+	}
+	if (!tl)
+		targets = LORA_C_ATTN;
+	long long rank = hval_get_int(p, "rank", 8);
+	if (rank < 1 || rank > m->cfg.n_embd)
+		return kctx_fail(c, "train: rank: expected 1..%d (n_embd), got %lld", m->cfg.n_embd, rank);
+	gpt2_lora_init(lo, m, (int)rank, (float)hval_get_num(p, "alpha", 16), targets, seed);
+	lo->dropout = (float)hval_get_num(p, "lora_dropout", 0);
+	if (m->cfg.ncls)
+		gpt2_lora_add_head(lo, m);
+	m->lora = lo;
+	return 0;
+}
+
+/* The adapter (PEFT's layout) in outdir/adapter, then the base with it merged */
+static int lora_finish(kctx *c, gpt2 *m, gpt2_lora *lo, const char *outdir)
+{
+	char *dir = NULL;
+	int rc = kctx_out_path(c, outdir, "adapter/adapter_config.json", &dir);
+	char *ad = rc == 0 ? path_dirname(dir) : NULL;
+	if (rc == 0)
+		rc = gpt2_lora_save(&c->err, lo, ad);
+	free(ad);
+	free(dir);
+	gpt2_lora_merge(lo, m);
+	m->lora = NULL;
+	return rc;
+}
+
 /* --- language models: GPT-2 on token ids ---------------------------------------------- */
 
 static double lm_step(void *ud, const uint32_t *idx, int nb, uint64_t step, float **grad)
@@ -647,30 +692,11 @@ static int train_lm(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, co
 	int lora = !strcmp(hval_get_str(p, "method", "full"), "lora");
 	gpt2_lora lo;
 	memset(&lo, 0, sizeof lo);
-	if (rc == 0 && lora) {
-		int targets = 0;
-		const hval *tl = hval_get(p, "targets");
-		for (size_t i = 0; tl && tl->t == HV_LIST && i < tl->n && rc == 0; i++) {
-			int t = tl->v[i].t == HV_STR ? gpt2_lora_target(tl->v[i].s) : 0;
-			if (!t)
-				rc = kctx_fail(c, "train: targets[%zu]: expected c_attn, c_proj, attn.c_proj, c_fc or mlp.c_proj", i + 1);
-			targets |= t;
-		}
-		if (!tl)
-			targets = LORA_C_ATTN;
-		long long rank = hval_get_int(p, "rank", 8);
-		if (rc == 0 && (rank < 1 || rank > m.cfg.n_embd))
-			rc = kctx_fail(c, "train: rank: expected 1..%d (n_embd), got %lld", m.cfg.n_embd, rank);
-		if (rc == 0) {
-			gpt2_lora_init(&lo, &m, (int)rank, (float)hval_get_num(p, "alpha", 16), targets, (uint64_t)cf->seed);
-			lo.dropout = (float)hval_get_num(p, "lora_dropout", 0);
-			m.lora = &lo;
-		}
-	}
+	if (rc == 0 && lora)
+		rc = lora_setup(c, p, &m, &lo, (uint64_t)cf->seed);
 	lm_batch l = {&m, NULL, &tr, &va, B, T, NULL, NULL, (uint64_t)cf->seed};
 	tstate s;
-	memset(&s, 0, sizeof s);
-	buf_init(&s.curve);
+	tstate_init(&s);
 	loop_result lr;
 	memset(&lr, 0, sizeof lr);
 	if (rc == 0) {
@@ -683,19 +709,8 @@ static int train_lm(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, co
 	if (rc == 0) {
 		if (vi && s.best_epoch > 0)
 			memcpy(lora ? lo.p : m.p, s.best_p, (lora ? lo.n : m.nparams) * sizeof(float));
-		char *dir = NULL;
-		if (lora) {
-			/* the adapter in PEFT's layout, and the base with it merged */
-			rc = kctx_out_path(c, outdir, "adapter/adapter_config.json", &dir);
-			char *ad = rc == 0 ? path_dirname(dir) : NULL;
-			if (rc == 0)
-				rc = gpt2_lora_save(&c->err, &lo, ad);
-			free(ad);
-			free(dir);
-			dir = NULL;
-			gpt2_lora_merge(&lo, &m);
-			m.lora = NULL;
-		}
+		if (lora)
+			rc = lora_finish(c, &m, &lo, outdir);
 		buf sum;
 		buf_init(&sum);
 		double el = now_seconds() - lr.t0;
@@ -740,18 +755,21 @@ typedef struct seq_learn {
 	int *last;
 	int32_t *lab;
 	double *vprob;
+	uint64_t seed;
 } seq_learn;
 
 static double seq_step(void *ud, const uint32_t *idx, int nb, uint64_t step, float **grad)
 {
-	(void)step;
 	seq_learn *l = ud;
 	lm_cls_fill(l->tr, idx, nb, l->B, l->T, l->ids, l->last);
 	for (int b = 0; b < l->B; b++)
 		l->lab[b] = b < nb ? (int32_t)l->ytr[idx[b]] : -1;
+	if (l->m->lora && l->m->lora->dropout > 0)
+		gpt2_ws_dropout(l->ws, mix(l->seed ^ (step * 0x9E3779B97F4A7C15ull)) | 1);
 	double loss = gpt2_forward_cls(l->m, l->ws, l->ids, l->last, l->lab);
 	gpt2_backward(l->m, l->ws);
-	*grad = gpt2_grad(l->ws);
+	gpt2_ws_dropout(l->ws, 0);
+	*grad = l->m->lora ? gpt2_lora_grad(l->ws) : gpt2_grad(l->ws);
 	return loss;
 }
 
@@ -774,8 +792,6 @@ static int train_seqcls(kctx *c, const hval *p, const tcfg *cf, const kinput *ti
 	if (!o || o->t != HV_MAP || o->n != 1)
 		return kctx_fail(c, "train: output: give exactly one field = \"category\"");
 	const char *target = o->k[0];
-	if (!strcmp(hval_get_str(p, "method", "full"), "lora"))
-		return kctx_fail(c, "train: method = \"lora\" with output (a classification head) is not supported yet: use method = \"full\"");
 	const char *metric = cf->metric ? cf->metric : "f1";
 	if (strcmp(metric, "loss") && strcmp(metric, "accuracy") && strcmp(metric, "f1") && strcmp(metric, "roc_auc"))
 		return kctx_fail(c, "train: metric: a classifier is selected on loss, accuracy, f1 or roc_auc, not %s", metric);
@@ -819,6 +835,11 @@ static int train_seqcls(kctx *c, const hval *p, const tcfg *cf, const kinput *ti
 		if (rc == 0 && vi && (rc = ml_split_open(&c->err, &yva, vi->path, vi->label)) == 0)
 			rc = ml_split_fill(&c->err, &yva, &proxy, 1);
 	}
+	int lora = !strcmp(hval_get_str(p, "method", "full"), "lora");
+	gpt2_lora lo;
+	memset(&lo, 0, sizeof lo);
+	if (rc == 0 && lora)
+		rc = lora_setup(c, p, &m, &lo, (uint64_t)cf->seed);
 	if (rc == 0) {
 		proxy.prior = xcalloc((size_t)proxy.ncls, sizeof *proxy.prior);
 		for (size_t i = 0; i < tr.n; i++)
@@ -830,25 +851,28 @@ static int train_seqcls(kctx *c, const hval *p, const tcfg *cf, const kinput *ti
 	seq_learn l;
 	memset(&l, 0, sizeof l);
 	tstate s;
-	memset(&s, 0, sizeof s);
-	buf_init(&s.curve);
+	tstate_init(&s);
 	loop_result lr;
 	memset(&lr, 0, sizeof lr);
 	if (rc == 0) {
 		l = (seq_learn){&m, gpt2_ws_new(&m, B, T, c->threads), &tr, &va, ytr.d.y, vi ? yva.d.y : NULL, &proxy, B, T,
 		                c->threads, xmalloc((size_t)B * (size_t)T * sizeof *l.ids), xmalloc((size_t)B * sizeof *l.last),
-		                xmalloc((size_t)B * sizeof *l.lab), vi ? xmalloc((va.n ? va.n : 1) * (size_t)m.cfg.ncls * sizeof(double)) : NULL};
-		learner L = {m.p, m.nparams, seq_step, seq_score, &l};
+		                xmalloc((size_t)B * sizeof *l.lab), vi ? xmalloc((va.n ? va.n : 1) * (size_t)m.cfg.ncls * sizeof(double)) : NULL,
+		                (uint64_t)cf->seed};
+		learner L = {lora ? lo.p : m.p, lora ? lo.n : m.nparams, seq_step, seq_score, &l};
 		kctx_metric(c, "params", (double)m.nparams);
 		rc = train_loop(c, cf, &L, tr.n, vi != NULL, metric, ml_metric_higher(metric), &s, &lr);
 	}
 	if (rc == 0) {
 		if (vi && s.best_epoch > 0)
-			memcpy(m.p, s.best_p, m.nparams * sizeof(float));
+			memcpy(lora ? lo.p : m.p, s.best_p, (lora ? lo.n : m.nparams) * sizeof(float));
+		if (lora)
+			rc = lora_finish(c, &m, &lo, outdir);
 		buf sum;
 		buf_init(&sum);
 		double el = now_seconds() - lr.t0;
-		buf_adds(&sum, "{\"task\": \"classification\", \"output\": ");
+		buf_printf(&sum, "{\"task\": \"classification\", \"method\": \"%s\", \"trainable\": %zu, \"output\": ",
+		           lora ? "lora" : "full", lora ? lo.n : m.nparams);
 		buf_json_str(&sum, target);
 		buf_adds(&sum, ", \"classes\": [");
 		for (int k = 0; k < m.cfg.ncls; k++) {
@@ -863,8 +887,10 @@ static int train_seqcls(kctx *c, const hval *p, const tcfg *cf, const kinput *ti
 		buf_printf(&sum, "], \"steps\": %lld, \"batch\": %d, \"block\": %d, \"params\": %zu, \"metric\": \"%s\", "
 		           "\"best_epoch\": %lld, \"best\": ", s.step, B, T, m.nparams, metric, s.best_epoch);
 		finish_summary(c, &sum, &s, metric, vi != NULL, lr.resumed, 0);
-		rc = gpt2_outputs(c, outdir, &m, &s.curve, &sum);
+		if (rc == 0)
+			rc = gpt2_outputs(c, outdir, &m, &s.curve, &sum);
 		buf_free(&sum);
+		kctx_metric(c, "trainable", (double)(lora ? lo.n : m.nparams));
 		if (el > 0 && s.step > lr.t_start)
 			kctx_metric(c, "examples_per_s", round((double)(s.step - lr.t_start) * B / el));
 	}
@@ -881,6 +907,7 @@ static int train_seqcls(kctx *c, const hval *p, const tcfg *cf, const kinput *ti
 	if (vi)
 		ml_split_close(&yva);
 	clf_free(&proxy);
+	gpt2_lora_free(&lo);
 	gpt2_free(&m);
 	return rc;
 }
@@ -948,8 +975,7 @@ static int k_train(kctx *c, const hval *p, const kinput *in, size_t nin, const c
 	clf_model m;
 	memset(&m, 0, sizeof m);
 	tstate s;
-	memset(&s, 0, sizeof s);
-	buf_init(&s.curve);
+	tstate_init(&s);
 	float *cw = NULL;
 	uint32_t *perm = NULL, *idx = NULL;
 	double *vout = NULL;

@@ -55,14 +55,12 @@ while os.path.exists(os.path.join(d, "hone_bundle_%d.json" % i)):
     i += 1
 check("texts found", i > 0, "%d" % i)
 
-cdir = os.path.join(d, "cls")
-if os.path.isdir(cdir):
+def compare_probs(name, clf, cdir, probs_file):
     import struct
-    clf = transformers.GPT2ForSequenceClassification.from_pretrained(cdir).eval()
     raw = open(os.path.join(cdir, "tokens.u32"), "rb").read()
     toks = struct.unpack("<%dI" % (len(raw) // 4), raw)
     rows = [json.loads(l) for l in open(os.path.join(cdir, "rows.jsonl"))]
-    probs = [json.loads(l) for l in open(os.path.join(cdir, "hone_probs.jsonl"))]
+    probs = [json.loads(l) for l in open(probs_file)]
     names = [clf.config.id2label[k] for k in range(clf.config.num_labels)]
     worst = 0.0
     for r, p in zip(rows, probs):
@@ -71,8 +69,14 @@ if os.path.isdir(cdir):
             got = torch.softmax(clf(input_ids=ids).logits[0].double(), -1)
         for k, n in enumerate(names):
             worst = max(worst, abs(float(got[k]) - p["prob_" + n]))
-    check("classifier probabilities", len(rows) == len(probs) and len(rows) > 0 and worst < 1e-5,
+    check(name, len(rows) == len(probs) and len(rows) > 0 and worst < 1e-5,
           "%d rows, classes %s, max |diff| %.3g (bound 1e-5)" % (len(rows), names, worst))
+
+
+cdir = os.path.join(d, "cls")
+if os.path.isdir(cdir):
+    clf = transformers.GPT2ForSequenceClassification.from_pretrained(cdir).eval()
+    compare_probs("classifier probabilities", clf, cdir, os.path.join(cdir, "hone_probs.jsonl"))
 
 try:
     import peft
@@ -86,6 +90,15 @@ if peft:
     while os.path.exists(os.path.join(d, "hone_lora_%d.json" % i)):
         compare("peft adapter logits, text %d" % i, pm, json.load(open(os.path.join(d, "hone_lora_%d.json" % i))))
         i += 1
+    # a classifier's adapter with its head (modules_to_save), on the language model it started from
+    ldir = os.path.join(d, "cls_lora")
+    if os.path.isdir(ldir):
+        names = json.load(open(os.path.join(cdir, "config.json")))["id2label"]
+        base = transformers.GPT2ForSequenceClassification.from_pretrained(
+            os.path.join(ldir, "base"), num_labels=len(names), id2label={int(k): v for k, v in names.items()}).eval()
+        pc = peft.PeftModel.from_pretrained(base, os.path.join(ldir, "adapter")).eval()
+        compare_probs("peft classifier adapter (modules_to_save) probabilities", pc, cdir,
+                      os.path.join(ldir, "hone_probs.jsonl"))
 print("transformers %s, peft %s, torch %s: %d failed" %
       (transformers.__version__, peft.__version__ if peft else "-", torch.__version__, failed))
 sys.exit(1 if failed else 0)

@@ -50,6 +50,9 @@ local ids = tokenize { parts, tok, max_len = 32 }
 local base = model { n_layer = 2, n_head = 2, n_embd = 32, n_positions = 32, vocab = 300, seed = 1 }
 local clf = train { ids.train, base = base, output = { label = "category" }, lr = 0.003, batch = 16, epochs = 2, seed = 1 }
 evaluate { clf, ids.test }
+local lc = train { ids.train, base = base, output = { label = "category" }, method = "lora", rank = 4, targets = { "c_attn", "c_fc" },
+                   lr = 0.01, batch = 16, epochs = 2, seed = 1, name = "lora_cls" }
+evaluate { lc, ids.test, name = "evaluate_lora" }
 LUA
 "$HONE" run c.lua -q
 rm -rf "$OUT/cls" && mkdir -p "$OUT/cls"
@@ -57,4 +60,9 @@ cp "$("$HONE" show c.lua train | awk '/^path/ {print $2}')"{config.json,model.sa
 cp "$("$HONE" show c.lua tokenize.test | awk '/^path/ {print $2}')"tokens.u32 "$OUT/cls/"
 "$HONE" show c.lua tokenize.test --jsonl --limit 100000 | jq -c '{tok_off, tok_len}' > "$OUT/cls/rows.jsonl"
 "$HONE" show c.lua evaluate --jsonl --limit 100000 | jq -c '{prob_city, prob_pets}' > "$OUT/cls/hone_probs.jsonl"
+# its LoRA form: the adapter with the head (modules_to_save), on the language model it started from
+rm -rf "$OUT/cls_lora" && mkdir -p "$OUT/cls_lora/base" "$OUT/cls_lora/adapter"
+cp "$("$HONE" show c.lua model | awk '/^path/ {print $2}')"{config.json,model.safetensors} "$OUT/cls_lora/base/"
+cp "$("$HONE" show c.lua lora_cls | awk '/^path/ {print $2}')"adapter/* "$OUT/cls_lora/adapter/"
+"$HONE" show c.lua evaluate_lora --jsonl --limit 100000 | jq -c '{prob_city, prob_pets}' > "$OUT/cls_lora/hone_probs.jsonl"
 echo "prepared $OUT"

@@ -125,8 +125,13 @@ w=$(sha256sum < "${CM}model.safetensors")
 "$HONE" run c.lua -q --force train --threads 1
 check "  ... the same weights on one thread" eq "$(sha256sum < "${CM}model.safetensors")" "$w"
 check "  ... generate refuses a classifier" fails_with 1 "is a classifier" "$HONE" generate "$CM" --tokenizer "$("$HONE" show c.lua tokenizer | awk '/^path/ {print $2}')" --prompt "the cat"
-check "  ... LoRA with a head is not there yet, and says so" fails_with 1 "is not supported yet" bash -c \
-	"sed 's/output = { label = \"category\" },/output = { label = \"category\" }, method = \"lora\",/' c.lua > c2.lua && '$HONE' run c2.lua -q"
+sed 's/output = { label = "category" },/output = { label = "category" }, method = "lora", rank = 4, targets = { "c_attn", "c_fc" }, lr = 0.01,/' c.lua > c2.lua
+check "  ... with LoRA: adapters and the head train, the base stays frozen" "$HONE" run c2.lua -q
+c2() { "$HONE" show c2.lua "$1" | grep -o "\"$2\":[0-9.e+-]*" | cut -d: -f2; }
+check "  ... LoRA's accuracy $(c2 evaluate accuracy) with $(c2 train trainable) of $(c2 train params) parameters trained" \
+	awk -v a="$(c2 evaluate accuracy)" -v t="$(c2 train trainable)" -v p="$(c2 train params)" 'BEGIN { exit !(a >= 0.9 && t * 5 < p) }'
+check "  ... the adapter is saved with the head (modules_to_save)" bash -c \
+	"jq -e '.task_type == \"SEQ_CLS\" and .modules_to_save == [\"score\"]' \"\$('$HONE' show c2.lua train | awk '/^path/ {print \$2}')adapter/adapter_config.json\" >/dev/null"
 check "  ... a numeric output" fails_with 2 "expected one of category, binary" bash -c \
 	"sed 's/output = { label = \"category\" }/output = { label = \"number\" }/' c.lua > c3.lua && '$HONE' run c3.lua -q"
 

@@ -22,6 +22,23 @@ static double num(const jnode *v)
 	return strtod(tmp, NULL);
 }
 
+/* A fixture's reference.json, parsed (the caller frees rj and a), and its
+ * "ids" into ids; their count. */
+static const jnode *ref_open(const char *path, buf *rj, jarena **a, uint32_t *ids, int *n)
+{
+	herr e;
+	buf_init(rj);
+	assert_int_equal(fs_read(&e, path, rj), 0);
+	*a = json_arena_new();
+	jerror je;
+	const jnode *r = json_parse(*a, rj->p, rj->len, &je);
+	assert_non_null(r);
+	*n = 0;
+	for (const jnode *k = json_member(r, "ids", 3)->kid; k && *n < 64; k = k->next)
+		ids[(*n)++] = (uint32_t)num(k);
+	return r;
+}
+
 static void test_against_pytorch(void **st)
 {
 	(void)st;
@@ -32,18 +49,12 @@ static void test_against_pytorch(void **st)
 		fail_msg("%s", e.msg);
 	assert_int_equal(m.cfg.n_layer, 2);
 	buf rj;
-	buf_init(&rj);
-	assert_int_equal(fs_read(&e, DIR "/reference.json", &rj), 0);
-	jarena *a = json_arena_new();
-	jerror je;
-	const jnode *r = json_parse(a, rj.p, rj.len, &je);
-	assert_non_null(r);
-	int B = (int)num(json_member(r, "B", 1)), T = (int)num(json_member(r, "T", 1));
+	jarena *a;
 	uint32_t ids[64];
 	int32_t tg[64];
-	int n = 0;
-	for (const jnode *k = json_member(r, "ids", 3)->kid; k; k = k->next)
-		ids[n++] = (uint32_t)num(k);
+	int n;
+	const jnode *r = ref_open(DIR "/reference.json", &rj, &a, ids, &n);
+	int B = (int)num(json_member(r, "B", 1)), T = (int)num(json_member(r, "T", 1));
 	assert_int_equal(n, B * T);
 	for (int i = 0; i < n; i++)
 		tg[i] = (i % T == T - 1) ? -1 : (int32_t)ids[i + 1];
@@ -178,17 +189,12 @@ static void test_classifier(void **st)
 	assert_int_equal(m.cfg.ncls, 3);
 	assert_string_equal(m.labels[2], "c");
 	buf rj;
-	buf_init(&rj);
-	assert_int_equal(fs_read(&e, "tests/fixtures/gpt2cls/reference.json", &rj), 0);
-	jarena *a = json_arena_new();
-	jerror je;
-	const jnode *r = json_parse(a, rj.p, rj.len, &je);
-	assert_non_null(r);
-	int B = (int)num(json_member(r, "B", 1)), T = (int)num(json_member(r, "T", 1)), n = 0, last[8];
-	int32_t lab[8];
+	jarena *a;
 	uint32_t ids[64];
-	for (const jnode *k = json_member(r, "ids", 3)->kid; k; k = k->next)
-		ids[n++] = (uint32_t)num(k);
+	int n, last[8];
+	int32_t lab[8];
+	const jnode *r = ref_open("tests/fixtures/gpt2cls/reference.json", &rj, &a, ids, &n);
+	int B = (int)num(json_member(r, "B", 1)), T = (int)num(json_member(r, "T", 1));
 	n = 0;
 	for (const jnode *k = json_member(r, "lengths", 7)->kid; k; k = k->next, n++)
 		last[n] = (int)num(k) - 1;
@@ -233,6 +239,45 @@ static void test_classifier(void **st)
 		checked++;
 	}
 	assert_int_equal(checked, m.nt);
+	/* LoRA with the head trained too: finite differences for the adapters
+	 * and the head; saved with the head (modules_to_save) and read back */
+	gpt2_lora lo;
+	gpt2_lora_init(&lo, &m, 2, 4.0f, LORA_C_ATTN | LORA_C_FC, 3);
+	for (size_t i = 0; i < lo.n; i++)
+		lo.p[i] = lo.p[i] ? lo.p[i] : 0.05f;
+	gpt2_lora_add_head(&lo, &m);
+	assert_int_equal(lo.head_n, 3 * 16);
+	m.lora = &lo;
+	gpt2_ws *wl = gpt2_ws_new(&m, B, T, 1);
+	double l0 = gpt2_forward_cls(&m, wl, ids, last, lab);
+	gpt2_backward(&m, wl);
+	const float *lgr = gpt2_lora_grad(wl);
+	size_t bad = 0;
+	for (size_t i = 0; i < lo.n; i += 5) {
+		float keep = lo.p[i];
+		lo.p[i] = keep + 1e-2f;
+		double up = gpt2_forward_cls(&m, wl, ids, last, lab);
+		lo.p[i] = keep - 1e-2f;
+		double down = gpt2_forward_cls(&m, wl, ids, last, lab);
+		lo.p[i] = keep;
+		double fd = (up - down) / 2e-2;
+		if (!(fabs(fd - lgr[i]) <= 2e-3 + 3e-2 * fabs(fd)) && bad++ < 3)
+			fprintf(stderr, "classifier LoRA parameter %zu: backward %.6g, finite difference %.6g\n", i, lgr[i], fd);
+	}
+	assert_int_equal(bad, 0);
+	assert_true(isfinite(l0));
+	char *ld = tmpdir_new();
+	assert_int_equal(gpt2_lora_save(&e, &lo, ld), 0);
+	m.lora = NULL;
+	gpt2_lora back;
+	if (gpt2_lora_load(&e, &back, &m, ld) != 0)
+		fail_msg("%s", e.msg);
+	assert_int_equal(back.head_n, lo.head_n);
+	assert_memory_equal(back.p, lo.p, lo.n * sizeof(float));
+	gpt2_lora_free(&back);
+	tmpdir_rm(ld);
+	gpt2_ws_free(wl);
+	gpt2_lora_free(&lo);
 	/* written back, it reads as the same classifier */
 	char *d = tmpdir_new();
 	assert_int_equal(gpt2_save_dir(&e, &m, NULL, d), 0);
@@ -296,17 +341,12 @@ static void test_lora_peft(void **st)
 	assert_int_equal(lo.rank, 4);
 	m.lora = &lo;
 	buf rj;
-	buf_init(&rj);
-	assert_int_equal(fs_read(&e, "tests/fixtures/lora/reference.json", &rj), 0);
-	jarena *a = json_arena_new();
-	jerror je;
-	const jnode *r = json_parse(a, rj.p, rj.len, &je);
-	assert_non_null(r);
-	int B = (int)num(json_member(r, "B", 1)), T = (int)num(json_member(r, "T", 1)), n = 0;
+	jarena *a;
 	uint32_t ids[64];
 	int32_t tg[64];
-	for (const jnode *k = json_member(r, "ids", 3)->kid; k; k = k->next)
-		ids[n++] = (uint32_t)num(k);
+	int n;
+	const jnode *r = ref_open("tests/fixtures/lora/reference.json", &rj, &a, ids, &n);
+	int B = (int)num(json_member(r, "B", 1)), T = (int)num(json_member(r, "T", 1));
 	for (int i = 0; i < n; i++)
 		tg[i] = (i % T == T - 1) ? -1 : (int32_t)ids[i + 1];
 	gpt2_ws *w = gpt2_ws_new(&m, B, T, 1);
