@@ -15,3 +15,15 @@ toy_classes() {
 	    for (k = 0; k < m; k++) { w = rand() < 0.5 ? S[1 + int(rand() * 5)] : (c ? B[1 + int(rand() * 5)] : A[1 + int(rand() * 5)]); t = t (k ? " " : "") w }
 	    printf "{\"text\":\"%s\",\"label\":\"%s\"}\n", t, c ? "city" : "pets" } }'
 }
+
+# toy_cls_stages: the start of a pipeline over cls.jsonl (toy_classes): a
+# stratified split, a 300-token BPE, ids, and a tiny GPT-2 named base
+toy_cls_stages() {
+	cat <<'LUA'
+local d = ingest { "cls.jsonl", fields = { text = "text", label = "label" } }
+local parts = split { d, train = 0.7, val = 0.15, test = 0.15, seed = 1, stratify = "label" }
+local tok = tokenizer { parts.train, vocab = 300 }
+local ids = tokenize { parts, tok, max_len = 32 }
+local base = model { n_layer = 2, n_head = 2, n_embd = 32, n_positions = 32, vocab = 300, seed = 1 }
+LUA
+}

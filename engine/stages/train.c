@@ -649,6 +649,15 @@ static int lora_finish(kctx *c, gpt2 *m, gpt2_lora *lo, const char *outdir)
 	return rc;
 }
 
+/* After training a GPT-2: the best epoch's weights; with LoRA, the adapter
+ * saved and merged into the base */
+static int gpt2_keep_best(kctx *c, gpt2 *m, gpt2_lora *lo, const tstate *s, int has_val, const char *outdir)
+{
+	if (has_val && s->best_epoch > 0)
+		memcpy(lo ? lo->p : m->p, s->best_p, (lo ? lo->n : m->nparams) * sizeof(float));
+	return lo ? lora_finish(c, m, lo, outdir) : 0;
+}
+
 /* --- language models: GPT-2 on token ids ---------------------------------------------- */
 
 static double lm_step(void *ud, const uint32_t *idx, int nb, uint64_t step, float **grad)
@@ -707,10 +716,7 @@ static int train_lm(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, co
 		rc = train_loop(c, cf, &L, tr.n, vi != NULL, metric, 0, &s, &lr);
 	}
 	if (rc == 0) {
-		if (vi && s.best_epoch > 0)
-			memcpy(lora ? lo.p : m.p, s.best_p, (lora ? lo.n : m.nparams) * sizeof(float));
-		if (lora)
-			rc = lora_finish(c, &m, &lo, outdir);
+		rc = gpt2_keep_best(c, &m, lora ? &lo : NULL, &s, vi != NULL, outdir);
 		buf sum;
 		buf_init(&sum);
 		double el = now_seconds() - lr.t0;
@@ -864,10 +870,7 @@ static int train_seqcls(kctx *c, const hval *p, const tcfg *cf, const kinput *ti
 		rc = train_loop(c, cf, &L, tr.n, vi != NULL, metric, ml_metric_higher(metric), &s, &lr);
 	}
 	if (rc == 0) {
-		if (vi && s.best_epoch > 0)
-			memcpy(lora ? lo.p : m.p, s.best_p, (lora ? lo.n : m.nparams) * sizeof(float));
-		if (lora)
-			rc = lora_finish(c, &m, &lo, outdir);
+		rc = gpt2_keep_best(c, &m, lora ? &lo : NULL, &s, vi != NULL, outdir);
 		buf sum;
 		buf_init(&sum);
 		double el = now_seconds() - lr.t0;

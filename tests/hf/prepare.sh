@@ -42,18 +42,14 @@ for i in 0 1 2; do
 done
 # a classifier: GPT2ForSequenceClassification, its test rows' ids and hone's probabilities
 toy_classes 300 > cls.jsonl
-cat > c.lua <<'LUA'
-local d = ingest { "cls.jsonl", fields = { text = "text", label = "label" } }
-local parts = split { d, train = 0.7, val = 0.15, test = 0.15, seed = 1, stratify = "label" }
-local tok = tokenizer { parts.train, vocab = 300 }
-local ids = tokenize { parts, tok, max_len = 32 }
-local base = model { n_layer = 2, n_head = 2, n_embd = 32, n_positions = 32, vocab = 300, seed = 1 }
+{ toy_cls_stages; cat <<'LUA'
 local clf = train { ids.train, base = base, output = { label = "category" }, lr = 0.003, batch = 16, epochs = 2, seed = 1 }
 evaluate { clf, ids.test }
 local lc = train { ids.train, base = base, output = { label = "category" }, method = "lora", rank = 4, targets = { "c_attn", "c_fc" },
                    lr = 0.01, batch = 16, epochs = 2, seed = 1, name = "lora_cls" }
 evaluate { lc, ids.test, name = "evaluate_lora" }
 LUA
+} > c.lua
 "$HONE" run c.lua -q
 rm -rf "$OUT/cls" && mkdir -p "$OUT/cls"
 cp "$("$HONE" show c.lua train | awk '/^path/ {print $2}')"{config.json,model.safetensors} "$OUT/cls/"

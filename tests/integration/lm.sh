@@ -102,15 +102,11 @@ check "n_embd not a multiple of n_head" fails_with 2 "must be a multiple of n_he
 	"printf 'model { n_head = 5, n_embd = 32 }\n' > e5.lua; '$HONE' run e5.lua -q"
 # sequence classification: a GPT-2 with a score head on the last token
 toy_classes 500 > cls.jsonl
-cat > c.lua <<'LUA'
-local d = ingest { "cls.jsonl", fields = { text = "text", label = "label" } }
-local parts = split { d, train = 0.7, val = 0.15, test = 0.15, seed = 1, stratify = "label" }
-local tok = tokenizer { parts.train, vocab = 300 }
-local ids = tokenize { parts, tok, max_len = 32 }
-local base = model { n_layer = 2, n_head = 2, n_embd = 32, n_positions = 32, vocab = 300, seed = 1 }
+{ toy_cls_stages; cat <<'LUA'
 local clf = train { ids.train, val = ids.val, base = base, output = { label = "category" }, lr = 0.003, batch = 16, epochs = 3, seed = 1 }
 evaluate { clf, ids.test }
 LUA
+} > c.lua
 check "a GPT-2 with a classification head trains and evaluates" "$HONE" run c.lua -q
 cm() { "$HONE" show c.lua "$1" | grep -o "\"$2\":[0-9.e+-]*" | cut -d: -f2; }
 check "  ... accuracy $(cm evaluate accuracy) against the baseline's $(cm evaluate baseline_accuracy)" \
