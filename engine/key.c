@@ -3,8 +3,10 @@
 #include <errno.h>
 #include <stdio.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -59,8 +61,65 @@ int hkey_is_zero(const hkey *k)
 	return 1;
 }
 
+/* Notes of files written and hashed by this process (hkey_note): a small
+ * table, the oldest dropped when full. */
+typedef struct fnote {
+	char *path;
+	dev_t dev;
+	ino_t ino;
+	uint64_t size;
+	struct timespec mtime;
+	hkey k;
+} fnote;
+
+#define NOTES 64
+static fnote notes[NOTES];
+static unsigned nnotes_next;
+static pthread_mutex_t notes_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void hkey_note(const char *path, const hkey *k, uint64_t size)
+{
+	struct stat st;
+	if (stat(path, &st) != 0 || (uint64_t)st.st_size != size)
+		return; /* nothing to note: hkey_file reads the file */
+	pthread_mutex_lock(&notes_mu);
+	fnote *n = &notes[nnotes_next++ % NOTES];
+	free(n->path);
+	*n = (fnote){xstrdup(path), st.st_dev, st.st_ino, size, st.st_mtim, *k};
+	pthread_mutex_unlock(&notes_mu);
+}
+
+/* Takes the note of path, if one matches the file as it is now. */
+static int noted(const char *path, hkey *k, uint64_t *size)
+{
+	struct stat st;
+	if (stat(path, &st) != 0)
+		return 0;
+	int found = 0;
+	pthread_mutex_lock(&notes_mu);
+	for (int i = 0; i < NOTES && !found; i++) {
+		fnote *n = &notes[i];
+		if (n->path && !strcmp(n->path, path) && n->dev == st.st_dev && n->ino == st.st_ino &&
+		    n->size == (uint64_t)st.st_size && n->mtime.tv_sec == st.st_mtim.tv_sec &&
+		    n->mtime.tv_nsec == st.st_mtim.tv_nsec) {
+			*k = n->k;
+			if (size)
+				*size = n->size;
+			found = 1;
+		}
+		if (n->path && !strcmp(n->path, path)) { /* used or stale: gone */
+			free(n->path);
+			n->path = NULL;
+		}
+	}
+	pthread_mutex_unlock(&notes_mu);
+	return found;
+}
+
 int hkey_file(herr *e, const char *path, hkey *k, uint64_t *size)
 {
+	if (noted(path, k, size))
+		return 0;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return herr_set(e, "%s: cannot open: %s", path, strerror(errno));
@@ -117,6 +176,8 @@ void keyhash_field(keyhash *h, const void *p, size_t n)
 }
 
 void keyhash_str(keyhash *h, const char *s) { keyhash_field(h, s, strlen(s)); }
+
+void keyhash_bytes(keyhash *h, const void *p, size_t n) { XXH3_128bits_update(h->st, p, n); }
 
 void keyhash_done(keyhash *h, hkey *out)
 {

@@ -34,14 +34,25 @@ int hkey_parse(hkey *k, const char *hex);
 int hkey_eq(const hkey *a, const hkey *b);
 int hkey_is_zero(const hkey *k);
 
-/* Hashes a file's bytes, streaming. Sets *size. */
+/* Hashes a file's bytes, streaming. Sets *size. A file this process noted
+ * with hkey_note is not read again: see there. */
 int hkey_file(herr *e, const char *path, hkey *k, uint64_t *size);
+
+/* Records the content key of a file this process has just written whole,
+ * its writer having hashed the bytes as they went out (keyhash_bytes), so
+ * that hkey_file need not read them back. The note names the file by its
+ * path, device, inode, size and modification time; hkey_file takes it once,
+ * and only while all of them are still as noted. Thread-safe. */
+void hkey_note(const char *path, const hkey *k, uint64_t size);
 
 /* Incremental hashing of a list of length-prefixed fields. */
 typedef struct keyhash keyhash;
 keyhash *keyhash_new(void);
 void keyhash_field(keyhash *h, const void *p, size_t n);
 void keyhash_str(keyhash *h, const char *s);
+/* Raw bytes, no length prefix: keyhash_new, keyhash_bytes over a file's
+ * bytes in order, keyhash_done give hkey_file's key of that file. */
+void keyhash_bytes(keyhash *h, const void *p, size_t n);
 void keyhash_done(keyhash *h, hkey *out); /* frees h */
 
 typedef struct key_input {

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -231,15 +232,20 @@ int store_publish(herr *e, store *st, const char *workdir, hkey *id)
 	}
 	if (rc == 0 && rename(workdir, dst) != 0) {
 		if (errno == EEXIST || errno == ENOTEMPTY) {
-			/* the same content is already published: keep it if it is
-			 * intact, else move the damaged one aside and publish ours */
+			/* the same content is already published. Ours was just
+			 * written and hashed, theirs may have been damaged since:
+			 * swap ours in, atomically (a reader sees one or the
+			 * other, whole), and remove theirs. Where the file system
+			 * cannot swap, keep theirs if it is intact, else move it
+			 * aside and publish ours. */
 			herr tmp;
 			buf old, now;
 			buf_init(&old);
 			buf_init(&now);
-			int intact = read_manifest(&tmp, dst, &old) == 0 &&
+			int swapped = renameat2(AT_FDCWD, workdir, AT_FDCWD, dst, RENAME_EXCHANGE) == 0;
+			int intact = swapped || (read_manifest(&tmp, dst, &old) == 0 &&
 			             store_manifest_body(&tmp, dst, &now) == 0 && old.len == now.len &&
-			             memcmp(old.p ? old.p : "", now.p ? now.p : "", old.len) == 0;
+			             memcmp(old.p ? old.p : "", now.p ? now.p : "", old.len) == 0);
 			buf_free(&old);
 			buf_free(&now);
 			if (intact) {

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +67,127 @@ void *xcalloc(size_t n, size_t m)
 		abort();
 	}
 	return p;
+}
+
+typedef struct crew_member {
+	crew *c;
+	int t;
+} crew_member;
+
+struct crew {
+	int nt;
+	pthread_t th[64];
+	crew_member m[64];
+	pthread_mutex_t mu;
+	pthread_cond_t go, fin;
+	unsigned gen;       /* rounds started */
+	int pending;        /* members still working on this round */
+	int quit;
+	void (*fn)(void *, int, int);
+	void *ud;
+};
+
+static void *crew_main(void *arg)
+{
+	crew_member *m = arg;
+	crew *c = m->c;
+	unsigned seen = 0;
+	for (;;) {
+		pthread_mutex_lock(&c->mu);
+		while (c->gen == seen && !c->quit)
+			pthread_cond_wait(&c->go, &c->mu);
+		seen = c->gen;
+		int quit = c->quit;
+		pthread_mutex_unlock(&c->mu);
+		if (quit)
+			return NULL;
+		c->fn(c->ud, m->t, c->nt);
+		pthread_mutex_lock(&c->mu);
+		if (--c->pending == 0)
+			pthread_cond_signal(&c->fin);
+		pthread_mutex_unlock(&c->mu);
+	}
+}
+
+crew *crew_new(int nt)
+{
+	crew *c = xcalloc(1, sizeof *c);
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->go, NULL);
+	pthread_cond_init(&c->fin, NULL);
+	if (nt > 64)
+		nt = 64;
+	c->nt = 1;
+	for (int t = 1; t < nt; t++) {
+		c->m[t] = (crew_member){c, t};
+		if (pthread_create(&c->th[t], NULL, crew_main, &c->m[t]) != 0)
+			break;
+		c->nt = t + 1;
+	}
+	return c;
+}
+
+int crew_size(const crew *c) { return c->nt; }
+
+void crew_run(crew *c, void (*fn)(void *ud, int t, int nt), void *ud)
+{
+	pthread_mutex_lock(&c->mu);
+	c->fn = fn;
+	c->ud = ud;
+	c->pending = c->nt - 1;
+	c->gen++;
+	pthread_cond_broadcast(&c->go);
+	pthread_mutex_unlock(&c->mu);
+	fn(ud, 0, c->nt);
+	pthread_mutex_lock(&c->mu);
+	while (c->pending)
+		pthread_cond_wait(&c->fin, &c->mu);
+	pthread_mutex_unlock(&c->mu);
+}
+
+void crew_free(crew *c)
+{
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->mu);
+	c->quit = 1;
+	pthread_cond_broadcast(&c->go);
+	pthread_mutex_unlock(&c->mu);
+	for (int t = 1; t < c->nt; t++)
+		pthread_join(c->th[t], NULL);
+	pthread_cond_destroy(&c->go);
+	pthread_cond_destroy(&c->fin);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
+
+#define BIG ((size_t)4 << 20) /* below this, calloc */
+
+void *xcalloc_big(size_t n, size_t m)
+{
+	if (m && n > SIZE_MAX / m) {
+		fprintf(stderr, "hone: error: out of memory\n");
+		abort();
+	}
+	if (n * m < BIG)
+		return xcalloc(n, m);
+	void *p = mmap(NULL, n * m, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) {
+		fprintf(stderr, "hone: error: out of memory\n");
+		abort();
+	}
+	madvise(p, n * m, MADV_HUGEPAGE); /* a hint: fine where refused */
+	return p;
+}
+
+void xfree_big(void *p, size_t n, size_t m)
+{
+	if (!p)
+		return;
+	if (n * m < BIG)
+		free(p);
+	else
+		munmap(p, n * m);
 }
 
 void *xrealloc(void *p, size_t n)

@@ -2,7 +2,7 @@
  * util — errors, growable buffers and file-system helpers shared by every
  * module of the engine.
  *
- * Relies on: libc and POSIX only.
+ * Relies on: libc and POSIX only (threads for crew).
  * Ownership: a buffer owns its bytes; whoever calls buf_free releases them.
  *
  * Errors: functions return 0 on success and -1 on failure; the message is
@@ -59,7 +59,23 @@ void buf_json_num(buf *b, double v);
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t m);
 void *xrealloc(void *p, size_t n);
+/* Zeroed memory for a big table touched all over (a hash set): from the
+ * kernel directly, on huge pages where it gives them, so that first touches
+ * cost a few page faults instead of one per 4 KiB. Free with xfree_big and
+ * the same n and m. */
+void *xcalloc_big(size_t n, size_t m);
+void xfree_big(void *p, size_t n, size_t m);
 char *xstrdup(const char *s);
+
+/* A crew of threads kept for many rounds of parallel work: crew_run calls
+ * fn(ud, t, nt) on every member, t = 0 on the caller, and returns when all
+ * are done. A round costs a wake-up, not a thread start. nt is at most 64;
+ * where threads cannot be started the crew is smaller (crew_size). */
+typedef struct crew crew;
+crew *crew_new(int nt);
+int crew_size(const crew *c);
+void crew_run(crew *c, void (*fn)(void *ud, int t, int nt), void *ud);
+void crew_free(crew *c);
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

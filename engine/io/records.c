@@ -10,6 +10,8 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "../key.h"
+
 static int write_all(int fd, const void *p, size_t n)
 {
 	const char *c = p;
@@ -45,6 +47,94 @@ rec_type rec_type_parse(const char *s)
 
 /* ---- writer --------------------------------------------------------------- */
 
+/* The file a writer produces. It is written strictly front to back (the
+ * header holds nothing that is known only at the end: that is the
+ * trailer's), small pieces through a staging buffer, and hashed on the way,
+ * so that publishing it need not read it back (hkey_note). */
+typedef struct wfile {
+	int fd;
+	int err;            /* errno of the first failed write, or 0 */
+	uint64_t size;      /* bytes put so far */
+	keyhash *h;
+	size_t n;           /* staged bytes */
+	char stage[1 << 16];
+} wfile;
+
+static void wf_flush(wfile *f)
+{
+	if (f->n && !f->err && write_all(f->fd, f->stage, f->n) != 0)
+		f->err = errno ? errno : EIO;
+	f->n = 0;
+}
+
+static void wf_put(wfile *f, const void *p, size_t n)
+{
+	if (!n)
+		return;
+	keyhash_bytes(f->h, p, n);
+	f->size += n;
+	if (n <= sizeof f->stage - f->n) {
+		memcpy(f->stage + f->n, p, n);
+		f->n += n;
+		return;
+	}
+	wf_flush(f);
+	if (n < sizeof f->stage) {
+		memcpy(f->stage, p, n);
+		f->n = n;
+	} else if (!f->err && write_all(f->fd, p, n) != 0) {
+		f->err = errno ? errno : EIO;
+	}
+}
+
+/* Creates path and writes the header. */
+static wfile *wf_open(herr *e, const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		herr_set(e, "%s: cannot create: %s", path, strerror(errno));
+		return NULL;
+	}
+	wfile *f = xmalloc(sizeof *f);
+	f->fd = fd;
+	f->err = 0;
+	f->size = 0;
+	f->n = 0;
+	f->h = keyhash_new();
+	unsigned char hdr[32] = "HONEREC";
+	uint32_t ver = 2;
+	memcpy(hdr + 8, &ver, 4);
+	wf_put(f, hdr, 32);
+	return f;
+}
+
+static void wf_abandon(wfile *f)
+{
+	if (!f)
+		return;
+	hkey k;
+	keyhash_done(f->h, &k);
+	close(f->fd);
+	free(f);
+}
+
+/* Writes what is staged, closes, and notes the file's key; frees f. */
+static int wf_close(herr *e, wfile *f, const char *path)
+{
+	wf_flush(f);
+	int err = f->err;
+	if (close(f->fd) != 0 && !err)
+		err = errno;
+	uint64_t size = f->size;
+	hkey k;
+	keyhash_done(f->h, &k);
+	free(f);
+	if (err)
+		return herr_set(e, "%s: write error: %s", path, strerror(err));
+	hkey_note(path, &k, size);
+	return 0;
+}
+
 typedef struct wcol {
 	char *name;
 	rec_type type;
@@ -66,9 +156,8 @@ struct rec_writer {
 	int n;
 	size_t rows;
 	int stream;         /* field whose values go straight to the file, or -1 */
-	int fd;             /* the file being written (stream mode) */
+	wfile *file;        /* the file being written (stream mode) */
 	char *path;
-	int failed;         /* a streamed write failed */
 };
 
 /* The length of a column's data so far (streamed or not). */
@@ -78,7 +167,6 @@ rec_writer *recw_new(void)
 {
 	rec_writer *w = xcalloc(1, sizeof(rec_writer));
 	w->stream = -1;
-	w->fd = -1;
 	return w;
 }
 
@@ -97,8 +185,7 @@ void recw_free(rec_writer *w)
 		free(c->slots);
 	}
 	free(w->cols);
-	if (w->fd >= 0)
-		close(w->fd);
+	wf_abandon(w->file);
 	free(w->path);
 	free(w);
 }
@@ -251,8 +338,7 @@ void recw_end_row(rec_writer *w)
 	if (w->stream >= 0) {
 		wcol *c = &w->cols[w->stream];
 		if (c->data.len >= ((size_t)1 << 20)) {
-			if (write_all(w->fd, c->data.p, c->data.len) != 0)
-				w->failed = 1;
+			wf_put(w->file, c->data.p, c->data.len);
 			c->streamed += c->data.len;
 			c->data.len = 0;
 		}
@@ -261,12 +347,8 @@ void recw_end_row(rec_writer *w)
 
 int recw_stream(herr *e, rec_writer *w, int f, const char *path)
 {
-	w->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (w->fd < 0)
-		return herr_set(e, "%s: cannot create: %s", path, strerror(errno));
-	static const char zeros[32] = {0};
-	if (write_all(w->fd, zeros, 32) != 0)
-		return herr_set(e, "%s: write error: %s", path, strerror(errno));
+	if (!(w->file = wf_open(e, path)))
+		return -1;
 	w->stream = f;
 	w->path = xstrdup(path);
 	return 0;
@@ -302,15 +384,12 @@ int recw_write(herr *e, rec_writer *w, const char *path)
 {
 	if (w->stream >= 0 && strcmp(path, w->path) != 0)
 		return herr_set(e, "%s: this writer streams into %s", path, w->path);
-	/* "wb" on the streamed descriptor: fdopen never truncates, and "a"
-	 * would set O_APPEND, which makes the header's pwrite append */
-	FILE *f = w->stream >= 0 ? fdopen(w->fd, "wb") : fopen(path, "wb");
-	if (!f)
-		return herr_set(e, "%s: cannot create: %s", path, strerror(errno));
-	if (w->stream >= 0)
-		w->fd = -1; /* now owned by f */
-	/* compute the layout first, then stream the blocks; a streamed column
-	 * is already in the file at offset 32 */
+	wfile *f = w->file;
+	w->file = NULL;
+	if (!f && !(f = wf_open(e, path)))
+		return -1;
+	/* compute the layout first, then write the blocks in that order; a
+	 * streamed column is already in the file at offset 32 */
 	uint64_t off = 32;
 	unsigned char *table = xcalloc((size_t)w->n ? (size_t)w->n : 1, 64);
 	buf names;
@@ -326,11 +405,7 @@ int recw_write(herr *e, rec_writer *w, const char *path)
 	if (w->stream >= 0) {
 		wcol *c = &w->cols[w->stream];
 		off = 32 + c->streamed;
-		blocks[nb].p = c->data.p;
-		blocks[nb].n = c->data.len;
-		nb++;
-		off += c->data.len;
-		off = (off + 7) & ~(uint64_t)7;
+		ADD(c->data.p, c->data.len);
 	}
 	for (int i = 0; i < w->n; i++) {
 		wcol *c = &w->cols[i];
@@ -370,41 +445,28 @@ int recw_write(herr *e, rec_writer *w, const char *path)
 			ADD(c->nulls.p, c->nulls.len);
 		}
 	}
-	/* names after the columns, then the table */
+	/* names after the columns, then the table, then the trailer */
 	for (int i = 0; i < w->n; i++) {
 		put64(table + 64 * i + 8, off + names.len);
 		buf_adds(&names, w->cols[i].name);
 	}
 	pad8(&names);
 	ADD(names.p ? names.p : "", names.len);
-	uint64_t table_off = off;
-	unsigned char hdr[32] = "HONEREC";
-	uint32_t ver = 1, nf = (uint32_t)w->n;
+	unsigned char tail[32] = "HONEEND";
+	uint32_t nf = (uint32_t)w->n;
 	uint64_t rows = w->rows;
-	memcpy(hdr + 8, &ver, 4);
-	memcpy(hdr + 12, &nf, 4);
-	memcpy(hdr + 16, &rows, 8);
-	memcpy(hdr + 24, &table_off, 8);
-	int ok = !w->failed && (w->stream >= 0 || fwrite(hdr, 1, 32, f) == 32);
+	memcpy(tail + 12, &nf, 4);
+	memcpy(tail + 16, &rows, 8);
+	memcpy(tail + 24, &off, 8);
 	static const char zeros[8] = {0};
 	/* padding follows the absolute position: a streamed column's first
 	 * part can end anywhere */
-	uint64_t pos = 32 + (w->stream >= 0 ? w->cols[w->stream].streamed : 0);
-	for (size_t k = 0; k < nb && ok; k++) {
-		if (blocks[k].n)
-			ok = fwrite(blocks[k].p, 1, blocks[k].n, f) == blocks[k].n;
-		pos += blocks[k].n;
-		size_t pad = (size_t)((8 - pos % 8) % 8);
-		if (ok && pad)
-			ok = fwrite(zeros, 1, pad, f) == pad;
-		pos += pad;
+	for (size_t k = 0; k < nb; k++) {
+		wf_put(f, blocks[k].p, blocks[k].n);
+		wf_put(f, zeros, (size_t)((8 - f->size % 8) % 8));
 	}
-	if (ok && w->n)
-		ok = fwrite(table, 64, (size_t)w->n, f) == (size_t)w->n;
-	if (ok && w->stream >= 0)
-		ok = fflush(f) == 0 && pwrite(fileno(f), hdr, 32, 0) == 32;
-	if (fclose(f) != 0)
-		ok = 0;
+	wf_put(f, table, 64 * (size_t)w->n);
+	wf_put(f, tail, 32);
 #undef ADD
 	for (int i = 0; i < w->n; i++)
 		buf_free(&dicts[i]);
@@ -412,9 +474,7 @@ int recw_write(herr *e, rec_writer *w, const char *path)
 	free(blocks);
 	buf_free(&names);
 	free(table);
-	if (!ok)
-		return herr_set(e, "%s: write error: %s", path, strerror(errno));
-	return 0;
+	return wf_close(e, f, path);
 }
 
 /* ---- reader --------------------------------------------------------------- */
@@ -444,25 +504,36 @@ int recr_open(herr *e, rec_reader *r, const char *path)
 	}
 	r->size = (size_t)st.st_size;
 	r->map = mmap(NULL, r->size, PROT_READ, MAP_PRIVATE, fd, 0);
-	close(fd);
 	if (r->map == MAP_FAILED) {
+		close(fd);
 		r->map = NULL;
 		return herr_set(e, "%s: cannot map: %s", path, strerror(errno));
 	}
+	r->fd = fd;
+	r->path = xstrdup(path);
 	const unsigned char *p = r->map;
 	uint32_t ver, nf;
 	memcpy(&ver, p + 8, 4);
-	memcpy(&nf, p + 12, 4);
-	r->rows = get64(p + 16);
-	uint64_t toff = get64(p + 24);
 	if (memcmp(p, "HONEREC\0", 8) != 0) {
 		recr_close(r);
 		return herr_set(e, "%s: not a dataset (bad magic)", path);
 	}
-	if (ver != 1) {
+	if (ver != 1 && ver != 2) {
 		recr_close(r);
-		return herr_set(e, "%s: dataset version %u, expected 1", path, ver);
+		return herr_set(e, "%s: dataset version %u, expected 1 or 2", path, ver);
 	}
+	/* version 1 has the counts in its header, version 2 in its trailer */
+	const unsigned char *counts = p;
+	if (ver == 2) {
+		counts = p + r->size - 32;
+		if (r->size < 64 || memcmp(counts, "HONEEND\0", 8) != 0) {
+			recr_close(r);
+			return herr_set(e, "%s: dataset is truncated or corrupt (no trailer)", path);
+		}
+	}
+	memcpy(&nf, counts + 12, 4);
+	r->rows = get64(counts + 16);
+	uint64_t toff = get64(counts + 24);
 	if (nf > 65536 || !in_file(r, toff, (uint64_t)nf * 64) || r->rows > r->size * 8) {
 		recr_close(r);
 		return herr_set(e, "%s: dataset is truncated or corrupt (field table)", path);
@@ -550,6 +621,9 @@ void recr_close(rec_reader *r)
 	free(r->fields);
 	if (r->map)
 		munmap(r->map, r->size);
+	if (r->map)
+		close(r->fd);
+	free(r->path);
 	memset(r, 0, sizeof *r);
 }
 
@@ -582,6 +656,26 @@ const char *recr_str(const rec_reader *r, int f, uint64_t row, size_t *len)
 	}
 	*len = (size_t)(c->offs[row + 1] - c->offs[row]);
 	return c->data + c->offs[row];
+}
+
+int recr_read_strs(herr *e, const rec_reader *r, int f, uint64_t lo, uint64_t hi, buf *b)
+{
+	const rec_field *c = &r->fields[f];
+	uint64_t n = c->offs[hi] - c->offs[lo];
+	off_t at = (off_t)(c->data - (const char *)r->map) + (off_t)c->offs[lo];
+	b->len = 0;
+	buf_reserve(b, (size_t)n);
+	for (uint64_t got = 0; got < n;) {
+		ssize_t k = pread(r->fd, b->p + got, (size_t)(n - got), at + (off_t)got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			return herr_set(e, "%s: read error: %s", r->path, k < 0 ? strerror(errno) : "the file shrank");
+		}
+		got += (uint64_t)k;
+	}
+	b->len = (size_t)n;
+	return 0;
 }
 
 long long recr_int(const rec_reader *r, int f, uint64_t row)

@@ -1,19 +1,28 @@
 /*
  * records — the dataset artifact: a column-oriented, mmap-able file of typed
  * records with a schema. Written once by a stage (rec_writer, in memory,
- * then one write) and read zero-copy by the next (rec_reader, mmap).
+ * then front to back) and read zero-copy by the next (rec_reader, mmap).
  *
- * Relies on: util, libxxhash (category dictionary).
+ * Relies on: util, key (hashing what it writes), libxxhash (category
+ * dictionary).
  * Ownership: a writer owns its column buffers until recw_free; a reader owns
  * its mapping until recr_close, and every pointer it returns points into it.
  *
- * File format (little-endian; every block starts 8-byte aligned):
+ * File format (little-endian; every block starts 8-byte aligned). A file is
+ * written strictly front to back, so its writer hashes it on the way out:
  *   offset 0   8 bytes  magic "HONEREC\0"
- *          8   u32      version (1)
+ *          8   u32      version (2)
+ *         12   20 bytes zero
+ *         32   ...      column blocks, then the field names, then
+ *                       the field table
+ *   the last 32 bytes, the trailer:
+ *          0   8 bytes  "HONEEND\0"
+ *          8   u32      zero
  *         12   u32      field count F
  *         16   u64      row count N
  *         24   u64      offset of the field table
- *         32   ...      column blocks
+ * (Version 1, still read, had no trailer and these counts at 8..32 of the
+ * header.)
  *   field table, F entries of 64 bytes:
  *          0   u8 type (1 string, 2 int, 3 float, 4 bool, 5 category)
  *          1   u8 flags (1: has a null bitmap)
@@ -85,6 +94,8 @@ typedef struct rec_field {
 typedef struct rec_reader {
 	void *map;
 	size_t size;
+	int fd;                   /* the file, open while mapped */
+	char *path;
 	uint64_t rows;
 	uint32_t nfields;
 	rec_field *fields;
@@ -96,6 +107,13 @@ int recr_find(const rec_reader *r, const char *name);
 int recr_is_null(const rec_reader *r, int f, uint64_t row);
 /* String or category label of a row (NULL, length 0 for null). */
 const char *recr_str(const rec_reader *r, int f, uint64_t row, size_t *len);
+/* Reads the values of string field f for rows [lo, hi) into b with one
+ * pread: row k's value starts at b->p + offs[k] - offs[lo]. -1 on a read
+ * error. For one pass over a big column, where a
+ * copy through the kernel beats touching the mapping's pages one by one
+ * (on a virtual machine, mapped 4 KiB pages of the page cache read at a
+ * sixth of read()'s speed). */
+int recr_read_strs(herr *e, const rec_reader *r, int f, uint64_t lo, uint64_t hi, buf *b);
 long long recr_int(const rec_reader *r, int f, uint64_t row);
 double recr_float(const rec_reader *r, int f, uint64_t row);
 int recr_bool(const rec_reader *r, int f, uint64_t row);

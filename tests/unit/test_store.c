@@ -141,6 +141,14 @@ static void test_verify_detects_damage(void **s)
 	}
 	assert_int_equal(fs_write_atomic(&e, mp, m.p, m.len), 0);
 	assert_int_equal(verify_bad(&st), 0);
+	/* publishing the same content again replaces a damaged object */
+	write_file(p, "a.txt", "damaged\n");
+	assert_int_equal(verify_bad(&st), 1);
+	hkey again;
+	free(publish(&st, f, 2, &again));
+	assert_true(hkey_eq(&again, &id));
+	assert_int_equal(verify_bad(&st), 0);
+	chmod(a, 0644);
 	/* repair removes the damaged object */
 	write_file(p, "a.txt", "damaged\n");
 	store_report r;
