@@ -76,11 +76,11 @@ build/asan/%.o: %.c $(HDR)
 
 build/tests/%: tests/unit/%.c $(LIB_OBJ) tests/unit/testutil.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -Iengine -o $@ $< $(LIB_OBJ) $(LDLIBS) -lcmocka
+	$(CC) $(CPPFLAGS) $(CFLAGS) -iquote engine -o $@ $< $(LIB_OBJ) $(LDLIBS) -lcmocka
 
 build/tests-asan/%: tests/unit/%.c $(ASAN_OBJ) tests/unit/testutil.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread $(ASAN_FLAGS) -Iengine -o $@ $< $(ASAN_OBJ) $(LDLIBS) -lcmocka
+	$(CC) $(CPPFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread $(ASAN_FLAGS) -iquote engine -o $@ $< $(ASAN_OBJ) $(LDLIBS) -lcmocka
 
 # the whole engine under ASan+UBSan, for the integration tests
 build/hone-asan: $(ASAN_OBJ) build/asan/engine/main.o
@@ -106,12 +106,12 @@ test: deps
 # committed seed corpus (new finds go to build/fuzz/corpus-*, not the repo).
 FUZZ_SECONDS ?= 30
 FUZZ_TARGETS := json csv records hval tokjson safetensors
-FUZZ_SRC := engine/util.c engine/hval.c engine/io/json.c engine/io/csv.c engine/io/records.c engine/io/bpe.c \
+FUZZ_SRC := engine/util.c engine/hval.c engine/key.c engine/io/json.c engine/io/csv.c engine/io/records.c engine/io/bpe.c \
 	engine/ml/safetensors.c
 
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRC)
 	@mkdir -p $(dir $@)
-	clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -Iengine \
+	clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -iquote engine \
 		$(shell pkg-config --cflags libxxhash libutf8proc) -o $@ $< $(FUZZ_SRC) $(shell pkg-config --libs libxxhash libutf8proc)
 
 deps-fuzz: deps
@@ -195,10 +195,10 @@ demo: deps
 	@echo "bundle: dist/spam.tar.gz  (try: ./hone predict dist/spam.tar.gz --input FILE.jsonl)"
 
 build/bench_bpe: tests/bench/bench_bpe.c $(LIB_OBJ)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -Iengine -o $@ $< $(LIB_OBJ) $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -iquote engine -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
 build/bench_gpt2: tests/bench/bench_gpt2.c $(LIB_OBJ)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -Iengine -o $@ $< $(LIB_OBJ) $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -iquote engine -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
 bench: deps-bench data
 	@$(MAKE) --no-print-directory hone
