@@ -50,7 +50,7 @@ static const char *field_str(const dd *d, int f, uint64_t row, size_t *n)
 static void emit_row(const dd *d, rec_writer *w, uint64_t row)
 {
 	for (uint32_t i = 0; i < d->r.nfields; i++) {
-		if ((int)i == d->keys[0] && row >= d->win_lo && row < d->win_hi) {
+		if ((int)i == d->keys[0] && d->r.fields[i].type == REC_STR) {
 			size_t n;
 			const char *s = field_str(d, (int)i, row, &n);
 			if (s)
