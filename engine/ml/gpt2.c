@@ -489,7 +489,8 @@ gpt2_ws *gpt2_ws_new(const gpt2 *m, int B, int T, int threads)
 	}
 	w->tgt = WSM(N * sizeof *w->tgt);
 	w->idbuf = WSM(N * sizeof *w->idbuf);
-	w->g = WSC(m->nparams, sizeof(float));
+	if (!m->lora) /* with adapters the base is frozen: no gradient of it is kept */
+		w->g = WSC(m->nparams, sizeof(float));
 	w->dres = WSM(N * C * sizeof(float));
 	w->dx = WSM(N * C * sizeof(float));
 	w->dqkv = WSM(N * 3 * C * sizeof(float));
@@ -894,7 +895,7 @@ static void lora_back(const gpt2 *m, gpt2_ws *w, int l, int t, const float *x, c
 }
 
 #define P(name) (m->p + gpt2_find(m, name)->off)
-#define G(name) (w->g + gpt2_find(m, name)->off)
+#define G(name) (w->g ? w->g + gpt2_find(m, name)->off : NULL) /* NULL: frozen */
 
 static void layernorm_rows(float *out, float *mean, float *rstd, const float *x, const float *wt, const float *b, int lo,
                            int N, int C, float eps)
@@ -950,8 +951,10 @@ static void layernorm_back(float *dx, float *dw, float *db, const float *dy, con
 			float d = dyi[k] * wt[k];
 			a += d;
 			b += d * xh;
-			dw[k] += dyi[k] * xh;
-			db[k] += dyi[k];
+			if (dw) { /* NULL: frozen */
+				dw[k] += dyi[k] * xh;
+				db[k] += dyi[k];
+			}
 		}
 		float ma = (float)(a / C), mb = (float)(b / C);
 		for (int k = 0; k < C; k++) {
@@ -970,6 +973,8 @@ static void add_bias(float *y, const float *b, int N, int D)
 
 static void bias_grad(float *db, const float *dy, int N, int D)
 {
+	if (!db)
+		return; /* frozen */
 	for (int i = 0; i < N; i++)
 		for (int k = 0; k < D; k++)
 			db[k] += dy[(size_t)i * (size_t)D + (size_t)k];
@@ -1259,7 +1264,8 @@ void gpt2_backward(const gpt2 *m, gpt2_ws *w)
 			for (int k = 0; k < K; k++) {
 				float g = w->dcp[(size_t)b * (size_t)K + (size_t)k];
 				for (int d = 0; d < C; d++) {
-					dS[(size_t)k * (size_t)C + (size_t)d] += g * h[d];
+					if (dS)
+						dS[(size_t)k * (size_t)C + (size_t)d] += g * h[d];
 					dh[d] += g * S[(size_t)k * (size_t)C + (size_t)d];
 				}
 			}

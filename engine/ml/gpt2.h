@@ -132,6 +132,8 @@ double gpt2_forward(const gpt2 *m, gpt2_ws *w, const uint32_t *ids, const int32_
 const float *gpt2_logits(const gpt2_ws *w);
 /* Backward of the last forward (with targets): adds into the gradients. */
 void gpt2_backward(const gpt2 *m, gpt2_ws *w);
+/* The model's gradients; NULL for a ws made with adapters (m->lora set):
+ * the base is frozen, and no gradient of it is kept. */
 float *gpt2_grad(gpt2_ws *w);
 /* Gradients of the adapters (after a backward with m->lora set when the ws
  * was made). */
