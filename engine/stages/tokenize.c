@@ -17,7 +17,6 @@
  */
 #include <errno.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -294,41 +293,43 @@ typedef struct row_ids {
 	size_t bytes;
 } row_ids;
 
+/* A block of rows to encode, shared by the crew; member t has its own BPE
+ * cache and prompt buffer. */
 typedef struct enc_job {
 	const bpe *b;
 	const rec_reader *r;
 	const tspec *ts;
 	uint64_t base, end;
-	int t, nt;
 	row_ids *out;
-	bpe_cache *cache;
-	buf *prompt;
+	bpe_cache **caches;
+	buf *prompts;
 } enc_job;
 
-static void *encode_rows(void *arg)
+static void encode_rows(void *ud, int t, int nt)
 {
-	enc_job *j = arg;
+	enc_job *j = ud;
 	const tspec *ts = j->ts;
-	for (uint64_t row = j->base + (uint64_t)j->t; row < j->end; row += (uint64_t)j->nt) {
+	bpe_cache *cache = j->caches[t];
+	buf *prompt = &j->prompts[t];
+	for (uint64_t row = j->base + (uint64_t)t; row < j->end; row += (uint64_t)nt) {
 		row_ids *o = &j->out[row - j->base];
 		o->n = 0;
 		o->prompt_n = 0;
 		size_t len;
 		if (ts->f >= 0) {
 			const char *s = recr_str(j->r, ts->f, row, &len);
-			bpe_encode_cached(j->b, j->cache, s ? s : "", len, 0, &o->ids, &o->n, &o->cap);
+			bpe_encode_cached(j->b, cache, s ? s : "", len, 0, &o->ids, &o->n, &o->cap);
 			o->bytes = len;
 			continue;
 		}
 		int alt = ts->f_input >= 0 && (recr_str(j->r, ts->f_input, row, &len), len == 0);
-		fill_template(alt ? ts->alt : ts->tmpl, alt ? ts->nalt : ts->ntmpl, j->r, row, j->prompt);
-		bpe_encode_cached(j->b, j->cache, j->prompt->p ? j->prompt->p : "", j->prompt->len, 0, &o->ids, &o->n, &o->cap);
+		fill_template(alt ? ts->alt : ts->tmpl, alt ? ts->nalt : ts->ntmpl, j->r, row, prompt);
+		bpe_encode_cached(j->b, cache, prompt->p ? prompt->p : "", prompt->len, 0, &o->ids, &o->n, &o->cap);
 		o->prompt_n = o->n;
 		const char *s = recr_str(j->r, ts->f_completion, row, &len);
-		bpe_encode_cached(j->b, j->cache, s ? s : "", len, 0, &o->ids, &o->n, &o->cap);
-		o->bytes = j->prompt->len + len;
+		bpe_encode_cached(j->b, cache, s ? s : "", len, 0, &o->ids, &o->n, &o->cap);
+		o->bytes = prompt->len + len;
 	}
-	return NULL;
 }
 
 static const char *alpaca =
@@ -437,9 +438,8 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 	long long total = 0; /* ids written so far to this dataset's tokens.u32 */
 	const uint64_t B = 1024;
 	row_ids *block = xcalloc(B, sizeof *block);
-	int nt = c->threads > 0 ? (c->threads > 64 ? 64 : c->threads) : 1;
-	pthread_t th[64];
-	enc_job jobs[64];
+	crew *cw = crew_new(c->threads > 0 ? c->threads : 1);
+	int nt = crew_size(cw);
 	bpe_cache *caches[64];
 	buf prompts[64];
 	for (int t = 0; t < nt; t++) {
@@ -455,19 +455,8 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 		uint64_t base = row - row % B;
 		if (row == base) {
 			uint64_t end = base + B < r.rows ? base + B : r.rows;
-			for (int t = 0; t < nt; t++) {
-				jobs[t] = (enc_job){b, &r, &ts, base, end, t, nt, block, caches[t], &prompts[t]};
-				if (t > 0 && pthread_create(&th[t], NULL, encode_rows, &jobs[t]) != 0) {
-					jobs[t].t = -1;
-					enc_job solo = jobs[t];
-					solo.t = t;
-					encode_rows(&solo);
-				}
-			}
-			encode_rows(&jobs[0]);
-			for (int t = 1; t < nt; t++)
-				if (jobs[t].t >= 0)
-					pthread_join(th[t], NULL);
+			enc_job job = {b, &r, &ts, base, end, block, caches, prompts};
+			crew_run(cw, encode_rows, &job);
 		}
 		row_ids *ro = &block[row - base];
 		size_t n = ro->n, keep = n + (eos ? 1 : 0);
@@ -576,6 +565,7 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 		free(meta_path);
 		buf_free(&js);
 	}
+	crew_free(cw);
 	for (int t = 0; t < nt; t++) {
 		bpe_cache_free(caches[t]);
 		buf_free(&prompts[t]);
