@@ -22,6 +22,35 @@ static double num(const jnode *v)
 	return strtod(tmp, NULL);
 }
 
+/* Every tensor of a reference's "grads" object (names with or without the
+ * "transformer." prefix) against the gradients g of m: 1e-3 relative, and
+ * against the tensor's largest gradient for values near 0. Every tensor of
+ * m must be there. */
+static void check_grads(const gpt2 *m, const float *g, const jnode *grads, const char *who)
+{
+	size_t checked = 0;
+	for (const jnode *t = grads->kid; t; t = t->next) {
+		char name[80];
+		snprintf(name, sizeof name, "%.*s", (int)t->klen, t->key);
+		const char *nm = strncmp(name, "transformer.", 12) ? name : name + 12;
+		const gpt2_tensor *gt = gpt2_find(m, nm);
+		if (!gt)
+			fail_msg("no tensor %s", nm);
+		double scale = 0;
+		for (const jnode *k = t->kid; k; k = k->next)
+			scale = fmax(scale, fabs(num(k)));
+		size_t j = 0;
+		for (const jnode *k = t->kid; k; k = k->next, j++) {
+			double v = num(k), got = g[gt->off + j];
+			if (fabs(got - v) > 1e-3 * fabs(v) + 1e-5 * scale + 1e-7)
+				fail_msg("%s[%zu]: gradient %.8g, %s %.8g", nm, j, got, who, v);
+		}
+		assert_int_equal(j, gt->n);
+		checked++;
+	}
+	assert_int_equal(checked, m->nt);
+}
+
 /* A fixture's reference.json, parsed (the caller frees rj and a), and its
  * "ids" into ids; their count. */
 static const jnode *ref_open(const char *path, buf *rj, jarena **a, uint32_t *ids, int *n)
@@ -72,27 +101,7 @@ static void test_against_pytorch(void **st)
 	}
 	assert_int_equal(i, (size_t)n * (size_t)m.cfg.vocab);
 	gpt2_backward(&m, w);
-	const float *g = gpt2_grad(w);
-	size_t checked = 0;
-	for (const jnode *t = json_member(r, "grads", 5)->kid; t; t = t->next) {
-		char name[64];
-		snprintf(name, sizeof name, "%.*s", (int)t->klen, t->key);
-		const gpt2_tensor *gt = gpt2_find(&m, name);
-		assert_non_null(gt);
-		double scale = 0;
-		for (const jnode *k = t->kid; k; k = k->next)
-			scale = fmax(scale, fabs(num(k)));
-		size_t j = 0;
-		for (const jnode *k = t->kid; k; k = k->next, j++) {
-			double v = num(k), got = g[gt->off + j];
-			/* 1e-3 relative, against the tensor's largest gradient for values near 0 */
-			if (fabs(got - v) > 1e-3 * fabs(v) + 1e-5 * scale + 1e-7)
-				fail_msg("%s[%zu]: gradient %.8g, PyTorch %.8g", name, j, got, v);
-		}
-		assert_int_equal(j, gt->n);
-		checked++;
-	}
-	assert_int_equal(checked, m.nt);
+	check_grads(&m, gpt2_grad(w), json_member(r, "grads", 5), "PyTorch");
 	gpt2_ws_free(w);
 	json_arena_free(a);
 	buf_free(&rj);
@@ -219,26 +228,7 @@ static void test_classifier(void **st)
 		}
 	}
 	gpt2_backward(&m, w);
-	const float *g = gpt2_grad(w);
-	size_t checked = 0;
-	for (const jnode *t = json_member(r, "grads", 5)->kid; t; t = t->next) {
-		char name[80];
-		snprintf(name, sizeof name, "%.*s", (int)t->klen, t->key);
-		const char *nm = strncmp(name, "transformer.", 12) ? name : name + 12;
-		const gpt2_tensor *gt = gpt2_find(&m, nm);
-		if (!gt)
-			fail_msg("no tensor %s", nm);
-		double scale = 0;
-		for (const jnode *k = t->kid; k; k = k->next)
-			scale = fmax(scale, fabs(num(k)));
-		size_t j = 0;
-		for (const jnode *k = t->kid; k; k = k->next, j++)
-			if (fabs(g[gt->off + j] - num(k)) > 1e-3 * fabs(num(k)) + 1e-5 * scale + 1e-7)
-				fail_msg("%s[%zu]: gradient %.8g, transformers %.8g", nm, j, g[gt->off + j], num(k));
-		assert_int_equal(j, gt->n);
-		checked++;
-	}
-	assert_int_equal(checked, m.nt);
+	check_grads(&m, gpt2_grad(w), json_member(r, "grads", 5), "transformers");
 	/* LoRA with the head trained too: finite differences for the adapters
 	 * and the head; saved with the head (modules_to_save) and read back */
 	gpt2_lora lo;
