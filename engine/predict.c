@@ -14,13 +14,19 @@
 #include "ml/mldata.h"
 
 static const char *usage =
-	"usage: hone predict BUNDLE [--input FILE] [--output FILE] [--quiet]\n"
+	"usage: hone predict BUNDLE [--input FILE] [--output FILE] [--missing error|skip|empty] [--quiet]\n"
 	"\n"
 	"Predicts with a bundle written by export. Input rows are JSON Lines, or\n"
 	"CSV with a header row (by the file's extension .csv/.tsv, else by its\n"
 	"first character); stdin when no --input. Each row gets one JSON line:\n"
 	"  {\"id\": ..., \"predicted\": \"spam\", \"probs\": {\"ham\": 0.02, \"spam\": 0.98}}\n"
-	"(\"id\" when the row has one). Timing goes to stderr unless --quiet.\n";
+	"(\"id\" when the row has one). Timing goes to stderr unless --quiet.\n"
+	"A row without one of the model's input fields (absent or null) is an\n"
+	"error naming the row and field; --missing skip leaves such rows out and\n"
+	"--missing empty reads the field as empty text, an unknown category or the\n"
+	"training mean; either way they are counted on stderr.\n";
+
+enum { MISSING_ERROR, MISSING_SKIP, MISSING_EMPTY };
 
 /* One input value, as it came. */
 typedef struct rawv {
@@ -151,6 +157,15 @@ typedef struct block {
 	size_t *idoff;
 } block;
 
+/* The first of the model's input fields the row lacks (absent or null), or NULL. */
+static const char *missing_field(const source *s, const clf_model *m)
+{
+	for (int i = 0; i < m->nf; i++)
+		if (field_of(s, m->f[i].field).kind == 0)
+			return m->f[i].field;
+	return NULL;
+}
+
 static int add_row(herr *e, block *bl, const source *s, const clf_model *m, const bpe *t, size_t rowno)
 {
 	size_t r = bl->n;
@@ -265,10 +280,17 @@ static void emit(FILE *out, const clf_model *m, block *bl, double *res)
 int predict_main(int argc, char **argv)
 {
 	const char *bpath = NULL, *input = NULL, *output = NULL;
-	int quiet = 0;
+	int quiet = 0, missing = MISSING_ERROR;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+		if (!strcmp(a, "--missing") && i + 1 < argc) {
+			const char *v = argv[++i];
+			missing = !strcmp(v, "skip") ? MISSING_SKIP : !strcmp(v, "empty") ? MISSING_EMPTY : !strcmp(v, "error") ? MISSING_ERROR : -1;
+			if (missing < 0) {
+				fprintf(stderr, "hone: error: predict: --missing: expected error, skip or empty, got '%s'\n", v);
+				return 2;
+			}
+		} else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
 			printf("%s", usage);
 			return 0;
 		} else if ((!strcmp(a, "--input") || !strcmp(a, "-i")) && i + 1 < argc) {
@@ -354,8 +376,20 @@ int predict_main(int argc, char **argv)
 			while (k < s.n && (s.p[k] == ' ' || s.p[k] == '\n' || s.p[k] == '\r' || s.p[k] == '\t'))
 				k++;
 			s.csv_mode = k < s.n && s.p[k] != '{';
+			if (k < s.n && s.p[k] == '[') {
+				rc = herr_set(&e, "stdin: expected JSON Lines (one object per line), not a JSON array");
+				herr_hint(&e, "turn it into lines first: jq -c '.[]' FILE | hone predict ...");
+			}
+		} else if (L > 0 && !s.csv_mode) {
+			size_t k = 0;
+			while (k < s.n && (s.p[k] == ' ' || s.p[k] == '\n' || s.p[k] == '\r' || s.p[k] == '\t'))
+				k++;
+			if (k < s.n && s.p[k] == '[') {
+				rc = herr_set(&e, "%s: expected JSON Lines (one object per line), not a JSON array", input);
+				herr_hint(&e, "turn it into lines first: jq -c '.[]' %s > rows.jsonl", input);
+			}
 		}
-		if (s.csv_mode) {
+		if (rc == 0 && s.csv_mode) {
 			csv_init(&s.c, s.p, s.n, tsv ? '\t' : ',');
 			int r = csv_next(&s.c);
 			if (r <= 0) {
@@ -368,16 +402,51 @@ int predict_main(int argc, char **argv)
 					const char *f = csv_field(&s.c, k, &l);
 					s.header[k] = xstrndup(f, l);
 				}
+				/* every input field needs its column, unless told otherwise */
+				for (int i = 0; missing == MISSING_ERROR && rc == 0 && i < m.nf; i++) {
+					size_t k = 0;
+					while (k < s.nh && strcmp(s.header[k], m.f[i].field))
+						k++;
+					if (k == s.nh) {
+						buf cols;
+						buf_init(&cols);
+						for (size_t j = 0; j < s.nh; j++)
+							buf_printf(&cols, "%s%s", j ? ", " : "", s.header[j]);
+						rc = herr_set(&e, "%s:1: no column '%s', which the model reads (columns: %s)", s.name,
+						              m.f[i].field, cols.p ? cols.p : "");
+						herr_hint(&e, "rename the column, or give --missing empty to read it as empty");
+						buf_free(&cols);
+					}
+				}
 			}
-		} else {
+		} else if (rc == 0) {
 			s.arena = json_arena_new();
 		}
 		block bl;
 		block_init(&bl, &m, 1024);
 		double *res = xmalloc(1024 * (size_t)ml_out_width(&m) * sizeof *res);
 		int r;
+		size_t seen = 0, nmiss = 0, first_miss = 0;
+		const char *miss_field = NULL;
 		while (rc == 0 && (s.nh || !s.csv_mode) && (r = next_row(&e, &s)) != 0) {
-			if (r < 0 || add_row(&e, &bl, &s, &m, tok, rows + 1) != 0) {
+			if (r < 0) {
+				rc = -1;
+				break;
+			}
+			seen++;
+			const char *mf = missing_field(&s, &m);
+			if (mf && !nmiss++) {
+				first_miss = seen;
+				miss_field = mf;
+			}
+			if (mf && missing == MISSING_ERROR) {
+				rc = herr_set(&e, "%s: row %zu: no field '%s', which the model reads", s.name, seen, mf);
+				herr_hint(&e, "give every row its input fields, or --missing skip|empty to leave such rows out or read them as empty");
+				break;
+			}
+			if (mf && missing == MISSING_SKIP)
+				continue;
+			if (add_row(&e, &bl, &s, &m, tok, seen) != 0) {
 				rc = -1;
 				break;
 			}
@@ -385,8 +454,12 @@ int predict_main(int argc, char **argv)
 			if (bl.n == bl.cap)
 				emit(out, &m, &bl, res);
 		}
-		if (rc == 0 && bl.n)
+		/* the rows read before a bad one are still answered */
+		if (bl.n)
 			emit(out, &m, &bl, res);
+		if (nmiss && missing != MISSING_ERROR)
+			fprintf(stderr, "hone: warning: %zu of %zu rows lacked an input field (first: row %zu, '%s'); %s\n", nmiss,
+			        seen, first_miss, miss_field, missing == MISSING_SKIP ? "left out" : "read as empty");
 		free(res);
 		block_free(&bl, &m);
 		if (s.csv_mode)

@@ -35,6 +35,8 @@ int lm_open(herr *e, lm_split *l, const char *dir, const char *label, int vocab,
 			return herr_set(e, "%s: row %zu: token range outside tokens.u32", label, i + 1);
 		l->off[i] = (uint64_t)o;
 		l->len[i] = (uint32_t)(n > max_t ? max_t : n);
+		for (uint32_t t = 1; t < l->len[i]; t++)
+			l->targets += !l->mask.len || l->mask.p[(uint64_t)o + t];
 		for (long long k = 0; k < n; k++)
 			if (ids[o + k] >= (uint32_t)vocab)
 				return herr_set(e, "%s: token id %u is outside the model's vocabulary of %d (tokenize with the "
@@ -49,6 +51,21 @@ void lm_close(lm_split *l)
 	buf_free(&l->mask);
 	free(l->off);
 	free(l->len);
+}
+
+int lm_require_targets(herr *e, const lm_split *sp, const char *who, const char *label)
+{
+	if (sp->n == 0)
+		return herr_set(e, "%s: %s has no rows", who, label);
+	if (sp->targets == 0) {
+		if (!sp->mask.len)
+			return herr_set(e, "%s: %s has no token the loss counts: every row is a single token, with no next "
+			                "token to predict", who, label);
+		herr_set(e, "%s: %s has no token the loss counts: every row is prompt only (its completion was "
+		         "cut away or is empty), so its loss would say nothing", who, label);
+		return herr_hint(e, "tokenize with a larger max_len, or truncation = \"left\" to cut prompts from the left");
+	}
+	return 0;
 }
 
 void lm_fill(lm_batch *l, const lm_split *sp, const uint32_t *idx, int nb)

@@ -19,11 +19,15 @@ typedef struct lm_split {
 	uint64_t *off;
 	uint32_t *len; /* cut to the model's n_positions */
 	size_t n;
+	uint64_t targets; /* next-token targets the loss counts (mask 1, within len) */
 } lm_split;
 
 /* Opens tokenize's output in dir; every id must be below vocab. */
 int lm_open(herr *e, lm_split *l, const char *dir, const char *label, int vocab, int max_t);
 void lm_close(lm_split *l);
+/* Fails (naming who and the split) when sp has no rows or no target the
+ * loss counts, so that a split of prompts alone never scores perfectly. */
+int lm_require_targets(herr *e, const lm_split *sp, const char *who, const char *label);
 
 typedef struct lm_batch {
 	gpt2 *m;

@@ -226,8 +226,8 @@ static int lm_score_model(kctx *c, const kinput *mi, const kinput *di, double *l
 		return herr_prefix(&c->err, "evaluate: %s", mi->label);
 	lm_split sp;
 	int rc = lm_open(&c->err, &sp, di->path, di->label, m.cfg.vocab, m.cfg.n_positions);
-	if (rc == 0 && sp.n == 0)
-		rc = kctx_fail(c, "evaluate: %s has no rows", di->label);
+	if (rc == 0)
+		rc = lm_require_targets(&c->err, &sp, "evaluate", di->label);
 	if (rc == 0) {
 		int T = 1;
 		for (size_t i = 0; i < sp.n; i++)

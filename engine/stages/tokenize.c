@@ -451,6 +451,7 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 	uint8_t *rmask = NULL, *pkm = NULL;
 	size_t rcap = 0, npk = 0, pkcap = 0;
 	long long blocks = 0;
+	uint64_t no_comp = 0, no_comp_ex[3]; /* rows left without a completion token, the first ones */
 	for (uint64_t row = 0; rc == 0 && row < r.rows; row++) {
 		uint64_t base = row - row % B;
 		if (row == base) {
@@ -484,8 +485,12 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 			}
 			keep = (size_t)max_len;
 		}
-		if (prompt_mode && ro->prompt_n >= (left ? n : start + keep - (eos ? 1 : 0)))
+		if (prompt_mode && ro->prompt_n >= (left ? n : start + keep - (eos ? 1 : 0))) {
 			st->no_completion++;
+			if (no_comp < 3)
+				no_comp_ex[no_comp] = row + 1;
+			no_comp++;
+		}
 		if (!pack) {
 			rc = put(c, &of, rid + start, rmask + start, keep);
 			recw_int(w, f_off, total);
@@ -536,6 +541,29 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 	}
 	st->pack_dropped += (double)npk;
 	st->blocks += (double)blocks;
+	if (rc == 0 && no_comp) {
+		/* a row whose completion is cut away (or empty) trains on nothing
+		 * but its EOS: a perplexity near 1 that means nothing */
+		char ex[96];
+		int at = 0;
+		for (uint64_t k = 0; k < no_comp && k < 3; k++)
+			at += snprintf(ex + at, sizeof ex - (size_t)at, "%s%llu", k ? ", " : "", (unsigned long long)no_comp_ex[k]);
+		char why[96] = "the completion is empty";
+		if (max_len > 0)
+			snprintf(why, sizeof why, "the prompt fills max_len = %lld, or the completion is empty", max_len);
+		const char *hint = left ? "raise max_len or shorten the template"
+		                        : "raise max_len, set truncation = \"left\" to cut the prompt from the left, "
+		                          "or shorten the template";
+		if (no_comp == r.rows) {
+			kctx_fail(c, "tokenize: %s: no row keeps a completion token (%s); training or scoring it would "
+			          "measure nothing", label, why);
+			rc = herr_hint(&c->err, "%s", hint);
+		} else {
+			kctx_log(c, "tokenize: warning: %s: %llu of %llu rows keep no completion token (%s), e.g. row%s %s; "
+			         "they add nothing to the loss\nhint: %s", label, (unsigned long long)no_comp,
+			         (unsigned long long)r.rows, why, no_comp > 1 ? "s" : "", ex, hint);
+		}
+	}
 	free(rid);
 	free(rmask);
 	free(pk);

@@ -594,14 +594,20 @@ static int gpt2_outputs(kctx *c, const char *outdir, const gpt2 *m, const buf *c
 
 /* The train split and the optional val split as token rows, and their
  * longest row (the batch's T). */
-static int lm_open_splits(kctx *c, const gpt2 *m, const kinput *ti, const kinput *vi, lm_split *tr, lm_split *va, int *T)
+static int lm_open_splits(kctx *c, const gpt2 *m, const kinput *ti, const kinput *vi, lm_split *tr, lm_split *va, int *T,
+                          int lm)
 {
+	/* lm: the rows must hold next-token targets (a classifier's need none) */
 	memset(va, 0, sizeof *va);
 	int rc = lm_open(&c->err, tr, ti->path, ti->label, m->cfg.vocab, m->cfg.n_positions);
 	if (rc == 0 && vi)
 		rc = lm_open(&c->err, va, vi->path, vi->label, m->cfg.vocab, m->cfg.n_positions);
-	if (rc == 0 && tr->n == 0)
+	if (rc == 0 && !lm && tr->n == 0)
 		rc = kctx_fail(c, "train: %s has no rows", ti->label);
+	if (rc == 0 && lm)
+		rc = lm_require_targets(&c->err, tr, "train", ti->label);
+	if (rc == 0 && lm && vi)
+		rc = lm_require_targets(&c->err, va, "train: val", vi->label);
 	*T = 1;
 	for (size_t i = 0; rc == 0 && i < tr->n; i++)
 		*T = (int)tr->len[i] > *T ? (int)tr->len[i] : *T;
@@ -693,7 +699,7 @@ static int train_lm(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, co
 		return herr_prefix(&c->err, "train: base %s", base->label);
 	lm_split tr, va;
 	int T;
-	int rc = lm_open_splits(c, &m, ti, vi, &tr, &va, &T);
+	int rc = lm_open_splits(c, &m, ti, vi, &tr, &va, &T, 1);
 	int B = (int)((size_t)cf->batch < tr.n ? (size_t)cf->batch : tr.n);
 	if (B > 4096)
 		B = 4096;
@@ -811,7 +817,7 @@ static int train_seqcls(kctx *c, const hval *p, const tcfg *cf, const kinput *ti
 	clf_model proxy;
 	memset(&proxy, 0, sizeof proxy);
 	int T;
-	int rc = lm_open_splits(c, &m, ti, vi, &tr, &va, &T);
+	int rc = lm_open_splits(c, &m, ti, vi, &tr, &va, &T, 0);
 	if (rc == 0 && m.cfg.ncls == 0) {
 		/* the classes: the train split's values, sorted */
 		int f = recr_find(&tr.s.r, target);

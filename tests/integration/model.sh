@@ -86,6 +86,25 @@ check "  ... the probabilities evaluate gave" eq "$(jq -r '.probs.spam * 1000 | 
 jq -r '[.id, .text, .links, .domain] | @csv' test.jsonl | sed '1i id,text,links,domain' > test.csv
 check "  ... CSV gives the same" eq "$("$HONE" predict dist/mail.tar.gz --input test.csv -q | jq -r .predicted | tr '\n' ' ')" \
 	"$(jq -r .predicted pred.jsonl | tr '\n' ' ')"
+# rows without the model's input fields are errors, not guesses
+head -3 test.jsonl > ok3.jsonl; echo '{"id": "x", "body": "hi", "links": 1, "domain": "a.com"}' >> ok3.jsonl; head -2 test.jsonl >> ok3.jsonl
+check "predict: a row without an input field names the row and the field" fails_with 1 "row 4: no field 'text'" \
+	"$HONE" predict dist/mail.tar.gz --input ok3.jsonl
+check "  ... answering the rows before it" eq "$("$HONE" predict dist/mail.tar.gz --input ok3.jsonl 2>/dev/null | wc -l)" 3
+check "  ... --missing skip leaves it out and says so" bash -c \
+	"out=\$('$HONE' predict dist/mail.tar.gz --input ok3.jsonl --missing skip 2>err); [ \$(wc -l <<<\"\$out\") = 5 ] && grep -q '1 of 6 rows lacked an input field (first: row 4' err"
+check "  ... --missing empty answers it" eq "$("$HONE" predict dist/mail.tar.gz --input ok3.jsonl --missing empty -q | wc -l)" 6
+check "  ... a null value is missing too" fails_with 1 "row 1: no field 'domain'" bash -c \
+	"echo '{\"text\": \"hi\", \"links\": 1, \"domain\": null}' | '$HONE' predict dist/mail.tar.gz"
+printf 'body,links,domain\nhi,1,a.com\n' > nocol.csv
+check "predict: a CSV without an input column" fails_with 1 "nocol.csv:1: no column 'text', which the model reads (columns: body, links, domain)" \
+	"$HONE" predict dist/mail.tar.gz --input nocol.csv
+check "predict: a JSON array on stdin is an error, not 0 rows" fails_with 1 "not a JSON array" bash -c \
+	"echo '[{\"text\": \"hi\"}]' | '$HONE' predict dist/mail.tar.gz"
+check "  ... and in a file" fails_with 1 "arr.json: expected JSON Lines" bash -c \
+	"echo '[{\"text\": \"hi\"}]' > arr.json && '$HONE' predict dist/mail.tar.gz --input arr.json"
+check "predict: --missing takes error, skip or empty" fails_with 2 "--missing: expected error, skip or empty" \
+	"$HONE" predict dist/mail.tar.gz --missing maybe
 check "  ... stdin to stdout, timing on stderr" contains "$(head -3 test.jsonl | "$HONE" predict dist/mail.tar.gz 2>&1 >/dev/null)" "rows/s"
 
 # the exported tokenizer.json in Hugging Face's tokenizers (when make installed them)
@@ -165,9 +184,10 @@ train { ids.train, inputs = { text = \"text\" }, output = { label = \"number\" }
 head -c 1000 dist/mail.tar.gz > broken.tar.gz
 check "predict: a truncated bundle" fails_with 1 "broken.tar.gz" "$HONE" predict broken.tar.gz --input test.jsonl
 check "predict: not a bundle" fails_with 1 "mail.jsonl" "$HONE" predict mail.jsonl --input test.jsonl
-printf '{"text": "ok"}\n{"text": oops}\n' > bad.jsonl
+printf '{"text": "ok", "links": 1, "domain": "a.com"}\n{"text": oops}\n' > bad.jsonl
 check "predict: a malformed row names file and line" fails_with 1 "bad.jsonl:2" "$HONE" predict dist/mail.tar.gz --input bad.jsonl
-printf '{"text": "x", "links": "many"}\n' > bad2.jsonl
+check "  ... after answering the rows before it" eq "$("$HONE" predict dist/mail.tar.gz --input bad.jsonl -q 2>/dev/null | wc -l)" 1
+printf '{"text": "x", "links": "many", "domain": "a.com"}\n' > bad2.jsonl
 check "predict: a wrong value names the field" fails_with 1 "field 'links': expected a number" "$HONE" predict dist/mail.tar.gz --input bad2.jsonl
 mkdir -p m && tar xzf dist/mail.tar.gz -C m && sed -i 's/"layers": \[16\]/"layers": [17]/' m/config.json && (cd m && tar czf ../tamper.tar.gz *)
 check "predict: weights that do not fit the config" fails_with 1 "expected F32 of shape" "$HONE" predict tamper.tar.gz --input test.jsonl
