@@ -13,7 +13,7 @@
 -- reads files only as declared stage inputs, so every dependency is in a key.
 
 local C = ...                     -- engine bindings (dsl.c)
-local getinfo, getupvalue, dgetmetatable = debug.getinfo, debug.getupvalue, debug.getmetatable
+local getinfo, getupvalue, dgetmetatable, getlocal = debug.getinfo, debug.getupvalue, debug.getmetatable, debug.getlocal
 local sdump, sformat, concat = string.dump, string.format, table.concat
 -- the runtime never calls methods on strings: the string metatable is
 -- handed to the sandbox below, so it uses these captured functions
@@ -72,7 +72,7 @@ HANDLE.__index = function(h, k)
   local f = info[h]
   if f.output == nil and f.outputs and f.outputs[k] then
     f.subs = f.subs or {}
-    f.subs[k] = f.subs[k] or new_handle { node = f.node, output = k, name = f.name }
+    f.subs[k] = f.subs[k] or new_handle { node = f.node, output = k, name = f.name, kind = f.part_kind, by = f.by, parent = h }
     return f.subs[k]
   end
   local outs = {}
@@ -90,6 +90,118 @@ HANDLE.__tostring = function(h)
 end
 
 local function is_handle(v) return type(v) == "table" and rawequal(dgetmetatable(v), HANDLE) end
+
+-- kinds of what stages take and give: a stage spec says `gives` (its
+-- output's kind), `gives_parts` (the kind of each named output), `takes`
+-- (one entry per positional input, in any order, each "kind|kind") or
+-- `takes_each` (every positional input), and a named input parameter its
+-- own `takes`. A whole multi-part output has kind "parts:<part kind>".
+-- Handles of kind nil (Lua stages, forward refs) are not checked.
+local KIND_TEXT = {
+  file = "a file or folder path",
+  lines = "text lines (a file, concat, map or filter)",
+  dataset = "a dataset (ingest, dedupe, or a part of split)",
+  tokenizer = "a tokenizer (tokenizer)",
+  ids = "token ids (tokenize's output, or one of its parts)",
+  model = "a model (model or train)",
+  metrics = "metrics (evaluate)",
+  bundle = "a bundle (export)",
+  generations = "generations (generate)",
+}
+local function kind_text(k)
+  local part = smatch(k, "^parts:(.*)$")
+  if part then return "parts of " .. (KIND_TEXT[part] or part) end
+  return KIND_TEXT[k] or k
+end
+
+-- the name the script gave v (a local of the calling chunk), if any
+local function varname(v)
+  for l = 3, 40 do
+    local i = getinfo(l, "S")
+    if not i then break end
+    if i.source == C.chunk then
+      for n = 1, 250 do
+        local name, val = getlocal(l, n)
+        if not name then break end
+        if rawequal(val, v) and not smatch(name, "^%(") then return name end
+      end
+    end
+  end
+end
+
+local function kind_of(v)
+  if type(v) == "string" or (type(v) == "table" and not is_handle(v)) then return "file" end
+  return info[v].kind
+end
+
+local function accepts(entry, k)
+  for a in string.gmatch(entry, "[^|]+") do if a == k then return true end end
+  return false
+end
+
+-- why v cannot be an input where `entry` kinds are expected
+local function kind_error(spec, what, entry, v, w)
+  local f = is_handle(v) and info[v] or {}
+  local vn = varname(v)
+  if not vn and f.parent then
+    local pn = varname(f.parent)
+    vn = (pn or tostring(f.name)) .. "." .. f.output
+  end
+  local shown = vn and ("`" .. vn .. "`") or (is_handle(v) and ("`" .. tostring(f.name) .. "`") or sformat("%q", v))
+  local expect = {}
+  for a in string.gmatch(entry, "[^|]+") do
+    -- "text lines" already names files
+    if not (a == "file" and accepts(entry, "lines")) then expect[#expect + 1] = kind_text(a) end
+  end
+  local msg = sformat("%s: %s must be %s; %s is ", spec.kind, what, concat(expect, " or "), shown)
+  local k = kind_of(v)
+  local part = k and smatch(k, "^parts:(.*)$")
+  if part then
+    local outs = sorted_keys(f.outputs or {})
+    msg = msg .. sformat("%s's output with parts %s", f.by or f.name, concat(outs, ", "))
+    if accepts(entry, part) and #outs > 0 then
+      local base = vn or f.name
+      local pick = outs[1]
+      for _, o in ipairs(outs) do if o == "train" then pick = o end end
+      if what ~= "input 1" or spec.kind ~= "train" then
+        for _, o in ipairs(outs) do if o == "test" then pick = o end end
+        if smatch(what, "val") then for _, o in ipairs(outs) do if o == "val" then pick = o end end end
+      end
+      fail(w, msg, sformat("use one part, e.g. %s.%s", base, pick))
+    end
+    fail(w, msg)
+  end
+  if k == "file" then msg = msg .. "a file path"
+  elseif f.output then msg = msg .. sformat("part '%s' of %s's output, %s", f.output, f.by or "a stage", kind_text(k))
+  else msg = msg .. sformat("%s's output, %s", f.by or "a stage", kind_text(k)) end
+  fail(w, msg)
+end
+
+-- Checks the kinds of a stage's positional inputs (values as given).
+local function check_kinds(spec, given, w)
+  if spec.takes_each then
+    for i, v in ipairs(given) do
+      local k = kind_of(v)
+      if k and not accepts(spec.takes_each, k) then kind_error(spec, "input " .. i, spec.takes_each, v, w) end
+    end
+  elseif spec.takes then
+    local free = {}
+    for i = 1, #spec.takes do free[i] = true end
+    for i, v in ipairs(given) do
+      local k = kind_of(v)
+      if k then
+        local hit
+        for j = 1, #spec.takes do if free[j] and accepts(spec.takes[j], k) then hit = j; break end end
+        if not hit then
+          local left = {}
+          for j = 1, #spec.takes do if free[j] then left[#left + 1] = spec.takes[j] end end
+          kind_error(spec, "input " .. i, concat(left, "|"), v, w)
+        end
+        free[hit] = false
+      end
+    end
+  end
+end
 
 local function input_of(v, w, what)
   if is_handle(v) then
@@ -319,6 +431,7 @@ local function declare(spec, args, explicit_name, w)
       inputs[#inputs].slot = tostring(slot)
     end
   end
+  local nargs = npos
   npos = slot
   local min_in, max_in = spec.min_inputs or 0, spec.max_inputs or math.huge
   if npos < min_in or npos > max_in then
@@ -372,6 +485,9 @@ local function declare(spec, args, explicit_name, w)
       local msg = spec.validate(params, npos)
       if msg then fail(w, spec.kind .. ": " .. msg) end
     end
+    local given = {}
+    for i = 1, nargs do given[i] = args[i] end
+    check_kinds(spec, given, w)
   else
     apply_overrides(name, params, spec, w)
   end
@@ -381,6 +497,8 @@ local function declare(spec, args, explicit_name, w)
     local v = params[k]
     local p = spec.params and spec.params[k]
     if (p and p.type == "input") or is_handle(v) then
+      local vk = kind_of(v)
+      if p and p.takes and vk and not accepts(p.takes, vk) then kind_error(spec, "'" .. k .. "'", p.takes, v, w) end
       local inp = input_of(v, w, sformat("%s: input '%s'", spec.kind, k))
       inp.slot = k
       inputs[#inputs + 1] = inp
@@ -417,7 +535,13 @@ local function declare(spec, args, explicit_name, w)
   for _, k in ipairs(sorted_keys(fns)) do pending_fns[#pending_fns + 1] = { node = node, key = k, fn = fns[k] } end
   local outset
   if outputs then outset = {}; for _, o in ipairs(outputs) do outset[o] = true end end
-  return new_handle { node = node, name = name, outputs = outset }
+  local kind, part_kind = spec.gives, spec.gives_parts
+  if spec.outputs_like_input and outputs and spec.gives and not spec.outputs then
+    kind, part_kind = "parts:" .. spec.gives, spec.gives
+  elseif part_kind then
+    kind = "parts:" .. part_kind
+  end
+  return new_handle { node = node, name = name, outputs = outset, kind = kind, part_kind = part_kind, by = spec.kind }
 end
 
 function H.register(spec)

@@ -4,6 +4,8 @@
 -- folder or stage output in byte order of their names), into one file.
 return {
   kind = "concat",
+  takes_each = "file|lines",
+  gives = "lines",
   kernel = "concat",
   min_inputs = 1,
   summary = "concatenate the files of its inputs into one file",

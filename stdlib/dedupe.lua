@@ -5,6 +5,8 @@
 -- similarity, keeping the first of each cluster. See docs/stages/dedupe.md.
 return {
   kind = "dedupe",
+  takes_each = "dataset",
+  gives = "dataset",
   kernel = "dedupe",
   min_inputs = 1,
   max_inputs = 1,

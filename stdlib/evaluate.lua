@@ -7,11 +7,13 @@
 -- See docs/stages/evaluate.md.
 return {
   kind = "evaluate",
+  takes = { "model|file|bundle", "ids" },
+  gives = "metrics",
   kernel = "evaluate",
   min_inputs = 2,
   max_inputs = 2,
   summary = "score a model on a split (metrics, baseline, predictions)",
   params = {
-    compare = { type = "input", doc = "another model to score on the same rows" },
+    compare = { type = "input", takes = "model|file|bundle", doc = "another model to score on the same rows" },
   },
 }

@@ -8,6 +8,8 @@
 -- every run. `hone predict BUNDLE` uses it. See docs/stages/export.md.
 return {
   kind = "export",
+  takes_each = "model|tokenizer|metrics|file",
+  gives = "bundle",
   kernel = "export",
   min_inputs = 1,
   max_inputs = 3,

@@ -4,6 +4,8 @@
 -- keep the input's file names.
 return {
   kind = "filter",
+  takes_each = "file|lines",
+  gives = "lines",
   kernel = "lua-filter",
   min_inputs = 1,
   max_inputs = 1,

@@ -7,12 +7,14 @@
 -- another model answers the same prompts. See docs/stages/generate.md.
 return {
   kind = "generate",
+  takes = { "model|file|bundle", "tokenizer|file", "ids" },
+  gives = "generations",
   kernel = "generate",
   min_inputs = 3,
   max_inputs = 3,
   summary = "generate answers for a split's prompts and score them (exact match, ROUGE-L)",
   params = {
-    compare = { type = "input", doc = "another model to answer the same prompts (e.g. the base)" },
+    compare = { type = "input", takes = "model|file|bundle", doc = "another model to answer the same prompts (e.g. the base)" },
     max_tokens = { type = "integer", default = 64, min = 1, max = 65536, doc = "tokens generated per prompt at most" },
     temperature = { type = "number", default = 0, min = 0, doc = "0: greedy; above: sampling" },
     top_k = { type = "integer", default = 0, min = 0, doc = "sample among the k most likely (0: all)" },

@@ -8,6 +8,8 @@
 local formats = { "auto", "jsonl", "json", "csv", "tsv", "text" }
 return {
   kind = "ingest",
+  takes_each = "file|lines",
+  gives = "dataset",
   kernel = "ingest",
   min_inputs = 1,
   summary = "read files and archives into a dataset",

@@ -6,6 +6,8 @@
 -- lines). Output files keep the input's file names.
 return {
   kind = "map",
+  takes_each = "file|lines",
+  gives = "lines",
   kernel = "lua-map",
   min_inputs = 1,
   max_inputs = 1,

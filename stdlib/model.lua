@@ -6,11 +6,12 @@
 -- one initialized as GPT-2 is. See docs/models.md.
 return {
   kind = "model",
+  gives = "model",
   kernel = "model",
   max_inputs = 0,
   summary = "a GPT-2 base model (a Hugging Face folder, or newly initialized)",
   params = {
-    from = { type = "input", doc = "a Hugging Face GPT-2 folder" },
+    from = { type = "input", takes = "file|bundle|model", doc = "a Hugging Face GPT-2 folder" },
     n_layer = { type = "integer", min = 1, max = 1024 },
     n_head = { type = "integer", min = 1, max = 1024 },
     n_embd = { type = "integer", min = 1, max = 65536 },

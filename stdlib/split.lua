@@ -5,6 +5,8 @@
 -- See docs/stages/split.md for the exact, stable assignment rule.
 return {
   kind = "split",
+  takes_each = "dataset",
+  gives_parts = "dataset",
   kernel = "split",
   min_inputs = 1,
   max_inputs = 1,

@@ -9,6 +9,8 @@
 -- docs/stages/tokenize.md.
 return {
   kind = "tokenize",
+  takes = { "dataset|parts:dataset", "tokenizer|file" },
+  gives = "ids",
   kernel = "tokenize",
   min_inputs = 2,
   max_inputs = 2,

@@ -11,14 +11,16 @@
 -- See docs/stages/tokenizer.md.
 return {
   kind = "tokenizer",
+  takes_each = "dataset|file|lines",
+  gives = "tokenizer",
   kernel = "tokenizer",
   max_inputs = 1,
   summary = "a byte-level BPE tokenizer (GPT-2's, from files, or trained on a dataset)",
   params = {
     gpt2 = { type = "boolean", default = false, doc = "GPT-2's vocabulary and merges" },
-    vocab_file = { type = "input", doc = "encoder.json (token -> id)" },
-    merges_file = { type = "input", doc = "vocab.bpe (merges)" },
-    from = { type = "input", doc = "a Hugging Face tokenizer.json (byte-level BPE)" },
+    vocab_file = { type = "input", takes = "file", doc = "encoder.json (token -> id)" },
+    merges_file = { type = "input", takes = "file", doc = "vocab.bpe (merges)" },
+    from = { type = "input", takes = "file|bundle", doc = "a Hugging Face tokenizer.json (byte-level BPE)" },
     kind = { type = "string", enum = { "bpe" }, doc = "training: the model (byte-level BPE)" },
     vocab = { type = "integer", min = 257, max = 1000000, doc = "training: vocabulary size, special tokens included (default 8000)" },
     min_frequency = { type = "integer", min = 1, doc = "training: a pair must occur this often to merge (default 2)" },

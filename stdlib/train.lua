@@ -25,13 +25,15 @@ end
 
 return {
   kind = "train",
+  takes_each = "ids",
+  gives = "model",
   kernel = "train",
   min_inputs = 1,
   max_inputs = 1,
   summary = "train a classifier or regressor (embedding bag + MLP)",
   params = {
-    val = { type = "input", doc = "validation split (early stopping, the best epoch)" },
-    base = { type = "input", doc = "a GPT-2 model (model { ... }): fine-tune it as a language model, or with output as a classifier" },
+    val = { type = "input", takes = "ids", doc = "validation split (early stopping, the best epoch)" },
+    base = { type = "input", takes = "model|file|bundle", doc = "a GPT-2 model (model { ... }): fine-tune it as a language model, or with output as a classifier" },
     method = { type = "string", enum = { "full", "lora" }, doc = "with base: every parameter (full), or LoRA adapters" },
     rank = { type = "integer", min = 1, doc = "LoRA rank (default 8)" },
     alpha = { type = "number", min = 0, doc = "LoRA alpha: the update is scaled by alpha / rank (default 16)" },

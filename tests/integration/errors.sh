@@ -56,6 +56,30 @@ stage "t" { s, run = function(ctx, s) s:read("../../x") end }'
 check "a declared output left empty" expect 1 "declares output 'test' but wrote no file under test/" 'stage "s" { outputs = {"train","test"}, run = function(ctx) ctx:write("train/x", "1") end }'
 check "map returning a non-string names the line" expect 1 "a.txt line 1: fn returned a number" 'map { "a.txt", fn = function(l) return 5 end }'
 check "downstream of a failure is not run" bash -c "printf '%s\n' 'local s = stage \"s\" { run = function() error(\"x\") end }' 'wc { s }' > q.lua; '$HONE' run q.lua 2>&1 | grep -q '1 failed, 1 not run'"
+# the wrong handle is caught at declaration, by what each stage takes and gives
+echo '{"text": "a b", "label": "x"}' > rows.jsonl
+pre='local d = ingest { "rows.jsonl" }
+local parts = split { d, train = 0.5, val = 0.5 }
+local tok = tokenizer { parts.train, vocab = 300 }
+local ids = tokenize { parts, tok }
+local lm = train { ids.train, base = model { n_layer = 1, n_head = 1, n_embd = 8, n_positions = 8, vocab = 300 } }'
+check "train given the whole of tokenize's parts says which part to use" expect 2 \
+	"train: input 1 must be token ids (tokenize's output, or one of its parts); \`ids\` is tokenize's output with parts train, val" "$pre
+train { ids, base = lm }"
+check "  ... with a hint" expect 2 "hint: use one part, e.g. ids.train" "$pre
+train { ids, base = lm }"
+check "evaluate given a tokenizer instead of ids" expect 2 \
+	"evaluate: input 2 must be token ids (tokenize's output, or one of its parts); \`tok\` is tokenizer's output, a tokenizer" "$pre
+evaluate { lm, tok }"
+check "a named input of the wrong kind" expect 2 "train: 'val' must be token ids (tokenize's output, or one of its parts); \`parts.val\` is part 'val' of split's output, a dataset" "$pre
+train { ids.train, val = parts.val, base = lm }"
+check "map refuses a dataset, saying what it takes" expect 2 \
+	"map: input 1 must be text lines (a file, concat, map or filter); \`d\` is ingest's output, a dataset" "$pre
+map { d, fn = function(l) return l end }"
+check "  ... filter too" expect 2 "filter: input 1 must be text lines" "$pre
+filter { d, fn = function(l) return true end }"
+check "dedupe given a file path" expect 2 'dedupe: input 1 must be a dataset (ingest, dedupe, or a part of split); "rows.jsonl" is a file path' \
+	'dedupe { "rows.jsonl" }'
 check "the store verifies after all of these" "$HONE" verify
 check "CLI: unknown command suggests one" fails_with 2 "did you mean 'hone run'?" "$HONE" rnu
 check "CLI: unknown option" fails_with 2 "unknown option '--frobnicate'" "$HONE" run --frobnicate

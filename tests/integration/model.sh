@@ -177,7 +177,7 @@ check "unknown input type named" fails_with 2 'inputs.text: expected one of text
 train { ids.train, inputs = { text = \"words\" }, output = { label = \"category\" } }"
 check "missing field named" fails_with 1 "output.grade: tokenize.train has no field 'grade'" err "$base
 train { ids.train, inputs = { text = \"text\" }, output = { grade = \"category\" } }"
-check "text without token ids" fails_with 1 "has no token ids" err "local p = split { ingest { \"mail.jsonl\" }, train = 0.5, val = 0.5 }
+check "text without token ids" fails_with 2 "train: input 1 must be token ids (tokenize's output, or one of its parts); \`p.train\` is part 'train' of split's output, a dataset" err "local p = split { ingest { \"mail.jsonl\" }, train = 0.5, val = 0.5 }
 train { p.train, inputs = { text = \"text\" }, output = { label = \"category\" } }"
 check "a number output on a category field" fails_with 1 "a number output needs an int or float field" err "$base
 train { ids.train, inputs = { text = \"text\" }, output = { label = \"number\" } }"

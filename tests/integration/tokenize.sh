@@ -67,7 +67,6 @@ cat > sft.lua <<'LUA'
 local d = ingest { "sft.jsonl", fields = { instruction = "instruction", input = "input", output = "output" } }
 local tok = tokenizer { gpt2 = true }
 tokenize { d, tok, format = "instruction", name = "instr" }
-tokenize { d, tok, format = "instruction", max_len = 20, name = "cut" }
 local qa = ingest { "qa.jsonl", fields = { q = "q", a = "a", lang = "lang" }, name = "qa" }
 tokenize { qa, tok, format = "prompt_completion", template = "Q: {q}\nA:", completion = "a", name = "qa_ids" }
 local rows = ingest { "rows.jsonl", normalize = "none", name = "docs" }
@@ -84,7 +83,9 @@ tlen=$("$HONE" show sft.lua instr --jsonl | head -1 | jq .tok_len)
 check "  ... mask: prompt_len zeros, then ones to the EOS" eq "$(mask instr | cut -d' ' -f1-$tlen | tr -d ' ')" \
 	"$(printf '0%.0s' $(seq "$plen"))$(printf '1%.0s' $(seq $((tlen - plen))))"
 check "  ... one mask byte per id" eq "$(stat -c %s "$(sobj instr)mask.u8")" "$(( $(stat -c %s "$(sobj instr)tokens.u32") / 4 ))"
-check "  ... a prompt cut by max_len leaves no completion, counted" bash -c "'$HONE' show sft.lua cut | grep -q '\"no_completion\":2'"
+printf 'local d = ingest { "sft.jsonl", fields = { instruction = "instruction", input = "input", output = "output" } }\ntokenize { d, tokenizer { gpt2 = true }, format = "instruction", max_len = 20, name = "cut" }\n' > cut.lua
+check "  ... prompts that max_len cuts leave no completion: an error, not a perfect score" fails_with 1 \
+	"stage cut: tokenize: ingest: no row keeps a completion token (the prompt fills max_len = 20" "$HONE" run cut.lua
 check "  ... a custom template over any fields; other fields ride along" bash -c \
 	"'$HONE' show sft.lua qa_ids | grep -qF 'Q|:| Capital| of| France|?|\\n|A|: || Paris|<|endoftext|>' && '$HONE' show sft.lua qa_ids --jsonl | jq -e '.lang == \"en\"' >/dev/null"
 check "packed: every block max_len ids, EOS between documents" bash -c \
