@@ -44,7 +44,13 @@ int gpt2_config_parse(herr *e, gpt2_config *c, const char *json, size_t n, const
 			snprintf(tmp, sizeof tmp, "%.*s", (int)eps->len, eps->s);
 			c->eps = (float)strtod(tmp, NULL);
 		}
-		if (act && !(act->t == J_STR && ((act->len == 8 && !memcmp(act->s, "gelu_new", 8)) ||
+		const jnode *tie = json_member(r, "tie_word_embeddings", 19);
+		if (tie && tie->t == J_FALSE) {
+			rc = herr_set(e, "%s: tie_word_embeddings: false (an untied LM head) is not supported: hone's GPT-2 ties "
+			              "the head to the token embeddings, and ignoring lm_head.weight would give other logits", what);
+			herr_hint(e, "use a checkpoint whose head is tied (tie_word_embeddings: true)");
+		}
+		if (rc == 0 && act && !(act->t == J_STR && ((act->len == 8 && !memcmp(act->s, "gelu_new", 8)) ||
 		                                 (act->len == 17 && !memcmp(act->s, "gelu_pytorch_tanh", 17)))))
 			rc = herr_set(e, "%s: activation_function: only gelu_new (GELU, tanh form) is supported", what);
 		/* a sequence classifier: its architecture, and id2label for the classes */
@@ -269,16 +275,27 @@ static const char *strip(const char *name)
 static int ignorable(const char *name)
 {
 	size_t n = strlen(name);
-	return !strcmp(name, "lm_head.weight") || (n > 10 && !strcmp(name + n - 10, ".attn.bias")) ||
-	       (n > 17 && !strcmp(name + n - 17, ".attn.masked_bias"));
+	return (n > 10 && !strcmp(name + n - 10, ".attn.bias")) || (n > 17 && !strcmp(name + n - 17, ".attn.masked_bias"));
 }
 
-/* Copies the tensors of f that belong to the model; marks them in seen. */
-static int load_from(herr *e, gpt2 *m, const st_file *f, const char *what, uint8_t *seen)
+/* Copies the tensors of f that belong to the model; marks them in seen.
+ * An lm_head.weight is kept in *head, to be checked against wte (the head
+ * hone computes is tied to it). */
+static int load_from(herr *e, gpt2 *m, const st_file *f, const char *what, uint8_t *seen, float **head)
 {
 	for (size_t i = 0; i < f->n; i++) {
 		const char *name = strip(f->t[i].name);
 		const gpt2_tensor *t = gpt2_find(m, name);
+		if (!t && !strcmp(name, "lm_head.weight")) {
+			const gpt2_tensor *wte = gpt2_find(m, "wte.weight");
+			const float *src = st_f32(e, f, what, f->t[i].name, 2, wte->shape);
+			if (!src)
+				return -1;
+			free(*head);
+			*head = xmalloc(wte->n * sizeof(float));
+			memcpy(*head, src, wte->n * sizeof(float));
+			continue;
+		}
 		if (!t) {
 			if (ignorable(name))
 				continue;
@@ -293,13 +310,35 @@ static int load_from(herr *e, gpt2 *m, const st_file *f, const char *what, uint8
 	return 0;
 }
 
+/* An lm_head.weight must equal wte: hone's LM head is tied to it, and a
+ * different head silently ignored would give other logits. */
+static int check_head(herr *e, const gpt2 *m, float *head, const char *what)
+{
+	if (!head)
+		return 0;
+	const gpt2_tensor *wte = gpt2_find(m, "wte.weight");
+	int same = !memcmp(head, m->p + wte->off, wte->n * sizeof(float));
+	free(head);
+	if (same)
+		return 0;
+	herr_set(e, "%s: lm_head.weight differs from wte.weight: an untied LM head, which hone's GPT-2 does not "
+	         "support (it ties the head to the token embeddings)", what);
+	return herr_hint(e, "use a checkpoint with tie_word_embeddings: true, or copy wte.weight into lm_head.weight "
+	                 "if the difference is not meant");
+}
+
 int gpt2_load_weights(herr *e, gpt2 *m, const st_file *f, const char *what)
 {
 	uint8_t *seen = xcalloc(m->nt, 1);
-	int rc = load_from(e, m, f, what, seen);
+	float *head = NULL;
+	int rc = load_from(e, m, f, what, seen, &head);
 	for (size_t i = 0; rc == 0 && i < m->nt; i++)
 		if (!seen[i])
 			rc = herr_set(e, "%s: no tensor '%s'", what, m->t[i].name);
+	if (rc == 0)
+		rc = check_head(e, m, head, what);
+	else
+		free(head);
 	free(seen);
 	return rc;
 }
@@ -342,11 +381,12 @@ int gpt2_load_dir(herr *e, gpt2 *m, const char *dir)
 	if (rc == 0 && c.ncls)
 		rc = read_labels(e, m, cfg.p, cfg.len, cp);
 	uint8_t *seen = rc == 0 ? xcalloc(m->nt, 1) : NULL;
+	float *head = NULL;
 	if (rc == 0 && fs_exists(wp)) {
 		st_file f;
 		rc = st_read(e, &f, wp);
 		if (rc == 0) {
-			rc = load_from(e, m, &f, wp, seen);
+			rc = load_from(e, m, &f, wp, seen, &head);
 			st_free(&f);
 		}
 	} else if (rc == 0 && fs_exists(ip)) {
@@ -383,7 +423,7 @@ int gpt2_load_dir(herr *e, gpt2 *m, const char *dir)
 			st_file f;
 			rc = st_read(e, &f, sp);
 			if (rc == 0) {
-				rc = load_from(e, m, &f, sp, seen);
+				rc = load_from(e, m, &f, sp, seen, &head);
 				st_free(&f);
 			}
 			free(sp);
@@ -397,6 +437,10 @@ int gpt2_load_dir(herr *e, gpt2 *m, const char *dir)
 	for (size_t i = 0; rc == 0 && i < m->nt; i++)
 		if (!seen[i])
 			rc = herr_set(e, "%s: no tensor '%s' in the checkpoint", dir, m->t[i].name);
+	if (rc == 0)
+		rc = check_head(e, m, head, dir);
+	else
+		free(head);
 	free(seen);
 	if (rc && m->p)
 		gpt2_free(m);

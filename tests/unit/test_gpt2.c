@@ -591,6 +591,42 @@ static void test_checkpoints(void **st)
 	assert_int_not_equal(gpt2_load_dir(&e, &m2, d), 0);
 	assert_non_null(strstr(e.msg, "h.1.mlp.c_fc.weight"));
 	assert_non_null(strstr(e.msg, "[16, 64]"));
+	/* an LM head: loaded when it is wte itself, refused when it differs or
+	 * the config unties it (it would be ignored, and the logits wrong) */
+	{
+		const gpt2_tensor *wte = gpt2_find(&m, "wte.weight");
+		float *head = xmalloc(wte->n * sizeof *head);
+		memcpy(head, m.p + wte->off, wte->n * sizeof *head);
+		for (int pass = 0; pass < 2; pass++) {
+			st_writer h;
+			st_writer_init(&h);
+			for (size_t i = 0; i < m.nt; i++)
+				st_add_f32(&h, m.t[i].name, m.p + m.t[i].off, m.t[i].ndim, m.t[i].shape);
+			st_add_f32(&h, "lm_head.weight", head, 2, wte->shape);
+			assert_int_equal(st_write(&e, &h, p3), 0);
+			st_writer_free(&h);
+			write_json(d, "config.json", cfg.p);
+			int rc = gpt2_load_dir(&e, &m2, d);
+			if (pass == 0) {
+				if (rc != 0)
+					fail_msg("a tied lm_head: %s", e.msg);
+				assert_memory_equal(m2.p, m.p, m.nparams * sizeof(float));
+				gpt2_free(&m2);
+			} else {
+				assert_int_not_equal(rc, 0);
+				assert_non_null(strstr(e.msg, "lm_head.weight differs from wte.weight"));
+			}
+			head[5] += 0.25f;
+		}
+		free(head);
+		char *text = xstrndup(cfg.p, cfg.len), *tie = strstr(text, "\"tie_word_embeddings\": true");
+		assert_non_null(tie);
+		memcpy(tie + 22, "false", 5); /* " true" becomes "false" */
+		write_json(d, "config.json", text);
+		assert_int_not_equal(gpt2_load_dir(&e, &m2, d), 0);
+		assert_non_null(strstr(e.msg, "tie_word_embeddings: false"));
+		free(text);
+	}
 	/* configs */
 	write_json(d, "config.json", "{\"n_layer\": 2, \"n_head\": 3, \"n_embd\": 16, \"n_positions\": 12, \"vocab_size\": 37}");
 	assert_int_not_equal(gpt2_load_dir(&e, &m2, d), 0);
