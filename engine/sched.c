@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "kernel.h"
+#include "objcheck.h"
 
 void engine_init(engine *en)
 {
@@ -226,6 +227,8 @@ static void *worker(void *arg)
 			if (!t->err.msg[0])
 				herr_set(&t->err, "kernel %s failed without a message", d->kernel);
 		}
+		if (t->rc == 0)
+			t->rc = objcheck_dir(&t->err, t->workdir);
 		if (t->rc == 0)
 			t->rc = store_publish(&t->err, &en->st, t->workdir, &t->obj);
 		if (t->rc == 0) {

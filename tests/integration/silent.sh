@@ -46,4 +46,14 @@ echo 'train { ids.train, base = base, batch = 2, epochs = 1 }' >> one.lua
 echo 'evaluate { base, ids.val }' >> ev.lua
 check "train refuses a split with no token for the loss" fails_with 1 "train: tokenize.train has no token the loss counts" "$HONE" run one.lua
 check "evaluate refuses one too" fails_with 1 "evaluate: tokenize.val has no token the loss counts" "$HONE" run ev.lua
+# an object that would fail its own reader is never published
+echo '{"text": "a"}' > x.jsonl
+printf 'local d = ingest { "x.jsonl" }\nstage "bad" { d, run = function(ctx, d) ctx:write("data.rec", "not records, not at all: garbage") end }\n' > bad.lua
+check "a stage that writes a broken data.rec fails at publish, naming the file" fails_with 1 \
+	"stage bad: output is not readable: data.rec: not a dataset (bad magic)" "$HONE" run bad.lua
+check "  ... and publishes nothing" fails_with 1 "stage 'bad' has no up-to-date output" "$HONE" show bad.lua bad
+printf 'local d = ingest { "x.jsonl" }\nstage "badjson" { d, run = function(ctx, d) ctx:write("sub/metrics.json", "{oops") end }\n' > bj.lua
+check "  ... likewise a metrics.json that is not JSON" fails_with 1 "stage badjson: output is not readable: sub/metrics.json:1:2:" \
+	"$HONE" run bj.lua
+check "the store verifies after these" "$HONE" verify
 done_testing
