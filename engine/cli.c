@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "io/records.h"
+#include "opt.h"
 #include "sched.h"
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
@@ -40,34 +41,49 @@ static const char *usage_main =
 	"\n"
 	"Run `hone COMMAND --help` for a command's options. Docs: docs/guide.md\n";
 
-static const char *usage_run =
-	"usage: hone run [FILE] [options]\n"
-	"  --set STAGE.PARAM=VALUE  override a parameter (repeatable)\n"
-	"  -j N, --jobs N           run up to N independent stages at once (default 1)\n"
-	"  --threads N              threads one stage may use (default: all cores; never changes outputs)\n"
-	"  --dry-run                show what would run; run nothing\n"
-	"  --force STAGE            run STAGE even if cached (repeatable)\n"
-	"  -q, --quiet              print only errors\n"
-	"  --cache DIR              the store\n";
+#define OPT_END {NULL, 0, 0, 0, 0, NULL, NULL, 0}
+#define O_SET {"set", 0, OPT_STR, 0, 0, "STAGE.PARAM=VALUE", "override a parameter (repeatable; lists as {a, b})", 0}
+#define O_CACHE {"cache", 0, OPT_STR, 0, 0, "DIR", "the store (default: $HONE_CACHE, else the project's cache/)", 1}
+#define O_JSON {"json", 0, OPT_FLAG, 0, 0, NULL, "print JSON, for scripts", 0}
 
-static const char *usage_status =
-	"usage: hone status [FILE] [--set STAGE.PARAM=VALUE ...] [--cache DIR]\n"
+static const opt_spec run_opts[] = {
+	O_SET,
+	{"jobs", 'j', OPT_INT, 1, 1024, "N", "run up to N independent stages at once (default 1)", 0},
+	{"threads", 0, OPT_INT, 1, 4096, "N", "threads one stage may use (default: all cores; never changes outputs)", 0},
+	{"dry-run", 'n', OPT_FLAG, 0, 0, NULL, "show what would run; run nothing", 0},
+	{"force", 0, OPT_STR, 0, 0, "STAGE", "run STAGE even if cached (repeatable)", 0},
+	{"quiet", 'q', OPT_FLAG, 0, 0, NULL, "print only errors", 0},
+	O_CACHE, OPT_END};
+static const opt_spec status_opts[] = {O_SET, O_JSON, O_CACHE, OPT_END};
+static const opt_spec dag_opts[] = {{"dot", 0, OPT_FLAG, 0, 0, NULL, "Graphviz DOT instead of text", 0}, O_JSON, O_SET, O_CACHE, OPT_END};
+static const opt_spec show_opts[] = {
+	{"limit", 0, OPT_INT, 0, 1e12, "N", "rows to preview (default 10)", 0},
+	{"where", 0, OPT_STR, 0, 0, "FIELD=VALUE", "preview only rows whose FIELD is VALUE", 0},
+	{"jsonl", 0, OPT_FLAG, 0, 0, NULL, "a dataset's rows as JSON lines", 0},
+	O_JSON, O_SET, O_CACHE, OPT_END};
+static const opt_spec runs_opts[] = {{"limit", 'n', OPT_INT, 1, 1e9, "N", "list the last N runs (default 20)", 0}, O_JSON, O_CACHE, OPT_END};
+static const opt_spec diff_opts[] = {O_CACHE, OPT_END};
+static const opt_spec gc_opts[] = {{"keep-last", 0, OPT_INT, 1, 1e9, "N", "keep what the last N runs reference", 0}, O_CACHE, OPT_END};
+static const opt_spec verify_opts[] = {{"repair", 0, OPT_FLAG, 0, 0, NULL, "remove damaged objects so they are recomputed", 0}, O_CACHE, OPT_END};
+static const opt_spec none_opts[] = {OPT_END};
+
+static const opt_verb verb_run = {"run", "[FILE]", 0, 1, NULL, run_opts, 1};
+static const opt_verb verb_status = {"status", "[FILE]", 0, 1,
 	"Prints every stage as up to date or stale, with the reason: params changed,\n"
-	"input changed, upstream stage changed or stale, kernel version changed, never run.\n";
-
-static const char *usage_dag = "usage: hone dag [FILE] [--dot] [--set ...]\n";
-static const char *usage_show =
-	"usage: hone show [FILE] STAGE[.OUTPUT] [--limit N] [--where FIELD=VALUE] [--jsonl] [--set ...]\n"
+	"input changed, upstream stage changed or stale, kernel version changed, never run.\n", status_opts, 1};
+static const opt_verb verb_dag = {"dag", "[FILE]", 0, 1, NULL, dag_opts, 1};
+static const opt_verb verb_show = {"show", "[FILE] STAGE[.OUTPUT]", 1, 2,
 	"Prints where the stage's up-to-date output is and a preview of its files;\n"
-	"for a dataset: its schema, row count and first rows (as a table, or JSON lines).\n";
-static const char *usage_runs = "usage: hone runs [RUN] [-n N] [--cache DIR]\n"
-                                "RUN is a run number, or -1 for the latest, -2 the one before.\n";
-static const char *usage_diff = "usage: hone diff RUN_A RUN_B [--cache DIR]\n";
-static const char *usage_gc = "usage: hone gc [--keep-last N] [--cache DIR]\n"
-                              "Removes objects that no recorded run (or none of the last N runs) references.\n";
-static const char *usage_verify = "usage: hone verify [--repair] [--cache DIR]\n"
-                                  "Rehashes every object; with --repair removes damaged ones so they are recomputed.\n";
-static const char *usage_hash = "usage: hone hash FILE...\n";
+	"for a dataset: its schema, row count and first rows (as a table, or JSON lines).\n", show_opts, 1};
+static const opt_verb verb_runs = {"runs", "[RUN]", 0, 1, "RUN is a run number, or -1 for the latest, -2 the one before.\n", runs_opts, 0};
+static const opt_verb verb_diff = {"diff", "RUN_A RUN_B", 2, 2, NULL, diff_opts, 0};
+static const opt_verb verb_gc = {"gc", "", 0, 0,
+	"Removes objects that no recorded run (or none of the last N runs) references.\n", gc_opts, 0};
+static const opt_verb verb_verify = {"verify", "", 0, 0,
+	"Rehashes every object; with --repair removes damaged ones so they are recomputed.\n", verify_opts, 0};
+static const opt_verb verb_hash = {"hash", "FILE...", 1, 1 << 20, NULL, none_opts, 1};
+static const opt_verb verb_completion = {"completion", "bash", 1, 1, "Prints a bash completion script: source <(hone completion bash)\n", none_opts, 0};
+
 
 static int error_out(const herr *e)
 {
@@ -75,14 +91,6 @@ static int error_out(const herr *e)
 	if (e->hint[0])
 		fprintf(stderr, "hint: %s\n", e->hint);
 	return EXIT_FAIL;
-}
-
-static int usage_error(const char *usage, const char *fmt, const char *arg)
-{
-	fprintf(stderr, "hone: error: ");
-	fprintf(stderr, fmt, arg);
-	fprintf(stderr, "\n%s", usage);
-	return EXIT_USAGE;
 }
 
 /* Folder holding lua/ and stdlib/: $HONE_HOME, the executable's folder, or
@@ -112,16 +120,19 @@ static char *find_home(void)
 	return xstrdup(".");
 }
 
+static int cache_named; /* the store was named by --cache or HONE_CACHE (find_root) */
+
 typedef struct opts {
 	const char *cache;
 	const char *positional[4];
 	int npos;
-	int dot, repair, limit, keep_last, help, jsonl;
+	int dot, repair, limit, keep_last, help, jsonl, json;
 	const char *where;
 } opts;
 
-/* Parses options shared by every command into en and o. */
-static int parse(int argc, char **argv, engine *en, opts *o, const char *usage)
+/* Parses verb v's options into en and o: -1 to go on, 0 after --help,
+ * EXIT_USAGE after a usage error. */
+static int parse(const opt_verb *v, int argc, char **argv, engine *en, opts *o)
 {
 	buf args;
 	buf_init(&args);
@@ -131,75 +142,53 @@ static int parse(int argc, char **argv, engine *en, opts *o, const char *usage)
 		buf_adds(&args, argv[i]);
 	}
 	en->args = buf_take(&args);
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEED_VAL() do { if (!val) return usage_error(usage, "%s needs a value", a); i++; } while (0)
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			o->help = 1;
-		} else if (!strcmp(a, "--cache")) {
-			NEED_VAL();
-			o->cache = val;
-		} else if (!strncmp(a, "--cache=", 8)) {
-			o->cache = a + 8;
-		} else if (!strcmp(a, "--set")) {
-			NEED_VAL();
-			if (dsl_add_override(&en->err, &en->dsl, val) != 0)
-				return error_out(&en->err), EXIT_USAGE;
-		} else if (!strncmp(a, "--set=", 6)) {
-			if (dsl_add_override(&en->err, &en->dsl, a + 6) != 0)
-				return error_out(&en->err), EXIT_USAGE;
-		} else if (!strcmp(a, "-j") || !strcmp(a, "--jobs")) {
-			NEED_VAL();
-			en->jobs = atoi(val);
-			if (en->jobs < 1)
-				return usage_error(usage, "-j expects a positive number, got '%s'", val);
-		} else if (!strncmp(a, "-j", 2) && isdigit((unsigned char)a[2])) {
-			en->jobs = atoi(a + 2);
-			if (en->jobs < 1)
-				return usage_error(usage, "-j expects a positive number, got '%s'", a + 2);
-		} else if (!strcmp(a, "-n") && usage == usage_runs) {
-			NEED_VAL();
-			o->limit = atoi(val);
-		} else if (!strcmp(a, "--dry-run") || !strcmp(a, "-n")) {
-			en->dry_run = 1;
-		} else if (!strcmp(a, "--force")) {
-			NEED_VAL();
-			en->force = xrealloc(en->force, (en->nforce + 1) * sizeof *en->force);
-			en->force[en->nforce++] = xstrdup(val);
-		} else if (!strcmp(a, "--threads")) {
-			NEED_VAL();
-			en->threads = atoi(val);
-			if (en->threads < 1)
-				return usage_error(usage, "--threads expects a positive number, got '%s'", val);
-		} else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
-			en->quiet = 1;
-		} else if (!strcmp(a, "--jsonl")) {
-			o->jsonl = 1;
-		} else if (!strcmp(a, "--where")) {
-			NEED_VAL();
-			o->where = val;
-		} else if (!strcmp(a, "--dot")) {
-			o->dot = 1;
-		} else if (!strcmp(a, "--repair")) {
-			o->repair = 1;
-		} else if (!strcmp(a, "--limit")) {
-			NEED_VAL();
-			o->limit = atoi(val);
-		} else if (!strcmp(a, "--keep-last")) {
-			NEED_VAL();
-			o->keep_last = atoi(val);
-			if (o->keep_last < 1)
-				return usage_error(usage, "--keep-last expects a positive number, got '%s'", val);
-		} else if (a[0] == '-' && a[1] && !isdigit((unsigned char)a[1])) {
-			return usage_error(usage, "unknown option '%s'", a);
-		} else {
-			if (o->npos == 4)
-				return usage_error(usage, "too many arguments at '%s'", a);
-			o->positional[o->npos++] = a;
-		}
-#undef NEED_VAL
+	opt_parsed p;
+	int rc = opt_parse(v, argc, argv, &p);
+	if (rc == OPT_HELP) {
+		o->help = 1;
+		return 0;
 	}
+	if (rc != OPT_OK)
+		return EXIT_USAGE;
+	rc = -1;
+	for (size_t i = 0; i < p.nhits && rc < 0; i++) {
+		const opt_hit *h = &p.hits[i];
+		const char *n = h->spec->name;
+		if (!strcmp(n, "cache"))
+			o->cache = h->val;
+		else if (!strcmp(n, "set") && dsl_add_override(&en->err, &en->dsl, h->val) != 0)
+			rc = (error_out(&en->err), EXIT_USAGE);
+		else if (!strcmp(n, "jobs"))
+			en->jobs = (int)h->i;
+		else if (!strcmp(n, "threads"))
+			en->threads = (int)h->i;
+		else if (!strcmp(n, "dry-run"))
+			en->dry_run = 1;
+		else if (!strcmp(n, "force")) {
+			en->force = xrealloc(en->force, (en->nforce + 1) * sizeof *en->force);
+			en->force[en->nforce++] = xstrdup(h->val);
+		} else if (!strcmp(n, "quiet"))
+			en->quiet = 1;
+		else if (!strcmp(n, "jsonl"))
+			o->jsonl = 1;
+		else if (!strcmp(n, "json"))
+			o->json = 1;
+		else if (!strcmp(n, "where"))
+			o->where = h->val;
+		else if (!strcmp(n, "dot"))
+			o->dot = 1;
+		else if (!strcmp(n, "repair"))
+			o->repair = 1;
+		else if (!strcmp(n, "limit"))
+			o->limit = (int)(h->i > 1000000000 ? 1000000000 : h->i);
+		else if (!strcmp(n, "keep-last"))
+			o->keep_last = (int)h->i;
+	}
+	for (size_t i = 0; i < p.npos && i < 4; i++)
+		o->positional[o->npos++] = p.pos[i];
+	opt_free(&p);
+	if (rc >= 0)
+		return rc;
 	if (!en->threads) {
 		const char *t = getenv("HONE_THREADS");
 		en->threads = t && atoi(t) > 0 ? atoi(t) : (int)sysconf(_SC_NPROCESSORS_ONLN);
@@ -207,8 +196,54 @@ static int parse(int argc, char **argv, engine *en, opts *o, const char *usage)
 			en->threads = 1;
 	}
 	const char *c = o->cache ? o->cache : getenv("HONE_CACHE");
-	en->cache_root = path_resolve(NULL, c && *c ? c : "cache");
+	if (c && *c)
+		en->cache_root = path_resolve(NULL, c);
+	cache_named = c && *c;
 	return -1;
+}
+
+/* The project root: the nearest folder, from dir upwards, holding
+ * hone.toml, .hone, or (unless the store is named by --cache or
+ * HONE_CACHE, which would make the root move once it exists) a store,
+ * cache/objects; as git and DVC find theirs. dir itself when there is
+ * none. Caller frees. */
+static char *find_root(const char *dir)
+{
+	char *d = path_resolve(NULL, dir);
+	for (;;) {
+		char *a = path_join(d, "hone.toml"), *b = path_join(d, ".hone"), *c = path_join(d, "cache/objects");
+		int hit = fs_exists(a) || fs_exists(b) || (!cache_named && fs_is_dir(c));
+		free(a);
+		free(b);
+		free(c);
+		if (hit)
+			return d;
+		if (!strcmp(d, "/"))
+			break;
+		char *up = path_dirname(d);
+		free(d);
+		d = up;
+	}
+	free(d);
+	return path_resolve(NULL, dir);
+}
+
+/* The store, unless --cache or HONE_CACHE named one: the project root's cache/. */
+static void set_cache_root(engine *en, const char *root)
+{
+	if (!en->cache_root)
+		en->cache_root = path_join(root, "cache");
+}
+
+/* Read-only verbs never create a store: 1 when there is one, else 0 after
+ * saying there is none. */
+static int have_store(engine *en)
+{
+	if (fs_is_dir(en->cache_root))
+		return 1;
+	herr_set(&en->err, "no cache at %s: nothing has run in this project yet", en->cache_root);
+	herr_hint(&en->err, "`hone run` runs the pipeline; --cache DIR or HONE_CACHE point at another store");
+	return 0;
 }
 
 /* Loads the pipeline (first positional or pipeline.lua). */
@@ -218,6 +253,8 @@ static int load_pipeline(engine *en, const char *file)
 	en->dsl.script = xstrdup(f);
 	en->dsl.script_abs = path_resolve(NULL, f);
 	en->dsl.base = path_dirname(en->dsl.script_abs);
+	en->dsl.root = find_root(en->dsl.base);
+	set_cache_root(en, en->dsl.root);
 	en->dsl.home = find_home();
 	if (dsl_load(&en->err, &en->dsl, &en->g) != 0) {
 		error_out(&en->err);
@@ -226,21 +263,108 @@ static int load_pipeline(engine *en, const char *file)
 	return 0;
 }
 
+/* NAME is not a stage of the pipeline: say so, with the closest name and the list. */
+static int no_stage(engine *en, const char *name, const char *what)
+{
+	buf names;
+	buf_init(&names);
+	const char *best = NULL;
+	size_t bd = (size_t)-1;
+	for (size_t k = 0; k < en->g.n; k++) {
+		const dag_node *d = &en->g.nodes[k];
+		if (d->type != NODE_STAGE)
+			continue;
+		buf_printf(&names, "%s%s", names.len ? ", " : "", d->name);
+		size_t dist = edit_distance(name, d->name);
+		if (dist < bd)
+			bd = dist, best = d->name;
+	}
+	herr_set(&en->err, "%s%s%s: no stage named '%s'", en->dsl.script, what ? ": " : "", what ? what : "", name);
+	if (best && bd <= 2)
+		herr_hint(&en->err, "did you mean '%s'? stages: %s", best, names.p);
+	else
+		herr_hint(&en->err, "stages: %s", names.p ? names.p : "(none)");
+	buf_free(&names);
+	return error_out(&en->err);
+}
+
+/* Without a store every stage is stale, never run: what status and
+ * --dry-run print then, without creating one. */
+static int never_run(engine *en, const char *what)
+{
+	fprintf(stderr, "hone: no cache at %s yet: every stage %s\n", en->cache_root, what);
+	int *order = xmalloc((en->g.n ? en->g.n : 1) * sizeof *order);
+	dag_topo(&en->g, order);
+	for (size_t k = 0; k < en->g.n; k++) {
+		const dag_node *d = &en->g.nodes[order[k]];
+		if (d->type == NODE_STAGE)
+			printf("  %-10s %-18s never run\n", !strcmp(what, "would run") ? "would run" : "stale", d->name);
+	}
+	free(order);
+	return 0;
+}
+
+/* status --json, or status without a store: every stage, up to date or
+ * stale (the reason in text mode is sched_status's) */
+static int status_plain(engine *en, int json)
+{
+	int have = fs_is_dir(en->cache_root);
+	if (!json)
+		return never_run(en, "is stale");
+	if (have && (engine_open_store(en, 0) != 0 || sched_plan(en) != 0))
+		return error_out(&en->err);
+	int *order = xmalloc((en->g.n ? en->g.n : 1) * sizeof *order);
+	dag_topo(&en->g, order);
+	buf j;
+	buf_init(&j);
+	buf_adds(&j, "{\"pipeline\": ");
+	buf_json_str(&j, en->dsl.script);
+	buf_adds(&j, ", \"cache\": ");
+	buf_json_str(&j, en->cache_root);
+	buf_adds(&j, ", \"stages\": [");
+	int first = 1;
+	for (size_t k = 0; k < en->g.n; k++) {
+		int i = order[k];
+		const dag_node *d = &en->g.nodes[i];
+		if (d->type != NODE_STAGE)
+			continue;
+		int fresh = have && en->ns[i].state == 2;
+		buf_adds(&j, first ? "\n  {\"stage\": " : ",\n  {\"stage\": ");
+		first = 0;
+		buf_json_str(&j, d->name);
+		buf_adds(&j, ", \"kind\": ");
+		buf_json_str(&j, d->kind);
+		buf_printf(&j, ", \"state\": \"%s\"", fresh ? "up-to-date" : "stale");
+		if (fresh) {
+			char hex[HKEY_HEX];
+			hkey_hex(&en->ns[i].id, hex);
+			buf_printf(&j, ", \"object\": \"%s\"", hex);
+		}
+		buf_addc(&j, '}');
+	}
+	buf_adds(&j, "\n]}\n");
+	fwrite(j.p, 1, j.len, stdout);
+	buf_free(&j);
+	free(order);
+	return 0;
+}
+
 static int cmd_run(int argc, char **argv)
 {
 	engine en;
 	opts o = {0};
 	engine_init(&en);
-	int rc = parse(argc, argv, &en, &o, usage_run);
-	if (rc < 0 && o.help)
-		printf("%s", usage_run), rc = 0;
-	if (rc < 0 && o.npos > 1)
-		rc = usage_error(usage_run, "unexpected argument '%s'", o.positional[1]);
+	int rc = parse(&verb_run, argc, argv, &en, &o);
 	if (rc < 0)
 		rc = load_pipeline(&en, o.npos ? o.positional[0] : NULL);
+	for (size_t k = 0; rc == 0 && !o.help && k < en.nforce; k++)
+		if (dag_find(&en.g, en.force[k]) < 0)
+			rc = no_stage(&en, en.force[k], "--force");
 	if (rc == 0 && !o.help) {
 		en.tty = isatty(2);
-		if (engine_open_store(&en, 1) != 0)
+		if (en.dry_run && !fs_is_dir(en.cache_root))
+			rc = never_run(&en, "would run");
+		else if (engine_open_store(&en, 1) != 0)
 			rc = error_out(&en.err);
 		else if (sched_run(&en) != 0)
 			rc = error_out(&en.err);
@@ -254,13 +378,13 @@ static int cmd_status(int argc, char **argv)
 	engine en;
 	opts o = {0};
 	engine_init(&en);
-	int rc = parse(argc, argv, &en, &o, usage_status);
-	if (rc < 0 && o.help)
-		printf("%s", usage_status), rc = 0;
+	int rc = parse(&verb_status, argc, argv, &en, &o);
 	if (rc < 0)
 		rc = load_pipeline(&en, o.npos ? o.positional[0] : NULL);
-	if (rc == 0 && !o.help) {
-		if (engine_open_store(&en, 1) != 0 || sched_status(&en, stdout) != 0)
+	if (rc == 0 && !o.help && (o.json || !fs_is_dir(en.cache_root))) {
+		rc = status_plain(&en, o.json);
+	} else if (rc == 0 && !o.help) {
+		if (engine_open_store(&en, 0) != 0 || sched_status(&en, stdout) != 0)
 			rc = error_out(&en.err);
 		else {
 			herr e;
@@ -285,16 +409,49 @@ static int cmd_dag(int argc, char **argv)
 	engine en;
 	opts o = {0};
 	engine_init(&en);
-	int rc = parse(argc, argv, &en, &o, usage_dag);
-	if (rc < 0 && o.help)
-		printf("%s", usage_dag), rc = 0;
+	int rc = parse(&verb_dag, argc, argv, &en, &o);
 	if (rc < 0)
 		rc = load_pipeline(&en, o.npos ? o.positional[0] : NULL);
 	if (rc == 0 && !o.help) {
 		dag *g = &en.g;
 		int *order = xmalloc(g->n * sizeof *order);
 		dag_topo(g, order);
-		if (o.dot) {
+		if (o.json) {
+			buf j;
+			buf_init(&j);
+			buf_adds(&j, "{\"pipeline\": ");
+			buf_json_str(&j, en.dsl.script);
+			buf_adds(&j, ", \"nodes\": [");
+			for (size_t k = 0; k < g->n; k++) {
+				int i = order[k];
+				dag_node *d = &g->nodes[i];
+				buf_adds(&j, k ? ",\n  {\"name\": " : "\n  {\"name\": ");
+				buf_json_str(&j, d->name);
+				buf_adds(&j, ", \"kind\": ");
+				buf_json_str(&j, d->type == NODE_SOURCE ? "source" : d->kind);
+				buf_adds(&j, ", \"where\": ");
+				buf_json_str(&j, d->where);
+				buf_adds(&j, ", \"outputs\": [");
+				for (size_t q = 0; q < d->nout; q++) {
+					buf_adds(&j, q ? ", " : "");
+					buf_json_str(&j, d->outputs[q]);
+				}
+				buf_adds(&j, "], \"inputs\": [");
+				for (size_t q = 0; q < d->nin; q++) {
+					char *label = sched_input_label(&en, i, q);
+					buf_adds(&j, q ? ", {\"slot\": " : "{\"slot\": ");
+					buf_json_str(&j, d->in[q].slot);
+					buf_adds(&j, ", \"from\": ");
+					buf_json_str(&j, label);
+					buf_addc(&j, '}');
+					free(label);
+				}
+				buf_adds(&j, "]}");
+			}
+			buf_adds(&j, "\n]}\n");
+			fwrite(j.p, 1, j.len, stdout);
+			buf_free(&j);
+		} else if (o.dot) {
 			printf("digraph pipeline {\n  rankdir=LR;\n  node [fontname=\"sans-serif\"];\n");
 			for (size_t k = 0; k < g->n; k++) {
 				dag_node *d = &g->nodes[order[k]];
@@ -667,11 +824,7 @@ static int cmd_show(int argc, char **argv)
 	opts o = {0};
 	o.limit = 10;
 	engine_init(&en);
-	int rc = parse(argc, argv, &en, &o, usage_show);
-	if (rc < 0 && o.help)
-		printf("%s", usage_show), rc = 0;
-	if (rc < 0 && o.npos == 0)
-		rc = usage_error(usage_show, "%s", "name the stage to show");
+	int rc = parse(&verb_show, argc, argv, &en, &o);
 	if (rc < 0)
 		rc = load_pipeline(&en, o.npos == 2 ? o.positional[0] : NULL);
 	if (rc == 0 && !o.help) {
@@ -680,13 +833,12 @@ static int cmd_show(int argc, char **argv)
 		if (dot)
 			*dot++ = 0;
 		int i = dag_find(&en.g, target);
-		if (i < 0) {
-			herr_set(&en.err, "%s: no stage named '%s'", en.dsl.script, target);
-			rc = error_out(&en.err);
+		if (i < 0 || en.g.nodes[i].type != NODE_STAGE) {
+			rc = no_stage(&en, target, NULL);
 		} else if (dot && !dag_has_output(&en.g.nodes[i], dot)) {
 			herr_set(&en.err, "stage '%s' has no output '%s'", target, dot);
 			rc = error_out(&en.err);
-		} else if (engine_open_store(&en, 1) != 0 || sched_plan(&en) != 0) {
+		} else if (!have_store(&en) || engine_open_store(&en, 0) != 0 || sched_plan(&en) != 0) {
 			rc = error_out(&en.err);
 		} else if (en.ns[i].state != 2) {
 			herr_set(&en.err, "stage '%s' has no up-to-date output", target);
@@ -706,6 +858,24 @@ static int cmd_show(int argc, char **argv)
 			}
 			char hex[HKEY_HEX];
 			hkey_hex(&en.ns[i].id, hex);
+			if (o.json) {
+				buf j;
+				buf_init(&j);
+				buf_adds(&j, "{\"stage\": ");
+				buf_json_str(&j, en.g.nodes[i].name);
+				buf_adds(&j, ", \"kind\": ");
+				buf_json_str(&j, en.g.nodes[i].kind);
+				buf_printf(&j, ", \"object\": \"%s\", \"path\": ", hex);
+				buf_json_str(&j, path);
+				buf_printf(&j, ", \"metrics\": %s}\n", en.ns[i].metrics ? en.ns[i].metrics : "{}");
+				fwrite(j.p, 1, j.len, stdout);
+				buf_free(&j);
+				free(rec);
+				free(path);
+				free(target);
+				engine_free(&en);
+				return rc < 0 ? 0 : rc;
+			}
 			printf("stage   %s (%s)\nobject  %s\npath    %s/\n", en.g.nodes[i].name,
 			       en.g.nodes[i].kind, hex, path);
 			if (en.ns[i].metrics && strcmp(en.ns[i].metrics, "{}"))
@@ -839,14 +1009,43 @@ static int json_next(const char **p, char *key, size_t kn, char *val, size_t vn)
 	return 1;
 }
 
+/* One run as JSON; with its stages when stages is set. */
+static void run_json(buf *j, const runlog_run *r, int stages)
+{
+	buf_printf(j, "{\"run\": %lld, \"started\": %.3f, \"seconds\": %.3f, \"status\": ", r->id, r->started, r->seconds);
+	buf_json_str(j, r->status);
+	buf_printf(j, ", \"ran\": %d, \"cached\": %d, \"failed\": %d, \"pipeline\": ", r->ran, r->cached, r->failed);
+	buf_json_str(j, r->pipeline);
+	buf_adds(j, ", \"args\": ");
+	buf_json_str(j, r->args);
+	if (stages) {
+		buf_adds(j, ", \"stages\": [");
+		for (size_t i = 0; i < r->nstages; i++) {
+			const runlog_stage *s = &r->stages[i];
+			buf_adds(j, i ? ",\n  {\"stage\": " : "\n  {\"stage\": ");
+			buf_json_str(j, s->name);
+			buf_adds(j, ", \"kind\": ");
+			buf_json_str(j, s->kind);
+			buf_adds(j, ", \"status\": ");
+			buf_json_str(j, s->status);
+			buf_printf(j, ", \"seconds\": %.3f, \"key\": \"%s\", \"object\": \"%s\", \"metrics\": %s}", s->seconds, s->key,
+			           s->object, s->metrics && *s->metrics ? s->metrics : "{}");
+		}
+		buf_adds(j, "]");
+	}
+	buf_addc(j, '}');
+}
+
 static int cmd_runs(int argc, char **argv)
 {
 	engine en;
 	opts o = {0};
 	engine_init(&en);
-	int rc = parse(argc, argv, &en, &o, usage_runs);
-	if (rc < 0 && o.help)
-		printf("%s", usage_runs), rc = 0;
+	int rc = parse(&verb_runs, argc, argv, &en, &o);
+	if (rc < 0)
+		set_cache_root(&en, en.dsl.root = find_root("."));
+	if (rc < 0 && !have_store(&en))
+		rc = error_out(&en.err);
 	if (rc < 0 && engine_open_runlog(&en) != 0)
 		rc = error_out(&en.err);
 	if (rc < 0 && o.npos == 1) {
@@ -858,6 +1057,15 @@ static int cmd_runs(int argc, char **argv)
 			herr_set(&en.err, "no run '%s'", o.positional[0]);
 			herr_hint(&en.err, "`hone runs` lists the recorded runs");
 			rc = error_out(&en.err);
+		} else if (o.json) {
+			buf j;
+			buf_init(&j);
+			run_json(&j, &run, 1);
+			buf_addc(&j, '\n');
+			fwrite(j.p, 1, j.len, stdout);
+			buf_free(&j);
+			runlog_run_free(&run);
+			rc = 0;
 		} else {
 			char when[64];
 			fmt_time(when, sizeof when, run.started);
@@ -880,6 +1088,22 @@ static int cmd_runs(int argc, char **argv)
 			char cwd[4096];
 			if (!getcwd(cwd, sizeof cwd))
 				cwd[0] = 0;
+			if (o.json) {
+				buf j;
+				buf_init(&j);
+				buf_addc(&j, '[');
+				for (size_t i = 0; i < n; i++) {
+					buf_adds(&j, i ? ",\n " : "\n ");
+					run_json(&j, &runs[i], 0);
+					runlog_run_free(&runs[i]);
+				}
+				buf_adds(&j, "\n]\n");
+				fwrite(j.p, 1, j.len, stdout);
+				buf_free(&j);
+				free(runs);
+				engine_free(&en);
+				return 0;
+			}
 			printf("%5s  %-19s  %-6s  %4s  %6s  %8s  %s\n", "run", "started", "status", "ran",
 			       "cached", "time", "pipeline");
 			for (size_t i = 0; i < n; i++) {
@@ -952,11 +1176,11 @@ static int cmd_diff(int argc, char **argv)
 	engine en;
 	opts o = {0};
 	engine_init(&en);
-	int rc = parse(argc, argv, &en, &o, usage_diff);
-	if (rc < 0 && o.help)
-		printf("%s", usage_diff), rc = 0;
-	if (rc < 0 && o.npos != 2)
-		rc = usage_error(usage_diff, "%s", "name two runs, as in `hone diff 3 5` or `hone diff -2 -1`");
+	int rc = parse(&verb_diff, argc, argv, &en, &o);
+	if (rc < 0)
+		set_cache_root(&en, en.dsl.root = find_root("."));
+	if (rc < 0 && !have_store(&en))
+		rc = error_out(&en.err);
 	if (rc < 0 && engine_open_runlog(&en) != 0)
 		rc = error_out(&en.err);
 	if (rc < 0) {
@@ -1036,9 +1260,11 @@ static int cmd_gc(int argc, char **argv)
 	engine en;
 	opts o = {0};
 	engine_init(&en);
-	int rc = parse(argc, argv, &en, &o, usage_gc);
-	if (rc < 0 && o.help)
-		printf("%s", usage_gc), rc = 0;
+	int rc = parse(&verb_gc, argc, argv, &en, &o);
+	if (rc < 0)
+		set_cache_root(&en, en.dsl.root = find_root("."));
+	if (rc < 0 && !have_store(&en))
+		rc = error_out(&en.err);
 	if (rc < 0) {
 		hkey *keep = NULL;
 		size_t nkeep = 0;
@@ -1066,9 +1292,11 @@ static int cmd_verify(int argc, char **argv)
 	engine en;
 	opts o = {0};
 	engine_init(&en);
-	int rc = parse(argc, argv, &en, &o, usage_verify);
-	if (rc < 0 && o.help)
-		printf("%s", usage_verify), rc = 0;
+	int rc = parse(&verb_verify, argc, argv, &en, &o);
+	if (rc < 0)
+		set_cache_root(&en, en.dsl.root = find_root("."));
+	if (rc < 0 && !have_store(&en))
+		rc = error_out(&en.err);
 	if (rc < 0) {
 		store_report r;
 		if (engine_open_store(&en, 1) != 0 || (o.repair && store_lock(&en.err, &en.st) != 0) ||
@@ -1091,22 +1319,40 @@ static int cmd_verify(int argc, char **argv)
 
 static int cmd_hash(int argc, char **argv)
 {
-	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		printf("%s", usage_hash);
-		return argc < 2 ? EXIT_USAGE : 0;
-	}
-	int rc = 0;
-	for (int i = 1; i < argc; i++) {
+	opt_parsed p;
+	int rc = opt_parse(&verb_hash, argc, argv, &p);
+	if (rc != OPT_OK)
+		return rc == OPT_HELP ? 0 : EXIT_USAGE;
+	for (size_t i = 0; i < p.npos; i++) {
 		herr e;
 		hkey k;
-		if (hkey_file(&e, argv[i], &k, NULL) != 0) {
+		if (hkey_file(&e, p.pos[i], &k, NULL) != 0) {
 			rc = error_out(&e);
 			continue;
 		}
 		char hex[HKEY_HEX];
 		hkey_hex(&k, hex);
-		printf("%s  %s\n", hex, argv[i]);
+		printf("%s  %s\n", hex, p.pos[i]);
 	}
+	opt_free(&p);
+	return rc;
+}
+
+static const opt_verb *const all_verbs[] = {&verb_run, &verb_status, &verb_dag, &verb_show, &verb_runs, &verb_diff,
+                                           &verb_gc, &verb_verify, &verb_hash, &predict_verb, &generate_verb,
+                                           &verb_completion, NULL};
+
+static int cmd_completion(int argc, char **argv)
+{
+	opt_parsed p;
+	int rc = opt_parse(&verb_completion, argc, argv, &p);
+	if (rc != OPT_OK)
+		return rc == OPT_HELP ? 0 : EXIT_USAGE;
+	if (strcmp(p.pos[0], "bash"))
+		rc = opt_usage_error(&verb_completion, "only bash is supported, not '%s'", p.pos[0]);
+	else
+		opt_bash_completion(all_verbs, stdout);
+	opt_free(&p);
 	return rc;
 }
 
@@ -1130,7 +1376,8 @@ int cli_main(int argc, char **argv)
 		int (*fn)(int, char **);
 	} cmds[] = {{"run", cmd_run}, {"status", cmd_status}, {"dag", cmd_dag}, {"show", cmd_show},
 	            {"runs", cmd_runs}, {"diff", cmd_diff}, {"gc", cmd_gc}, {"verify", cmd_verify},
-	            {"hash", cmd_hash}, {"predict", predict_main}, {"generate", generate_main}};
+	            {"hash", cmd_hash}, {"predict", predict_main}, {"generate", generate_main},
+	            {"completion", cmd_completion}};
 	for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
 		if (!strcmp(cmd, cmds[i].name))
 			return cmds[i].fn(argc - 1, argv + 1);

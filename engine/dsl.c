@@ -207,7 +207,9 @@ static int b_add_source(lua_State *L)
 		free(abs);
 		return lua_error(L);
 	}
-	char *shown = as ? xstrdup(as) : path_relative(d->o->base, abs);
+	/* named by the path from the project root, so that keys and lineage
+	 * are the same in every checkout (outside the root: the absolute path) */
+	char *shown = as ? xstrdup(as) : path_relative(d->o->root ? d->o->root : d->o->base, abs);
 	int idx = dag_add_source(d->g, abs, shown, where);
 	free(shown);
 	free(abs);
@@ -607,6 +609,7 @@ void dsl_opts_free(dsl_opts *o)
 	free(o->script);
 	free(o->script_abs);
 	free(o->base);
+	free(o->root);
 	free(o->home);
 	memset(o, 0, sizeof *o);
 }

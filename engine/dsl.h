@@ -26,6 +26,7 @@ typedef struct dsl_opts {
 	char *script;      /* as the user gave it, for messages: "examples/x/pipeline.lua" */
 	char *script_abs;  /* absolute path */
 	char *base;        /* folder of the script; relative inputs resolve here */
+	char *root;        /* the project root: sources are named relative to it */
 	char *home;        /* folder holding lua/ and stdlib/ */
 	dsl_override *ov;  /* --set overrides */
 	size_t nov;

@@ -10,11 +10,21 @@
 #include "ml/gpt2.h"
 #include "ml/textgen.h"
 
-static const char *usage =
-	"usage: hone generate MODEL [--tokenizer TOK] --prompt TEXT [--adapter DIR] [--max-tokens N]\n"
-	"                     [--temperature T] [--top-k K] [--top-p P] [--seed S] [--stop TEXT]...\n"
-	"                     [--logits FILE] [--quiet]\n"
-	"\n"
+static const opt_spec generate_opts[] = {
+	{"tokenizer", 0, OPT_STR, 0, 0, "TOK", "a tokenizer folder or tokenizer.json (a bundle brings its own)", 1},
+	{"prompt", 0, OPT_STR, 0, 0, "TEXT", "the text to continue", 0},
+	{"adapter", 0, OPT_STR, 0, 0, "DIR", "a PEFT LoRA folder, merged into the model", 1},
+	{"max-tokens", 0, OPT_INT, 0, 1 << 20, "N", "tokens to generate at most (default 64)", 0},
+	{"temperature", 0, OPT_NUM, 0, 100, "T", "sampling temperature (default 0: greedy)", 0},
+	{"top-k", 0, OPT_INT, 0, 1 << 24, "K", "sample from the K most likely tokens (0: all)", 0},
+	{"top-p", 0, OPT_NUM, 0, 1, "P", "sample from the smallest set of tokens whose probability reaches P", 0},
+	{"seed", 0, OPT_INT, 0, 9007199254740992.0, "S", "the sampler's seed", 0},
+	{"stop", 0, OPT_STR, 0, 0, "TEXT", "stop before this text (repeatable, up to 16)", 0},
+	{"logits", 0, OPT_STR, 0, 0, "FILE", "write the prompt's ids and logits as JSON", 1},
+	{"quiet", 'q', OPT_FLAG, 0, 0, NULL, "no tokens/s line on stderr", 0},
+	{NULL, 0, 0, 0, 0, NULL, NULL, 0}};
+
+const opt_verb generate_verb = {"generate", "MODEL", 1, 1,
 	"Continues TEXT with a GPT-2 model. MODEL is a Hugging Face folder (config.json +\n"
 	"model.safetensors; `hone show PIPELINE train` prints where train put one) or an\n"
 	"export bundle (.tar.gz, whose tokenizer.json is used unless --tokenizer is given).\n"
@@ -24,7 +34,8 @@ static const char *usage =
 	"Stops at <|endoftext|>, at a --stop text (not printed), after --max-tokens (default\n"
 	"64), or when the context is full. Prints the continuation; tokens/s go to stderr.\n"
 	"--logits FILE writes the prompt's ids and the model's logits at every prompt\n"
-	"position as JSON (for checking against another implementation).\n";
+	"position as JSON (for checking against another implementation).\n",
+	generate_opts, 1};
 
 static int load_tokenizer(herr *e, const char *path, bpe **b)
 {
@@ -113,52 +124,41 @@ int generate_main(int argc, char **argv)
 	const char *model = NULL, *tokp = NULL, *prompt = NULL, *adapter = NULL, *logits = NULL, *stops[16];
 	int nstop = 0, maxt = 64, quiet = 0;
 	gpt2_sampler smp = {0, 0, 1, 0};
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			printf("%s", usage);
-			return 0;
-		}
-#define VAL(name) (!strcmp(a, name) && v && ++i)
-		if (VAL("--tokenizer"))
+	opt_parsed op;
+	int prc = opt_parse(&generate_verb, argc, argv, &op);
+	if (prc != OPT_OK)
+		return prc == OPT_HELP ? 0 : 2;
+	model = op.pos[0];
+	for (size_t i = 0; i < op.nhits; i++) {
+		const opt_hit *h = &op.hits[i];
+		const char *n = h->spec->name, *v = h->val;
+		if (!strcmp(n, "tokenizer"))
 			tokp = v;
-		else if (VAL("--prompt"))
+		else if (!strcmp(n, "prompt"))
 			prompt = v;
-		else if (VAL("--adapter"))
+		else if (!strcmp(n, "adapter"))
 			adapter = v;
-		else if (VAL("--logits"))
+		else if (!strcmp(n, "logits"))
 			logits = v;
-		else if (VAL("--max-tokens"))
-			maxt = atoi(v);
-		else if (VAL("--temperature"))
-			smp.temperature = (float)atof(v);
-		else if (VAL("--top-k"))
-			smp.top_k = atoi(v);
-		else if (VAL("--top-p"))
-			smp.top_p = (float)atof(v);
-		else if (VAL("--seed"))
-			smp.state = strtoull(v, NULL, 10);
-		else if (VAL("--stop")) {
-			if (nstop < 16)
-				stops[nstop++] = v;
-		} else if (!strcmp(a, "--quiet") || !strcmp(a, "-q"))
+		else if (!strcmp(n, "max-tokens"))
+			maxt = (int)h->i;
+		else if (!strcmp(n, "temperature"))
+			smp.temperature = (float)h->d;
+		else if (!strcmp(n, "top-k"))
+			smp.top_k = (int)h->i;
+		else if (!strcmp(n, "top-p"))
+			smp.top_p = (float)h->d;
+		else if (!strcmp(n, "seed"))
+			smp.state = (uint64_t)h->i;
+		else if (!strcmp(n, "stop") && nstop < 16)
+			stops[nstop++] = v;
+		else if (!strcmp(n, "quiet"))
 			quiet = 1;
-		else if (a[0] == '-' && a[1]) {
-			fprintf(stderr, "hone: error: generate: unknown option or missing value '%s'\n\n%s", a, usage);
-			return 2;
-		} else if (!model)
-			model = a;
-		else {
-			fprintf(stderr, "hone: error: generate: one model at a time ('%s' is extra)\n\n%s", a, usage);
-			return 2;
-		}
-#undef VAL
 	}
+	opt_free(&op);
 	int is_bundle = model && !fs_is_dir(model);
-	if (!model || (!tokp && !is_bundle) || !prompt || maxt < 0) {
-		fprintf(stderr, "hone: error: generate: give MODEL, --tokenizer (unless MODEL is a bundle) and --prompt\n\n%s", usage);
-		return 2;
-	}
+	if (!model || (!tokp && !is_bundle) || !prompt)
+		return opt_usage_error(&generate_verb, "give MODEL, --tokenizer (unless MODEL is a bundle) and --prompt");
 	herr e = {{0}, {0}};
 	gpt2 m;
 	memset(&m, 0, sizeof m);

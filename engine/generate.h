@@ -10,4 +10,7 @@
 
 int generate_main(int argc, char **argv);
 
+#include "opt.h"
+extern const opt_verb generate_verb;
+
 #endif

@@ -13,9 +13,14 @@
 #include "ml/classifier.h"
 #include "ml/mldata.h"
 
-static const char *usage =
-	"usage: hone predict BUNDLE [--input FILE] [--output FILE] [--missing error|skip|empty] [--quiet]\n"
-	"\n"
+static const opt_spec predict_opts[] = {
+	{"input", 'i', OPT_STR, 0, 0, "FILE", "rows to predict: JSON Lines, or CSV/TSV with a header (default: stdin)", 1},
+	{"output", 'o', OPT_STR, 0, 0, "FILE", "where the predictions go (default: stdout)", 1},
+	{"missing", 0, OPT_STR, 0, 0, "error|skip|empty", "a row without an input field: an error (default), left out, or read as empty", 0},
+	{"quiet", 'q', OPT_FLAG, 0, 0, NULL, "no timing line on stderr", 0},
+	{NULL, 0, 0, 0, 0, NULL, NULL, 0}};
+
+const opt_verb predict_verb = {"predict", "BUNDLE", 1, 1,
 	"Predicts with a bundle written by export. Input rows are JSON Lines, or\n"
 	"CSV with a header row (by the file's extension .csv/.tsv, else by its\n"
 	"first character); stdin when no --input. Each row gets one JSON line:\n"
@@ -24,7 +29,8 @@ static const char *usage =
 	"A row without one of the model's input fields (absent or null) is an\n"
 	"error naming the row and field; --missing skip leaves such rows out and\n"
 	"--missing empty reads the field as empty text, an unknown category or the\n"
-	"training mean; either way they are counted on stderr.\n";
+	"training mean; either way they are counted on stderr.\n",
+	predict_opts, 1};
 
 enum { MISSING_ERROR, MISSING_SKIP, MISSING_EMPTY };
 
@@ -281,38 +287,25 @@ int predict_main(int argc, char **argv)
 {
 	const char *bpath = NULL, *input = NULL, *output = NULL;
 	int quiet = 0, missing = MISSING_ERROR;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (!strcmp(a, "--missing") && i + 1 < argc) {
-			const char *v = argv[++i];
-			missing = !strcmp(v, "skip") ? MISSING_SKIP : !strcmp(v, "empty") ? MISSING_EMPTY : !strcmp(v, "error") ? MISSING_ERROR : -1;
-			if (missing < 0) {
-				fprintf(stderr, "hone: error: predict: --missing: expected error, skip or empty, got '%s'\n", v);
-				return 2;
-			}
-		} else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			printf("%s", usage);
-			return 0;
-		} else if ((!strcmp(a, "--input") || !strcmp(a, "-i")) && i + 1 < argc) {
-			input = argv[++i];
-		} else if ((!strcmp(a, "--output") || !strcmp(a, "-o")) && i + 1 < argc) {
-			output = argv[++i];
-		} else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
+	opt_parsed op;
+	int prc = opt_parse(&predict_verb, argc, argv, &op);
+	if (prc != OPT_OK)
+		return prc == OPT_HELP ? 0 : 2;
+	bpath = op.pos[0];
+	for (size_t i = 0; i < op.nhits; i++) {
+		const char *n = op.hits[i].spec->name, *v = op.hits[i].val;
+		if (!strcmp(n, "input"))
+			input = v;
+		else if (!strcmp(n, "output"))
+			output = v;
+		else if (!strcmp(n, "quiet"))
 			quiet = 1;
-		} else if (a[0] == '-' && a[1]) {
-			fprintf(stderr, "hone: error: predict: unknown option '%s'\n\n%s", a, usage);
-			return 2;
-		} else if (!bpath) {
-			bpath = a;
-		} else {
-			fprintf(stderr, "hone: error: predict: one bundle at a time ('%s' is extra)\n\n%s", a, usage);
-			return 2;
-		}
+		else if (!strcmp(n, "missing"))
+			missing = !strcmp(v, "skip") ? MISSING_SKIP : !strcmp(v, "empty") ? MISSING_EMPTY : !strcmp(v, "error") ? MISSING_ERROR : -1;
 	}
-	if (!bpath) {
-		fprintf(stderr, "hone: error: predict: give a bundle (export's .tar.gz)\n\n%s", usage);
-		return 2;
-	}
+	opt_free(&op);
+	if (missing < 0)
+		return opt_usage_error(&predict_verb, "--missing: expected error, skip or empty");
 	herr e = {{0}, {0}};
 	double t0 = now_seconds();
 	bundle b;

@@ -10,4 +10,7 @@
 
 int predict_main(int argc, char **argv);
 
+#include "opt.h"
+extern const opt_verb predict_verb;
+
 #endif

@@ -5,6 +5,8 @@
 -- a "total" row) and reports the totals as metrics.
 return {
   kind = "wc",
+  takes_each = "file|lines",
+  gives = "lines",
   kernel = "wc",
   min_inputs = 1,
   max_inputs = 1,

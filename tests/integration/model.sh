@@ -191,5 +191,5 @@ printf '{"text": "x", "links": "many", "domain": "a.com"}\n' > bad2.jsonl
 check "predict: a wrong value names the field" fails_with 1 "field 'links': expected a number" "$HONE" predict dist/mail.tar.gz --input bad2.jsonl
 mkdir -p m && tar xzf dist/mail.tar.gz -C m && sed -i 's/"layers": \[16\]/"layers": [17]/' m/config.json && (cd m && tar czf ../tamper.tar.gz *)
 check "predict: weights that do not fit the config" fails_with 1 "expected F32 of shape" "$HONE" predict tamper.tar.gz --input test.jsonl
-check "predict: usage" fails_with 2 "usage: hone predict" "$HONE" predict
+check "predict: usage" fails_with 2 "predict: expected BUNDLE" "$HONE" predict
 done_testing

@@ -115,7 +115,7 @@ check "--force replaces a damaged object" "$HONE" verify
 check "  ... with the right content" contains "$(cat "$obj/counts.tsv")" "total"
 
 # CLI
-check "-j0 is refused" fails_with 2 "-j expects a positive number" "$HONE" run heal.lua -j0
+check "-j0 is refused" fails_with 2 "run: --jobs expects an integer from 1 to 1024, got '0'" "$HONE" run heal.lua -j0
 check "runs -n 1 lists one run" eq "$("$HONE" runs -n 1 | tail -n +2 | wc -l)" 1
 check "the manifest name cannot be written" fails_with 1 'output name "./.hone-manifest"' \
 	bash -c "printf '%s\n' 'stage \"s\" { run = function(ctx) ctx:write(\"./.hone-manifest\", \"x\") end }' > m.lua; '$HONE' run m.lua"
