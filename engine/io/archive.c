@@ -25,6 +25,8 @@ static void load(void)
 	SYM(read_support_format_tar, "archive_read_support_format_tar");
 	SYM(read_support_format_gnutar, "archive_read_support_format_gnutar");
 	SYM(read_support_format_zip, "archive_read_support_format_zip");
+	SYM(read_support_format_raw, "archive_read_support_format_raw");
+	SYM(format, "archive_format");
 	SYM(read_open_filename, "archive_read_open_filename");
 	SYM(read_next_header, "archive_read_next_header");
 	SYM(read_data, "archive_read_data");

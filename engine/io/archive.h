@@ -21,6 +21,8 @@ typedef struct archive_api {
 	int (*read_support_format_tar)(struct archive *);
 	int (*read_support_format_gnutar)(struct archive *);
 	int (*read_support_format_zip)(struct archive *);
+	int (*read_support_format_raw)(struct archive *); /* a compressed single file */
+	int (*format)(struct archive *);
 	int (*read_open_filename)(struct archive *, const char *, size_t);
 	int (*read_next_header)(struct archive *, struct archive_entry **);
 	la_ssize_t (*read_data)(struct archive *, void *, size_t);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -612,6 +613,9 @@ static int from_archive(ing *g, const kinput *in)
 	A->read_support_format_tar(a);
 	A->read_support_format_zip(a);
 	A->read_support_format_gnutar(a);
+	/* anything else behind a compression filter is one file (data.jsonl.gz):
+	 * libarchive's raw format, tried after the archive formats */
+	A->read_support_format_raw(a);
 	int rc = 0;
 	if (A->read_open_filename(a, in->path, 1 << 16) != ARCHIVE_OK) {
 		rc = kctx_fail(g->c, "%s: corrupt or truncated archive: %s", in->label, A->error_string(a));
@@ -623,8 +627,22 @@ static int from_archive(ing *g, const kinput *in)
 	buf_init(&data);
 	buf_init(&where);
 	int r;
+	char *raw_name = NULL;
 	while (rc == 0 && (r = A->read_next_header(a, &ent)) == ARCHIVE_OK) {
 		const char *name = A->entry_pathname(ent);
+		if (A->format(a) == ARCHIVE_FORMAT_RAW) {
+			/* the member is the file without its compression suffix, so
+			 * that the format follows its own extension (x.csv.gz: CSV) */
+			const char *base = strrchr(in->label, '/') ? strrchr(in->label, '/') + 1 : in->label;
+			const char *dot = strrchr(base, '.');
+			static const char *const sfx[] = {".gz", ".gzip", ".xz", ".zst", ".zstd", ".bz2", ".lz4", ".lzma", ".z", ".Z"};
+			int cut = 0;
+			for (size_t k = 0; dot && k < sizeof sfx / sizeof *sfx; k++)
+				cut |= !strcasecmp(dot, sfx[k]);
+			free(raw_name);
+			raw_name = cut ? xstrndup(base, (size_t)(dot - base)) : xstrdup(base);
+			name = raw_name;
+		}
 		if (!name)
 			continue;
 		int type = A->entry_filetype(ent);
@@ -668,6 +686,7 @@ static int from_archive(ing *g, const kinput *in)
 		rc = kctx_fail(g->c, "%s: corrupt or truncated archive: %s", in->label,
 		               A->error_string(a) ? A->error_string(a) : "read error");
 	A->read_free(a);
+	free(raw_name);
 	buf_free(&data);
 	buf_free(&where);
 	return rc;

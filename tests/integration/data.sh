@@ -224,4 +224,19 @@ check "  ... a message without the header is a missing field" contains "$("$HONE
 check "  ... only for JSON input" fails_with 1 "path@body or path@Header-Name" bash -c \
 	"printf 'ingest { \"in/s.jsonl\", format = \"csv\", fields = { s = \"raw@subject\" } }\n' > mail2.lua; '$HONE' run mail2.lua -q"
 
+# compressed single files: read as streams, their format by the inner name
+mkdir -p zs && printf '{"text":"a b"}\n{"text":"c"}\n' > zs/d.jsonl && printf 'text,label\nhi,1\nyo,2\n' > zs/t.csv
+gzip -k zs/d.jsonl && xz -k zs/d.jsonl && zstd -q zs/d.jsonl && bzip2 -k zs/d.jsonl && zstd -q zs/t.csv
+for f in d.jsonl.gz d.jsonl.xz d.jsonl.zst d.jsonl.bz2 t.csv.zst; do
+	echo "ingest { \"zs/$f\" }" > z.lua
+	check "ingest reads a compressed single file: $f" bash -c "'$HONE' run z.lua -q && [ \$('$HONE' show z.lua ingest --jsonl | wc -l) = 2 ]"
+done
+printf '{"text":"a b"}\n{"text": oops\n' | gzip > zs/bad.jsonl.gz
+echo 'ingest { "zs/bad.jsonl.gz" }' > z.lua
+check "  ... errors name the member and line" fails_with 1 "zs/bad.jsonl.gz[bad.jsonl]:2: malformed JSON" "$HONE" run z.lua
+head -c 20 zs/d.jsonl.gz > zs/tr.jsonl.gz
+echo 'ingest { "zs/tr.jsonl.gz" }' > z.lua
+check "  ... a truncated stream is an error" fails_with 1 "zs/tr.jsonl.gz: corrupt or truncated archive: truncated gzip input" "$HONE" run z.lua
+echo 'ingest { "zs/d.jsonl.gz", max_bytes = 10 }' > z.lua
+check "  ... max_bytes bounds the decompressed size" fails_with 1 "zs/d.jsonl.gz[d.jsonl]: input exceeds max_bytes" "$HONE" run z.lua
 done_testing
