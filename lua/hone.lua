@@ -336,19 +336,45 @@ local function convert_override(stage, name, text, t, w)
     fail("command line", flag .. ": expected true or false")
   elseif t == "string" or t == "any" then
     return text
+  elseif t == "list" or t == "table" then
+    -- a flat list, as in Lua or JSON: {128, 64}, [128,64], {"c_attn", c_fc}
+    local body = smatch(text, "^%s*[%[{](.*)[%]}]%s*$")
+    if not body then fail("command line", flag .. ": expected a list, as in {128, 64} or [128,64]") end
+    local out = {}
+    for item in string.gmatch(body .. ",", "([^,]*),") do
+      item = smatch(item, "^%s*(.-)%s*$")
+      if item ~= "" then
+        local q = smatch(item, '^"(.*)"$') or smatch(item, "^'(.*)'$")
+        local v
+        if q then v = q
+        elseif item == "true" then v = true
+        elseif item == "false" then v = false
+        elseif math.tointeger(item) then v = math.tointeger(item)
+        elseif tonumber(item) then v = tonumber(item)
+        elseif smatch(item, "^[%w_%.%-]+$") then v = item
+        else fail("command line", sformat("%s: list item %q: expected a number, true/false or a name", flag, item)) end
+        out[#out + 1] = v
+      elseif not smatch(body, "^%s*$") then
+        fail("command line", flag .. ": an empty list item")
+      end
+    end
+    return out
   end
   fail("command line", sformat("%s: parameter of type %s cannot be set from the command line", flag, t))
 end
 
 local function apply_overrides(stage, params, spec, w)
   local o = C.overrides[stage]
-  if not o then return end
+  if not o then return {} end
   overrides_used[stage] = true
   for _, name in ipairs(sorted_keys(o)) do
     local t
     if spec.params then
       local p = spec.params[name]
-      if not p and spec.extra_params and type(params[name]) == "number" then p = { type = "number" } end
+      if not p and spec.extra_params and (type(params[name]) == "number" or
+                                          (spec.extra_default and spec.extra_default[name] ~= nil)) then
+        p = { type = "number" }
+      end
       if not p then
         local names = sorted_keys(spec.params)
         local c = closest(name, names)
@@ -372,6 +398,7 @@ local function apply_overrides(stage, params, spec, w)
     end
     params[name] = convert_override(stage, name, o[name], t, w)
   end
+  return o
 end
 
 function H.finish()
@@ -445,7 +472,7 @@ local function declare(spec, args, explicit_name, w)
   end
   if spec.resolve then spec.resolve(params, C.home) end
   if spec.params then
-    apply_overrides(name, params, spec, w)
+    local overridden = apply_overrides(name, params, spec, w)
     -- extra numeric parameters collected into one table (split's parts)
     local extras
     if spec.extra_params then
@@ -475,7 +502,32 @@ local function declare(spec, args, explicit_name, w)
       if params[k] ~= nil then check_type(spec.kind, k, p, params[k], w) end
     end
     if extras then
-      if next(extras) == nil then extras = spec.extra_default end
+      -- the script gave no parts (only --set did, or nothing): the defaults,
+      -- with what --set gave in their place
+      local given = false
+      for k in pairs(extras) do if not overridden[k] then given = true end end
+      if not given and spec.extra_default then
+        local set, fixed = extras, 0
+        for _, v in pairs(set) do fixed = fixed + v end
+        extras = {}
+        for k, v in pairs(spec.extra_default) do
+          if not (spec.extra_sum and math.abs(fixed - spec.extra_sum) < 1e-9) then extras[k] = v end
+        end
+        for k, v in pairs(set) do extras[k] = v end
+      end
+      if spec.extra_sum then
+        -- parts set from the command line keep their value; the others are
+        -- scaled to fill the rest, in their proportions
+        local fixed, others = 0, 0
+        for k, v in pairs(extras) do
+          if overridden[k] then fixed = fixed + v else others = others + v end
+        end
+        if next(overridden) and others > 0 and fixed > 0 and fixed < spec.extra_sum then
+          for k, v in pairs(extras) do
+            if not overridden[k] then extras[k] = tonumber(sformat("%.12g", v * (spec.extra_sum - fixed) / others)) end
+          end
+        end
+      end
       params[spec.extra_params] = extras
       for k in pairs(extras) do
         if type(k) ~= "string" or not smatch(k, "^[%w_%-]+$") then fail(w, sformat("%s: part name %q: use letters, digits, '_' and '-'", spec.kind, k)) end

@@ -13,6 +13,7 @@ return {
   summary = "split a dataset into named parts",
   extra_params = "parts",
   extra_default = { train = 0.70, val = 0.15, test = 0.15 },
+  extra_sum = 1, -- --set split.train=0.8 scales the other parts to fill the rest
   params = {
     seed = { type = "integer", default = 42 },
     stratify = { type = "string", doc = "field whose class proportions every part keeps" },

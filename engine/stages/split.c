@@ -325,6 +325,15 @@ static int k_split(kctx *c, const hval *params, const kinput *in, size_t nin, co
 		if (near > 0)
 			near_leaks(c, &r, ft, assign, parts, near);
 	}
+	/* an empty part fails here, not two stages later ("no rows to evaluate") */
+	if (rc == 0 && r.rows == 0)
+		rc = kctx_fail(c, "split: the dataset has no rows");
+	for (size_t i = 0; i < np && rc == 0; i++)
+		if (parts[i].rows == 0 && r.rows > 0) {
+			kctx_fail(c, "split: part '%s' gets no rows: %llu row%s at ratio %g", parts[i].name,
+			          (unsigned long long)r.rows, r.rows == 1 ? "" : "s", parts[i].ratio);
+			rc = herr_hint(&c->err, "give more rows, raise the part's ratio, or leave the part out");
+		}
 	for (size_t i = 0; i < np && rc == 0; i++) {
 		char *rel = xasprintf("%s/%s", parts[i].name, RECORDS_FILE), *out;
 		rc = kctx_out_path(c, outdir, rel, &out);

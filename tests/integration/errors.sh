@@ -80,6 +80,22 @@ check "  ... filter too" expect 2 "filter: input 1 must be text lines" "$pre
 filter { d, fn = function(l) return true end }"
 check "dedupe given a file path" expect 2 'dedupe: input 1 must be a dataset (ingest, dedupe, or a part of split); "rows.jsonl" is a file path' \
 	'dedupe { "rows.jsonl" }'
+# split: an empty part is an error at split; --set of one ratio scales the others
+for i in 1 2 3; do echo "{\"text\": \"r$i\"}"; done > three.jsonl
+for i in $(seq 1 40); do echo "{\"text\": \"r$i\"}"; done > forty.jsonl
+check "a split part with no rows fails at split, naming it" expect 1 "split: part 'val' gets no rows: 3 rows at ratio 0.15" \
+	'split { ingest { "three.jsonl" } }'
+printf 'local d = ingest { "forty.jsonl" }\nsplit { d, train = 0.7, val = 0.15, test = 0.15 }\n' > r1.lua
+printf 'local d = ingest { "forty.jsonl" }\nsplit { d, train = 0.8, val = 0.1, test = 0.1 }\n' > r2.lua
+printf 'local d = ingest { "forty.jsonl" }\nsplit { d }\n' > r3.lua
+check "--set split.train=0.8 scales the other parts to fill the rest" bash -c \
+	"'$HONE' run r2.lua -q && '$HONE' run r1.lua --set split.train=0.8 | grep -q 'cached    split'"
+check "  ... also over the default parts" bash -c "'$HONE' run r3.lua --set split.train=0.8 | grep -q 'cached    split'"
+check "list parameters from the command line" bash -c \
+	"'$HONE' dag r1.lua >/dev/null && printf 'local s = stage \"s\" { layers = { 64 }, run = function(ctx) ctx:write(\"o.txt\", table.concat(ctx.params.layers, \",\")) end }\n' > l.lua && '$HONE' run l.lua -q --set 's.layers=[128,64]' && [ \"\$(cat \$('$HONE' show l.lua s --set 's.layers=[128,64]' --json | jq -r .path)/o.txt)\" = 128,64 ]"
+check "  ... Lua's form too" bash -c "'$HONE' run l.lua -q --set 's.layers={128, 64}' && '$HONE' run l.lua --set 's.layers={128, 64}' | grep -q 'cached    s'"
+check "  ... a malformed list says what is expected" expect 2 "expected a list, as in {128, 64} or [128,64]" \
+	'stage "s" { layers = { 64 }, run = function(ctx) end }' --set s.layers=128
 check "the store verifies after all of these" "$HONE" verify
 check "CLI: unknown command suggests one" fails_with 2 "did you mean 'hone run'?" "$HONE" rnu
 check "CLI: unknown option" fails_with 2 "unknown option '--frobnicate'" "$HONE" run --frobnicate
