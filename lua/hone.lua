@@ -675,10 +675,27 @@ strmeta.__index = builtins.string
 strmeta.__metatable = false
 builtins._VERSION = _VERSION
 
+-- why each denied name is out of reach: what it would break
+local function why_denied(name)
+  if smatch(name, "^os%.") and (name == "os.time" or name == "os.clock" or name == "os.date" or name == "os.getenv") then
+    return name .. " is not available in a pipeline: its value would differ from run to run (or machine to machine) "
+           .. "without the stage's key changing, so cached results would be wrong",
+           "pass what you need as a parameter (--set stage.param=VALUE), or use the seed parameters for randomness"
+  elseif name == "require" or name == "dofile" or name == "loadfile" or smatch(name, "^package%.") then
+    return name .. " is not available in a pipeline: code loaded from other files would not be in any stage's key, "
+           .. "so editing it would not re-run what depends on it",
+           "put the code in the pipeline file itself (functions are keyed by their source)"
+  elseif name == "load" or smatch(name, "^debug%.") or name == "collectgarbage" then
+    return name .. " is not available in a pipeline: it reaches past the sandbox that keeps runs reproducible", nil
+  end
+  return name .. " is not available in a pipeline: files reach stages only as declared inputs, so that "
+         .. "every file a result depends on is in its key",
+         "pass the path as a stage input, e.g. stage \"x\" { \"data/a.txt\", run = function(ctx, a) ... a:read() ... end }, or declare it with file \"data/a.txt\""
+end
 local function denied(name)
   return function()
-    fail(where(3), name .. " is not available in a pipeline: files reach stages only as declared inputs",
-         "pass the path as a stage input, e.g. stage \"x\" { \"data/a.txt\", run = function(ctx, a) ... a:read() ... end }, or declare it with file \"data/a.txt\"")
+    local msg, hint = why_denied(name)
+    fail(where(3), msg, hint)
   end
 end
 local function denied_lib(name)

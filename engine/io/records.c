@@ -744,3 +744,24 @@ void recw_copy_row(rec_writer *w, const rec_reader *r, uint64_t row)
 		recw_copy_value(w, (int)i, r, (int)i, row);
 	recw_end_row(w);
 }
+
+int recr_hint_field(herr *e, const rec_reader *r, const char *name)
+{
+	buf names;
+	buf_init(&names);
+	const char *best = NULL;
+	size_t bd = (size_t)-1;
+	for (uint32_t k = 0; k < r->nfields; k++) {
+		buf_printf(&names, "%s%s", k ? ", " : "", r->fields[k].name);
+		size_t d = edit_distance(name, r->fields[k].name);
+		if (d < bd)
+			bd = d, best = r->fields[k].name;
+	}
+	size_t lim = strlen(name) / 3 > 2 ? strlen(name) / 3 : 2;
+	if (best && bd <= lim)
+		herr_hint(e, "did you mean '%s'? fields: %s", best, names.p);
+	else
+		herr_hint(e, "fields: %s", names.p ? names.p : "(none)");
+	buf_free(&names);
+	return -1;
+}

@@ -129,4 +129,8 @@ void recw_copy_value(rec_writer *w, int wf, const rec_reader *r, int rf, uint64_
 /* Appends row `row` of r to w (which must have r's schema). */
 void recw_copy_row(rec_writer *w, const rec_reader *r, uint64_t row);
 
+/* Adds to e's hint the field of r closest to name ("did you mean 'label'?")
+ * and the fields r has, for an error about a field r lacks; returns -1. */
+int recr_hint_field(herr *e, const rec_reader *r, const char *name);
+
 #endif

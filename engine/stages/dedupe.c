@@ -182,7 +182,7 @@ static int k_dedupe(kctx *c, const hval *params, const kinput *in, size_t nin, c
 		                                           : hval_get_str(params, "key", "text");
 		int f = recr_find(&d.r, name);
 		if (f < 0)
-			rc = kctx_fail(c, "dedupe: key field '%s' is not in the dataset %s", name, in[0].label);
+			rc = (kctx_fail(c, "dedupe: key field '%s' is not in the dataset %s", name, in[0].label), recr_hint_field(&c->err, &d.r, name));
 		d.keys[d.nkeys++] = f;
 	}
 	if (hval_get_bool(params, "normalize", 1))

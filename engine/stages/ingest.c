@@ -105,7 +105,11 @@ static int bad_row(ing *g, size_t line, const char *reason_key, const char *fmt,
 			kctx_fail(g->c, "%s:%zu: %s", g->where, line, msg);
 		else
 			kctx_fail(g->c, "%s: %s", g->where, msg);
-		herr_hint(&g->c->err, "fix the input, or pass on_error = \"skip\" to skip such rows and count them");
+		if (!strcmp(reason_key, "invalid_utf8"))
+			herr_hint(&g->c->err, "pass utf8 = \"replace\" to replace invalid bytes with U+FFFD, or on_error = \"skip\" to "
+			          "skip such rows and count them");
+		else
+			herr_hint(&g->c->err, "fix the input, or pass on_error = \"skip\" to skip such rows and count them");
 		return -1;
 	}
 	count_skip(g, reason_key);

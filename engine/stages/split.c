@@ -198,11 +198,11 @@ static int k_split(kctx *c, const hval *params, const kinput *in, size_t nin, co
 	const char *group = hval_get_str(params, "group", NULL);
 	int fs = strat ? recr_find(&r, strat) : -1, fg = group ? recr_find(&r, group) : -1;
 	if (strat && fs < 0) {
-		rc = kctx_fail(c, "split: stratify field '%s' is not in the dataset", strat);
+		rc = (kctx_fail(c, "split: stratify field '%s' is not in the dataset", strat), recr_hint_field(&c->err, &r, strat));
 		goto out;
 	}
 	if (group && fg < 0) {
-		rc = kctx_fail(c, "split: group field '%s' is not in the dataset", group);
+		rc = (kctx_fail(c, "split: group field '%s' is not in the dataset", group), recr_hint_field(&c->err, &r, group));
 		goto out;
 	}
 	uint64_t N = r.rows;

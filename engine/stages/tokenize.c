@@ -372,7 +372,7 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 	if (!prompt_mode) {
 		ts.f = recr_find(&r, field);
 		if (ts.f < 0 || (r.fields[ts.f].type != REC_STR && r.fields[ts.f].type != REC_CAT))
-			rc = kctx_fail(c, "tokenize: %s has no text field '%s'", label, field);
+			rc = (kctx_fail(c, "tokenize: %s has no text field '%s'", label, field), recr_hint_field(&c->err, &r, field));
 		else
 			drop[ts.f] = 1;
 	} else {
@@ -387,7 +387,7 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 		ts.f_completion = recr_find(&r, comp);
 		if (rc == 0 && (ts.f_completion < 0 || (r.fields[ts.f_completion].type != REC_STR &&
 		                                        r.fields[ts.f_completion].type != REC_CAT)))
-			rc = kctx_fail(c, "tokenize: %s has no text field '%s' (the completion)", label, comp);
+			rc = (kctx_fail(c, "tokenize: %s has no text field '%s' (the completion)", label, comp), recr_hint_field(&c->err, &r, comp));
 		for (size_t i = 0; rc == 0 && i < ts.ntmpl; i++)
 			if (!ts.tmpl[i].lit)
 				drop[ts.tmpl[i].field] = 1;

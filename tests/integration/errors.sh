@@ -96,6 +96,16 @@ check "list parameters from the command line" bash -c \
 check "  ... Lua's form too" bash -c "'$HONE' run l.lua -q --set 's.layers={128, 64}' && '$HONE' run l.lua --set 's.layers={128, 64}' | grep -q 'cached    s'"
 check "  ... a malformed list says what is expected" expect 2 "expected a list, as in {128, 64} or [128,64]" \
 	'stage "s" { layers = { 64 }, run = function(ctx) end }' --set s.layers=128
+check "an unknown field suggests the closest" expect 1 "hint: did you mean 'text'? fields: text" \
+	'split { ingest { "forty.jsonl" }, stratify = "txet" }'
+printf '{"text":"ok"}\n{"text":"bad \xff here"}\n' > u.jsonl
+check "invalid UTF-8 gives the byte offset in the file" expect 1 "u.jsonl:2: field 'text': invalid UTF-8 at byte 4 of the value (input byte offset 26)" \
+	'ingest { "u.jsonl" }'
+check "  ... and hints utf8 = \"replace\"" expect 1 'hint: pass utf8 = "replace"' 'ingest { "u.jsonl" }'
+check "os.time says why it is out of reach (determinism)" expect 2 "os.time is not available in a pipeline: its value would differ from run to run" \
+	'local t = os.time()'
+check "require says why (not in any key)" expect 2 "require is not available in a pipeline: code loaded from other files would not be in any stage's key" \
+	'local m = require("x")'
 check "the store verifies after all of these" "$HONE" verify
 check "CLI: unknown command suggests one" fails_with 2 "did you mean 'hone run'?" "$HONE" rnu
 check "CLI: unknown option" fails_with 2 "unknown option '--frobnicate'" "$HONE" run --frobnicate
