@@ -59,38 +59,17 @@ static int load_bundle(herr *e, const char *path, gpt2 *m, bpe **b)
 	bundle bd;
 	if (bundle_read(e, &bd, path, (size_t)16 << 30) != 0)
 		return -1;
-	const buf *cfg = bundle_get(&bd, "config.json"), *w = bundle_get(&bd, "model.safetensors");
 	const buf *tj = bundle_get(&bd, "tokenizer.json");
-	char *wc = xasprintf("%s[config.json]", path), *ww = xasprintf("%s[model.safetensors]", path);
 	char *wt = xasprintf("%s[tokenizer.json]", path);
 	int rc = 0;
-	gpt2_config c;
-	if (!cfg || !w)
-		rc = herr_set(e, "%s: not a model bundle (no config.json or model.safetensors)", path);
-	else if (!*b && !tj)
+	if (!*b && !tj && bundle_get(&bd, "config.json"))
 		rc = herr_set(e, "%s: the bundle has no tokenizer.json: give --tokenizer", path);
 	if (rc == 0)
-		rc = gpt2_config_parse(e, &c, cfg->p, cfg->len, wc);
-	if (rc == 0)
-		rc = gpt2_init(e, m, &c);
-	if (rc == 0) {
-		st_file st;
-		char *copy = xmalloc(w->len ? w->len : 1);
-		memcpy(copy, w->p, w->len);
-		rc = st_parse(e, &st, copy, w->len, ww);
-		if (rc == 0) {
-			rc = gpt2_load_weights(e, m, &st, ww);
-			st_free(&st);
-		}
-		if (rc)
-			gpt2_free(m);
-	}
+		rc = gpt2_load_bundle(e, m, &bd, path);
 	if (rc == 0 && !*b && bpe_load_hf(e, b, tj->p, tj->len, wt) != 0) {
 		gpt2_free(m);
 		rc = -1;
 	}
-	free(wc);
-	free(ww);
 	free(wt);
 	bundle_free(&bd);
 	return rc;

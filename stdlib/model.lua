@@ -11,7 +11,7 @@ return {
   max_inputs = 0,
   summary = "a GPT-2 base model (a Hugging Face folder, or newly initialized)",
   params = {
-    from = { type = "input", takes = "file|bundle|model", doc = "a Hugging Face GPT-2 folder" },
+    from = { type = "input", takes = "file|bundle|model", doc = "a Hugging Face GPT-2 folder, or an export bundle (.tar.gz)" },
     n_layer = { type = "integer", min = 1, max = 1024 },
     n_head = { type = "integer", min = 1, max = 1024 },
     n_embd = { type = "integer", min = 1, max = 65536 },

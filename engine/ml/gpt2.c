@@ -1,4 +1,5 @@
 #include "gpt2.h"
+#include "bundle.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -1626,4 +1627,34 @@ uint32_t gpt2_sample(gpt2_sampler *s, float *logits, int vocab)
 	}
 	free(cs);
 	return pick;
+}
+
+int gpt2_load_bundle(herr *e, gpt2 *m, const bundle *bd, const char *path)
+{
+	memset(m, 0, sizeof *m);
+	const buf *cfg = bundle_get(bd, "config.json"), *w = bundle_get(bd, "model.safetensors");
+	if (!cfg || !w)
+		return herr_set(e, "%s: not a model bundle (no config.json or model.safetensors)", path);
+	char *wc = xasprintf("%s[config.json]", path), *ww = xasprintf("%s[model.safetensors]", path);
+	gpt2_config c;
+	int rc = gpt2_config_parse(e, &c, cfg->p, cfg->len, wc);
+	if (rc == 0 && c.ncls)
+		rc = herr_set(e, "%s: a classifier's bundle (GPT2ForSequenceClassification), not a language model", path);
+	if (rc == 0)
+		rc = gpt2_init(e, m, &c);
+	if (rc == 0) {
+		st_file st;
+		char *copy = xmalloc(w->len ? w->len : 1);
+		memcpy(copy, w->p, w->len);
+		rc = st_parse(e, &st, copy, w->len, ww);
+		if (rc == 0) {
+			rc = gpt2_load_weights(e, m, &st, ww);
+			st_free(&st);
+		}
+		if (rc)
+			gpt2_free(m);
+	}
+	free(wc);
+	free(ww);
+	return rc;
 }

@@ -176,4 +176,9 @@ typedef struct gpt2_sampler {
 /* Picks the next id from logits (modified in place). */
 uint32_t gpt2_sample(gpt2_sampler *s, float *logits, int vocab);
 
+struct bundle;
+/* The GPT-2 in an export bundle (its config.json and model.safetensors;
+ * path names it in errors). A classifier's bundle is refused. */
+int gpt2_load_bundle(herr *e, gpt2 *m, const struct bundle *bd, const char *path);
+
 #endif

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../ml/bundle.h"
 #include "../ml/gpt2.h"
 #include "stages.h"
 
@@ -17,9 +18,19 @@ static int k_model(kctx *c, const hval *p, const kinput *in, size_t nin, const c
 	gpt2 m;
 	int rc;
 	if (from) {
-		if (!from->is_dir)
-			return kctx_fail(c, "model: from: %s is not a folder (expected config.json + model.safetensors)", from->label);
-		rc = gpt2_load_dir(&c->err, &m, from->path);
+		if (from->is_dir) {
+			rc = gpt2_load_dir(&c->err, &m, from->path);
+		} else {
+			/* an export bundle, as hone generate takes */
+			bundle bd;
+			rc = bundle_read(&c->err, &bd, from->path, (size_t)16 << 30);
+			if (rc == 0) {
+				rc = gpt2_load_bundle(&c->err, &m, &bd, from->label);
+				bundle_free(&bd);
+			}
+			if (rc)
+				herr_prefix(&c->err, "model: from");
+		}
 	} else {
 		gpt2_config cfg = {(int)hval_get_int(p, "n_layer", 6), (int)hval_get_int(p, "n_head", 6),
 		                   (int)hval_get_int(p, "n_embd", 384), (int)hval_get_int(p, "n_positions", 256),

@@ -78,6 +78,9 @@ check "  ... sampling with a seed repeats" eq \
 check "  ... a stop text ends the continuation and is not printed" bash -c \
 	"out=\$('$HONE' generate '$M' --tokenizer '$TK' --prompt 'the cat' --max-tokens 40 --temperature 1 --seed 2 --stop ' the' -q); ! grep -q ' the' <<<\"\$out\""
 check "  ... reports tokens/s" contains "$("$HONE" generate "$M" --tokenizer "$TK" --prompt "a dog" --max-tokens 5 2>&1 >/dev/null)" "tokens/s"
+printf 'model { from = "lm.tar.gz" }\n' > mb.lua
+check "model { from = BUNDLE } takes an export bundle, with the same weights" bash -c \
+	"'$HONE' run mb.lua -q && cmp \"\$('$HONE' show mb.lua model --json | jq -r .path)/model.safetensors\" '$(obj train)model.safetensors'"
 check "  ... from an export bundle, with its tokenizer.json" eq "$("$HONE" generate lm.tar.gz --prompt "the cat" --max-tokens 12 -q)" "$g1"
 "$HONE" generate "$M" --tokenizer "$TK" --prompt "the cat sat" --max-tokens 1 --logits lg.json -q >/dev/null
 check "  ... --logits writes the prompt's ids and every position's logits" bash -c \
