@@ -93,6 +93,7 @@ check "  ... hone runs shows the run as interrupted" contains "$("$HONE" runs)" 
 check "  ... and its stages" contains "$("$HONE" runs -1)" "stopped slow"
 check "  ... no work folder is left" bash -c "[ -z \"\$(ls -A '$HONE_CACHE/tmp')\" ]"
 check "  ... the store verifies" "$HONE" verify
+check "  ... status does not take the stopped stage for a finished one" contains "$("$HONE" status long.lua)" "slow               never run"
 check "  ... the next run reuses what finished" contains "$("$HONE" run long.lua --set slow.n=10)" "cached    quick"
 check "  ... hone diff compares the interrupted run" "$HONE" diff -2 -1
 interrupt TERM
