@@ -203,6 +203,7 @@ build/bench_gpt2: tests/bench/bench_gpt2.c $(LIB_OBJ)
 bench: deps-bench data
 	@$(MAKE) --no-print-directory hone
 	tests/bench/noop.sh
+	tests/bench/stages.sh
 	tests/bench/data.sh
 	tests/bench/tokenize.sh
 	tests/bench/bpe_train.sh

@@ -17,7 +17,7 @@
 #include "opt.h"
 #include "sched.h"
 
-enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_INTERRUPTED = 130 };
 
 static const char *usage_main =
 	"usage: hone COMMAND [options]\n"
@@ -367,7 +367,7 @@ static int cmd_run(int argc, char **argv)
 		else if (engine_open_store(&en, 1) != 0)
 			rc = error_out(&en.err);
 		else if (sched_run(&en) != 0)
-			rc = error_out(&en.err);
+			rc = en.interrupted ? EXIT_INTERRUPTED : error_out(&en.err);
 	}
 	engine_free(&en);
 	return rc < 0 ? 0 : rc;

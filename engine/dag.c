@@ -1,9 +1,10 @@
 #include "dag.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-void dag_init(dag *g) { g->nodes = NULL; g->n = 0; }
+void dag_init(dag *g) { memset(g, 0, sizeof *g); }
 
 void dag_free(dag *g)
 {
@@ -24,6 +25,7 @@ void dag_free(dag *g)
 		free(n->path);
 	}
 	free(g->nodes);
+	free(g->src_slot);
 	dag_init(g);
 }
 
@@ -35,11 +37,43 @@ static dag_node *new_node(dag *g)
 	return n;
 }
 
+static size_t path_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return (size_t)h;
+}
+
+/* The slot of abspath in the source index: its node's, or the empty one
+ * where it goes. */
+static size_t src_find(const dag *g, const char *abspath)
+{
+	size_t m = g->src_cap - 1, i = path_hash(abspath) & m;
+	while (g->src_slot[i] && strcmp(g->nodes[g->src_slot[i] - 1].path, abspath))
+		i = (i + 1) & m;
+	return i;
+}
+
+static void src_grow(dag *g)
+{
+	free(g->src_slot);
+	g->src_cap = g->src_cap ? 2 * g->src_cap : 64;
+	g->src_slot = xcalloc(g->src_cap, sizeof *g->src_slot);
+	for (size_t i = 0; i < g->n; i++)
+		if (g->nodes[i].type == NODE_SOURCE)
+			g->src_slot[src_find(g, g->nodes[i].path)] = (int)i + 1;
+}
+
 int dag_add_source(dag *g, const char *abspath, const char *shown, const char *where)
 {
-	for (size_t i = 0; i < g->n; i++)
-		if (g->nodes[i].type == NODE_SOURCE && !strcmp(g->nodes[i].path, abspath))
-			return (int)i;
+	if (2 * (g->nsrc + 1) > g->src_cap)
+		src_grow(g);
+	size_t slot = src_find(g, abspath);
+	if (g->src_slot[slot])
+		return g->src_slot[slot] - 1;
+	g->src_slot[slot] = (int)g->n + 1;
+	g->nsrc++;
 	dag_node *n = new_node(g);
 	n->type = NODE_SOURCE;
 	n->name = xstrdup(shown);
@@ -197,33 +231,106 @@ int dag_check_cycles(herr *e, const dag *g)
 	return rc;
 }
 
-void dag_topo(const dag *g, int *order)
+void dag_rev_build(const dag *g, dag_rev *r)
 {
-	int *missing = xcalloc(g->n, sizeof *missing);
-	char *done = xcalloc(g->n, 1);
+	r->off = xcalloc(g->n + 1, sizeof *r->off);
+	size_t e = 0;
+	for (size_t c = 0; c < g->n; c++)
+		for (size_t j = 0; j < g->nodes[c].nin; j++)
+			if (g->nodes[c].in[j].node >= 0) {
+				r->off[g->nodes[c].in[j].node + 1]++;
+				e++;
+			}
+	for (size_t i = 0; i < g->n; i++)
+		r->off[i + 1] += r->off[i];
+	r->to = xmalloc((e ? e : 1) * sizeof *r->to);
+	size_t *fill = xmalloc((g->n ? g->n : 1) * sizeof *fill);
+	memcpy(fill, r->off, g->n * sizeof *fill);
+	/* consumers in increasing index, so walks over them are deterministic */
+	for (size_t c = 0; c < g->n; c++)
+		for (size_t j = 0; j < g->nodes[c].nin; j++)
+			if (g->nodes[c].in[j].node >= 0)
+				r->to[fill[g->nodes[c].in[j].node]++] = (int)c;
+	free(fill);
+}
+
+void dag_rev_free(dag_rev *r)
+{
+	free(r->off);
+	free(r->to);
+	r->off = NULL;
+	r->to = NULL;
+}
+
+void dag_heap_push(dag_heap *h, int key, int v)
+{
+	if (h->n == h->cap) {
+		h->cap = h->cap ? 2 * h->cap : 64;
+		h->e = xrealloc(h->e, h->cap * sizeof *h->e);
+	}
+	size_t i = h->n++;
+	while (i > 0 && h->e[(i - 1) / 2].key > key) {
+		h->e[i] = h->e[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	h->e[i].key = key;
+	h->e[i].v = v;
+}
+
+int dag_heap_pop(dag_heap *h)
+{
+	int v = h->e[0].v;
+	dag_heap_ent last = h->e[--h->n];
+	size_t i = 0;
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= h->n)
+			break;
+		if (c + 1 < h->n && h->e[c + 1].key < h->e[c].key)
+			c++;
+		if (h->e[c].key >= last.key)
+			break;
+		h->e[i] = h->e[c];
+		i = c;
+	}
+	if (h->n)
+		h->e[i] = last;
+	return v;
+}
+
+void dag_heap_free(dag_heap *h)
+{
+	free(h->e);
+	memset(h, 0, sizeof *h);
+}
+
+/* Kahn's algorithm; the ready set is a heap on the node index, so that among
+ * ready nodes the one declared first is placed first. */
+size_t dag_topo(const dag *g, int *order)
+{
+	dag_rev r;
+	dag_rev_build(g, &r);
+	int *missing = xcalloc(g->n ? g->n : 1, sizeof *missing);
 	for (size_t i = 0; i < g->n; i++)
 		for (size_t j = 0; j < g->nodes[i].nin; j++)
 			if (g->nodes[i].in[j].node >= 0)
 				missing[i]++;
+	dag_heap h = {0};
+	for (size_t i = 0; i < g->n; i++)
+		if (!missing[i])
+			dag_heap_push(&h, (int)i, (int)i);
 	size_t k = 0;
-	while (k < g->n) {
-		size_t before = k;
-		for (size_t i = 0; i < g->n; i++) {
-			if (done[i] || missing[i])
-				continue;
-			done[i] = 1;
-			order[k++] = (int)i;
-			for (size_t c = 0; c < g->n; c++)
-				for (size_t j = 0; j < g->nodes[c].nin; j++)
-					if (g->nodes[c].in[j].node == (int)i)
-						missing[c]--;
-			break; /* restart: lowest ready index first */
-		}
-		if (k == before)
-			break; /* cycle; callers check first */
+	while (h.n) {
+		int u = dag_heap_pop(&h);
+		order[k++] = u;
+		for (size_t e = r.off[u]; e < r.off[u + 1]; e++)
+			if (--missing[r.to[e]] == 0)
+				dag_heap_push(&h, r.to[e], r.to[e]);
 	}
+	dag_heap_free(&h);
 	free(missing);
-	free(done);
+	dag_rev_free(&r);
+	return k; /* < g->n on a cycle; callers check first */
 }
 
 int dag_has_dependents(const dag *g, int i)

@@ -5,6 +5,8 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,9 @@
 #define DECLARE_MEM_LIMIT ((size_t)1 << 30)   /* 1 GiB for evaluating a script */
 #define EXEC_MEM_LIMIT ((size_t)16 << 30)     /* Lua stage bodies */
 #define DECLARE_STEPS 500                     /* x 1M instructions */
+#define BODY_STEPS 100000                     /* x 1M: a stage body's default budget */
+
+struct exec;
 
 typedef struct dsl {
 	lua_State *L;
@@ -30,6 +35,16 @@ typedef struct dsl {
 	long steps, max_steps;
 	int H;               /* registry ref of the runtime table */
 	int fnmeta;          /* registry ref of the function-marker metatable */
+	int over;            /* a limit was hit: every instruction now raises */
+	/* stage bodies (states kept across the stages of a run) */
+	const char *stage;   /* the stage whose body runs, NULL for the script */
+	const atomic_int *stop; /* the scheduler's stop flag for that stage */
+	struct exec *cur;    /* that stage's context, NULL between stages */
+	lua_Integer gen;     /* counts the stages run in this state */
+	dag own;             /* the graph this state's script declared */
+	int rand_ref;        /* registry ref of math.random's state (userdata) */
+	void *rand0;         /* ... its bytes after the script ran */
+	size_t rand_len;
 } dsl;
 
 /* ---- allocation and the instruction budget ------------------------------ */
@@ -53,19 +68,36 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 
 static dsl *self(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
 
+/* Called every million instructions: enforces the instruction budget and
+ * the scheduler's stop request (timeout, interrupt). Once either is hit,
+ * the hook fires on every instruction, so that a pcall in the Lua code
+ * cannot swallow the error and carry on. */
 static void count_hook(lua_State *L, lua_Debug *ar)
 {
 	(void)ar;
 	void *ud;
 	lua_getallocf(L, &ud);
 	dsl *d = ud;
-	if (d->max_steps >= 0 && ++d->steps > d->max_steps) {
-		char msg[512];
+	int stop = d->stop && atomic_load(d->stop);
+	if (!d->over && !stop && (d->max_steps < 0 || ++d->steps <= d->max_steps))
+		return;
+	if (!d->over) {
+		d->over = 1;
+		lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
+	}
+	char msg[512];
+	if (stop)
+		snprintf(msg, sizeof msg, "stopped");
+	else if (d->stage)
+		snprintf(msg, sizeof msg,
+		         "its body ran for over %ld million instructions (its budget); an endless loop?\n"
+		         "hint: if it needs more, raise the budget: budget = %ld in the stage, or --set %s.budget=%ld",
+		         d->max_steps, d->max_steps * 10, d->stage, d->max_steps * 10);
+	else
 		snprintf(msg, sizeof msg, "%s: the pipeline script ran for over %ld million instructions; an endless loop?",
 		         d->o->script, d->max_steps);
-		lua_pushstring(L, msg);
-		lua_error(L);
-	}
+	lua_pushstring(L, msg);
+	lua_error(L);
 }
 
 /* ---- Lua <-> hval ---------------------------------------------------------- */
@@ -345,6 +377,14 @@ static int b_add_stage(lua_State *L)
 			                              strlen(d->g->nodes[node].outputs[i])));
 		hval_map_set(d->g->nodes[node].params, "outputs", outs);
 	}
+	if (lua_istable(L, 8)) {
+		/* limits bound the execution, never the output: not parameters */
+		lua_getfield(L, 8, "timeout");
+		lua_getfield(L, 8, "budget");
+		d->g->nodes[node].timeout = lua_isnumber(L, -2) ? lua_tonumber(L, -2) : 0;
+		d->g->nodes[node].budget = lua_isinteger(L, -1) ? (long)lua_tointeger(L, -1) : 0;
+		lua_pop(L, 2);
+	}
 	lua_pushinteger(L, node);
 	return 1;
 }
@@ -522,6 +562,8 @@ static void close_state(dsl *d)
 	if (d->L) {
 		/* finalizers run at close: keep them on a budget too */
 		d->steps = 0;
+		d->over = 0;
+		d->stop = NULL;
 		d->max_steps = 100;
 		lua_sethook(d->L, count_hook, LUA_MASKCOUNT, 1000000);
 		lua_close(d->L);
@@ -529,6 +571,8 @@ static void close_state(dsl *d)
 	buf_free(&d->script);
 	free(d->line_off);
 	free(d->chunk);
+	free(d->rand0);
+	d->rand0 = NULL;
 	d->L = NULL;
 }
 
@@ -618,14 +662,29 @@ void dsl_opts_free(dsl_opts *o)
 
 struct writer;
 
+struct line_iter;
+
 typedef struct exec {
 	kctx *c;
 	const char *outdir;
 	double done;
-	struct writer *open; /* writers not closed yet */
+	struct writer *open;     /* writers not closed yet */
+	struct line_iter *iters; /* line iterators not finished yet */
 } exec;
 
-static exec *ex(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
+/* The context of the running stage. The closures handed to a stage body
+ * carry the state and the stage's number (upvalues up, up + 1): a ctx or
+ * input kept by one body and used by a later stage of the same state is
+ * refused instead of reaching a context that is gone. */
+static exec *ex_at(lua_State *L, int up)
+{
+	dsl *d = lua_touserdata(L, lua_upvalueindex(up));
+	if (!d->cur || lua_tointeger(L, lua_upvalueindex(up + 1)) != d->gen)
+		luaL_error(L, "a stage's ctx and inputs can be used only while its body runs");
+	return d->cur;
+}
+
+static exec *ex(lua_State *L) { return ex_at(L, 1); }
 
 /* Checks that rel names a file inside an input/output without escaping. */
 static int safe_rel(const char *rel)
@@ -722,11 +781,18 @@ typedef struct line_iter {
 	size_t n, i;
 	char *line;
 	size_t cap;
+	struct line_iter *next, **prev; /* in exec.iters while open */
 } line_iter;
 
-static int iter_gc(lua_State *L)
+/* Closes the file and forgets the paths; the iterator then ends. */
+static void iter_finish(line_iter *it)
 {
-	line_iter *it = luaL_checkudata(L, 1, "hone.lines");
+	if (it->prev) {
+		*it->prev = it->next;
+		if (it->next)
+			it->next->prev = it->prev;
+		it->prev = NULL;
+	}
 	if (it->f)
 		fclose(it->f);
 	it->f = NULL;
@@ -735,6 +801,11 @@ static int iter_gc(lua_State *L)
 	it->n = 0;
 	free(it->line);
 	it->line = NULL;
+}
+
+static int iter_gc(lua_State *L)
+{
+	iter_finish(luaL_checkudata(L, 1, "hone.lines"));
 	return 0;
 }
 
@@ -762,22 +833,38 @@ static int iter_next(lua_State *L)
 	}
 }
 
-static void push_lines(lua_State *L, char **paths, size_t n)
+/* Pushes the four values of a generic for: the iterator, nil, nil and the
+ * closing value, so that leaving the loop early closes the file. */
+static int push_lines(lua_State *L, exec *x, char **paths, size_t n)
 {
 	line_iter *it = lua_newuserdatauv(L, sizeof *it, 0);
 	memset(it, 0, sizeof *it);
 	it->paths = paths;
 	it->n = n;
+	it->next = x->iters;
+	if (x->iters)
+		x->iters->prev = &it->next;
+	it->prev = &x->iters;
+	x->iters = it;
 	if (luaL_newmetatable(L, "hone.lines")) {
 		lua_pushcfunction(L, iter_gc);
 		lua_setfield(L, -2, "__gc");
+		lua_pushcfunction(L, iter_gc);
+		lua_setfield(L, -2, "__close");
 	}
 	lua_setmetatable(L, -2);
+	int u = lua_gettop(L);
+	lua_pushvalue(L, u);
 	lua_pushcclosure(L, iter_next, 1);
+	lua_pushnil(L);
+	lua_pushnil(L);
+	lua_pushvalue(L, u);
+	return 4;
 }
 
 static int art_lines(lua_State *L)
 {
+	exec *x = ex_at(L, 4);
 	const char *rel = luaL_optstring(L, 2, NULL);
 	const char *path = lua_tostring(L, lua_upvalueindex(1));
 	char **paths;
@@ -800,11 +887,12 @@ static int art_lines(lua_State *L)
 				paths[n++] = path_join(path, files[i]);
 		strv_free(files, m);
 	}
-	push_lines(L, paths, n);
-	return 1;
+	return push_lines(L, x, paths, n);
 }
 
-static void push_artifact(lua_State *L, const kinput *in)
+/* The closures of an input: upvalues path, is_dir, label, then the state
+ * and its stage number (ex_at). */
+static void push_artifact(lua_State *L, dsl *d, const kinput *in)
 {
 	lua_createtable(L, 0, 5);
 	lua_pushstring(L, in->slot);
@@ -816,7 +904,9 @@ static void push_artifact(lua_State *L, const kinput *in)
 		lua_pushstring(L, in->path);
 		lua_pushboolean(L, in->is_dir);
 		lua_pushstring(L, in->label);
-		lua_pushcclosure(L, r->func, 3);
+		lua_pushlightuserdata(L, d);
+		lua_pushinteger(L, d->gen);
+		lua_pushcclosure(L, r->func, 5);
 		lua_setfield(L, -2, r->name);
 	}
 }
@@ -979,7 +1069,7 @@ static int ctx_progress(lua_State *L)
 	return 0;
 }
 
-static void push_ctx(lua_State *L, exec *x, const dag_node *n, const kinput *in, size_t nin)
+static void push_ctx(lua_State *L, dsl *d, const dag_node *n, const kinput *in, size_t nin)
 {
 	lua_createtable(L, 0, 8);
 	lua_pushstring(L, n->name);
@@ -990,14 +1080,15 @@ static void push_ctx(lua_State *L, exec *x, const dag_node *n, const kinput *in,
 	lua_setfield(L, -2, "params");
 	lua_newtable(L);
 	for (size_t i = 0; i < nin; i++) {
-		push_artifact(L, &in[i]);
+		push_artifact(L, d, &in[i]);
 		lua_setfield(L, -2, in[i].slot);
 	}
 	lua_setfield(L, -2, "inputs");
 	static const luaL_Reg m[] = {{"write", ctx_write}, {"open", ctx_open}, {"metric", ctx_metric},
 	                             {"log", ctx_log}, {"progress", ctx_progress}, {NULL, NULL}};
-	lua_pushlightuserdata(L, x);
-	luaL_setfuncs(L, m, 1);
+	lua_pushlightuserdata(L, d);
+	lua_pushinteger(L, d->gen);
+	luaL_setfuncs(L, m, 2);
 }
 
 /* map / filter over the lines of input 1 */
@@ -1090,29 +1181,189 @@ static int run_linewise(dsl *d, exec *x, int fn_idx, const kinput *in, int is_fi
 	return rc;
 }
 
+/* ---- states kept across the stages of a run ------------------------------ */
+
+/* Idle states of a run, each with the script evaluated once. A state serves
+ * one stage at a time; up to -j of them exist at once. */
+struct dsl_pool {
+	pthread_mutex_t mu;
+	dsl **idle;
+	size_t n, cap;
+};
+
+dsl_pool *dsl_pool_new(void)
+{
+	dsl_pool *p = xcalloc(1, sizeof *p);
+	pthread_mutex_init(&p->mu, NULL);
+	return p;
+}
+
+static void state_drop(dsl *d)
+{
+	close_state(d);
+	dag_free(&d->own);
+	free(d);
+}
+
+void dsl_pool_free(dsl_pool *p)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->n; i++)
+		state_drop(p->idle[i]);
+	free(p->idle);
+	pthread_mutex_destroy(&p->mu);
+	free(p);
+}
+
+/* math.random keeps its generator in a userdata shared by the math
+ * functions (its first upvalue, in Lua 5.4's lmathlib); its bytes after the
+ * script ran are put back before every stage body, so a body draws the same
+ * numbers whatever ran in the state before it. */
+static void rand_snapshot(dsl *d)
+{
+	lua_State *L = d->L;
+	d->rand_ref = LUA_NOREF;
+	lua_getglobal(L, "math");
+	if (lua_istable(L, -1) && lua_getfield(L, -1, "random") == LUA_TFUNCTION &&
+	    lua_getupvalue(L, -1, 1) && lua_type(L, -1) == LUA_TUSERDATA) {
+		d->rand_len = lua_rawlen(L, -1);
+		d->rand0 = xmalloc(d->rand_len ? d->rand_len : 1);
+		memcpy(d->rand0, lua_touserdata(L, -1), d->rand_len);
+		d->rand_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	}
+	lua_settop(L, 0);
+}
+
+static void rand_restore(dsl *d)
+{
+	if (d->rand_ref == LUA_NOREF)
+		return;
+	lua_rawgeti(d->L, LUA_REGISTRYINDEX, d->rand_ref);
+	memcpy(lua_touserdata(d->L, -1), d->rand0, d->rand_len);
+	lua_pop(d->L, 1);
+}
+
+/* A new state for the stage of c: the script evaluated again (it is
+ * deterministic) and checked against the graph the run planned. */
+static dsl *state_new(kctx *c)
+{
+	dsl *d = xcalloc(1, sizeof *d);
+	int rc = open_state(d, &c->err, c->dsl, &d->own, EXEC_MEM_LIMIT);
+	if (rc == 0)
+		rc = run_script(d);
+	if (rc != 0) {
+		state_drop(d);
+		return NULL;
+	}
+	rand_snapshot(d);
+	lua_rawgeti(d->L, LUA_REGISTRYINDEX, d->H);
+	lua_getfield(d->L, -1, "baseline");
+	rc = lua_pcall(d->L, 0, 0, 0) == LUA_OK ? 0 : lua_fail(d, "lua/hone.lua: ");
+	lua_settop(d->L, 0);
+	if (rc != 0) {
+		state_drop(d);
+		return NULL;
+	}
+	return d;
+}
+
+/* 1 when the function of node still has the digest its key was made with:
+ * no earlier stage body of this state changed what it closes over. */
+static int fn_unchanged(dsl *d, int node)
+{
+	lua_State *L = d->L;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, d->H);
+	lua_getfield(L, -1, "unchanged");
+	lua_pushinteger(L, node);
+	int ok = lua_pcall(L, 1, 1, 0) == LUA_OK && lua_toboolean(L, -1);
+	lua_settop(L, 0);
+	return ok;
+}
+
+/* A state for the stage of c: an idle one of the run when its script's
+ * view of this stage is as planned, else a new one. */
+static dsl *state_take(kctx *c, const hval *planned)
+{
+	dsl_pool *p = c->lua;
+	dsl *d = NULL;
+	if (p) {
+		pthread_mutex_lock(&p->mu);
+		if (p->n)
+			d = p->idle[--p->n];
+		pthread_mutex_unlock(&p->mu);
+	}
+	int fresh = 0;
+	for (;;) {
+		if (!d) {
+			if (!(d = state_new(c)))
+				return NULL;
+			fresh = 1;
+		}
+		d->e = &c->err;
+		d->o = c->dsl;
+		const dag *g = &d->own;
+		if (c->node < 0 || (size_t)c->node >= g->n || strcmp(g->nodes[c->node].name, c->stage)) {
+			herr_set(&c->err, "%s: the pipeline changed while it was running", c->dsl->script);
+			break;
+		}
+		if (planned && !hval_equal(planned, g->nodes[c->node].params)) {
+			herr_set(&c->err, "%s: stage %s changed while the pipeline was running; run it again",
+			         c->dsl->script, c->stage);
+			break;
+		}
+		if (fresh || fn_unchanged(d, c->node))
+			return d;
+		/* an earlier body changed state this one reads: start afresh */
+		state_drop(d);
+		d = NULL;
+	}
+	state_drop(d);
+	return NULL;
+}
+
+/* Returns a state to the run's idle ones (or closes it: no pool, or the
+ * stage failed and the state may be half-way through something). */
+static void state_give(kctx *c, dsl *d, int ok)
+{
+	dsl_pool *p = c->lua;
+	if (!p || !ok) {
+		state_drop(d);
+		return;
+	}
+	pthread_mutex_lock(&p->mu);
+	if (p->n == p->cap) {
+		p->cap = p->cap ? 2 * p->cap : 4;
+		p->idle = xrealloc(p->idle, p->cap * sizeof *p->idle);
+	}
+	p->idle[p->n++] = d;
+	pthread_mutex_unlock(&p->mu);
+}
+
 static int lua_kernel(kctx *c, const hval *planned, const kinput *in, size_t nin, const char *outdir, int mode)
 {
-	dsl d;
-	dag g;
-	dag_init(&g);
-	int rc = open_state(&d, &c->err, c->dsl, &g, EXEC_MEM_LIMIT);
-	if (rc == 0)
-		rc = run_script(&d);
-	if (rc == 0 && (c->node < 0 || (size_t)c->node >= g.n || strcmp(g.nodes[c->node].name, c->stage)))
-		rc = herr_set(&c->err, "%s: the pipeline changed while it was running", c->dsl->script);
-	if (rc == 0 && planned && !hval_equal(planned, g.nodes[c->node].params))
-		rc = herr_set(&c->err, "%s: stage %s changed while the pipeline was running; run it again",
-		              c->dsl->script, c->stage);
-	lua_State *L = d.L;
-	exec x = {c, outdir, 0, NULL};
-	if (rc == 0) {
-		d.max_steps = -1;
-		lua_rawgeti(L, LUA_REGISTRYINDEX, d.H);
-		lua_getfield(L, -1, "fns");
-		lua_rawgeti(L, -1, c->node);
-		if (!lua_isfunction(L, -1))
-			rc = herr_set(&c->err, "stage %s has no function to run", c->stage);
-	}
+	dsl *d = state_take(c, planned);
+	if (!d)
+		return -1;
+	lua_State *L = d->L;
+	const dag_node *n = &d->own.nodes[c->node];
+	exec x = {c, outdir, 0, NULL, NULL};
+	int rc = 0;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, d->H);
+	lua_getfield(L, -1, "fns");
+	lua_rawgeti(L, -1, c->node);
+	if (!lua_isfunction(L, -1))
+		rc = herr_set(&c->err, "stage %s has no function to run", c->stage);
+	/* the body: on its budget, stoppable, with this stage's context */
+	d->gen++;
+	d->cur = &x;
+	d->stage = c->stage;
+	d->stop = &c->stop;
+	d->steps = 0;
+	d->over = 0;
+	d->max_steps = n->budget > 0 ? n->budget : BODY_STEPS;
+	rand_restore(d);
+	lua_sethook(L, count_hook, LUA_MASKCOUNT, 1000000);
 	if (rc == 0 && mode == 0) {
 		int fn = lua_gettop(L);
 		if (!lua_checkstack(L, (int)nin + 8)) {
@@ -1120,18 +1371,18 @@ static int lua_kernel(kctx *c, const hval *planned, const kinput *in, size_t nin
 			goto done;
 		}
 		lua_pushvalue(L, fn);
-		push_ctx(L, &x, &g.nodes[c->node], in, nin);
+		push_ctx(L, d, n, in, nin);
 		int npos = 0;
 		for (size_t i = 0; i < nin; i++) {
 			char *end;
 			strtol(in[i].slot, &end, 10);
 			if (*end == 0) {
-				push_artifact(L, &in[i]);
+				push_artifact(L, d, &in[i]);
 				npos++;
 			}
 		}
 		if (lua_pcall(L, 1 + npos, 0, 0) != LUA_OK)
-			rc = lua_fail(&d, "");
+			rc = lua_fail(d, "");
 		/* outputs the body left open are closed here, and checked */
 		while (x.open) {
 			writer *w = x.open;
@@ -1139,7 +1390,6 @@ static int lua_kernel(kctx *c, const hval *planned, const kinput *in, size_t nin
 				rc = herr_set(&c->err, "%s: write error", w->name ? w->name : "output");
 		}
 		/* every declared output must have been written */
-		const dag_node *n = &g.nodes[c->node];
 		for (size_t i = 0; rc == 0 && i < n->nout; i++) {
 			char *p = path_join(outdir, n->outputs[i]);
 			if (!fs_is_dir(p))
@@ -1148,13 +1398,19 @@ static int lua_kernel(kctx *c, const hval *planned, const kinput *in, size_t nin
 			free(p);
 		}
 	} else if (rc == 0) {
-		rc = run_linewise(&d, &x, lua_gettop(L), &in[0], mode == 2);
+		rc = run_linewise(d, &x, lua_gettop(L), &in[0], mode == 2);
 	}
 done:
+	lua_sethook(L, NULL, 0, 0);
 	while (x.open)
 		writer_finish(x.open);
-	close_state(&d);
-	dag_free(&g);
+	while (x.iters)
+		iter_finish(x.iters);
+	d->cur = NULL;
+	d->stage = NULL;
+	d->stop = NULL;
+	lua_settop(L, 0);
+	state_give(c, d, rc == 0 && !d->over);
 	return rc;
 }
 

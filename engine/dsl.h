@@ -2,9 +2,13 @@
  * dsl — hosts the Lua 5.4 state: loads lua/hone.lua (the runtime) and every
  * stage spec in stdlib/, runs the pipeline script sandboxed, and turns its
  * declarations into a dag. Also runs Lua-bodied stages (custom `stage`,
- * `map`, `filter`): each run gets a fresh state that re-evaluates the
- * (deterministic) script and calls the stage's function, so stages can run
- * on several threads at once.
+ * `map`, `filter`) on states that evaluated the (deterministic) script once
+ * and are kept for the run (a dsl_pool): one state per stage running at
+ * once, each reused by stage after stage. A reused state is as good as a
+ * fresh one: math.random's generator is put back as the script left it,
+ * and a stage whose function (or anything it closes over) no longer has the
+ * digest its key was made with gets a fresh state. A body runs on an
+ * instruction budget and stops when the scheduler sets kctx.stop.
  *
  * Relies on: Lua 5.4, util, hval, dag, kernel.
  * Ownership: a dsl_opts is the caller's; the dag filled by dsl_load is the
@@ -38,5 +42,11 @@ void dsl_opts_free(dsl_opts *o);
 
 /* Runs the script and fills g. Errors name the script file and line. */
 int dsl_load(herr *e, const dsl_opts *o, dag *g);
+
+/* The Lua states of one run, shared by its Lua stages (kctx.lua); safe to
+ * use from several threads. Without one, every Lua stage makes its own. */
+typedef struct dsl_pool dsl_pool;
+dsl_pool *dsl_pool_new(void);
+void dsl_pool_free(dsl_pool *p);
 
 #endif

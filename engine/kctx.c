@@ -14,6 +14,7 @@ void kctx_init(kctx *c, const char *stage, pthread_mutex_t *mu)
 	c->node = -1;
 	c->threads = 1;
 	c->t0 = now_seconds();
+	atomic_init(&c->stop, 0);
 	buf_init(&c->metrics);
 	buf_init(&c->log);
 }
@@ -29,13 +30,38 @@ void kctx_free(kctx *c)
 static void lock(kctx *c) { if (c->mu) pthread_mutex_lock(c->mu); }
 static void unlock(kctx *c) { if (c->mu) pthread_mutex_unlock(c->mu); }
 
-void kctx_progress(kctx *c, double done, double total, const char *unit)
+int kctx_progress(kctx *c, double done, double total, const char *unit)
 {
 	lock(c);
 	c->done = done;
 	c->total = total;
 	snprintf(c->unit, sizeof c->unit, "%s", unit ? unit : "");
 	unlock(c);
+	return kctx_stopping(c);
+}
+
+void kctx_progress_from(kctx *c, double done)
+{
+	lock(c);
+	c->done0 = done;
+	c->t_from = now_seconds();
+	unlock(c);
+}
+
+void kctx_rate(const kctx *c, double now, double *per_s, double *eta_s)
+{
+	double from = c->t_from > 0 ? c->t_from : c->t0;
+	double did = c->done - c->done0, el = now - from;
+	*per_s = did > 0 && el > 0 ? did / el : 0;
+	*eta_s = *per_s > 0 && c->total > 0 ? (c->total > c->done ? c->total - c->done : 0) / *per_s : -1;
+}
+
+int kctx_stopping(kctx *c)
+{
+	int why = atomic_load(&c->stop);
+	if (!why)
+		return 0;
+	return kctx_fail(c, "%s", why == 2 ? "timed out" : "interrupted");
 }
 
 void kctx_log(kctx *c, const char *fmt, ...)
@@ -113,6 +139,13 @@ void kctx_note(kctx *c, const char *fmt, ...)
 	vsnprintf(c->note, sizeof c->note, fmt, ap);
 	va_end(ap);
 	unlock(c);
+}
+
+const char *kctx_lineage(kctx *c)
+{
+	if (!c->lineage && c->lineage_fn)
+		c->lineage = c->lineage_fn(c);
+	return c->lineage;
 }
 
 const kinput *kinput_slot(const kinput *in, size_t nin, const char *name)

@@ -191,9 +191,9 @@ int runlog_last_stage(herr *e, runlog *rl, const char *pipeline, const char *nam
 {
 	sqlite3_stmt *st;
 	const char *sql = pipeline
-		? "SELECT " STAGE_COLS " FROM stages WHERE name=?1 AND status!='failed' AND run IN"
+		? "SELECT " STAGE_COLS " FROM stages WHERE name=?1 AND status NOT IN ('failed','stopped') AND run IN"
 		  " (SELECT id FROM runs WHERE pipeline=?2) ORDER BY run DESC LIMIT 1"
-		: "SELECT " STAGE_COLS " FROM stages WHERE name=?1 AND status!='failed'"
+		: "SELECT " STAGE_COLS " FROM stages WHERE name=?1 AND status NOT IN ('failed','stopped')"
 		  " ORDER BY run DESC LIMIT 1";
 	if (sqlite3_prepare_v2(rl->db, sql, -1, &st, NULL) != SQLITE_OK)
 		return db_err(e, rl->db, "query");

@@ -49,7 +49,8 @@ void runlog_close(runlog *rl);
 /* Records one finished run with its stages in a single transaction. */
 int runlog_add(herr *e, runlog *rl, runlog_run *run);
 
-/* Latest record of stage `name` (in `pipeline` when given); 1 found, 0 not. */
+/* Latest record of stage `name` that finished (ran or cached: not failed,
+ * not stopped by an interrupt), in `pipeline` when given; 1 found, 0 not. */
 int runlog_last_stage(herr *e, runlog *rl, const char *pipeline, const char *name,
                       runlog_stage *out);
 /* Loads run `id` (negative: counted from the latest, -1 = latest). 1 found. */

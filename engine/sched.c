@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -96,7 +97,7 @@ static int is_forced(const engine *en, const char *name)
 }
 
 /* Content id bound to input j of node i; -1 when not known yet. */
-static int input_id(engine *en, int i, size_t j, hkey *id)
+static int input_id_e(herr *e, engine *en, int i, size_t j, hkey *id)
 {
 	const dag_input *in = &en->g.nodes[i].in[j];
 	const node_state *s = &en->ns[in->node];
@@ -106,8 +107,10 @@ static int input_id(engine *en, int i, size_t j, hkey *id)
 		*id = s->id;
 		return 0;
 	}
-	return store_output_id(&en->err, &en->st, &s->id, in->output, id);
+	return store_output_id(e, &en->st, &s->id, in->output, id);
 }
+
+static int input_id(engine *en, int i, size_t j, hkey *id) { return input_id_e(&en->err, en, i, j, id); }
 
 /* Computes node i's stage key when all its inputs are known. 1 done, 0 not
  * yet, -1 error. */
@@ -195,6 +198,7 @@ typedef struct task {
 	char *workdir;
 	kctx kc;
 	herr err;
+	double timeout;  /* seconds, 0 = none */
 	int rc, finished, joined;
 	hkey obj;
 	uint64_t bytes;
@@ -205,11 +209,15 @@ typedef struct task {
 typedef struct runner {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	task **tasks;
+	task **tasks;    /* started and not collected yet (at most -j) */
 	size_t ntasks;
 	int running;
 	double last_plain;
 	int drawn;
+	const int *order; /* the run's topological order */
+	const int *pos;   /* node -> position in it */
+	dsl_pool *lua;   /* the run's Lua states */
+	dag_rev rev;     /* the stages reading each node */
 } runner;
 
 static void *worker(void *arg)
@@ -222,7 +230,17 @@ static void *worker(void *arg)
 	} else {
 		const kernel_def *k = kernel_find(d->kernel);
 		t->rc = k->run(&t->kc, d->params, t->in, t->nin, t->workdir);
-		if (t->rc != 0) {
+		int stop = atomic_load(&t->kc.stop);
+		if (stop) {
+			/* asked to stop: what it made, if anything, is not kept */
+			t->rc = -1;
+			if (stop == 2)
+				herr_set(&t->err, "timed out after %g s", t->timeout);
+			else
+				herr_set(&t->err, "interrupted");
+			if (stop == 2)
+				herr_hint(&t->err, "raise its timeout (seconds), or --set %s.timeout=N", d->name);
+		} else if (t->rc != 0) {
 			t->err = t->kc.err;
 			if (!t->err.msg[0])
 				herr_set(&t->err, "kernel %s failed without a message", d->kernel);
@@ -283,16 +301,19 @@ static void progress_text(task *t, char *out, size_t n, int bar)
 {
 	engine *en = t->en;
 	const char *name = en->g.nodes[t->node].name;
-	double el = now_seconds() - t->t0;
+	double now = now_seconds(), el = now - t->t0;
 	kctx *c = &t->kc;
 	char rate[48] = "", eta[24] = "";
-	if (c->done > 0 && el > 0)
-		fmt_rate(rate, sizeof rate, c->done / el, c->unit);
+	/* a resumed stage counts only what this process did (kctx_progress_from) */
+	double per_s, left;
+	kctx_rate(c, now, &per_s, &left);
+	if (per_s > 0)
+		fmt_rate(rate, sizeof rate, per_s, c->unit);
 	if (c->total > 0 && c->done > 0) {
 		double frac = c->done / c->total;
 		if (frac > 1)
 			frac = 1;
-		fmt_eta(eta, sizeof eta, el / frac - el);
+		fmt_eta(eta, sizeof eta, left);
 		char b[24];
 		int w = 20, full = (int)(frac * w);
 		for (int i = 0; i < w; i++)
@@ -355,16 +376,28 @@ static void draw_progress(engine *en, runner *r)
 	}
 }
 
-/* "{"a":1,"b":"x"}" -> "a=1 b=x" for the one-line report. */
+/* "{"a":1,"b":"x"}" -> "a=1 b=x" for the one-line report; when that does
+ * not fit in n bytes, as many whole key=value pairs as fit, then "...". */
 static void metrics_short(const char *m, char *out, size_t n)
 {
-	size_t o = 0;
-	for (const char *p = m; *p && o + 1 < n; p++) {
+	buf b;
+	buf_init(&b);
+	for (const char *p = m; *p; p++) {
 		if (*p == '{' || *p == '}' || *p == '"')
 			continue;
-		out[o++] = *p == ':' ? '=' : (*p == ',' ? ' ' : *p);
+		buf_addc(&b, *p == ':' ? '=' : (*p == ',' ? ' ' : *p));
 	}
-	out[o] = 0;
+	const char *all = b.p ? b.p : "";
+	if (b.len < n) {
+		snprintf(out, n, "%s", all);
+	} else {
+		size_t cut = 0; /* the last pair boundary leaving room for " ..." */
+		for (size_t i = 0; i < b.len && i + 4 < n; i++)
+			if (all[i] == ' ')
+				cut = i;
+		snprintf(out, n, "%.*s%s...", (int)cut, all, cut ? " " : "");
+	}
+	buf_free(&b);
 }
 
 static void report(engine *en, runner *r, int i, const char *status)
@@ -386,8 +419,9 @@ static void report(engine *en, runner *r, int i, const char *status)
 static void input_hex(engine *en, int i, size_t j, char hex[HKEY_HEX])
 {
 	hkey id;
+	herr e;
 	hex[0] = 0;
-	if (input_id(en, i, j, &id) == 0)
+	if (input_id_e(&e, en, i, j, &id) == 0)
 		hkey_hex(&id, hex);
 }
 
@@ -406,15 +440,14 @@ static char *inputs_text(engine *en, int i)
 	return buf_take(&b);
 }
 
-/* Every stage and source upstream of node i (and i itself), in
- * topological order, as a JSON array: enough to re-run the experiment. */
-static char *lineage_json(engine *en, int i)
+/* Every stage and source upstream of node i (and i itself), in the run's
+ * topological order, as a JSON array: enough to re-run the experiment.
+ * Reads only settled nodes, so a kernel's thread may call it. */
+static char *lineage_json(engine *en, const int *order, int i)
 {
 	size_t n = en->g.n;
 	char *up = xcalloc(n, 1);
 	up[i] = 1;
-	int *order = xmalloc(n * sizeof *order);
-	dag_topo(&en->g, order);
 	for (size_t k = n; k-- > 0;) {
 		int v = order[k];
 		if (up[v])
@@ -473,9 +506,15 @@ static char *lineage_json(engine *en, int i)
 		buf_adds(&b, "]}");
 	}
 	buf_adds(&b, "\n]\n");
-	free(order);
 	free(up);
 	return buf_take(&b);
+}
+
+/* kctx_lineage's callback: only the kernels that record it pay for it. */
+static char *task_lineage(kctx *c)
+{
+	task *t = c->lineage_ud;
+	return lineage_json(t->en, t->r->order, t->node);
 }
 
 static task *start_task(engine *en, runner *r, int i)
@@ -508,7 +547,10 @@ static task *start_task(engine *en, runner *r, int i)
 		char *rel = xasprintf("work/%s", hex);
 		t->kc.scratch = path_join(en->st.root, rel);
 		free(rel);
-		t->kc.lineage = lineage_json(en, i);
+		t->kc.lineage_fn = task_lineage;
+		t->kc.lineage_ud = t;
+		t->kc.lua = r->lua;
+		t->timeout = d->timeout;
 		t->workdir = store_tmpdir(&t->err, &en->st, d->name);
 		if (!t->workdir) {
 			t->rc = -1;
@@ -517,7 +559,15 @@ static task *start_task(engine *en, runner *r, int i)
 			return t;
 		}
 	}
-	if (pthread_create(&t->th, NULL, worker, t) != 0) {
+	/* signals are for the scheduler's thread (sched_run), not the kernels' */
+	sigset_t block, old;
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	int failed = pthread_create(&t->th, NULL, worker, t) != 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (failed) {
 		herr_set(&t->err, "cannot start a thread: %s", strerror(errno));
 		t->rc = -1;
 		t->finished = 1;
@@ -543,12 +593,65 @@ static void task_free(task *t)
 	free(t);
 }
 
+/* ---- signals ----------------------------------------------------------------- */
+
+/* The one process-wide state of the engine: which signal (SIGINT, SIGTERM)
+ * asked the run to stop. A handler can do nothing else safely; sched_run
+ * polls it. */
+static volatile sig_atomic_t got_signal;
+
+static void on_signal(int sig) { got_signal = sig; }
+
+/* Catches SIGINT and SIGTERM once (a second one acts as usual: the process
+ * ends at once; the store stays valid and `gc` collects what was left). */
+static void catch_signals(struct sigaction old[2])
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sa.sa_flags = SA_RESETHAND | SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	got_signal = 0;
+	sigaction(SIGINT, &sa, &old[0]);
+	sigaction(SIGTERM, &sa, &old[1]);
+}
+
+static void restore_signals(const struct sigaction old[2])
+{
+	sigaction(SIGINT, &old[0], NULL);
+	sigaction(SIGTERM, &old[1], NULL);
+}
+
+/* ---- the run ------------------------------------------------------------------ */
+
+typedef struct plan {
+	int *pending;    /* inputs whose producer has not settled */
+	char *blocked;   /* an input failed or was not run */
+	dag_heap ready;  /* inputs settled, not looked at yet; keyed by position */
+	dag_heap runq;   /* to run (cache miss, or a source to hash); by position */
+	size_t settled;
+} plan;
+
+/* Node i is settled (done, failed, not run): its readers learn it. */
+static void settle(engine *en, runner *r, plan *p, int i)
+{
+	int bad = en->ns[i].state == 3 || en->ns[i].state == 4;
+	p->settled++;
+	for (size_t e = r->rev.off[i]; e < r->rev.off[i + 1]; e++) {
+		int c = r->rev.to[e];
+		if (bad)
+			p->blocked[c] = 1;
+		if (--p->pending[c] == 0)
+			dag_heap_push(&p->ready, r->pos[c], c);
+	}
+}
+
 int sched_run(engine *en)
 {
 	if (en->dry_run) {
 		if (sched_plan(en) != 0)
 			return -1;
-		int *order = xmalloc(en->g.n * sizeof *order);
+		int *order = xmalloc((en->g.n ? en->g.n : 1) * sizeof *order);
 		dag_topo(&en->g, order);
 		size_t would = 0;
 		for (size_t k = 0; k < en->g.n; k++) {
@@ -566,7 +669,7 @@ int sched_run(engine *en)
 	if (store_lock(&en->err, &en->st) != 0)
 		return -1;
 	size_t n = en->g.n;
-	en->ns = xcalloc(n, sizeof *en->ns);
+	en->ns = xcalloc(n ? n : 1, sizeof *en->ns);
 	runner r;
 	memset(&r, 0, sizeof r);
 	pthread_mutex_init(&r.mu, NULL);
@@ -575,29 +678,69 @@ int sched_run(engine *en)
 	double t0 = now_seconds();
 	struct timespec wall;
 	clock_gettime(CLOCK_REALTIME, &wall);
-	int *order = xmalloc(n * sizeof *order);
+	/* one order, one reverse index, and the ready set kept as nodes settle */
+	int *order = xmalloc((n ? n : 1) * sizeof *order);
+	int *pos = xmalloc((n ? n : 1) * sizeof *pos);
 	dag_topo(&en->g, order);
-	size_t settled = 0;
-	int failed = 0, ran = 0, cached = 0, skipped = 0;
+	for (size_t k = 0; k < n; k++)
+		pos[order[k]] = (int)k;
+	r.order = order;
+	r.pos = pos;
+	dag_rev_build(&en->g, &r.rev);
+	r.lua = dsl_pool_new();
+	plan p;
+	memset(&p, 0, sizeof p);
+	p.pending = xcalloc(n ? n : 1, sizeof *p.pending);
+	p.blocked = xcalloc(n ? n : 1, 1);
+	for (size_t i = 0; i < n; i++) {
+		p.pending[i] = (int)en->g.nodes[i].nin;
+		if (!p.pending[i])
+			dag_heap_push(&p.ready, pos[i], (int)i);
+	}
+	struct sigaction old_sig[2];
+	catch_signals(old_sig);
+	int failed = 0, ran = 0, cached = 0, skipped = 0, stopping = 0;
 	herr first_err;
 	first_err.msg[0] = 0;
 	first_err.hint[0] = 0;
 
 	pthread_mutex_lock(&r.mu);
-	while (settled < n) {
+	while (p.settled < n) {
 		int progressed = 0;
-		/* collect finished tasks */
+		if (got_signal && !stopping) {
+			/* stop the running stages; start nothing more */
+			stopping = got_signal;
+			for (size_t k = 0; k < r.ntasks; k++)
+				atomic_store(&r.tasks[k]->kc.stop, 1);
+			pthread_mutex_unlock(&r.mu);
+			clear_line(en, &r);
+			fprintf(en->msg, "hone: interrupted: stopping %d running stage%s (again to quit at once)\n",
+			        r.running, r.running == 1 ? "" : "s");
+			fflush(en->msg);
+			pthread_mutex_lock(&r.mu);
+		}
+		/* stages past their timeout are asked to stop */
+		double now = now_seconds();
 		for (size_t k = 0; k < r.ntasks; k++) {
 			task *t = r.tasks[k];
-			if (!t->finished || t->joined == 2)
+			if (!t->finished && t->timeout > 0 && now - t->t0 >= t->timeout && !atomic_load(&t->kc.stop))
+				atomic_store(&t->kc.stop, 2);
+		}
+		/* collect finished tasks */
+		for (size_t k = 0; k < r.ntasks;) {
+			task *t = r.tasks[k];
+			if (!t->finished) {
+				k++;
 				continue;
+			}
 			if (!t->joined)
 				pthread_join(t->th, NULL);
-			t->joined = 2;
+			r.tasks[k] = r.tasks[--r.ntasks];
 			r.running -= t->started;
 			node_state *s = &en->ns[t->node];
 			dag_node *d = &en->g.nodes[t->node];
 			s->seconds = t->t1 - t->t0;
+			int stop = atomic_load(&t->kc.stop);
 			if (t->rc == 0) {
 				s->state = 2;
 				s->known = 1;
@@ -610,6 +753,16 @@ int sched_run(engine *en)
 					report(en, &r, t->node, "ran");
 					if (t->kc.log.len && !en->quiet)
 						fprintf(en->msg, "%s", t->kc.log.p);
+					pthread_mutex_lock(&r.mu);
+				}
+			} else if (stop == 1) {
+				/* interrupted: not a failure of the stage */
+				s->state = 4;
+				s->stopped = 1;
+				skipped += d->type == NODE_STAGE;
+				if (d->type == NODE_STAGE) {
+					pthread_mutex_unlock(&r.mu);
+					report(en, &r, t->node, "stopped");
 					pthread_mutex_lock(&r.mu);
 				}
 			} else {
@@ -627,35 +780,22 @@ int sched_run(engine *en)
 					pthread_mutex_lock(&r.mu);
 				}
 			}
-			settled++;
+			settle(en, &r, &p, t->node);
+			task_free(t);
 			progressed = 1;
 		}
-		/* start what is ready */
-		for (size_t k = 0; k < n; k++) {
-			int i = order[k];
+		/* look at what became ready: skip it, reuse it, or queue it */
+		while (p.ready.n) {
+			int i = dag_heap_pop(&p.ready);
 			node_state *s = &en->ns[i];
 			dag_node *d = &en->g.nodes[i];
-			if (s->state != 0)
+			progressed = 1;
+			if (p.blocked[i] || stopping || (failed && d->type == NODE_STAGE)) {
+				s->state = 4;
+				skipped += d->type == NODE_STAGE;
+				settle(en, &r, &p, i);
 				continue;
-			int ready = 1, blocked = 0;
-			for (size_t j = 0; j < d->nin; j++) {
-				int st = en->ns[d->in[j].node].state;
-				if (st == 3 || st == 4)
-					blocked = 1;
-				else if (st != 2)
-					ready = 0;
 			}
-			if (blocked || (failed && ready)) {
-				if (blocked || d->type == NODE_STAGE) {
-					s->state = 4;
-					skipped += d->type == NODE_STAGE;
-					settled++;
-					progressed = 1;
-					continue;
-				}
-			}
-			if (!ready)
-				continue;
 			if (d->type == NODE_STAGE) {
 				pthread_mutex_unlock(&r.mu);
 				int got = compute_key(en, i);
@@ -669,8 +809,7 @@ int sched_run(engine *en)
 					failed++;
 					if (!first_err.msg[0])
 						first_err = en->err;
-					settled++;
-					progressed = 1;
+					settle(en, &r, &p, i);
 					continue;
 				}
 				if (hit) {
@@ -680,31 +819,39 @@ int sched_run(engine *en)
 					s->id = obj;
 					s->metrics = m;
 					cached++;
-					settled++;
-					progressed = 1;
 					pthread_mutex_unlock(&r.mu);
 					report(en, &r, i, "cached");
 					pthread_mutex_lock(&r.mu);
+					settle(en, &r, &p, i);
 					continue;
 				}
-			}
-			if (d->type == NODE_SOURCE && statcache_peek(en->sc, d->path, &s->id, &s->bytes)) {
+			} else if (statcache_peek(en->sc, d->path, &s->id, &s->bytes)) {
 				/* known unchanged file: no need for a hashing task */
 				s->state = 2;
 				s->known = 1;
-				settled++;
-				progressed = 1;
+				settle(en, &r, &p, i);
 				continue;
 			}
-			if (r.running >= en->jobs)
+			dag_heap_push(&p.runq, pos[i], i);
+		}
+		/* start what is queued, lowest position first, up to -j at once */
+		while (p.runq.n && r.running < en->jobs) {
+			int i = dag_heap_pop(&p.runq);
+			node_state *s = &en->ns[i];
+			dag_node *d = &en->g.nodes[i];
+			progressed = 1;
+			if (stopping || (failed && d->type == NODE_STAGE)) {
+				s->state = 4;
+				skipped += d->type == NODE_STAGE;
+				settle(en, &r, &p, i);
 				continue;
+			}
 			s->state = 1;
 			task *t = start_task(en, &r, i);
 			r.tasks = xrealloc(r.tasks, (r.ntasks + 1) * sizeof *r.tasks);
 			r.tasks[r.ntasks++] = t;
-			progressed = 1;
 		}
-		if (settled >= n)
+		if (p.settled >= n)
 			break;
 		if (!progressed) {
 			struct timespec ts;
@@ -729,7 +876,7 @@ int sched_run(engine *en)
 	run.seconds = secs;
 	run.pipeline = en->dsl.script_abs;
 	run.args = en->args;
-	run.status = failed ? "failed" : "ok";
+	run.status = stopping ? "interrupted" : failed ? "failed" : "ok";
 	run.ran = ran;
 	run.cached = cached;
 	run.failed = failed;
@@ -738,7 +885,7 @@ int sched_run(engine *en)
 		int i = order[k];
 		dag_node *d = &en->g.nodes[i];
 		node_state *s = &en->ns[i];
-		if (d->type != NODE_STAGE || (s->state != 2 && s->state != 3))
+		if (d->type != NODE_STAGE || (s->state != 2 && s->state != 3 && !s->stopped))
 			continue;
 		runlog_stage *rs = &run.stages[run.nstages++];
 		rs->name = d->name;
@@ -749,7 +896,7 @@ int sched_run(engine *en)
 			hkey_hex(&s->key, rs->key);
 		if (s->known)
 			hkey_hex(&s->id, rs->object);
-		rs->status = s->state == 3 ? "failed" : (s->cached ? "cached" : "ran");
+		rs->status = s->stopped ? "stopped" : s->state == 3 ? "failed" : (s->cached ? "cached" : "ran");
 		rs->seconds = s->seconds;
 		buf p;
 		buf_init(&p);
@@ -770,14 +917,17 @@ int sched_run(engine *en)
 	}
 	free(run.stages);
 
-	for (size_t k = 0; k < r.ntasks; k++)
-		task_free(r.tasks[k]);
 	free(r.tasks);
 	pthread_cond_destroy(&r.cv);
 	pthread_mutex_destroy(&r.mu);
+	dsl_pool_free(r.lua);
+	free(p.pending);
+	free(p.blocked);
+	dag_heap_free(&p.ready);
+	dag_heap_free(&p.runq);
 
 	/* copies of outputs the script asked for (export's `to`) */
-	for (size_t k = 0; !failed && k < n; k++) {
+	for (size_t k = 0; !failed && !stopping && k < n; k++) {
 		int i = order[k];
 		const dag_node *d = &en->g.nodes[i];
 		const kernel_def *kd = d->type == NODE_STAGE ? kernel_find(d->kernel) : NULL;
@@ -807,7 +957,12 @@ int sched_run(engine *en)
 		free(src);
 		free(dst);
 	}
-	if (!en->quiet) {
+	if (stopping) {
+		/* what was finished is kept (cached for the next run); the rest is not */
+		fprintf(en->msg, "hone: interrupted: %d ran, %d cached, %d not run (run %lld)\n", ran, cached,
+		        skipped, en->run_id);
+		fprintf(en->msg, "hint: `hone run` again goes on from there; `hone runs -1` shows this run\n");
+	} else if (!en->quiet) {
 		fprintf(en->out, "hone: %d ran, %d cached", ran, cached);
 		if (failed)
 			fprintf(en->out, ", %d failed", failed);
@@ -821,7 +976,7 @@ int sched_run(engine *en)
 			int header = 0;
 			for (size_t k = 0; k < n; k++) {
 				int i = order[k];
-				if (en->g.nodes[i].type != NODE_STAGE || dag_has_dependents(&en->g, i))
+				if (en->g.nodes[i].type != NODE_STAGE || r.rev.off[i + 1] > r.rev.off[i])
 					continue;
 				if (!header++)
 					fprintf(en->out, "outputs:\n");
@@ -834,13 +989,23 @@ int sched_run(engine *en)
 		}
 	}
 	free(order);
+	free(pos);
+	dag_rev_free(&r.rev);
+	restore_signals(old_sig);
 	store_unlock(&en->st);
+	if (stopping) {
+		en->interrupted = stopping;
+		herr_set(&en->err, "interrupted");
+		return -1;
+	}
 	if (failed) {
 		en->err = first_err;
 		return -1;
 	}
 	return 0;
 }
+
+
 
 /* ---- status ------------------------------------------------------------------ */
 
@@ -894,6 +1059,32 @@ static void diff_params(buf *why, const char *old, const char *now)
 	}
 }
 
+/* Appends a reason to why ("a; b"), unless it is there already: two inputs
+ * from one stale stage make one reason. */
+static void add_reason(buf *why, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add_reason(buf *why, const char *fmt, ...)
+{
+	buf r;
+	buf_init(&r);
+	va_list ap;
+	va_start(ap, fmt);
+	buf_vprintf(&r, fmt, ap);
+	va_end(ap);
+	for (const char *p = why->p; p && *p;) {
+		const char *end = strstr(p, "; ");
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		if (len == r.len && !memcmp(p, r.p, len)) {
+			buf_free(&r);
+			return;
+		}
+		p = end ? end + 2 : NULL;
+	}
+	if (why->len)
+		buf_adds(why, "; ");
+	buf_adds(why, r.p ? r.p : "");
+	buf_free(&r);
+}
+
 int sched_status(engine *en, FILE *out)
 {
 	if (sched_plan(en) != 0)
@@ -941,7 +1132,7 @@ int sched_status(engine *en, FILE *out)
 				char *label = sched_input_label(en, i, j);
 				hkey id;
 				if (!en->ns[from].known) {
-					buf_printf(&why, "%supstream stage %s is stale", why.len ? "; " : "", en->g.nodes[from].name);
+					add_reason(&why, "upstream stage %s is stale", en->g.nodes[from].name);
 				} else if (input_id(en, i, j, &id) == 0) {
 					char hex[HKEY_HEX], want[128];
 					hkey_hex(&id, hex);
@@ -949,10 +1140,9 @@ int sched_status(engine *en, FILE *out)
 					const char *old = strstr(rec.inputs, want);
 					if (!old || strncmp(old + strlen(want), hex, 32) != 0) {
 						if (en->g.nodes[from].type == NODE_SOURCE)
-							buf_printf(&why, "%sinput changed: %s", why.len ? "; " : "", label);
+							add_reason(&why, "input changed: %s", label);
 						else
-							buf_printf(&why, "%supstream stage %s changed", why.len ? "; " : "",
-							           en->g.nodes[from].name);
+							add_reason(&why, "upstream stage %s changed", en->g.nodes[from].name);
 					}
 				}
 				free(label);

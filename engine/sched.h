@@ -31,6 +31,7 @@ typedef struct node_state {
 	char *metrics;   /* JSON object */
 	uint64_t bytes;  /* sources: size */
 	char *error;
+	int stopped;     /* was running when the run was interrupted */
 } node_state;
 
 typedef struct engine {
@@ -54,6 +55,7 @@ typedef struct engine {
 	int tty;         /* msg is a terminal: redraw a progress line */
 	char *args;      /* command line, for the run record */
 	long long run_id;
+	int interrupted; /* sched_run: the signal that stopped the run, else 0 */
 } engine;
 
 void engine_init(engine *en);
@@ -64,7 +66,12 @@ int engine_open_store(engine *en, int create);
 int engine_open_runlog(engine *en);
 
 /* Runs (or with dry_run, plans) the loaded pipeline. Returns 0 when every
- * stage succeeded, -1 otherwise (en->err says what failed first). */
+ * stage succeeded, -1 otherwise (en->err says what failed first).
+ * While it runs, SIGINT and SIGTERM stop it: running stages are asked to
+ * stop (kctx.stop), nothing more starts, the run is recorded as
+ * "interrupted", "hone: interrupted: ..." goes to en->msg, and it returns
+ * -1 with en->interrupted set to the signal. A second signal ends the
+ * process at once (default action). */
 int sched_run(engine *en);
 
 /* Computes, without running anything, which stages are up to date; fills

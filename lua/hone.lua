@@ -6,6 +6,8 @@
 --   H.register(spec) turns a stdlib spec table into a stage constructor
 --   H.finish()       checks that every --set override was used
 --   H.fns            node index -> Lua function run by a Lua kernel
+--   H.unchanged(n)   whether H.fns[n] still has the digest its key was made
+--                    with (a state reused for several stage bodies)
 --
 -- Everything the script may touch goes through H.env: the safe parts of the
 -- base library, string, table, math (seeded), utf8, and the stage
@@ -21,6 +23,7 @@ local smatch, sfind = string.match, string.find
 local strmeta = getmetatable("")
 
 local H = { fns = {} }
+local run_fn_hash = {}            -- node -> digest of H.fns[node] at H.finish
 local info = setmetatable({}, { __mode = "k" }) -- handle -> fields
 local HANDLE = {}
 local builtins = {}               -- name -> value visible in the sandbox
@@ -221,7 +224,7 @@ end
 
 local value_digest
 
-local function fn_digest(f, seen)
+local function fn_digest(f, seen, deep)
   if seen[f] then return "<recursive>" end
   seen[f] = true
   local i = getinfo(f, "S")
@@ -234,13 +237,13 @@ local function fn_digest(f, seen)
     for u = 1, 255 do
       local name, v = getupvalue(f, u)
       if not name then break end
-      if name ~= "_ENV" then parts[#parts + 1] = name .. "=" .. value_digest(v, seen) end
+      if name ~= "_ENV" then parts[#parts + 1] = name .. "=" .. value_digest(v, seen, deep) end
     end
     -- globals the script defined that the function's text mentions
     if src then
       for _, k in ipairs(sorted_keys(H.env)) do
         if type(k) == "string" and sfind(src, "%f[%w_]" .. k .. "%f[^%w_]") then
-          parts[#parts + 1] = "global " .. k .. "=" .. value_digest(rawget(H.env, k), seen)
+          parts[#parts + 1] = "global " .. k .. "=" .. value_digest(rawget(H.env, k), seen, deep)
         end
       end
     end
@@ -248,17 +251,23 @@ local function fn_digest(f, seen)
   return concat(parts, "\n")
 end
 
-value_digest = function(v, seen)
+-- deep (not for keys): metatables too, to notice any change a stage body
+-- made to what another one reads (H.unchanged)
+value_digest = function(v, seen, deep)
   local t = type(v)
   if t == "number" then return math.type(v) .. ":" .. sformat("%.17g", v)
   elseif t == "string" then return sformat("%q", v)
-  elseif t == "function" then return fn_digest(v, seen)
+  elseif t == "function" then return fn_digest(v, seen, deep)
   elseif t == "table" then
     if is_handle(v) then local f = info[v]; return "handle:" .. tostring(f.node) .. "." .. tostring(f.output) end
     if seen[v] then return "<recursive>" end
     seen[v] = true
     local parts = {}
-    for _, k in ipairs(sorted_keys(v)) do parts[#parts + 1] = value_digest(k, seen) .. "=" .. value_digest(v[k], seen) end
+    for _, k in ipairs(sorted_keys(v)) do
+      parts[#parts + 1] = value_digest(k, seen, deep) .. "=" .. value_digest(v[k], seen, deep)
+    end
+    local mt = deep and dgetmetatable(v)
+    if mt then parts[#parts + 1] = "meta=" .. value_digest(mt, seen, deep) end
     return "{" .. concat(parts, ",") .. "}"
   end
   return tostring(v)
@@ -363,11 +372,45 @@ local function convert_override(stage, name, text, t, w)
   fail("command line", sformat("%s: parameter of type %s cannot be set from the command line", flag, t))
 end
 
+-- Limits any stage accepts besides its parameters. They bound how a stage
+-- runs, never what it produces, so they are kept out of its parameters
+-- (and so out of its key): raising a timeout re-runs nothing.
+--   timeout  seconds of wall-clock time (any stage)
+--   budget   millions of Lua instructions (stages with a Lua body)
+local LIMITS = {
+  timeout = { type = "number", min = 0, doc = "stop the stage after this many seconds" },
+  budget = { type = "integer", min = 1, doc = "millions of Lua instructions the stage body may run" },
+}
+
+local function take_limits(stage, params, spec, w)
+  local lim = {}
+  local o = C.overrides[stage] or {}
+  for _, k in ipairs(sorted_keys(LIMITS)) do
+    local v = params[k]
+    if o[k] ~= nil then
+      overrides_used[stage] = true
+      v = convert_override(stage, k, o[k], LIMITS[k].type, w)
+    end
+    params[k] = nil
+    if v ~= nil then
+      if k == "budget" and not spec.run_fn then
+        fail(w, sformat("%s: parameter 'budget' applies only to stages with a Lua body (stage, map, filter)", spec.kind),
+             "bound a native stage with timeout = SECONDS")
+      end
+      check_type(spec.kind, k, LIMITS[k], v, w)
+      lim[k] = v
+    end
+  end
+  return lim
+end
+
 local function apply_overrides(stage, params, spec, w)
   local o = C.overrides[stage]
   if not o then return {} end
   overrides_used[stage] = true
-  for _, name in ipairs(sorted_keys(o)) do
+  local names = {}
+  for _, k in ipairs(sorted_keys(o)) do if not LIMITS[k] then names[#names + 1] = k end end
+  for _, name in ipairs(names) do
     local t
     if spec.params then
       local p = spec.params[name]
@@ -402,7 +445,11 @@ local function apply_overrides(stage, params, spec, w)
 end
 
 function H.finish()
-  for _, p in ipairs(pending_fns) do C.set_fn(p.node, p.key, C.hash(fn_digest(p.fn, {}))) end
+  for _, p in ipairs(pending_fns) do
+    local h = C.hash(fn_digest(p.fn, {}))
+    C.set_fn(p.node, p.key, h)
+    if H.fns[p.node] == p.fn then run_fn_hash[p.node] = h end
+  end
   for _, stage in ipairs(sorted_keys(C.overrides)) do
     if not overrides_used[stage] then
       local names = sorted_keys(used)
@@ -412,6 +459,23 @@ function H.finish()
            c and ("did you mean '" .. c .. "'?") or ("stages: " .. concat(names, ", ")))
     end
   end
+end
+
+-- A state serves the Lua stages of a run one after another. H.baseline()
+-- notes, right after the script ran, a deep digest of every stage function;
+-- H.unchanged(node) says whether node's function still sees exactly that
+-- (nothing an earlier body did reaches it), else the engine starts afresh.
+local baseline = {}
+local lib_proxies = {}
+
+function H.baseline()
+  for node, f in pairs(H.fns) do baseline[node] = fn_digest(f, {}, true) end
+end
+
+function H.unchanged(node)
+  for _, p in ipairs(lib_proxies) do if next(p) ~= nil then return false end end
+  local f = H.fns[node]
+  return f ~= nil and baseline[node] ~= nil and fn_digest(f, {}, true) == baseline[node]
 end
 
 -- stage names: the kind, then kind_2, kind_3 ... unless `name` is given
@@ -470,6 +534,7 @@ local function declare(spec, args, explicit_name, w)
     local v = args[k]
     if type(k) == "string" and k ~= "name" then params[k] = v end
   end
+  local limits = take_limits(name, params, spec, w)
   if spec.resolve then spec.resolve(params, C.home) end
   if spec.params then
     local overridden = apply_overrides(name, params, spec, w)
@@ -582,7 +647,7 @@ local function declare(spec, args, explicit_name, w)
     fail(w, sformat("%s: parameter '%s' must be a function, as in %s = function(...) ... end",
          spec.kind, spec.run_fn, spec.run_fn))
   end
-  local node = C.add_stage(name, spec.kind, spec.kernel, params, inputs, outputs or {}, w)
+  local node = C.add_stage(name, spec.kind, spec.kernel, params, inputs, outputs or {}, w, limits)
   if spec.run_fn then H.fns[node] = fns[spec.run_fn] end
   for _, k in ipairs(sorted_keys(fns)) do pending_fns[#pending_fns + 1] = { node = node, key = k, fn = fns[k] } end
   local outset
@@ -668,6 +733,7 @@ for _, lib in ipairs { "string", "table", "math", "utf8" } do
   if lib == "string" then c.dump = nil end
   for k, v in pairs(c) do if type(v) == "function" then cnames[v] = lib .. "." .. k end end
   builtins[lib] = readonly(lib, c)
+  lib_proxies[#lib_proxies + 1] = builtins[lib]
 end
 -- methods on strings ("x"):upper() reach the sandbox's read-only string
 -- table, and getmetatable("") reveals nothing
@@ -719,6 +785,7 @@ H.env = setmetatable({}, {
     if builtins[k] ~= nil then fail(where(3), sformat("cannot redefine built-in '%s'", tostring(k))) end
     rawset(t, k, v)
   end,
+  __metatable = false,
 })
 
 return H

@@ -64,7 +64,10 @@ static int stream(kctx *c, const char *path, double *done, double total,
 			break;
 		fn(ud, blk, (size_t)r);
 		*done += (double)r;
-		kctx_progress(c, *done, total, "B");
+		if (kctx_progress(c, *done, total, "B") != 0) {
+			close(fd);
+			return -1; /* timed out or interrupted */
+		}
 	}
 	close(fd);
 	return 0;

@@ -65,10 +65,10 @@ static int k_export(kctx *c, const hval *params, const kinput *in, size_t nin, c
 		return kctx_fail(c, "export: give a model (train's output), as in export { model, tok, score, to = \"dist/model.tar.gz\" }");
 	bundle b = {NULL, 0};
 	int rc = add_file(c, &b, model->path, "config.json", "config.json");
-	if (rc == 0 && c->lineage) {
+	if (rc == 0 && kctx_lineage(c)) {
 		buf l;
 		buf_init(&l);
-		buf_adds(&l, c->lineage);
+		buf_adds(&l, kctx_lineage(c));
 		add_buf(&b, "lineage.json", &l);
 	}
 	if (rc == 0 && score)

@@ -450,8 +450,10 @@ static int train_loop(kctx *c, const tcfg *cf, learner *L, size_t n, int has_val
 	 * folder is already specific to this stage key) */
 	uint64_t tag = XXH3_64bits_withSeed(L->p, bytes, (uint64_t)cf->seed);
 	int resumed = ckpt_load(c, L->p, L->n, s, tag);
-	if (resumed)
+	if (resumed) {
 		kctx_log(c, "train: resumed at step %lld of %lld from %s", s->step, total, c->scratch);
+		kctx_progress_from(c, (double)s->step); /* rate and ETA: this process's steps */
+	}
 	uint32_t *perm = xmalloc((n ? n : 1) * sizeof *perm), *idx = xmalloc(B * sizeof *idx);
 	adamw_cfg ac = {(float)cf->b1, (float)cf->b2, (float)cf->eps, (float)cf->wd};
 	long long perm_epoch = -1, log_every = spe / 10 > 1 ? spe / 10 : 1;
@@ -526,7 +528,10 @@ static int train_loop(kctx *c, const tcfg *cf, learner *L, size_t n, int has_val
 			if (s->step < total && ckpt_save(c, L->p, L->n, s, tag) != 0)
 				rc = -1;
 		double el = now_seconds() - t0;
-		kctx_progress(c, (double)s->step, (double)total, "steps");
+		if (kctx_progress(c, (double)s->step, (double)total, "steps") != 0) {
+			rc = -1; /* timed out or interrupted: the checkpoint stays for the next run */
+			break;
+		}
 		if (has_val && isfinite(last_val))
 			kctx_note(c, "epoch %lld/%lld loss %.4f val %s %.4f (%.0f ex/s)", s->step / spe + (s->step % spe != 0), epochs, loss,
 			          metric, last_val, el > 0 ? (double)(s->step - t_start) * (double)B / el : 0);
