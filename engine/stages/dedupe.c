@@ -360,7 +360,10 @@ static int k_dedupe(kctx *c, const hval *params, const kinput *in, size_t nin, c
 					emit_row(&d, rw, row);
 				}
 			}
-			kctx_progress(c, (double)end, (double)N, "rows");
+			if (kctx_progress(c, (double)end, (double)N, "rows") != 0) {
+				rc = -1; /* timed out or interrupted */
+				break;
+			}
 		}
 		sig = NULL;
 		crew_free(cw);

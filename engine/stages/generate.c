@@ -56,7 +56,7 @@ static void gen_part(void *ud, int t, int nt)
 	g.stops = j->stops;
 	g.nstop = j->nstop;
 	const uint32_t *ids = (const uint32_t *)j->sp->s.ids.p;
-	for (size_t i = (size_t)t; i < j->n; i += (size_t)nt) {
+	for (size_t i = (size_t)t; i < j->n && !atomic_load(&j->c->stop); i += (size_t)nt) {
 		g.smp = j->smp;
 		g.smp.state = j->smp.state * 0x9E3779B97F4A7C15ull + i;
 		row_out *o = &j->out[i];
@@ -102,6 +102,8 @@ static int run_model(kctx *c, const kinput *mi, gen_job *j, double *tps)
 		kctx_note(c, "%s", mi->label);
 		double t0 = now_seconds();
 		par_run(c->threads, gen_part, j);
+		if (kctx_stopping(c) != 0)
+			rc = -1; /* timed out or interrupted: the rows left are not answered */
 		double el = now_seconds() - t0, toks = 0;
 		for (size_t i = 0; i < j->n; i++)
 			toks += j->out[i].tokens;

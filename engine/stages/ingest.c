@@ -373,7 +373,8 @@ static int fmt_jsonl(ing *g, const char *p, size_t n)
 		}
 		i = end + 1;
 		if ((line & 8191) == 0) {
-			kctx_progress(g->c, (double)(g->done_base + i), (double)g->total, "B");
+			if (kctx_progress(g->c, (double)(g->done_base + i), (double)g->total, "B") != 0)
+				return -1; /* timed out or interrupted */
 			/* parsed lines of a mapped file are not needed again: release
 			 * them so memory stays about the size of what is written */
 			if (g->map == p && i - g->dropped >= ((size_t)64 << 20)) {
@@ -684,7 +685,9 @@ static int from_archive(ing *g, const kinput *in)
 			data.p[data.len] = 0;
 			rc = document(g, data.p, data.len);
 		}
-		kctx_progress(g->c, (double)(g->done_base + (uint64_t)A->filter_bytes(a, -1)), (double)g->total, "B");
+		if (kctx_progress(g->c, (double)(g->done_base + (uint64_t)A->filter_bytes(a, -1)), (double)g->total, "B") != 0 &&
+		    rc == 0)
+			rc = -1;
 	}
 	if (rc == 0 && r != ARCHIVE_EOF)
 		rc = kctx_fail(g->c, "%s: corrupt or truncated archive: %s", in->label,
@@ -732,7 +735,8 @@ static int from_file(ing *g, const char *path, const char *label, const char *na
 		munmap(map, n);
 	g->map = NULL;
 	g->done_base += n;
-	kctx_progress(g->c, (double)g->done_base, (double)g->total, "B");
+	if (kctx_progress(g->c, (double)g->done_base, (double)g->total, "B") != 0 && rc == 0)
+		rc = -1;
 	return rc;
 }
 

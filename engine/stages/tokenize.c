@@ -536,8 +536,8 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 		st->tokens += (double)keep;
 		st->bytes += (double)ro->bytes;
 		st->untruncated += (double)n;
-		if ((row & 1023) == 0)
-			kctx_progress(c, (double)row, (double)r.rows, "rows");
+		if ((row & 1023) == 0 && kctx_progress(c, (double)row, (double)r.rows, "rows") != 0)
+			rc = -1; /* timed out or interrupted */
 	}
 	st->pack_dropped += (double)npk;
 	st->blocks += (double)blocks;

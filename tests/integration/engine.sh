@@ -66,6 +66,15 @@ LUA
 check "a native stage past its timeout stops" fails_with 1 "stage concat: timed out after 0.1 s" "$HONE" run slownat.lua -q
 check "  ... leaving no work folder" bash -c "[ -z \"\$(ls -A '$HONE_CACHE/tmp')\" ]"
 rm -f big.bin
+# native kernels stop at their next progress report, not when they would end
+yes '{"text": "a line of text to ingest, again and again"}' | head -n 4000000 > big.jsonl
+echo 'ingest { "big.jsonl" }' > full.lua
+echo 'ingest { "big.jsonl", timeout = 0.05 }' > cut.lua
+t0=$(date +%s%N); HONE_CACHE=$WORK/full "$HONE" run full.lua -q; full=$(( ($(date +%s%N) - t0) / 1000000 ))
+t0=$(date +%s%N); HONE_CACHE=$WORK/cut "$HONE" run cut.lua -q 2>/dev/null; cut=$(( ($(date +%s%N) - t0) / 1000000 ))
+check "ingest stops early when its timeout passes (${cut} ms against ${full} ms for the whole file)" \
+	test "$cut" -lt $(( full / 2 ))
+rm -f big.jsonl
 
 # --- interrupted runs ----------------------------------------------------------------
 cat > long.lua <<'LUA'
