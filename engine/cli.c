@@ -304,15 +304,11 @@ static int never_run(engine *en, const char *what)
 	return 0;
 }
 
-/* status --json, or status without a store: every stage, up to date or
- * stale (the reason in text mode is sched_status's) */
+/* status without a store: every stage stale, never run (as text or JSON) */
 static int status_plain(engine *en, int json)
 {
-	int have = fs_is_dir(en->cache_root);
 	if (!json)
 		return never_run(en, "is stale");
-	if (have && (engine_open_store(en, 0) != 0 || sched_plan(en) != 0))
-		return error_out(&en->err);
 	int *order = xmalloc((en->g.n ? en->g.n : 1) * sizeof *order);
 	dag_topo(&en->g, order);
 	buf j;
@@ -322,27 +318,18 @@ static int status_plain(engine *en, int json)
 	buf_adds(&j, ", \"cache\": ");
 	buf_json_str(&j, en->cache_root);
 	buf_adds(&j, ", \"stages\": [");
-	int first = 1;
+	size_t total = 0;
 	for (size_t k = 0; k < en->g.n; k++) {
-		int i = order[k];
-		const dag_node *d = &en->g.nodes[i];
+		const dag_node *d = &en->g.nodes[order[k]];
 		if (d->type != NODE_STAGE)
 			continue;
-		int fresh = have && en->ns[i].state == 2;
-		buf_adds(&j, first ? "\n  {\"stage\": " : ",\n  {\"stage\": ");
-		first = 0;
+		buf_adds(&j, total++ ? ",\n  {\"stage\": " : "\n  {\"stage\": ");
 		buf_json_str(&j, d->name);
 		buf_adds(&j, ", \"kind\": ");
 		buf_json_str(&j, d->kind);
-		buf_printf(&j, ", \"state\": \"%s\"", fresh ? "up-to-date" : "stale");
-		if (fresh) {
-			char hex[HKEY_HEX];
-			hkey_hex(&en->ns[i].id, hex);
-			buf_printf(&j, ", \"object\": \"%s\"", hex);
-		}
-		buf_addc(&j, '}');
+		buf_adds(&j, ", \"state\": \"stale\", \"reasons\": [\"never run\"]}");
 	}
-	buf_adds(&j, "\n]}\n");
+	buf_printf(&j, "\n], \"stale\": %zu, \"total\": %zu}\n", total, total);
 	fwrite(j.p, 1, j.len, stdout);
 	buf_free(&j);
 	free(order);
@@ -381,10 +368,10 @@ static int cmd_status(int argc, char **argv)
 	int rc = parse(&verb_status, argc, argv, &en, &o);
 	if (rc < 0)
 		rc = load_pipeline(&en, o.npos ? o.positional[0] : NULL);
-	if (rc == 0 && !o.help && (o.json || !fs_is_dir(en.cache_root))) {
+	if (rc == 0 && !o.help && !fs_is_dir(en.cache_root)) {
 		rc = status_plain(&en, o.json);
 	} else if (rc == 0 && !o.help) {
-		if (engine_open_store(&en, 0) != 0 || sched_status(&en, stdout) != 0)
+		if (engine_open_store(&en, 0) != 0 || sched_status(&en, stdout, o.json) != 0)
 			rc = error_out(&en.err);
 		else {
 			herr e;

@@ -1085,7 +1085,31 @@ static void add_reason(buf *why, const char *fmt, ...)
 	buf_free(&r);
 }
 
-int sched_status(engine *en, FILE *out)
+/* one stage of status --json */
+static void status_json_stage(buf *j, const dag_node *d, const node_state *s, const char *why)
+{
+	buf_adds(j, j->len && j->p[j->len - 1] == '[' ? "\n  {\"stage\": " : ",\n  {\"stage\": ");
+	buf_json_str(j, d->name);
+	buf_adds(j, ", \"kind\": ");
+	buf_json_str(j, d->kind);
+	if (!why) {
+		char hex[HKEY_HEX];
+		hkey_hex(&s->id, hex);
+		buf_printf(j, ", \"state\": \"up-to-date\", \"object\": \"%s\"}", hex);
+		return;
+	}
+	buf_adds(j, ", \"state\": \"stale\", \"reasons\": [");
+	for (const char *p = why; *p;) {
+		const char *e = strstr(p, "; ");
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+		buf_adds(j, p == why ? "" : ", ");
+		buf_json_strn(j, p, n);
+		p += n + (e ? 2 : 0);
+	}
+	buf_adds(j, "]}");
+}
+
+int sched_status(engine *en, FILE *out, int json)
 {
 	if (sched_plan(en) != 0)
 		return -1;
@@ -1094,6 +1118,15 @@ int sched_status(engine *en, FILE *out)
 	int *order = xmalloc(en->g.n * sizeof *order);
 	dag_topo(&en->g, order);
 	size_t stale = 0, total = 0;
+	buf j;
+	buf_init(&j);
+	if (json) {
+		buf_adds(&j, "{\"pipeline\": ");
+		buf_json_str(&j, en->dsl.script);
+		buf_adds(&j, ", \"cache\": ");
+		buf_json_str(&j, en->cache_root);
+		buf_adds(&j, ", \"stages\": [");
+	}
 	for (size_t k = 0; k < en->g.n; k++) {
 		int i = order[k];
 		dag_node *d = &en->g.nodes[i];
@@ -1102,7 +1135,10 @@ int sched_status(engine *en, FILE *out)
 			continue;
 		total++;
 		if (s->state == 2) {
-			fprintf(out, "  %-10s %s\n", "up to date", d->name);
+			if (json)
+				status_json_stage(&j, d, s, NULL);
+			else
+				fprintf(out, "  %-10s %s\n", "up to date", d->name);
 			continue;
 		}
 		stale++;
@@ -1151,10 +1187,19 @@ int sched_status(engine *en, FILE *out)
 				buf_adds(&why, "output no longer in the cache (removed by gc or verify --repair)");
 			runlog_stage_free(&rec);
 		}
-		fprintf(out, "  %-10s %-18s %s\n", "stale", d->name, why.p);
+		if (json)
+			status_json_stage(&j, d, s, why.p);
+		else
+			fprintf(out, "  %-10s %-18s %s\n", "stale", d->name, why.p);
 		buf_free(&why);
 	}
-	fprintf(out, "hone: %zu of %zu stage%s stale\n", stale, total, total == 1 ? "" : "s");
+	if (json) {
+		buf_printf(&j, "\n], \"stale\": %zu, \"total\": %zu}\n", stale, total);
+		fwrite(j.p, 1, j.len, out);
+	} else {
+		fprintf(out, "hone: %zu of %zu stage%s stale\n", stale, total, total == 1 ? "" : "s");
+	}
+	buf_free(&j);
 	free(order);
 	return 0;
 }

@@ -79,7 +79,7 @@ int sched_run(engine *en);
 int sched_plan(engine *en);
 
 /* Prints `hone status`: every stage, up to date or stale and why. */
-int sched_status(engine *en, FILE *out);
+int sched_status(engine *en, FILE *out, int json);
 
 /* Label of input j of node i ("data/a.txt", "split.train"). Caller frees. */
 char *sched_input_label(const engine *en, int i, size_t j);

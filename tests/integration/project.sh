@@ -6,6 +6,9 @@
 # --json, bash completion).
 . "$(dirname "$0")/lib.sh"
 unset HONE_CACHE
+# `cmd | jq -e` checks must fail when cmd fails (jq -e on no input exits 0)
+set -o pipefail
+export SHELLOPTS
 
 mkdir -p a/data a/sub
 touch a/hone.toml
@@ -57,8 +60,10 @@ check "a run that does not exist exits 1" fails_with 1 "no run '99'" "$HONE" run
 check "runs --json" bash -c "'$HONE' runs --json | jq -e 'length >= 3 and .[0].run >= 1' >/dev/null"
 check "  ... one run with its stages" bash -c "'$HONE' runs -1 --json | jq -e '.stages | length == 6' >/dev/null"
 check "status --json" bash -c "'$HONE' status --json | jq -e '[.stages[].state | select(. == \"up-to-date\")] | length == 6' >/dev/null"
+check "  ... with the reasons of stale stages" bash -c "'$HONE' status --json --set train.epochs=2 | jq -e '(.stages[] | select(.stage == \"train\") | .reasons[0]) == \"params changed: epochs 1 -> 2\" and .stale == 2' >/dev/null"
+check "  ... and without a cache" bash -c "cd '$WORK' && mkdir -p nc && echo 'wc { \"../a/data/x.txt\" }' > nc/p.lua && echo hi > a/data/x.txt && '$HONE' status nc/p.lua --json | jq -e '.stages[0].reasons == [\"never run\"]' >/dev/null && ! test -e nc/cache"
 check "dag --json" bash -c "'$HONE' dag --json | jq -e '.nodes[1].name == \"ingest\" and .nodes[1].inputs[0].from == \"data/x.jsonl\"' >/dev/null"
-check "show --json" bash -c "'$HONE' show wc --json | jq -e '.stage == \"wc\" and (.object | length == 32)' >/dev/null"
+check "show --json" bash -c "'$HONE' show train --json | jq -e '.stage == \"train\" and (.object | length == 32)' >/dev/null"
 check "bash completion from the option tables" bash -c \
 	"'$HONE' completion bash > c.bash && bash -n c.bash && grep -q -- '--dry-run' c.bash && grep -q -- '--missing' c.bash"
 check "  ... completes options of a verb" bash -c \
