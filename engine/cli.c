@@ -288,50 +288,17 @@ static int no_stage(engine *en, const char *name, const char *what)
 	return error_out(&en->err);
 }
 
-/* Without a store every stage is stale, never run: what status and
- * --dry-run print then, without creating one. */
-static int never_run(engine *en, const char *what)
+/* run --dry-run without a store: every stage would run, and none is created */
+static int dry_run_no_store(engine *en)
 {
-	fprintf(stderr, "hone: no cache at %s yet: every stage %s\n", en->cache_root, what);
+	fprintf(stderr, "hone: no cache at %s yet: every stage would run\n", en->cache_root);
 	int *order = xmalloc((en->g.n ? en->g.n : 1) * sizeof *order);
 	dag_topo(&en->g, order);
 	for (size_t k = 0; k < en->g.n; k++) {
 		const dag_node *d = &en->g.nodes[order[k]];
 		if (d->type == NODE_STAGE)
-			printf("  %-10s %-18s never run\n", !strcmp(what, "would run") ? "would run" : "stale", d->name);
+			printf("  %-10s %-18s never run\n", "would run", d->name);
 	}
-	free(order);
-	return 0;
-}
-
-/* status without a store: every stage stale, never run (as text or JSON) */
-static int status_plain(engine *en, int json)
-{
-	if (!json)
-		return never_run(en, "is stale");
-	int *order = xmalloc((en->g.n ? en->g.n : 1) * sizeof *order);
-	dag_topo(&en->g, order);
-	buf j;
-	buf_init(&j);
-	buf_adds(&j, "{\"pipeline\": ");
-	buf_json_str(&j, en->dsl.script);
-	buf_adds(&j, ", \"cache\": ");
-	buf_json_str(&j, en->cache_root);
-	buf_adds(&j, ", \"stages\": [");
-	size_t total = 0;
-	for (size_t k = 0; k < en->g.n; k++) {
-		const dag_node *d = &en->g.nodes[order[k]];
-		if (d->type != NODE_STAGE)
-			continue;
-		buf_adds(&j, total++ ? ",\n  {\"stage\": " : "\n  {\"stage\": ");
-		buf_json_str(&j, d->name);
-		buf_adds(&j, ", \"kind\": ");
-		buf_json_str(&j, d->kind);
-		buf_adds(&j, ", \"state\": \"stale\", \"reasons\": [\"never run\"]}");
-	}
-	buf_printf(&j, "\n], \"stale\": %zu, \"total\": %zu}\n", total, total);
-	fwrite(j.p, 1, j.len, stdout);
-	buf_free(&j);
 	free(order);
 	return 0;
 }
@@ -350,7 +317,7 @@ static int cmd_run(int argc, char **argv)
 	if (rc == 0 && !o.help) {
 		en.tty = isatty(2);
 		if (en.dry_run && !fs_is_dir(en.cache_root))
-			rc = never_run(&en, "would run");
+			rc = dry_run_no_store(&en);
 		else if (engine_open_store(&en, 1) != 0)
 			rc = error_out(&en.err);
 		else if (sched_run(&en) != 0)
@@ -368,12 +335,14 @@ static int cmd_status(int argc, char **argv)
 	int rc = parse(&verb_status, argc, argv, &en, &o);
 	if (rc < 0)
 		rc = load_pipeline(&en, o.npos ? o.positional[0] : NULL);
-	if (rc == 0 && !o.help && !fs_is_dir(en.cache_root)) {
-		rc = status_plain(&en, o.json);
-	} else if (rc == 0 && !o.help) {
-		if (engine_open_store(&en, 0) != 0 || sched_status(&en, stdout, o.json) != 0)
+	if (rc == 0 && !o.help) {
+		/* without a store (none is made) every stage is stale, never run */
+		int have = fs_is_dir(en.cache_root);
+		if (!have)
+			fprintf(stderr, "hone: no cache at %s yet: every stage is stale\n", en.cache_root);
+		if (engine_open_store(&en, 0) != 0 || sched_status(&en, stdout, o.json) != 0) {
 			rc = error_out(&en.err);
-		else {
+		} else if (have) {
 			herr e;
 			statcache_save(en.sc, &e);
 		}

@@ -61,12 +61,9 @@ static int load_bundle(herr *e, const char *path, gpt2 *m, bpe **b)
 		return -1;
 	const buf *tj = bundle_get(&bd, "tokenizer.json");
 	char *wt = xasprintf("%s[tokenizer.json]", path);
-	int rc = 0;
-	if (!*b && !tj && bundle_get(&bd, "config.json"))
-		rc = herr_set(e, "%s: the bundle has no tokenizer.json: give --tokenizer", path);
-	if (rc == 0)
-		rc = gpt2_load_bundle(e, m, &bd, path);
-	if (rc == 0 && !*b && bpe_load_hf(e, b, tj->p, tj->len, wt) != 0) {
+	int rc = gpt2_load_bundle(e, m, &bd, path);
+	if (rc == 0 && !*b && (!tj ? herr_set(e, "%s: the bundle has no tokenizer.json: give --tokenizer", path)
+	                           : bpe_load_hf(e, b, tj->p, tj->len, wt)) != 0) {
 		gpt2_free(m);
 		rc = -1;
 	}

@@ -362,26 +362,16 @@ int predict_main(int argc, char **argv)
 		s.n = in.len;
 		size_t L = input ? strlen(input) : 0;
 		int tsv = L > 4 && !strcmp(input + L - 4, ".tsv");
-		if ((L > 4 && !strcmp(input + L - 4, ".csv")) || tsv) {
+		size_t k = 0; /* the first character that is not white space */
+		while (k < s.n && (s.p[k] == ' ' || s.p[k] == '\n' || s.p[k] == '\r' || s.p[k] == '\t'))
+			k++;
+		if ((L > 4 && !strcmp(input + L - 4, ".csv")) || tsv)
 			s.csv_mode = 1;
-		} else if (!input) {
-			size_t k = 0;
-			while (k < s.n && (s.p[k] == ' ' || s.p[k] == '\n' || s.p[k] == '\r' || s.p[k] == '\t'))
-				k++;
+		else if (k < s.n && s.p[k] == '[') {
+			rc = herr_set(&e, "%s: expected JSON Lines (one object per line), not a JSON array", s.name);
+			herr_hint(&e, "turn it into lines first: jq -c '.[]' FILE > rows.jsonl");
+		} else if (!input)
 			s.csv_mode = k < s.n && s.p[k] != '{';
-			if (k < s.n && s.p[k] == '[') {
-				rc = herr_set(&e, "stdin: expected JSON Lines (one object per line), not a JSON array");
-				herr_hint(&e, "turn it into lines first: jq -c '.[]' FILE | hone predict ...");
-			}
-		} else if (L > 0 && !s.csv_mode) {
-			size_t k = 0;
-			while (k < s.n && (s.p[k] == ' ' || s.p[k] == '\n' || s.p[k] == '\r' || s.p[k] == '\t'))
-				k++;
-			if (k < s.n && s.p[k] == '[') {
-				rc = herr_set(&e, "%s: expected JSON Lines (one object per line), not a JSON array", input);
-				herr_hint(&e, "turn it into lines first: jq -c '.[]' %s > rows.jsonl", input);
-			}
-		}
 		if (rc == 0 && s.csv_mode) {
 			csv_init(&s.c, s.p, s.n, tsv ? '\t' : ',');
 			int r = csv_next(&s.c);

@@ -1113,7 +1113,8 @@ int sched_status(engine *en, FILE *out, int json)
 {
 	if (sched_plan(en) != 0)
 		return -1;
-	if (engine_open_runlog(en) != 0)
+	/* no store: no run log either (and none is made); every stage never ran */
+	if (fs_is_dir(en->cache_root) && engine_open_runlog(en) != 0)
 		return -1;
 	int *order = xmalloc(en->g.n * sizeof *order);
 	dag_topo(&en->g, order);
@@ -1146,8 +1147,8 @@ int sched_status(engine *en, FILE *out, int json)
 		buf_init(&why);
 		runlog_stage rec;
 		memset(&rec, 0, sizeof rec);
-		int found = runlog_last_stage(&en->err, en->rl, en->dsl.script_abs, d->name, &rec);
-		if (found <= 0)
+		int found = en->rl ? runlog_last_stage(&en->err, en->rl, en->dsl.script_abs, d->name, &rec) : 0;
+		if (found <= 0 && en->rl)
 			found = runlog_last_stage(&en->err, en->rl, NULL, d->name, &rec);
 		if (is_forced(en, d->name))
 			buf_adds(&why, "forced");

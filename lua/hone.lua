@@ -164,12 +164,11 @@ local function kind_error(spec, what, entry, v, w)
     msg = msg .. sformat("%s's output with parts %s", f.by or f.name, concat(outs, ", "))
     if accepts(entry, part) and #outs > 0 then
       local base = vn or f.name
+      -- the part that most likely fits: val for a val input, train for
+      -- what trains, else the held-out test part
+      local want = smatch(what, "val") and { "val" } or (spec.kind == "train" and { "train" }) or { "test", "train" }
       local pick = outs[1]
-      for _, o in ipairs(outs) do if o == "train" then pick = o end end
-      if what ~= "input 1" or spec.kind ~= "train" then
-        for _, o in ipairs(outs) do if o == "test" then pick = o end end
-        if smatch(what, "val") then for _, o in ipairs(outs) do if o == "val" then pick = o end end end
-      end
+      for i = #want, 1, -1 do for _, o in ipairs(outs) do if o == want[i] then pick = o end end end
       fail(w, msg, sformat("use one part, e.g. %s.%s", base, pick))
     end
     fail(w, msg)

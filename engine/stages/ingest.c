@@ -640,7 +640,7 @@ static int from_archive(ing *g, const kinput *in)
 			 * that the format follows its own extension (x.csv.gz: CSV) */
 			const char *base = strrchr(in->label, '/') ? strrchr(in->label, '/') + 1 : in->label;
 			const char *dot = strrchr(base, '.');
-			static const char *const sfx[] = {".gz", ".gzip", ".xz", ".zst", ".zstd", ".bz2", ".lz4", ".lzma", ".z", ".Z"};
+			static const char *const sfx[] = {".gz", ".gzip", ".xz", ".zst", ".zstd", ".bz2", ".lz4", ".lzma", ".z"};
 			int cut = 0;
 			for (size_t k = 0; dot && k < sizeof sfx / sizeof *sfx; k++)
 				cut |= !strcasecmp(dot, sfx[k]);
