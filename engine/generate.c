@@ -7,7 +7,7 @@
 #include "io/bpe.h"
 #include "ml/blas.h"
 #include "ml/bundle.h"
-#include "ml/gpt2.h"
+#include "models/gpt2.h"
 #include "ml/textgen.h"
 
 static const opt_spec generate_opts[] = {

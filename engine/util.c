@@ -664,6 +664,17 @@ void buf_json_strn(buf *b, const char *s, size_t n)
 	buf_addc(b, '"');
 }
 
+void buf_json_float(buf *b, float v)
+{
+	char tmp[32];
+	for (int prec = 1; prec <= 9; prec++) {
+		snprintf(tmp, sizeof tmp, "%.*g", prec, (double)v);
+		if ((float)strtod(tmp, NULL) == v)
+			break;
+	}
+	buf_adds(b, tmp);
+}
+
 void buf_json_num(buf *b, double v)
 {
 	char num[40];

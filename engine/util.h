@@ -54,6 +54,8 @@ void buf_json_strn(buf *b, const char *s, size_t n);
 /* A JSON number (integers without a fraction, others round-trip exact);
  * NaN and infinities as null. */
 void buf_json_num(buf *b, double v);
+/* the shortest decimal that reads back as the same float: 1e-05, not 9.99999974e-06 */
+void buf_json_float(buf *b, float v);
 
 /* Allocation that never returns NULL: aborts with a message on OOM. */
 void *xmalloc(size_t n);

@@ -10,7 +10,7 @@
 #ifndef HONE_LMDATA_H
 #define HONE_LMDATA_H
 
-#include "gpt2.h"
+#include "../models/gpt2.h"
 #include "mldata.h"
 
 typedef struct lm_split {

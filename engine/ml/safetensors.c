@@ -312,3 +312,14 @@ int st_write(herr *e, const st_writer *w, const char *path)
 	buf_free(&b);
 	return rc;
 }
+
+int st_save_pair(herr *e, const char *dir, const char *json_name, const buf *json, const char *st_name, const st_writer *w)
+{
+	char *cp = path_join(dir, json_name), *wp = path_join(dir, st_name);
+	int rc = fs_write_atomic(e, cp, json->p, json->len);
+	if (rc == 0)
+		rc = st_write(e, w, wp);
+	free(cp);
+	free(wp);
+	return rc;
+}

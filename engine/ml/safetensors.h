@@ -66,5 +66,7 @@ void st_add_meta(st_writer *w, const char *k, const char *v);
 /* The file's bytes (tensors in the order added). */
 void st_serialize(const st_writer *w, buf *out);
 int st_write(herr *e, const st_writer *w, const char *path);
+/* A JSON file and a safetensors file into dir (a model, an adapter). */
+int st_save_pair(herr *e, const char *dir, const char *json_name, const buf *json, const char *st_name, const st_writer *w);
 
 #endif

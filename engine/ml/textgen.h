@@ -13,7 +13,7 @@
 
 #include <stdio.h>
 #include "../io/bpe.h"
-#include "gpt2.h"
+#include "../models/gpt2.h"
 
 typedef struct textgen {
 	const gpt2 *m;

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "../ml/bundle.h"
-#include "../ml/gpt2.h"
+#include "../models/gpt2.h"
 #include "stages.h"
 
 static int k_model(kctx *c, const hval *p, const kinput *in, size_t nin, const char *outdir)

@@ -25,7 +25,7 @@
 
 #include "../ml/blas.h"
 #include "../ml/classifier.h"
-#include "../ml/gpt2.h"
+#include "../models/gpt2.h"
 #include "../ml/lmdata.h"
 #include "../ml/mldata.h"
 #include "../ml/optim.h"

@@ -9,7 +9,7 @@
 #include "testutil.h"
 #include "io/json.h"
 #include "ml/blas.h"
-#include "ml/gpt2.h"
+#include "models/gpt2.h"
 #include "ml/safetensors.h"
 #include "ml/textgen.h"
 
@@ -236,7 +236,8 @@ static void test_classifier(void **st)
 	for (size_t i = 0; i < lo.n; i++)
 		lo.p[i] = lo.p[i] ? lo.p[i] : 0.05f;
 	gpt2_lora_add_head(&lo, &m);
-	assert_int_equal(lo.head_n, 3 * 16);
+	assert_int_equal(lo.nsaved, 1);
+	assert_int_equal(lo.saved[0].n, 3 * 16);
 	m.lora = &lo;
 	gpt2_ws *wl = gpt2_ws_new(&m, B, T, 1);
 	double l0 = gpt2_forward_cls(&m, wl, ids, last, lab);
@@ -262,7 +263,8 @@ static void test_classifier(void **st)
 	gpt2_lora back;
 	if (gpt2_lora_load(&e, &back, &m, ld) != 0)
 		fail_msg("%s", e.msg);
-	assert_int_equal(back.head_n, lo.head_n);
+	assert_int_equal(back.nsaved, 1);
+	assert_int_equal(back.saved[0].n, lo.saved[0].n);
 	assert_memory_equal(back.p, lo.p, lo.n * sizeof(float));
 	gpt2_lora_free(&back);
 	tmpdir_rm(ld);
@@ -351,14 +353,14 @@ static void test_lora_peft(void **st)
 	const float *g = gpt2_lora_grad(w);
 	size_t checked = 0;
 	static const char *mods[4] = {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"};
-	for (int k = 0; k < lo.n_layer * 4; k++)
+	for (int k = 0; k < lo.a.n_layer * 4; k++)
 		for (int ab = 0; ab < 2; ab++) {
 			char nm[128];
 			snprintf(nm, sizeof nm, "base_model.model.transformer.h.%d.%s.lora_%c.weight", k / 4, mods[k % 4], ab ? 'B' : 'A');
 			const jnode *t = json_member(json_member(r, "grads", 5), nm, strlen(nm));
 			if (!t)
 				fail_msg("reference has no gradient for %s", nm);
-			const float *gk = g + lo.off[k] + (ab ? (size_t)lo.rank * (size_t)lo.in[k % 4] : 0);
+			const float *gk = g + lo.off[k] + (ab ? (size_t)lo.rank * (size_t)lo.a.site[k % 4].in : 0);
 			double scale = 0;
 			for (const jnode *v = t->kid; v; v = v->next)
 				scale = fmax(scale, fabs(num(v)));
@@ -366,7 +368,7 @@ static void test_lora_peft(void **st)
 			for (const jnode *v = t->kid; v; v = v->next, j++)
 				if (fabs(gk[j] - num(v)) > 1e-3 * fabs(num(v)) + 1e-5 * scale + 1e-7)
 					fail_msg("%s[%zu]: gradient %.8g, peft %.8g", nm, j, gk[j], num(v));
-			assert_int_equal(j, (size_t)lo.rank * (size_t)(ab ? lo.out[k % 4] : lo.in[k % 4]));
+			assert_int_equal(j, (size_t)lo.rank * (size_t)(ab ? lo.a.site[k % 4].out : lo.a.site[k % 4].in));
 			checked++;
 		}
 	assert_int_equal(checked, 16);
@@ -436,9 +438,9 @@ static void test_lora(void **st)
 	assert_true(fabs(l0 - base_loss) < 1e-6);
 	/* random B: LoRA forward = forward of the merged weights */
 	uint64_t sd = 5;
-	for (int k = 0; k < lo.n_layer * 4; k++) {
-		float *Bm = lo.p + lo.off[k] + (size_t)lo.rank * (size_t)lo.in[k % 4];
-		for (size_t i = 0; i < (size_t)lo.rank * (size_t)lo.out[k % 4]; i++) {
+	for (int k = 0; k < lo.a.n_layer * 4; k++) {
+		float *Bm = lo.p + lo.off[k] + (size_t)lo.rank * (size_t)lo.a.site[k % 4].in;
+		for (size_t i = 0; i < (size_t)lo.rank * (size_t)lo.a.site[k % 4].out; i++) {
 			sd = sd * 6364136223846793005ull + 1442695040888963407ull;
 			Bm[i] = ((float)(sd >> 40) / 16777216.0f - 0.5f) * 0.5f;
 		}
@@ -480,7 +482,7 @@ static void test_lora(void **st)
 	char *wp = path_join(d, "adapter_model.safetensors"), *cp = path_join(d, "adapter_config.json");
 	st_file f;
 	assert_int_equal(st_read(&e, &f, wp), 0);
-	assert_int_equal(f.n, (size_t)lo.n_layer * 4 * 2);
+	assert_int_equal(f.n, (size_t)lo.a.n_layer * 4 * 2);
 	const st_tensor *t = st_find(&f, "base_model.model.transformer.h.1.attn.c_attn.lora_A.weight");
 	assert_non_null(t);
 	assert_int_equal(t->shape[0], 2);

@@ -13,7 +13,7 @@
  * "transformer." (GPT2LMHeadModel); a separate "lm_head.weight" equal to
  * wte is accepted and ignored (the head is tied).
  *
- * Relies on: blas (sgemm), safetensors, json.
+ * Relies on: nn (the layers, through the backend seam), lora, safetensors, json.
  * Ownership: a model owns its parameters; activations and gradients live
  * in a gpt2_ws sized for a batch shape, allocated once.
  */
@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "../util.h"
-#include "safetensors.h"
+#include "../ml/safetensors.h"
 
 typedef struct gpt2_config {
 	int n_layer, n_head, n_embd, n_positions, vocab;
@@ -38,7 +38,7 @@ typedef struct gpt2_tensor {
 	int64_t shape[2];
 } gpt2_tensor;
 
-struct gpt2_lora;
+#include "../nn/lora.h"
 
 typedef struct gpt2 {
 	gpt2_config cfg;
@@ -46,27 +46,17 @@ typedef struct gpt2 {
 	size_t nparams;
 	gpt2_tensor *t;
 	size_t nt;
-	const struct gpt2_lora *lora; /* adapters applied in forward/backward, or NULL */
+	const lora *lora;  /* adapters applied in forward/backward, or NULL */
 	char **labels;                /* ncls class names (config.json id2label), owned */
 } gpt2;
 
-/* LoRA: for each adapted Conv1D weight W [in, out], y += scale · (x Aᵀ) Bᵀ
- * with A [rank, in], B [out, rank] (PEFT's lora_A / lora_B weights,
- * fan_in_fan_out), scale = alpha / rank. With adapters, backward computes
- * gradients for A and B only; the base is frozen. */
+/* LoRA on GPT-2 (engine/nn/lora.h): the four sites of a block, in this
+ * order (their bits in a target mask): attn.c_attn, attn.c_proj, mlp.c_fc,
+ * mlp.c_proj; PEFT's names base_model.model.transformer.h.<l>.<site>. */
 enum { LORA_C_ATTN = 1, LORA_ATTN_C_PROJ = 2, LORA_C_FC = 4, LORA_MLP_C_PROJ = 8 };
-
-typedef struct gpt2_lora {
-	int rank, targets, n_layer;
-	float alpha, scale;
-	float dropout;        /* on the adapters' input while training (PEFT's lora_dropout); 0: none */
-	float *p;             /* every A and B (then the head, if any) */
-	size_t n;
-	size_t *off;          /* per (layer, target): A's offset; B follows A */
-	int in[4], out[4];    /* per target */
-	size_t head_off, head_n; /* a classifier's score.weight, trained in full with the adapters
-	                          * (PEFT's modules_to_save = ["score"]); head_n 0: none */
-} gpt2_lora;
+typedef lora gpt2_lora;
+/* GPT-2's sites for m's sizes */
+void gpt2_lora_arch(const gpt2 *m, lora_arch *a);
 
 /* Adapters for the targets (a LORA_* mask): A uniform in ±1/sqrt(in) from
  * seed (PEFT's kaiming-uniform bound), B zero, so training starts at the base. */

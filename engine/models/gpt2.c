@@ -1,0 +1,1084 @@
+#include "gpt2.h"
+#include "../ml/bundle.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../io/json.h"
+#include "../ml/blas.h"
+#include "../ml/optim.h"
+#include "../nn/lora.h"
+#include "../nn/nn.h"
+
+/* --- configuration and layout ------------------------------------------------- */
+
+static int jint(const jnode *o, const char *name, long long lo, long long hi, long long *v)
+{
+	return json_int(json_member(o, name, strlen(name)), lo, hi, v);
+}
+
+int gpt2_config_parse(herr *e, gpt2_config *c, const char *json, size_t n, const char *what)
+{
+	jarena *a = json_arena_new();
+	jerror je;
+	const jnode *r = json_parse(a, json, n, &je);
+	int rc = 0;
+	long long nl, nh, ne, np, nv;
+	if (!r || r->t != J_OBJ) {
+		rc = herr_set(e, "%s: not a JSON object", what);
+	} else if (jint(r, "n_layer", 1, 1024, &nl) || jint(r, "n_head", 1, 1024, &nh) || jint(r, "n_embd", 1, 65536, &ne) ||
+	           jint(r, "n_positions", 1, 1 << 20, &np) || jint(r, "vocab_size", 1, 1 << 24, &nv)) {
+		rc = herr_set(e, "%s: expected integers n_layer, n_head, n_embd, n_positions and vocab_size (a GPT-2 config)", what);
+	} else if (ne % nh) {
+		rc = herr_set(e, "%s: n_embd %lld is not a multiple of n_head %lld", what, ne, nh);
+	} else {
+		c->n_layer = (int)nl;
+		c->n_head = (int)nh;
+		c->n_embd = (int)ne;
+		c->n_positions = (int)np;
+		c->vocab = (int)nv;
+		c->eps = 1e-5f;
+		const jnode *eps = json_member(r, "layer_norm_epsilon", 18), *act = json_member(r, "activation_function", 19);
+		if (eps && eps->t == J_NUM) {
+			char tmp[40];
+			snprintf(tmp, sizeof tmp, "%.*s", (int)eps->len, eps->s);
+			c->eps = (float)strtod(tmp, NULL);
+		}
+		const jnode *tie = json_member(r, "tie_word_embeddings", 19);
+		if (tie && tie->t == J_FALSE) {
+			rc = herr_set(e, "%s: tie_word_embeddings: false (an untied LM head) is not supported: hone's GPT-2 ties "
+			              "the head to the token embeddings, and ignoring lm_head.weight would give other logits", what);
+			herr_hint(e, "use a checkpoint whose head is tied (tie_word_embeddings: true)");
+		}
+		if (rc == 0 && act && !(act->t == J_STR && ((act->len == 8 && !memcmp(act->s, "gelu_new", 8)) ||
+		                                 (act->len == 17 && !memcmp(act->s, "gelu_pytorch_tanh", 17)))))
+			rc = herr_set(e, "%s: activation_function: only gelu_new (GELU, tanh form) is supported", what);
+		/* a sequence classifier: its architecture, and id2label for the classes */
+		c->ncls = 0;
+		const jnode *ar = json_member(r, "architectures", 13), *il = json_member(r, "id2label", 8);
+		int seq = 0;
+		for (const jnode *k = ar && ar->t == J_ARR ? ar->kid : NULL; k; k = k->next)
+			seq |= k->t == J_STR && k->len == 29 && !memcmp(k->s, "GPT2ForSequenceClassification", 29);
+		if (rc == 0 && seq) {
+			int n = 0;
+			for (const jnode *k = il && il->t == J_OBJ ? il->kid : NULL; k; k = k->next)
+				n++;
+			if (n < 2)
+				rc = herr_set(e, "%s: a GPT2ForSequenceClassification needs id2label with 2 or more classes", what);
+			c->ncls = n;
+		}
+	}
+	json_arena_free(a);
+	return rc;
+}
+
+static void add_tensor(gpt2 *m, size_t *at, const char *name, int64_t d0, int64_t d1)
+{
+	gpt2_tensor *t = &m->t[m->nt++];
+	snprintf(t->name, sizeof t->name, "%s", name);
+	t->off = *at;
+	t->ndim = d1 ? 2 : 1;
+	t->shape[0] = d0;
+	t->shape[1] = d1;
+	t->n = (size_t)d0 * (size_t)(d1 ? d1 : 1);
+	*at += t->n;
+}
+
+int gpt2_init(herr *e, gpt2 *m, const gpt2_config *c)
+{
+	memset(m, 0, sizeof *m);
+	m->cfg = *c;
+	int C = c->n_embd;
+	m->t = xcalloc((size_t)c->n_layer * 12 + 5, sizeof *m->t);
+	size_t at = 0;
+	char nm[64];
+	add_tensor(m, &at, "wte.weight", c->vocab, C);
+	add_tensor(m, &at, "wpe.weight", c->n_positions, C);
+	for (int l = 0; l < c->n_layer; l++) {
+#define T(suffix, d0, d1) (snprintf(nm, sizeof nm, "h.%d." suffix, l), add_tensor(m, &at, nm, d0, d1))
+		T("ln_1.weight", C, 0);
+		T("ln_1.bias", C, 0);
+		T("attn.c_attn.weight", C, 3 * C);
+		T("attn.c_attn.bias", 3 * C, 0);
+		T("attn.c_proj.weight", C, C);
+		T("attn.c_proj.bias", C, 0);
+		T("ln_2.weight", C, 0);
+		T("ln_2.bias", C, 0);
+		T("mlp.c_fc.weight", C, 4 * C);
+		T("mlp.c_fc.bias", 4 * C, 0);
+		T("mlp.c_proj.weight", 4 * C, C);
+		T("mlp.c_proj.bias", C, 0);
+#undef T
+	}
+	add_tensor(m, &at, "ln_f.weight", C, 0);
+	add_tensor(m, &at, "ln_f.bias", C, 0);
+	if (c->ncls > 0)
+		add_tensor(m, &at, "score.weight", c->ncls, C);
+	m->nparams = at;
+	if (at > ((size_t)1 << 34))
+		return herr_set(e, "GPT-2 config with %zu parameters is too large", at);
+	m->p = xcalloc(at, sizeof *m->p);
+	return 0;
+}
+
+void gpt2_free(gpt2 *m)
+{
+	for (int k = 0; m->labels && k < m->cfg.ncls; k++)
+		free(m->labels[k]);
+	free(m->labels);
+	free(m->p);
+	free(m->t);
+	memset(m, 0, sizeof *m);
+}
+
+void gpt2_config_json(const gpt2_config *c, const char *const *labels, buf *out)
+{
+	buf_printf(out, "{\n  \"model_type\": \"gpt2\",\n  \"architectures\": [\"%s\"],\n",
+	           c->ncls ? "GPT2ForSequenceClassification" : "GPT2LMHeadModel");
+	if (c->ncls) {
+		/* class names; the pad token (0) only matters to transformers, which
+		 * then finds each row's last token before the first pad: hone's rows
+		 * are given their lengths */
+		for (int pass = 0; pass < 2; pass++) {
+			buf_adds(out, pass ? "  \"label2id\": {" : "  \"id2label\": {");
+			for (int k = 0; k < c->ncls; k++) {
+				buf_adds(out, k ? ", " : "");
+				if (pass) {
+					buf_json_str(out, labels[k]);
+					buf_printf(out, ": %d", k);
+				} else {
+					buf_printf(out, "\"%d\": ", k);
+					buf_json_str(out, labels[k]);
+				}
+			}
+			buf_adds(out, "},\n");
+		}
+	}
+	buf_printf(out, ""
+	           "  \"n_layer\": %d,\n  \"n_head\": %d,\n  \"n_embd\": %d,\n  \"n_positions\": %d,\n"
+	           "  \"n_ctx\": %d,\n  \"vocab_size\": %d,\n  \"layer_norm_epsilon\": ",
+	           c->n_layer, c->n_head, c->n_embd, c->n_positions, c->n_positions, c->vocab);
+	buf_json_float(out, c->eps);
+	buf_adds(out, ",\n  \"activation_function\": \"gelu_new\",\n  \"tie_word_embeddings\": true\n}\n");
+}
+
+int gpt2_save_dir(herr *e, const gpt2 *m, const float *base, const char *dir)
+{
+	buf cfg;
+	buf_init(&cfg);
+	gpt2_config_json(&m->cfg, (const char *const *)m->labels, &cfg);
+	st_writer w;
+	st_writer_init(&w);
+	st_add_meta(&w, "format", "pt");
+	gpt2_tensors(m, &w, base ? base : m->p);
+	int rc = st_save_pair(e, dir, "config.json", &cfg, "model.safetensors", &w);
+	st_writer_free(&w);
+	buf_free(&cfg);
+	return rc;
+}
+
+void gpt2_init_random(gpt2 *m, uint64_t seed)
+{
+	uint64_t s = seed * 0x9E3779B97F4A7C15ull + 0x686F6E65ull;
+	double proj = 0.02 / sqrt(2.0 * m->cfg.n_layer);
+	for (size_t i = 0; i < m->nt; i++) {
+		const gpt2_tensor *t = &m->t[i];
+		const char *n = t->name;
+		size_t len = strlen(n);
+		int is_ln = strstr(n, "ln_") != NULL, is_bias = len > 5 && !strcmp(n + len - 5, ".bias");
+		double sd = strstr(n, "c_proj.weight") ? proj : 0.02;
+		for (size_t k = 0; k < t->n; k++) {
+			float v;
+			if (is_bias)
+				v = 0.0f;
+			else if (is_ln)
+				v = 1.0f;
+			else {
+				/* Box-Muller over a 64-bit LCG */
+				s = s * 6364136223846793005ull + 1442695040888963407ull;
+				double u1 = ((double)(s >> 11) + 0.5) / 9007199254740992.0;
+				s = s * 6364136223846793005ull + 1442695040888963407ull;
+				double u2 = ((double)(s >> 11) + 0.5) / 9007199254740992.0;
+				v = (float)(sd * sqrt(-2 * log(u1)) * cos(2 * M_PI * u2));
+			}
+			m->p[t->off + k] = v;
+		}
+	}
+}
+
+void gpt2_add_classifier(gpt2 *m, int ncls, const char *const *labels, uint64_t seed)
+{
+	int C = m->cfg.n_embd;
+	size_t at = m->nparams;
+	m->t = xrealloc(m->t, (m->nt + 1) * sizeof *m->t);
+	add_tensor(m, &at, "score.weight", ncls, C);
+	m->p = xrealloc(m->p, at * sizeof *m->p);
+	uint64_t s = seed * 0x9E3779B97F4A7C15ull + 0x73636F7265ull;
+	for (size_t i = m->nparams; i < at; i++) {
+		s = s * 6364136223846793005ull + 1442695040888963407ull;
+		double u1 = ((double)(s >> 11) + 0.5) / 9007199254740992.0;
+		s = s * 6364136223846793005ull + 1442695040888963407ull;
+		double u2 = ((double)(s >> 11) + 0.5) / 9007199254740992.0;
+		m->p[i] = (float)(0.02 * sqrt(-2 * log(u1)) * cos(2 * M_PI * u2));
+	}
+	m->nparams = at;
+	m->cfg.ncls = ncls;
+	m->labels = xcalloc((size_t)ncls, sizeof *m->labels);
+	for (int k = 0; k < ncls; k++)
+		m->labels[k] = xstrdup(labels[k]);
+}
+
+const gpt2_tensor *gpt2_find(const gpt2 *m, const char *name)
+{
+	for (size_t i = 0; i < m->nt; i++)
+		if (!strcmp(m->t[i].name, name))
+			return &m->t[i];
+	return NULL;
+}
+
+void gpt2_tensors(const gpt2 *m, st_writer *w, const float *base)
+{
+	for (size_t i = 0; i < m->nt; i++)
+		st_add_f32(w, m->t[i].name, base + m->t[i].off, m->t[i].ndim, m->t[i].shape);
+}
+
+static const char *strip(const char *name)
+{
+	return !strncmp(name, "transformer.", 12) ? name + 12 : name;
+}
+
+static int ignorable(const char *name)
+{
+	size_t n = strlen(name);
+	return (n > 10 && !strcmp(name + n - 10, ".attn.bias")) || (n > 17 && !strcmp(name + n - 17, ".attn.masked_bias"));
+}
+
+/* Copies the tensors of f that belong to the model; marks them in seen.
+ * An lm_head.weight is kept in *head, to be checked against wte (the head
+ * hone computes is tied to it). */
+static int load_from(herr *e, gpt2 *m, const st_file *f, const char *what, uint8_t *seen, float **head)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		const char *name = strip(f->t[i].name);
+		const gpt2_tensor *t = gpt2_find(m, name);
+		if (!t && !strcmp(name, "lm_head.weight")) {
+			const gpt2_tensor *wte = gpt2_find(m, "wte.weight");
+			const float *src = st_f32(e, f, what, f->t[i].name, 2, wte->shape);
+			if (!src)
+				return -1;
+			free(*head);
+			*head = xmalloc(wte->n * sizeof(float));
+			memcpy(*head, src, wte->n * sizeof(float));
+			continue;
+		}
+		if (!t) {
+			if (ignorable(name))
+				continue;
+			return herr_set(e, "%s: tensor '%s' is not part of a GPT-2 model of this config", what, f->t[i].name);
+		}
+		const float *src = st_f32(e, f, what, f->t[i].name, t->ndim, t->shape);
+		if (!src)
+			return -1;
+		memcpy(m->p + t->off, src, t->n * sizeof(float));
+		seen[t - m->t] = 1;
+	}
+	return 0;
+}
+
+/* An lm_head.weight must equal wte: hone's LM head is tied to it, and a
+ * different head silently ignored would give other logits. */
+static int check_head(herr *e, const gpt2 *m, float *head, const char *what)
+{
+	if (!head)
+		return 0;
+	const gpt2_tensor *wte = gpt2_find(m, "wte.weight");
+	int same = !memcmp(head, m->p + wte->off, wte->n * sizeof(float));
+	free(head);
+	if (same)
+		return 0;
+	herr_set(e, "%s: lm_head.weight differs from wte.weight: an untied LM head, which hone's GPT-2 does not "
+	         "support (it ties the head to the token embeddings)", what);
+	return herr_hint(e, "use a checkpoint with tie_word_embeddings: true, or copy wte.weight into lm_head.weight "
+	                 "if the difference is not meant");
+}
+
+int gpt2_load_weights(herr *e, gpt2 *m, const st_file *f, const char *what)
+{
+	uint8_t *seen = xcalloc(m->nt, 1);
+	float *head = NULL;
+	int rc = load_from(e, m, f, what, seen, &head);
+	for (size_t i = 0; rc == 0 && i < m->nt; i++)
+		if (!seen[i])
+			rc = herr_set(e, "%s: no tensor '%s'", what, m->t[i].name);
+	if (rc == 0)
+		rc = check_head(e, m, head, what);
+	else
+		free(head);
+	free(seen);
+	return rc;
+}
+
+/* id2label: {"0": name, "1": name, ...}, every id from 0 to ncls - 1 once */
+static int read_labels(herr *e, gpt2 *m, const char *json, size_t n, const char *what)
+{
+	jarena *a = json_arena_new();
+	jerror je;
+	const jnode *r = json_parse(a, json, n, &je), *il = r ? json_member(r, "id2label", 8) : NULL;
+	m->labels = xcalloc((size_t)m->cfg.ncls, sizeof *m->labels);
+	int rc = 0;
+	for (const jnode *k = il ? il->kid : NULL; k && rc == 0; k = k->next) {
+		char key[24];
+		snprintf(key, sizeof key, "%.*s", (int)(k->klen < 20 ? k->klen : 20), k->key);
+		char *end;
+		long id = strtol(key, &end, 10);
+		if (*end || end == key || id < 0 || id >= m->cfg.ncls || m->labels[id] || k->t != J_STR)
+			rc = herr_set(e, "%s: id2label: expected ids 0..%d, each once, with string names ('%s')", what, m->cfg.ncls - 1, key);
+		else
+			m->labels[id] = xasprintf("%.*s", (int)k->len, k->s);
+	}
+	json_arena_free(a);
+	return rc;
+}
+
+int gpt2_load_dir(herr *e, gpt2 *m, const char *dir)
+{
+	memset(m, 0, sizeof *m);
+	char *cp = path_join(dir, "config.json"), *wp = path_join(dir, "model.safetensors"),
+	     *ip = path_join(dir, "model.safetensors.index.json");
+	buf cfg;
+	buf_init(&cfg);
+	gpt2_config c;
+	int rc = fs_read(e, cp, &cfg);
+	if (rc == 0)
+		rc = gpt2_config_parse(e, &c, cfg.p, cfg.len, cp);
+	if (rc == 0)
+		rc = gpt2_init(e, m, &c);
+	if (rc == 0 && c.ncls)
+		rc = read_labels(e, m, cfg.p, cfg.len, cp);
+	uint8_t *seen = rc == 0 ? xcalloc(m->nt, 1) : NULL;
+	float *head = NULL;
+	if (rc == 0 && fs_exists(wp)) {
+		st_file f;
+		rc = st_read(e, &f, wp);
+		if (rc == 0) {
+			rc = load_from(e, m, &f, wp, seen, &head);
+			st_free(&f);
+		}
+	} else if (rc == 0 && fs_exists(ip)) {
+		/* shards: the files named in weight_map, each read once */
+		buf idx;
+		buf_init(&idx);
+		rc = fs_read(e, ip, &idx);
+		jarena *a = json_arena_new();
+		jerror je;
+		const jnode *r = rc == 0 ? json_parse(a, idx.p, idx.len, &je) : NULL;
+		const jnode *wm = r ? json_member(r, "weight_map", 10) : NULL;
+		if (rc == 0 && (!wm || wm->t != J_OBJ))
+			rc = herr_set(e, "%s: expected {\"weight_map\": {tensor: file}}", ip);
+		char **done = NULL;
+		size_t nd = 0;
+		for (const jnode *k = wm && rc == 0 ? wm->kid : NULL; k && rc == 0; k = k->next) {
+			if (k->t != J_STR) {
+				rc = herr_set(e, "%s: weight_map values must be file names", ip);
+				break;
+			}
+			char *file = xstrndup(k->s, k->len);
+			int dup = 0;
+			for (size_t q = 0; q < nd; q++)
+				dup |= !strcmp(done[q], file);
+			if (dup || !path_safe_relative(file)) {
+				if (!dup)
+					rc = herr_set(e, "%s: shard '%s' is not a file in the folder", ip, file);
+				free(file);
+				continue;
+			}
+			done = xrealloc(done, (nd + 1) * sizeof *done);
+			done[nd++] = file;
+			char *sp = path_join(dir, file);
+			st_file f;
+			rc = st_read(e, &f, sp);
+			if (rc == 0) {
+				rc = load_from(e, m, &f, sp, seen, &head);
+				st_free(&f);
+			}
+			free(sp);
+		}
+		strv_free(done, nd);
+		json_arena_free(a);
+		buf_free(&idx);
+	} else if (rc == 0) {
+		rc = herr_set(e, "%s: no model.safetensors or model.safetensors.index.json", dir);
+	}
+	for (size_t i = 0; rc == 0 && i < m->nt; i++)
+		if (!seen[i])
+			rc = herr_set(e, "%s: no tensor '%s' in the checkpoint", dir, m->t[i].name);
+	if (rc == 0)
+		rc = check_head(e, m, head, dir);
+	else
+		free(head);
+	free(seen);
+	if (rc && m->p)
+		gpt2_free(m);
+	buf_free(&cfg);
+	free(cp);
+	free(wp);
+	free(ip);
+	return rc;
+}
+
+/* --- LoRA: GPT-2's sites on the shared adapter code ---------------------------------- */
+
+static const char *const site_name[4] = {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"};
+
+void gpt2_lora_arch(const gpt2 *m, lora_arch *a)
+{
+	int C = m->cfg.n_embd, in[4] = {C, C, C, 4 * C}, out[4] = {3 * C, C, 4 * C, C};
+	static const char *const path[4] = {"transformer.h.%d.attn.c_attn", "transformer.h.%d.attn.c_proj",
+	                                    "transformer.h.%d.mlp.c_fc", "transformer.h.%d.mlp.c_proj"};
+	memset(a, 0, sizeof *a);
+	a->arch = "GPT-2";
+	a->n_layer = m->cfg.n_layer;
+	a->nsite = 4;
+	a->fan_in_fan_out = 1;
+	for (int s = 0; s < 4; s++)
+		a->site[s] = (lora_site){site_name[s], path[s], in[s], out[s]};
+}
+
+int gpt2_lora_target(const char *name)
+{
+	lora_arch a;
+	gpt2 none;
+	memset(&none, 0, sizeof none);
+	gpt2_lora_arch(&none, &a);
+	return (int)lora_target(&a, name);
+}
+
+void gpt2_lora_init(gpt2_lora *l, const gpt2 *m, int rank, float alpha, int targets, uint64_t seed)
+{
+	lora_arch a;
+	gpt2_lora_arch(m, &a);
+	lora_init(l, &a, rank, alpha, (unsigned)targets, seed);
+}
+
+void gpt2_lora_free(gpt2_lora *l) { lora_free(l); }
+
+void gpt2_lora_add_head(gpt2_lora *l, const gpt2 *m)
+{
+	const gpt2_tensor *t = gpt2_find(m, "score.weight");
+	if (!t)
+		return;
+	lora_add_saved(l, "score", "score.weight", m->p + t->off, 2, t->shape);
+	l->task_type = "SEQ_CLS";
+}
+
+static float *merge_weight(void *ud, int layer, int site)
+{
+	gpt2 *m = ud;
+	char nm[64];
+	snprintf(nm, sizeof nm, "h.%d.%s.weight", layer, site_name[site]);
+	return m->p + gpt2_find(m, nm)->off;
+}
+
+static float *merge_saved(void *ud, const char *name)
+{
+	gpt2 *m = ud;
+	const gpt2_tensor *t = gpt2_find(m, name);
+	return t ? m->p + t->off : NULL;
+}
+
+void gpt2_lora_merge(const gpt2_lora *l, gpt2 *m) { lora_merge(l, merge_weight, merge_saved, m); }
+
+int gpt2_lora_save(herr *e, const gpt2_lora *l, const char *dir) { return lora_save(e, l, dir); }
+
+static int saved_shape(void *ud, const char *name, int64_t *shape, int *ndim)
+{
+	const gpt2 *m = ud;
+	const gpt2_tensor *t = strcmp(name, "score.weight") ? NULL : gpt2_find(m, name);
+	if (!t)
+		return 0;
+	shape[0] = t->shape[0];
+	shape[1] = t->shape[1];
+	*ndim = t->ndim;
+	return 1;
+}
+
+int gpt2_lora_load(herr *e, gpt2_lora *l, const gpt2 *m, const char *dir)
+{
+	lora_arch a;
+	gpt2_lora_arch(m, &a);
+	int rc = lora_load(e, l, &a, dir, saved_shape, (void *)m);
+	if (rc == 0 && l->nsaved)
+		l->task_type = "SEQ_CLS";
+	return rc;
+}
+
+/* --- compute ------------------------------------------------------------------- */
+
+typedef struct layer_act {
+	float *res;            /* block input (residual stream), N × C */
+	float *ln1, *m1, *r1;  /* LayerNorm 1: output, mean, rstd */
+	float *qkv;            /* N × 3C */
+	float *y;              /* attention output before c_proj, N × C */
+	float *res2;           /* after attention, N × C */
+	float *ln2, *m2, *r2;
+	float *fch, *fcg;      /* MLP pre- and post-GELU, N × 4C */
+} layer_act;
+
+struct gpt2_ws {
+	nn_ctx nn;
+	int B, T, N, nl;
+	layer_act *l;
+	float *res_out, *lnf, *mf, *rf;
+	float *logits;         /* N × V */
+	float *dlogits;
+	double count;
+	float *g;              /* gradients; NULL: frozen (adapters) */
+	/* backward scratch */
+	float *dres, *dx, *dqkv, *dfc, *dh;
+	const uint32_t *ids;
+	uint32_t *idbuf, *pos;  /* the batch's ids; each row's positions 0..T-1 */
+	lora_ws *lw;            /* adapters' activations and gradients */
+	/* sequence classification: each row's last position, class probabilities
+	 * and their gradients (B × ncls); cls: the last forward was one */
+	int *last;
+	float *cp, *dcp;
+	int cls;
+	size_t bytes; /* allocated for activations, gradients and scratch */
+};
+
+gpt2_ws *gpt2_ws_new(const gpt2 *m, int B, int T, int threads)
+{
+	gpt2_ws *w = xcalloc(1, sizeof *w);
+	nn_ctx_init(&w->nn, &nn_cpu, threads);
+	nn_ctx *c = &w->nn;
+#define WSA(n) (w->bytes += (size_t)(n), (float *)nn_alloc(c, (size_t)(n)))
+	const gpt2_config *cf = &m->cfg;
+	size_t N = (size_t)B * (size_t)T, C = (size_t)cf->n_embd, F = N * C * sizeof(float);
+	w->B = B;
+	w->T = T;
+	w->N = (int)N;
+	w->l = xcalloc((size_t)cf->n_layer, sizeof *w->l);
+	w->nl = cf->n_layer;
+	for (int l = 0; l < cf->n_layer; l++) {
+		layer_act *a = &w->l[l];
+		a->res = WSA(F);
+		a->ln1 = WSA(F);
+		a->m1 = WSA(N * sizeof(float));
+		a->r1 = WSA(N * sizeof(float));
+		a->qkv = WSA(3 * F);
+		a->y = WSA(F);
+		a->res2 = WSA(F);
+		a->ln2 = WSA(F);
+		a->m2 = WSA(N * sizeof(float));
+		a->r2 = WSA(N * sizeof(float));
+		a->fch = WSA(4 * F);
+		a->fcg = WSA(4 * F);
+	}
+	w->res_out = WSA(F);
+	w->lnf = WSA(F);
+	w->mf = WSA(N * sizeof(float));
+	w->rf = WSA(N * sizeof(float));
+	/* a classifier needs no vocabulary logits */
+	size_t NV = cf->ncls ? 1 : N * (size_t)cf->vocab;
+	w->logits = WSA(NV * sizeof(float));
+	w->dlogits = WSA(NV * sizeof(float));
+	if (cf->ncls) {
+		w->last = xcalloc((size_t)B, sizeof *w->last);
+		w->cp = WSA((size_t)B * (size_t)cf->ncls * sizeof(float));
+		w->dcp = WSA((size_t)B * (size_t)cf->ncls * sizeof(float));
+	}
+	w->idbuf = xcalloc(N, sizeof *w->idbuf);
+	w->pos = xcalloc(N, sizeof *w->pos);
+	for (size_t i = 0; i < N; i++)
+		w->pos[i] = (uint32_t)(i % (size_t)T);
+	w->bytes += 2 * N * sizeof(uint32_t);
+	if (!m->lora) /* with adapters the base is frozen: no gradient of it is kept */
+		w->g = WSA(m->nparams * sizeof(float));
+	w->dres = WSA(F);
+	w->dx = WSA(F);
+	w->dqkv = WSA(3 * F);
+	w->dfc = WSA(4 * F);
+	w->dh = WSA(4 * F);
+	/* attention's scratch: two T × T per thread, taken now so that the
+	 * workspace's size is known up front */
+	size_t nt = (size_t)(c->threads > 64 ? 64 : c->threads), sb = nt * 2 * (size_t)T * (size_t)T * sizeof(float);
+	nn_scratch(c, sb);
+	w->bytes += sb;
+	if (m->lora) {
+		w->lw = lora_ws_new(c, m->lora, (int)N);
+		w->bytes += w->lw->bytes;
+	}
+	const blas_api *api = blas_get(NULL);
+	if (api)
+		api->set_num_threads(1); /* psgemm splits the products itself */
+#undef WSA
+	return w;
+}
+
+size_t gpt2_ws_bytes(const gpt2_ws *w) { return w->bytes; }
+
+void gpt2_ws_dropout(gpt2_ws *w, uint64_t seed)
+{
+	if (w->lw)
+		w->lw->drop_seed = seed;
+}
+
+void gpt2_ws_free(gpt2_ws *w)
+{
+	if (!w)
+		return;
+	nn_ctx *c = &w->nn;
+	for (int l = 0; w->l && l < w->nl; l++) {
+		layer_act *a = &w->l[l];
+		float *bufs[] = {a->res, a->ln1, a->m1, a->r1, a->qkv, a->y, a->res2, a->ln2, a->m2, a->r2, a->fch, a->fcg};
+		for (size_t k = 0; k < sizeof bufs / sizeof *bufs; k++)
+			nn_free(c, bufs[k]);
+	}
+	free(w->l);
+	lora_ws_free(c, w->lw);
+	float *bufs[] = {w->res_out, w->lnf, w->mf, w->rf, w->logits, w->dlogits, w->cp, w->dcp, w->g,
+	                 w->dres, w->dx, w->dqkv, w->dfc, w->dh};
+	for (size_t k = 0; k < sizeof bufs / sizeof *bufs; k++)
+		if (bufs[k])
+			nn_free(c, bufs[k]);
+	free(w->last);
+	free(w->idbuf);
+	free(w->pos);
+	nn_ctx_free(c);
+	free(w);
+}
+
+const float *gpt2_logits(const gpt2_ws *w) { return w->logits; }
+float *gpt2_grad(gpt2_ws *w) { return w->g; }
+float *gpt2_lora_grad(gpt2_ws *w) { return w->lw ? w->lw->g : NULL; }
+
+#define P(name) (m->p + gpt2_find(m, name)->off)
+#define G(name) (w->g ? w->g + gpt2_find(m, name)->off : NULL) /* NULL: frozen */
+
+/* embeddings, blocks and the final LayerNorm: w->lnf */
+static void trunk_forward(const gpt2 *m, gpt2_ws *w, const uint32_t *ids)
+{
+	const gpt2_config *cf = &m->cfg;
+	nn_ctx *c = &w->nn;
+	int B = w->B, T = w->T, N = w->N, C = cf->n_embd, H = cf->n_head, V = cf->vocab;
+	const lora *lo = m->lora;
+	memcpy(w->idbuf, ids, (size_t)N * sizeof *ids);
+	w->ids = w->idbuf;
+	size_t NC = (size_t)N * (size_t)C;
+	float *x = cf->n_layer ? w->l[0].res : w->res_out;
+	embedding_forward(c, x, w->ids, P("wte.weight"), N, C, V, 0);
+	embedding_forward(c, x, w->pos, P("wpe.weight"), N, C, cf->n_positions, 1);
+	char nm[64];
+	for (int l = 0; l < cf->n_layer; l++) {
+		layer_act *a = &w->l[l];
+#define LP(s) (snprintf(nm, sizeof nm, "h.%d." s, l), P(nm))
+		layernorm_forward(c, a->ln1, a->m1, a->r1, a->res, LP("ln_1.weight"), LP("ln_1.bias"), N, C, cf->eps);
+		linear_forward(c, a->qkv, a->ln1, LP("attn.c_attn.weight"), LP("attn.c_attn.bias"), N, C, 3 * C, NN_W_IN_OUT, 0);
+		lora_forward(c, w->lw, lo, l, 0, a->qkv, 3 * C, a->ln1);
+		attention_forward(c, a->y, a->qkv, NULL, B, T, C, H, 1);
+		nn_copy(c, a->res2, a->res, NC * sizeof(float));
+		linear_forward(c, a->res2, a->y, LP("attn.c_proj.weight"), LP("attn.c_proj.bias"), N, C, C, NN_W_IN_OUT, 1);
+		lora_forward(c, w->lw, lo, l, 1, a->res2, C, a->y);
+		layernorm_forward(c, a->ln2, a->m2, a->r2, a->res2, LP("ln_2.weight"), LP("ln_2.bias"), N, C, cf->eps);
+		linear_forward(c, a->fch, a->ln2, LP("mlp.c_fc.weight"), LP("mlp.c_fc.bias"), N, C, 4 * C, NN_W_IN_OUT, 0);
+		lora_forward(c, w->lw, lo, l, 2, a->fch, 4 * C, a->ln2);
+		gelu_forward(c, a->fcg, a->fch, 4 * NC, NN_GELU_TANH);
+		float *next = l + 1 < cf->n_layer ? w->l[l + 1].res : w->res_out;
+		nn_copy(c, next, a->res2, NC * sizeof(float));
+		linear_forward(c, next, a->fcg, LP("mlp.c_proj.weight"), LP("mlp.c_proj.bias"), N, 4 * C, C, NN_W_IN_OUT, 1);
+		lora_forward(c, w->lw, lo, l, 3, next, C, a->fcg);
+#undef LP
+	}
+	layernorm_forward(c, w->lnf, w->mf, w->rf, w->res_out, P("ln_f.weight"), P("ln_f.bias"), N, C, cf->eps);
+}
+
+double gpt2_forward(const gpt2 *m, gpt2_ws *w, const uint32_t *ids, const int32_t *targets)
+{
+	const gpt2_config *cf = &m->cfg;
+	int N = w->N, C = cf->n_embd, V = cf->vocab;
+	if (cf->ncls)
+		return NAN; /* a classifier: gpt2_forward_cls */
+	w->cls = 0;
+	trunk_forward(m, w, ids);
+	/* the LM head, tied: logits = lnf · wteᵀ */
+	linear_forward(&w->nn, w->logits, w->lnf, P("wte.weight"), NULL, N, C, V, NN_W_OUT_IN, 0);
+	if (!targets)
+		return 0;
+	return softmax_crossentropy(&w->nn, w->dlogits, w->logits, targets, N, V, &w->count);
+}
+
+double gpt2_forward_cls(const gpt2 *m, gpt2_ws *w, const uint32_t *ids, const int *last, const int32_t *labels)
+{
+	const gpt2_config *cf = &m->cfg;
+	int B = w->B, T = w->T, C = cf->n_embd, K = cf->ncls;
+	if (!K)
+		return NAN;
+	w->cls = 1;
+	trunk_forward(m, w, ids);
+	const float *S = lora_saved_ptr(m->lora, "score.weight");
+	if (!S)
+		S = P("score.weight");
+	double loss = 0, count = 0;
+	for (int b = 0; b < B; b++) {
+		w->last[b] = last[b] < 0 ? 0 : last[b] >= T ? T - 1 : last[b];
+		const float *h = w->lnf + ((size_t)b * (size_t)T + (size_t)w->last[b]) * (size_t)C;
+		float *p = w->cp + (size_t)b * (size_t)K, mx = -INFINITY;
+		for (int k = 0; k < K; k++) {
+			double z = 0;
+			for (int d = 0; d < C; d++)
+				z += (double)S[(size_t)k * (size_t)C + (size_t)d] * h[d];
+			p[k] = (float)z;
+			mx = p[k] > mx ? p[k] : mx;
+		}
+		double sum = 0;
+		for (int k = 0; k < K; k++)
+			sum += exp((double)p[k] - mx);
+		double lse = mx + log(sum);
+		if (labels && labels[b] >= 0 && labels[b] < K) {
+			loss += lse - p[labels[b]];
+			count++;
+		}
+		for (int k = 0; k < K; k++)
+			p[k] = (float)exp((double)p[k] - lse);
+	}
+	/* d loss / d z = (p - onehot) / count */
+	for (int b = 0; b < B; b++)
+		for (int k = 0; k < K; k++) {
+			int has = labels && labels[b] >= 0 && labels[b] < K;
+			w->dcp[(size_t)b * (size_t)K + (size_t)k] =
+				has ? (float)((w->cp[(size_t)b * (size_t)K + (size_t)k] - (k == labels[b])) / count) : 0.0f;
+		}
+	w->count = count;
+	return count ? loss / count : 0;
+}
+
+const float *gpt2_cls_probs(const gpt2_ws *w) { return w->cp; }
+
+void gpt2_backward(const gpt2 *m, gpt2_ws *w)
+{
+	const gpt2_config *cf = &m->cfg;
+	nn_ctx *c = &w->nn;
+	const lora *lo = m->lora;
+	int B = w->B, T = w->T, N = w->N, C = cf->n_embd, H = cf->n_head, V = cf->vocab;
+	size_t NC = (size_t)N * (size_t)C, F = NC * sizeof(float);
+	float *dln = w->dx;
+	nn_zero(c, dln, F);
+	if (w->cls) {
+		/* the score head at each row's last position; nothing flows elsewhere */
+		int K = cf->ncls;
+		float *Sl = lora_saved_ptr(lo, "score.weight");
+		const float *S = Sl ? Sl : P("score.weight");
+		float *dS = Sl ? w->lw->g + (size_t)(Sl - lo->p) : G("score.weight");
+		for (int b = 0; b < B; b++) {
+			size_t row = (size_t)b * (size_t)T + (size_t)w->last[b];
+			const float *h = w->lnf + row * (size_t)C;
+			float *dh = dln + row * (size_t)C;
+			for (int k = 0; k < K; k++) {
+				float g = w->dcp[(size_t)b * (size_t)K + (size_t)k];
+				for (int d = 0; d < C; d++) {
+					if (dS)
+						dS[(size_t)k * (size_t)C + (size_t)d] += g * h[d];
+					dh[d] += g * S[(size_t)k * (size_t)C + (size_t)d];
+				}
+			}
+		}
+	} else {
+		/* LM head (tied): dwte += dlogitsᵀ lnf; dlnf = dlogits wte */
+		linear_backward(c, dln, G("wte.weight"), NULL, w->dlogits, w->lnf, P("wte.weight"), N, C, V, NN_W_OUT_IN);
+	}
+	nn_zero(c, w->dres, F);
+	layernorm_backward(c, w->dres, G("ln_f.weight"), G("ln_f.bias"), dln, w->res_out, P("ln_f.weight"), w->mf, w->rf, N, C);
+	char nm[64];
+	for (int l = cf->n_layer - 1; l >= 0; l--) {
+		layer_act *a = &w->l[l];
+#define LP(s) (snprintf(nm, sizeof nm, "h.%d." s, l), P(nm))
+#define LG(s) (snprintf(nm, sizeof nm, "h.%d." s, l), G(nm))
+		/* MLP: dres flows into res2 unchanged, and through c_proj, GELU, c_fc, ln_2 */
+		nn_zero(c, w->dh, 4 * F);
+		linear_backward(c, w->dh, LG("mlp.c_proj.weight"), LG("mlp.c_proj.bias"), w->dres, a->fcg, LP("mlp.c_proj.weight"),
+		                N, 4 * C, C, NN_W_IN_OUT);
+		lora_backward(c, w->lw, lo, l, 3, w->dh, w->dres, C, a->fcg);
+		nn_zero(c, w->dfc, 4 * F);
+		gelu_backward(c, w->dfc, w->dh, a->fch, 4 * NC, NN_GELU_TANH);
+		nn_zero(c, dln, F);
+		linear_backward(c, dln, LG("mlp.c_fc.weight"), LG("mlp.c_fc.bias"), w->dfc, a->ln2, LP("mlp.c_fc.weight"), N, C,
+		                4 * C, NN_W_IN_OUT);
+		lora_backward(c, w->lw, lo, l, 2, dln, w->dfc, 4 * C, a->ln2);
+		layernorm_backward(c, w->dres, LG("ln_2.weight"), LG("ln_2.bias"), dln, a->res2, LP("ln_2.weight"), a->m2, a->r2, N, C);
+		/* attention: c_proj, then per head */
+		float *dy = dln; /* reuse: d(attention output) */
+		nn_zero(c, dy, F);
+		linear_backward(c, dy, LG("attn.c_proj.weight"), LG("attn.c_proj.bias"), w->dres, a->y, LP("attn.c_proj.weight"),
+		                N, C, C, NN_W_IN_OUT);
+		lora_backward(c, w->lw, lo, l, 1, dy, w->dres, C, a->y);
+		nn_zero(c, w->dqkv, 3 * F);
+		attention_backward(c, w->dqkv, dy, a->qkv, NULL, B, T, C, H, 1);
+		nn_zero(c, dln, F);
+		linear_backward(c, dln, LG("attn.c_attn.weight"), LG("attn.c_attn.bias"), w->dqkv, a->ln1, LP("attn.c_attn.weight"),
+		                N, C, 3 * C, NN_W_IN_OUT);
+		lora_backward(c, w->lw, lo, l, 0, dln, w->dqkv, 3 * C, a->ln1);
+		layernorm_backward(c, w->dres, LG("ln_1.weight"), LG("ln_1.bias"), dln, a->res, LP("ln_1.weight"), a->m1, a->r1, N, C);
+#undef LP
+#undef LG
+	}
+	/* embeddings (frozen with adapters) */
+	if (!w->g)
+		return;
+	embedding_backward(c, G("wte.weight"), w->ids, w->dres, N, C, V);
+	embedding_backward(c, G("wpe.weight"), w->pos, w->dres, N, C, cf->n_positions);
+}
+
+/* --- generation -------------------------------------------------------------------- */
+
+struct gpt2_kv {
+	int t, maxt, C;
+	nn_ctx nn;               /* one thread: a token at a time */
+	gpt2_ws *ws;             /* prefill: a batch of one, ws->T positions */
+	float *k, *v;            /* per layer: maxt × C */
+	float *x, *ln, *qkv, *y, *h, *att;
+};
+
+gpt2_kv *gpt2_kv_new(const gpt2 *m)
+{
+	const gpt2_config *c = &m->cfg;
+	gpt2_kv *kv = xcalloc(1, sizeof *kv);
+	size_t C = (size_t)c->n_embd, L = (size_t)c->n_layer, T = (size_t)c->n_positions;
+	kv->maxt = c->n_positions;
+	kv->C = c->n_embd;
+	nn_ctx_init(&kv->nn, &nn_cpu, 1);
+	kv->k = xmalloc(L * T * C * sizeof(float));
+	kv->v = xmalloc(L * T * C * sizeof(float));
+	kv->x = xmalloc(C * sizeof(float));
+	kv->ln = xmalloc(C * sizeof(float));
+	kv->qkv = xmalloc(3 * C * sizeof(float));
+	kv->y = xmalloc(C * sizeof(float));
+	kv->h = xmalloc(4 * C * sizeof(float));
+	kv->att = xmalloc(T * sizeof(float));
+	return kv;
+}
+
+void gpt2_kv_reset(gpt2_kv *kv) { kv->t = 0; }
+
+int gpt2_prefill(const gpt2 *m, gpt2_kv *kv, const uint32_t *ids, int n, float *logits)
+{
+	const gpt2_config *c = &m->cfg;
+	int C = c->n_embd, V = c->vocab;
+	if (n < 1 || kv->t + n > kv->maxt)
+		return -1;
+	if (kv->t > 0 || n == 1) { /* continuing: token by token */
+		for (int i = 0; i < n; i++)
+			if (gpt2_step(m, kv, ids[i], logits) != 0)
+				return -1;
+		return 0;
+	}
+	/* one forward over the prompt (padded to a power of two, so that the
+	 * workspace is reused across prompts of similar length): causal
+	 * attention keeps the padding out of the first n positions */
+	int T = 16;
+	while (T < n)
+		T *= 2;
+	T = T > kv->maxt ? kv->maxt : T;
+	if (!kv->ws || kv->ws->T != T) {
+		gpt2_ws_free(kv->ws);
+		kv->ws = gpt2_ws_new(m, 1, T, 1);
+	}
+	gpt2_ws *w = kv->ws;
+	memset(w->idbuf, 0, (size_t)T * sizeof *w->idbuf);
+	uint32_t *pad = xcalloc((size_t)T, sizeof *pad);
+	memcpy(pad, ids, (size_t)n * sizeof *ids);
+	gpt2_forward(m, w, pad, NULL);
+	free(pad);
+	for (int l = 0; l < c->n_layer; l++) {
+		float *K = kv->k + (size_t)l * (size_t)kv->maxt * (size_t)C, *Vv = kv->v + (size_t)l * (size_t)kv->maxt * (size_t)C;
+		for (int t = 0; t < n; t++) {
+			const float *q = w->l[l].qkv + (size_t)t * 3 * (size_t)C;
+			memcpy(K + (size_t)t * (size_t)C, q + C, (size_t)C * sizeof(float));
+			memcpy(Vv + (size_t)t * (size_t)C, q + 2 * C, (size_t)C * sizeof(float));
+		}
+	}
+	memcpy(logits, w->logits + (size_t)(n - 1) * (size_t)V, (size_t)V * sizeof *logits);
+	kv->t = n;
+	return 0;
+}
+
+void gpt2_kv_free(gpt2_kv *kv)
+{
+	if (!kv)
+		return;
+	gpt2_ws_free(kv->ws);
+	free(kv->k);
+	free(kv->v);
+	free(kv->x);
+	free(kv->ln);
+	free(kv->qkv);
+	free(kv->y);
+	free(kv->h);
+	free(kv->att);
+	nn_ctx_free(&kv->nn);
+	free(kv);
+}
+
+int gpt2_kv_len(const gpt2_kv *kv) { return kv->t; }
+
+int gpt2_step(const gpt2 *m, gpt2_kv *kv, uint32_t id, float *logits)
+{
+	const gpt2_config *cf = &m->cfg;
+	nn_ctx *c = &kv->nn;
+	int C = cf->n_embd, H = cf->n_head, V = cf->vocab, t = kv->t;
+	if (t >= kv->maxt)
+		return -1;
+	uint32_t pos = (uint32_t)t;
+	float m0, r0;
+	embedding_forward(c, kv->x, &id, P("wte.weight"), 1, C, V, 0);
+	embedding_forward(c, kv->x, &pos, P("wpe.weight"), 1, C, cf->n_positions, 1);
+	char nm[64];
+	for (int l = 0; l < cf->n_layer; l++) {
+#define LP(s) (snprintf(nm, sizeof nm, "h.%d." s, l), P(nm))
+		float *K = kv->k + (size_t)l * (size_t)kv->maxt * (size_t)C, *Vv = kv->v + (size_t)l * (size_t)kv->maxt * (size_t)C;
+		layernorm_forward(c, kv->ln, &m0, &r0, kv->x, LP("ln_1.weight"), LP("ln_1.bias"), 1, C, cf->eps);
+		linear_forward(c, kv->qkv, kv->ln, LP("attn.c_attn.weight"), LP("attn.c_attn.bias"), 1, C, 3 * C, NN_W_IN_OUT, 0);
+		nn_copy(c, K + (size_t)t * (size_t)C, kv->qkv + C, (size_t)C * sizeof(float));
+		nn_copy(c, Vv + (size_t)t * (size_t)C, kv->qkv + 2 * C, (size_t)C * sizeof(float));
+		attention_decode(c, kv->y, kv->qkv, K, Vv, C, t + 1, C, H);
+		linear_forward(c, kv->x, kv->y, LP("attn.c_proj.weight"), LP("attn.c_proj.bias"), 1, C, C, NN_W_IN_OUT, 1);
+		layernorm_forward(c, kv->ln, &m0, &r0, kv->x, LP("ln_2.weight"), LP("ln_2.bias"), 1, C, cf->eps);
+		linear_forward(c, kv->h, kv->ln, LP("mlp.c_fc.weight"), LP("mlp.c_fc.bias"), 1, C, 4 * C, NN_W_IN_OUT, 0);
+		gelu_forward(c, kv->h, kv->h, 4 * (size_t)C, NN_GELU_TANH);
+		linear_forward(c, kv->x, kv->h, LP("mlp.c_proj.weight"), LP("mlp.c_proj.bias"), 1, 4 * C, C, NN_W_IN_OUT, 1);
+#undef LP
+	}
+	layernorm_forward(c, kv->ln, &m0, &r0, kv->x, P("ln_f.weight"), P("ln_f.bias"), 1, C, cf->eps);
+	linear_forward(c, logits, kv->ln, P("wte.weight"), NULL, 1, C, V, NN_W_OUT_IN, 0);
+	kv->t++;
+	return 0;
+}
+
+static double draw(uint64_t *s)
+{
+	uint64_t x = (*s += 0x9E3779B97F4A7C15ull);
+	x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+	x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+	x ^= x >> 31;
+	return (double)(x >> 11) / 9007199254740992.0;
+}
+
+typedef struct cand {
+	float p;
+	uint32_t id;
+} cand;
+
+static int by_p(const void *a, const void *b)
+{
+	const cand *x = a, *y = b;
+	if (x->p != y->p)
+		return x->p < y->p ? 1 : -1;
+	return x->id < y->id ? -1 : (x->id > y->id);
+}
+
+/* min-heap on "more likely" order: the root is the least likely kept */
+static void sift_down(cand *h, int n, int i)
+{
+	for (;;) {
+		int l = 2 * i + 1, r = l + 1, m = i;
+		if (l < n && by_p(&h[l], &h[m]) > 0)
+			m = l;
+		if (r < n && by_p(&h[r], &h[m]) > 0)
+			m = r;
+		if (m == i)
+			return;
+		cand t = h[i];
+		h[i] = h[m];
+		h[m] = t;
+		i = m;
+	}
+}
+
+uint32_t gpt2_sample(gpt2_sampler *s, float *logits, int vocab)
+{
+	uint32_t best = 0;
+	for (int k = 1; k < vocab; k++)
+		if (logits[k] > logits[best])
+			best = (uint32_t)k;
+	if (s->temperature <= 0)
+		return best;
+	/* softmax at the temperature; then, when asked, only the top-k ids
+	 * (found with a min-heap) and the smallest top set reaching top_p */
+	cand *cs = xmalloc((size_t)vocab * sizeof *cs);
+	double sum = 0;
+	for (int k = 0; k < vocab; k++) {
+		cs[k].p = expf((logits[k] - logits[best]) / s->temperature);
+		cs[k].id = (uint32_t)k;
+		sum += cs[k].p;
+	}
+	int n = vocab;
+	if (s->top_k > 0 && s->top_k < vocab) {
+		/* cs[0..k) becomes a min-heap of the k most likely (ties: lower id) */
+		int k = s->top_k;
+		for (int i = k / 2 - 1; i >= 0; i--)
+			sift_down(cs, k, i);
+		for (int i = k; i < vocab; i++)
+			if (by_p(&cs[i], &cs[0]) < 0) {
+				cs[0] = cs[i];
+				sift_down(cs, k, 0);
+			}
+		n = k;
+	}
+	if (n < vocab || (s->top_p > 0 && s->top_p < 1))
+		qsort(cs, (size_t)n, sizeof *cs, by_p);
+	if (s->top_p > 0 && s->top_p < 1) {
+		double kept = 0;
+		for (int k = 0; k < n; k++) {
+			kept += cs[k].p / sum;
+			if (kept >= s->top_p) {
+				n = k + 1;
+				break;
+			}
+		}
+	}
+	double tot = 0;
+	for (int k = 0; k < n; k++)
+		tot += cs[k].p;
+	double r = draw(&s->state) * tot, acc = 0;
+	uint32_t pick = cs[n - 1].id;
+	for (int k = 0; k < n; k++) {
+		acc += cs[k].p;
+		if (r < acc) {
+			pick = cs[k].id;
+			break;
+		}
+	}
+	free(cs);
+	return pick;
+}
+
+int gpt2_load_bundle(herr *e, gpt2 *m, const bundle *bd, const char *path)
+{
+	memset(m, 0, sizeof *m);
+	const buf *cfg = bundle_get(bd, "config.json"), *w = bundle_get(bd, "model.safetensors");
+	if (!cfg || !w)
+		return herr_set(e, "%s: not a model bundle (no config.json or model.safetensors)", path);
+	char *wc = xasprintf("%s[config.json]", path), *ww = xasprintf("%s[model.safetensors]", path);
+	gpt2_config c;
+	int rc = gpt2_config_parse(e, &c, cfg->p, cfg->len, wc);
+	if (rc == 0 && c.ncls)
+		rc = herr_set(e, "%s: a classifier's bundle (GPT2ForSequenceClassification), not a language model", path);
+	if (rc == 0)
+		rc = gpt2_init(e, m, &c);
+	if (rc == 0) {
+		st_file st;
+		char *copy = xmalloc(w->len ? w->len : 1);
+		memcpy(copy, w->p, w->len);
+		rc = st_parse(e, &st, copy, w->len, ww);
+		if (rc == 0) {
+			rc = gpt2_load_weights(e, m, &st, ww);
+			st_free(&st);
+		}
+		if (rc)
+			gpt2_free(m);
+	}
+	free(wc);
+	free(ww);
+	return rc;
+}

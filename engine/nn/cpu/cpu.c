@@ -1,0 +1,606 @@
+/*
+ * The CPU backend of engine/nn/nn.h: OpenBLAS sgemm (kept to one thread of
+ * its own) split over our threads, and the other layers as loops split by
+ * rows (or by heads for attention) over the same threads. Each row's
+ * arithmetic does not depend on the split, so the thread count never
+ * changes a bit.
+ */
+#include "../nn.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../ml/blas.h"
+#include "../../ml/optim.h"
+#include "../../util.h"
+
+/* --- memory ---------------------------------------------------------------------- */
+
+static void *cpu_alloc(nn_ctx *c, size_t n)
+{
+	(void)c;
+	return xcalloc(n ? n : 1, 1);
+}
+
+static void cpu_free(nn_ctx *c, void *p)
+{
+	(void)c;
+	free(p);
+}
+
+static void cpu_zero(nn_ctx *c, void *p, size_t n)
+{
+	(void)c;
+	memset(p, 0, n);
+}
+
+static void cpu_copy(nn_ctx *c, void *d, const void *s, size_t n)
+{
+	(void)c;
+	if (d != s)
+		memcpy(d, s, n);
+}
+
+static void cpu_matmul(nn_ctx *c, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                       const float *b, int ldb, float beta, float *cm, int ldc)
+{
+	psgemm(c->threads, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, cm, ldc);
+}
+
+/* --- linear ------------------------------------------------------------------------ */
+
+static void add_bias(float *y, const float *b, int N, int D)
+{
+	for (int i = 0; i < N; i++)
+		for (int k = 0; k < D; k++)
+			y[(size_t)i * (size_t)D + (size_t)k] += b[k];
+}
+
+static void bias_grad(float *db, const float *dy, int N, int D)
+{
+	for (int i = 0; i < N; i++)
+		for (int k = 0; k < D; k++)
+			db[k] += dy[(size_t)i * (size_t)D + (size_t)k];
+}
+
+static void cpu_linear_forward(nn_ctx *c, float *y, const float *x, const float *w, const float *b, int N, int in,
+                               int out, int layout, int acc)
+{
+	if (layout == NN_W_IN_OUT)
+		psgemm(c->threads, 0, 0, N, out, in, 1.0f, x, in, w, out, acc ? 1.0f : 0.0f, y, out);
+	else
+		psgemm(c->threads, 0, 1, N, out, in, 1.0f, x, in, w, in, acc ? 1.0f : 0.0f, y, out);
+	if (b)
+		add_bias(y, b, N, out);
+}
+
+static void cpu_linear_backward(nn_ctx *c, float *dx, float *dw, float *db, const float *dy, const float *x,
+                                const float *w, int N, int in, int out, int layout)
+{
+	if (dw && layout == NN_W_IN_OUT)
+		psgemm(c->threads, 1, 0, in, out, N, 1.0f, x, in, dy, out, 1.0f, dw, out);
+	else if (dw)
+		psgemm(c->threads, 1, 0, out, in, N, 1.0f, dy, out, x, in, 1.0f, dw, in);
+	if (db)
+		bias_grad(db, dy, N, out);
+	if (dx && layout == NN_W_IN_OUT)
+		psgemm(c->threads, 0, 1, N, in, out, 1.0f, dy, out, w, out, 1.0f, dx, in);
+	else if (dx)
+		psgemm(c->threads, 0, 0, N, in, out, 1.0f, dy, out, w, in, 1.0f, dx, in);
+}
+
+/* --- embedding ------------------------------------------------------------------- */
+
+static void cpu_embedding_forward(nn_ctx *c, float *out, const uint32_t *ids, const float *table, int N, int C, int V,
+                                  int acc)
+{
+	(void)c;
+	for (int i = 0; i < N; i++) {
+		uint32_t id = ids[i] < (uint32_t)V ? ids[i] : 0;
+		const float *r = table + (size_t)id * (size_t)C;
+		float *o = out + (size_t)i * (size_t)C;
+		if (acc)
+			for (int k = 0; k < C; k++)
+				o[k] += r[k];
+		else
+			memcpy(o, r, (size_t)C * sizeof *o);
+	}
+}
+
+static void cpu_embedding_backward(nn_ctx *c, float *dtable, const uint32_t *ids, const float *dout, int N, int C, int V)
+{
+	(void)c;
+	for (int i = 0; i < N; i++) {
+		uint32_t id = ids[i] < (uint32_t)V ? ids[i] : 0;
+		float *r = dtable + (size_t)id * (size_t)C;
+		const float *d = dout + (size_t)i * (size_t)C;
+		for (int k = 0; k < C; k++)
+			r[k] += d[k];
+	}
+}
+
+/* --- LayerNorm, RMSNorm ------------------------------------------------------------ */
+
+typedef struct norm_job {
+	float *out, *mean, *rstd;
+	const float *x, *w, *b;
+	int N, C;
+	float eps;
+} norm_job;
+
+static void ln_part(void *ud, int t, int nt)
+{
+	norm_job *j = ud;
+	int C = j->C;
+	for (int i = j->N * t / nt; i < j->N * (t + 1) / nt; i++) {
+		const float *xi = j->x + (size_t)i * (size_t)C;
+		double s = 0, ss = 0;
+		for (int k = 0; k < C; k++)
+			s += xi[k];
+		double mu = s / C;
+		for (int k = 0; k < C; k++)
+			ss += (xi[k] - mu) * (xi[k] - mu);
+		float r = (float)(1.0 / sqrt(ss / C + j->eps));
+		float *o = j->out + (size_t)i * (size_t)C;
+		for (int k = 0; k < C; k++)
+			o[k] = ((float)(xi[k] - mu)) * r * j->w[k] + j->b[k];
+		j->mean[i] = (float)mu;
+		j->rstd[i] = r;
+	}
+}
+
+static void cpu_layernorm_forward(nn_ctx *c, float *out, float *mean, float *rstd, const float *x, const float *w,
+                                  const float *b, int N, int C, float eps)
+{
+	norm_job j = {out, mean, rstd, x, w, b, N, C, eps};
+	par_run(N >= 64 ? c->threads : 1, ln_part, &j);
+}
+
+/* serial: dw and db sum over the rows in row order */
+static void cpu_layernorm_backward(nn_ctx *c, float *dx, float *dw, float *db, const float *dy, const float *x,
+                                   const float *w, const float *mean, const float *rstd, int N, int C)
+{
+	(void)c;
+	for (int i = 0; i < N; i++) {
+		const float *xi = x + (size_t)i * (size_t)C, *dyi = dy + (size_t)i * (size_t)C;
+		float *dxi = dx + (size_t)i * (size_t)C;
+		double a = 0, bb = 0;
+		for (int k = 0; k < C; k++) {
+			float xh = (xi[k] - mean[i]) * rstd[i];
+			float d = dyi[k] * w[k];
+			a += d;
+			bb += d * xh;
+			if (dw) {
+				dw[k] += dyi[k] * xh;
+				db[k] += dyi[k];
+			}
+		}
+		float ma = (float)(a / C), mb = (float)(bb / C);
+		for (int k = 0; k < C; k++) {
+			float xh = (xi[k] - mean[i]) * rstd[i];
+			dxi[k] += rstd[i] * (dyi[k] * w[k] - ma - xh * mb);
+		}
+	}
+}
+
+static void rms_part(void *ud, int t, int nt)
+{
+	norm_job *j = ud;
+	int C = j->C;
+	for (int i = j->N * t / nt; i < j->N * (t + 1) / nt; i++) {
+		const float *xi = j->x + (size_t)i * (size_t)C;
+		double ss = 0;
+		for (int k = 0; k < C; k++)
+			ss += (double)xi[k] * xi[k];
+		float r = (float)(1.0 / sqrt(ss / C + j->eps));
+		float *o = j->out + (size_t)i * (size_t)C;
+		for (int k = 0; k < C; k++)
+			o[k] = xi[k] * r * j->w[k];
+		j->rstd[i] = r;
+	}
+}
+
+static void cpu_rmsnorm_forward(nn_ctx *c, float *out, float *rstd, const float *x, const float *w, int N, int C, float eps)
+{
+	norm_job j = {out, NULL, rstd, x, w, NULL, N, C, eps};
+	par_run(N >= 64 ? c->threads : 1, rms_part, &j);
+}
+
+static void cpu_rmsnorm_backward(nn_ctx *c, float *dx, float *dw, const float *dy, const float *x, const float *w,
+                                 const float *rstd, int N, int C)
+{
+	(void)c;
+	for (int i = 0; i < N; i++) {
+		const float *xi = x + (size_t)i * (size_t)C, *dyi = dy + (size_t)i * (size_t)C;
+		float *dxi = dx + (size_t)i * (size_t)C;
+		double a = 0;
+		for (int k = 0; k < C; k++) {
+			float xh = xi[k] * rstd[i];
+			a += (double)dyi[k] * w[k] * xh;
+			if (dw)
+				dw[k] += dyi[k] * xh;
+		}
+		float ma = (float)(a / C);
+		for (int k = 0; k < C; k++)
+			dxi[k] += rstd[i] * (dyi[k] * w[k] - xi[k] * rstd[i] * ma);
+	}
+}
+
+/* --- attention --------------------------------------------------------------------- */
+
+typedef struct att_job {
+	float *y;
+	const float *qkv;
+	const float *dy;
+	float *dqkv;
+	const uint8_t *mask;
+	float *scratch; /* 2 T·T per thread */
+	int B, T, C, H, hd, causal;
+	float scale;
+} att_job;
+
+/* key x visible from query i of row b */
+static inline int visible(const att_job *j, int b, int i, int x)
+{
+	return (!j->causal || x <= i) && (!j->mask || j->mask[(size_t)b * (size_t)j->T + (size_t)x]);
+}
+
+/* One head's attention probabilities S [T × T], masked entries 0. A query
+ * that sees no key at all (a padding row with every key masked) attends to
+ * all keys evenly, as an additive mask of the most negative float gives.
+ * Forward and backward compute them alike. */
+static void att_probs(const att_job *j, int b, const float *q, const float *k, float *S)
+{
+	int T = j->T, C = j->C;
+	sgemm(0, 1, T, T, j->hd, j->scale, q, 3 * C, k, 3 * C, 0.0f, S, T);
+	for (int i = 0; i < T; i++) {
+		float *row = S + (size_t)i * (size_t)T;
+		if (!j->mask) { /* causal only: keys 0..i (the decoder's path, unchanged) */
+			int last = j->causal ? i : T - 1;
+			float mx = row[0];
+			for (int x = 1; x <= last; x++)
+				mx = row[x] > mx ? row[x] : mx;
+			double s = 0;
+			for (int x = 0; x <= last; x++) {
+				row[x] = expf(row[x] - mx);
+				s += row[x];
+			}
+			float inv = (float)(1.0 / s);
+			for (int x = 0; x <= last; x++)
+				row[x] *= inv;
+			for (int x = last + 1; x < T; x++)
+				row[x] = 0;
+			continue;
+		}
+		float mx = -INFINITY;
+		for (int x = 0; x < T; x++)
+			if (visible(j, b, i, x))
+				mx = row[x] > mx ? row[x] : mx;
+		if (mx == -INFINITY) {
+			for (int x = 0; x < T; x++)
+				row[x] = 1.0f / (float)T;
+			continue;
+		}
+		double s = 0;
+		for (int x = 0; x < T; x++) {
+			row[x] = visible(j, b, i, x) ? expf(row[x] - mx) : 0.0f;
+			s += row[x];
+		}
+		float inv = (float)(1.0 / s);
+		for (int x = 0; x < T; x++)
+			row[x] *= inv;
+	}
+}
+
+static void att_fwd_part(void *ud, int t, int nt)
+{
+	att_job *j = ud;
+	int T = j->T, C = j->C, H = j->H, hd = j->hd, BH = j->B * j->H;
+	float *S = j->scratch + (size_t)t * 2 * (size_t)T * (size_t)T;
+	for (int bh = BH * t / nt; bh < BH * (t + 1) / nt; bh++) {
+		int b = bh / H, h = bh % H;
+		const float *q = j->qkv + (size_t)b * (size_t)T * 3 * (size_t)C + (size_t)h * (size_t)hd;
+		att_probs(j, b, q, q + C, S);
+		sgemm(0, 0, T, hd, T, 1.0f, S, T, q + 2 * C, 3 * C, 0.0f, j->y + (size_t)b * (size_t)T * (size_t)C + (size_t)h * (size_t)hd,
+		      C);
+	}
+}
+
+static void att_back_part(void *ud, int t, int nt)
+{
+	att_job *j = ud;
+	int T = j->T, C = j->C, H = j->H, hd = j->hd, BH = j->B * j->H;
+	float *Pm = j->scratch + (size_t)t * 2 * (size_t)T * (size_t)T, *dS = Pm + (size_t)T * (size_t)T;
+	for (int bh = BH * t / nt; bh < BH * (t + 1) / nt; bh++) {
+		int b = bh / H, h = bh % H;
+		size_t qo = (size_t)b * (size_t)T * 3 * (size_t)C + (size_t)h * (size_t)hd;
+		const float *q = j->qkv + qo, *k = q + C, *v = q + 2 * C;
+		float *dq = j->dqkv + qo, *dk = dq + C, *dv = dq + 2 * C;
+		att_probs(j, b, q, k, Pm);
+		const float *dyh = j->dy + (size_t)b * (size_t)T * (size_t)C + (size_t)h * (size_t)hd;
+		sgemm(0, 1, T, T, hd, 1.0f, dyh, C, v, 3 * C, 0.0f, dS, T);  /* dP = dy vᵀ */
+		sgemm(1, 0, T, hd, T, 1.0f, Pm, T, dyh, C, 1.0f, dv, 3 * C); /* dv += Pᵀ dy */
+		for (int i = 0; i < T; i++) {
+			float *r = dS + (size_t)i * (size_t)T;
+			const float *pr = Pm + (size_t)i * (size_t)T;
+			if (!j->mask) {
+				int last = j->causal ? i : T - 1;
+				double s = 0;
+				for (int x = 0; x <= last; x++)
+					s += (double)r[x] * pr[x];
+				for (int x = 0; x < T; x++)
+					r[x] = x <= last ? pr[x] * (r[x] - (float)s) * j->scale : 0.0f;
+				continue;
+			}
+			int any = 0;
+			for (int x = 0; x < T && !any; x++)
+				any = visible(j, b, i, x);
+			double s = 0;
+			for (int x = 0; x < T; x++)
+				if (visible(j, b, i, x))
+					s += (double)r[x] * pr[x];
+			/* a query seeing nothing has constant probabilities: no gradient to q or k */
+			for (int x = 0; x < T; x++)
+				r[x] = any && visible(j, b, i, x) ? pr[x] * (r[x] - (float)s) * j->scale : 0.0f;
+		}
+		sgemm(0, 0, T, hd, T, 1.0f, dS, T, k, 3 * C, 1.0f, dq, 3 * C); /* dq += dS k */
+		sgemm(1, 0, T, hd, T, 1.0f, dS, T, q, 3 * C, 1.0f, dk, 3 * C); /* dk += dSᵀ q */
+	}
+}
+
+static void attention_run(nn_ctx *c, att_job *j, void (*fn)(void *, int, int))
+{
+	int nt = c->threads < 1 ? 1 : c->threads > 64 ? 64 : c->threads;
+	j->scratch = nn_scratch(c, (size_t)nt * 2 * (size_t)j->T * (size_t)j->T * sizeof(float));
+	par_run(nt, fn, j);
+}
+
+static void cpu_attention_forward(nn_ctx *c, float *y, const float *qkv, const uint8_t *mask, int B, int T, int C, int H,
+                                  int causal)
+{
+	att_job j = {y, qkv, NULL, NULL, mask, NULL, B, T, C, H, C / H, causal, 1.0f / sqrtf((float)(C / H))};
+	attention_run(c, &j, att_fwd_part);
+}
+
+static void cpu_attention_backward(nn_ctx *c, float *dqkv, const float *dy, const float *qkv, const uint8_t *mask, int B,
+                                   int T, int C, int H, int causal)
+{
+	att_job j = {NULL, qkv, dy, dqkv, mask, NULL, B, T, C, H, C / H, causal, 1.0f / sqrtf((float)(C / H))};
+	attention_run(c, &j, att_back_part);
+}
+
+static void cpu_attention_decode(nn_ctx *c, float *y, const float *q, const float *K, const float *V, int ld, int n, int C,
+                                 int H)
+{
+	int hd = C / H;
+	float scale = 1.0f / sqrtf((float)hd);
+	float *att = nn_scratch(c, (size_t)n * sizeof(float));
+	for (int h = 0; h < H; h++) {
+		const float *qh = q + (size_t)h * (size_t)hd;
+		float mx = -INFINITY;
+		for (int j = 0; j < n; j++) {
+			const float *kj = K + (size_t)j * (size_t)ld + (size_t)h * (size_t)hd;
+			float s = 0;
+			for (int d = 0; d < hd; d++)
+				s += qh[d] * kj[d];
+			att[j] = s * scale;
+			mx = att[j] > mx ? att[j] : mx;
+		}
+		double sum = 0;
+		for (int j = 0; j < n; j++) {
+			att[j] = expf(att[j] - mx);
+			sum += att[j];
+		}
+		float *yh = y + (size_t)h * (size_t)hd;
+		memset(yh, 0, (size_t)hd * sizeof *yh);
+		for (int j = 0; j < n; j++) {
+			float p = (float)(att[j] / sum);
+			const float *vj = V + (size_t)j * (size_t)ld + (size_t)h * (size_t)hd;
+			for (int d = 0; d < hd; d++)
+				yh[d] += p * vj[d];
+		}
+	}
+}
+
+/* --- element-wise ------------------------------------------------------------------ */
+
+static inline float gelu_tanh(float z)
+{
+	const float k = 0.7978845608028654f; /* sqrt(2/pi) */
+	return 0.5f * z * (1.0f + tanhf(k * (z + 0.044715f * z * z * z)));
+}
+
+static inline float gelu_tanh_grad(float z)
+{
+	const float k = 0.7978845608028654f;
+	float t = tanhf(k * (z + 0.044715f * z * z * z));
+	return 0.5f * (1.0f + t) + 0.5f * z * (1.0f - t * t) * k * (1.0f + 3.0f * 0.044715f * z * z);
+}
+
+static inline float gelu_erf(float z) { return 0.5f * z * (1.0f + erff(z * 0.70710678118654752f)); }
+
+static inline float gelu_erf_grad(float z)
+{
+	return 0.5f * (1.0f + erff(z * 0.70710678118654752f)) + z * 0.3989422804014327f * expf(-0.5f * z * z);
+}
+
+typedef struct ew_job {
+	float *y;
+	const float *x, *dy;
+	size_t n;
+	int op; /* 0 gelu tanh, 1 gelu erf, 2 tanh; +4: backward */
+} ew_job;
+
+static void ew_part(void *ud, int t, int nt)
+{
+	ew_job *j = ud;
+	size_t lo = j->n * (size_t)t / (size_t)nt, hi = j->n * (size_t)(t + 1) / (size_t)nt;
+	float *y = j->y;
+	const float *x = j->x, *dy = j->dy;
+	switch (j->op) {
+	case 0: for (size_t i = lo; i < hi; i++) y[i] = gelu_tanh(x[i]); break;
+	case 1: for (size_t i = lo; i < hi; i++) y[i] = gelu_erf(x[i]); break;
+	case 2: for (size_t i = lo; i < hi; i++) y[i] = tanhf(x[i]); break;
+	case 4: for (size_t i = lo; i < hi; i++) y[i] += dy[i] * gelu_tanh_grad(x[i]); break;
+	case 5: for (size_t i = lo; i < hi; i++) y[i] += dy[i] * gelu_erf_grad(x[i]); break;
+	case 6: for (size_t i = lo; i < hi; i++) y[i] += dy[i] * (1.0f - x[i] * x[i]); break;
+	}
+}
+
+static void ew_run(nn_ctx *c, float *y, const float *x, const float *dy, size_t n, int op)
+{
+	ew_job j = {y, x, dy, n, op};
+	par_run(n >= 65536 ? c->threads : 1, ew_part, &j);
+}
+
+static void cpu_gelu_forward(nn_ctx *c, float *y, const float *x, size_t n, int kind) { ew_run(c, y, x, NULL, n, kind ? 1 : 0); }
+static void cpu_gelu_backward(nn_ctx *c, float *dx, const float *dy, const float *x, size_t n, int kind)
+{
+	ew_run(c, dx, x, dy, n, kind ? 5 : 4);
+}
+static void cpu_tanh_forward(nn_ctx *c, float *y, const float *x, size_t n) { ew_run(c, y, x, NULL, n, 2); }
+static void cpu_tanh_backward(nn_ctx *c, float *dx, const float *dy, const float *y, size_t n) { ew_run(c, dx, y, dy, n, 6); }
+
+/* --- losses ----------------------------------------------------------------------- */
+
+typedef struct ce_job {
+	const float *logits;
+	float *dlogits;
+	const int32_t *targets;
+	int N, V;
+	double count, part[64];
+} ce_job;
+
+static void ce_part(void *ud, int t, int nt)
+{
+	ce_job *j = ud;
+	double loss = 0;
+	int V = j->V;
+	for (int i = j->N * t / nt; i < j->N * (t + 1) / nt; i++) {
+		const float *z = j->logits + (size_t)i * (size_t)V;
+		float *dz = j->dlogits ? j->dlogits + (size_t)i * (size_t)V : NULL;
+		int32_t y = j->targets[i];
+		if (y < 0 || y >= V || !j->count) {
+			if (dz)
+				memset(dz, 0, (size_t)V * sizeof *dz);
+			continue;
+		}
+		float mx = z[0];
+		for (int k = 1; k < V; k++)
+			mx = z[k] > mx ? z[k] : mx;
+		double s = 0;
+		if (dz) {
+			for (int k = 0; k < V; k++) {
+				dz[k] = expf(z[k] - mx);
+				s += dz[k];
+			}
+		} else {
+			for (int k = 0; k < V; k++)
+				s += expf(z[k] - mx);
+		}
+		loss += log(s) + mx - z[y];
+		if (!dz)
+			continue;
+		float inv = (float)(1.0 / (s * j->count));
+		for (int k = 0; k < V; k++)
+			dz[k] *= inv;
+		dz[y] -= (float)(1.0 / j->count);
+	}
+	j->part[t] = loss;
+}
+
+static double cpu_softmax_crossentropy(nn_ctx *c, float *dlogits, const float *logits, const int32_t *targets, int N,
+                                       int V, double *count)
+{
+	ce_job j;
+	j.logits = logits;
+	j.dlogits = dlogits;
+	j.targets = targets;
+	j.N = N;
+	j.V = V;
+	j.count = 0;
+	for (int i = 0; i < N; i++)
+		j.count += targets[i] >= 0 && targets[i] < V;
+	int nt = c->threads > 64 ? 64 : c->threads < 1 ? 1 : c->threads;
+	if ((size_t)N * (size_t)V < 65536)
+		nt = 1;
+	par_run(nt, ce_part, &j);
+	double loss = 0;
+	for (int t = 0; t < nt; t++)
+		loss += j.part[t];
+	if (count)
+		*count = j.count;
+	return j.count ? loss / j.count : 0;
+}
+
+static double cpu_bce_logits(nn_ctx *c, float *dlogits, const float *logits, const float *labels, const uint8_t *lmask,
+                             size_t n, double *count)
+{
+	(void)c;
+	double cnt = 0, loss = 0;
+	for (size_t i = 0; i < n; i++)
+		cnt += !lmask || lmask[i];
+	for (size_t i = 0; i < n; i++) {
+		int on = (!lmask || lmask[i]) && cnt > 0;
+		double z = logits[i], y = on ? labels[i] : 0;
+		/* log(1 + e^-|z|) + max(z, 0) - z·y: stable for either sign */
+		if (on)
+			loss += log1p(exp(-fabs(z))) + (z > 0 ? z : 0) - z * y;
+		if (dlogits)
+			dlogits[i] = on ? (float)((1.0 / (1.0 + exp(-z)) - y) / cnt) : 0.0f;
+	}
+	if (count)
+		*count = cnt;
+	return cnt ? loss / cnt : 0;
+}
+
+static double cpu_mse(nn_ctx *c, float *dpred, const float *pred, const float *target, const uint8_t *lmask, size_t n,
+                      double *count)
+{
+	(void)c;
+	double cnt = 0, loss = 0;
+	for (size_t i = 0; i < n; i++)
+		cnt += !lmask || lmask[i];
+	for (size_t i = 0; i < n; i++) {
+		int on = (!lmask || lmask[i]) && cnt > 0;
+		double d = on ? (double)pred[i] - target[i] : 0;
+		loss += d * d;
+		if (dpred)
+			dpred[i] = on ? (float)(2 * d / cnt) : 0.0f;
+	}
+	if (count)
+		*count = cnt;
+	return cnt ? loss / cnt : 0;
+}
+
+/* --- dropout ---------------------------------------------------------------------- */
+
+static void cpu_dropout_forward(nn_ctx *c, float *y, const float *x, size_t n, float p, uint64_t seed, uint64_t stream)
+{
+	(void)c;
+	for (size_t i = 0; i < n; i++)
+		y[i] = p > 0 && seed ? x[i] * nn_dropout_keep(seed, stream, i, p) : x[i];
+}
+
+static void cpu_dropout_backward(nn_ctx *c, float *dx, const float *dy, size_t n, float p, uint64_t seed, uint64_t stream)
+{
+	(void)c;
+	for (size_t i = 0; i < n; i++)
+		dx[i] += p > 0 && seed ? dy[i] * nn_dropout_keep(seed, stream, i, p) : dy[i];
+}
+
+const nn_ops nn_cpu = {
+	"cpu",
+	cpu_alloc, cpu_free, cpu_zero, cpu_copy, cpu_copy, cpu_copy,
+	cpu_matmul,
+	cpu_linear_forward, cpu_linear_backward,
+	cpu_embedding_forward, cpu_embedding_backward,
+	cpu_layernorm_forward, cpu_layernorm_backward,
+	cpu_rmsnorm_forward, cpu_rmsnorm_backward,
+	cpu_attention_forward, cpu_attention_backward, cpu_attention_decode,
+	cpu_gelu_forward, cpu_gelu_backward,
+	cpu_tanh_forward, cpu_tanh_backward,
+	cpu_softmax_crossentropy, cpu_bce_logits, cpu_mse,
+	cpu_dropout_forward, cpu_dropout_backward,
+};

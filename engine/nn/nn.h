@@ -1,0 +1,236 @@
+/*
+ * nn — the layer library: one function per layer and direction, shared by
+ * every architecture (engine/models/), reached through one backend table so
+ * that another device can provide the same functions over its own memory.
+ *
+ * Conventions (llm.c's):
+ *   - arguments are outputs, then inputs, then sizes;
+ *   - activations are row-major, N rows (N = B·T tokens) of C floats;
+ *   - forward writes its outputs; backward ADDS into every gradient it is
+ *     given (parameters and inputs alike) — the caller zeroes them once.
+ *     A NULL parameter gradient means "frozen": it is neither computed nor
+ *     written. The one exception is softmax_crossentropy, whose dlogits is
+ *     the start of backward and is written;
+ *   - weights of a linear layer come in one of two layouts, as the
+ *     checkpoint stores them: NN_W_IN_OUT (GPT-2's Conv1D, [in, out]) or
+ *     NN_W_OUT_IN (torch.nn.Linear, [out, in]).
+ *
+ * The backend seam. A model never calls OpenBLAS (or CUDA): it calls the
+ * wrappers below, which go through ctx->ops. A backend provides every entry
+ * of nn_ops, and every pointer it receives is memory it allocated itself
+ * (ops->alloc): parameters, activations, gradients and scratch all live on
+ * the backend's device. What the caller owns: the model's parameter arena
+ * and the workspace (activations, gradients), allocated with nn_alloc and
+ * freed with nn_free. What the backend owns: its scratch (ctx->scratch, e.g.
+ * one head's T×T attention probabilities per thread), grown on demand and
+ * freed by nn_ctx_free. Token ids, targets and masks are host arrays for the
+ * CPU backend; a device backend copies them in (ops->upload) before use.
+ * Reductions are done in a fixed order: the same inputs give the same bits
+ * for any thread count.
+ *
+ * engine/nn/cpu/cpu.c is the CPU backend (OpenBLAS sgemm split over our own
+ * threads); engine/nn/ref.c holds the plain reference of every layer, used by
+ * the tests only.
+ *
+ * Ownership: an nn_ctx is made by the caller (nn_ctx_init) and owns only its
+ * scratch.
+ */
+#ifndef HONE_NN_H
+#define HONE_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum { NN_W_IN_OUT = 0, NN_W_OUT_IN = 1 };
+enum { NN_GELU_TANH = 0, NN_GELU_ERF = 1 };
+
+typedef struct nn_ctx nn_ctx;
+
+typedef struct nn_ops {
+	const char *name; /* "cpu" */
+	void *(*alloc)(nn_ctx *c, size_t bytes);       /* zeroed */
+	void (*free)(nn_ctx *c, void *p);
+	void (*zero)(nn_ctx *c, void *p, size_t bytes);
+	void (*copy)(nn_ctx *c, void *dst, const void *src, size_t bytes); /* device to device */
+	void (*upload)(nn_ctx *c, void *dst, const void *host, size_t bytes);
+	void (*download)(nn_ctx *c, void *host, const void *src, size_t bytes);
+
+	/* C[m×n] = alpha·op(A)·op(B) + beta·C, row-major, row strides as stored */
+	void (*matmul)(nn_ctx *c, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+	               const float *b, int ldb, float beta, float *cm, int ldc);
+	/* y[N, out] = (acc ? y : 0) + x[N, in] · W (+ b) */
+	void (*linear_forward)(nn_ctx *c, float *y, const float *x, const float *w, const float *b, int N, int in, int out,
+	                       int layout, int acc);
+	/* dx += dy · Wᵀ; dw += (x, dy) product in W's layout; db += Σ dy */
+	void (*linear_backward)(nn_ctx *c, float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+	                        int N, int in, int out, int layout);
+	/* out[i] = (acc ? out[i] : 0) + table[ids[i]] (ids out of range read row 0) */
+	void (*embedding_forward)(nn_ctx *c, float *out, const uint32_t *ids, const float *table, int N, int C, int V, int acc);
+	void (*embedding_backward)(nn_ctx *c, float *dtable, const uint32_t *ids, const float *dout, int N, int C, int V);
+	/* out = (x - mean) · rstd · w + b per row; mean, rstd [N] kept for backward */
+	void (*layernorm_forward)(nn_ctx *c, float *out, float *mean, float *rstd, const float *x, const float *w,
+	                          const float *b, int N, int C, float eps);
+	void (*layernorm_backward)(nn_ctx *c, float *dx, float *dw, float *db, const float *dy, const float *x,
+	                           const float *w, const float *mean, const float *rstd, int N, int C);
+	/* out = x · rstd · w, rstd = 1/sqrt(mean(x²) + eps) (Llama's RMSNorm) */
+	void (*rmsnorm_forward)(nn_ctx *c, float *out, float *rstd, const float *x, const float *w, int N, int C, float eps);
+	void (*rmsnorm_backward)(nn_ctx *c, float *dx, float *dw, const float *dy, const float *x, const float *w,
+	                         const float *rstd, int N, int C);
+	/* Multi-head attention over qkv [B·T, 3C] (per row q | k | v, heads of
+	 * C/H contiguous): y [B·T, C] = softmax(q kᵀ / sqrt(C/H) + mask) v per
+	 * head. causal: key s > query t masked; mask (B·T bytes, NULL: none):
+	 * keys with mask 0 masked (a padding mask). One head's T×T at a time;
+	 * backward computes the probabilities again rather than keeping them. */
+	void (*attention_forward)(nn_ctx *c, float *y, const float *qkv, const uint8_t *mask, int B, int T, int C, int H,
+	                          int causal);
+	void (*attention_backward)(nn_ctx *c, float *dqkv, const float *dy, const float *qkv, const uint8_t *mask, int B,
+	                           int T, int C, int H, int causal);
+	/* One query against a cache (generation): y [C] = per head softmax(q kᵀ
+	 * / sqrt(C/H)) v over the n cached keys K and values V (rows ld apart;
+	 * q is the first C floats of qkv). */
+	void (*attention_decode)(nn_ctx *c, float *y, const float *q, const float *K, const float *V, int ld, int n, int C,
+	                         int H);
+	void (*gelu_forward)(nn_ctx *c, float *y, const float *x, size_t n, int kind);
+	void (*gelu_backward)(nn_ctx *c, float *dx, const float *dy, const float *x, size_t n, int kind);
+	void (*tanh_forward)(nn_ctx *c, float *y, const float *x, size_t n);
+	void (*tanh_backward)(nn_ctx *c, float *dx, const float *dy, const float *y, size_t n); /* y: the output */
+	/* Mean cross-entropy of softmax(logits) over the rows whose target is in
+	 * [0, V) (others are ignored, as -100 is by PyTorch); dlogits (NULL: not
+	 * wanted) = (softmax - onehot) / count on those rows, 0 on the others.
+	 * *count: the rows counted. */
+	double (*softmax_crossentropy)(nn_ctx *c, float *dlogits, const float *logits, const int32_t *targets, int N, int V,
+	                               double *count);
+	/* Mean binary cross-entropy with logits over N·K entries whose label mask
+	 * is set (labels in [0, 1]); dlogits written as for the softmax one. */
+	double (*bce_logits)(nn_ctx *c, float *dlogits, const float *logits, const float *labels, const uint8_t *lmask,
+	                     size_t n, double *count);
+	/* Mean squared error over n entries with the mask set; dpred written. */
+	double (*mse)(nn_ctx *c, float *dpred, const float *pred, const float *target, const uint8_t *lmask, size_t n,
+	              double *count);
+	/* Inverted dropout with rate p: element i kept with probability 1 - p and
+	 * scaled by 1/(1 - p); the mask is a function of (seed, stream, i), so
+	 * backward draws it again and nothing is stored. seed 0 or p 0: identity. */
+	void (*dropout_forward)(nn_ctx *c, float *y, const float *x, size_t n, float p, uint64_t seed, uint64_t stream);
+	void (*dropout_backward)(nn_ctx *c, float *dx, const float *dy, size_t n, float p, uint64_t seed, uint64_t stream);
+} nn_ops;
+
+struct nn_ctx {
+	const nn_ops *ops;
+	int threads;      /* CPU: threads of our own to split work over */
+	void *scratch;    /* backend-owned, grown on demand */
+	size_t scratch_n;
+};
+
+extern const nn_ops nn_cpu;
+
+/* A context on the CPU backend with `threads` threads (at least 1). */
+void nn_ctx_init(nn_ctx *c, const nn_ops *ops, int threads);
+void nn_ctx_free(nn_ctx *c);
+/* The backend's scratch, at least n bytes (kept until the next call). */
+void *nn_scratch(nn_ctx *c, size_t n);
+
+/* The dropout mask's value for element i: 0 or 1/(1 - p). */
+float nn_dropout_keep(uint64_t seed, uint64_t stream, size_t i, float p);
+
+/* The wrappers models call: llm.c's names, the context first. */
+static inline void *nn_alloc(nn_ctx *c, size_t n) { return c->ops->alloc(c, n); }
+static inline void nn_free(nn_ctx *c, void *p) { c->ops->free(c, p); }
+static inline void nn_zero(nn_ctx *c, void *p, size_t n) { c->ops->zero(c, p, n); }
+static inline void nn_copy(nn_ctx *c, void *d, const void *s, size_t n) { c->ops->copy(c, d, s, n); }
+static inline void matmul(nn_ctx *c, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                          const float *b, int ldb, float beta, float *cm, int ldc)
+{
+	c->ops->matmul(c, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, cm, ldc);
+}
+static inline void linear_forward(nn_ctx *c, float *y, const float *x, const float *w, const float *b, int N, int in,
+                                  int out, int layout, int acc)
+{
+	c->ops->linear_forward(c, y, x, w, b, N, in, out, layout, acc);
+}
+static inline void linear_backward(nn_ctx *c, float *dx, float *dw, float *db, const float *dy, const float *x,
+                                   const float *w, int N, int in, int out, int layout)
+{
+	c->ops->linear_backward(c, dx, dw, db, dy, x, w, N, in, out, layout);
+}
+static inline void embedding_forward(nn_ctx *c, float *out, const uint32_t *ids, const float *table, int N, int C, int V,
+                                     int acc)
+{
+	c->ops->embedding_forward(c, out, ids, table, N, C, V, acc);
+}
+static inline void embedding_backward(nn_ctx *c, float *dtable, const uint32_t *ids, const float *dout, int N, int C, int V)
+{
+	c->ops->embedding_backward(c, dtable, ids, dout, N, C, V);
+}
+static inline void layernorm_forward(nn_ctx *c, float *out, float *mean, float *rstd, const float *x, const float *w,
+                                     const float *b, int N, int C, float eps)
+{
+	c->ops->layernorm_forward(c, out, mean, rstd, x, w, b, N, C, eps);
+}
+static inline void layernorm_backward(nn_ctx *c, float *dx, float *dw, float *db, const float *dy, const float *x,
+                                      const float *w, const float *mean, const float *rstd, int N, int C)
+{
+	c->ops->layernorm_backward(c, dx, dw, db, dy, x, w, mean, rstd, N, C);
+}
+static inline void rmsnorm_forward(nn_ctx *c, float *out, float *rstd, const float *x, const float *w, int N, int C, float eps)
+{
+	c->ops->rmsnorm_forward(c, out, rstd, x, w, N, C, eps);
+}
+static inline void rmsnorm_backward(nn_ctx *c, float *dx, float *dw, const float *dy, const float *x, const float *w,
+                                    const float *rstd, int N, int C)
+{
+	c->ops->rmsnorm_backward(c, dx, dw, dy, x, w, rstd, N, C);
+}
+static inline void attention_forward(nn_ctx *c, float *y, const float *qkv, const uint8_t *mask, int B, int T, int C,
+                                     int H, int causal)
+{
+	c->ops->attention_forward(c, y, qkv, mask, B, T, C, H, causal);
+}
+static inline void attention_backward(nn_ctx *c, float *dqkv, const float *dy, const float *qkv, const uint8_t *mask,
+                                      int B, int T, int C, int H, int causal)
+{
+	c->ops->attention_backward(c, dqkv, dy, qkv, mask, B, T, C, H, causal);
+}
+static inline void attention_decode(nn_ctx *c, float *y, const float *q, const float *K, const float *V, int ld, int n,
+                                    int C, int H)
+{
+	c->ops->attention_decode(c, y, q, K, V, ld, n, C, H);
+}
+static inline void gelu_forward(nn_ctx *c, float *y, const float *x, size_t n, int kind) { c->ops->gelu_forward(c, y, x, n, kind); }
+static inline void gelu_backward(nn_ctx *c, float *dx, const float *dy, const float *x, size_t n, int kind)
+{
+	c->ops->gelu_backward(c, dx, dy, x, n, kind);
+}
+static inline void tanh_forward(nn_ctx *c, float *y, const float *x, size_t n) { c->ops->tanh_forward(c, y, x, n); }
+static inline void tanh_backward(nn_ctx *c, float *dx, const float *dy, const float *y, size_t n)
+{
+	c->ops->tanh_backward(c, dx, dy, y, n);
+}
+static inline double softmax_crossentropy(nn_ctx *c, float *dlogits, const float *logits, const int32_t *targets, int N,
+                                          int V, double *count)
+{
+	return c->ops->softmax_crossentropy(c, dlogits, logits, targets, N, V, count);
+}
+static inline double bce_logits(nn_ctx *c, float *dlogits, const float *logits, const float *labels, const uint8_t *lmask,
+                                size_t n, double *count)
+{
+	return c->ops->bce_logits(c, dlogits, logits, labels, lmask, n, count);
+}
+static inline double mse_loss(nn_ctx *c, float *dpred, const float *pred, const float *target, const uint8_t *lmask,
+                              size_t n, double *count)
+{
+	return c->ops->mse(c, dpred, pred, target, lmask, n, count);
+}
+static inline void dropout_forward(nn_ctx *c, float *y, const float *x, size_t n, float p, uint64_t seed, uint64_t stream)
+{
+	c->ops->dropout_forward(c, y, x, n, p, seed, stream);
+}
+static inline void dropout_backward(nn_ctx *c, float *dx, const float *dy, size_t n, float p, uint64_t seed, uint64_t stream)
+{
+	c->ops->dropout_backward(c, dx, dy, n, p, seed, stream);
+}
+
+/* The plain references (engine/nn/ref.c), one loop nest per layer in double
+ * where it matters, single-threaded: what the tests hold the backend to. */
+extern const nn_ops nn_ref;
+
+#endif
