@@ -11,6 +11,7 @@
 #include "../ml/optim.h"
 #include "../nn/lora.h"
 #include "../nn/nn.h"
+#include "model.h"
 
 /* --- configuration and layout ------------------------------------------------- */
 
@@ -26,8 +27,13 @@ int gpt2_config_parse(herr *e, gpt2_config *c, const char *json, size_t n, const
 	const jnode *r = json_parse(a, json, n, &je);
 	int rc = 0;
 	long long nl, nh, ne, np, nv;
+	model_arch arch = ARCH_GPT2;
 	if (!r || r->t != J_OBJ) {
 		rc = herr_set(e, "%s: not a JSON object", what);
+	} else if (model_detect(e, json, n, what, &arch) != 0) {
+		rc = -1;
+	} else if (arch != ARCH_GPT2) {
+		rc = herr_set(e, "%s: a BERT model, where a GPT-2 is needed (a language model or a GPT-2 classifier)", what);
 	} else if (jint(r, "n_layer", 1, 1024, &nl) || jint(r, "n_head", 1, 1024, &nh) || jint(r, "n_embd", 1, 65536, &ne) ||
 	           jint(r, "n_positions", 1, 1 << 20, &np) || jint(r, "vocab_size", 1, 1 << 24, &nv)) {
 		rc = herr_set(e, "%s: expected integers n_layer, n_head, n_embd, n_positions and vocab_size (a GPT-2 config)", what);
@@ -76,14 +82,7 @@ int gpt2_config_parse(herr *e, gpt2_config *c, const char *json, size_t n, const
 
 static void add_tensor(gpt2 *m, size_t *at, const char *name, int64_t d0, int64_t d1)
 {
-	gpt2_tensor *t = &m->t[m->nt++];
-	snprintf(t->name, sizeof t->name, "%s", name);
-	t->off = *at;
-	t->ndim = d1 ? 2 : 1;
-	t->shape[0] = d0;
-	t->shape[1] = d1;
-	t->n = (size_t)d0 * (size_t)(d1 ? d1 : 1);
-	*at += t->n;
+	model_add_tensor(m->t, &m->nt, at, name, d0, d1);
 }
 
 int gpt2_init(herr *e, gpt2 *m, const gpt2_config *c)
@@ -196,12 +195,7 @@ void gpt2_init_random(gpt2 *m, uint64_t seed)
 			else if (is_ln)
 				v = 1.0f;
 			else {
-				/* Box-Muller over a 64-bit LCG */
-				s = s * 6364136223846793005ull + 1442695040888963407ull;
-				double u1 = ((double)(s >> 11) + 0.5) / 9007199254740992.0;
-				s = s * 6364136223846793005ull + 1442695040888963407ull;
-				double u2 = ((double)(s >> 11) + 0.5) / 9007199254740992.0;
-				v = (float)(sd * sqrt(-2 * log(u1)) * cos(2 * M_PI * u2));
+				v = (float)(sd * model_normal(&s));
 			}
 			m->p[t->off + k] = v;
 		}
@@ -216,13 +210,8 @@ void gpt2_add_classifier(gpt2 *m, int ncls, const char *const *labels, uint64_t 
 	add_tensor(m, &at, "score.weight", ncls, C);
 	m->p = xrealloc(m->p, at * sizeof *m->p);
 	uint64_t s = seed * 0x9E3779B97F4A7C15ull + 0x73636F7265ull;
-	for (size_t i = m->nparams; i < at; i++) {
-		s = s * 6364136223846793005ull + 1442695040888963407ull;
-		double u1 = ((double)(s >> 11) + 0.5) / 9007199254740992.0;
-		s = s * 6364136223846793005ull + 1442695040888963407ull;
-		double u2 = ((double)(s >> 11) + 0.5) / 9007199254740992.0;
-		m->p[i] = (float)(0.02 * sqrt(-2 * log(u1)) * cos(2 * M_PI * u2));
-	}
+	for (size_t i = m->nparams; i < at; i++)
+		m->p[i] = (float)(0.02 * model_normal(&s));
 	m->nparams = at;
 	m->cfg.ncls = ncls;
 	m->labels = xcalloc((size_t)ncls, sizeof *m->labels);
@@ -230,13 +219,7 @@ void gpt2_add_classifier(gpt2 *m, int ncls, const char *const *labels, uint64_t 
 		m->labels[k] = xstrdup(labels[k]);
 }
 
-const gpt2_tensor *gpt2_find(const gpt2 *m, const char *name)
-{
-	for (size_t i = 0; i < m->nt; i++)
-		if (!strcmp(m->t[i].name, name))
-			return &m->t[i];
-	return NULL;
-}
+const gpt2_tensor *gpt2_find(const gpt2 *m, const char *name) { return model_find(m->t, m->nt, name); }
 
 void gpt2_tensors(const gpt2 *m, st_writer *w, const float *base)
 {
@@ -342,11 +325,22 @@ static int read_labels(herr *e, gpt2 *m, const char *json, size_t n, const char 
 	return rc;
 }
 
+typedef struct load_ctx {
+	gpt2 *m;
+	uint8_t *seen;
+	float *head;
+} load_ctx;
+
+static int take(void *ud, herr *e, const st_file *f, const char *path)
+{
+	load_ctx *l = ud;
+	return load_from(e, l->m, f, path, l->seen, &l->head);
+}
+
 int gpt2_load_dir(herr *e, gpt2 *m, const char *dir)
 {
 	memset(m, 0, sizeof *m);
-	char *cp = path_join(dir, "config.json"), *wp = path_join(dir, "model.safetensors"),
-	     *ip = path_join(dir, "model.safetensors.index.json");
+	char *cp = path_join(dir, "config.json");
 	buf cfg;
 	buf_init(&cfg);
 	gpt2_config c;
@@ -357,74 +351,21 @@ int gpt2_load_dir(herr *e, gpt2 *m, const char *dir)
 		rc = gpt2_init(e, m, &c);
 	if (rc == 0 && c.ncls)
 		rc = read_labels(e, m, cfg.p, cfg.len, cp);
-	uint8_t *seen = rc == 0 ? xcalloc(m->nt, 1) : NULL;
-	float *head = NULL;
-	if (rc == 0 && fs_exists(wp)) {
-		st_file f;
-		rc = st_read(e, &f, wp);
-		if (rc == 0) {
-			rc = load_from(e, m, &f, wp, seen, &head);
-			st_free(&f);
-		}
-	} else if (rc == 0 && fs_exists(ip)) {
-		/* shards: the files named in weight_map, each read once */
-		buf idx;
-		buf_init(&idx);
-		rc = fs_read(e, ip, &idx);
-		jarena *a = json_arena_new();
-		jerror je;
-		const jnode *r = rc == 0 ? json_parse(a, idx.p, idx.len, &je) : NULL;
-		const jnode *wm = r ? json_member(r, "weight_map", 10) : NULL;
-		if (rc == 0 && (!wm || wm->t != J_OBJ))
-			rc = herr_set(e, "%s: expected {\"weight_map\": {tensor: file}}", ip);
-		char **done = NULL;
-		size_t nd = 0;
-		for (const jnode *k = wm && rc == 0 ? wm->kid : NULL; k && rc == 0; k = k->next) {
-			if (k->t != J_STR) {
-				rc = herr_set(e, "%s: weight_map values must be file names", ip);
-				break;
-			}
-			char *file = xstrndup(k->s, k->len);
-			int dup = 0;
-			for (size_t q = 0; q < nd; q++)
-				dup |= !strcmp(done[q], file);
-			if (dup || !path_safe_relative(file)) {
-				if (!dup)
-					rc = herr_set(e, "%s: shard '%s' is not a file in the folder", ip, file);
-				free(file);
-				continue;
-			}
-			done = xrealloc(done, (nd + 1) * sizeof *done);
-			done[nd++] = file;
-			char *sp = path_join(dir, file);
-			st_file f;
-			rc = st_read(e, &f, sp);
-			if (rc == 0) {
-				rc = load_from(e, m, &f, sp, seen, &head);
-				st_free(&f);
-			}
-			free(sp);
-		}
-		strv_free(done, nd);
-		json_arena_free(a);
-		buf_free(&idx);
-	} else if (rc == 0) {
-		rc = herr_set(e, "%s: no model.safetensors or model.safetensors.index.json", dir);
-	}
+	load_ctx l = {m, rc == 0 ? xcalloc(m->nt, 1) : NULL, NULL};
+	if (rc == 0)
+		rc = model_load_dir(e, dir, take, &l);
 	for (size_t i = 0; rc == 0 && i < m->nt; i++)
-		if (!seen[i])
+		if (!l.seen[i])
 			rc = herr_set(e, "%s: no tensor '%s' in the checkpoint", dir, m->t[i].name);
 	if (rc == 0)
-		rc = check_head(e, m, head, dir);
+		rc = check_head(e, m, l.head, dir);
 	else
-		free(head);
-	free(seen);
+		free(l.head);
+	free(l.seen);
 	if (rc && m->p)
 		gpt2_free(m);
 	buf_free(&cfg);
 	free(cp);
-	free(wp);
-	free(ip);
 	return rc;
 }
 

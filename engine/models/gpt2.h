@@ -31,12 +31,9 @@ typedef struct gpt2_config {
 	int ncls;  /* sequence classification (GPT2ForSequenceClassification): classes; 0 for a language model */
 } gpt2_config;
 
-typedef struct gpt2_tensor {
-	char name[64];
-	size_t off, n;
-	int ndim;
-	int64_t shape[2];
-} gpt2_tensor;
+#include "model.h"
+
+typedef model_tensor gpt2_tensor;
 
 #include "../nn/lora.h"
 

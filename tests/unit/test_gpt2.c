@@ -636,6 +636,14 @@ static void test_checkpoints(void **st)
 	write_json(d, "config.json", "{\"n_layer\": 2}");
 	assert_int_not_equal(gpt2_load_dir(&e, &m2, d), 0);
 	assert_non_null(strstr(e.msg, "expected integers"));
+	/* another architecture: named, and the supported ones listed */
+	write_json(d, "config.json", "{\"model_type\": \"llama\", \"hidden_size\": 16}");
+	assert_int_not_equal(gpt2_load_dir(&e, &m2, d), 0);
+	assert_non_null(strstr(e.msg, "model_type \"llama\" is not an architecture hone has"));
+	assert_non_null(strstr(e.msg, "\"bert\""));
+	write_json(d, "config.json", "{\"model_type\": \"bert\", \"hidden_size\": 16}");
+	assert_int_not_equal(gpt2_load_dir(&e, &m2, d), 0);
+	assert_non_null(strstr(e.msg, "a BERT model, where a GPT-2 is needed"));
 	write_json(d, "config.json", "{\"n_layer\": 2, \"n_head\": 2, \"n_embd\": 16, \"n_positions\": 12, \"vocab_size\": 37, \"activation_function\": \"relu\"}");
 	assert_int_not_equal(gpt2_load_dir(&e, &m2, d), 0);
 	assert_non_null(strstr(e.msg, "gelu_new"));

@@ -1,0 +1,48 @@
+/*
+ * model — what every architecture in engine/models/ shares: the table of
+ * named tensors over one parameter arena (Hugging Face's names and
+ * shapes), reading a checkpoint folder (model.safetensors or the shards of
+ * model.safetensors.index.json), and the registry that tells from a
+ * config.json which architecture a folder holds.
+ *
+ * Ownership: a model_tensor table belongs to its model; model_load_dir
+ * hands each safetensors file to the caller and frees it after.
+ */
+#ifndef HONE_MODEL_H
+#define HONE_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../ml/safetensors.h"
+#include "../util.h"
+
+typedef struct model_tensor {
+	char name[80];
+	size_t off, n;  /* in the arena, floats */
+	int ndim;
+	int64_t shape[2];
+} model_tensor;
+
+/* Appends a tensor of shape [d0] (d1 0) or [d0, d1] at *at (advanced). */
+void model_add_tensor(model_tensor *t, size_t *nt, size_t *at, const char *name, int64_t d0, int64_t d1);
+/* The tensor called name, or NULL. */
+const model_tensor *model_find(const model_tensor *t, size_t nt, const char *name);
+
+/* Calls take(ud, e, f, path) for model.safetensors in dir, or for each shard
+ * listed once in model.safetensors.index.json's weight_map (names checked
+ * to be files in dir). An error if neither exists. */
+int model_load_dir(herr *e, const char *dir, int (*take)(void *ud, herr *e, const st_file *f, const char *path), void *ud);
+
+/* The architectures hone has. */
+typedef enum { ARCH_GPT2 = 1, ARCH_BERT = 2 } model_arch;
+/* The architecture of a config.json (model_type, else architectures);
+ * unknown or missing: an error naming it and listing the supported ones. */
+int model_detect(herr *e, const char *json, size_t n, const char *what, model_arch *arch);
+/* model_detect on dir/config.json */
+int model_detect_dir(herr *e, const char *dir, model_arch *arch);
+
+/* Box-Muller normal draws over a 64-bit LCG: the initializers' source */
+double model_normal(uint64_t *s);
+
+#endif
