@@ -13,7 +13,7 @@
 #include <sys/resource.h>
 
 #include "ml/blas.h"
-#include "ml/gpt2.h"
+#include "models/gpt2.h"
 #include "ml/optim.h"
 
 int main(int argc, char **argv)

@@ -1,0 +1,886 @@
+#include "bert.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../io/json.h"
+#include "../ml/blas.h"
+#include "../nn/nn.h"
+
+/* --- configuration ----------------------------------------------------------------- */
+
+static int jint(const jnode *o, const char *name, long long lo, long long hi, long long *v)
+{
+	return json_int(json_member(o, name, strlen(name)), lo, hi, v);
+}
+
+static int jstr_is(const jnode *v, const char *s)
+{
+	return v && v->t == J_STR && v->len == strlen(s) && !memcmp(v->s, s, v->len);
+}
+
+static double jnum(const jnode *o, const char *name, double dflt)
+{
+	double v;
+	const jnode *j = json_member(o, name, strlen(name));
+	return j && json_number(j, &v) == 0 ? v : dflt;
+}
+
+int bert_config_parse(herr *e, bert_config *c, const char *json, size_t n, const char *what)
+{
+	memset(c, 0, sizeof *c);
+	jarena *a = json_arena_new();
+	jerror je;
+	const jnode *r = json_parse(a, json, n, &je);
+	int rc = 0;
+	long long L, H, C, I, P, V, Tt = 2, pad = 0;
+	model_arch arch;
+	if (!r || r->t != J_OBJ) {
+		rc = herr_set(e, "%s: not a JSON object", what);
+	} else if (model_detect(e, json, n, what, &arch) != 0) {
+		rc = -1;
+	} else if (arch != ARCH_BERT) {
+		rc = herr_set(e, "%s: not a BERT config (model_type \"bert\")", what);
+	} else if (jint(r, "num_hidden_layers", 0, 1024, &L) || jint(r, "num_attention_heads", 1, 1024, &H) ||
+	           jint(r, "hidden_size", 1, 65536, &C) || jint(r, "intermediate_size", 1, 1 << 20, &I) ||
+	           jint(r, "max_position_embeddings", 1, 1 << 20, &P) || jint(r, "vocab_size", 1, 1 << 24, &V)) {
+		rc = herr_set(e, "%s: expected integers num_hidden_layers, num_attention_heads, hidden_size, intermediate_size, "
+		              "max_position_embeddings and vocab_size (a BERT config)", what);
+	} else if (C % H) {
+		rc = herr_set(e, "%s: hidden_size %lld is not a multiple of num_attention_heads %lld", what, C, H);
+	} else if (json_member(r, "type_vocab_size", 15) && jint(r, "type_vocab_size", 1, 1 << 16, &Tt)) {
+		rc = herr_set(e, "%s: type_vocab_size: expected a positive integer", what);
+	} else {
+		c->n_layer = (int)L;
+		c->n_head = (int)H;
+		c->hidden = (int)C;
+		c->inter = (int)I;
+		c->max_pos = (int)P;
+		c->vocab = (int)V;
+		c->type_vocab = (int)Tt;
+		c->eps = (float)jnum(r, "layer_norm_eps", 1e-12);
+		c->dropout = (float)jnum(r, "hidden_dropout_prob", 0.1);
+		if (json_member(r, "pad_token_id", 12) && jint(r, "pad_token_id", 0, V - 1, &pad) == 0)
+			c->pad_id = (int)pad;
+		const jnode *act = json_member(r, "hidden_act", 10), *pe = json_member(r, "position_embedding_type", 23);
+		if (!act || jstr_is(act, "gelu"))
+			c->act = NN_GELU_ERF;
+		else if (jstr_is(act, "gelu_new") || jstr_is(act, "gelu_pytorch_tanh"))
+			c->act = NN_GELU_TANH;
+		else
+			rc = herr_set(e, "%s: hidden_act: only \"gelu\" (erf) and \"gelu_new\" (tanh) are supported", what);
+		if (rc == 0 && pe && pe->t != J_NULL && !jstr_is(pe, "absolute"))
+			rc = herr_set(e, "%s: position_embedding_type: only \"absolute\" position embeddings are supported", what);
+		const jnode *dec = json_member(r, "is_decoder", 10), *xa = json_member(r, "add_cross_attention", 19);
+		if (rc == 0 && ((dec && dec->t == J_TRUE) || (xa && xa->t == J_TRUE)))
+			rc = herr_set(e, "%s: is_decoder / add_cross_attention: a BERT decoder is not supported (encoders only)", what);
+		/* the head, from architectures */
+		const jnode *ar = json_member(r, "architectures", 13);
+		const jnode *a0 = ar && ar->t == J_ARR ? ar->kid : NULL;
+		c->head = BERT_BASE;
+		if (rc == 0 && a0) {
+			if (jstr_is(a0, "BertForSequenceClassification"))
+				c->head = BERT_SEQCLS;
+			else if (jstr_is(a0, "BertForTokenClassification"))
+				c->head = BERT_TOKCLS;
+			else if (jstr_is(a0, "BertForMaskedLM"))
+				c->head = BERT_MLM;
+			else if (!jstr_is(a0, "BertModel"))
+				rc = herr_set(e, "%s: architectures: \"%.*s\" is not supported (BertModel, BertForMaskedLM, "
+				              "BertForSequenceClassification, BertForTokenClassification)", what, (int)a0->len, a0->s);
+		}
+		if (rc == 0 && (c->head == BERT_SEQCLS || c->head == BERT_TOKCLS)) {
+			const jnode *il = json_member(r, "id2label", 8);
+			long long nl = 0;
+			for (const jnode *k = il && il->t == J_OBJ ? il->kid : NULL; k; k = k->next)
+				nl++;
+			if (!nl && (!json_member(r, "num_labels", 10) || jint(r, "num_labels", 1, 1 << 20, &nl)))
+				nl = 2;
+			c->nlabels = (int)nl;
+			const jnode *pt = json_member(r, "problem_type", 12);
+			if (jstr_is(pt, "multi_label_classification"))
+				c->problem = BERT_MULTI;
+			else if (jstr_is(pt, "regression") || (c->head == BERT_SEQCLS && nl == 1 && !(pt && pt->t == J_STR)))
+				c->problem = BERT_REGRESSION;
+			else if (!pt || pt->t == J_NULL || jstr_is(pt, "single_label_classification"))
+				c->problem = BERT_SINGLE;
+			else
+				rc = herr_set(e, "%s: problem_type: expected single_label_classification, multi_label_classification "
+				              "or regression", what);
+			if (rc == 0 && c->problem == BERT_REGRESSION && nl != 1)
+				rc = herr_set(e, "%s: regression needs num_labels 1, not %lld", what, nl);
+			if (rc == 0 && c->head == BERT_TOKCLS && c->problem != BERT_SINGLE)
+				rc = herr_set(e, "%s: token classification is single-label", what);
+		}
+	}
+	json_arena_free(a);
+	return rc;
+}
+
+/* --- layout ----------------------------------------------------------------------- */
+
+static void add(bert *m, size_t *at, const char *name, int64_t d0, int64_t d1)
+{
+	model_add_tensor(m->t, &m->nt, at, name, d0, d1);
+}
+
+static void add_head(bert *m, size_t *at)
+{
+	const bert_config *c = &m->cfg;
+	int C = c->hidden;
+	if (c->head == BERT_BASE || c->head == BERT_SEQCLS) {
+		add(m, at, "bert.pooler.dense.weight", C, C);
+		add(m, at, "bert.pooler.dense.bias", C, 0);
+	}
+	if (c->head == BERT_SEQCLS || c->head == BERT_TOKCLS) {
+		add(m, at, "classifier.weight", c->nlabels, C);
+		add(m, at, "classifier.bias", c->nlabels, 0);
+	}
+	if (c->head == BERT_MLM) {
+		add(m, at, "cls.predictions.transform.dense.weight", C, C);
+		add(m, at, "cls.predictions.transform.dense.bias", C, 0);
+		add(m, at, "cls.predictions.transform.LayerNorm.weight", C, 0);
+		add(m, at, "cls.predictions.transform.LayerNorm.bias", C, 0);
+		add(m, at, "cls.predictions.bias", c->vocab, 0);
+	}
+}
+
+int bert_init(herr *e, bert *m, const bert_config *c)
+{
+	memset(m, 0, sizeof *m);
+	m->cfg = *c;
+	int C = c->hidden, I = c->inter;
+	m->t = xcalloc((size_t)c->n_layer * 16 + 16, sizeof *m->t);
+	size_t at = 0;
+	add(m, &at, "bert.embeddings.word_embeddings.weight", c->vocab, C);
+	add(m, &at, "bert.embeddings.position_embeddings.weight", c->max_pos, C);
+	add(m, &at, "bert.embeddings.token_type_embeddings.weight", c->type_vocab, C);
+	add(m, &at, "bert.embeddings.LayerNorm.weight", C, 0);
+	add(m, &at, "bert.embeddings.LayerNorm.bias", C, 0);
+	char nm[80];
+	for (int l = 0; l < c->n_layer; l++) {
+#define T(s, d0, d1) (snprintf(nm, sizeof nm, "bert.encoder.layer.%d." s, l), add(m, &at, nm, d0, d1))
+		/* query, key, value side by side: one [3C, C] product */
+		T("attention.self.query.weight", C, C);
+		T("attention.self.key.weight", C, C);
+		T("attention.self.value.weight", C, C);
+		T("attention.self.query.bias", C, 0);
+		T("attention.self.key.bias", C, 0);
+		T("attention.self.value.bias", C, 0);
+		T("attention.output.dense.weight", C, C);
+		T("attention.output.dense.bias", C, 0);
+		T("attention.output.LayerNorm.weight", C, 0);
+		T("attention.output.LayerNorm.bias", C, 0);
+		T("intermediate.dense.weight", I, C);
+		T("intermediate.dense.bias", I, 0);
+		T("output.dense.weight", C, I);
+		T("output.dense.bias", C, 0);
+		T("output.LayerNorm.weight", C, 0);
+		T("output.LayerNorm.bias", C, 0);
+#undef T
+	}
+	add_head(m, &at);
+	m->nparams = at;
+	if (at > ((size_t)1 << 34))
+		return herr_set(e, "BERT config with %zu parameters is too large", at);
+	m->p = xcalloc(at ? at : 1, sizeof *m->p);
+	return 0;
+}
+
+void bert_free(bert *m)
+{
+	for (int k = 0; m->labels && k < m->cfg.nlabels; k++)
+		free(m->labels[k]);
+	free(m->labels);
+	free(m->p);
+	free(m->t);
+	memset(m, 0, sizeof *m);
+}
+
+const model_tensor *bert_find(const bert *m, const char *name) { return model_find(m->t, m->nt, name); }
+
+static int is_suffix(const char *s, const char *suf)
+{
+	size_t n = strlen(s), k = strlen(suf);
+	return n >= k && !strcmp(s + n - k, suf);
+}
+
+static void init_tensor(bert *m, const model_tensor *t, uint64_t *s)
+{
+	int ln = strstr(t->name, "LayerNorm") != NULL, bias = is_suffix(t->name, ".bias");
+	for (size_t k = 0; k < t->n; k++)
+		m->p[t->off + k] = bias ? 0.0f : ln ? 1.0f : (float)(0.02 * model_normal(s));
+}
+
+void bert_init_random(bert *m, uint64_t seed)
+{
+	uint64_t s = seed * 0x9E3779B97F4A7C15ull + 0x62657274ull;
+	for (size_t i = 0; i < m->nt; i++)
+		init_tensor(m, &m->t[i], &s);
+}
+
+void bert_set_head(bert *m, int head, int nlabels, const char *const *labels, int problem, uint64_t seed)
+{
+	/* the encoder's tensors stay where they are; the head's are laid out again */
+	size_t keep = 5 + 16 * (size_t)m->cfg.n_layer, at = m->t[keep - 1].off + m->t[keep - 1].n;
+	float *old = m->p;
+	model_tensor *ot = m->t;
+	size_t ont = m->nt;
+	m->t = xcalloc(keep + 16, sizeof *m->t);
+	memcpy(m->t, ot, keep * sizeof *m->t);
+	m->nt = keep;
+	m->cfg.head = head;
+	m->cfg.nlabels = head == BERT_SEQCLS || head == BERT_TOKCLS ? nlabels : 0;
+	m->cfg.problem = problem;
+	add_head(m, &at);
+	m->nparams = at;
+	m->p = xcalloc(at, sizeof *m->p);
+	memcpy(m->p, old, (m->t[keep - 1].off + m->t[keep - 1].n) * sizeof *m->p);
+	/* a tensor the old head had (the pooler) is kept; new ones are drawn */
+	uint64_t s = seed * 0x9E3779B97F4A7C15ull + 0x68656164ull;
+	for (size_t i = keep; i < m->nt; i++) {
+		const model_tensor *o = model_find(ot, ont, m->t[i].name);
+		if (o && o->n == m->t[i].n)
+			memcpy(m->p + m->t[i].off, old + o->off, o->n * sizeof(float));
+		else
+			init_tensor(m, &m->t[i], &s);
+	}
+	free(old);
+	free(ot);
+	for (int k = 0; m->labels && m->labels[k]; k++)
+		free(m->labels[k]);
+	free(m->labels);
+	m->labels = NULL;
+	if (m->cfg.nlabels) {
+		m->labels = xcalloc((size_t)m->cfg.nlabels + 1, sizeof *m->labels);
+		for (int k = 0; k < m->cfg.nlabels; k++)
+			m->labels[k] = labels ? xstrdup(labels[k]) : xasprintf("LABEL_%d", k);
+	}
+}
+
+/* --- loading and saving ---------------------------------------------------------- */
+
+typedef struct load_ctx {
+	bert *m;
+	uint8_t *seen;
+	float *decoder;       /* a checkpoint's tied decoder weight, to be checked */
+	float *decoder_bias;
+} load_ctx;
+
+/* transformers' name for a checkpoint's: "bert." for BertModel's bare
+ * names, gamma/beta of old LayerNorms */
+static void canon(char *out, size_t n, const char *name)
+{
+	const char *bare[] = {"embeddings.", "encoder.", "pooler."};
+	int pre = 0;
+	for (size_t k = 0; k < 3; k++)
+		pre |= !strncmp(name, bare[k], strlen(bare[k]));
+	snprintf(out, n, "%s%s", pre ? "bert." : "", name);
+	size_t l = strlen(out);
+	if (strstr(out, "LayerNorm") && l > 6 && !strcmp(out + l - 6, ".gamma"))
+		snprintf(out + l - 6, n - (l - 6), ".weight");
+	else if (strstr(out, "LayerNorm") && l > 5 && !strcmp(out + l - 5, ".beta"))
+		snprintf(out + l - 5, n - (l - 5), ".bias");
+}
+
+static float *copy_of(herr *e, const st_file *f, const char *path, const char *name, const model_tensor *like, int *rc)
+{
+	const float *src = st_f32(e, f, path, name, like->ndim, like->shape);
+	if (!src) {
+		*rc = -1;
+		return NULL;
+	}
+	float *c = xmalloc(like->n * sizeof(float));
+	memcpy(c, src, like->n * sizeof(float));
+	return c;
+}
+
+static int take(void *ud, herr *e, const st_file *f, const char *path)
+{
+	load_ctx *l = ud;
+	bert *m = l->m;
+	int rc = 0;
+	for (size_t i = 0; i < f->n && rc == 0; i++) {
+		char name[96];
+		canon(name, sizeof name, f->t[i].name);
+		const model_tensor *t = bert_find(m, name);
+		if (!t && m->cfg.head == BERT_MLM && !strcmp(name, "cls.predictions.decoder.weight")) {
+			free(l->decoder);
+			l->decoder = copy_of(e, f, path, f->t[i].name, bert_find(m, "bert.embeddings.word_embeddings.weight"), &rc);
+			continue;
+		}
+		if (!t && m->cfg.head == BERT_MLM && !strcmp(name, "cls.predictions.decoder.bias")) {
+			free(l->decoder_bias);
+			l->decoder_bias = copy_of(e, f, path, f->t[i].name, bert_find(m, "cls.predictions.bias"), &rc);
+			continue;
+		}
+		if (!t && (!strcmp(name, "bert.embeddings.position_ids") || !strcmp(name, "bert.embeddings.token_type_ids")))
+			continue; /* buffers, not parameters */
+		if (!t) {
+			rc = herr_set(e, "%s: tensor '%s' is not part of this BERT (%s)", path, f->t[i].name,
+			              m->cfg.head == BERT_SEQCLS ? "BertForSequenceClassification" :
+			              m->cfg.head == BERT_TOKCLS ? "BertForTokenClassification" :
+			              m->cfg.head == BERT_MLM ? "BertForMaskedLM" : "BertModel");
+			if (strncmp(name, "cls.", 4) == 0 || strncmp(name, "classifier.", 11) == 0)
+				herr_hint(e, "the checkpoint has another head than its config.json's architectures says; fix "
+				          "architectures, or load it as the architecture it is and change the head in the pipeline");
+			break;
+		}
+		const float *src = st_f32(e, f, path, f->t[i].name, t->ndim, t->shape);
+		if (!src)
+			rc = -1;
+		else
+			memcpy(m->p + t->off, src, t->n * sizeof(float));
+		l->seen[t - m->t] = 1;
+	}
+	return rc;
+}
+
+static int read_labels(herr *e, bert *m, const char *json, size_t n, const char *what)
+{
+	if (!m->cfg.nlabels)
+		return 0;
+	jarena *a = json_arena_new();
+	jerror je;
+	const jnode *r = json_parse(a, json, n, &je), *il = r ? json_member(r, "id2label", 8) : NULL;
+	m->labels = xcalloc((size_t)m->cfg.nlabels + 1, sizeof *m->labels);
+	int rc = 0;
+	for (const jnode *k = il && il->t == J_OBJ ? il->kid : NULL; k && rc == 0; k = k->next) {
+		char key[24];
+		snprintf(key, sizeof key, "%.*s", (int)(k->klen < 20 ? k->klen : 20), k->key);
+		char *end;
+		long id = strtol(key, &end, 10);
+		if (*end || end == key || id < 0 || id >= m->cfg.nlabels || m->labels[id] || k->t != J_STR)
+			rc = herr_set(e, "%s: id2label: expected ids 0..%d, each once, with string names ('%s')", what,
+			              m->cfg.nlabels - 1, key);
+		else
+			m->labels[id] = xasprintf("%.*s", (int)k->len, k->s);
+	}
+	for (int k = 0; rc == 0 && k < m->cfg.nlabels; k++)
+		if (!m->labels[k])
+			m->labels[k] = xasprintf("LABEL_%d", k);
+	json_arena_free(a);
+	return rc;
+}
+
+int bert_load_dir(herr *e, bert *m, const char *dir)
+{
+	memset(m, 0, sizeof *m);
+	char *cp = path_join(dir, "config.json");
+	buf cfg;
+	buf_init(&cfg);
+	bert_config c;
+	int rc = fs_read(e, cp, &cfg);
+	if (rc == 0)
+		rc = bert_config_parse(e, &c, cfg.p, cfg.len, cp);
+	if (rc == 0)
+		rc = bert_init(e, m, &c);
+	if (rc == 0)
+		rc = read_labels(e, m, cfg.p, cfg.len, cp);
+	load_ctx l = {m, rc == 0 ? xcalloc(m->nt, 1) : NULL, NULL, NULL};
+	if (rc == 0)
+		rc = model_load_dir(e, dir, take, &l);
+	for (size_t i = 0; rc == 0 && i < m->nt; i++)
+		if (!l.seen[i])
+			rc = herr_set(e, "%s: no tensor '%s' in the checkpoint", dir, m->t[i].name);
+	/* a saved decoder must be the tied one: ignoring a different one would
+	 * give other logits */
+	if (rc == 0 && l.decoder &&
+	    memcmp(l.decoder, m->p + bert_find(m, "bert.embeddings.word_embeddings.weight")->off,
+	           bert_find(m, "bert.embeddings.word_embeddings.weight")->n * sizeof(float)))
+		rc = herr_set(e, "%s: cls.predictions.decoder.weight differs from the word embeddings: an untied decoder, "
+		              "which hone's BERT does not support", dir);
+	if (rc == 0 && l.decoder_bias &&
+	    memcmp(l.decoder_bias, m->p + bert_find(m, "cls.predictions.bias")->off, (size_t)c.vocab * sizeof(float)))
+		rc = herr_set(e, "%s: cls.predictions.decoder.bias differs from cls.predictions.bias", dir);
+	free(l.decoder);
+	free(l.decoder_bias);
+	free(l.seen);
+	if (rc && m->p)
+		bert_free(m);
+	buf_free(&cfg);
+	free(cp);
+	return rc;
+}
+
+void bert_config_json(const bert *m, buf *out)
+{
+	const bert_config *c = &m->cfg;
+	static const char *const arch[] = {"BertModel", "BertForSequenceClassification", "BertForTokenClassification",
+	                                   "BertForMaskedLM"};
+	buf_printf(out, "{\n  \"model_type\": \"bert\",\n  \"architectures\": [\"%s\"],\n", arch[c->head]);
+	if (c->nlabels) {
+		for (int pass = 0; pass < 2; pass++) {
+			buf_adds(out, pass ? "  \"label2id\": {" : "  \"id2label\": {");
+			for (int k = 0; k < c->nlabels; k++) {
+				buf_adds(out, k ? ", " : "");
+				if (pass) {
+					buf_json_str(out, m->labels[k]);
+					buf_printf(out, ": %d", k);
+				} else {
+					buf_printf(out, "\"%d\": ", k);
+					buf_json_str(out, m->labels[k]);
+				}
+			}
+			buf_adds(out, "},\n");
+		}
+		static const char *const prob[] = {"single_label_classification", "multi_label_classification", "regression"};
+		buf_printf(out, "  \"num_labels\": %d,\n  \"problem_type\": \"%s\",\n", c->nlabels, prob[c->problem]);
+	}
+	buf_printf(out, "  \"vocab_size\": %d,\n  \"hidden_size\": %d,\n  \"num_hidden_layers\": %d,\n"
+	           "  \"num_attention_heads\": %d,\n  \"intermediate_size\": %d,\n  \"max_position_embeddings\": %d,\n"
+	           "  \"type_vocab_size\": %d,\n  \"hidden_act\": \"%s\",\n  \"layer_norm_eps\": ",
+	           c->vocab, c->hidden, c->n_layer, c->n_head, c->inter, c->max_pos, c->type_vocab,
+	           c->act == NN_GELU_ERF ? "gelu" : "gelu_new");
+	buf_json_float(out, c->eps);
+	buf_adds(out, ",\n  \"hidden_dropout_prob\": ");
+	buf_json_float(out, c->dropout);
+	buf_printf(out, ",\n  \"attention_probs_dropout_prob\": 0.0,\n  \"position_embedding_type\": \"absolute\",\n"
+	           "  \"pad_token_id\": %d,\n  \"initializer_range\": 0.02,\n  \"tie_word_embeddings\": true\n}\n", c->pad_id);
+}
+
+int bert_save_dir(herr *e, const bert *m, const float *base, const char *dir)
+{
+	buf cfg;
+	buf_init(&cfg);
+	bert_config_json(m, &cfg);
+	st_writer w;
+	st_writer_init(&w);
+	st_add_meta(&w, "format", "pt");
+	const float *p = base ? base : m->p;
+	for (size_t i = 0; i < m->nt; i++)
+		st_add_f32(&w, m->t[i].name, p + m->t[i].off, m->t[i].ndim, m->t[i].shape);
+	int rc = st_save_pair(e, dir, "config.json", &cfg, "model.safetensors", &w);
+	st_writer_free(&w);
+	buf_free(&cfg);
+	return rc;
+}
+
+/* --- LoRA ------------------------------------------------------------------------------ */
+
+static const char *const site_name[6] = {"attention.self.query", "attention.self.key", "attention.self.value",
+                                         "attention.output.dense", "intermediate.dense", "output.dense"};
+
+void bert_lora_arch(const bert *m, lora_arch *a)
+{
+	static const char *const path[6] = {
+		"bert.encoder.layer.%d.attention.self.query", "bert.encoder.layer.%d.attention.self.key",
+		"bert.encoder.layer.%d.attention.self.value", "bert.encoder.layer.%d.attention.output.dense",
+		"bert.encoder.layer.%d.intermediate.dense", "bert.encoder.layer.%d.output.dense"};
+	int C = m->cfg.hidden, I = m->cfg.inter, in[6] = {C, C, C, C, C, I}, out[6] = {C, C, C, C, I, C};
+	memset(a, 0, sizeof *a);
+	a->arch = "BERT";
+	a->n_layer = m->cfg.n_layer;
+	a->nsite = 6;
+	a->fan_in_fan_out = 0;
+	for (int s = 0; s < 6; s++)
+		a->site[s] = (lora_site){site_name[s], path[s], in[s], out[s]};
+}
+
+void bert_lora_add_head(lora *l, const bert *m)
+{
+	const char *names[2] = {"classifier.weight", "classifier.bias"};
+	for (int k = 0; k < 2; k++) {
+		const model_tensor *t = bert_find(m, names[k]);
+		if (t)
+			lora_add_saved(l, "classifier", names[k], m->p + t->off, t->ndim, t->shape);
+	}
+	l->task_type = m->cfg.head == BERT_SEQCLS ? "SEQ_CLS" : m->cfg.head == BERT_TOKCLS ? "TOKEN_CLS" : "FEATURE_EXTRACTION";
+}
+
+static float *merge_weight(void *ud, int layer, int site)
+{
+	bert *m = ud;
+	char nm[96];
+	snprintf(nm, sizeof nm, "bert.encoder.layer.%d.%s.weight", layer, site_name[site]);
+	return m->p + bert_find(m, nm)->off;
+}
+
+static float *merge_saved(void *ud, const char *name)
+{
+	bert *m = ud;
+	const model_tensor *t = bert_find(m, name);
+	return t ? m->p + t->off : NULL;
+}
+
+void bert_lora_merge(const lora *l, bert *m) { lora_merge(l, merge_weight, merge_saved, m); }
+
+static int saved_shape(void *ud, const char *name, int64_t *shape, int *ndim)
+{
+	const bert *m = ud;
+	const model_tensor *t = strncmp(name, "classifier.", 11) ? NULL : bert_find(m, name);
+	if (!t)
+		return 0;
+	shape[0] = t->shape[0];
+	shape[1] = t->shape[1];
+	*ndim = t->ndim;
+	return 1;
+}
+
+int bert_lora_load(herr *e, lora *l, const bert *m, const char *dir)
+{
+	lora_arch a;
+	bert_lora_arch(m, &a);
+	int rc = lora_load(e, l, &a, dir, saved_shape, (void *)m);
+	if (rc == 0)
+		l->task_type = m->cfg.head == BERT_SEQCLS ? "SEQ_CLS" : m->cfg.head == BERT_TOKCLS ? "TOKEN_CLS" : "FEATURE_EXTRACTION";
+	return rc;
+}
+
+/* --- compute ------------------------------------------------------------------------ */
+
+typedef struct block_act {
+	float *x;                  /* block input (the previous block's out), N × C; not owned */
+	float *qkv;                /* N × 3C */
+	float *ctx;                /* attention output, N × C */
+	float *res1, *h1, *m1, *r1; /* x + attention.output.dense(ctx); its LayerNorm */
+	float *f1, *f2;            /* intermediate.dense, its GELU: N × I */
+	float *res2, *out, *m2, *r2; /* h1 + output.dense(f2); its LayerNorm */
+} block_act;
+
+struct bert_ws {
+	nn_ctx nn;
+	int B, T, N, nl, labelled;
+	uint32_t *ids, *types, *pos;
+	uint8_t *mask;
+	int has_mask;
+	float *emb, *h0, *me, *re;   /* embeddings' sum, their LayerNorm */
+	block_act *l;
+	float *cls, *pool1, *pool;   /* sequence classification: [CLS] rows, pooler dense, tanh (B × C) */
+	float *t1, *t2, *t3, *mt, *rt; /* MLM transform: dense, GELU, LayerNorm (N × C) */
+	float *logits, *dlogits;
+	size_t nlogits;
+	int32_t *lab_i;
+	float *lab_f;
+	float *g;
+	float *gOut, *gIn, *gRes, *gMid, *gCtx, *gQKV, *gF1, *gF2, *gP1, *gP2, *gCls;
+	lora_ws *lw;
+	size_t bytes;
+};
+
+bert_ws *bert_ws_new(const bert *m, int B, int T, int threads)
+{
+	bert_ws *w = xcalloc(1, sizeof *w);
+	nn_ctx_init(&w->nn, &nn_cpu, threads);
+	nn_ctx *c = &w->nn;
+	const bert_config *cf = &m->cfg;
+	size_t N = (size_t)B * (size_t)T, C = (size_t)cf->hidden, I = (size_t)cf->inter, F = N * C * sizeof(float);
+#define A(n) (w->bytes += (size_t)(n), (float *)nn_alloc(c, (size_t)(n)))
+	w->B = B;
+	w->T = T;
+	w->N = (int)N;
+	w->nl = cf->n_layer;
+	w->ids = xcalloc(N, sizeof *w->ids);
+	w->types = xcalloc(N, sizeof *w->types);
+	w->pos = xcalloc(N, sizeof *w->pos);
+	w->mask = xcalloc(N, 1);
+	for (size_t i = 0; i < N; i++)
+		w->pos[i] = (uint32_t)(i % (size_t)T);
+	w->emb = A(F);
+	w->h0 = A(F);
+	w->me = A(N * sizeof(float));
+	w->re = A(N * sizeof(float));
+	w->l = xcalloc((size_t)(cf->n_layer ? cf->n_layer : 1), sizeof *w->l);
+	for (int l = 0; l < cf->n_layer; l++) {
+		block_act *a = &w->l[l];
+		a->x = l ? w->l[l - 1].out : w->h0;
+		a->qkv = A(3 * F);
+		a->ctx = A(F);
+		a->res1 = A(F);
+		a->h1 = A(F);
+		a->m1 = A(N * sizeof(float));
+		a->r1 = A(N * sizeof(float));
+		a->f1 = A(N * I * sizeof(float));
+		a->f2 = A(N * I * sizeof(float));
+		a->res2 = A(F);
+		a->out = A(F);
+		a->m2 = A(N * sizeof(float));
+		a->r2 = A(N * sizeof(float));
+	}
+	size_t K = (size_t)cf->nlabels;
+	w->nlogits = cf->head == BERT_SEQCLS ? (size_t)B * K : cf->head == BERT_TOKCLS ? N * K : cf->head == BERT_MLM ? N * (size_t)cf->vocab : 1;
+	w->logits = A(w->nlogits * sizeof(float));
+	w->dlogits = A(w->nlogits * sizeof(float));
+	w->lab_i = xcalloc(N, sizeof *w->lab_i);
+	w->lab_f = xcalloc(N * (K ? K : 1), sizeof *w->lab_f);
+	if (cf->head == BERT_SEQCLS || cf->head == BERT_BASE) {
+		w->cls = A((size_t)B * C * sizeof(float));
+		w->pool1 = A((size_t)B * C * sizeof(float));
+		w->pool = A((size_t)B * C * sizeof(float));
+		w->gP1 = A((size_t)B * C * sizeof(float));
+		w->gP2 = A((size_t)B * C * sizeof(float));
+		w->gCls = A((size_t)B * C * sizeof(float));
+	}
+	if (cf->head == BERT_MLM) {
+		w->t1 = A(F);
+		w->t2 = A(F);
+		w->t3 = A(F);
+		w->mt = A(N * sizeof(float));
+		w->rt = A(N * sizeof(float));
+	}
+	if (!m->lora)
+		w->g = A(m->nparams * sizeof(float));
+	w->gOut = A(F);
+	w->gIn = A(F);
+	w->gRes = A(F);
+	w->gMid = A(F);
+	w->gCtx = A(F);
+	w->gQKV = A(3 * F);
+	w->gF1 = A(N * I * sizeof(float));
+	w->gF2 = A(N * I * sizeof(float));
+	size_t nt = (size_t)(c->threads > 64 ? 64 : c->threads), sb = nt * 2 * (size_t)T * (size_t)T * sizeof(float);
+	nn_scratch(c, sb);
+	w->bytes += sb + N * (3 * sizeof(uint32_t) + 1);
+	if (m->lora) {
+		w->lw = lora_ws_new(c, m->lora, (int)N);
+		w->bytes += w->lw->bytes;
+	}
+	const blas_api *api = blas_get(NULL);
+	if (api)
+		api->set_num_threads(1);
+#undef A
+	return w;
+}
+
+size_t bert_ws_bytes(const bert_ws *w) { return w->bytes; }
+
+void bert_ws_free(bert_ws *w)
+{
+	if (!w)
+		return;
+	nn_ctx *c = &w->nn;
+	for (int l = 0; l < w->nl; l++) {
+		block_act *a = &w->l[l];
+		float *b[] = {a->qkv, a->ctx, a->res1, a->h1, a->m1, a->r1, a->f1, a->f2, a->res2, a->out, a->m2, a->r2};
+		for (size_t k = 0; k < sizeof b / sizeof *b; k++)
+			nn_free(c, b[k]);
+	}
+	float *b[] = {w->emb, w->h0, w->me, w->re, w->cls, w->pool1, w->pool, w->t1, w->t2, w->t3, w->mt, w->rt,
+	              w->logits, w->dlogits, w->g, w->gOut, w->gIn, w->gRes, w->gMid, w->gCtx, w->gQKV, w->gF1, w->gF2,
+	              w->gP1, w->gP2, w->gCls};
+	for (size_t k = 0; k < sizeof b / sizeof *b; k++)
+		if (b[k])
+			nn_free(c, b[k]);
+	lora_ws_free(c, w->lw);
+	free(w->l);
+	free(w->ids);
+	free(w->types);
+	free(w->pos);
+	free(w->mask);
+	free(w->lab_i);
+	free(w->lab_f);
+	nn_ctx_free(c);
+	free(w);
+}
+
+const float *bert_logits(const bert_ws *w) { return w->logits; }
+const float *bert_hidden(const bert_ws *w) { return w->nl ? w->l[w->nl - 1].out : w->h0; }
+float *bert_grad(bert_ws *w) { return w->g; }
+float *bert_lora_grad(bert_ws *w) { return w->lw ? w->lw->g : NULL; }
+
+/* a parameter: the adapters' saved copy (a classifier trained beside
+ * LoRA) or the model's own */
+static const float *par(const bert *m, const char *name)
+{
+	const float *s = lora_saved_ptr(m->lora, name);
+	return s ? s : m->p + bert_find(m, name)->off;
+}
+
+/* its gradient; NULL when frozen */
+static float *grd(const bert *m, bert_ws *w, const char *name)
+{
+	const float *s = lora_saved_ptr(m->lora, name);
+	if (s)
+		return w->lw->g + (size_t)(s - m->lora->p);
+	return w->g ? w->g + bert_find(m, name)->off : NULL;
+}
+
+static const char *lay(char *nm, size_t n, int l, const char *s)
+{
+	snprintf(nm, n, "bert.encoder.layer.%d.%s", l, s);
+	return nm;
+}
+
+#define LP(s) par(m, lay(nm, sizeof nm, l, s))
+#define LG(s) grd(m, w, lay(nm, sizeof nm, l, s))
+
+double bert_forward(const bert *m, bert_ws *w, const bert_batch *bt)
+{
+	const bert_config *cf = &m->cfg;
+	nn_ctx *c = &w->nn;
+	const lora *lo = m->lora;
+	int B = w->B, T = w->T, N = w->N, C = cf->hidden, H = cf->n_head, I = cf->inter, K = cf->nlabels;
+	size_t F = (size_t)N * (size_t)C * sizeof(float);
+	char nm[96];
+	memcpy(w->ids, bt->ids, (size_t)N * sizeof *w->ids);
+	for (int i = 0; i < N; i++)
+		w->types[i] = bt->types ? bt->types[i] : 0;
+	w->has_mask = bt->mask != NULL;
+	if (bt->mask)
+		memcpy(w->mask, bt->mask, (size_t)N);
+	const uint8_t *mask = w->has_mask ? w->mask : NULL;
+	/* embeddings: word + token type, then + position (transformers' order), LayerNorm */
+	embedding_forward(c, w->emb, w->ids, par(m, "bert.embeddings.word_embeddings.weight"), N, C, cf->vocab, 0);
+	embedding_forward(c, w->emb, w->types, par(m, "bert.embeddings.token_type_embeddings.weight"), N, C, cf->type_vocab, 1);
+	embedding_forward(c, w->emb, w->pos, par(m, "bert.embeddings.position_embeddings.weight"), N, C, cf->max_pos, 1);
+	layernorm_forward(c, w->h0, w->me, w->re, w->emb, par(m, "bert.embeddings.LayerNorm.weight"),
+	                  par(m, "bert.embeddings.LayerNorm.bias"), N, C, cf->eps);
+	for (int l = 0; l < cf->n_layer; l++) {
+		block_act *a = &w->l[l];
+		linear_forward(c, a->qkv, a->x, LP("attention.self.query.weight"), LP("attention.self.query.bias"), N, C, 3 * C,
+		               NN_W_OUT_IN, 0);
+		for (int s = 0; s < 3; s++)
+			lora_forward(c, w->lw, lo, l, s, a->qkv + s * C, 3 * C, a->x);
+		attention_forward(c, a->ctx, a->qkv, mask, B, T, C, H, 0);
+		nn_copy(c, a->res1, a->x, F);
+		linear_forward(c, a->res1, a->ctx, LP("attention.output.dense.weight"), LP("attention.output.dense.bias"), N, C, C,
+		               NN_W_OUT_IN, 1);
+		lora_forward(c, w->lw, lo, l, 3, a->res1, C, a->ctx);
+		layernorm_forward(c, a->h1, a->m1, a->r1, a->res1, LP("attention.output.LayerNorm.weight"),
+		                  LP("attention.output.LayerNorm.bias"), N, C, cf->eps);
+		linear_forward(c, a->f1, a->h1, LP("intermediate.dense.weight"), LP("intermediate.dense.bias"), N, C, I,
+		               NN_W_OUT_IN, 0);
+		lora_forward(c, w->lw, lo, l, 4, a->f1, I, a->h1);
+		gelu_forward(c, a->f2, a->f1, (size_t)N * (size_t)I, cf->act);
+		nn_copy(c, a->res2, a->h1, F);
+		linear_forward(c, a->res2, a->f2, LP("output.dense.weight"), LP("output.dense.bias"), N, I, C, NN_W_OUT_IN, 1);
+		lora_forward(c, w->lw, lo, l, 5, a->res2, C, a->f2);
+		layernorm_forward(c, a->out, a->m2, a->r2, a->res2, LP("output.LayerNorm.weight"), LP("output.LayerNorm.bias"), N,
+		                  C, cf->eps);
+	}
+	const float *h = bert_hidden(w);
+	double loss = 0;
+	w->labelled = bt->labels_i || bt->labels_f;
+	if (cf->head == BERT_SEQCLS || cf->head == BERT_BASE) {
+		for (int b = 0; b < B; b++)
+			nn_copy(c, w->cls + (size_t)b * (size_t)C, h + (size_t)b * (size_t)T * (size_t)C, (size_t)C * sizeof(float));
+		linear_forward(c, w->pool1, w->cls, par(m, "bert.pooler.dense.weight"), par(m, "bert.pooler.dense.bias"), B, C, C,
+		               NN_W_OUT_IN, 0);
+		tanh_forward(c, w->pool, w->pool1, (size_t)B * (size_t)C);
+	}
+	if (cf->head == BERT_SEQCLS) {
+		linear_forward(c, w->logits, w->pool, par(m, "classifier.weight"), par(m, "classifier.bias"), B, C, K, NN_W_OUT_IN, 0);
+		if (cf->problem == BERT_SINGLE && bt->labels_i) {
+			memcpy(w->lab_i, bt->labels_i, (size_t)B * sizeof *w->lab_i);
+			loss = softmax_crossentropy(c, w->dlogits, w->logits, w->lab_i, B, K, NULL);
+		} else if (cf->problem != BERT_SINGLE && bt->labels_f) {
+			size_t n = (size_t)B * (size_t)K;
+			memcpy(w->lab_f, bt->labels_f, n * sizeof *w->lab_f);
+			loss = cf->problem == BERT_MULTI ? bce_logits(c, w->dlogits, w->logits, w->lab_f, NULL, n, NULL)
+			                                 : mse_loss(c, w->dlogits, w->logits, w->lab_f, NULL, n, NULL);
+		} else {
+			w->labelled = 0;
+		}
+	} else if (cf->head == BERT_TOKCLS) {
+		linear_forward(c, w->logits, h, par(m, "classifier.weight"), par(m, "classifier.bias"), N, C, K, NN_W_OUT_IN, 0);
+		if (bt->labels_i) {
+			memcpy(w->lab_i, bt->labels_i, (size_t)N * sizeof *w->lab_i);
+			loss = softmax_crossentropy(c, w->dlogits, w->logits, w->lab_i, N, K, NULL);
+		}
+	} else if (cf->head == BERT_MLM) {
+		linear_forward(c, w->t1, h, par(m, "cls.predictions.transform.dense.weight"),
+		               par(m, "cls.predictions.transform.dense.bias"), N, C, C, NN_W_OUT_IN, 0);
+		gelu_forward(c, w->t2, w->t1, (size_t)N * (size_t)C, cf->act);
+		layernorm_forward(c, w->t3, w->mt, w->rt, w->t2, par(m, "cls.predictions.transform.LayerNorm.weight"),
+		                  par(m, "cls.predictions.transform.LayerNorm.bias"), N, C, cf->eps);
+		/* the decoder: tied to the word embeddings, its own bias */
+		linear_forward(c, w->logits, w->t3, par(m, "bert.embeddings.word_embeddings.weight"), par(m, "cls.predictions.bias"),
+		               N, C, cf->vocab, NN_W_OUT_IN, 0);
+		if (bt->labels_i) {
+			memcpy(w->lab_i, bt->labels_i, (size_t)N * sizeof *w->lab_i);
+			loss = softmax_crossentropy(c, w->dlogits, w->logits, w->lab_i, N, cf->vocab, NULL);
+		}
+	} else {
+		w->labelled = 0;
+	}
+	return loss;
+}
+
+void bert_backward(const bert *m, bert_ws *w)
+{
+	const bert_config *cf = &m->cfg;
+	nn_ctx *c = &w->nn;
+	const lora *lo = m->lora;
+	if (!w->labelled)
+		return;
+	int B = w->B, T = w->T, N = w->N, C = cf->hidden, H = cf->n_head, I = cf->inter, K = cf->nlabels;
+	size_t F = (size_t)N * (size_t)C * sizeof(float), FI = (size_t)N * (size_t)I * sizeof(float);
+	const uint8_t *mask = w->has_mask ? w->mask : NULL;
+	const float *h = bert_hidden(w);
+	char nm[96];
+	nn_zero(c, w->gOut, F);
+	if (cf->head == BERT_SEQCLS) {
+		nn_zero(c, w->gP1, (size_t)B * (size_t)C * sizeof(float));
+		nn_zero(c, w->gP2, (size_t)B * (size_t)C * sizeof(float));
+		nn_zero(c, w->gCls, (size_t)B * (size_t)C * sizeof(float));
+		linear_backward(c, w->gP1, grd(m, w, "classifier.weight"), grd(m, w, "classifier.bias"), w->dlogits, w->pool,
+		                par(m, "classifier.weight"), B, C, K, NN_W_OUT_IN);
+		tanh_backward(c, w->gP2, w->gP1, w->pool, (size_t)B * (size_t)C);
+		linear_backward(c, w->gCls, grd(m, w, "bert.pooler.dense.weight"), grd(m, w, "bert.pooler.dense.bias"), w->gP2,
+		                w->cls, par(m, "bert.pooler.dense.weight"), B, C, C, NN_W_OUT_IN);
+		for (int b = 0; b < B; b++)
+			nn_copy(c, w->gOut + (size_t)b * (size_t)T * (size_t)C, w->gCls + (size_t)b * (size_t)C, (size_t)C * sizeof(float));
+	} else if (cf->head == BERT_TOKCLS) {
+		linear_backward(c, w->gOut, grd(m, w, "classifier.weight"), grd(m, w, "classifier.bias"), w->dlogits, h,
+		                par(m, "classifier.weight"), N, C, K, NN_W_OUT_IN);
+	} else if (cf->head == BERT_MLM) {
+		nn_zero(c, w->gRes, F);
+		nn_zero(c, w->gMid, F);
+		nn_zero(c, w->gCtx, F);
+		linear_backward(c, w->gRes, grd(m, w, "bert.embeddings.word_embeddings.weight"), grd(m, w, "cls.predictions.bias"),
+		                w->dlogits, w->t3, par(m, "bert.embeddings.word_embeddings.weight"), N, C, cf->vocab, NN_W_OUT_IN);
+		layernorm_backward(c, w->gMid, grd(m, w, "cls.predictions.transform.LayerNorm.weight"),
+		                   grd(m, w, "cls.predictions.transform.LayerNorm.bias"), w->gRes, w->t2,
+		                   par(m, "cls.predictions.transform.LayerNorm.weight"), w->mt, w->rt, N, C);
+		gelu_backward(c, w->gCtx, w->gMid, w->t1, (size_t)N * (size_t)C, cf->act);
+		linear_backward(c, w->gOut, grd(m, w, "cls.predictions.transform.dense.weight"),
+		                grd(m, w, "cls.predictions.transform.dense.bias"), w->gCtx, h,
+		                par(m, "cls.predictions.transform.dense.weight"), N, C, C, NN_W_OUT_IN);
+	}
+	for (int l = cf->n_layer - 1; l >= 0; l--) {
+		block_act *a = &w->l[l];
+		/* output LayerNorm; the residual carries its gradient to h1 */
+		nn_zero(c, w->gRes, F);
+		layernorm_backward(c, w->gRes, LG("output.LayerNorm.weight"), LG("output.LayerNorm.bias"), w->gOut, a->res2,
+		                   LP("output.LayerNorm.weight"), a->m2, a->r2, N, C);
+		nn_copy(c, w->gMid, w->gRes, F);
+		nn_zero(c, w->gF2, FI);
+		linear_backward(c, w->gF2, LG("output.dense.weight"), LG("output.dense.bias"), w->gRes, a->f2,
+		                LP("output.dense.weight"), N, I, C, NN_W_OUT_IN);
+		lora_backward(c, w->lw, lo, l, 5, w->gF2, w->gRes, C, a->f2);
+		nn_zero(c, w->gF1, FI);
+		gelu_backward(c, w->gF1, w->gF2, a->f1, (size_t)N * (size_t)I, cf->act);
+		linear_backward(c, w->gMid, LG("intermediate.dense.weight"), LG("intermediate.dense.bias"), w->gF1, a->h1,
+		                LP("intermediate.dense.weight"), N, C, I, NN_W_OUT_IN);
+		lora_backward(c, w->lw, lo, l, 4, w->gMid, w->gF1, I, a->h1);
+		/* attention's LayerNorm, dense, the heads, q | k | v */
+		nn_zero(c, w->gRes, F);
+		layernorm_backward(c, w->gRes, LG("attention.output.LayerNorm.weight"), LG("attention.output.LayerNorm.bias"),
+		                   w->gMid, a->res1, LP("attention.output.LayerNorm.weight"), a->m1, a->r1, N, C);
+		nn_copy(c, w->gIn, w->gRes, F);
+		nn_zero(c, w->gCtx, F);
+		linear_backward(c, w->gCtx, LG("attention.output.dense.weight"), LG("attention.output.dense.bias"), w->gRes, a->ctx,
+		                LP("attention.output.dense.weight"), N, C, C, NN_W_OUT_IN);
+		lora_backward(c, w->lw, lo, l, 3, w->gCtx, w->gRes, C, a->ctx);
+		nn_zero(c, w->gQKV, 3 * F);
+		attention_backward(c, w->gQKV, w->gCtx, a->qkv, mask, B, T, C, H, 0);
+		linear_backward(c, w->gIn, LG("attention.self.query.weight"), LG("attention.self.query.bias"), w->gQKV, a->x,
+		                LP("attention.self.query.weight"), N, C, 3 * C, NN_W_OUT_IN);
+		for (int s = 0; s < 3; s++)
+			lora_backward(c, w->lw, lo, l, s, w->gIn, w->gQKV + s * C, 3 * C, a->x);
+		float *t = w->gOut;
+		w->gOut = w->gIn;
+		w->gIn = t;
+	}
+	/* embeddings (frozen with adapters) */
+	if (!w->g)
+		return;
+	nn_zero(c, w->gRes, F);
+	layernorm_backward(c, w->gRes, grd(m, w, "bert.embeddings.LayerNorm.weight"), grd(m, w, "bert.embeddings.LayerNorm.bias"),
+	                   w->gOut, w->emb, par(m, "bert.embeddings.LayerNorm.weight"), w->me, w->re, N, C);
+	embedding_backward(c, grd(m, w, "bert.embeddings.word_embeddings.weight"), w->ids, w->gRes, N, C, cf->vocab);
+	embedding_backward(c, grd(m, w, "bert.embeddings.token_type_embeddings.weight"), w->types, w->gRes, N, C, cf->type_vocab);
+	embedding_backward(c, grd(m, w, "bert.embeddings.position_embeddings.weight"), w->pos, w->gRes, N, C, cf->max_pos);
+}

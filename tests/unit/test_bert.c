@@ -1,0 +1,295 @@
+/*
+ * BERT (engine/models/bert.c) against transformers: for each head
+ * (tests/fixtures/bert/<head>, made by gen_bert_fixture.py there) the
+ * checkpoint loads, and logits, loss and every parameter's gradient match;
+ * peft's LoRA adapter on it loads and its gradients match; what hone saves
+ * loads back the same.
+ */
+#include <math.h>
+
+#include "testutil.h"
+#include "io/json.h"
+#include "ml/blas.h"
+#include "models/bert.h"
+#include "nn/nn.h"
+
+typedef struct ref {
+	buf text;
+	jarena *a;
+	const jnode *r;
+	int B, T;
+	uint32_t ids[64], types[64];
+	uint8_t mask[64];
+	int32_t li[64];
+	float lf[64];
+	int nl;
+} ref;
+
+static double num(const jnode *v)
+{
+	double d = 0;
+	json_number(v, &d);
+	return d;
+}
+
+static void ref_open(ref *f, const char *dir)
+{
+	herr e;
+	char *p = path_join(dir, "reference.json");
+	buf_init(&f->text);
+	assert_int_equal(fs_read(&e, p, &f->text), 0);
+	free(p);
+	f->a = json_arena_new();
+	jerror je;
+	f->r = json_parse(f->a, f->text.p, f->text.len, &je);
+	assert_non_null(f->r);
+	f->B = (int)num(json_member(f->r, "B", 1));
+	f->T = (int)num(json_member(f->r, "T", 1));
+	int k = 0;
+	for (const jnode *v = json_member(f->r, "input_ids", 9)->kid; v; v = v->next)
+		f->ids[k++] = (uint32_t)num(v);
+	k = 0;
+	for (const jnode *v = json_member(f->r, "token_type_ids", 14)->kid; v; v = v->next)
+		f->types[k++] = (uint32_t)num(v);
+	k = 0;
+	for (const jnode *v = json_member(f->r, "attention_mask", 14)->kid; v; v = v->next)
+		f->mask[k++] = num(v) != 0;
+	k = 0;
+	for (const jnode *v = json_member(f->r, "labels", 6)->kid; v; v = v->next, k++) {
+		f->lf[k] = (float)num(v);
+		f->li[k] = (int32_t)num(v);
+	}
+	f->nl = k;
+}
+
+static void ref_close(ref *f)
+{
+	json_arena_free(f->a);
+	buf_free(&f->text);
+}
+
+static void near(const float *got, const jnode *want, size_t n, double tol, const char *what)
+{
+	double scale = 0;
+	size_t k = 0;
+	for (const jnode *v = want->kid; v; v = v->next)
+		scale = fmax(scale, fabs(num(v)));
+	for (const jnode *v = want->kid; v; v = v->next, k++) {
+		double x = num(v);
+		if (k >= n || !(fabs(got[k] - x) <= tol * fabs(x) + 1e-2 * tol * scale + 1e-7))
+			fail_msg("%s[%zu]: %.9g, transformers %.9g", what, k, k < n ? got[k] : NAN, x);
+	}
+	assert_int_equal(k, n);
+}
+
+/* logits, loss and every gradient of a fixture's model */
+static void check_head(const char *dir, int head)
+{
+	herr e;
+	bert m;
+	if (bert_load_dir(&e, &m, dir) != 0)
+		fail_msg("%s", e.msg);
+	assert_int_equal(m.cfg.head, head);
+	ref f;
+	ref_open(&f, dir);
+	bert_ws *w = bert_ws_new(&m, f.B, f.T, 2);
+	int multi = m.cfg.problem != BERT_SINGLE && head == BERT_SEQCLS;
+	bert_batch b = {f.ids, f.types, f.mask, multi ? NULL : f.li, multi ? f.lf : NULL};
+	double loss = bert_forward(&m, w, &b);
+	double want = num(json_member(f.r, "loss", 4));
+	if (fabs(loss - want) > 1e-4 * fabs(want))
+		fail_msg("%s: loss %.9g, transformers %.9g", dir, loss, want);
+	const jnode *lg = json_member(f.r, "logits", 6);
+	size_t nlog = head == BERT_SEQCLS ? (size_t)f.B * (size_t)m.cfg.nlabels
+	            : head == BERT_TOKCLS ? (size_t)f.B * (size_t)f.T * (size_t)m.cfg.nlabels
+	                                  : (size_t)f.B * (size_t)f.T * (size_t)m.cfg.vocab;
+	near(bert_logits(w), lg, nlog, 1e-4, "logits");
+	bert_backward(&m, w);
+	const float *g = bert_grad(w);
+	size_t checked = 0;
+	for (const jnode *t = json_member(f.r, "grads", 5)->kid; t; t = t->next) {
+		char name[96];
+		snprintf(name, sizeof name, "%.*s", (int)t->klen, t->key);
+		const model_tensor *mt = bert_find(&m, name);
+		if (!mt)
+			fail_msg("%s: no tensor %s", dir, name);
+		near(g + mt->off, t, mt->n, 1e-3, name);
+		checked++;
+	}
+	assert_int_equal(checked, m.nt);
+	bert_ws_free(w);
+	ref_close(&f);
+	bert_free(&m);
+}
+
+static void test_seqcls(void **st)
+{
+	(void)st;
+	check_head("tests/fixtures/bert/seqcls", BERT_SEQCLS);
+	check_head("tests/fixtures/bert/shard", BERT_SEQCLS); /* the same model, in shards */
+}
+
+static void test_multilabel_regression(void **st)
+{
+	(void)st;
+	check_head("tests/fixtures/bert/multilabel", BERT_SEQCLS);
+	check_head("tests/fixtures/bert/regression", BERT_SEQCLS);
+}
+
+static void test_tokcls(void **st)
+{
+	(void)st;
+	check_head("tests/fixtures/bert/tokcls", BERT_TOKCLS);
+}
+
+static void test_mlm(void **st)
+{
+	(void)st;
+	check_head("tests/fixtures/bert/mlm", BERT_MLM);
+}
+
+/* peft's LoRA on BertForSequenceClassification (query, value; classifier in
+ * modules_to_save): loss, logits, every adapter and head gradient */
+static void test_lora_peft(void **st)
+{
+	(void)st;
+	herr e;
+	bert m;
+	if (bert_load_dir(&e, &m, "tests/fixtures/bert/lora/base") != 0)
+		fail_msg("%s", e.msg);
+	lora lo;
+	if (bert_lora_load(&e, &lo, &m, "tests/fixtures/bert/lora/adapter") != 0)
+		fail_msg("%s", e.msg);
+	assert_int_equal(lo.nsaved, 2);
+	m.lora = &lo;
+	ref f;
+	ref_open(&f, "tests/fixtures/bert/lora");
+	bert_ws *w = bert_ws_new(&m, f.B, f.T, 2);
+	bert_batch b = {f.ids, f.types, f.mask, f.li, NULL};
+	double loss = bert_forward(&m, w, &b), want = num(json_member(f.r, "loss", 4));
+	if (fabs(loss - want) > 1e-4 * want)
+		fail_msg("loss %.9g, peft %.9g", loss, want);
+	near(bert_logits(w), json_member(f.r, "logits", 6), (size_t)f.B * 3, 1e-4, "lora logits");
+	assert_null(bert_grad(w));
+	bert_backward(&m, w);
+	const float *g = bert_lora_grad(w);
+	lora_arch a;
+	bert_lora_arch(&m, &a);
+	size_t checked = 0;
+	for (const jnode *t = json_member(f.r, "grads", 5)->kid; t; t = t->next) {
+		char name[160];
+		snprintf(name, sizeof name, "%.*s", (int)t->klen, t->key);
+		const float *gp = NULL;
+		size_t n = 0;
+		for (int k = 0; k < a.n_layer * a.nsite && !gp; k++)
+			for (int ab = 0; ab < 2 && (lo.targets & (1u << (k % a.nsite))); ab++) {
+				char want_nm[160], path[120];
+				snprintf(path, sizeof path, a.site[k % a.nsite].path, k / a.nsite);
+				snprintf(want_nm, sizeof want_nm, "base_model.model.%s.lora_%c.weight", path, ab ? 'B' : 'A');
+				if (!strcmp(want_nm, name)) {
+					size_t in = (size_t)a.site[k % a.nsite].in;
+					gp = g + lo.off[k] + (ab ? (size_t)lo.rank * in : 0);
+					n = (size_t)lo.rank * (ab ? (size_t)a.site[k % a.nsite].out : in);
+				}
+			}
+		for (int s = 0; s < lo.nsaved && !gp; s++)
+			if (!strcmp(name + 17, lo.saved[s].name)) {
+				gp = g + lo.saved[s].off;
+				n = lo.saved[s].n;
+			}
+		if (!gp)
+			fail_msg("no adapter tensor for %s", name);
+		near(gp, t, n, 1e-3, name);
+		checked++;
+	}
+	assert_int_equal(checked, 4 * 2 + 2);
+	/* merged into the base, the model gives the same logits without adapters */
+	float logits[6];
+	memcpy(logits, bert_logits(w), sizeof logits);
+	bert_ws_free(w);
+	m.lora = NULL;
+	bert_lora_merge(&lo, &m);
+	w = bert_ws_new(&m, f.B, f.T, 1);
+	bert_forward(&m, w, &b);
+	for (int k = 0; k < 6; k++)
+		assert_true(fabsf(bert_logits(w)[k] - logits[k]) < 1e-5f * (1 + fabsf(logits[k])));
+	/* saved in PEFT's layout, it reads back the same */
+	char *d = tmpdir_new();
+	assert_int_equal(lora_save(&e, &lo, d), 0);
+	lora back;
+	if (bert_lora_load(&e, &back, &m, d) != 0)
+		fail_msg("%s", e.msg);
+	assert_int_equal(back.n, lo.n);
+	assert_memory_equal(back.p, lo.p, lo.n * sizeof(float));
+	lora_free(&back);
+	tmpdir_rm(d);
+	lora_free(&lo);
+	bert_ws_free(w);
+	ref_close(&f);
+	bert_free(&m);
+}
+
+/* hone's own files: saved and loaded again, the same parameters and head;
+ * a new head on a trained encoder; broken checkpoints refused */
+static void test_save_load_heads(void **st)
+{
+	(void)st;
+	herr e;
+	bert m, back;
+	if (bert_load_dir(&e, &m, "tests/fixtures/bert/mlm") != 0)
+		fail_msg("%s", e.msg);
+	char *d = tmpdir_new();
+	assert_int_equal(bert_save_dir(&e, &m, NULL, d), 0);
+	if (bert_load_dir(&e, &back, d) != 0)
+		fail_msg("%s", e.msg);
+	assert_int_equal(back.nparams, m.nparams);
+	assert_memory_equal(back.p, m.p, m.nparams * sizeof(float));
+	bert_free(&back);
+	/* the MLM base becomes a 4-class classifier: encoder kept, head drawn */
+	const char *labels[4] = {"a", "b", "c", "d"};
+	size_t enc = bert_find(&m, "bert.encoder.layer.1.output.LayerNorm.bias")->off + 16;
+	float *keep = xmalloc(enc * sizeof(float));
+	memcpy(keep, m.p, enc * sizeof(float));
+	bert_set_head(&m, BERT_SEQCLS, 4, labels, BERT_SINGLE, 5);
+	assert_memory_equal(m.p, keep, enc * sizeof(float));
+	assert_non_null(bert_find(&m, "bert.pooler.dense.weight"));
+	assert_int_equal(bert_find(&m, "classifier.weight")->shape[0], 4);
+	assert_null(bert_find(&m, "cls.predictions.bias"));
+	assert_int_equal(bert_save_dir(&e, &m, NULL, d), 0);
+	if (bert_load_dir(&e, &back, d) != 0)
+		fail_msg("%s", e.msg);
+	assert_int_equal(back.cfg.head, BERT_SEQCLS);
+	assert_string_equal(back.labels[3], "d");
+	assert_memory_equal(back.p, m.p, m.nparams * sizeof(float));
+	bert_free(&back);
+	free(keep);
+	/* a config that is not BERT's, and a wrong head */
+	write_file(d, "config.json", "{\"model_type\": \"bert\", \"hidden_size\": 16}");
+	assert_int_not_equal(bert_load_dir(&e, &back, d), 0);
+	assert_non_null(strstr(e.msg, "expected integers num_hidden_layers"));
+	write_file(d, "config.json", "{\"model_type\": \"bert\", \"architectures\": [\"BertForPreTraining\"], \"vocab_size\": 50, "
+	           "\"hidden_size\": 16, \"num_hidden_layers\": 2, \"num_attention_heads\": 2, \"intermediate_size\": 32, "
+	           "\"max_position_embeddings\": 16}");
+	assert_int_not_equal(bert_load_dir(&e, &back, d), 0);
+	assert_non_null(strstr(e.msg, "BertForPreTraining"));
+	tmpdir_rm(d);
+	bert_free(&m);
+}
+
+int main(void)
+{
+	herr e;
+	if (!blas_get(&e)) {
+		fprintf(stderr, "%s\n", e.msg);
+		return 1;
+	}
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_seqcls),
+		cmocka_unit_test(test_multilabel_regression),
+		cmocka_unit_test(test_tokcls),
+		cmocka_unit_test(test_mlm),
+		cmocka_unit_test(test_lora_peft),
+		cmocka_unit_test(test_save_load_heads),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
