@@ -667,7 +667,20 @@ static void show_evaluation(const char *path)
 	jerror je;
 	const jnode *root = json_parse(a, b.p, b.len, &je);
 	const jnode *m = root ? json_member(root, "model", 5) : NULL;
-	if (m) {
+	const jnode *task = root ? json_member(root, "task", 4) : NULL;
+	if (m && task && task->t == J_STR && task->len > 3 && !memcmp(task->s + task->len - 3, "_lm", 3)) {
+		/* a language model: causal_lm (token accuracy) or masked_lm (accuracy on the masked tokens) */
+		int mlm = task->s[0] == 'm';
+		const char *acc = mlm ? "masked_accuracy" : "token_accuracy";
+		printf("evaluation: %s\n", mlm ? "masked language model" : "language model");
+		const char *who[2] = {"model", "compare"};
+		for (int k = 0; k < 2; k++) {
+			const jnode *r = json_member(root, who[k], strlen(who[k]));
+			if (r)
+				printf("  %-10s loss %.4f   perplexity %.4g   %s %.4f\n", who[k], jget(r, "loss"), jget(r, "perplexity"),
+				       mlm ? "masked accuracy" : "token accuracy", jget(r, acc));
+		}
+	} else if (m) {
 		const jnode *out = json_member(root, "output", 6);
 		printf("evaluation: %.0f rows, output '%.*s'\n", jget(root, "rows"), out ? (int)out->len : 0, out ? out->s : "");
 		const jnode *cl = json_member(m, "classes", 7), *labels = json_member(m, "labels", 6);

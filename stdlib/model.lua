@@ -1,17 +1,22 @@
 -- model { from = "path/to/hf-gpt2-folder" }
 -- model { n_layer = 6, n_head = 6, n_embd = 384, n_positions = 256, vocab = 8192, seed = 1 }
+-- model { arch = "bert", n_layer = 6, n_head = 6, n_embd = 384, intermediate = 1536, n_positions = 512, vocab = 8192 }
 --
--- Native. A GPT-2 base model: a Hugging Face folder (config.json +
--- model.safetensors, or shards), content-hashed like any source, or a new
--- one initialized as GPT-2 is. See docs/models.md.
+-- Native. A base model: a Hugging Face folder (config.json +
+-- model.safetensors, or shards; GPT-2 or BERT, told by its config.json),
+-- content-hashed like any source, or a new one initialized as transformers
+-- does. See docs/models.md.
 return {
   kind = "model",
   gives = "model",
   kernel = "model",
   max_inputs = 0,
-  summary = "a GPT-2 base model (a Hugging Face folder, or newly initialized)",
+  summary = "a GPT-2 or BERT base model (a Hugging Face folder, or newly initialized)",
   params = {
-    from = { type = "input", takes = "file|bundle|model", doc = "a Hugging Face GPT-2 folder, or an export bundle (.tar.gz)" },
+    from = { type = "input", takes = "file|bundle|model", doc = "a Hugging Face GPT-2 or BERT folder, or an export bundle (.tar.gz)" },
+    arch = { type = "string", enum = { "gpt2", "bert" }, doc = "a new model: GPT-2 (default) or BERT (BertForMaskedLM, for pre-training)" },
+    intermediate = { type = "integer", min = 1, max = 1048576, doc = "BERT: the MLP's width (default 4 n_embd)" },
+    type_vocab = { type = "integer", min = 1, max = 65536, doc = "BERT: token types (segments; default 2)" },
     n_layer = { type = "integer", min = 1, max = 1024 },
     n_head = { type = "integer", min = 1, max = 1024 },
     n_embd = { type = "integer", min = 1, max = 65536 },
@@ -20,12 +25,19 @@ return {
     seed = { type = "integer" },
   },
   validate = function(p)
-    local shape = { "n_layer", "n_head", "n_embd", "n_positions", "vocab", "seed" }
+    local shape = { "n_layer", "n_head", "n_embd", "n_positions", "vocab", "seed", "arch", "intermediate", "type_vocab" }
     if p.from ~= nil then
       for _, k in ipairs(shape) do
         if p[k] ~= nil then return k .. ": give from = folder, or a shape to initialize, not both" end
       end
       return nil
+    end
+    if p.arch ~= "bert" and (p.intermediate or p.type_vocab) then
+      return "intermediate and type_vocab go with arch = \"bert\""
+    end
+    if p.arch == "bert" then
+      p.intermediate = p.intermediate or 4 * (p.n_embd or 384)
+      p.type_vocab = p.type_vocab or 2
     end
     p.n_layer = p.n_layer or 6
     p.n_head = p.n_head or 6

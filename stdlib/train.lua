@@ -33,12 +33,15 @@ return {
   summary = "train a classifier or regressor (embedding bag + MLP)",
   params = {
     val = { type = "input", takes = "ids", doc = "validation split (early stopping, the best epoch)" },
-    base = { type = "input", takes = "model|file|bundle", doc = "a GPT-2 model (model { ... }): fine-tune it as a language model, or with output as a classifier" },
+    base = { type = "input", takes = "model|file|bundle", doc = "a GPT-2 or BERT model (model { ... }): fine-tune a GPT-2 as a language model, pre-train a BERT with objective = \"mlm\", or either with output as a classifier" },
     method = { type = "string", enum = { "full", "lora" }, doc = "with base: every parameter (full), or LoRA adapters" },
     rank = { type = "integer", min = 1, doc = "LoRA rank (default 8)" },
     alpha = { type = "number", min = 0, doc = "LoRA alpha: the update is scaled by alpha / rank (default 16)" },
     lora_dropout = { type = "number", min = 0, max = 0.95, doc = "LoRA: dropout on the adapters' input while training (default 0)" },
-    targets = { type = "list", doc = "LoRA: any of c_attn, c_proj, attn.c_proj, c_fc, mlp.c_proj (default { \"c_attn\" })" },
+    targets = { type = "list", doc = "LoRA: modules by PEFT's names; GPT-2: c_attn, c_proj, attn.c_proj, c_fc, mlp.c_proj (default { \"c_attn\" }); BERT: query, key, value, dense, attention.output.dense, intermediate.dense, output.dense (default { \"query\", \"value\" })" },
+    objective = { type = "string", enum = { "mlm" }, doc = "with a BERT base: masked-LM (pre-)training instead of a classifier" },
+    mask_id = { type = "integer", min = 1, doc = "mlm: the id of the token to mask with (default: the tokenizer's [MASK])" },
+    mlm_rate = { type = "number", min = 0.01, max = 0.9, doc = "mlm: the share of tokens chosen (default 0.15; 80% masked, 10% random, 10% kept)" },
     inputs = { type = "table", doc = "field = \"text\" | \"category\" | \"number\" | \"binary\"" },
     output = { type = "table", doc = "field = \"category\" | \"binary\" | \"number\" (with base: a classification head)" },
     embedding_dim = { type = "integer", default = 64, min = 1, max = 1024, doc = "text embedding width" },
@@ -83,12 +86,17 @@ return {
       if p.method == "lora" then
         p.rank = p.rank or 8
         p.alpha = p.alpha or 16
-        p.targets = p.targets or { "c_attn" }
+      end
+      if p.objective ~= nil and p.output ~= nil then
+        return "give objective = \"mlm\" (masked-LM training of a BERT) or output = { ... } (a classifier), not both"
+      end
+      if (p.mask_id or p.mlm_rate) and p.objective ~= "mlm" then
+        return "mask_id and mlm_rate go with objective = \"mlm\""
       end
       return nil
     end
-    if p.method ~= nil or p.rank or p.alpha or p.targets or p.lora_dropout then
-      return "method, rank, alpha, targets and lora_dropout: only with base = a GPT-2 model"
+    if p.method ~= nil or p.rank or p.alpha or p.targets or p.lora_dropout or p.objective then
+      return "method, rank, alpha, targets, lora_dropout and objective: only with base = a model (GPT-2 or BERT)"
     end
     if p.inputs == nil then return "give inputs = { field = type, ... }" end
     if p.output == nil then return "give output = { field = type }" end

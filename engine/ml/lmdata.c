@@ -9,6 +9,7 @@ int lm_open(herr *e, lm_split *l, const char *dir, const char *label, int vocab,
 {
 	memset(l, 0, sizeof *l);
 	buf_init(&l->mask);
+	buf_init(&l->types);
 	if (ml_split_open(e, &l->s, dir, label) != 0)
 		return -1;
 	if (!l->s.has_tokens)
@@ -17,6 +18,10 @@ int lm_open(herr *e, lm_split *l, const char *dir, const char *label, int vocab,
 	int rc = 0;
 	if (fs_exists(mp) && (rc = fs_read(e, mp, &l->mask)) == 0 && l->mask.len * 4 != l->s.ids.len)
 		rc = herr_set(e, "%s: mask.u8 does not match tokens.u32", label);
+	free(mp);
+	mp = path_join(dir, "types.u8");
+	if (rc == 0 && fs_exists(mp) && (rc = fs_read(e, mp, &l->types)) == 0 && l->types.len * 4 != l->s.ids.len)
+		rc = herr_set(e, "%s: types.u8 does not match tokens.u32", label);
 	free(mp);
 	if (rc)
 		return -1;
@@ -49,6 +54,7 @@ void lm_close(lm_split *l)
 {
 	ml_split_close(&l->s);
 	buf_free(&l->mask);
+	buf_free(&l->types);
 	free(l->off);
 	free(l->len);
 }

@@ -20,6 +20,7 @@
 #include "../io/json.h"
 #include "../ml/blas.h"
 #include "../ml/metrics.h"
+#include "../ml/encdata.h"
 #include "../ml/lmdata.h"
 #include "../ml/mldata.h"
 #include "stages.h"
@@ -205,17 +206,19 @@ static int report(kctx *c, const clf_model *mp, const ml_split *sp, double *out,
 	return rc;
 }
 
-/* A GPT-2 folder (its config has n_layer) rather than a classifier. */
-static int is_lm(const char *dir)
+/* The architecture of a Hugging Face model folder; 0 for hone's own
+ * classifiers (their config.json names no model_type). */
+static int hf_arch(const char *dir, model_arch *arch)
 {
 	char *p = path_join(dir, "config.json");
 	buf b;
 	buf_init(&b);
 	herr e;
-	int lm = fs_read(&e, p, &b) == 0 && strstr(b.p, "\"n_layer\"") != NULL;
+	int hf = fs_read(&e, p, &b) == 0 && (strstr(b.p, "\"model_type\"") || strstr(b.p, "\"n_layer\"")) &&
+	         model_detect(&e, b.p, b.len, p, arch) == 0;
 	buf_free(&b);
 	free(p);
-	return lm;
+	return hf;
 }
 
 /* Loss, perplexity and token accuracy of a language model on a split. */
@@ -290,30 +293,79 @@ static int evaluate_lm(kctx *c, const kinput *mi, const kinput *di, const kinput
 	return rc;
 }
 
-/* A GPT-2 with a classification head (train { base = ..., output = ... }):
- * its probabilities through the classifier's reports; the baseline from
- * the train split's priors (train.json). */
-static int seqcls_probs(kctx *c, const gpt2 *m, const kinput *di, double *out)
+/* A sequence classifier on token ids: a GPT-2 with a score head or a
+ * BERT with pooler and classifier (train { base = ..., output = ... }) */
+typedef struct seq_model {
+	model_arch arch;
+	gpt2 g;
+	bert b;
+	int K;
+	char **labels;
+} seq_model;
+
+static int seq_load(kctx *c, seq_model *sm, const kinput *mi)
+{
+	memset(sm, 0, sizeof *sm);
+	if (model_detect_dir(&c->err, mi->path, &sm->arch) != 0)
+		return herr_prefix(&c->err, "evaluate: %s", mi->label);
+	if (sm->arch == ARCH_BERT) {
+		if (bert_load_dir(&c->err, &sm->b, mi->path) != 0)
+			return herr_prefix(&c->err, "evaluate: %s", mi->label);
+		if (sm->b.cfg.head != BERT_SEQCLS || sm->b.cfg.problem != BERT_SINGLE)
+			return kctx_fail(c, "evaluate: %s is not a single-label BERT classifier", mi->label);
+		sm->K = sm->b.cfg.nlabels;
+		sm->labels = sm->b.labels;
+		return 0;
+	}
+	if (gpt2_load_dir(&c->err, &sm->g, mi->path) != 0)
+		return herr_prefix(&c->err, "evaluate: %s", mi->label);
+	sm->K = sm->g.cfg.ncls;
+	sm->labels = sm->g.labels;
+	return 0;
+}
+
+static void seq_free(seq_model *sm)
+{
+	if (sm->arch == ARCH_BERT)
+		bert_free(&sm->b);
+	else if (sm->arch == ARCH_GPT2)
+		gpt2_free(&sm->g);
+	memset(sm, 0, sizeof *sm);
+}
+
+/* its probabilities through the classifier's reports; the baseline from
+ * the train split's priors (train.json) */
+static int seqcls_probs(kctx *c, const seq_model *sm, const kinput *di, double *out)
 {
 	lm_split sp;
-	if (lm_open(&c->err, &sp, di->path, di->label, m->cfg.vocab, m->cfg.n_positions) != 0)
+	int vocab = sm->arch == ARCH_BERT ? sm->b.cfg.vocab : sm->g.cfg.vocab;
+	int maxt = sm->arch == ARCH_BERT ? sm->b.cfg.max_pos : sm->g.cfg.n_positions;
+	if (lm_open(&c->err, &sp, di->path, di->label, vocab, maxt) != 0)
 		return -1;
 	int T = 1, B = sp.n < 16 ? (int)(sp.n ? sp.n : 1) : 16;
 	for (size_t i = 0; i < sp.n; i++)
 		T = (int)sp.len[i] > T ? (int)sp.len[i] : T;
-	gpt2_ws *ws = gpt2_ws_new(m, B, T, c->threads);
-	lm_cls_eval(m, ws, &sp, NULL, B, T, out);
-	gpt2_ws_free(ws);
+	if (sm->arch == ARCH_BERT) {
+		bert_ws *ws = bert_ws_new(&sm->b, B, T, c->threads);
+		enc_cls_eval(&sm->b, ws, &sp, NULL, B, T, out);
+		bert_ws_free(ws);
+	} else {
+		gpt2_ws *ws = gpt2_ws_new(&sm->g, B, T, c->threads);
+		lm_cls_eval(&sm->g, ws, &sp, NULL, B, T, out);
+		gpt2_ws_free(ws);
+	}
 	lm_close(&sp);
 	return 0;
 }
 
 static int evaluate_seqcls(kctx *c, const kinput *mi, const kinput *di, const kinput *ci, const char *outdir)
 {
-	gpt2 m, cm;
+	seq_model m, cm;
 	memset(&cm, 0, sizeof cm);
-	if (gpt2_load_dir(&c->err, &m, mi->path) != 0)
-		return herr_prefix(&c->err, "evaluate: %s", mi->label);
+	if (seq_load(c, &m, mi) != 0) {
+		seq_free(&m);
+		return -1;
+	}
 	char *tp = path_join(mi->path, "train.json");
 	buf tj;
 	buf_init(&tj);
@@ -328,10 +380,10 @@ static int evaluate_seqcls(kctx *c, const kinput *mi, const kinput *di, const ki
 	memset(&proxy, 0, sizeof proxy);
 	ml_split sp;
 	memset(&sp, 0, sizeof sp);
-	size_t K = (size_t)m.cfg.ncls;
+	size_t K = (size_t)m.K;
 	if (rc == 0) {
 		char *target = xstrndup(out_f->s, out_f->len);
-		lm_cls_proxy(&proxy, target, m.labels, m.cfg.ncls);
+		lm_cls_proxy(&proxy, target, m.labels, m.K);
 		free(target);
 		proxy.prior = xcalloc(K, sizeof *proxy.prior);
 		size_t k = 0;
@@ -344,8 +396,8 @@ static int evaluate_seqcls(kctx *c, const kinput *mi, const kinput *di, const ki
 			rc = kctx_fail(c, "evaluate: %s has no rows", di->label);
 	}
 	if (rc == 0 && ci) {
-		rc = gpt2_load_dir(&c->err, &cm, ci->path);
-		if (rc == 0 && cm.cfg.ncls != m.cfg.ncls)
+		rc = seq_load(c, &cm, ci);
+		if (rc == 0 && cm.K != m.K)
 			rc = kctx_fail(c, "evaluate: compare: %s is not a classifier of the same %zu classes", ci->label, K);
 		for (size_t k = 0; rc == 0 && k < K; k++)
 			if (strcmp(cm.labels[k], m.labels[k]))
@@ -375,9 +427,94 @@ static int evaluate_seqcls(kctx *c, const kinput *mi, const kinput *di, const ki
 	json_arena_free(a);
 	clf_free(&proxy);
 	ml_split_close(&sp);
-	gpt2_free(&m);
-	if (ci)
-		gpt2_free(&cm);
+	seq_free(&m);
+	seq_free(&cm);
+	return rc;
+}
+
+/* A masked LM (BertForMaskedLM) on a split: loss, perplexity and accuracy
+ * on BERT's corruption of it, drawn from a fixed seed (the same tokens for
+ * every model scored) */
+static int mlm_score_model(kctx *c, const kinput *mi, const kinput *di, long long *mask_id, double *loss, double *acc,
+                           double *count)
+{
+	bert m;
+	if (bert_load_dir(&c->err, &m, mi->path) != 0)
+		return herr_prefix(&c->err, "evaluate: %s", mi->label);
+	lm_split sp;
+	int rc = m.cfg.head == BERT_MLM ? 0 : kctx_fail(c, "evaluate: %s is a BERT without a masked-LM or classifier head", mi->label);
+	if (rc == 0)
+		rc = lm_open(&c->err, &sp, di->path, di->label, m.cfg.vocab, m.cfg.max_pos);
+	/* the [MASK] id: train.json's (what the model was trained with), else the tokenizer's */
+	char *tp = path_join(mi->path, "train.json");
+	buf tj;
+	buf_init(&tj);
+	herr e;
+	if (*mask_id <= 0 && fs_exists(tp) && fs_read(&e, tp, &tj) == 0) {
+		jarena *a = json_arena_new();
+		jerror je;
+		const jnode *r = json_parse(a, tj.p, tj.len, &je);
+		if (r)
+			json_int(json_member(r, "mask_id", 7), 1, m.cfg.vocab - 1, mask_id);
+		json_arena_free(a);
+	}
+	buf_free(&tj);
+	free(tp);
+	mlm_cfg mc;
+	if (rc == 0)
+		rc = enc_mlm_setup(&c->err, &mc, "evaluate", di->path, di->label, m.cfg.vocab, *mask_id, 0.15);
+	if (rc == 0) {
+		int T = 1, B = sp.n < 16 ? (int)(sp.n ? sp.n : 1) : 16;
+		for (size_t i = 0; i < sp.n; i++)
+			T = (int)sp.len[i] > T ? (int)sp.len[i] : T;
+		bert_ws *ws = bert_ws_new(&m, B, T, c->threads);
+		*loss = enc_mlm_eval(&m, ws, &sp, &mc, B, T, 0x6576616cull, acc, count);
+		bert_ws_free(ws);
+		if (*count == 0)
+			rc = kctx_fail(c, "evaluate: %s has no tokens to mask", di->label);
+	}
+	if (m.cfg.head == BERT_MLM)
+		lm_close(&sp);
+	bert_free(&m);
+	return rc;
+}
+
+static int evaluate_mlm(kctx *c, const kinput *mi, const kinput *di, const kinput *ci, const char *outdir)
+{
+	double loss, acc, n, closs = NAN, cacc = NAN, cn;
+	long long mask_id = 0; /* the model's, for the compared one too */
+	if (mlm_score_model(c, mi, di, &mask_id, &loss, &acc, &n) != 0)
+		return -1;
+	if (ci && mlm_score_model(c, ci, di, &mask_id, &closs, &cacc, &cn) != 0)
+		return -1;
+	buf b;
+	buf_init(&b);
+	for (int k = 0; k < (ci ? 2 : 1); k++) {
+		buf_adds(&b, k ? ",\n\"compare\": {\"loss\": " : "{\"task\": \"masked_lm\", \"model\": {\"loss\": ");
+		buf_json_num(&b, k ? closs : loss);
+		buf_adds(&b, ", \"perplexity\": ");
+		buf_json_num(&b, exp(k ? closs : loss));
+		buf_adds(&b, ", \"masked_accuracy\": ");
+		buf_json_num(&b, k ? cacc : acc);
+		buf_adds(&b, "}");
+	}
+	buf_adds(&b, "}\n");
+	char *path = NULL;
+	int rc = kctx_out_path(c, outdir, "metrics.json", &path);
+	if (rc == 0)
+		rc = fs_write_atomic(&c->err, path, b.p, b.len);
+	free(path);
+	buf_free(&b);
+	if (rc == 0) {
+		kctx_metric(c, "masked_tokens", n);
+		kctx_metric(c, "loss", loss);
+		kctx_metric(c, "perplexity", exp(loss));
+		kctx_metric(c, "masked_accuracy", acc);
+		if (ci) {
+			kctx_metric(c, "compare_perplexity", exp(closs));
+			kctx_metric(c, "compare_masked_accuracy", cacc);
+		}
+	}
 	return rc;
 }
 
@@ -389,7 +526,28 @@ static int k_evaluate(kctx *c, const hval *params, const kinput *in, size_t nin,
 		return kctx_fail(c, "evaluate: give a model and a split, as in evaluate { model, ids.test }");
 	if (!blas_get(&c->err))
 		return -1;
-	if (is_lm(mi->path)) {
+	model_arch arch;
+	if (hf_arch(mi->path, &arch) && arch == ARCH_BERT) {
+		bert_config bc;
+		char *cp = path_join(mi->path, "config.json");
+		buf b;
+		buf_init(&b);
+		int rc = fs_read(&c->err, cp, &b);
+		if (rc == 0)
+			rc = bert_config_parse(&c->err, &bc, b.p, b.len, cp);
+		free(cp);
+		buf_free(&b);
+		if (rc)
+			return herr_prefix(&c->err, "evaluate: %s", mi->label);
+		if (bc.head == BERT_MLM)
+			return evaluate_mlm(c, mi, di, ci, outdir);
+		if (bc.head == BERT_SEQCLS && bc.problem == BERT_SINGLE)
+			return evaluate_seqcls(c, mi, di, ci, outdir);
+		return kctx_fail(c, "evaluate: %s: this BERT's head (%s) is not scored yet (sequence classification and masked LM "
+		                 "are)", mi->label, bc.head == BERT_TOKCLS ? "token classification" : bc.head == BERT_SEQCLS ?
+		                 "multi-label or regression" : "none");
+	}
+	if (hf_arch(mi->path, &arch)) {
 		gpt2_config gc;
 		char *cp = path_join(mi->path, "config.json");
 		buf b;

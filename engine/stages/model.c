@@ -1,5 +1,5 @@
 /*
- * model — a GPT-2 base model as a pipeline artifact: a Hugging Face folder
+ * model — a base model (GPT-2 or BERT) as a pipeline artifact: a Hugging Face folder
  * (`from`, content-hashed like any source; sharded or not, with or without
  * the transformer. prefix), or a new one initialized from a seed as GPT-2
  * is (for pre-training). The output is always the same plain layout:
@@ -9,12 +9,54 @@
 #include <string.h>
 
 #include "../ml/bundle.h"
+#include "../models/bert.h"
 #include "../models/gpt2.h"
+#include "../nn/nn.h"
 #include "stages.h"
+
+/* a BERT: a folder loaded, or a new BertForMaskedLM for pre-training */
+static int k_bert(kctx *c, const hval *p, const kinput *from, const char *outdir)
+{
+	bert m;
+	int rc;
+	if (from) {
+		rc = bert_load_dir(&c->err, &m, from->path);
+	} else {
+		bert_config cfg = {(int)hval_get_int(p, "n_layer", 6), (int)hval_get_int(p, "n_head", 6),
+		                   (int)hval_get_int(p, "n_embd", 384), (int)hval_get_int(p, "intermediate", 1536),
+		                   (int)hval_get_int(p, "n_positions", 256), (int)hval_get_int(p, "type_vocab", 2),
+		                   (int)hval_get_int(p, "vocab", 8192), 1e-12f, NN_GELU_ERF, BERT_MLM, 0, 0, 0, 0.0f};
+		if (cfg.hidden % cfg.n_head)
+			return kctx_fail(c, "model: n_embd %d is not a multiple of n_head %d", cfg.hidden, cfg.n_head);
+		rc = bert_init(&c->err, &m, &cfg);
+		if (rc == 0)
+			bert_init_random(&m, (uint64_t)hval_get_int(p, "seed", 0));
+	}
+	if (rc)
+		return -1;
+	char *dir = NULL;
+	rc = kctx_out_path(c, outdir, "config.json", &dir);
+	free(dir);
+	if (rc == 0)
+		rc = bert_save_dir(&c->err, &m, NULL, outdir);
+	if (rc == 0) {
+		kctx_metric(c, "params", (double)m.nparams);
+		kctx_metric(c, "n_layer", m.cfg.n_layer);
+		kctx_metric(c, "n_embd", m.cfg.hidden);
+		kctx_metric(c, "vocab", m.cfg.vocab);
+	}
+	bert_free(&m);
+	return rc;
+}
 
 static int k_model(kctx *c, const hval *p, const kinput *in, size_t nin, const char *outdir)
 {
 	const kinput *from = kinput_slot(in, nin, "from");
+	model_arch arch = !strcmp(hval_get_str(p, "arch", "gpt2"), "bert") ? ARCH_BERT : ARCH_GPT2;
+	if (from && from->is_dir && model_detect_dir(&c->err, from->path, &arch) != 0)
+		return herr_prefix(&c->err, "model: from %s", from->label);
+	if (arch == ARCH_BERT)
+		return k_bert(c, p, from, outdir);
 	gpt2 m;
 	int rc;
 	if (from) {

@@ -31,13 +31,8 @@
 #include "../ml/optim.h"
 #include "../ml/safetensors.h"
 #include "stages.h"
+#include "trainer.h"
 
-typedef struct tcfg {
-	double lr, wd, b1, b2, eps, clip, dropout;
-	long long batch, epochs, steps, warmup, patience, ckpt_every, seed;
-	int sched;
-	const char *metric;
-} tcfg;
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -45,7 +40,7 @@ static int cmp_str(const void *a, const void *b)
 }
 
 /* Sorted distinct non-null values of a string/category field. */
-static char **distinct(const rec_reader *r, int f, uint32_t *n)
+char **train_distinct(const rec_reader *r, int f, uint32_t *n)
 {
 	size_t cap = 16, k = 0;
 	char **v = xmalloc(cap * sizeof *v);
@@ -141,7 +136,7 @@ static int build_model(kctx *c, const hval *p, ml_split *tr, clf_model *m)
 			if (r->fields[fi].type != REC_CAT && r->fields[fi].type != REC_STR)
 				return kctx_fail(c, "train: inputs.%s: a category input needs a string or category field, not %s", name,
 				                 rec_type_name(r->fields[fi].type));
-			f->labels = distinct(r, fi, &f->nlabels);
+			f->labels = train_distinct(r, fi, &f->nlabels);
 			f->dim = (int)(cdim < 1 ? 1 : cdim);
 		} else if (t == FEAT_NUM) {
 			rec_type ft = r->fields[fi].type;
@@ -219,7 +214,7 @@ static int build_model(kctx *c, const hval *p, ml_split *tr, clf_model *m)
 		m->ncls = 2;
 	} else if (ft == REC_CAT || ft == REC_STR) {
 		uint32_t n;
-		m->classes = distinct(r, fi, &n);
+		m->classes = train_distinct(r, fi, &n);
 		m->ncls = (int)n;
 		if (n < 2)
 			return kctx_fail(c, "train: output.%s: %s has %u distinct value%s; a classifier needs at least 2", oname,
@@ -240,12 +235,6 @@ static int build_model(kctx *c, const hval *p, ml_split *tr, clf_model *m)
 
 /* --- checkpoints ----------------------------------------------------------- */
 
-typedef struct tstate {
-	long long step, best_epoch, bad;
-	double best;
-	float *m, *v, *best_p;
-	buf curve;
-} tstate;
 
 #define CKPT_MAGIC "HONECKP1"
 
@@ -319,7 +308,7 @@ static int ckpt_load(kctx *c, float *params, size_t nparams, tstate *s, uint64_t
 
 /* --- the loop ---------------------------------------------------------------- */
 
-static uint64_t mix(uint64_t x)
+uint64_t train_mix(uint64_t x)
 {
 	x += 0x9E3779B97F4A7C15ull;
 	x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -332,9 +321,9 @@ static void epoch_order(uint32_t *perm, size_t n, uint64_t seed, long long e)
 {
 	for (size_t i = 0; i < n; i++)
 		perm[i] = (uint32_t)i;
-	uint64_t s = mix(seed ^ mix((uint64_t)e + 1));
+	uint64_t s = train_mix(seed ^ train_mix((uint64_t)e + 1));
 	for (size_t i = n; i > 1; i--) {
-		s = mix(s);
+		s = train_mix(s);
 		size_t j = (size_t)(s % i);
 		uint32_t t = perm[i - 1];
 		perm[i - 1] = perm[j];
@@ -413,25 +402,12 @@ static int write_outputs(kctx *c, const clf_model *m, const char *outdir, const 
 /* What a model gives the training loop: its parameters, one step (forward
  * and backward over rows idx of the train split; returns the loss and the
  * gradient), and a score on the validation split. */
-typedef struct learner {
-	float *p;
-	size_t n;
-	double (*step)(void *ud, const uint32_t *idx, int nb, uint64_t step, float **grad);
-	int (*score)(void *ud, herr *e, const char *metric, double *v);
-	void *ud;
-} learner;
 
-typedef struct loop_result {
-	size_t batch;
-	long long spe, stopped, t_start;
-	int resumed;
-	double t0;
-} loop_result;
 
 /* The trainer: epochs of shuffled batches, AdamW with the schedule and
  * clipping, the curve, validation and early stopping, checkpoints and
  * resume. Leaves the last weights in L->p and the best in s->best_p. */
-static int train_loop(kctx *c, const tcfg *cf, learner *L, size_t n, int has_val, const char *metric, int higher,
+int train_loop(kctx *c, const tcfg *cf, learner *L, size_t n, int has_val, const char *metric, int higher,
                       tstate *s, loop_result *out)
 {
 	size_t B = (size_t)cf->batch < n ? (size_t)cf->batch : n;
@@ -550,13 +526,13 @@ static int train_loop(kctx *c, const tcfg *cf, learner *L, size_t n, int has_val
 	return rc;
 }
 
-static void tstate_init(tstate *s)
+void tstate_init(tstate *s)
 {
 	memset(s, 0, sizeof *s);
 	buf_init(&s->curve);
 }
 
-static void tstate_free(tstate *s)
+void tstate_free(tstate *s)
 {
 	free(s->m);
 	free(s->v);
@@ -566,7 +542,7 @@ static void tstate_free(tstate *s)
 
 /* The end of train.json, and the validation metric in the run record
  * (val_<metric>; a language model reports val_loss and val_perplexity itself) */
-static void finish_summary(kctx *c, buf *sum, const tstate *s, const char *metric, int has_val, int resumed, int lm)
+void train_finish_summary(kctx *c, buf *sum, const tstate *s, const char *metric, int has_val, int resumed, int lm)
 {
 	buf_json_num(sum, has_val ? s->best : NAN);
 	buf_printf(sum, ", \"threads\": %d, \"resumed\": %s}\n", c->threads, resumed ? "true" : "false");
@@ -676,7 +652,7 @@ static double lm_step(void *ud, const uint32_t *idx, int nb, uint64_t step, floa
 	lm_batch *l = ud;
 	lm_fill(l, l->tr, idx, nb);
 	if (l->m->lora && l->m->lora->dropout > 0)
-		gpt2_ws_dropout(l->ws, mix(l->seed ^ (step * 0x9E3779B97F4A7C15ull)) | 1);
+		gpt2_ws_dropout(l->ws, train_mix(l->seed ^ (step * 0x9E3779B97F4A7C15ull)) | 1);
 	double loss = gpt2_forward(l->m, l->ws, l->ids, l->tg);
 	gpt2_backward(l->m, l->ws);
 	gpt2_ws_dropout(l->ws, 0);
@@ -735,7 +711,7 @@ static int train_lm(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, co
 		           "\"params\": %zu, \"trainable\": %zu, \"metric\": \"%s\", \"best_epoch\": %lld, \"best\": ",
 		           lora ? "lora" : "full", s.step, B, T, m.nparams, lora ? lo.n : m.nparams, metric, s.best_epoch);
 		kctx_metric(c, "params", (double)m.nparams);
-		finish_summary(c, &sum, &s, metric, vi != NULL, lr.resumed, 1);
+		train_finish_summary(c, &sum, &s, metric, vi != NULL, lr.resumed, 1);
 		if (rc == 0)
 			rc = gpt2_outputs(c, outdir, &m, &s.curve, &sum);
 		buf_free(&sum);
@@ -782,7 +758,7 @@ static double seq_step(void *ud, const uint32_t *idx, int nb, uint64_t step, flo
 	for (int b = 0; b < l->B; b++)
 		l->lab[b] = b < nb ? (int32_t)l->ytr[idx[b]] : -1;
 	if (l->m->lora && l->m->lora->dropout > 0)
-		gpt2_ws_dropout(l->ws, mix(l->seed ^ (step * 0x9E3779B97F4A7C15ull)) | 1);
+		gpt2_ws_dropout(l->ws, train_mix(l->seed ^ (step * 0x9E3779B97F4A7C15ull)) | 1);
 	double loss = gpt2_forward_cls(l->m, l->ws, l->ids, l->last, l->lab);
 	gpt2_backward(l->m, l->ws);
 	gpt2_ws_dropout(l->ws, 0);
@@ -833,7 +809,7 @@ static int train_seqcls(kctx *c, const hval *p, const tcfg *cf, const kinput *ti
 			               rec_type_name(tr.s.r.fields[f].type));
 		} else {
 			uint32_t k;
-			char **cls = distinct(&tr.s.r, f, &k);
+			char **cls = train_distinct(&tr.s.r, f, &k);
 			if (k < 2)
 				rc = kctx_fail(c, "train: output '%s' has %u class%s in %s; a classifier needs 2 or more", target, k,
 				               k == 1 ? "" : "es", ti->label);
@@ -900,7 +876,7 @@ static int train_seqcls(kctx *c, const hval *p, const tcfg *cf, const kinput *ti
 		}
 		buf_printf(&sum, "], \"steps\": %lld, \"batch\": %d, \"block\": %d, \"params\": %zu, \"metric\": \"%s\", "
 		           "\"best_epoch\": %lld, \"best\": ", s.step, B, T, m.nparams, metric, s.best_epoch);
-		finish_summary(c, &sum, &s, metric, vi != NULL, lr.resumed, 0);
+		train_finish_summary(c, &sum, &s, metric, vi != NULL, lr.resumed, 0);
 		if (rc == 0)
 			rc = gpt2_outputs(c, outdir, &m, &s.curve, &sum);
 		buf_free(&sum);
@@ -974,6 +950,14 @@ static int k_train(kctx *c, const hval *p, const kinput *in, size_t nin, const c
 	if (cf.batch < 1 || cf.batch > 65536)
 		return kctx_fail(c, "train: batch: expected 1..65536, got %lld", cf.batch);
 	const kinput *base = kinput_slot(in, nin, "base");
+	model_arch arch = ARCH_GPT2;
+	if (base && model_detect_dir(&c->err, base->path, &arch) != 0)
+		return herr_prefix(&c->err, "train: base %s", base->label);
+	if (base && arch == ARCH_BERT)
+		return train_bert(c, p, &cf, ti, vi, base, outdir);
+	if (base && hval_get(p, "objective"))
+		return kctx_fail(c, "train: objective: masked-LM training needs a BERT base; a GPT-2 base trains as a language model "
+		                 "(no objective) or a classifier (output = { ... })");
 	if (base && hval_get(p, "output"))
 		return train_seqcls(c, p, &cf, ti, vi, base, outdir);
 	if (base)
@@ -1044,7 +1028,7 @@ static int k_train(kctx *c, const hval *p, const kinput *in, size_t nin, const c
 		buf_printf(&sum, "{\"steps\": %lld, \"epochs\": %lld, \"steps_per_epoch\": %lld, \"batch\": %zu, \"params\": %zu, "
 		           "\"stopped_early_after_epoch\": %lld, \"metric\": \"%s\", \"best_epoch\": %lld, \"best\": ",
 		           s.step, (s.step + spe - 1) / spe, spe, B, m.nparams, stopped, metric, s.best_epoch);
-		finish_summary(c, &sum, &s, metric, vi != NULL, resumed, 0);
+		train_finish_summary(c, &sum, &s, metric, vi != NULL, resumed, 0);
 		rc = write_outputs(c, &m, outdir, &s.curve, sum.p);
 		buf_free(&sum);
 		if (el > 0 && s.step > t_start)

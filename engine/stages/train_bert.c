@@ -1,0 +1,304 @@
+/*
+ * train for a BERT base: sequence classification (output = { label =
+ * "field" }: the pooler and a classifier on [CLS], the classes the train
+ * split's values) or masked-LM pre-training (objective = "mlm": BERT's
+ * 15% of tokens, 80/10/10), in full or with LoRA adapters (PEFT's names;
+ * the classifier trained beside them as modules_to_save). The trainer is
+ * train.c's loop; the outputs are a Hugging Face folder, curve.jsonl,
+ * train.json (and adapter/ with LoRA).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../ml/classifier.h"
+#include "../ml/encdata.h"
+#include "../ml/mldata.h"
+#include "../models/bert.h"
+#include "trainer.h"
+
+typedef struct bert_learn {
+	bert *m;
+	bert_ws *ws;
+	lm_split *tr, *va;
+	int B, T, mlm;
+	mlm_cfg mc;
+	const uint32_t *ytr, *yva; /* classes */
+	clf_model *proxy;
+	double *vprob;
+	uint32_t *ids, *types;
+	uint8_t *mask;
+	int32_t *lab;
+	uint64_t seed;
+} bert_learn;
+
+static double bert_step(void *ud, const uint32_t *idx, int nb, uint64_t step, float **grad)
+{
+	bert_learn *l = ud;
+	enc_fill(l->tr, idx, nb, l->B, l->T, (uint32_t)l->m->cfg.pad_id, l->ids, l->types, l->mask);
+	if (l->mlm) {
+		enc_mlm(&l->mc, l->ids, l->lab, l->mask, idx, l->B, l->T, train_mix(l->seed ^ (step * 0x9E3779B97F4A7C15ull)));
+		for (int b = nb; b < l->B; b++)
+			for (int t = 0; t < l->T; t++)
+				l->lab[(size_t)b * (size_t)l->T + (size_t)t] = -1;
+	} else {
+		for (int b = 0; b < l->B; b++)
+			l->lab[b] = b < nb ? (int32_t)l->ytr[idx[b]] : -1;
+	}
+	bert_batch bb = {l->ids, l->types, l->mask, l->lab, NULL};
+	double loss = bert_forward(l->m, l->ws, &bb);
+	bert_backward(l->m, l->ws);
+	*grad = l->m->lora ? bert_lora_grad(l->ws) : bert_grad(l->ws);
+	return loss;
+}
+
+static int bert_score(void *ud, herr *e, const char *metric, double *v)
+{
+	bert_learn *l = ud;
+	if (l->mlm) {
+		double acc;
+		double loss = enc_mlm_eval(l->m, l->ws, l->va, &l->mc, l->B, l->T, l->seed ^ 0x76616cull, &acc, NULL);
+		*v = !strcmp(metric, "perplexity") ? exp(loss) : !strcmp(metric, "accuracy") ? acc : loss;
+		return 0;
+	}
+	double loss = enc_cls_eval(l->m, l->ws, l->va, l->yva, l->B, l->T, l->vprob);
+	if (!strcmp(metric, "loss")) {
+		*v = loss;
+		return 0;
+	}
+	clf_data d = {l->va->n, NULL, 0, NULL, (uint32_t *)l->yva, NULL};
+	return ml_score(e, l->proxy, &d, l->vprob, metric, v);
+}
+
+static int lora_setup(kctx *c, const hval *p, bert *m, lora *lo, uint64_t seed)
+{
+	lora_arch a;
+	bert_lora_arch(m, &a);
+	unsigned targets = 0;
+	const hval *tl = hval_get(p, "targets");
+	for (size_t i = 0; tl && tl->t == HV_LIST && i < tl->n; i++) {
+		unsigned t = tl->v[i].t == HV_STR ? lora_target(&a, tl->v[i].s) : 0;
+		if (!t) {
+			buf names;
+			buf_init(&names);
+			lora_site_names(&a, &names);
+			int rc = kctx_fail(c, "train: targets[%zu]: '%s' is not a BERT module (%s; or query, key, value, dense)", i + 1,
+			                   tl->v[i].t == HV_STR ? tl->v[i].s : "?", names.p);
+			buf_free(&names);
+			return rc;
+		}
+		targets |= t;
+	}
+	if (!tl)
+		targets = lora_target(&a, "query") | lora_target(&a, "value"); /* PEFT's default for BERT */
+	long long rank = hval_get_int(p, "rank", 8);
+	if (rank < 1 || rank > m->cfg.hidden)
+		return kctx_fail(c, "train: rank: expected 1..%d (hidden_size), got %lld", m->cfg.hidden, rank);
+	lora_init(lo, &a, (int)rank, (float)hval_get_num(p, "alpha", 16), targets, seed);
+	lo->dropout = (float)hval_get_num(p, "lora_dropout", 0);
+	if (lo->dropout > 0)
+		kctx_log(c, "train: lora_dropout %.2g applies to GPT-2's adapters only; BERT's train without it", lo->dropout);
+	lo->dropout = 0;
+	bert_lora_add_head(lo, m);
+	m->lora = lo;
+	return 0;
+}
+
+int train_bert(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, const kinput *vi, const kinput *base,
+               const char *outdir)
+{
+	const char *objective = hval_get_str(p, "objective", NULL);
+	const hval *o = hval_get(p, "output");
+	int mlm = objective && !strcmp(objective, "mlm");
+	if (objective && !mlm)
+		return kctx_fail(c, "train: objective: a BERT base trains with \"mlm\" (masked LM), or give output = { label = \"field\" }");
+	if (mlm && o)
+		return kctx_fail(c, "train: give objective = \"mlm\" or output = { ... }, not both");
+	if (!mlm && (!o || o->t != HV_MAP || o->n != 1))
+		return kctx_fail(c, "train: a BERT base needs output = { label = \"category\" } (a classifier) or objective = \"mlm\"");
+	const char *target = mlm ? NULL : o->k[0];
+	const char *metric = cf->metric ? cf->metric : mlm ? "loss" : "f1";
+	if (mlm && strcmp(metric, "loss") && strcmp(metric, "perplexity") && strcmp(metric, "accuracy"))
+		return kctx_fail(c, "train: metric: masked-LM training is selected on loss, perplexity or accuracy, not %s", metric);
+	if (!mlm && strcmp(metric, "loss") && strcmp(metric, "accuracy") && strcmp(metric, "f1") && strcmp(metric, "roc_auc"))
+		return kctx_fail(c, "train: metric: a classifier is selected on loss, accuracy, f1 or roc_auc, not %s", metric);
+	bert m;
+	if (bert_load_dir(&c->err, &m, base->path) != 0)
+		return herr_prefix(&c->err, "train: base %s", base->label);
+	if (m.cfg.dropout > 0)
+		kctx_log(c, "train: hone trains BERT without dropout (the config's hidden_dropout_prob %.2g is kept in config.json "
+		         "but not applied)", m.cfg.dropout);
+	lm_split tr, va;
+	memset(&va, 0, sizeof va);
+	ml_split ytr, yva;
+	memset(&ytr, 0, sizeof ytr);
+	memset(&yva, 0, sizeof yva);
+	clf_model proxy;
+	memset(&proxy, 0, sizeof proxy);
+	bert_learn l;
+	memset(&l, 0, sizeof l);
+	int rc = lm_open(&c->err, &tr, ti->path, ti->label, m.cfg.vocab, m.cfg.max_pos);
+	if (rc == 0 && vi)
+		rc = lm_open(&c->err, &va, vi->path, vi->label, m.cfg.vocab, m.cfg.max_pos);
+	if (rc == 0 && tr.n == 0)
+		rc = kctx_fail(c, "train: %s has no rows", ti->label);
+	int T = 1;
+	for (size_t i = 0; rc == 0 && i < tr.n; i++)
+		T = (int)tr.len[i] > T ? (int)tr.len[i] : T;
+	for (size_t i = 0; rc == 0 && vi && i < va.n; i++)
+		T = (int)va.len[i] > T ? (int)va.len[i] : T;
+	if (rc == 0 && mlm) {
+		rc = enc_mlm_setup(&c->err, &l.mc, "train", ti->path, ti->label, m.cfg.vocab, hval_get_int(p, "mask_id", 0),
+		                   hval_get_num(p, "mlm_rate", 0.15));
+		if (rc == 0 && m.cfg.head != BERT_MLM)
+			bert_set_head(&m, BERT_MLM, 0, NULL, 0, (uint64_t)cf->seed);
+	}
+	if (rc == 0 && !mlm) {
+		/* the classes: the train split's values, sorted; a base that already
+		 * is a classifier of the same classes keeps its head */
+		int f = recr_find(&tr.s.r, target);
+		if (f < 0) {
+			rc = kctx_fail(c, "train: %s has no field '%s' (the output)", ti->label, target);
+			recr_hint_field(&c->err, &tr.s.r, target);
+		} else if (tr.s.r.fields[f].type != REC_CAT && tr.s.r.fields[f].type != REC_STR) {
+			rc = kctx_fail(c, "train: output '%s' is %s; a classification head needs a category or string field", target,
+			               rec_type_name(tr.s.r.fields[f].type));
+		} else {
+			uint32_t k;
+			char **cls = train_distinct(&tr.s.r, f, &k);
+			int same = m.cfg.head == BERT_SEQCLS && m.cfg.problem == BERT_SINGLE && m.cfg.nlabels == (int)k;
+			for (uint32_t i = 0; same && i < k; i++)
+				same = !strcmp(m.labels[i], cls[i]);
+			if (k < 2)
+				rc = kctx_fail(c, "train: output '%s' has %u class%s in %s; a classifier needs 2 or more", target, k,
+				               k == 1 ? "" : "es", ti->label);
+			else if (!same)
+				bert_set_head(&m, BERT_SEQCLS, (int)k, (const char *const *)cls, BERT_SINGLE, (uint64_t)cf->seed);
+			for (uint32_t i = 0; i < k; i++)
+				free(cls[i]);
+			free(cls);
+		}
+		if (rc == 0) {
+			lm_cls_proxy(&proxy, target, m.labels, m.cfg.nlabels);
+			rc = ml_split_open(&c->err, &ytr, ti->path, ti->label);
+			if (rc == 0)
+				rc = ml_split_fill(&c->err, &ytr, &proxy, 1);
+			if (rc == 0 && vi && (rc = ml_split_open(&c->err, &yva, vi->path, vi->label)) == 0)
+				rc = ml_split_fill(&c->err, &yva, &proxy, 1);
+		}
+		if (rc == 0) {
+			proxy.prior = xcalloc((size_t)proxy.ncls, sizeof *proxy.prior);
+			for (size_t i = 0; i < tr.n; i++)
+				proxy.prior[ytr.d.y[i]] += 1.0 / (double)tr.n;
+		}
+	}
+	int lora_m = !strcmp(hval_get_str(p, "method", "full"), "lora");
+	lora lo;
+	memset(&lo, 0, sizeof lo);
+	if (rc == 0 && lora_m)
+		rc = lora_setup(c, p, &m, &lo, (uint64_t)cf->seed);
+	int B = (int)((size_t)cf->batch < tr.n ? (size_t)cf->batch : tr.n);
+	if (B > 4096)
+		B = 4096;
+	tstate s;
+	tstate_init(&s);
+	loop_result lr;
+	memset(&lr, 0, sizeof lr);
+	size_t N = (size_t)B * (size_t)T;
+	if (rc == 0) {
+		l.m = &m;
+		l.ws = bert_ws_new(&m, B, T, c->threads);
+		l.tr = &tr;
+		l.va = &va;
+		l.B = B;
+		l.T = T;
+		l.mlm = mlm;
+		l.ytr = mlm ? NULL : ytr.d.y;
+		l.yva = mlm || !vi ? NULL : yva.d.y;
+		l.proxy = &proxy;
+		l.vprob = !mlm && vi ? xmalloc((va.n ? va.n : 1) * (size_t)m.cfg.nlabels * sizeof(double)) : NULL;
+		l.ids = xmalloc(N * sizeof *l.ids);
+		l.types = xmalloc(N * sizeof *l.types);
+		l.mask = xmalloc(N);
+		l.lab = xmalloc(N * sizeof *l.lab);
+		l.seed = (uint64_t)cf->seed;
+		learner L = {lora_m ? lo.p : m.p, lora_m ? lo.n : m.nparams, bert_step, bert_score, &l};
+		kctx_metric(c, "params", (double)m.nparams);
+		rc = train_loop(c, cf, &L, tr.n, vi != NULL, metric, mlm ? !strcmp(metric, "accuracy") : ml_metric_higher(metric),
+		                &s, &lr);
+	}
+	if (rc == 0) {
+		if (vi && s.best_epoch > 0)
+			memcpy(lora_m ? lo.p : m.p, s.best_p, (lora_m ? lo.n : m.nparams) * sizeof(float));
+		if (lora_m) {
+			char *dir = NULL;
+			rc = kctx_out_path(c, outdir, "adapter/adapter_config.json", &dir);
+			char *ad = rc == 0 ? path_dirname(dir) : NULL;
+			if (rc == 0)
+				rc = lora_save(&c->err, &lo, ad);
+			free(ad);
+			free(dir);
+			m.lora = NULL;
+			bert_lora_merge(&lo, &m);
+		}
+		buf sum;
+		buf_init(&sum);
+		double el = now_seconds() - lr.t0;
+		buf_printf(&sum, "{\"task\": \"%s\", \"arch\": \"bert\", \"method\": \"%s\", \"trainable\": %zu, ",
+		           mlm ? "masked_lm" : "classification", lora_m ? "lora" : "full", lora_m ? lo.n : m.nparams);
+		if (!mlm) {
+			buf_adds(&sum, "\"output\": ");
+			buf_json_str(&sum, target);
+			buf_adds(&sum, ", \"classes\": [");
+			for (int k = 0; k < m.cfg.nlabels; k++) {
+				buf_adds(&sum, k ? ", " : "");
+				buf_json_str(&sum, m.labels[k]);
+			}
+			buf_adds(&sum, "], \"priors\": [");
+			for (int k = 0; k < m.cfg.nlabels; k++) {
+				buf_adds(&sum, k ? ", " : "");
+				buf_json_num(&sum, proxy.prior[k]);
+			}
+			buf_adds(&sum, "], ");
+		} else {
+			buf_printf(&sum, "\"mask_id\": %u, \"mlm_rate\": ", l.mc.mask_id);
+			buf_json_num(&sum, l.mc.rate);
+			buf_adds(&sum, ", ");
+		}
+		buf_printf(&sum, "\"steps\": %lld, \"batch\": %d, \"block\": %d, \"params\": %zu, \"metric\": \"%s\", "
+		           "\"best_epoch\": %lld, \"best\": ", s.step, B, T, m.nparams, metric, s.best_epoch);
+		train_finish_summary(c, &sum, &s, metric, vi != NULL, lr.resumed, 0);
+		char *path = NULL;
+		if (rc == 0 && (rc = kctx_out_path(c, outdir, "curve.jsonl", &path)) == 0)
+			rc = fs_write_atomic(&c->err, path, s.curve.p ? s.curve.p : "", s.curve.len);
+		free(path);
+		path = NULL;
+		if (rc == 0)
+			rc = bert_save_dir(&c->err, &m, NULL, outdir);
+		if (rc == 0 && (rc = kctx_out_path(c, outdir, "train.json", &path)) == 0)
+			rc = fs_write_atomic(&c->err, path, sum.p, sum.len);
+		free(path);
+		buf_free(&sum);
+		kctx_metric(c, "trainable", (double)(lora_m ? lo.n : m.nparams));
+		if (el > 0 && s.step > lr.t_start)
+			kctx_metric(c, "tokens_per_s", round((double)(s.step - lr.t_start) * B * T / el));
+	}
+	bert_ws_free(l.ws);
+	free(l.vprob);
+	free(l.ids);
+	free(l.types);
+	free(l.mask);
+	free(l.lab);
+	tstate_free(&s);
+	lm_close(&tr);
+	if (vi)
+		lm_close(&va);
+	ml_split_close(&ytr);
+	if (vi)
+		ml_split_close(&yva);
+	clf_free(&proxy);
+	lora_free(&lo);
+	bert_free(&m);
+	return rc;
+}

@@ -1,0 +1,58 @@
+/*
+ * trainer — the training loop the train stage's learners share (train.c):
+ * epochs of shuffled batches, AdamW with the schedule and clipping, the
+ * curve, validation, early stopping, checkpoints and resume. A learner
+ * gives its parameters, a step (loss and gradients of a batch) and a score
+ * (a validation metric); train_bert.c is one.
+ */
+#ifndef HONE_TRAINER_H
+#define HONE_TRAINER_H
+
+#include "../io/records.h"
+#include "stages.h"
+
+typedef struct tcfg {
+	double lr, wd, b1, b2, eps, clip, dropout;
+	long long batch, epochs, steps, warmup, patience, ckpt_every, seed;
+	int sched;
+	const char *metric;
+} tcfg;
+
+typedef struct tstate {
+	long long step, best_epoch, bad;
+	double best;
+	float *m, *v, *best_p;
+	buf curve;
+} tstate;
+
+typedef struct learner {
+	float *p;
+	size_t n;
+	double (*step)(void *ud, const uint32_t *idx, int nb, uint64_t step, float **grad);
+	int (*score)(void *ud, herr *e, const char *metric, double *v);
+	void *ud;
+} learner;
+
+typedef struct loop_result {
+	size_t batch;
+	long long spe, stopped, t_start;
+	int resumed;
+	double t0;
+} loop_result;
+
+int train_loop(kctx *c, const tcfg *cf, learner *L, size_t n, int has_val, const char *metric, int higher, tstate *s,
+               loop_result *out);
+void tstate_init(tstate *s);
+void tstate_free(tstate *s);
+/* The end of train.json, and the validation metric in the run record */
+void train_finish_summary(kctx *c, buf *sum, const tstate *s, const char *metric, int has_val, int resumed, int lm);
+/* The distinct values of field f, sorted (the classes of a target) */
+char **train_distinct(const rec_reader *r, int f, uint32_t *n);
+uint64_t train_mix(uint64_t x);
+
+/* BERT: sequence classification (output = { label = "field" }) or masked-LM
+ * pre-training (objective = "mlm"), full or LoRA (train_bert.c). */
+int train_bert(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, const kinput *vi, const kinput *base,
+               const char *outdir);
+
+#endif
