@@ -1,5 +1,6 @@
 #include "cli.h"
 #include "predict.h"
+#include "forward.h"
 #include "generate.h"
 #include "io/bpe.h"
 #include "stages/stages.h"
@@ -1308,7 +1309,7 @@ static int cmd_hash(int argc, char **argv)
 }
 
 static const opt_verb *const all_verbs[] = {&verb_run, &verb_status, &verb_dag, &verb_show, &verb_runs, &verb_diff,
-                                           &verb_gc, &verb_verify, &verb_hash, &predict_verb, &generate_verb,
+                                           &verb_gc, &verb_verify, &verb_hash, &predict_verb, &generate_verb, &forward_verb,
                                            &verb_completion, NULL};
 
 static int cmd_completion(int argc, char **argv)
@@ -1345,7 +1346,7 @@ int cli_main(int argc, char **argv)
 		int (*fn)(int, char **);
 	} cmds[] = {{"run", cmd_run}, {"status", cmd_status}, {"dag", cmd_dag}, {"show", cmd_show},
 	            {"runs", cmd_runs}, {"diff", cmd_diff}, {"gc", cmd_gc}, {"verify", cmd_verify},
-	            {"hash", cmd_hash}, {"predict", predict_main}, {"generate", generate_main},
+	            {"hash", cmd_hash}, {"predict", predict_main}, {"generate", generate_main}, {"forward", forward_main},
 	            {"completion", cmd_completion}};
 	for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
 		if (!strcmp(cmd, cmds[i].name))

@@ -484,7 +484,7 @@ struct gpt2_ws {
 	/* sequence classification: each row's last position, class probabilities
 	 * and their gradients (B × ncls); cls: the last forward was one */
 	int *last;
-	float *cp, *dcp;
+	float *cp, *dcp, *cz; /* probabilities, their gradient, the logits */
 	int cls;
 	size_t bytes; /* allocated for activations, gradients and scratch */
 };
@@ -529,6 +529,7 @@ gpt2_ws *gpt2_ws_new(const gpt2 *m, int B, int T, int threads)
 		w->last = xcalloc((size_t)B, sizeof *w->last);
 		w->cp = WSA((size_t)B * (size_t)cf->ncls * sizeof(float));
 		w->dcp = WSA((size_t)B * (size_t)cf->ncls * sizeof(float));
+		w->cz = WSA((size_t)B * (size_t)cf->ncls * sizeof(float));
 	}
 	w->idbuf = xcalloc(N, sizeof *w->idbuf);
 	w->pos = xcalloc(N, sizeof *w->pos);
@@ -579,7 +580,7 @@ void gpt2_ws_free(gpt2_ws *w)
 	}
 	free(w->l);
 	lora_ws_free(c, w->lw);
-	float *bufs[] = {w->res_out, w->lnf, w->mf, w->rf, w->logits, w->dlogits, w->cp, w->dcp, w->g,
+	float *bufs[] = {w->res_out, w->lnf, w->mf, w->rf, w->logits, w->dlogits, w->cp, w->dcp, w->cz, w->g,
 	                 w->dres, w->dx, w->dqkv, w->dfc, w->dh};
 	for (size_t k = 0; k < sizeof bufs / sizeof *bufs; k++)
 		if (bufs[k])
@@ -677,6 +678,7 @@ double gpt2_forward_cls(const gpt2 *m, gpt2_ws *w, const uint32_t *ids, const in
 		for (int k = 0; k < K; k++)
 			sum += exp((double)p[k] - mx);
 		double lse = mx + log(sum);
+		memcpy(w->cz + (size_t)b * (size_t)K, p, (size_t)K * sizeof *p);
 		if (labels && labels[b] >= 0 && labels[b] < K) {
 			loss += lse - p[labels[b]];
 			count++;
@@ -696,6 +698,7 @@ double gpt2_forward_cls(const gpt2 *m, gpt2_ws *w, const uint32_t *ids, const in
 }
 
 const float *gpt2_cls_probs(const gpt2_ws *w) { return w->cp; }
+const float *gpt2_cls_logits(const gpt2_ws *w) { return w->cz; }
 
 void gpt2_backward(const gpt2 *m, gpt2_ws *w)
 {

@@ -137,6 +137,8 @@ void gpt2_add_classifier(gpt2 *m, int ncls, const char *const *labels, uint64_t 
  * Class probabilities: gpt2_cls_probs (B × ncls). */
 double gpt2_forward_cls(const gpt2 *m, gpt2_ws *w, const uint32_t *ids, const int *last, const int32_t *labels);
 const float *gpt2_cls_probs(const gpt2_ws *w);
+/* The last classification forward's logits (B × ncls) */
+const float *gpt2_cls_logits(const gpt2_ws *w);
 
 /* Generation, one token at a time with a key/value cache. */
 typedef struct gpt2_kv gpt2_kv;
