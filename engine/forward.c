@@ -14,7 +14,7 @@
 
 static const opt_spec forward_opts[] = {
 	{"input", 'i', OPT_STR, 0, 0, "FILE", "rows of token ids, JSON Lines (default: stdin)", 1},
-	{"output", 'o', OPT_STR, 0, 0, "FILE", "the logits (and loss) as safetensors", 1},
+	{"output", 'o', OPT_STR, 0, 0, "FILE", "the logits (and loss) as safetensors, or as JSON when FILE ends in .json", 1},
 	{"threads", 0, OPT_INT, 1, 256, "N", "threads (default 2)", 0},
 	{"quiet", 'q', OPT_FLAG, 0, 0, NULL, "no summary on stderr", 0},
 	{NULL, 0, 0, 0, 0, NULL, NULL, 0}};
@@ -31,7 +31,8 @@ const opt_verb forward_verb = {"forward", "MODEL", 1, 1,
 	"0/1 per class, or a number for sequence classification). The rows are one batch,\n"
 	"padded to the longest (attention_mask 0 there). The output holds \"logits\"\n"
 	"([rows, T, vocab or labels], or [rows, labels]), \"hidden\" for a BertModel, and\n"
-	"\"loss\" ([1], transformers' mean) when labels were given.\n",
+	"\"loss\" ([1], transformers' mean) when labels were given. With --output x.json the\n"
+	"same tensors are written as JSON ({\"logits\": {\"shape\": [...], \"data\": [...]}}).\n",
 	forward_opts, 1};
 
 typedef struct rows {
@@ -188,21 +189,8 @@ static int unpack(herr *e, const char *path, char **dir)
 	bundle bd;
 	if (bundle_read(e, &bd, path, (size_t)16 << 30) != 0)
 		return -1;
-	char t[] = "/tmp/hone-forward-XXXXXX";
-	int rc = mkdtemp(t) ? 0 : herr_set(e, "cannot make a temporary folder");
-	const char *names[2] = {"config.json", "model.safetensors"};
-	for (int k = 0; k < 2 && rc == 0; k++) {
-		const buf *b = bundle_get(&bd, names[k]);
-		if (!b) {
-			rc = herr_set(e, "%s: not a model bundle (no %s)", path, names[k]);
-			break;
-		}
-		char *p = path_join(t, names[k]);
-		rc = fs_write_atomic(e, p, b->p, b->len);
-		free(p);
-	}
+	int rc = bundle_unpack_model(e, &bd, path, dir);
 	bundle_free(&bd);
-	*dir = xstrdup(t);
 	return rc;
 }
 
@@ -366,8 +354,33 @@ int forward_main(int argc, char **argv)
 		int64_t one = 1;
 		st_add_f32(&w, "loss", &l, 1, &one);
 	}
-	if (rc == 0)
+	size_t ol = strlen(outp);
+	if (rc == 0 && ol > 5 && !strcmp(outp + ol - 5, ".json")) {
+		/* the same tensors as JSON: {"logits": {"shape": [...], "data": [...]}, ...} */
+		buf js;
+		buf_init(&js);
+		buf_adds(&js, "{");
+		for (size_t k = 0; k < w.n; k++) {
+			const st_tensor *t = &w.t[k];
+			buf_printf(&js, "%s\"%s\": {\"shape\": [", k ? ", " : "", t->name);
+			size_t n = 1;
+			for (int d = 0; d < t->ndim; d++) {
+				buf_printf(&js, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+				n *= (size_t)t->shape[d];
+			}
+			buf_adds(&js, "], \"data\": [");
+			for (size_t i = 0; i < n; i++) {
+				buf_adds(&js, i ? ", " : "");
+				buf_json_float(&js, ((const float *)t->data)[i]);
+			}
+			buf_adds(&js, "]}");
+		}
+		buf_adds(&js, "}\n");
+		rc = fs_write_atomic(&e, outp, js.p, js.len);
+		buf_free(&js);
+	} else if (rc == 0) {
 		rc = st_write(&e, &w, outp);
+	}
 	if (rc == 0 && !quiet) {
 		fprintf(stderr, "forward: %d rows of up to %d tokens: %s", r.B, r.T, desc.p);
 		if (r.has_labels)

@@ -1,6 +1,7 @@
 #include "predict.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,10 @@
 #include "ml/blas.h"
 #include "ml/bundle.h"
 #include "ml/classifier.h"
+#include "ml/lmdata.h"
 #include "ml/mldata.h"
+#include "models/bert.h"
+#include "models/gpt2.h"
 
 static const opt_spec predict_opts[] = {
 	{"input", 'i', OPT_STR, 0, 0, "FILE", "rows to predict: JSON Lines, or CSV/TSV with a header (default: stdin)", 1},
@@ -244,13 +248,19 @@ static void block_free(block *bl, const clf_model *m)
 	buf_free(&bl->idjson);
 }
 
-static void emit(FILE *out, const clf_model *m, block *bl, double *res)
+struct seqm;
+static void seq_predict(struct seqm *sq, const clf_data *d, double *res);
+
+static void emit(FILE *out, const clf_model *m, struct seqm *sq, block *bl, double *res)
 {
 	int K = ml_out_width(m);
 	bl->d.n = bl->n;
 	bl->d.tokens = bl->ids;
 	bl->d.ntokens = bl->nids;
-	ml_predict(m, &bl->d, 1, res);
+	if (sq)
+		seq_predict(sq, &bl->d, res);
+	else
+		ml_predict(m, &bl->d, 1, res);
 	buf line;
 	buf_init(&line);
 	for (size_t r = 0; r < bl->n; r++) {
@@ -281,6 +291,171 @@ static void emit(FILE *out, const clf_model *m, block *bl, double *res)
 	bl->n = 0;
 	bl->nids = 0;
 	bl->idjson.len = 0;
+}
+
+/* --- sequence classifiers on token ids (a GPT-2 or BERT bundle) ------------------- */
+
+typedef struct seqm {
+	model_arch arch;
+	gpt2 g;
+	bert b;
+	int K, B, T, wT; /* wT: the length the workspace is made for */
+	gpt2_ws *gw;
+	bert_ws *bw;
+	uint32_t *ids, *types;
+	uint8_t *mask;
+	int *last;
+} seqm;
+
+/* The bundle's transformer classifier, and a proxy clf_model that reads its
+ * one text field and names its classes (tokenize.json says which field and
+ * how: max_len, truncation, eos). */
+static int seq_open(herr *e, seqm *sq, clf_model *m, const bundle *b, const char *path)
+{
+	memset(sq, 0, sizeof *sq);
+	char *dir = NULL;
+	int rc = bundle_unpack_model(e, b, path, &dir);
+	if (rc == 0)
+		rc = model_detect_dir(e, dir, &sq->arch);
+	char **labels = NULL;
+	int maxpos = 0;
+	if (rc == 0 && sq->arch == ARCH_BERT) {
+		rc = bert_load_dir(e, &sq->b, dir);
+		if (rc == 0 && (sq->b.cfg.head != BERT_SEQCLS || sq->b.cfg.problem != BERT_SINGLE))
+			rc = herr_set(e, "%s: a BERT without a single-label classifier head; predict serves classifiers", path);
+		if (rc == 0) {
+			sq->K = sq->b.cfg.nlabels;
+			labels = sq->b.labels;
+			maxpos = sq->b.cfg.max_pos;
+		}
+	} else if (rc == 0) {
+		rc = gpt2_load_dir(e, &sq->g, dir);
+		if (rc == 0 && !sq->g.cfg.ncls)
+			rc = herr_set(e, "%s: a GPT-2 language model, not a classifier; use hone generate", path);
+		if (rc == 0) {
+			sq->K = sq->g.cfg.ncls;
+			labels = sq->g.labels;
+			maxpos = sq->g.cfg.n_positions;
+		}
+	}
+	/* how text was tokenized for training */
+	char *field = xstrdup("text");
+	long long max_len = maxpos, eos = -1;
+	int left = 0;
+	const buf *tj = bundle_get(b, "tokenize.json");
+	if (rc == 0 && tj) {
+		jarena *a = json_arena_new();
+		jerror je;
+		const jnode *r = json_parse(a, tj->p, tj->len, &je);
+		const jnode *f = r ? json_member(r, "field", 5) : NULL, *tr = r ? json_member(r, "truncation", 10) : NULL;
+		if (f && f->t == J_STR) {
+			free(field);
+			field = xstrndup(f->s, f->len);
+		}
+		if (r && json_member(r, "max_len", 7))
+			json_int(json_member(r, "max_len", 7), 0, maxpos, &max_len);
+		if (r && json_member(r, "eos", 3))
+			json_int(json_member(r, "eos", 3), -1, 1 << 24, &eos);
+		left = tr && tr->t == J_STR && tr->len == 4 && !memcmp(tr->s, "left", 4);
+		json_arena_free(a);
+	}
+	if (rc == 0) {
+		lm_cls_proxy(m, "label", labels, sq->K);
+		m->nf = 1;
+		m->f = xcalloc(1, sizeof *m->f);
+		m->f[0].name = xstrdup(field);
+		m->f[0].field = xstrdup(field);
+		m->f[0].type = FEAT_TEXT;
+		m->tok_max_len = max_len > 0 && max_len < maxpos ? max_len : maxpos;
+		m->tok_eos = eos;
+		m->tok_left = left;
+		sq->B = 16;
+		sq->T = (int)m->tok_max_len;
+		size_t N = (size_t)sq->B * (size_t)sq->T;
+		sq->ids = xmalloc(N * sizeof *sq->ids);
+		sq->types = xcalloc(N, sizeof *sq->types);
+		sq->mask = xmalloc(N);
+		sq->last = xmalloc((size_t)sq->B * sizeof *sq->last);
+	}
+	free(field);
+	if (dir) {
+		herr e2;
+		fs_rmtree(&e2, dir);
+		free(dir);
+	}
+	return rc;
+}
+
+static void seq_close(seqm *sq)
+{
+	gpt2_ws_free(sq->gw);
+	bert_ws_free(sq->bw);
+	if (sq->arch == ARCH_BERT)
+		bert_free(&sq->b);
+	else if (sq->arch == ARCH_GPT2)
+		gpt2_free(&sq->g);
+	free(sq->ids);
+	free(sq->types);
+	free(sq->mask);
+	free(sq->last);
+}
+
+/* class probabilities of the block's rows (n × K into res), 16 at a time,
+ * padded to the longest row of each 16 */
+static void seq_predict(struct seqm *sq, const clf_data *d, double *res)
+{
+	const clf_col *c = &d->col[0];
+	for (size_t at = 0; at < d->n; at += (size_t)sq->B) {
+		int nb = d->n - at < (size_t)sq->B ? (int)(d->n - at) : sq->B, T = 1;
+		for (int b = 0; b < nb; b++)
+			T = (int)c->len[at + (size_t)b] > T ? (int)c->len[at + (size_t)b] : T;
+		T = T > sq->T ? sq->T : T;
+		for (int b = 0; b < sq->B; b++) {
+			uint32_t len = b < nb ? c->len[at + (size_t)b] : 0;
+			len = len > (uint32_t)T ? (uint32_t)T : len;
+			for (int t = 0; t < T; t++) {
+				size_t i = (size_t)b * (size_t)T + (size_t)t;
+				int in = (uint32_t)t < len;
+				sq->ids[i] = in ? d->tokens[c->off[at + (size_t)b] + (size_t)t] : 0;
+				sq->mask[i] = in || t == 0;
+			}
+			sq->last[b] = len ? (int)len - 1 : 0;
+		}
+		const float *z;
+		if (sq->arch == ARCH_BERT) {
+			if (!sq->bw || sq->wT != T) {
+				bert_ws_free(sq->bw);
+				sq->bw = bert_ws_new(&sq->b, sq->B, T, 1);
+				sq->wT = T;
+			}
+			bert_ws *w = sq->bw;
+			bert_batch bb = {sq->ids, sq->types, sq->mask, NULL, NULL};
+			bert_forward(&sq->b, w, &bb);
+			z = bert_logits(w);
+			for (int b = 0; b < nb; b++) {
+				const float *zb = z + (size_t)b * (size_t)sq->K;
+				double mx = zb[0], s = 0;
+				for (int k = 1; k < sq->K; k++)
+					mx = zb[k] > mx ? zb[k] : mx;
+				for (int k = 0; k < sq->K; k++)
+					s += exp(zb[k] - mx);
+				for (int k = 0; k < sq->K; k++)
+					res[(at + (size_t)b) * (size_t)sq->K + (size_t)k] = exp(zb[k] - mx) / s;
+			}
+		} else {
+			if (!sq->gw || sq->wT != T) {
+				gpt2_ws_free(sq->gw);
+				sq->gw = gpt2_ws_new(&sq->g, sq->B, T, 1);
+				sq->wT = T;
+			}
+			gpt2_ws *w = sq->gw;
+			gpt2_forward_cls(&sq->g, w, sq->ids, sq->last, NULL);
+			const float *p = gpt2_cls_probs(w);
+			for (int b = 0; b < nb; b++)
+				for (int k = 0; k < sq->K; k++)
+					res[(at + (size_t)b) * (size_t)sq->K + (size_t)k] = p[(size_t)b * (size_t)sq->K + (size_t)k];
+		}
+	}
 }
 
 int predict_main(int argc, char **argv)
@@ -314,6 +489,9 @@ int predict_main(int argc, char **argv)
 	bpe *tok = NULL;
 	st_file st;
 	memset(&st, 0, sizeof st);
+	seqm sq;
+	memset(&sq, 0, sizeof sq);
+	int seq = 0;
 	int rc = bundle_read(&e, &b, bpath, (size_t)16 << 30);
 	if (rc == 0) {
 		const buf *cfg = bundle_get(&b, "config.json"), *w = bundle_get(&b, "model.safetensors");
@@ -323,9 +501,19 @@ int predict_main(int argc, char **argv)
 			char *what_c = xasprintf("%s[config.json]", bpath), *what_w = xasprintf("%s[model.safetensors]", bpath);
 			char *copy = xmalloc(w->len ? w->len : 1);
 			memcpy(copy, w->p, w->len);
-			rc = st_parse(&e, &st, copy, w->len, what_w);
-			if (rc == 0)
-				rc = clf_load(&e, &m, cfg->p, cfg->len, what_c, &st, what_w);
+			/* a Hugging Face classifier (GPT-2, BERT), or hone's own */
+			model_arch arch;
+			herr pe;
+			seq = (strstr(cfg->p, "\"model_type\"") || strstr(cfg->p, "\"n_layer\"")) &&
+			      model_detect(&pe, cfg->p, cfg->len, what_c, &arch) == 0;
+			if (seq) {
+				free(copy);
+				rc = blas_get(&e) ? seq_open(&e, &sq, &m, &b, bpath) : -1;
+			} else {
+				rc = st_parse(&e, &st, copy, w->len, what_w);
+				if (rc == 0)
+					rc = clf_load(&e, &m, cfg->p, cfg->len, what_c, &st, what_w);
+			}
 			free(what_c);
 			free(what_w);
 		}
@@ -435,11 +623,11 @@ int predict_main(int argc, char **argv)
 			}
 			rows++;
 			if (bl.n == bl.cap)
-				emit(out, &m, &bl, res);
+				emit(out, &m, seq ? &sq : NULL, &bl, res);
 		}
 		/* the rows read before a bad one are still answered */
 		if (bl.n)
-			emit(out, &m, &bl, res);
+			emit(out, &m, seq ? &sq : NULL, &bl, res);
 		if (nmiss && missing != MISSING_ERROR)
 			fprintf(stderr, "hone: warning: %zu of %zu rows lacked an input field (first: row %zu, '%s'); %s\n", nmiss,
 			        seen, first_miss, miss_field, missing == MISSING_SKIP ? "left out" : "read as empty");
@@ -463,6 +651,8 @@ int predict_main(int argc, char **argv)
 		bpe_free(tok);
 	clf_free(&m);
 	st_free(&st);
+	if (seq)
+		seq_close(&sq);
 	bundle_free(&b);
 	if (rc) {
 		fprintf(stderr, "hone: error: %s\n", e.msg);

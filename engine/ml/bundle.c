@@ -107,3 +107,26 @@ const buf *bundle_get(const bundle *b, const char *name)
 			return &b->m[i].data;
 	return NULL;
 }
+
+int bundle_unpack_model(herr *e, const bundle *bd, const char *path, char **dir)
+{
+	char t[] = "/tmp/hone-model-XXXXXX";
+	*dir = NULL;
+	if (!mkdtemp(t))
+		return herr_set(e, "cannot make a temporary folder for %s", path);
+	*dir = xstrdup(t);
+	const char *names[3] = {"config.json", "model.safetensors", "tokenize.json"};
+	for (int k = 0; k < 3; k++) {
+		const buf *b = bundle_get(bd, names[k]);
+		if (!b && k == 2)
+			break;
+		if (!b)
+			return herr_set(e, "%s: not a model bundle (no %s)", path, names[k]);
+		char *p = path_join(t, names[k]);
+		int rc = fs_write_atomic(e, p, b->p, b->len);
+		free(p);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}

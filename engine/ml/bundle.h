@@ -30,5 +30,9 @@ int bundle_read(herr *e, bundle *b, const char *path, size_t max_bytes);
 void bundle_free(bundle *b);
 /* The member called name, or NULL. */
 const buf *bundle_get(const bundle *b, const char *name);
+/* A model bundle's config.json and model.safetensors (and tokenize.json when
+ * present) written into a new temporary folder *dir (the caller removes
+ * it); path names the bundle in messages. */
+int bundle_unpack_model(herr *e, const bundle *b, const char *path, char **dir);
 
 #endif

@@ -79,6 +79,8 @@ static int k_export(kctx *c, const hval *params, const kinput *in, size_t nin, c
 		rc = add_file(c, &b, tok->path, "tokenizer.json", "tokenizer.json");
 	if (rc == 0)
 		rc = add_file(c, &b, model->path, "curve.jsonl", "training/curve.jsonl");
+	if (rc == 0 && has(model, "tokenize.json"))
+		rc = add_file(c, &b, model->path, "tokenize.json", "tokenize.json");
 	buf out;
 	buf_init(&out);
 	if (rc == 0)

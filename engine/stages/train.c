@@ -573,6 +573,20 @@ static int gpt2_outputs(kctx *c, const char *outdir, const gpt2 *m, const buf *c
 	return rc;
 }
 
+int train_copy_tokenize(kctx *c, const kinput *ti, const char *outdir)
+{
+	char *src = path_join(ti->path, "tokenize.json"), *dst = NULL;
+	buf b;
+	buf_init(&b);
+	int rc = 0;
+	if (fs_exists(src) && (rc = fs_read(&c->err, src, &b)) == 0 && (rc = kctx_out_path(c, outdir, "tokenize.json", &dst)) == 0)
+		rc = fs_write_atomic(&c->err, dst, b.p, b.len);
+	buf_free(&b);
+	free(src);
+	free(dst);
+	return rc;
+}
+
 /* The train split and the optional val split as token rows, and their
  * longest row (the batch's T). */
 static int lm_open_splits(kctx *c, const gpt2 *m, const kinput *ti, const kinput *vi, lm_split *tr, lm_split *va, int *T,
@@ -879,6 +893,8 @@ static int train_seqcls(kctx *c, const hval *p, const tcfg *cf, const kinput *ti
 		train_finish_summary(c, &sum, &s, metric, vi != NULL, lr.resumed, 0);
 		if (rc == 0)
 			rc = gpt2_outputs(c, outdir, &m, &s.curve, &sum);
+		if (rc == 0)
+			rc = train_copy_tokenize(c, ti, outdir);
 		buf_free(&sum);
 		kctx_metric(c, "trainable", (double)(lora ? lo.n : m.nparams));
 		if (el > 0 && s.step > lr.t_start)
@@ -1046,4 +1062,4 @@ static int k_train(kctx *c, const hval *p, const kinput *in, size_t nin, const c
 	return rc;
 }
 
-const kernel_def stage_train = {"train", 2, k_train, NULL};
+const kernel_def stage_train = {"train", 3, k_train, NULL};

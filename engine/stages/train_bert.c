@@ -276,6 +276,8 @@ int train_bert(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, const k
 		path = NULL;
 		if (rc == 0)
 			rc = bert_save_dir(&c->err, &m, NULL, outdir);
+		if (rc == 0 && !mlm)
+			rc = train_copy_tokenize(c, ti, outdir);
 		if (rc == 0 && (rc = kctx_out_path(c, outdir, "train.json", &path)) == 0)
 			rc = fs_write_atomic(&c->err, path, sum.p, sum.len);
 		free(path);

@@ -49,6 +49,9 @@ void train_finish_summary(kctx *c, buf *sum, const tstate *s, const char *metric
 /* The distinct values of field f, sorted (the classes of a target) */
 char **train_distinct(const rec_reader *r, int f, uint32_t *n);
 uint64_t train_mix(uint64_t x);
+/* The train split's tokenize.json into the model's folder: how to encode
+ * text for it (the field, max_len, truncation), for export and predict */
+int train_copy_tokenize(kctx *c, const kinput *ti, const char *outdir);
 
 /* BERT: sequence classification (output = { label = "field" }) or masked-LM
  * pre-training (objective = "mlm"), full or LoRA (train_bert.c). */

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# BERT end to end: hone forward against transformers' fixtures, a new BERT
+# pre-trained by masked LM and fine-tuned as a classifier (full and LoRA),
+# evaluate, export and predict (BERT and GPT-2 classifier bundles),
+# determinism, and the errors a user meets.
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+. "$(dirname "$0")/lib.sh"
+. "$ROOT/tests/toy_data.sh"
+FX=$ROOT/tests/fixtures/bert
+
+# --- hone forward against transformers ------------------------------------------------
+# rows from each fixture's batch (its padding left to forward), labels as transformers took them
+rows_of() { # rows_of HEAD: JSON Lines of the fixture's rows
+	jq -c --arg h "$1" '. as $r | [range(0; .B)] | .[] as $b |
+		($r.attention_mask[$b*$r.T:($b+1)*$r.T] | add) as $n |
+		{input_ids: $r.input_ids[$b*$r.T:$b*$r.T+$n], token_type_ids: $r.token_type_ids[$b*$r.T:$b*$r.T+$n]} +
+		(if $h == "tokcls" or $h == "mlm" then {labels: $r.labels[$b*$r.T:$b*$r.T+$n]}
+		 elif $h == "multilabel" then {labels: $r.labels[$b*3:($b+1)*3]} else {labels: $r.labels[$b]} end)' "$FX/$1/reference.json"
+}
+# max |hone - transformers| over the logits, relative to the largest, and the loss's relative error
+close_to_ref() { # close_to_ref HEAD OUT.json
+	jq -e -n --slurpfile o "$2" --slurpfile r "$FX/$1/reference.json" '
+		($r[0].logits | map(fabs) | max) as $s |
+		([$o[0].logits.data, $r[0].logits] | transpose | map(.[0] - .[1] | fabs) | max) / $s < 1e-5 and
+		(($o[0].loss.data[0] - $r[0].loss) | fabs) / $r[0].loss < 1e-5' >/dev/null
+}
+for h in seqcls multilabel regression tokcls mlm; do
+	rows_of $h > rows_$h.jsonl
+	check "forward: $h logits and loss match transformers" \
+		bash -c "'$HONE' forward '$FX/$h' -i rows_$h.jsonl -o out_$h.json -q && $(declare -f close_to_ref); FX='$FX' close_to_ref $h out_$h.json"
+done
+check "forward writes safetensors too" bash -c "'$HONE' forward '$FX/seqcls' -i rows_seqcls.jsonl -o out.safetensors -q && [ -s out.safetensors ]"
+check "forward: a row with an id outside the vocabulary is an error" \
+	fails_with 1 "outside the model's vocabulary" bash -c "echo '{\"input_ids\": [2, 99]}' | '$HONE' forward '$FX/seqcls' -o x.json"
+check "forward: a row without input_ids is an error naming the row" \
+	fails_with 1 "row 1: input_ids" bash -c "echo '{\"ids\": [2]}' | '$HONE' forward '$FX/seqcls' -o x.json"
+check "forward needs --output" fails_with 2 "--output" "$HONE" forward "$FX/seqcls"
+
+# --- a BERT pipeline ----------------------------------------------------------------------
+toy_classes 400 > cls.jsonl
+cat > b.lua <<'LUA'
+local d = ingest { "cls.jsonl", fields = { text = "text", label = "label" } }
+local parts = split { d, train = 0.7, val = 0.15, test = 0.15, seed = 1, stratify = "label" }
+local tok = tokenizer { parts.train, vocab = 300, special = { "<|endoftext|>", "[MASK]" } }
+local ids = tokenize { parts, tok, max_len = 32 }
+local base = model { arch = "bert", n_layer = 2, n_head = 2, n_embd = 32, intermediate = 64, n_positions = 32, vocab = 300, seed = 1 }
+local pre = train { ids.train, val = ids.val, base = base, objective = "mlm", mask_id = 299, lr = 0.003, batch = 16, epochs = 4, seed = 1 }
+evaluate { pre, ids.test, compare = base, name = "mlm_score" }
+local clf = train { ids.train, val = ids.val, base = pre, output = { label = "category" }, lr = 0.003, batch = 16, epochs = 4, seed = 1, name = "clf" }
+local score = evaluate { clf, ids.test, name = "score" }
+local lc = train { ids.train, val = ids.val, base = pre, output = { label = "category" }, method = "lora", rank = 4, targets = { "query", "value", "dense" },
+                   lr = 0.01, batch = 16, epochs = 4, seed = 1, name = "lc" }
+evaluate { lc, ids.test, name = "lc_score" }
+export { clf, tok, score, to = "bert.tar.gz" }
+local gclf = train { ids.train, base = model { n_layer = 1, n_head = 2, n_embd = 32, n_positions = 32, vocab = 300, seed = 1 },
+                     output = { label = "category" }, lr = 0.003, batch = 16, epochs = 2, seed = 1, name = "gclf" }
+export { gclf, tok, to = "gpt2cls.tar.gz", name = "gexport" }
+LUA
+check "a BERT pre-trains by masked LM, fine-tunes as a classifier (full, LoRA), exports" "$HONE" run b.lua -q
+metric() { "$HONE" show b.lua "$1" | sed -n 's/^metrics *//p' | jq -r ".$2"; }
+check "masked-LM pre-training lowers perplexity against the new model ($(metric mlm_score perplexity) vs $(metric mlm_score compare_perplexity))" \
+	jq -e -n "$(metric mlm_score perplexity) < 0.5 * $(metric mlm_score compare_perplexity)"
+curve() { cat "$("$HONE" show b.lua "$1" | awk '/^path/ {print $2}')curve.jsonl"; }
+check "masked-LM training lowers the validation loss epoch by epoch" \
+	bash -c "$(declare -f curve); HONE='$HONE' curve pre | jq -s -e '[.[] | select(.val_loss != null) | .val_loss] | length == 4 and .[0] > .[1] and .[1] > .[2] and .[2] > .[3]'"
+check "fine-tuning lowers the training loss (first epoch against the last)" \
+	bash -c "$(declare -f curve); HONE='$HONE' curve clf | jq -s -e '[.[] | select(.train_loss != null) | .train_loss] | .[0] > 1.5 * .[3]'"
+check "the classifier beats chance on held-out rows (accuracy $(metric score accuracy))" jq -e -n "$(metric score accuracy) > 0.8"
+check "LoRA on BERT trains the adapters and the head only (trainable $(metric lc trainable) of $(metric lc params))" \
+	jq -e -n "$(metric lc trainable) < 0.2 * $(metric lc params)"
+lcdir=$("$HONE" show b.lua lc | awk '/^path/ {print $2}')
+check "the adapter is PEFT's: SEQ_CLS, query/value/dense modules, the classifier saved" \
+	jq -e '.task_type == "SEQ_CLS" and .modules_to_save == ["classifier"] and (.target_modules | index("attention.self.query") != null)
+	       and (.target_modules | index("intermediate.dense") != null) and .fan_in_fan_out == false' "$lcdir/adapter/adapter_config.json"
+check "the fine-tuned folder is a BertForSequenceClassification with the classes" \
+	jq -e '.architectures == ["BertForSequenceClassification"] and .id2label["0"] == "city" and .id2label["1"] == "pets"' \
+	"$("$HONE" show b.lua clf | awk '/^path/ {print $2}')config.json"
+
+# predict: the bundle's answers agree with evaluate's accuracy on the test rows
+testdir=$("$HONE" show b.lua tokenize | awk '/^path/ {print $2}')
+"$HONE" run b.lua -q
+jq -c 'select(true)' cls.jsonl > all.jsonl
+check "hone predict serves the BERT bundle" bash -c "'$HONE' predict bert.tar.gz --input all.jsonl -q > pred.jsonl && [ \$(wc -l < pred.jsonl) = 400 ]"
+check "its predictions are right on most rows" \
+	bash -c "paste -d' ' <(jq -r .label all.jsonl) <(jq -r .predicted pred.jsonl) | awk '\$1 == \$2 {k++} END {exit !(k > 0.8 * NR)}'"
+check "hone predict serves a GPT-2 classifier bundle" \
+	bash -c "head -5 all.jsonl | '$HONE' predict gpt2cls.tar.gz -q | jq -e -s 'length == 5 and (.[0].probs | keys) == [\"city\", \"pets\"]'"
+check "hone forward runs on an export bundle" bash -c "echo '{\"input_ids\": [5, 6, 7]}' | '$HONE' forward bert.tar.gz -o f.json -q && jq -e '.logits.shape == [1, 2]' f.json"
+
+# determinism: the same pipeline in a fresh store gives the same weights
+mkdir -p again && cp cls.jsonl b.lua again/
+check "the same seed gives bit-identical BERT weights" bash -c "cd again && HONE_CACHE=\$PWD/cache '$HONE' run b.lua -q && \
+	cmp \"\$(HONE_CACHE=\$PWD/cache '$HONE' show b.lua lc | awk '/^path/ {print \$2}')model.safetensors\" '$lcdir/model.safetensors'"
+
+# --- errors ---------------------------------------------------------------------------------
+sed 's/local pre = train.*/local pre = train { ids.train, base = base, lr = 0.003, epochs = 1 }/' b.lua | sed '/mlm_score\|clf\|lc\|gclf\|export/d' > e1.lua
+check "a BERT base with neither output nor objective is refused" fails_with 1 "objective = \"mlm\"" "$HONE" run e1.lua -q
+cat > e2.lua <<'LUA'
+local d = ingest { "cls.jsonl", fields = { text = "text", label = "label" } }
+local parts = split { d, train = 0.8, val = 0.2, seed = 1 }
+local tok = tokenizer { parts.train, vocab = 300 }
+local ids = tokenize { parts, tok, max_len = 32 }
+local base = model { arch = "bert", n_layer = 1, n_head = 2, n_embd = 16, n_positions = 32, vocab = 300 }
+train { ids.train, base = base, objective = "mlm", epochs = 1 }
+LUA
+check "masked LM without a [MASK] token is refused with a hint" fails_with 1 "mask_id" "$HONE" run e2.lua -q
+sed 's/objective = "mlm"/output = { label = "category" }, method = "lora", targets = { "c_attn" }/' e2.lua > e3.lua
+check "a GPT-2 LoRA target on a BERT is refused, listing BERT's" fails_with 1 "attention.self.query" "$HONE" run e3.lua -q
+sed 's/arch = "bert", //; s/objective = "mlm"/objective = "mlm", mask_id = 5/' e2.lua > e4.lua
+check "objective = \"mlm\" on a GPT-2 is refused" fails_with 1 "needs a BERT base" "$HONE" run e4.lua -q
+mkdir -p llama && echo '{"model_type": "llama", "hidden_size": 16}' > llama/config.json
+echo 'model { from = "llama" }' > e5.lua
+check "an unknown architecture is named, with the supported ones" fails_with 1 "model_type \"llama\" is not an architecture hone has" "$HONE" run e5.lua -q
+done_testing
