@@ -62,7 +62,7 @@ check "masked-LM pre-training lowers perplexity against the new model ($(metric 
 	jq -e -n "$(metric mlm_score perplexity) < 0.5 * $(metric mlm_score compare_perplexity)"
 curve() { cat "$("$HONE" show b.lua "$1" | awk '/^path/ {print $2}')curve.jsonl"; }
 check "masked-LM training lowers the validation loss epoch by epoch" \
-	bash -c "$(declare -f curve); HONE='$HONE' curve pre | jq -s -e '[.[] | select(.val_loss != null) | .val_loss] | length == 4 and .[0] > .[1] and .[1] > .[2] and .[2] > .[3]'"
+	bash -c "$(declare -f curve); HONE='$HONE' curve train | jq -s -e '[.[] | select(.val_loss != null) | .val_loss] | length == 4 and .[0] > .[1] and .[1] > .[2] and .[2] > .[3]'"
 check "fine-tuning lowers the training loss (first epoch against the last)" \
 	bash -c "$(declare -f curve); HONE='$HONE' curve clf | jq -s -e '[.[] | select(.train_loss != null) | .train_loss] | .[0] > 1.5 * .[3]'"
 check "the classifier beats chance on held-out rows (accuracy $(metric score accuracy))" jq -e -n "$(metric score accuracy) > 0.8"
