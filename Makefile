@@ -197,6 +197,9 @@ demo: deps
 build/bench_bpe: tests/bench/bench_bpe.c $(LIB_OBJ)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -iquote engine -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
+build/bench_bert: tests/bench/bench_bert.c $(LIB_OBJ)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -iquote engine -o $@ $< $(LIB_OBJ) $(LDLIBS)
+
 build/bench_gpt2: tests/bench/bench_gpt2.c $(LIB_OBJ)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -iquote engine -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
@@ -209,6 +212,7 @@ bench: deps-bench data
 	tests/bench/bpe_train.sh
 	tests/bench/train.sh
 	tests/bench/gpt2.sh
+	tests/bench/bert.sh
 
 clean:
 	rm -rf build hone

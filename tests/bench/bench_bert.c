@@ -1,0 +1,121 @@
+/*
+ * bench_bert — training steps of the native BERT as a sequence classifier
+ * (forward, backward, AdamW) on random tokens and labels with a padding mask
+ * of all ones, and OpenBLAS sgemm's peak on the same threads.
+ *   bench_bert LAYERS HIDDEN HEADS INTER T B VOCAB STEPS THREADS [full|lora]
+ * Prints tokens/s, the FLOP rate (6·non-embedding parameters·tokens +
+ * attention) and sgemm's, and peak RSS against what the step needs.
+ * lora: rank 8 on query, key, value and the dense layers; the base frozen.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "ml/blas.h"
+#include "ml/optim.h"
+#include "models/bert.h"
+#include "nn/nn.h"
+
+int main(int argc, char **argv)
+{
+	if (argc != 10 && argc != 11) {
+		fprintf(stderr, "usage: bench_bert LAYERS HIDDEN HEADS INTER T B VOCAB STEPS THREADS [full|lora]\n");
+		return 2;
+	}
+	int L = atoi(argv[1]), C = atoi(argv[2]), H = atoi(argv[3]), I = atoi(argv[4]), T = atoi(argv[5]), B = atoi(argv[6]),
+	    V = atoi(argv[7]), steps = atoi(argv[8]), th = atoi(argv[9]);
+	herr e;
+	const blas_api *api = blas_get(&e);
+	if (!api) {
+		fprintf(stderr, "%s\n", e.msg);
+		return 1;
+	}
+	bert_config c = {L, H, C, I, T, 2, V, 1e-12f, NN_GELU_ERF, BERT_SEQCLS, 2, BERT_SINGLE, 0, 0};
+	bert m;
+	if (bert_init(&e, &m, &c) != 0) {
+		fprintf(stderr, "%s\n", e.msg);
+		return 1;
+	}
+	bert_init_random(&m, 1);
+	int lora_m = argc == 11 && !strcmp(argv[10], "lora");
+	lora lo;
+	memset(&lo, 0, sizeof lo);
+	if (lora_m) {
+		lora_arch a;
+		bert_lora_arch(&m, &a);
+		lora_init(&lo, &a, 8, 16, lora_target(&a, "query") | lora_target(&a, "key") | lora_target(&a, "value") |
+		                          lora_target(&a, "dense"), 1);
+		for (size_t i = 0; i < lo.n; i++)
+			lo.p[i] = lo.p[i] ? lo.p[i] : 0.01f; /* B nonzero: a real update */
+		bert_lora_add_head(&lo, &m);
+		m.lora = &lo;
+	}
+	float *tp = lora_m ? lo.p : m.p;
+	size_t tn = lora_m ? lo.n : m.nparams;
+	bert_ws *w = bert_ws_new(&m, B, T, th);
+	size_t N = (size_t)B * (size_t)T;
+	uint32_t *ids = malloc(N * sizeof *ids), *types = calloc(N, sizeof *types);
+	uint8_t *mask = malloc(N);
+	memset(mask, 1, N);
+	int32_t *lab = malloc((size_t)B * sizeof *lab);
+	float *mo = calloc(tn, sizeof(float)), *vo = calloc(tn, sizeof(float));
+	adamw_cfg ac = {0.9f, 0.999f, 1e-8f, 0.01f};
+	double t0 = 0, loss = 0;
+	uint64_t s = 1;
+	for (int st = 0; st <= steps; st++) {
+		if (st == 1)
+			t0 = now_seconds(); /* step 0 warms up */
+		for (size_t i = 0; i < N; i++) {
+			s = s * 6364136223846793005ull + 1442695040888963407ull;
+			ids[i] = (uint32_t)((s >> 33) % (uint64_t)V);
+		}
+		for (int b = 0; b < B; b++)
+			lab[b] = (int32_t)((s >> (20 + b % 30)) & 1);
+		bert_batch bb = {ids, types, mask, lab, NULL};
+		loss = bert_forward(&m, w, &bb);
+		bert_backward(&m, w);
+		float *g = lora_m ? bert_lora_grad(w) : bert_grad(w);
+		adamw_step(&ac, 3e-4f, st + 1, clip_factor(grad_norm(g, tn, th), 1.0), tp, g, mo, vo, tn, th);
+	}
+	double dt = now_seconds() - t0;
+	double tokens = (double)N * steps;
+	size_t emb = (size_t)(V + T + 2) * (size_t)C;
+	double flops = 6.0 * (double)(m.nparams - emb) * tokens + 12.0 * L * (double)T * C * tokens;
+	int n = 1024;
+	float *a = malloc((size_t)n * n * 4), *b = malloc((size_t)n * n * 4), *cc = malloc((size_t)n * n * 4);
+	for (size_t i = 0; i < (size_t)n * n; i++)
+		a[i] = b[i] = 0.001f * (float)(i % 97);
+	api->set_num_threads(th);
+	sgemm(0, 0, n, n, n, 1, a, n, b, n, 0, cc, n);
+	double g0 = now_seconds();
+	int reps = 10;
+	for (int r = 0; r < reps; r++)
+		sgemm(0, 0, n, n, n, 1, a, n, b, n, 0, cc, n);
+	double peak = 2.0 * n * n * (double)n * reps / (now_seconds() - g0);
+	printf("hone   %.0f tokens/s  %.1f GFLOP/s  params %zu  loss %.4f  (%d steps, %.2f s)\n", tokens / dt, flops / dt / 1e9,
+	       m.nparams, loss, steps, dt);
+	printf("sgemm  %.1f GFLOP/s peak (1024^3, %d threads); hone reaches %.0f%% of it\n", peak / 1e9, th,
+	       100.0 * flops / dt / peak);
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	double mib = 1024.0 * 1024.0, par = (double)(m.nparams + lo.n) * 4, opt = 2.0 * (double)tn * 4,
+	       ws = (double)bert_ws_bytes(w), rss = (double)ru.ru_maxrss * 1024.0, gemm = 3.0 * n * n * 4;
+	printf("memory (%s): parameters %.0f MiB + AdamW moments %.0f MiB + workspace %.0f MiB (activations, gradients) "
+	       "= %.0f MiB; peak RSS %.0f MiB (%.0f MiB without the sgemm test's matrices) = %.2fx of it; trained parameters %zu\n",
+	       lora_m ? "lora" : "full", par / mib, opt / mib, ws / mib, (par + opt + ws) / mib, rss / mib, (rss - gemm) / mib,
+	       (rss - gemm) / (par + opt + ws), tn);
+	free(a);
+	free(b);
+	free(cc);
+	lora_free(&lo);
+	free(ids);
+	free(types);
+	free(mask);
+	free(lab);
+	free(mo);
+	free(vo);
+	bert_ws_free(w);
+	bert_free(&m);
+	return 0;
+}
