@@ -104,6 +104,7 @@ double enc_mlm_eval(const bert *m, bert_ws *w, const lm_split *sp, const mlm_cfg
 	int32_t *lab = xmalloc(N * sizeof *lab);
 	int V = m->cfg.vocab;
 	double loss = 0, n = 0, hit = 0;
+	bert_ws_mlm_sparse(w, 1);
 	for (size_t at = 0; at < sp->n; at += (size_t)B) {
 		int nb = sp->n - at < (size_t)B ? (int)(sp->n - at) : B;
 		for (int b = 0; b < B; b++)
@@ -119,11 +120,13 @@ double enc_mlm_eval(const bert *m, bert_ws *w, const lm_split *sp, const mlm_cfg
 		bert_batch bb = {ids, ty, mk, lab, NULL};
 		loss += bert_forward(m, w, &bb) * cnt;
 		n += cnt;
+		/* the logits of the labelled rows, in order (sparse head) */
 		const float *z = bert_logits(w);
+		size_t r = 0;
 		for (size_t i = 0; i < N; i++) {
 			if (lab[i] < 0)
 				continue;
-			const float *zi = z + i * (size_t)V;
+			const float *zi = z + r++ * (size_t)V;
 			int best = 0;
 			for (int k = 1; k < V; k++)
 				best = zi[k] > zi[best] ? k : best;

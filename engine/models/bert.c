@@ -549,7 +549,10 @@ struct bert_ws {
 	float *emb, *h0, *me, *re;   /* embeddings' sum, their LayerNorm */
 	block_act *l;
 	float *cls, *pool1, *pool;   /* sequence classification: [CLS] rows, pooler dense, tanh (B × C) */
-	float *t1, *t2, *t3, *mt, *rt; /* MLM transform: dense, GELU, LayerNorm (N × C) */
+	float *t1, *t2, *t3, *mt, *rt; /* MLM transform: dense, GELU, LayerNorm (M × C) */
+	int sparse, M;               /* MLM: the head only on the M labelled rows (training), or on all N */
+	int *rows;                   /* sparse: which rows, in order */
+	float *hs;                   /* sparse: their hidden states, M × C */
 	float *logits, *dlogits;
 	size_t nlogits;
 	int32_t *lab_i;
@@ -619,6 +622,8 @@ bert_ws *bert_ws_new(const bert *m, int B, int T, int threads)
 		w->t3 = A(F);
 		w->mt = A(N * sizeof(float));
 		w->rt = A(N * sizeof(float));
+		w->hs = A(F);
+		w->rows = xcalloc(N, sizeof *w->rows);
 	}
 	if (!m->lora)
 		w->g = A(m->nparams * sizeof(float));
@@ -646,6 +651,9 @@ bert_ws *bert_ws_new(const bert *m, int B, int T, int threads)
 
 size_t bert_ws_bytes(const bert_ws *w) { return w->bytes; }
 
+void bert_ws_mlm_sparse(bert_ws *w, int on) { w->sparse = on; }
+int bert_mlm_rows(const bert_ws *w) { return w->M; }
+
 void bert_ws_free(bert_ws *w)
 {
 	if (!w)
@@ -657,7 +665,8 @@ void bert_ws_free(bert_ws *w)
 		for (size_t k = 0; k < sizeof b / sizeof *b; k++)
 			nn_free(c, b[k]);
 	}
-	float *b[] = {w->emb, w->h0, w->me, w->re, w->cls, w->pool1, w->pool, w->t1, w->t2, w->t3, w->mt, w->rt,
+	free(w->rows);
+	float *b[] = {w->emb, w->h0, w->me, w->re, w->cls, w->pool1, w->pool, w->t1, w->t2, w->t3, w->mt, w->rt, w->hs,
 	              w->logits, w->dlogits, w->g, w->gOut, w->gIn, w->gRes, w->gMid, w->gCtx, w->gQKV, w->gF1, w->gF2,
 	              w->gP1, w->gP2, w->gCls};
 	for (size_t k = 0; k < sizeof b / sizeof *b; k++)
@@ -780,18 +789,37 @@ double bert_forward(const bert *m, bert_ws *w, const bert_batch *bt)
 			loss = softmax_crossentropy(c, w->dlogits, w->logits, w->lab_i, N, K, NULL);
 		}
 	} else if (cf->head == BERT_MLM) {
-		linear_forward(c, w->t1, h, par(m, "cls.predictions.transform.dense.weight"),
-		               par(m, "cls.predictions.transform.dense.bias"), N, C, C, NN_W_OUT_IN, 0);
-		gelu_forward(c, w->t2, w->t1, (size_t)N * (size_t)C, cf->act);
-		layernorm_forward(c, w->t3, w->mt, w->rt, w->t2, par(m, "cls.predictions.transform.LayerNorm.weight"),
-		                  par(m, "cls.predictions.transform.LayerNorm.bias"), N, C, cf->eps);
-		/* the decoder: tied to the word embeddings, its own bias */
-		linear_forward(c, w->logits, w->t3, par(m, "bert.embeddings.word_embeddings.weight"), par(m, "cls.predictions.bias"),
-		               N, C, cf->vocab, NN_W_OUT_IN, 0);
-		if (bt->labels_i) {
+		/* sparse (training): the head on the labelled rows only, gathered */
+		int M = N;
+		const float *hin = h;
+		if (w->sparse && bt->labels_i) {
+			M = 0;
+			for (int i = 0; i < N; i++)
+				if (bt->labels_i[i] >= 0 && bt->labels_i[i] < cf->vocab) {
+					w->rows[M] = i;
+					w->lab_i[M] = bt->labels_i[i];
+					nn_copy(c, w->hs + (size_t)M * (size_t)C, h + (size_t)i * (size_t)C, (size_t)C * sizeof(float));
+					M++;
+				}
+			hin = w->hs;
+		} else if (bt->labels_i) {
 			memcpy(w->lab_i, bt->labels_i, (size_t)N * sizeof *w->lab_i);
-			loss = softmax_crossentropy(c, w->dlogits, w->logits, w->lab_i, N, cf->vocab, NULL);
 		}
+		w->M = M;
+		if (M > 0) {
+			linear_forward(c, w->t1, hin, par(m, "cls.predictions.transform.dense.weight"),
+			               par(m, "cls.predictions.transform.dense.bias"), M, C, C, NN_W_OUT_IN, 0);
+			gelu_forward(c, w->t2, w->t1, (size_t)M * (size_t)C, cf->act);
+			layernorm_forward(c, w->t3, w->mt, w->rt, w->t2, par(m, "cls.predictions.transform.LayerNorm.weight"),
+			                  par(m, "cls.predictions.transform.LayerNorm.bias"), M, C, cf->eps);
+			/* the decoder: tied to the word embeddings, its own bias */
+			linear_forward(c, w->logits, w->t3, par(m, "bert.embeddings.word_embeddings.weight"),
+			               par(m, "cls.predictions.bias"), M, C, cf->vocab, NN_W_OUT_IN, 0);
+		}
+		if (bt->labels_i && M > 0)
+			loss = softmax_crossentropy(c, w->dlogits, w->logits, w->lab_i, M, cf->vocab, NULL);
+		else if (bt->labels_i)
+			w->labelled = 0;
 	} else {
 		w->labelled = 0;
 	}
@@ -826,18 +854,25 @@ void bert_backward(const bert *m, bert_ws *w)
 		linear_backward(c, w->gOut, grd(m, w, "classifier.weight"), grd(m, w, "classifier.bias"), w->dlogits, h,
 		                par(m, "classifier.weight"), N, C, K, NN_W_OUT_IN);
 	} else if (cf->head == BERT_MLM) {
-		nn_zero(c, w->gRes, F);
-		nn_zero(c, w->gMid, F);
-		nn_zero(c, w->gCtx, F);
+		int M = w->M, sp = M < N || w->sparse;
+		size_t FM = (size_t)M * (size_t)C * sizeof(float);
+		nn_zero(c, w->gRes, FM);
+		nn_zero(c, w->gMid, FM);
+		nn_zero(c, w->gCtx, FM);
 		linear_backward(c, w->gRes, grd(m, w, "bert.embeddings.word_embeddings.weight"), grd(m, w, "cls.predictions.bias"),
-		                w->dlogits, w->t3, par(m, "bert.embeddings.word_embeddings.weight"), N, C, cf->vocab, NN_W_OUT_IN);
+		                w->dlogits, w->t3, par(m, "bert.embeddings.word_embeddings.weight"), M, C, cf->vocab, NN_W_OUT_IN);
 		layernorm_backward(c, w->gMid, grd(m, w, "cls.predictions.transform.LayerNorm.weight"),
 		                   grd(m, w, "cls.predictions.transform.LayerNorm.bias"), w->gRes, w->t2,
-		                   par(m, "cls.predictions.transform.LayerNorm.weight"), w->mt, w->rt, N, C);
-		gelu_backward(c, w->gCtx, w->gMid, w->t1, (size_t)N * (size_t)C, cf->act);
-		linear_backward(c, w->gOut, grd(m, w, "cls.predictions.transform.dense.weight"),
-		                grd(m, w, "cls.predictions.transform.dense.bias"), w->gCtx, h,
-		                par(m, "cls.predictions.transform.dense.weight"), N, C, C, NN_W_OUT_IN);
+		                   par(m, "cls.predictions.transform.LayerNorm.weight"), w->mt, w->rt, M, C);
+		gelu_backward(c, w->gCtx, w->gMid, w->t1, (size_t)M * (size_t)C, cf->act);
+		float *gh = sp ? w->gIn : w->gOut;
+		if (sp)
+			nn_zero(c, gh, FM);
+		linear_backward(c, gh, grd(m, w, "cls.predictions.transform.dense.weight"),
+		                grd(m, w, "cls.predictions.transform.dense.bias"), w->gCtx, sp ? w->hs : h,
+		                par(m, "cls.predictions.transform.dense.weight"), M, C, C, NN_W_OUT_IN);
+		for (int r = 0; sp && r < M; r++) /* scattered back to their rows (each once; gOut is 0) */
+			nn_copy(c, w->gOut + (size_t)w->rows[r] * (size_t)C, gh + (size_t)r * (size_t)C, (size_t)C * sizeof(float));
 	}
 	for (int l = cf->n_layer - 1; l >= 0; l--) {
 		block_act *a = &w->l[l];

@@ -95,6 +95,13 @@ size_t bert_ws_bytes(const bert_ws *w);
  * from seed; 0 turns it off (evaluation). */
 void bert_ws_dropout(bert_ws *w, uint64_t seed);
 
+/* Masked LM while training: the head (transform and decoder over the
+ * vocabulary) only on the labelled rows, which is all the loss needs; the
+ * logits are then those rows' (bert_mlm_rows of them), in order. Off:
+ * every row's, as transformers computes them. */
+void bert_ws_mlm_sparse(bert_ws *w, int on);
+int bert_mlm_rows(const bert_ws *w);
+
 /* One batch. ids, types (NULL: all 0), mask (NULL: all 1) are B·T. Labels:
  *   SEQCLS single: labels_i[b] (class, -1 none); multi: labels_f[b·K + k];
  *   regression: labels_f[b]; TOKCLS and MLM: labels_i[b·T + t] (-1/-100 none).

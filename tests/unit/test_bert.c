@@ -146,6 +146,29 @@ static void test_mlm(void **st)
 {
 	(void)st;
 	check_head("tests/fixtures/bert/mlm", BERT_MLM);
+	/* the training path: the head on the labelled rows only gives the same
+	 * loss and gradients */
+	herr e;
+	bert m;
+	assert_int_equal(bert_load_dir(&e, &m, "tests/fixtures/bert/mlm"), 0);
+	ref f;
+	ref_open(&f, "tests/fixtures/bert/mlm");
+	bert_ws *dense = bert_ws_new(&m, f.B, f.T, 2), *sparse = bert_ws_new(&m, f.B, f.T, 2);
+	bert_ws_mlm_sparse(sparse, 1);
+	bert_batch b = {f.ids, f.types, f.mask, f.li, NULL};
+	double l1 = bert_forward(&m, dense, &b), l2 = bert_forward(&m, sparse, &b);
+	assert_true(fabs(l1 - l2) < 1e-6 * l1);
+	assert_int_equal(bert_mlm_rows(sparse), 4);
+	bert_backward(&m, dense);
+	bert_backward(&m, sparse);
+	const float *g1 = bert_grad(dense), *g2 = bert_grad(sparse);
+	for (size_t i = 0; i < m.nparams; i++)
+		if (fabsf(g1[i] - g2[i]) > 1e-5f * (fabsf(g1[i]) + 1e-3f))
+			fail_msg("gradient %zu: dense %.9g, sparse %.9g", i, g1[i], g2[i]);
+	bert_ws_free(dense);
+	bert_ws_free(sparse);
+	ref_close(&f);
+	bert_free(&m);
 }
 
 /* peft's LoRA on BertForSequenceClassification (query, value; classifier in
