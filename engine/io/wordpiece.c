@@ -420,6 +420,13 @@ int wordpiece_load_vocab(herr *e, wordpiece **out, const char *path, const wordp
 	return rc;
 }
 
+wordpiece *wordpiece_new_normalizer(const wordpiece_norm *norm)
+{
+	wordpiece *w = wp_new();
+	set_norm(w, 1, norm);
+	return w;
+}
+
 int wordpiece_from_tokens(herr *e, wordpiece **out, const char *const *tok, const size_t *len, size_t n,
                           const wordpiece_norm *norm)
 {
@@ -1118,7 +1125,10 @@ static void enc_push(wordpiece_enc *o, uint32_t id, uint8_t type)
 	if (o->n == o->cap) {
 		o->cap = o->cap ? o->cap * 2 : 256;
 		o->ids = xrealloc(o->ids, o->cap * sizeof *o->ids);
-		o->types = xrealloc(o->types, o->cap);
+	}
+	if (o->n == o->tcap) {
+		o->tcap = o->tcap ? o->tcap * 2 : 256;
+		o->types = xrealloc(o->types, o->tcap);
 	}
 	o->ids[o->n] = id;
 	o->types[o->n++] = type;
@@ -1196,6 +1206,9 @@ void wordpiece_encode_pair(const wordpiece *w, wordpiece_cache *cache, const cha
 	if (!out->ids) {
 		out->cap = 1;
 		out->ids = xmalloc(sizeof *out->ids);
+	}
+	if (!out->types) {
+		out->tcap = 1;
 		out->types = xmalloc(1);
 	}
 	free(ia);

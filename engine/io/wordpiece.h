@@ -81,6 +81,8 @@ wordpiece_special wordpiece_specials(const wordpiece *w);
 /* The normalizer in force. */
 wordpiece_norm wordpiece_normalizer(const wordpiece *w);
 
+/* A tokenizer with no vocabulary, for wordpiece_normalize alone (training). */
+wordpiece *wordpiece_new_normalizer(const wordpiece_norm *norm);
 /* The normalizer alone: appends the normalized form of s to out. */
 void wordpiece_normalize(const wordpiece *w, const char *s, size_t n, buf *out);
 /* BertPreTokenizer over normalized text: fn(ud, start, len) per word. */
@@ -101,7 +103,8 @@ void wordpiece_encode(const wordpiece *w, wordpiece_cache *cache, const char *s,
 typedef struct wordpiece_enc {
 	uint32_t *ids;
 	uint8_t *types;
-	size_t n, cap;
+	size_t n, cap;         /* ids and capacity of ids */
+	size_t tcap;           /* capacity of types */
 	size_t a_kept, b_kept; /* ids of each sequence after truncation */
 	size_t a_len, b_len;   /* before */
 } wordpiece_enc;
