@@ -994,12 +994,35 @@ struct wordpiece_cache {
 wordpiece_cache *wordpiece_cache_new(void) { return xcalloc(1, sizeof(wordpiece_cache)); }
 void wordpiece_cache_free(wordpiece_cache *c) { free(c); }
 
+/* Where each split (a word, or a special token of the raw text) ends in
+ * the ids, for HF's early cut (encode_pair). */
+typedef struct splits {
+	size_t *end;
+	uint8_t *added;
+	size_t n, cap;
+} splits;
+
 typedef struct wctx {
 	const wordpiece *w;
 	wordpiece_cache *cache;
 	uint32_t **ids;
 	size_t *nids, *cap;
+	splits *sp; /* or NULL */
 } wctx;
+
+static void split_end(wctx *c, int added)
+{
+	splits *sp = c->sp;
+	if (!sp)
+		return;
+	if (sp->n == sp->cap) {
+		sp->cap = sp->cap ? sp->cap * 2 : 64;
+		sp->end = xrealloc(sp->end, sp->cap * sizeof *sp->end);
+		sp->added = xrealloc(sp->added, sp->cap);
+	}
+	sp->end[sp->n] = *c->nids;
+	sp->added[sp->n++] = (uint8_t)added;
+}
 
 static void push(wctx *c, uint32_t id)
 {
@@ -1023,6 +1046,7 @@ static void encode_word(void *ud, const char *p, size_t n)
 		if (ce->len == n && !memcmp(ce->bytes, p, n)) {
 			for (size_t i = 0; i < ce->nids; i++)
 				push(c, ce->ids[i]);
+			split_end(c, 0);
 			return;
 		}
 	}
@@ -1057,6 +1081,7 @@ static void encode_word(void *ud, const char *p, size_t n)
 		*c->nids = first;
 		push(c, (uint32_t)w->unk);
 	}
+	split_end(c, 0);
 	size_t got = *c->nids - first;
 	if (ce && got <= CACHE_IDS) {
 		ce->len = (uint8_t)n;
@@ -1073,10 +1098,10 @@ static void encode_plain(wctx *c, const char *s, size_t n, buf *norm)
 	wordpiece_pretokenize(norm->p, norm->len, encode_word, c);
 }
 
-void wordpiece_encode(const wordpiece *w, wordpiece_cache *cache, const char *s, size_t n, uint32_t **ids,
-                      size_t *nids, size_t *cap)
+static void encode_splits(const wordpiece *w, wordpiece_cache *cache, const char *s, size_t n, uint32_t **ids,
+                          size_t *nids, size_t *cap, splits *sp)
 {
-	wctx c = {w, cache, ids, nids, cap};
+	wctx c = {w, cache, ids, nids, cap, sp};
 	buf norm;
 	buf_init(&norm);
 	size_t from = 0;
@@ -1090,6 +1115,7 @@ void wordpiece_encode(const wordpiece *w, wordpiece_cache *cache, const char *s,
 				if (i > from)
 					encode_plain(&c, s + from, i - from, &norm);
 				push(&c, a->id);
+				split_end(&c, 1);
 				from = i + a->len;
 				i = from - 1;
 				break;
@@ -1099,6 +1125,30 @@ void wordpiece_encode(const wordpiece *w, wordpiece_cache *cache, const char *s,
 	if (n > from)
 		encode_plain(&c, s + from, n - from, &norm);
 	buf_free(&norm);
+}
+
+void wordpiece_encode(const wordpiece *w, wordpiece_cache *cache, const char *s, size_t n, uint32_t **ids,
+                      size_t *nids, size_t *cap)
+{
+	encode_splits(w, cache, s, n, ids, nids, cap, NULL);
+}
+
+/* HF tokenizers (0.23) stops encoding a sequence early when truncation is
+ * set: splits are encoded from the kept end until their ids reach max
+ * (the whole max_length, special tokens not taken off; a special token of
+ * the text counts but does not stop it), and only those ids take part in
+ * longest_first. Returns that count. */
+static size_t early_cut(const splits *sp, size_t max, int left)
+{
+	size_t total = 0;
+	for (size_t k = 0; k < sp->n; k++) {
+		size_t i = left ? sp->n - 1 - k : k;
+		size_t start = i ? sp->end[i - 1] : 0;
+		total += sp->end[i] - start;
+		if (!sp->added[i] && total >= max)
+			break;
+	}
+	return total;
 }
 
 void wordpiece_enc_free(wordpiece_enc *x)
@@ -1139,14 +1189,24 @@ void wordpiece_encode_pair(const wordpiece *w, wordpiece_cache *cache, const cha
 {
 	uint32_t *ia = NULL, *ib = NULL;
 	size_t na = 0, ca = 0, nb = 0, cb = 0;
-	wordpiece_encode(w, cache, a, an, &ia, &na, &ca);
+	splits sa = {NULL, NULL, 0, 0}, sb = {NULL, NULL, 0, 0};
+	int cut = max_len && b;
+	encode_splits(w, cache, a, an, &ia, &na, &ca, cut ? &sa : NULL);
 	if (b)
-		wordpiece_encode(w, cache, b, bn, &ib, &nb, &cb);
+		encode_splits(w, cache, b, bn, &ib, &nb, &cb, cut ? &sb : NULL);
 	out->n = 0;
 	out->a_len = na;
 	out->b_len = nb;
 	/* HF's truncation: the template's special tokens counted first */
 	size_t n1 = na, n2 = nb;
+	if (cut) {
+		n1 = early_cut(&sa, max_len, left);
+		n2 = early_cut(&sb, max_len, left);
+	}
+	free(sa.end);
+	free(sa.added);
+	free(sb.end);
+	free(sb.added);
 	if (max_len) {
 		size_t extra = add_special ? wordpiece_added(w, b != NULL) : 0;
 		size_t target = max_len > extra ? max_len - extra : 0;
@@ -1154,26 +1214,18 @@ void wordpiece_encode_pair(const wordpiece *w, wordpiece_cache *cache, const cha
 			if (n1 > target)
 				n1 = target;
 		} else if (n1 + n2 > target) {
-			/* longest_first: with s the shorter, keep s and give the
-			 * longer the rest; if that is too little, split evenly */
-			size_t s = n1, l = n2;
-			int swap = s > l;
-			if (swap) {
-				s = n2;
-				l = n1;
-			}
+			/* longest_first, as HF does it: s the shorter, l the longer;
+			 * keep s and give l the rest; if that is too little (or s
+			 * alone is too long), half each, the odd id to the longer */
+			int swap = n1 > n2;
+			size_t s = swap ? n2 : n1, l;
 			l = s > target ? s : (s > target - s ? s : target - s);
 			if (s + l > target) {
 				s = target / 2;
 				l = s + target % 2;
 			}
-			if (swap) {
-				n1 = l;
-				n2 = s;
-			} else {
-				n1 = s;
-				n2 = l;
-			}
+			n1 = swap ? l : s;
+			n2 = swap ? s : l;
 			if (n1 > na)
 				n1 = na;
 			if (n2 > nb)
