@@ -294,6 +294,10 @@ static int train_wordpiece(kctx *c, const hval *p, rec_reader *r, const int *fs,
 		if (wordpiece_vocab_size(w) < o.vocab)
 			kctx_log(c, "tokenizer: %zu tokens, not %zu: no pair occurs min_frequency = %llu times any more",
 			         wordpiece_vocab_size(w), o.vocab, (unsigned long long)o.min_frequency);
+		else if (wordpiece_vocab_size(w) > o.vocab)
+			kctx_log(c, "tokenizer: %zu tokens, more than vocab = %zu: the characters alone (and their ## forms) "
+			         "take that many (as in HF's trainer); a smaller limit_alphabet keeps fewer",
+			         wordpiece_vocab_size(w), o.vocab);
 	}
 	wordpiece_free(w);
 	bpe_train_result_free(&res);
