@@ -10,6 +10,66 @@
 
 /* ---- character classes, as HF's BERT code has them ------------------------ */
 
+/* HF tokenizers takes Mn, P* and Cf from the unicode_categories crate, whose
+ * tables are Unicode 8.0's, and lowercase from Rust's std (Unicode 16);
+ * utf8proc here knows Unicode 15. So that every code point gets what HF
+ * gives it, these tables list where they part, measured on every code point
+ * against tokenizers 0.23.2 (tests/fixtures/wordpiece/gen_sweep.mjs, checked
+ * by tests/unit/test_wordpiece.c's sweep):
+ *   hf_unassigned  marks and punctuation assigned after Unicode 8.0: to HF
+ *                  plain characters (not dropped with the accents, not split)
+ *   hf_lower       lowercase mappings newer than utf8proc's: first, last, delta
+ * and, below, U+166D and U+111C9 (punctuation in Unicode 8.0), U+1734 (a
+ * nonspacing mark then), U+11938 (no decomposition in HF's NFD tables). */
+static const int32_t hf_unassigned[][2] = {
+	{0x061d, 0x061d}, {0x07fd, 0x07fd}, {0x0898, 0x089f}, {0x08ca, 0x08e1}, {0x09fd, 0x09fe},
+	{0x0a76, 0x0a76}, {0x0afa, 0x0aff}, {0x0b55, 0x0b55}, {0x0c04, 0x0c04}, {0x0c3c, 0x0c3c},
+	{0x0c77, 0x0c77}, {0x0c84, 0x0c84}, {0x0d00, 0x0d00}, {0x0d3b, 0x0d3c}, {0x0d81, 0x0d81},
+	{0x0eba, 0x0eba}, {0x0ece, 0x0ece}, {0x180f, 0x180f}, {0x1885, 0x1886}, {0x1abf, 0x1ace},
+	{0x1b7d, 0x1b7e}, {0x1df6, 0x1dfb}, {0x2e43, 0x2e4f}, {0x2e52, 0x2e5d}, {0xa82c, 0xa82c},
+	{0xa8c5, 0xa8c5}, {0xa8ff, 0xa8ff}, {0xa9bd, 0xa9bd}, {0x10d24, 0x10d27}, {0x10eab, 0x10ead},
+	{0x10efd, 0x10eff}, {0x10f46, 0x10f50}, {0x10f55, 0x10f59}, {0x10f82, 0x10f89}, {0x11070, 0x11070},
+	{0x11073, 0x11074}, {0x110c2, 0x110c2}, {0x111c9, 0x111c9}, {0x111cf, 0x111cf}, {0x1123e, 0x1123e},
+	{0x11241, 0x11241}, {0x1133b, 0x1133b}, {0x11438, 0x1143f}, {0x11442, 0x11444}, {0x11446, 0x11446},
+	{0x1144b, 0x1144f}, {0x1145a, 0x1145b}, {0x1145d, 0x1145e}, {0x11660, 0x1166c}, {0x116b9, 0x116b9},
+	{0x1182f, 0x11837}, {0x11839, 0x1183b}, {0x1193b, 0x1193c}, {0x1193e, 0x1193e}, {0x11943, 0x11946},
+	{0x119d4, 0x119d7}, {0x119da, 0x119db}, {0x119e0, 0x119e0}, {0x119e2, 0x119e2}, {0x11a01, 0x11a0a},
+	{0x11a33, 0x11a38}, {0x11a3b, 0x11a47}, {0x11a51, 0x11a56}, {0x11a59, 0x11a5b}, {0x11a8a, 0x11a96},
+	{0x11a98, 0x11a9c}, {0x11a9e, 0x11aa2}, {0x11b00, 0x11b09}, {0x11c30, 0x11c36}, {0x11c38, 0x11c3d},
+	{0x11c3f, 0x11c3f}, {0x11c41, 0x11c45}, {0x11c70, 0x11c71}, {0x11c92, 0x11ca7}, {0x11caa, 0x11cb0},
+	{0x11cb2, 0x11cb3}, {0x11cb5, 0x11cb6}, {0x11d31, 0x11d36}, {0x11d3a, 0x11d3a}, {0x11d3c, 0x11d3d},
+	{0x11d3f, 0x11d45}, {0x11d47, 0x11d47}, {0x11d90, 0x11d91}, {0x11d95, 0x11d95}, {0x11d97, 0x11d97},
+	{0x11ef3, 0x11ef4}, {0x11ef7, 0x11ef8}, {0x11f00, 0x11f01}, {0x11f36, 0x11f3a}, {0x11f40, 0x11f40},
+	{0x11f42, 0x11f4f}, {0x11fff, 0x11fff}, {0x12ff1, 0x12ff2}, {0x13440, 0x13440}, {0x13447, 0x13455},
+	{0x16e97, 0x16e9a}, {0x16f4f, 0x16f4f}, {0x16fe2, 0x16fe2}, {0x16fe4, 0x16fe4}, {0x1cf00, 0x1cf2d},
+	{0x1cf30, 0x1cf46}, {0x1e000, 0x1e006}, {0x1e008, 0x1e018}, {0x1e01b, 0x1e021}, {0x1e023, 0x1e024},
+	{0x1e026, 0x1e02a}, {0x1e08f, 0x1e08f}, {0x1e130, 0x1e136}, {0x1e2ae, 0x1e2ae}, {0x1e2ec, 0x1e2ef},
+	{0x1e4ec, 0x1e4ef}, {0x1e944, 0x1e94a}, {0x1e95e, 0x1e95f},
+};
+
+static const int32_t hf_lower[][3] = {
+	{0x1c89, 0x1c89, 1}, {0xa7cb, 0xa7cb, -42343}, {0xa7cc, 0xa7cc, 1}, {0xa7ce, 0xa7ce, 1},
+	{0xa7d2, 0xa7d2, 1}, {0xa7d4, 0xa7d4, 1}, {0xa7da, 0xa7da, 1}, {0xa7dc, 0xa7dc, -42561},
+	{0x10d50, 0x10d65, 32}, {0x16ea0, 0x16eb8, 27},
+};
+
+static int in_ranges(const int32_t (*r)[2], size_t n, int32_t c)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (c < r[mid][0])
+			hi = mid;
+		else if (c > r[mid][1])
+			lo = mid + 1;
+		else
+			return 1;
+	}
+	return 0;
+}
+
+#define NRANGES (sizeof hf_unassigned / sizeof hf_unassigned[0])
+
 /* Rust's char::is_whitespace: Unicode White_Space. */
 int wordpiece_is_whitespace(int32_t c)
 {
@@ -38,8 +98,10 @@ int wordpiece_is_punct(int32_t c)
 {
 	if (c < 0x80)
 		return (c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) || (c >= 123 && c <= 126);
+	if (c == 0x166d || c == 0x111c9)
+		return 1;
 	utf8proc_category_t k = utf8proc_category(c);
-	return k >= UTF8PROC_CATEGORY_PC && k <= UTF8PROC_CATEGORY_PO;
+	return k >= UTF8PROC_CATEGORY_PC && k <= UTF8PROC_CATEGORY_PO && !in_ranges(hf_unassigned, NRANGES, c);
 }
 
 /* The CJK Unified Ideographs blocks BERT spaces out. */
@@ -52,7 +114,9 @@ int wordpiece_is_cjk(int32_t c)
 
 static int is_mn(int32_t c)
 {
-	return utf8proc_category(c) == UTF8PROC_CATEGORY_MN;
+	if (c == 0x1734)
+		return 1;
+	return utf8proc_category(c) == UTF8PROC_CATEGORY_MN && !in_ranges(hf_unassigned, NRANGES, c);
 }
 
 /* Code point at s[i], -1 for an invalid byte; *len its length (>= 1). */
@@ -833,6 +897,11 @@ static void put_lower(buf *out, int32_t c, int lower)
 	} else if (c == 0x130) {
 		buf_adds(out, "i\xcc\x87");
 	} else {
+		for (size_t i = 0; c >= 0x1c89 && i < sizeof hf_lower / sizeof hf_lower[0]; i++)
+			if (c >= hf_lower[i][0] && c <= hf_lower[i][1]) {
+				put_cp(out, c + hf_lower[i][2]);
+				return;
+			}
 		put_cp(out, utf8proc_tolower(c));
 	}
 }
@@ -908,7 +977,7 @@ void wordpiece_normalize(const wordpiece *w, const char *s, size_t n, buf *out)
 		if (w->strip) {
 			int32_t d[32];
 			int bc = 0;
-			utf8proc_ssize_t k = utf8proc_decompose_char(c, d, 32, UTF8PROC_DECOMPOSE, &bc);
+			utf8proc_ssize_t k = c == 0x11938 ? -1 : utf8proc_decompose_char(c, d, 32, UTF8PROC_DECOMPOSE, &bc);
 			if (k < 0 || k > 32) {
 				d[0] = c;
 				k = 1;
