@@ -117,8 +117,8 @@ test: deps
 # libFuzzer targets (clang), one per parser; each runs FUZZ_SECONDS on its
 # committed seed corpus (new finds go to build/fuzz/corpus-*, not the repo).
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS := json csv records hval tokjson safetensors
-FUZZ_SRC := engine/util.c engine/hval.c engine/key.c engine/io/json.c engine/io/csv.c engine/io/records.c engine/io/bpe.c \
+FUZZ_TARGETS := json csv records hval tokjson safetensors wordpiece
+FUZZ_SRC := engine/util.c engine/hval.c engine/key.c engine/io/json.c engine/io/csv.c engine/io/records.c engine/io/bpe.c engine/io/wordpiece.c \
 	engine/ml/safetensors.c
 
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRC)

@@ -744,8 +744,8 @@ int wordpiece_sniff(const char *p, size_t n)
 	size_t i = 0;
 	while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
 		i++;
-	if (i == n)
-		return 0;
+	if (i == n || memchr(p, 0, n < 4096 ? n : 4096))
+		return 0; /* empty, or binary */
 	if (p[i] != '{')
 		return 3;
 	jarena *a = json_arena_new();

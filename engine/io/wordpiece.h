@@ -56,7 +56,8 @@ int wordpiece_load_dir(herr *e, wordpiece **out, const char *dir);
 
 /* What a tokenizer file holds, from its content: 1 a tokenizer.json with
  * a WordPiece model, 2 a tokenizer.json of another model (BPE), 3 a
- * vocab.txt (anything that is not a JSON object), 0 empty. */
+ * vocab.txt (anything else that is text), 0 empty or binary (a NUL byte
+ * in the first 4 KB). */
 int wordpiece_sniff(const char *p, size_t n);
 
 /* Writes vocab.txt (one token per line, in id order). */

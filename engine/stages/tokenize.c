@@ -345,7 +345,7 @@ static int k_tokenizer(kctx *c, const hval *params, const kinput *in, size_t nin
 		rc = fs_read(&c->err, hf->path, &js);
 		int what = rc == 0 ? wordpiece_sniff(js.p, js.len) : 0;
 		if (rc == 0 && what == 0)
-			rc = kctx_fail(c, "tokenizer: %s is empty: expected a tokenizer.json or a vocab.txt", hf->label);
+			rc = kctx_fail(c, "tokenizer: %s is empty or binary: expected a tokenizer.json or a vocab.txt", hf->label);
 		if (rc == 0 && (what == 1 || what == 3)) {
 			wordpiece *w = NULL;
 			wordpiece_norm nm = norm_params(params);

@@ -265,8 +265,10 @@ static void test_write_read_back(void **s)
 	wordpiece_hf_json(w, &js);
 	assert_int_equal(wordpiece_sniff(js.p, js.len), 1);
 	assert_int_equal(wordpiece_sniff(v.p, v.len), 3);
-	assert_int_equal(wordpiece_sniff("{\"model\": {\"type\": \"BPE\"}}", 27), 2);
+	const char *bpe_json = "{\"model\": {\"type\": \"BPE\"}}";
+	assert_int_equal(wordpiece_sniff(bpe_json, strlen(bpe_json)), 2);
 	assert_int_equal(wordpiece_sniff(" \n", 2), 0);
+	assert_int_equal(wordpiece_sniff("\x1f\x8b\x08\x00", 4), 0); /* binary: a NUL byte */
 	wordpiece *r;
 	if (wordpiece_load_hf(&e, &r, js.p, js.len, "t.json") != 0)
 		fail_msg("%s", e.msg);
