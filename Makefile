@@ -33,7 +33,7 @@ OBJ := $(SRC:%.c=build/%.o)
 LIB_OBJ := $(filter-out build/engine/main.o,$(OBJ))
 UNIT := $(basename $(notdir $(wildcard tests/unit/test_*.c)))
 
-.PHONY: base all deps deps-test deps-bench deps-data deps-fuzz data fixtures test unit unit-asan demo bench clean fuzz
+.PHONY: base all deps deps-test deps-bench deps-data deps-fuzz data fixtures wordpiece-fixtures test unit unit-asan demo bench clean fuzz
 
 # keep the ASan objects between runs (they are intermediates of pattern rules)
 .SECONDARY:
@@ -89,13 +89,25 @@ build/hone-asan: $(ASAN_OBJ) build/asan/engine/main.o
 # Hugging Face's JavaScript tokenizers, to check the tokenizer.json that
 # export writes (tests/integration/model.sh; skipped when npm cannot fetch it)
 HF_TOK := build/node/node_modules/@huggingface/tokenizers/package.json
-unit: $(UNIT:%=build/tests/%) $(UNIT:%=build/tests-asan/%) build/hone-asan data/gpt2/encoder.json $(HF_TOK)
+# Hugging Face's tokenizers itself (the Rust library's Node bindings,
+# prebuilt), the reference for WordPiece (tests/integration/wordpiece.sh,
+# tests/fixtures/wordpiece, tests/bench/wordpiece.sh; skipped when npm
+# cannot fetch it)
+HF_RS_VERSION := 0.23.2
+HF_RS := build/node/node_modules/tokenizers/package.json
+unit: $(UNIT:%=build/tests/%) $(UNIT:%=build/tests-asan/%) build/hone-asan data/gpt2/encoder.json $(HF_TOK) $(HF_RS)
 
 $(HF_TOK):
 	@$(MAKE) --no-print-directory deps-data
 	@mkdir -p build/node
 	@cd build/node && npm install --silent --no-audit --no-fund @huggingface/tokenizers@0.2.0 >/dev/null 2>&1 \
 		|| echo "hone: could not install @huggingface/tokenizers from npm; its check will be skipped"
+
+$(HF_RS):
+	@$(MAKE) --no-print-directory deps-data
+	@mkdir -p build/node
+	@cd build/node && npm install --silent --no-audit --no-fund tokenizers@$(HF_RS_VERSION) >/dev/null 2>&1 \
+		|| echo "hone: could not install tokenizers from npm; the live WordPiece checks will be skipped"
 
 test: deps
 	@$(MAKE) --no-print-directory hone unit
@@ -105,8 +117,8 @@ test: deps
 # libFuzzer targets (clang), one per parser; each runs FUZZ_SECONDS on its
 # committed seed corpus (new finds go to build/fuzz/corpus-*, not the repo).
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS := json csv records hval tokjson safetensors
-FUZZ_SRC := engine/util.c engine/hval.c engine/key.c engine/io/json.c engine/io/csv.c engine/io/records.c engine/io/bpe.c \
+FUZZ_TARGETS := json csv records hval tokjson safetensors wordpiece
+FUZZ_SRC := engine/util.c engine/hval.c engine/key.c engine/io/json.c engine/io/csv.c engine/io/records.c engine/io/bpe.c engine/io/wordpiece.c \
 	engine/ml/safetensors.c
 
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRC)
@@ -162,6 +174,12 @@ fixtures: deps-data
 	cd build/node && npm install --silent --no-audit --no-fund tiktoken@1.0.22 >/dev/null
 	cp tests/fixtures/gpt2/gen_fixture.mjs build/node/
 	cd build/node && node gen_fixture.mjs $(CURDIR)/tests/fixtures/gpt2
+	@$(MAKE) --no-print-directory wordpiece-fixtures
+
+# Regenerates tests/fixtures/wordpiece/ids.json (HF tokenizers' ids with the
+# committed vocabularies; make_vocab.sh remakes those with hone).
+wordpiece-fixtures: $(HF_RS)
+	cd build/node && node $(CURDIR)/tests/fixtures/wordpiece/gen.mjs $(CURDIR)/tests/fixtures/wordpiece
 
 data/spam-assassin.tgz:
 	@$(MAKE) --no-print-directory deps-data
@@ -200,6 +218,9 @@ build/bench_bpe: tests/bench/bench_bpe.c $(LIB_OBJ)
 build/bench_bert: tests/bench/bench_bert.c $(LIB_OBJ)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -iquote engine -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
+build/bench_wordpiece: tests/bench/bench_wordpiece.c $(LIB_OBJ)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -iquote engine -o $@ $< $(LIB_OBJ) $(LDLIBS)
+
 build/bench_gpt2: tests/bench/bench_gpt2.c $(LIB_OBJ)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -iquote engine -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
@@ -209,6 +230,7 @@ bench: deps-bench data
 	tests/bench/stages.sh
 	tests/bench/data.sh
 	tests/bench/tokenize.sh
+	tests/bench/wordpiece.sh
 	tests/bench/bpe_train.sh
 	tests/bench/train.sh
 	tests/bench/gpt2.sh

@@ -3,6 +3,7 @@
 #include "forward.h"
 #include "generate.h"
 #include "io/bpe.h"
+#include "io/wordpiece.h"
 #include "stages/stages.h"
 #include "io/json.h"
 #include <math.h>
@@ -727,21 +728,25 @@ static void show_tokens(engine *en, int i, const char *path, int limit)
 	char *ids_p = path_join(path, "tokens.u32"), *rec_p = path_join(path, RECORDS_FILE), *mask_p = path_join(path, "mask.u8");
 	const dag_node *d = &en->g.nodes[i];
 	bpe *b = NULL;
+	wordpiece *wp = NULL;
 	herr e;
-	for (size_t j = 0; j < d->nin && !b; j++) {
+	for (size_t j = 0; j < d->nin && !b && !wp; j++) {
 		char *tp = sched_output_path(en, d->in[j].node, d->in[j].output);
-		char *ej = tp ? path_join(tp, "encoder.json") : NULL;
+		char *ej = tp ? path_join(tp, "encoder.json") : NULL, *vt = tp ? path_join(tp, "vocab.txt") : NULL;
 		if (ej && fs_exists(ej) && bpe_load_dir(&e, &b, tp) != 0)
 			b = NULL;
+		if (!b && vt && fs_exists(vt) && wordpiece_load_dir(&e, &wp, tp) != 0)
+			wp = NULL;
 		free(tp);
 		free(ej);
+		free(vt);
 	}
 	buf ids, mask, text;
 	buf_init(&ids);
 	buf_init(&mask);
 	buf_init(&text);
 	rec_reader r;
-	if (b && fs_read(&e, ids_p, &ids) == 0 && recr_open(&e, &r, rec_p) == 0) {
+	if ((b || wp) && fs_read(&e, ids_p, &ids) == 0 && recr_open(&e, &r, rec_p) == 0) {
 		int has_mask = fs_exists(mask_p) && fs_read(&e, mask_p, &mask) == 0 && mask.len * 4 == ids.len;
 		int fo = recr_find(&r, "tok_off"), fl = recr_find(&r, "tok_len");
 		size_t nid = ids.len / 4;
@@ -758,7 +763,11 @@ static void show_tokens(engine *en, int i, const char *path, int limit)
 				if (k)
 					fputs(has_mask && !mask.p[off + k - 1] && mask.p[off + k] ? " || " : "|", stdout);
 				text.len = 0;
-				if (bpe_decode(b, v + off + k, 1, &text) != 0) {
+				size_t tl = 0;
+				const char *tk = wp ? wordpiece_token(wp, v[off + k], &tl) : NULL;
+				if (tk)
+					buf_add(&text, tk, tl); /* WordPiece: the token as it is, "##" and all */
+				if (wp ? !tk : bpe_decode(b, v + off + k, 1, &text) != 0) {
 					printf("<?%u>", v[off + k]);
 					continue;
 				}
@@ -783,6 +792,7 @@ static void show_tokens(engine *en, int i, const char *path, int limit)
 	buf_free(&text);
 	if (b)
 		bpe_free(b);
+	wordpiece_free(wp);
 	free(ids_p);
 	free(rec_p);
 	free(mask_p);

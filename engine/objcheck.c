@@ -40,8 +40,8 @@ static int check_records(herr *e, const char *dir, const char *rel)
 		return -1;
 	char *sub = path_dirname(rel);
 	char *base = strcmp(sub, ".") ? path_join(dir, sub) : xstrdup(dir);
-	char *ids = path_join(base, "tokens.u32"), *mask = path_join(base, "mask.u8");
-	uint64_t nids = 0, nmask = 0;
+	char *ids = path_join(base, "tokens.u32"), *mask = path_join(base, "mask.u8"), *types = path_join(base, "types.u8");
+	uint64_t nids = 0, nmask = 0, ntypes = 0;
 	int fo = recr_find(&r, "tok_off"), fl = recr_find(&r, "tok_len");
 	if (file_size(ids, &nids) == 0) {
 		if (nids % 4)
@@ -57,9 +57,25 @@ static int check_records(herr *e, const char *dir, const char *rel)
 		}
 		if (rc == 0 && file_size(mask, &nmask) == 0 && nmask != nids)
 			rc = herr_set(e, "%s: %llu bytes for %llu ids", mask, (unsigned long long)nmask, (unsigned long long)nids);
+		/* token types (WordPiece pairs): a byte per id, 0 or 1 */
+		if (rc == 0 && file_size(types, &ntypes) == 0) {
+			buf tb;
+			buf_init(&tb);
+			if (ntypes != nids)
+				rc = herr_set(e, "%s: %llu bytes for %llu ids", types, (unsigned long long)ntypes, (unsigned long long)nids);
+			else if (fs_read(e, types, &tb) == 0) {
+				for (size_t k = 0; rc == 0 && k < tb.len; k++)
+					if ((unsigned char)tb.p[k] > 1)
+						rc = herr_set(e, "%s: id %zu has token type %d, expected 0 or 1", types, k, (unsigned char)tb.p[k]);
+			} else {
+				rc = -1;
+			}
+			buf_free(&tb);
+		}
 	}
 	free(ids);
 	free(mask);
+	free(types);
 	free(base);
 	free(sub);
 	recr_close(&r);

@@ -2,6 +2,7 @@
 -- tokenize { parts, tok, max_len = 256, pack = true }                  -- LM blocks
 -- tokenize { parts, tok, format = "instruction" }                      -- loss mask
 -- tokenize { parts, tok, format = "prompt_completion", template = "Q: {prompt}\nA: " }
+-- tokenize { parts, bert_tok, fields = { "question", "passage" }, max_len = 128 }  -- WordPiece pairs
 --
 -- Native. Encodes a text field of a dataset, or of every part of split's
 -- output, into token ids (tokens.u32 + data.rec with tok_off/tok_len and the
@@ -18,9 +19,10 @@ return {
   summary = "encode a dataset's text into token ids",
   params = {
     field = { type = "string", default = "text" },
+    fields = { type = "list", doc = "WordPiece: one text field, or two for pairs ([CLS] A [SEP] B [SEP], token types in types.u8)" },
     max_len = { type = "integer", default = 0, min = 0, doc = "cut rows to this many tokens (0: no limit); with pack, the block length" },
     truncation = { type = "string", default = "right", enum = { "right", "left" } },
-    add_eos = { type = "boolean", default = true, doc = "end every row with <|endoftext|>" },
+    add_eos = { type = "boolean", default = true, doc = "end every row with <|endoftext|> (WordPiece: add [CLS] ... [SEP])" },
     pack = { type = "boolean", default = false, doc = "concatenate rows (each ending in EOS) and cut blocks of max_len" },
     format = { type = "string", default = "text", enum = { "text", "prompt_completion", "instruction" },
                doc = "text: one field; prompt_completion / instruction: a prompt and a completion, with a loss mask" },
@@ -29,6 +31,13 @@ return {
   },
   validate = function(p)
     if p.pack and p.max_len == 0 then return "pack = true needs max_len, the block length" end
+    if p.fields ~= nil then
+      if #p.fields < 1 or #p.fields > 2 then return "fields: one text field, or two for a pair" end
+      for i, f in ipairs(p.fields) do
+        if type(f) ~= "string" then return string.format("fields[%d]: expected a field name", i) end
+      end
+      if p.format ~= "text" then return "fields goes with format = \"text\"" end
+    end
     if p.format == "text" and (p.template or p.completion) then
       return "template and completion go with format = \"prompt_completion\" or \"instruction\""
     end

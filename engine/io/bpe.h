@@ -34,6 +34,8 @@ bpe_trainer *bpe_trainer_new(void);
 void bpe_trainer_free(bpe_trainer *t);
 /* Cuts s into pre-tokens and counts them. */
 void bpe_trainer_add(bpe_trainer *t, const char *s, size_t n);
+/* Counts one word as it is (WordPiece: words come pre-tokenized). */
+void bpe_trainer_add_word(bpe_trainer *t, const char *p, size_t n);
 /* Distinct pre-tokens so far. */
 size_t bpe_trainer_words(const bpe_trainer *t);
 
@@ -43,6 +45,13 @@ typedef struct bpe_train_opts {
 	size_t nspecial;         /* special tokens take the last ids */
 	void (*progress)(void *ud, double done, double total);
 	void *ud;
+	/* WordPiece (HF's WordPieceTrainer): non-NULL, the continuation
+	 * prefix ("##"). Words (bpe_trainer_add_word) start as characters, the
+	 * ones after the first with the prefix; a merge joins a + b less b's
+	 * prefix; a join that makes a token already there reuses it. The
+	 * result's tokens are the alphabet, then the merges; no bytes. */
+	const char *wordpiece_prefix;
+	size_t limit_alphabet; /* WordPiece: at most this many characters (0: all) */
 } bpe_train_opts;
 
 typedef struct bpe_train_result {

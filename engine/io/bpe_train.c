@@ -19,6 +19,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
 #include <xxhash.h>
 
 /* --- counting pre-tokens ------------------------------------------------------ */
@@ -104,6 +105,12 @@ void bpe_trainer_add(bpe_trainer *t, const char *s, size_t n)
 
 size_t bpe_trainer_words(const bpe_trainer *t) { return t->n; }
 
+void bpe_trainer_add_word(bpe_trainer *t, const char *p, size_t n)
+{
+	t->total_bytes += n;
+	count_piece(t, p, n);
+}
+
 /* --- merging ------------------------------------------------------------------------ */
 
 typedef struct pair {
@@ -138,6 +145,10 @@ typedef struct tstate {
 	size_t pscap;
 	heap_item *heap;
 	size_t nheap, hcap;
+	/* WordPiece: token bytes -> id + 1, so that a join that makes a token
+	 * already there reuses it */
+	uint32_t *tslot;
+	size_t tscap;
 } tstate;
 
 static uint64_t pkey(uint32_t a, uint32_t b) { return (uint64_t)a << 32 | b; }
@@ -310,12 +321,152 @@ static void state_free(tstate *s)
 	free(s->pairs);
 	free(s->pslot);
 	free(s->heap);
+	free(s->tslot);
+}
+
+/* WordPiece's token index (tslot) */
+static int64_t tok_find(const tstate *s, const char *p, size_t n)
+{
+	size_t h = (size_t)XXH3_64bits(p, n) & (s->tscap - 1);
+	while (s->tslot[h]) {
+		uint32_t id = s->tslot[h] - 1;
+		if (s->tlen[id] == n && !memcmp(s->tok.p + s->toff[id], p, n))
+			return id;
+		h = (h + 1) & (s->tscap - 1);
+	}
+	return -1;
+}
+
+static void tok_index(tstate *s, uint32_t id)
+{
+	if ((s->ntok + 1) * 2 > s->tscap) {
+		size_t cap = s->tscap ? s->tscap * 2 : 1 << 12;
+		while (cap < (s->ntok + 1) * 2)
+			cap *= 2;
+		free(s->tslot);
+		s->tslot = xcalloc(cap, sizeof *s->tslot);
+		s->tscap = cap;
+		for (size_t i = 0; i < s->ntok; i++)
+			if (i != id) {
+				size_t h = (size_t)XXH3_64bits(s->tok.p + s->toff[i], s->tlen[i]) & (cap - 1);
+				while (s->tslot[h])
+					h = (h + 1) & (cap - 1);
+				s->tslot[h] = (uint32_t)i + 1;
+			}
+	}
+	size_t h = (size_t)XXH3_64bits(s->tok.p + s->toff[id], s->tlen[id]) & (s->tscap - 1);
+	while (s->tslot[h])
+		h = (h + 1) & (s->tscap - 1);
+	s->tslot[h] = id + 1;
+}
+
+/* WordPiece's start: every character of the words (the limit_alphabet most
+ * frequent, in code point order) as a token, then "##" + each character
+ * that occurs after a word's first, in the same order; each word's symbols
+ * are its first character and the "##" forms of the others (characters
+ * left out of the alphabet are skipped). */
+static void wordpiece_start(tstate *s, const bpe_trainer *t, const bpe_train_opts *o, const uint64_t *woff_in,
+                            const uint32_t *wlen_in)
+{
+	const char *pf = o->wordpiece_prefix;
+	size_t pl = strlen(pf);
+	uint64_t *count = xcalloc(0x110000, sizeof *count);
+	uint8_t *later = xcalloc(0x110000, 1);
+	for (size_t w = 0; w < s->nwords; w++) {
+		const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)t->bytes.p + woff_in[w];
+		utf8proc_ssize_t n = wlen_in[w], i = 0;
+		while (i < n) {
+			utf8proc_int32_t c;
+			utf8proc_ssize_t k = utf8proc_iterate(p + i, n - i, &c);
+			if (k <= 0) {
+				i++;
+				continue;
+			}
+			count[c] += s->wcount[w];
+			if (i)
+				later[c] = 1;
+			i += k;
+		}
+	}
+	size_t nchars = 0;
+	for (size_t c = 0; c < 0x110000; c++)
+		nchars += count[c] > 0;
+	if (o->limit_alphabet && nchars > o->limit_alphabet) {
+		/* the count the last kept character has: keep those above it,
+		 * then those at it in code point order */
+		uint64_t *sorted = xmalloc(nchars * sizeof *sorted);
+		size_t k = 0;
+		for (size_t c = 0; c < 0x110000; c++)
+			if (count[c])
+				sorted[k++] = count[c];
+		for (size_t i = 0; i < o->limit_alphabet; i++) { /* partial selection: the limit largest */
+			size_t m = i;
+			for (size_t j = i + 1; j < k; j++)
+				if (sorted[j] > sorted[m])
+					m = j;
+			uint64_t tmp = sorted[i];
+			sorted[i] = sorted[m];
+			sorted[m] = tmp;
+		}
+		uint64_t cut = sorted[o->limit_alphabet - 1];
+		size_t above = 0;
+		for (size_t i = 0; i < k; i++)
+			above += sorted[i] > cut;
+		size_t room = o->limit_alphabet - above;
+		for (size_t c = 0; c < 0x110000; c++) {
+			if (count[c] > cut)
+				continue;
+			if (count[c] == cut && room) {
+				room--;
+				continue;
+			}
+			count[c] = 0;
+		}
+		free(sorted);
+	}
+	uint32_t *first_id = xcalloc(0x110000, sizeof *first_id), *later_id = xcalloc(0x110000, sizeof *later_id);
+	char u[8 + 32];
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t c = 0; c < 0x110000; c++) {
+			if (!count[c] || (pass && !later[c]))
+				continue;
+			memcpy(u, pf, pl);
+			size_t l = (size_t)utf8proc_encode_char((utf8proc_int32_t)c, (utf8proc_uint8_t *)u + pl);
+			uint32_t id = pass ? add_token(s, u, pl + l, "", 0) : add_token(s, u + pl, l, "", 0);
+			tok_index(s, id);
+			(pass ? later_id : first_id)[c] = id + 1;
+		}
+	size_t at = 0;
+	for (size_t w = 0; w < s->nwords; w++) {
+		const utf8proc_uint8_t *p = (const utf8proc_uint8_t *)t->bytes.p + woff_in[w];
+		utf8proc_ssize_t n = wlen_in[w], i = 0;
+		s->woff[w] = at;
+		while (i < n) {
+			utf8proc_int32_t c;
+			utf8proc_ssize_t k = utf8proc_iterate(p + i, n - i, &c);
+			if (k <= 0) {
+				i++;
+				continue;
+			}
+			uint32_t id = (i ? later_id : first_id)[c];
+			if (id)
+				s->sym[at++] = id - 1;
+			i += k;
+		}
+		s->wlen[w] = (uint32_t)(at - s->woff[w]);
+	}
+	free(count);
+	free(later);
+	free(first_id);
+	free(later_id);
 }
 
 int bpe_trainer_run(herr *e, bpe_trainer *t, const bpe_train_opts *o, bpe_train_result *st)
 {
 	size_t nspecial = o->nspecial;
-	if (o->vocab < 256 + nspecial)
+	const char *wp = o->wordpiece_prefix;
+	size_t wpl = wp ? strlen(wp) : 0;
+	if (!wp && o->vocab < 256 + nspecial)
 		return herr_set(e, "vocab %zu is too small: 256 byte tokens and %zu special token%s come first", o->vocab,
 		                nspecial, nspecial == 1 ? "" : "s");
 	tstate s;
@@ -323,7 +474,7 @@ int bpe_trainer_run(herr *e, bpe_trainer *t, const bpe_train_opts *o, bpe_train_
 	buf_init(&s.tok);
 	uint8_t order[256], id_of[256];
 	byte_order(order);
-	for (int i = 0; i < 256; i++) {
+	for (int i = 0; !wp && i < 256; i++) {
 		char c = (char)order[i];
 		add_token(&s, &c, 1, "", 0);
 		id_of[order[i]] = (uint8_t)i;
@@ -344,12 +495,24 @@ int bpe_trainer_run(herr *e, bpe_trainer *t, const bpe_train_opts *o, bpe_train_
 				r[k++] = (wrec){t->slots[i].off, t->slots[i].count, t->slots[i].len};
 		qsort(r, k, sizeof *r, by_off);
 		size_t at = 0;
-		for (size_t w = 0; w < k; w++) {
+		for (size_t w = 0; !wp && w < k; w++) {
 			s.woff[w] = at;
 			s.wlen[w] = r[w].len;
 			s.wcount[w] = r[w].count;
 			for (uint32_t j = 0; j < r[w].len; j++)
 				s.sym[at++] = id_of[(uint8_t)t->bytes.p[r[w].off + j]];
+		}
+		if (wp) {
+			uint64_t *off = xmalloc((k ? k : 1) * sizeof *off);
+			uint32_t *len = xmalloc((k ? k : 1) * sizeof *len);
+			for (size_t w = 0; w < k; w++) {
+				off[w] = r[w].off;
+				len[w] = r[w].len;
+				s.wcount[w] = r[w].count;
+			}
+			wordpiece_start(&s, t, o, off, len);
+			free(off);
+			free(len);
 		}
 		free(r);
 	}
@@ -383,7 +546,24 @@ int bpe_trainer_run(herr *e, bpe_trainer *t, const bpe_train_opts *o, bpe_train_
 		uint32_t a = p->a, b = p->b;
 		/* room first: the joined bytes come from the same buffer */
 		buf_reserve(&s.tok, (size_t)s.tlen[a] + s.tlen[b]);
-		uint32_t z = add_token(&s, s.tok.p + s.toff[a], s.tlen[a], s.tok.p + s.toff[b], s.tlen[b]);
+		uint32_t z;
+		if (!wp) {
+			z = add_token(&s, s.tok.p + s.toff[a], s.tlen[a], s.tok.p + s.toff[b], s.tlen[b]);
+		} else {
+			/* WordPiece: a + b less b's "##"; a token made twice is one */
+			size_t skip = s.tlen[b] >= wpl && !memcmp(s.tok.p + s.toff[b], wp, wpl) ? wpl : 0;
+			size_t jl = s.tlen[a] + s.tlen[b] - skip;
+			buf_reserve(&s.tok, jl);
+			memcpy(s.tok.p + s.tok.len, s.tok.p + s.toff[a], s.tlen[a]);
+			memcpy(s.tok.p + s.tok.len + s.tlen[a], s.tok.p + s.toff[b] + skip, s.tlen[b] - skip);
+			int64_t old = tok_find(&s, s.tok.p + s.tok.len, jl);
+			if (old >= 0) {
+				z = (uint32_t)old;
+			} else {
+				z = add_token(&s, s.tok.p + s.tok.len, jl, "", 0);
+				tok_index(&s, z);
+			}
+		}
 		if (merges == mcap) {
 			mcap = mcap ? mcap * 2 : 1024;
 			mp = xrealloc(mp, 2 * mcap * sizeof *mp);
@@ -445,7 +625,7 @@ int bpe_trainer_run(herr *e, bpe_trainer *t, const bpe_train_opts *o, bpe_train_
 				heap_push(&s, q->count, touched[k]);
 		}
 		if (o->progress && merges % 64 == 0)
-			o->progress(o->ud, (double)merges, (double)(want - 256));
+			o->progress(o->ud, (double)merges, (double)(want - (wp ? 0 : 256)));
 	}
 	free(touched);
 	memset(st, 0, sizeof *st);

@@ -54,8 +54,8 @@ static int k_export(kctx *c, const hval *params, const kinput *in, size_t nin, c
 	for (size_t i = 0; i < nin; i++) {
 		if (has(&in[i], "model.safetensors") && has(&in[i], "config.json"))
 			model = &in[i];
-		else if (has(&in[i], "encoder.json"))
-			tok = &in[i];
+		else if (has(&in[i], "encoder.json") || (has(&in[i], "vocab.txt") && has(&in[i], "tokenizer.json")))
+			tok = &in[i]; /* byte-level BPE, or WordPiece */
 		else if (has(&in[i], "metrics.json"))
 			score = &in[i];
 		else
@@ -77,6 +77,8 @@ static int k_export(kctx *c, const hval *params, const kinput *in, size_t nin, c
 		rc = add_file(c, &b, model->path, "model.safetensors", "model.safetensors");
 	if (rc == 0 && tok)
 		rc = add_file(c, &b, tok->path, "tokenizer.json", "tokenizer.json");
+	if (rc == 0 && tok && has(tok, "vocab.txt"))
+		rc = add_file(c, &b, tok->path, "vocab.txt", "vocab.txt"); /* BERT folders carry it too */
 	if (rc == 0)
 		rc = add_file(c, &b, model->path, "curve.jsonl", "training/curve.jsonl");
 	if (rc == 0 && has(model, "tokenize.json"))

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "../io/bpe.h"
+#include "../io/wordpiece.h"
 #include "../io/records.h"
 #include "../kernel.h"
 #include "stages.h"
@@ -56,7 +57,10 @@ static void train_progress(void *ud, double done, double total)
 	kctx_progress(ud, done, total, "merges");
 }
 
-/* Learns a byte-level BPE on the text fields of a dataset. */
+static int train_wordpiece(kctx *c, const hval *p, rec_reader *r, const int *fs, int nf, const char *outdir);
+
+/* Learns a byte-level BPE (or, kind = "wordpiece", a WordPiece vocabulary)
+ * on the text fields of a dataset. */
 static int train_tokenizer(kctx *c, const hval *p, const kinput *data, const char *outdir)
 {
 	rec_reader r;
@@ -82,6 +86,11 @@ static int train_tokenizer(kctx *c, const hval *p, const kinput *data, const cha
 		recr_close(&r);
 		return -1;
 	}
+	if (!strcmp(hval_get_str(p, "kind", "bpe"), "wordpiece")) {
+		rc = train_wordpiece(c, p, &r, fs, nf, outdir);
+		recr_close(&r);
+		return rc == 0 ? 1 : -1; /* 1: the artifact is complete */
+	}
 	double t0 = now_seconds();
 	bpe_trainer *t = bpe_trainer_new();
 	uint64_t bytes = 0;
@@ -99,7 +108,7 @@ static int train_tokenizer(kctx *c, const hval *p, const kinput *data, const cha
 	}
 	double t_count = now_seconds() - t0;
 	bpe_train_opts o = {(size_t)hval_get_int(p, "vocab", 8000), (uint64_t)hval_get_int(p, "min_frequency", 2), ns,
-	                    train_progress, c};
+	                    train_progress, c, NULL, 0};
 	bpe_train_result res;
 	memset(&res, 0, sizeof res);
 	rc = bpe_trainer_run(&c->err, t, &o, &res);
@@ -155,6 +164,147 @@ static int train_tokenizer(kctx *c, const hval *p, const kinput *data, const cha
 	return rc;
 }
 
+/* The normalizer a WordPiece tokenizer's parameters ask for. */
+static wordpiece_norm norm_params(const hval *p)
+{
+	wordpiece_norm n = wordpiece_norm_default();
+	n.lowercase = hval_get_bool(p, "lowercase", 1);
+	n.clean_text = hval_get_bool(p, "clean_text", 1);
+	n.handle_chinese_chars = hval_get_bool(p, "handle_chinese_chars", 1);
+	const hval *sa = hval_get(p, "strip_accents");
+	n.strip_accents = sa && sa->t == HV_BOOL ? hval_get_bool(p, "strip_accents", 0) : -1;
+	return n;
+}
+
+/* A WordPiece tokenizer's artifact: vocab.txt and tokenizer.json. */
+static int write_wordpiece(kctx *c, const wordpiece *w, const char *outdir)
+{
+	buf v, js;
+	buf_init(&v);
+	buf_init(&js);
+	wordpiece_vocab_txt(w, &v);
+	wordpiece_hf_json(w, &js);
+	int rc = write_out(c, outdir, "vocab.txt", &v);
+	if (rc == 0)
+		rc = write_out(c, outdir, "tokenizer.json", &js);
+	if (rc == 0)
+		kctx_metric(c, "vocab", (double)wordpiece_vocab_size(w));
+	buf_free(&v);
+	buf_free(&js);
+	return rc;
+}
+
+typedef struct wp_count {
+	bpe_trainer *t;
+} wp_count;
+
+static void count_word(void *ud, const char *p, size_t n)
+{
+	bpe_trainer_add_word(((wp_count *)ud)->t, p, n);
+}
+
+/* Learns a WordPiece vocabulary as HF's WordPieceTrainer does: BERT's
+ * normalizer and pre-tokenizer, then BPE merges over characters with "##"
+ * on the pieces after a word's first; [PAD] [UNK] [CLS] [SEP] [MASK] first. */
+static int train_wordpiece(kctx *c, const hval *p, rec_reader *r, const int *fs, int nf, const char *outdir)
+{
+	static const char *special[5] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
+	wordpiece_norm nm = norm_params(p);
+	wordpiece *norm = wordpiece_new_normalizer(&nm);
+	double t0 = now_seconds();
+	bpe_trainer *t = bpe_trainer_new();
+	wp_count wc = {t};
+	buf nb;
+	buf_init(&nb);
+	uint64_t bytes = 0;
+	int rc = 0;
+	for (uint64_t row = 0; row < r->rows && rc == 0; row++) {
+		for (int k = 0; k < nf; k++) {
+			size_t len;
+			const char *s = recr_str(r, fs[k], row, &len);
+			if (!s)
+				continue;
+			nb.len = 0;
+			wordpiece_normalize(norm, s, len, &nb);
+			wordpiece_pretokenize(nb.p, nb.len, count_word, &wc);
+			bytes += len;
+		}
+		if ((row & 4095) == 0 && kctx_progress(c, (double)row, (double)r->rows, "rows") != 0)
+			rc = -1;
+	}
+	buf_free(&nb);
+	wordpiece_free(norm);
+	double t_count = now_seconds() - t0;
+	bpe_train_opts o = {(size_t)hval_get_int(p, "vocab", 8000), (uint64_t)hval_get_int(p, "min_frequency", 2), 5,
+	                    train_progress, c, "##", (size_t)hval_get_int(p, "limit_alphabet", 1000)};
+	bpe_train_result res;
+	memset(&res, 0, sizeof res);
+	if (rc == 0)
+		rc = bpe_trainer_run(&c->err, t, &o, &res);
+	wordpiece *w = NULL;
+	if (rc == 0) {
+		size_t n = res.ntokens + 5;
+		const char **tok = xmalloc(n * sizeof *tok);
+		size_t *len = xmalloc(n * sizeof *len);
+		for (size_t i = 0; i < 5; i++) {
+			tok[i] = special[i];
+			len[i] = strlen(special[i]);
+		}
+		size_t at = 0;
+		for (size_t i = 0; i < res.ntokens; i++) {
+			tok[5 + i] = res.tokens.p + at;
+			len[5 + i] = res.lens[i];
+			at += res.lens[i];
+		}
+		rc = wordpiece_from_tokens(&c->err, &w, tok, len, n, &nm);
+		free(tok);
+		free(len);
+	}
+	if (rc == 0)
+		rc = write_wordpiece(c, w, outdir);
+	if (rc == 0) {
+		/* compression and unknown words on the first MB of text */
+		uint32_t *ids = NULL;
+		size_t nids = 0, cap = 0;
+		uint64_t sample = 0;
+		wordpiece_cache *cache = wordpiece_cache_new();
+		for (uint64_t row = 0; row < r->rows && sample < (1u << 20); row++)
+			for (int k = 0; k < nf; k++) {
+				size_t len;
+				const char *s = recr_str(r, fs[k], row, &len);
+				if (s) {
+					wordpiece_encode(w, cache, s, len, &ids, &nids, &cap);
+					sample += len;
+				}
+			}
+		size_t unk = 0;
+		for (size_t i = 0; i < nids; i++)
+			unk += ids[i] == (uint32_t)wordpiece_specials(w).unk;
+		wordpiece_cache_free(cache);
+		free(ids);
+		kctx_metric(c, "merges", (double)res.merges);
+		kctx_metric(c, "words", (double)res.words);
+		kctx_metric(c, "bytes", (double)bytes);
+		kctx_metric(c, "seconds", now_seconds() - t0);
+		kctx_metric(c, "seconds_counting", t_count);
+		if (nids) {
+			kctx_metric(c, "bytes_per_token", (double)sample / (double)nids);
+			kctx_metric(c, "unk_rate", (double)unk / (double)nids);
+		}
+		if (wordpiece_vocab_size(w) < o.vocab)
+			kctx_log(c, "tokenizer: %zu tokens, not %zu: no pair occurs min_frequency = %llu times any more",
+			         wordpiece_vocab_size(w), o.vocab, (unsigned long long)o.min_frequency);
+		else if (wordpiece_vocab_size(w) > o.vocab)
+			kctx_log(c, "tokenizer: %zu tokens, more than vocab = %zu: the characters alone (and their ## forms) "
+			         "take that many (as in HF's trainer); a smaller limit_alphabet keeps fewer",
+			         wordpiece_vocab_size(w), o.vocab);
+	}
+	wordpiece_free(w);
+	bpe_train_result_free(&res);
+	bpe_trainer_free(t);
+	return rc;
+}
+
 /* Every tokenizer artifact: GPT-2's two files, loaded back (the checks every
  * tokenizer gets), and the same tokenizer as a Hugging Face tokenizer.json. */
 static int finish_tokenizer(kctx *c, const char *outdir)
@@ -181,14 +331,39 @@ static int k_tokenizer(kctx *c, const hval *params, const kinput *in, size_t nin
 		return kctx_fail(c, "tokenizer: give a dataset to train on, or gpt2 / from / vocab_file + merges_file, not both");
 	if (data) {
 		rc = train_tokenizer(c, params, data, outdir);
+		if (rc == 1)
+			return 0; /* WordPiece: written */
 	} else if (hf) {
-		/* a Hugging Face tokenizer.json, kept as GPT-2's two files */
+		/* a Hugging Face tokenizer.json (kept as GPT-2's two files, or as
+		 * vocab.txt + tokenizer.json for WordPiece) or a BERT vocab.txt:
+		 * which one, from the content */
 		buf js, enc, mg;
 		buf_init(&js);
 		buf_init(&enc);
 		buf_init(&mg);
 		bpe *b = NULL;
 		rc = fs_read(&c->err, hf->path, &js);
+		int what = rc == 0 ? wordpiece_sniff(js.p, js.len) : 0;
+		if (rc == 0 && what == 0)
+			rc = kctx_fail(c, "tokenizer: %s is empty or binary: expected a tokenizer.json or a vocab.txt", hf->label);
+		if (rc == 0 && (what == 1 || what == 3)) {
+			wordpiece *w = NULL;
+			wordpiece_norm nm = norm_params(params);
+			static const char *nk[4] = {"lowercase", "strip_accents", "clean_text", "handle_chinese_chars"};
+			for (int k = 0; k < 4 && what == 1; k++)
+				if (hval_get(params, nk[k])) {
+					kctx_fail(c, "tokenizer: %s: a tokenizer.json carries its own normalizer (%s)", nk[k], hf->label);
+					buf_free(&js);
+					return herr_hint(&c->err, "leave %s out, or give a vocab.txt", nk[k]);
+				}
+			rc = what == 1 ? wordpiece_load_hf(&c->err, &w, js.p, js.len, hf->label)
+			               : wordpiece_load_vocab_mem(&c->err, &w, js.p, js.len, hf->label, &nm);
+			if (rc == 0)
+				rc = write_wordpiece(c, w, outdir);
+			wordpiece_free(w);
+			buf_free(&js);
+			return rc;
+		}
 		if (rc == 0)
 			rc = bpe_load_hf(&c->err, &b, js.p, js.len, hf->label);
 		if (rc == 0) {
@@ -232,6 +407,7 @@ typedef struct seg {
 
 typedef struct tspec {
 	int f;                  /* plain: the text field; -1 in prompt mode */
+	int f2;                 /* WordPiece pairs: the second text field, or -1 */
 	seg *tmpl, *alt;        /* prompt templates (alt: when f_input is empty) */
 	size_t ntmpl, nalt;
 	int f_input;            /* -1: no alternative template */
@@ -291,12 +467,17 @@ typedef struct row_ids {
 	size_t n, cap;
 	size_t prompt_n; /* ids of the prompt (prompt mode) */
 	size_t bytes;
+	wordpiece_enc wp; /* WordPiece: ids, token types, lengths before and after cutting */
 } row_ids;
 
 /* A block of rows to encode, shared by the crew; member t has its own BPE
  * cache and prompt buffer. */
 typedef struct enc_job {
 	const bpe *b;
+	const wordpiece *wp;     /* or NULL: byte-level BPE */
+	wordpiece_cache **wcaches;
+	size_t max_len;          /* WordPiece: cut as HF does, inside the encoding */
+	int left, special;
 	const rec_reader *r;
 	const tspec *ts;
 	uint64_t base, end;
@@ -316,6 +497,19 @@ static void encode_rows(void *ud, int t, int nt)
 		o->n = 0;
 		o->prompt_n = 0;
 		size_t len;
+		if (j->wp) {
+			size_t len2 = 0;
+			const char *s = recr_str(j->r, ts->f, row, &len);
+			const char *s2 = ts->f2 >= 0 ? recr_str(j->r, ts->f2, row, &len2) : NULL;
+			if (!s)
+				len = 0;
+			if (ts->f2 >= 0 && !s2)
+				s2 = "", len2 = 0;
+			wordpiece_encode_pair(j->wp, j->wcaches[t], s ? s : "", len, s2, len2, j->max_len, j->left, j->special,
+			                      &o->wp);
+			o->bytes = len + len2;
+			continue;
+		}
 		if (ts->f >= 0) {
 			const char *s = recr_str(j->r, ts->f, row, &len);
 			bpe_encode_cached(j->b, cache, s ? s : "", len, 0, &o->ids, &o->n, &o->cap);
@@ -341,8 +535,8 @@ static const char *alpaca_noinput =
 	"### Instruction:\n{instruction}\n\n### Response:\n";
 
 typedef struct out_files {
-	FILE *ids, *mask;
-	char *ids_path, *mask_path;
+	FILE *ids, *mask, *types;
+	char *ids_path, *mask_path, *types_path;
 } out_files;
 
 static int put(kctx *c, out_files *o, const uint32_t *ids, const uint8_t *mask, size_t n)
@@ -354,8 +548,16 @@ static int put(kctx *c, out_files *o, const uint32_t *ids, const uint8_t *mask, 
 	return 0;
 }
 
-/* Encodes one dataset (dir holding data.rec) into outdir/rel. */
-static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, const char *label,
+static int put_types(kctx *c, out_files *o, const uint8_t *types, size_t n)
+{
+	if (n && o->types && fwrite(types, 1, n, o->types) != n)
+		return kctx_fail(c, "%s: write error", o->types_path);
+	return 0;
+}
+
+/* Encodes one dataset (dir holding data.rec) into outdir/rel, with a
+ * byte-level BPE (b) or a WordPiece tokenizer (wp). */
+static int tokenize_one(kctx *c, const bpe *b, const wordpiece *wp, const hval *p, const char *dir, const char *label,
                         const char *outdir, const char *rel, tstats *st)
 {
 	rec_reader r;
@@ -367,14 +569,35 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 	const char *format = hval_get_str(p, "format", "text");
 	const char *field = hval_get_str(p, "field", "text");
 	int prompt_mode = strcmp(format, "text") != 0;
-	tspec ts = {-1, NULL, NULL, 0, 0, -1, -1};
+	tspec ts = {-1, -1, NULL, NULL, 0, 0, -1, -1};
 	uint8_t *drop = xcalloc(r.nfields + 1, 1);
-	if (!prompt_mode) {
+	const hval *fl = hval_get(p, "fields");
+	const char *field2 = NULL;
+	if (fl && fl->n >= 1) {
+		field = fl->v[0].s;
+		field2 = fl->n >= 2 ? fl->v[1].s : NULL;
+	}
+	if (prompt_mode && wp) {
+		kctx_fail(c, "tokenize: format = \"%s\" goes with a byte-level BPE tokenizer, not WordPiece", format);
+		rc = herr_hint(&c->err, "with a WordPiece tokenizer, give the text as field = \"...\" or a pair as "
+		               "fields = { \"a\", \"b\" }");
+	} else if (field2 && !wp) {
+		kctx_fail(c, "tokenize: fields = { \"%s\", \"%s\" }: pairs of texts need a WordPiece tokenizer", field, field2);
+		rc = herr_hint(&c->err, "use one field with a byte-level BPE, or a tokenizer { kind = \"wordpiece\" }");
+	} else if (!prompt_mode) {
 		ts.f = recr_find(&r, field);
 		if (ts.f < 0 || (r.fields[ts.f].type != REC_STR && r.fields[ts.f].type != REC_CAT))
 			rc = (kctx_fail(c, "tokenize: %s has no text field '%s'", label, field), recr_hint_field(&c->err, &r, field));
 		else
 			drop[ts.f] = 1;
+		if (rc == 0 && field2) {
+			ts.f2 = recr_find(&r, field2);
+			if (ts.f2 < 0 || (r.fields[ts.f2].type != REC_STR && r.fields[ts.f2].type != REC_CAT))
+				rc = (kctx_fail(c, "tokenize: %s has no text field '%s'", label, field2),
+				      recr_hint_field(&c->err, &r, field2));
+			else
+				drop[ts.f2] = 1;
+		}
 	} else {
 		int instr = !strcmp(format, "instruction");
 		const char *tmpl = hval_get_str(p, "template", NULL);
@@ -399,7 +622,17 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 	long long max_len = hval_get_int(p, "max_len", 0);
 	int left = !strcmp(hval_get_str(p, "truncation", "right"), "left");
 	int eos = hval_get_bool(p, "add_eos", 1), pack = hval_get_bool(p, "pack", 0);
-	int64_t eos_tok = bpe_token_id(b, "<|endoftext|>", 13);
+	/* WordPiece: the template's [CLS] ... [SEP] instead of an EOS, and the
+	 * cut made in the encoding (HF's truncation) */
+	int special = wp ? eos : 0;
+	if (wp)
+		eos = 0;
+	int64_t eos_tok = wp ? -1 : bpe_token_id(b, "<|endoftext|>", 13);
+	if (rc == 0 && wp && pack && field2)
+		rc = kctx_fail(c, "tokenize: pack = true takes one text field, not a pair");
+	if (rc == 0 && wp && !pack && special && max_len > 0 && (size_t)max_len <= wordpiece_added(wp, field2 != NULL))
+		rc = kctx_fail(c, "tokenize: max_len = %lld leaves no room for text after the %zu special tokens", max_len,
+		               wordpiece_added(wp, field2 != NULL));
 	if (rc == 0 && eos && eos_tok < 0) {
 		kctx_fail(c, "tokenize: add_eos: the tokenizer has no <|endoftext|> token");
 		rc = herr_hint(&c->err, "give it as a special token (tokenizer { ..., special = { \"<|endoftext|>\" } }) or set add_eos = false");
@@ -425,25 +658,31 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 	int f_plen = prompt_mode && !pack ? recw_field(w, "prompt_len", REC_INT) : -1;
 	char *ids_rel = xasprintf("%s%stokens.u32", rel, rel[0] ? "/" : "");
 	char *mask_rel = xasprintf("%s%smask.u8", rel, rel[0] ? "/" : "");
+	char *types_rel = xasprintf("%s%stypes.u8", rel, rel[0] ? "/" : "");
 	char *rec_rel = xasprintf("%s%s%s", rel, rel[0] ? "/" : "", RECORDS_FILE);
 	char *rec_path = NULL;
-	out_files of = {NULL, NULL, NULL, NULL};
+	out_files of = {NULL, NULL, NULL, NULL, NULL, NULL};
 	if (kctx_out_path(c, outdir, ids_rel, &of.ids_path) != 0 || kctx_out_path(c, outdir, rec_rel, &rec_path) != 0 ||
-	    (prompt_mode && kctx_out_path(c, outdir, mask_rel, &of.mask_path) != 0))
+	    (prompt_mode && kctx_out_path(c, outdir, mask_rel, &of.mask_path) != 0) ||
+	    (field2 && kctx_out_path(c, outdir, types_rel, &of.types_path) != 0))
 		rc = -1;
 	else if (!(of.ids = fopen(of.ids_path, "wb")))
 		rc = kctx_fail(c, "%s: cannot create: %s", of.ids_path, strerror(errno));
 	else if (prompt_mode && !(of.mask = fopen(of.mask_path, "wb")))
 		rc = kctx_fail(c, "%s: cannot create: %s", of.mask_path, strerror(errno));
+	else if (field2 && !(of.types = fopen(of.types_path, "wb")))
+		rc = kctx_fail(c, "%s: cannot create: %s", of.types_path, strerror(errno));
 	long long total = 0; /* ids written so far to this dataset's tokens.u32 */
 	const uint64_t B = 1024;
 	row_ids *block = xcalloc(B, sizeof *block);
 	crew *cw = crew_new(c->threads > 0 ? c->threads : 1);
 	int nt = crew_size(cw);
 	bpe_cache *caches[64];
+	wordpiece_cache *wcaches[64];
 	buf prompts[64];
 	for (int t = 0; t < nt; t++) {
-		caches[t] = bpe_cache_new();
+		caches[t] = wp ? NULL : bpe_cache_new();
+		wcaches[t] = wp ? wordpiece_cache_new() : NULL;
 		buf_init(&prompts[t]);
 	}
 	/* one row's ids and mask, after EOS and truncation; the packing stream */
@@ -456,10 +695,21 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 		uint64_t base = row - row % B;
 		if (row == base) {
 			uint64_t end = base + B < r.rows ? base + B : r.rows;
-			enc_job job = {b, &r, &ts, base, end, block, caches, prompts};
+			enc_job job = {b, wp, wcaches, pack ? 0 : (size_t)max_len, left, special, &r, &ts, base, end, block, caches,
+			               prompts};
 			crew_run(cw, encode_rows, &job);
 		}
 		row_ids *ro = &block[row - base];
+		if (wp) {
+			/* the ids as HF gives them (cut, template): the row as it is */
+			uint32_t *t = ro->ids;
+			size_t tc = ro->cap;
+			ro->ids = ro->wp.ids;
+			ro->n = ro->wp.n;
+			ro->cap = ro->wp.cap;
+			ro->wp.ids = t; /* the arrays swap: the encoder reuses them */
+			ro->wp.cap = tc;
+		}
 		size_t n = ro->n, keep = n + (eos ? 1 : 0);
 		if (rcap < keep + 1) {
 			rcap = keep + 1;
@@ -474,7 +724,9 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 			rmask[n] = 1;
 		}
 		size_t start = 0;
-		if (!pack && max_len > 0 && keep > (size_t)max_len) {
+		if (wp && (ro->wp.a_kept < ro->wp.a_len || ro->wp.b_kept < ro->wp.b_len))
+			st->truncated++;
+		if (!wp && !pack && max_len > 0 && keep > (size_t)max_len) {
 			st->truncated++;
 			/* the EOS stays last */
 			size_t body = (size_t)max_len - (eos ? 1 : 0);
@@ -493,6 +745,8 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 		}
 		if (!pack) {
 			rc = put(c, &of, rid + start, rmask + start, keep);
+			if (rc == 0 && of.types)
+				rc = put_types(c, &of, ro->wp.types, keep);
 			recw_int(w, f_off, total);
 			recw_int(w, f_len, (long long)keep);
 			if (f_plen >= 0) {
@@ -535,7 +789,7 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 		st->lens[st->n++] = (uint32_t)keep;
 		st->tokens += (double)keep;
 		st->bytes += (double)ro->bytes;
-		st->untruncated += (double)n;
+		st->untruncated += wp ? (double)(ro->wp.a_len + ro->wp.b_len) : (double)n;
 		if ((row & 1023) == 0 && kctx_progress(c, (double)row, (double)r.rows, "rows") != 0)
 			rc = -1; /* timed out or interrupted */
 	}
@@ -572,6 +826,8 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 		rc = kctx_fail(c, "%s: write error", of.ids_path);
 	if (of.mask && fclose(of.mask) != 0 && rc == 0)
 		rc = kctx_fail(c, "%s: write error", of.mask_path);
+	if (of.types && fclose(of.types) != 0 && rc == 0)
+		rc = kctx_fail(c, "%s: write error", of.types_path);
 	if (rc == 0)
 		rc = recw_write(&c->err, w, rec_path);
 	if (rc == 0) {
@@ -581,9 +837,25 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 		buf_adds(&js, "{\"field\": ");
 		buf_json_str(&js, prompt_mode ? "" : field);
 		buf_printf(&js, ", \"vocab\": %zu, \"max_len\": %lld, \"truncation\": \"%s\", \"eos\": %lld, \"format\": ",
-		           bpe_vocab_size(b), max_len, left ? "left" : "right", eos ? (long long)eos_id : -1LL);
+		           wp ? wordpiece_vocab_size(wp) : bpe_vocab_size(b), max_len, left ? "left" : "right",
+		           eos ? (long long)eos_id : -1LL);
 		buf_json_str(&js, format);
-		buf_printf(&js, ", \"pack\": %s, \"mask\": %s}\n", pack ? "true" : "false", prompt_mode ? "true" : "false");
+		buf_printf(&js, ", \"pack\": %s, \"mask\": %s", pack ? "true" : "false", prompt_mode ? "true" : "false");
+		if (wp) {
+			/* what a BERT model needs: the special ids, whether the
+			 * template was added, the pair's fields and types.u8 */
+			wordpiece_special sp = wordpiece_specials(wp);
+			buf_printf(&js, ", \"tokenizer\": \"wordpiece\", \"special\": %s, \"pad\": %lld, \"unk\": %lld, "
+			           "\"cls\": %lld, \"sep\": %lld, \"mask_token\": %lld, \"fields\": [", special ? "true" : "false",
+			           (long long)sp.pad, (long long)sp.unk, (long long)sp.cls, (long long)sp.sep, (long long)sp.mask);
+			buf_json_str(&js, field);
+			if (field2) {
+				buf_adds(&js, ", ");
+				buf_json_str(&js, field2);
+			}
+			buf_printf(&js, "], \"types\": %s", field2 ? "true" : "false");
+		}
+		buf_adds(&js, "}\n");
 		char *meta_rel = xasprintf("%s%s%s", rel, rel[0] ? "/" : "", TOKENIZE_META);
 		char *meta_path = NULL;
 		rc = kctx_out_path(c, outdir, meta_rel, &meta_path);
@@ -596,10 +868,13 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 	crew_free(cw);
 	for (int t = 0; t < nt; t++) {
 		bpe_cache_free(caches[t]);
+		wordpiece_cache_free(wcaches[t]);
 		buf_free(&prompts[t]);
 	}
-	for (uint64_t k = 0; k < B; k++)
+	for (uint64_t k = 0; k < B; k++) {
 		free(block[k].ids);
+		wordpiece_enc_free(&block[k].wp);
+	}
 	free(block);
 	free(to);
 	free(drop);
@@ -607,9 +882,11 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 	free(ts.alt);
 	free(ids_rel);
 	free(mask_rel);
+	free(types_rel);
 	free(rec_rel);
 	free(of.ids_path);
 	free(of.mask_path);
+	free(of.types_path);
 	free(rec_path);
 	recw_free(w);
 	recr_close(&r);
@@ -619,25 +896,30 @@ static int tokenize_one(kctx *c, const bpe *b, const hval *p, const char *dir, c
 static int k_tokenize(kctx *c, const hval *params, const kinput *in, size_t nin, const char *outdir)
 {
 	const kinput *data = NULL, *tok = NULL;
+	int is_wp = 0;
 	for (size_t i = 0; i < nin; i++) {
-		char *v = path_join(in[i].path, "encoder.json");
-		if (in[i].is_dir && fs_exists(v))
+		char *v = path_join(in[i].path, "encoder.json"), *vt = path_join(in[i].path, "vocab.txt");
+		if (in[i].is_dir && (fs_exists(v) || fs_exists(vt))) {
 			tok = &in[i];
-		else if (!data)
+			is_wp = !fs_exists(v);
+		} else if (!data) {
 			data = &in[i];
+		}
 		free(v);
+		free(vt);
 	}
 	if (!data || !tok)
 		return kctx_fail(c, "tokenize: give a dataset (or split parts) and a tokenizer");
-	bpe *b;
-	if (bpe_load_dir(&c->err, &b, tok->path) != 0)
+	bpe *b = NULL;
+	wordpiece *wp = NULL;
+	if (is_wp ? wordpiece_load_dir(&c->err, &wp, tok->path) != 0 : bpe_load_dir(&c->err, &b, tok->path) != 0)
 		return -1;
 	int rc;
 	tstats st;
 	memset(&st, 0, sizeof st);
 	char *top = path_join(data->path, RECORDS_FILE);
 	if (fs_exists(top)) {
-		rc = tokenize_one(c, b, params, data->path, data->label, outdir, "", &st);
+		rc = tokenize_one(c, b, wp, params, data->path, data->label, outdir, "", &st);
 	} else {
 		/* parts: every subfolder holding a dataset */
 		char **files;
@@ -651,7 +933,7 @@ static int k_tokenize(kctx *c, const hval *params, const kinput *in, size_t nin,
 			char *rel = xstrndup(files[i], l - fl - 1);
 			char *dir = path_join(data->path, rel);
 			char *label = xasprintf("%s.%s", data->label, rel);
-			rc = tokenize_one(c, b, params, dir, label, outdir, rel, &st);
+			rc = tokenize_one(c, b, wp, params, dir, label, outdir, rel, &st);
 			free(label);
 			free(dir);
 			free(rel);
@@ -681,6 +963,7 @@ static int k_tokenize(kctx *c, const hval *params, const kinput *in, size_t nin,
 	}
 	free(st.lens);
 	bpe_free(b);
+	wordpiece_free(wp);
 	return rc;
 }
 

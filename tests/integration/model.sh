@@ -131,7 +131,7 @@ check "  ... gives GPT-2's ids" cmp "$(tobj a)tokens.u32" "$(tobj b)tokens.u32"
 check "  ... and writes GPT-2's merges file back byte for byte" cmp "$(tobj hf)vocab.bpe" "$ROOT/data/gpt2/vocab.bpe"
 jq '.model.type = "WordPiece"' tokenizer.json > wp.json
 printf 'tokenizer { from = "wp.json" }\n' > t2.lua
-check "  ... refuses a WordPiece model" fails_with 1 'model.type: only "BPE"' "$HONE" run t2.lua -q
+check "  ... a WordPiece model (by content) must have BERT's pre-tokenizer" fails_with 1 'wp.json: pre_tokenizer.type: expected "BertPreTokenizer"' "$HONE" run t2.lua -q
 jq '.model.merges |= ([.[1], .[0]] + .[2:])' tokenizer.json > swapped.json
 printf 'tokenizer { from = "swapped.json" }\n' > t3.lua
 check "  ... refuses merges out of id order, naming the merge" fails_with 1 "merge 2 makes a token of a lower id" "$HONE" run t3.lua -q

@@ -202,7 +202,7 @@ static bpe *train_on(const char *const *texts, size_t n, size_t vocab, uint64_t 
 	bpe_trainer *t = bpe_trainer_new();
 	for (size_t i = 0; i < n; i++)
 		bpe_trainer_add(t, texts[i], strlen(texts[i]));
-	bpe_train_opts o = {vocab, minf, 1, NULL, NULL};
+	bpe_train_opts o = {vocab, minf, 1, NULL, NULL, NULL, 0};
 	bpe_train_result r;
 	assert_int_equal(bpe_trainer_run(&e, t, &o, &r), 0);
 	const char *special[] = {"<|endoftext|>"};
@@ -315,7 +315,7 @@ static void test_train(void **st)
 	buf_free(&mg2);
 	/* too small a vocabulary */
 	bpe_trainer *t = bpe_trainer_new();
-	bpe_train_opts o = {200, 2, 1, NULL, NULL};
+	bpe_train_opts o = {200, 2, 1, NULL, NULL, NULL, 0};
 	bpe_train_result r;
 	assert_int_equal(bpe_trainer_run(&e, t, &o, &r), -1);
 	assert_non_null(strstr(e.msg, "too small"));
