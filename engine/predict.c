@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "io/bpe.h"
+#include "io/wordpiece.h"
 #include "io/csv.h"
 #include "io/json.h"
 #include "ml/blas.h"
@@ -176,7 +177,29 @@ static const char *missing_field(const source *s, const clf_model *m)
 	return NULL;
 }
 
-static int add_row(herr *e, block *bl, const source *s, const clf_model *m, const bpe *t, size_t rowno)
+/* WordPiece text for a BERT: tokenize's own encoding (its template when
+ * tokenize added it, its max_len and truncation) */
+typedef struct wp_text {
+	const wordpiece *w;
+	wordpiece_cache *cache;
+	int special;
+	wordpiece_enc enc;
+} wp_text;
+
+static void encode_wordpiece(wp_text *wt, const clf_model *m, const char *s, size_t n, uint32_t **ids, size_t *nids,
+                             size_t *cap)
+{
+	wordpiece_encode_pair(wt->w, wt->cache, s, n, NULL, 0, m->tok_max_len > 0 ? (size_t)m->tok_max_len : 0, m->tok_left,
+	                      wt->special, &wt->enc);
+	if (*nids + wt->enc.n > *cap) {
+		*cap = (*nids + wt->enc.n) * 2 + 256;
+		*ids = xrealloc(*ids, *cap * sizeof **ids);
+	}
+	memcpy(*ids + *nids, wt->enc.ids, wt->enc.n * sizeof **ids);
+	*nids += wt->enc.n;
+}
+
+static int add_row(herr *e, block *bl, const source *s, const clf_model *m, const bpe *t, wp_text *wt, size_t rowno)
 {
 	size_t r = bl->n;
 	for (int i = 0; i < m->nf; i++) {
@@ -187,7 +210,10 @@ static int add_row(herr *e, block *bl, const source *s, const clf_model *m, cons
 			if (v.kind != 1 && v.kind != 0)
 				return herr_set(e, "%s: row %zu: field '%s': expected text", s->name, rowno, f->field);
 			c->off[r] = bl->nids;
-			encode_text(t, bl->cache, m, v.kind ? v.s : "", v.kind ? v.n : 0, &bl->ids, &bl->nids, &bl->idcap);
+			if (wt)
+				encode_wordpiece(wt, m, v.kind ? v.s : "", v.kind ? v.n : 0, &bl->ids, &bl->nids, &bl->idcap);
+			else
+				encode_text(t, bl->cache, m, v.kind ? v.s : "", v.kind ? v.n : 0, &bl->ids, &bl->nids, &bl->idcap);
 			c->len[r] = (uint32_t)(bl->nids - c->off[r]);
 		} else if (f->type == FEAT_CAT) {
 			uint32_t code = 0;
@@ -300,6 +326,7 @@ typedef struct seqm {
 	gpt2 g;
 	bert b;
 	int K, B, T, wT; /* wT: the length the workspace is made for */
+	int wp_special;  /* tokenize added [CLS] ... [SEP] (tokenize.json "special") */
 	gpt2_ws *gw;
 	bert_ws *bw;
 	uint32_t *ids, *types;
@@ -357,6 +384,10 @@ static int seq_open(herr *e, seqm *sq, clf_model *m, const bundle *b, const char
 		if (r && json_member(r, "eos", 3))
 			json_int(json_member(r, "eos", 3), -1, 1 << 24, &eos);
 		left = tr && tr->t == J_STR && tr->len == 4 && !memcmp(tr->s, "left", 4);
+		const jnode *sp = r ? json_member(r, "special", 7) : NULL, *fl = r ? json_member(r, "fields", 6) : NULL;
+		sq->wp_special = sp && sp->t == J_TRUE;
+		if (fl && fl->t == J_ARR && fl->kid && fl->kid->next)
+			rc = herr_set(e, "%s: the model was trained on pairs of fields; hone predict reads one text field", path);
 		json_arena_free(a);
 	}
 	if (rc == 0) {
@@ -518,14 +549,24 @@ int predict_main(int argc, char **argv)
 			free(what_w);
 		}
 	}
+	wp_text wpt;
+	memset(&wpt, 0, sizeof wpt);
+	wordpiece *wp = NULL;
 	for (int i = 0; rc == 0 && i < m.nf; i++)
-		if (m.f[i].type == FEAT_TEXT && !tok) {
+		if (m.f[i].type == FEAT_TEXT && !tok && !wp) {
 			const buf *tj = bundle_get(&b, "tokenizer.json");
 			char *what = xasprintf("%s[tokenizer.json]", bpath);
-			if (!tj)
+			if (!tj) {
 				rc = herr_set(&e, "%s: the model reads text, but the bundle has no tokenizer.json", bpath);
-			else
+			} else if (wordpiece_sniff(tj->p, tj->len) == 1) {
+				/* BERT's WordPiece, with [CLS] ... [SEP] when tokenize added them */
+				rc = wordpiece_load_hf(&e, &wp, tj->p, tj->len, what);
+				wpt.w = wp;
+				wpt.cache = wordpiece_cache_new();
+				wpt.special = sq.wp_special;
+			} else {
 				rc = bpe_load_hf(&e, &tok, tj->p, tj->len, what);
+			}
 			free(what);
 		}
 	if (rc == 0 && !blas_get(&e))
@@ -617,7 +658,7 @@ int predict_main(int argc, char **argv)
 			}
 			if (mf && missing == MISSING_SKIP)
 				continue;
-			if (add_row(&e, &bl, &s, &m, tok, seen) != 0) {
+			if (add_row(&e, &bl, &s, &m, tok, wpt.w ? &wpt : NULL, seen) != 0) {
 				rc = -1;
 				break;
 			}
@@ -649,6 +690,11 @@ int predict_main(int argc, char **argv)
 	buf_free(&in);
 	if (tok)
 		bpe_free(tok);
+	if (wp) {
+		wordpiece_free(wp);
+		wordpiece_cache_free(wpt.cache);
+		wordpiece_enc_free(&wpt.enc);
+	}
 	clf_free(&m);
 	st_free(&st);
 	if (seq)

@@ -159,7 +159,7 @@ int enc_mlm_setup(herr *e, mlm_cfg *mc, const char *who, const char *dir, const 
 		jarena *a = json_arena_new();
 		jerror je;
 		const jnode *r = json_parse(a, b.p, b.len, &je);
-		const char *names[4] = {"mask", "cls", "sep", "pad"};
+		const char *names[4] = {"mask_token", "cls", "sep", "pad"};
 		for (int k = 0; r && k < 4; k++) {
 			long long id;
 			if (json_int(json_member(r, names[k], strlen(names[k])), 0, vocab - 1, &id) != 0)

@@ -41,7 +41,7 @@ double enc_mlm_eval(const bert *m, bert_ws *w, const lm_split *sp, const mlm_cfg
                     double *acc, double *count);
 
 /* mask_id, the special ids and the rate for a split's tokenizer, from its
- * tokenize.json ("mask", "cls", "sep", "pad"; mask_id > 0 overrides). */
+ * tokenize.json ("mask_token", "cls", "sep", "pad"; mask_id > 0 overrides). */
 int enc_mlm_setup(herr *e, mlm_cfg *mc, const char *who, const char *dir, const char *label, int vocab, long long mask_id,
                   double rate);
 

@@ -92,6 +92,27 @@ mkdir -p again && cp cls.jsonl b.lua again/
 check "the same seed gives bit-identical BERT weights" bash -c "cd again && HONE_CACHE=\$PWD/cache '$HONE' run b.lua -q && \
 	cmp \"\$(HONE_CACHE=\$PWD/cache '$HONE' show b.lua lc | awk '/^path/ {print \$2}')model.safetensors\" '$lcdir/model.safetensors'"
 
+# --- WordPiece: a BERT on its own tokenizer; predict encodes as tokenize did -------------
+cat > w.lua <<'LUA'
+local d = ingest { "cls.jsonl", fields = { text = "text", label = "label" } }
+local parts = split { d, train = 0.7, val = 0.15, test = 0.15, seed = 1, stratify = "label" }
+local tok = tokenizer { parts.train, kind = "wordpiece", vocab = 200 }
+local ids = tokenize { parts, tok, max_len = 32 }
+local base = model { arch = "bert", n_layer = 2, n_head = 2, n_embd = 32, n_positions = 32, vocab = 200, seed = 1 }
+local pre = train { ids.train, val = ids.val, base = base, objective = "mlm", lr = 0.003, batch = 16, epochs = 3, seed = 1 }
+local clf = train { ids.train, val = ids.val, base = pre, output = { label = "category" }, lr = 0.003, batch = 16, epochs = 3, seed = 1, name = "clf" }
+local score = evaluate { clf, ids.test }
+export { clf, tok, score, to = "wp.tar.gz" }
+LUA
+check "a BERT pre-trains and fine-tunes on a WordPiece tokenizer (its [MASK] found by itself)" "$HONE" run w.lua -q
+check "masked-LM training picked the tokenizer's [MASK]" \
+	bash -c "jq -e '.mask_id == 4' \"\$('$HONE' show w.lua train | awk '/^path/ {print \$2}')train.json\""
+"$HONE" show w.lua split.test --jsonl --limit 100000 > wtest.jsonl
+"$HONE" show w.lua evaluate --jsonl --limit 100000 | jq -r .prob_pets > weval.txt
+check "hone predict gives evaluate's probabilities on every test row (WordPiece bundle)" \
+	bash -c "'$HONE' predict wp.tar.gz --input wtest.jsonl -q | jq -r .probs.pets | paste -d' ' - weval.txt |
+		awk 'function a(x) { return x < 0 ? -x : x } { n++; if (a(\$1 - \$2) > 1e-5) bad++ } END { exit !(n == 60 && bad == 0) }'"
+
 # --- errors ---------------------------------------------------------------------------------
 sed 's/local pre = train.*/local pre = train { ids.train, base = base, lr = 0.003, epochs = 1 }/' b.lua | sed '/mlm_score\|clf\|lc\|gclf\|export/d' > e1.lua
 check "a BERT base with neither output nor objective is refused" fails_with 1 "objective = \"mlm\"" "$HONE" run e1.lua -q
