@@ -50,18 +50,46 @@ static void cpu_matmul(nn_ctx *c, int ta, int tb, int m, int n, int k, float alp
 
 /* --- linear ------------------------------------------------------------------------ */
 
-static void add_bias(float *y, const float *b, int N, int D)
+typedef struct bias_job {
+	float *y;
+	const float *b;
+	int N, D;
+} bias_job;
+
+/* rows [lo, hi) of y += b */
+static void add_bias_part(void *ud, int t, int nt)
 {
-	for (int i = 0; i < N; i++)
-		for (int k = 0; k < D; k++)
-			y[(size_t)i * (size_t)D + (size_t)k] += b[k];
+	bias_job *j = ud;
+	for (int i = j->N * t / nt; i < j->N * (t + 1) / nt; i++)
+		for (int k = 0; k < j->D; k++)
+			j->y[(size_t)i * (size_t)j->D + (size_t)k] += j->b[k];
 }
 
-static void bias_grad(float *db, const float *dy, int N, int D)
+/* columns [lo, hi) of db += Σ rows of dy, each column summed in row order
+ * (the same bits for any split) */
+static void bias_grad_part(void *ud, int t, int nt)
 {
-	for (int i = 0; i < N; i++)
-		for (int k = 0; k < D; k++)
-			db[k] += dy[(size_t)i * (size_t)D + (size_t)k];
+	bias_job *j = ud;
+	int lo = j->D * t / nt, hi = j->D * (t + 1) / nt;
+	float *db = j->y;
+	const float *dy = j->b;
+	for (int i = 0; i < j->N; i++)
+		for (int k = lo; k < hi; k++)
+			db[k] += dy[(size_t)i * (size_t)j->D + (size_t)k];
+}
+
+static int split_for(nn_ctx *c, size_t work) { return work >= 65536 ? c->threads : 1; }
+
+static void add_bias(nn_ctx *c, float *y, const float *b, int N, int D)
+{
+	bias_job j = {y, b, N, D};
+	par_run(split_for(c, (size_t)N * (size_t)D), add_bias_part, &j);
+}
+
+static void bias_grad(nn_ctx *c, float *db, const float *dy, int N, int D)
+{
+	bias_job j = {db, dy, N, D};
+	par_run(D >= 64 ? split_for(c, (size_t)N * (size_t)D) : 1, bias_grad_part, &j);
 }
 
 static void cpu_linear_forward(nn_ctx *c, float *y, const float *x, const float *w, const float *b, int N, int in,
@@ -72,7 +100,7 @@ static void cpu_linear_forward(nn_ctx *c, float *y, const float *x, const float 
 	else
 		psgemm(c->threads, 0, 1, N, out, in, 1.0f, x, in, w, in, acc ? 1.0f : 0.0f, y, out);
 	if (b)
-		add_bias(y, b, N, out);
+		add_bias(c, y, b, N, out);
 }
 
 static void cpu_linear_backward(nn_ctx *c, float *dx, float *dw, float *db, const float *dy, const float *x,
@@ -83,7 +111,7 @@ static void cpu_linear_backward(nn_ctx *c, float *dx, float *dw, float *db, cons
 	else if (dw)
 		psgemm(c->threads, 1, 0, out, in, N, 1.0f, dy, out, x, in, 1.0f, dw, in);
 	if (db)
-		bias_grad(db, dy, N, out);
+		bias_grad(c, db, dy, N, out);
 	if (dx && layout == NN_W_IN_OUT)
 		psgemm(c->threads, 0, 1, N, in, out, 1.0f, dy, out, w, out, 1.0f, dx, in);
 	else if (dx)
@@ -186,20 +214,37 @@ static void lnb_part(void *ud, int t, int nt)
 	}
 }
 
-/* dx by rows over the threads; dw and db sum over the rows in row order,
- * on one thread (the same bits for any thread count) */
+typedef struct lnw_job {
+	float *dw, *db;
+	const float *dy, *x, *mean, *rstd;
+	int N, C;
+} lnw_job;
+
+/* columns [lo, hi) of dw, db: each summed over the rows in row order */
+static void lnw_part(void *ud, int t, int nt)
+{
+	lnw_job *j = ud;
+	int C = j->C, lo = C * t / nt, hi = C * (t + 1) / nt;
+	for (int i = 0; i < j->N; i++) {
+		const float *xi = j->x + (size_t)i * (size_t)C, *dyi = j->dy + (size_t)i * (size_t)C;
+		for (int k = lo; k < hi; k++) {
+			float xh = (xi[k] - j->mean[i]) * j->rstd[i];
+			j->dw[k] += dyi[k] * xh;
+			j->db[k] += dyi[k];
+		}
+	}
+}
+
+/* dx by rows over the threads; dw and db by columns, each summed over the
+ * rows in row order (the same bits for any thread count) */
 static void cpu_layernorm_backward(nn_ctx *c, float *dx, float *dw, float *db, const float *dy, const float *x,
                                    const float *w, const float *mean, const float *rstd, int N, int C)
 {
 	lnb_job j = {dx, dy, x, w, mean, rstd, N, C};
 	par_run(N >= 64 ? c->threads : 1, lnb_part, &j);
-	for (int i = 0; dw && i < N; i++) {
-		const float *xi = x + (size_t)i * (size_t)C, *dyi = dy + (size_t)i * (size_t)C;
-		for (int k = 0; k < C; k++) {
-			float xh = (xi[k] - mean[i]) * rstd[i];
-			dw[k] += dyi[k] * xh;
-			db[k] += dyi[k];
-		}
+	if (dw) {
+		lnw_job k = {dw, db, dy, x, mean, rstd, N, C};
+		par_run(C >= 64 && N >= 64 ? c->threads : 1, lnw_part, &k);
 	}
 }
 
@@ -259,10 +304,10 @@ typedef struct att_job {
 	float scale;
 } att_job;
 
-/* key x visible from query i of row b */
-static inline int visible(const att_job *j, int b, int i, int x)
+/* key x visible from query i (km: the row's key mask) */
+static inline int visible(const att_job *j, const uint8_t *km, int i, int x)
 {
-	return (!j->causal || x <= i) && (!j->mask || j->mask[(size_t)b * (size_t)j->T + (size_t)x]);
+	return (!j->causal || x <= i) && km[x];
 }
 
 /* One head's attention probabilities S [T × T], masked entries 0. A query
@@ -272,6 +317,7 @@ static inline int visible(const att_job *j, int b, int i, int x)
 static void att_probs(const att_job *j, int b, const float *q, const float *k, float *S)
 {
 	int T = j->T, C = j->C;
+	const uint8_t *km = j->mask ? j->mask + (size_t)b * (size_t)T : NULL;
 	sgemm(0, 1, T, T, j->hd, j->scale, q, 3 * C, k, 3 * C, 0.0f, S, T);
 	for (int i = 0; i < T; i++) {
 		float *row = S + (size_t)i * (size_t)T;
@@ -294,7 +340,7 @@ static void att_probs(const att_job *j, int b, const float *q, const float *k, f
 		}
 		float mx = -INFINITY;
 		for (int x = 0; x < T; x++)
-			if (visible(j, b, i, x))
+			if (visible(j, km, i, x))
 				mx = row[x] > mx ? row[x] : mx;
 		if (mx == -INFINITY) {
 			for (int x = 0; x < T; x++)
@@ -303,7 +349,7 @@ static void att_probs(const att_job *j, int b, const float *q, const float *k, f
 		}
 		double s = 0;
 		for (int x = 0; x < T; x++) {
-			row[x] = visible(j, b, i, x) ? expf(row[x] - mx) : 0.0f;
+			row[x] = visible(j, km, i, x) ? expf(row[x] - mx) : 0.0f;
 			s += row[x];
 		}
 		float inv = (float)(1.0 / s);
@@ -336,6 +382,7 @@ static void att_back_part(void *ud, int t, int nt)
 		size_t qo = (size_t)b * (size_t)T * 3 * (size_t)C + (size_t)h * (size_t)hd;
 		const float *q = j->qkv + qo, *k = q + C, *v = q + 2 * C;
 		float *dq = j->dqkv + qo, *dk = dq + C, *dv = dq + 2 * C;
+		const uint8_t *km = j->mask ? j->mask + (size_t)b * (size_t)T : NULL;
 		att_probs(j, b, q, k, Pm);
 		const float *dyh = j->dy + (size_t)b * (size_t)T * (size_t)C + (size_t)h * (size_t)hd;
 		sgemm(0, 1, T, T, hd, 1.0f, dyh, C, v, 3 * C, 0.0f, dS, T);  /* dP = dy vᵀ */
@@ -354,14 +401,14 @@ static void att_back_part(void *ud, int t, int nt)
 			}
 			int any = 0;
 			for (int x = 0; x < T && !any; x++)
-				any = visible(j, b, i, x);
+				any = visible(j, km, i, x);
 			double s = 0;
 			for (int x = 0; x < T; x++)
-				if (visible(j, b, i, x))
+				if (visible(j, km, i, x))
 					s += (double)r[x] * pr[x];
 			/* a query seeing nothing has constant probabilities: no gradient to q or k */
 			for (int x = 0; x < T; x++)
-				r[x] = any && visible(j, b, i, x) ? pr[x] * (r[x] - (float)s) * j->scale : 0.0f;
+				r[x] = any && visible(j, km, i, x) ? pr[x] * (r[x] - (float)s) * j->scale : 0.0f;
 		}
 		sgemm(0, 0, T, hd, T, 1.0f, dS, T, k, 3 * C, 1.0f, dq, 3 * C); /* dq += dS k */
 		sgemm(1, 0, T, hd, T, 1.0f, dS, T, q, 3 * C, 1.0f, dk, 3 * C); /* dk += dSᵀ q */
@@ -455,8 +502,8 @@ static inline __attribute__((always_inline)) float exp_neg(float x)
 	p = p * f + 2.4022651e-1f;
 	p = p * f + 6.9314718e-1f;
 	p = p * f + 1.0f;
-	union { float f; int32_t i; } u = {p};
-	u.i += (int32_t)n << 23;
+	union { float f; uint32_t i; } u = {p};
+	u.i += (uint32_t)(int32_t)n << 23; /* n ≥ -126: the exponent stays normal */
 	return u.f;
 }
 
