@@ -69,10 +69,20 @@ static void gemm_part(void *ud, int t, int nt)
 	}
 }
 
-void psgemm(int threads, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
-            int ldb, float beta, float *c, int ldc)
+void psgemm_crew(crew *cw, int threads, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                 const float *b, int ldb, float beta, float *c, int ldc)
 {
 	gemm_job j = {ta, tb, m, n, k, alpha, beta, a, b, c, lda, ldb, ldc};
 	long long work = (long long)m * n * k;
-	par_run(work < (1 << 20) ? 1 : threads, gemm_part, &j);
+	int nt = work < (1 << 20) ? 1 : threads;
+	if (nt > 1 && cw && crew_size(cw) == nt)
+		crew_run(cw, gemm_part, &j); /* the same split, on threads kept between calls */
+	else
+		par_run(nt, gemm_part, &j);
+}
+
+void psgemm(int threads, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+            int ldb, float beta, float *c, int ldc)
+{
+	psgemm_crew(NULL, threads, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }

@@ -35,5 +35,9 @@ void sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int
  * other loops need). Splits the larger of m and n. */
 void psgemm(int threads, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
             int ldb, float beta, float *c, int ldc);
+/* The same on a crew of threads kept between calls (when it has `threads`
+ * members; else as psgemm): the same split, the same bits. */
+void psgemm_crew(crew *cw, int threads, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                 const float *b, int ldb, float beta, float *c, int ldc);
 
 #endif

@@ -2,16 +2,22 @@
 
 #include <stdlib.h>
 
+#include "../util.h"
+
 void nn_ctx_init(nn_ctx *c, const nn_ops *ops, int threads)
 {
 	c->ops = ops;
 	c->threads = threads < 1 ? 1 : threads;
 	c->scratch = NULL;
 	c->scratch_n = 0;
+	c->crew = ops == &nn_cpu && c->threads > 1 ? crew_new(c->threads > 64 ? 64 : c->threads) : NULL;
 }
 
 void nn_ctx_free(nn_ctx *c)
 {
+	if (c->crew)
+		crew_free(c->crew);
+	c->crew = NULL;
 	if (c->scratch)
 		c->ops->free(c, c->scratch);
 	c->scratch = NULL;

@@ -114,9 +114,12 @@ typedef struct nn_ops {
 	void (*dropout_backward)(nn_ctx *c, float *dx, const float *dy, size_t n, float p, uint64_t seed, uint64_t stream);
 } nn_ops;
 
+struct crew;
+
 struct nn_ctx {
 	const nn_ops *ops;
 	int threads;      /* CPU: threads of our own to split work over */
+	struct crew *crew; /* CPU: those threads, kept between calls (NULL: one thread) */
 	void *scratch;    /* backend-owned, grown on demand */
 	size_t scratch_n;
 };

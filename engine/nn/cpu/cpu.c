@@ -15,6 +15,18 @@
 #include "../../ml/optim.h"
 #include "../../util.h"
 
+/* fn over nt threads: the context's crew when it has nt members (no thread
+ * start per call), else threads of their own; the same split either way */
+static void nn_par(nn_ctx *c, int nt, void (*fn)(void *, int, int), void *ud)
+{
+	if (nt <= 1)
+		fn(ud, 0, 1);
+	else if (c->crew && crew_size(c->crew) == nt)
+		crew_run(c->crew, fn, ud);
+	else
+		par_run(nt, fn, ud);
+}
+
 /* --- memory ---------------------------------------------------------------------- */
 
 static void *cpu_alloc(nn_ctx *c, size_t n)
@@ -45,7 +57,7 @@ static void cpu_copy(nn_ctx *c, void *d, const void *s, size_t n)
 static void cpu_matmul(nn_ctx *c, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
                        const float *b, int ldb, float beta, float *cm, int ldc)
 {
-	psgemm(c->threads, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, cm, ldc);
+	psgemm_crew(c->crew, c->threads, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, cm, ldc);
 }
 
 /* --- linear ------------------------------------------------------------------------ */
@@ -83,22 +95,22 @@ static int split_for(nn_ctx *c, size_t work) { return work >= 65536 ? c->threads
 static void add_bias(nn_ctx *c, float *y, const float *b, int N, int D)
 {
 	bias_job j = {y, b, N, D};
-	par_run(split_for(c, (size_t)N * (size_t)D), add_bias_part, &j);
+	nn_par(c, split_for(c, (size_t)N * (size_t)D), add_bias_part, &j);
 }
 
 static void bias_grad(nn_ctx *c, float *db, const float *dy, int N, int D)
 {
 	bias_job j = {db, dy, N, D};
-	par_run(D >= 64 ? split_for(c, (size_t)N * (size_t)D) : 1, bias_grad_part, &j);
+	nn_par(c, D >= 64 ? split_for(c, (size_t)N * (size_t)D) : 1, bias_grad_part, &j);
 }
 
 static void cpu_linear_forward(nn_ctx *c, float *y, const float *x, const float *w, const float *b, int N, int in,
                                int out, int layout, int acc)
 {
 	if (layout == NN_W_IN_OUT)
-		psgemm(c->threads, 0, 0, N, out, in, 1.0f, x, in, w, out, acc ? 1.0f : 0.0f, y, out);
+		psgemm_crew(c->crew, c->threads, 0, 0, N, out, in, 1.0f, x, in, w, out, acc ? 1.0f : 0.0f, y, out);
 	else
-		psgemm(c->threads, 0, 1, N, out, in, 1.0f, x, in, w, in, acc ? 1.0f : 0.0f, y, out);
+		psgemm_crew(c->crew, c->threads, 0, 1, N, out, in, 1.0f, x, in, w, in, acc ? 1.0f : 0.0f, y, out);
 	if (b)
 		add_bias(c, y, b, N, out);
 }
@@ -107,15 +119,15 @@ static void cpu_linear_backward(nn_ctx *c, float *dx, float *dw, float *db, cons
                                 const float *w, int N, int in, int out, int layout)
 {
 	if (dw && layout == NN_W_IN_OUT)
-		psgemm(c->threads, 1, 0, in, out, N, 1.0f, x, in, dy, out, 1.0f, dw, out);
+		psgemm_crew(c->crew, c->threads, 1, 0, in, out, N, 1.0f, x, in, dy, out, 1.0f, dw, out);
 	else if (dw)
-		psgemm(c->threads, 1, 0, out, in, N, 1.0f, dy, out, x, in, 1.0f, dw, in);
+		psgemm_crew(c->crew, c->threads, 1, 0, out, in, N, 1.0f, dy, out, x, in, 1.0f, dw, in);
 	if (db)
 		bias_grad(c, db, dy, N, out);
 	if (dx && layout == NN_W_IN_OUT)
-		psgemm(c->threads, 0, 1, N, in, out, 1.0f, dy, out, w, out, 1.0f, dx, in);
+		psgemm_crew(c->crew, c->threads, 0, 1, N, in, out, 1.0f, dy, out, w, out, 1.0f, dx, in);
 	else if (dx)
-		psgemm(c->threads, 0, 0, N, in, out, 1.0f, dy, out, w, in, 1.0f, dx, in);
+		psgemm_crew(c->crew, c->threads, 0, 0, N, in, out, 1.0f, dy, out, w, in, 1.0f, dx, in);
 }
 
 /* --- embedding ------------------------------------------------------------------- */
@@ -182,7 +194,7 @@ static void cpu_layernorm_forward(nn_ctx *c, float *out, float *mean, float *rst
                                   const float *b, int N, int C, float eps)
 {
 	norm_job j = {out, mean, rstd, x, w, b, N, C, eps};
-	par_run(N >= 64 ? c->threads : 1, ln_part, &j);
+	nn_par(c, N >= 64 ? c->threads : 1, ln_part, &j);
 }
 
 typedef struct lnb_job {
@@ -241,10 +253,10 @@ static void cpu_layernorm_backward(nn_ctx *c, float *dx, float *dw, float *db, c
                                    const float *w, const float *mean, const float *rstd, int N, int C)
 {
 	lnb_job j = {dx, dy, x, w, mean, rstd, N, C};
-	par_run(N >= 64 ? c->threads : 1, lnb_part, &j);
+	nn_par(c, N >= 64 ? c->threads : 1, lnb_part, &j);
 	if (dw) {
 		lnw_job k = {dw, db, dy, x, mean, rstd, N, C};
-		par_run(C >= 64 && N >= 64 ? c->threads : 1, lnw_part, &k);
+		nn_par(c, C >= 64 && N >= 64 ? c->threads : 1, lnw_part, &k);
 	}
 }
 
@@ -268,7 +280,7 @@ static void rms_part(void *ud, int t, int nt)
 static void cpu_rmsnorm_forward(nn_ctx *c, float *out, float *rstd, const float *x, const float *w, int N, int C, float eps)
 {
 	norm_job j = {out, NULL, rstd, x, w, NULL, N, C, eps};
-	par_run(N >= 64 ? c->threads : 1, rms_part, &j);
+	nn_par(c, N >= 64 ? c->threads : 1, rms_part, &j);
 }
 
 static void cpu_rmsnorm_backward(nn_ctx *c, float *dx, float *dw, const float *dy, const float *x, const float *w,
@@ -419,7 +431,7 @@ static void attention_run(nn_ctx *c, att_job *j, void (*fn)(void *, int, int))
 {
 	int nt = c->threads < 1 ? 1 : c->threads > 64 ? 64 : c->threads;
 	j->scratch = nn_scratch(c, (size_t)nt * 2 * (size_t)j->T * (size_t)j->T * sizeof(float));
-	par_run(nt, fn, j);
+	nn_par(c, nt, fn, j);
 }
 
 static void cpu_attention_forward(nn_ctx *c, float *y, const float *qkv, const uint8_t *mask, int B, int T, int C, int H,
@@ -560,7 +572,7 @@ __attribute__((optimize("O3", "no-trapping-math"))) static void ew_part(void *ud
 static void ew_run(nn_ctx *c, float *y, const float *x, const float *dy, size_t n, int op)
 {
 	ew_job j = {y, x, dy, n, op};
-	par_run(n >= 65536 ? c->threads : 1, ew_part, &j);
+	nn_par(c, n >= 65536 ? c->threads : 1, ew_part, &j);
 }
 
 static void cpu_gelu_forward(nn_ctx *c, float *y, const float *x, size_t n, int kind) { ew_run(c, y, x, NULL, n, kind ? 1 : 0); }
@@ -634,7 +646,7 @@ static double cpu_softmax_crossentropy(nn_ctx *c, float *dlogits, const float *l
 	int nt = c->threads > 64 ? 64 : c->threads < 1 ? 1 : c->threads;
 	if ((size_t)N * (size_t)V < 65536)
 		nt = 1;
-	par_run(nt, ce_part, &j);
+	nn_par(c, nt, ce_part, &j);
 	double loss = 0;
 	for (int t = 0; t < nt; t++)
 		loss += j.part[t];
