@@ -33,7 +33,7 @@ OBJ := $(SRC:%.c=build/%.o)
 LIB_OBJ := $(filter-out build/engine/main.o,$(OBJ))
 UNIT := $(basename $(notdir $(wildcard tests/unit/test_*.c)))
 
-.PHONY: base all deps deps-test deps-bench deps-data deps-fuzz data fixtures wordpiece-fixtures test unit unit-asan demo bench clean fuzz
+.PHONY: base base-bert all deps deps-test deps-bench deps-data deps-fuzz data fixtures wordpiece-fixtures test unit unit-asan demo bench clean fuzz
 
 # keep the ASan objects between runs (they are intermediates of pattern rules)
 .SECONDARY:
@@ -205,6 +205,19 @@ base: deps data/spam-assassin.tgz
 	 t=$$(./hone show pipelines/pretrain.lua tokenizer | awk '/^path/ {print $$2}'); \
 	 cp "$$m"config.json "$$m"model.safetensors "$$t"tokenizer.json data/base.tmp/
 	@rm -rf data/base && mv data/base.tmp data/base && echo "base: data/base"
+
+# The BERT base examples/spam/bert.lua starts from: pipelines/pretrain-bert.lua's
+# masked LM and WordPiece tokenizer, copied to data/base-bert (a Hugging Face
+# folder with tokenizer.json and vocab.txt). BERT_STEPS=N trains N steps.
+BERT_SET := $(if $(BERT_STEPS),--set train.steps=$(BERT_STEPS))
+base-bert: deps data/spam-assassin.tgz
+	@$(MAKE) --no-print-directory hone
+	./hone run pipelines/pretrain-bert.lua $(BERT_SET)
+	@rm -rf data/base-bert.tmp && mkdir -p data/base-bert.tmp
+	@m=$$(./hone show pipelines/pretrain-bert.lua train $(BERT_SET) | awk '/^path/ {print $$2}'); \
+	 t=$$(./hone show pipelines/pretrain-bert.lua tokenizer | awk '/^path/ {print $$2}'); \
+	 cp "$$m"config.json "$$m"model.safetensors "$$t"tokenizer.json "$$t"vocab.txt data/base-bert.tmp/
+	@rm -rf data/base-bert && mv data/base-bert.tmp data/base-bert && echo "base: data/base-bert"
 
 demo: deps
 	@$(MAKE) --no-print-directory hone data/spam-assassin.tgz data/gpt2/encoder.json

@@ -352,7 +352,7 @@ int forward_main(int argc, char **argv)
 	if (rc == 0 && r.has_labels) {
 		float l = (float)loss;
 		int64_t one = 1;
-		st_add_f32(&w, "loss", &l, 1, &one);
+		add_out(&w, "loss", &l, 1, &one); /* copied: l goes out of scope before the file is written */
 	}
 	size_t ol = strlen(outp);
 	if (rc == 0 && ol > 5 && !strcmp(outp + ol - 5, ".json")) {
