@@ -670,7 +670,22 @@ static void show_evaluation(const char *path)
 	const jnode *root = json_parse(a, b.p, b.len, &je);
 	const jnode *m = root ? json_member(root, "model", 5) : NULL;
 	const jnode *task = root ? json_member(root, "task", 4) : NULL;
-	if (m && task && task->t == J_STR && task->len > 3 && !memcmp(task->s + task->len - 3, "_lm", 3)) {
+	if (m && task && task->t == J_STR && task->len == 7 && !memcmp(task->s, "tagging", 7)) {
+		printf("evaluation: tagging, %.0f tokens, %.0f entities (seqeval's chunks)\n", jget(m, "tokens"),
+		       jget(m, "true_entities"));
+		printf("  %-16s %9s %9s %9s %9s\n", "entity type", "precision", "recall", "f1", "support");
+		const jnode *ty = json_member(m, "types", 5);
+		for (const jnode *t = ty && ty->t == J_OBJ ? ty->kid : NULL; t; t = t->next)
+			printf("  %-16.*s %9.4f %9.4f %9.4f %9.0f\n", (int)t->klen, t->key, jget(t, "precision"), jget(t, "recall"),
+			       jget(t, "f1"), jget(t, "support"));
+		const char *who[2] = {"model", "compare"};
+		for (int k = 0; k < 2; k++) {
+			const jnode *r = json_member(root, who[k], strlen(who[k]));
+			if (r)
+				printf("  %-10s precision %.4f   recall %.4f   F1 %.4f   token accuracy %.4f\n", who[k],
+				       jget(r, "precision"), jget(r, "recall"), jget(r, "f1"), jget(r, "token_accuracy"));
+		}
+	} else if (m && task && task->t == J_STR && task->len > 3 && !memcmp(task->s + task->len - 3, "_lm", 3)) {
 		/* a language model: causal_lm (token accuracy) or masked_lm (accuracy on the masked tokens) */
 		int mlm = task->s[0] == 'm';
 		const char *acc = mlm ? "masked_accuracy" : "token_accuracy";

@@ -72,6 +72,28 @@ static int check_records(herr *e, const char *dir, const char *rel)
 			}
 			buf_free(&tb);
 		}
+		/* tags (WordPiece tagging): an int32 per id, -100 or a tag index */
+		char *labels = path_join(base, "labels.i32");
+		uint64_t nlab = 0;
+		if (rc == 0 && file_size(labels, &nlab) == 0) {
+			buf lb;
+			buf_init(&lb);
+			if (nlab != nids * 4)
+				rc = herr_set(e, "%s: %llu bytes for %llu ids (4 each)", labels, (unsigned long long)nlab,
+				              (unsigned long long)nids);
+			else if (fs_read(e, labels, &lb) == 0) {
+				for (size_t k = 0; rc == 0 && k < nids; k++) {
+					int32_t v;
+					memcpy(&v, lb.p + 4 * k, 4);
+					if (v != -100 && (v < 0 || v >= 4096))
+						rc = herr_set(e, "%s: id %zu has tag %d, expected -100 or a tag index", labels, k, v);
+				}
+			} else {
+				rc = -1;
+			}
+			buf_free(&lb);
+		}
+		free(labels);
 	}
 	free(ids);
 	free(mask);

@@ -3,6 +3,7 @@
 -- tokenize { parts, tok, format = "instruction" }                      -- loss mask
 -- tokenize { parts, tok, format = "prompt_completion", template = "Q: {prompt}\nA: " }
 -- tokenize { parts, bert_tok, fields = { "question", "passage" }, max_len = 128 }  -- WordPiece pairs
+-- tokenize { parts, bert_tok, field = "words", tags = "ner", max_len = 128 }       -- tagging
 --
 -- Native. Encodes a text field of a dataset, or of every part of split's
 -- output, into token ids (tokens.u32 + data.rec with tok_off/tok_len and the
@@ -28,6 +29,7 @@ return {
                doc = "text: one field; prompt_completion / instruction: a prompt and a completion, with a loss mask" },
     template = { type = "string", doc = "the prompt, with {field} placeholders (defaults: \"{prompt}\"; Alpaca's for instruction)" },
     completion = { type = "string", doc = "the completion field (default: completion; output for instruction)" },
+    tags = { type = "string", doc = "WordPiece tagging: a field of tags, one per whitespace-separated word of the text (labels.i32: the tag on each word's first piece)" },
   },
   validate = function(p)
     if p.pack and p.max_len == 0 then return "pack = true needs max_len, the block length" end

@@ -75,7 +75,7 @@ return {
         return "with base (a GPT-2), the token ids are the input: no inputs (output = { field = \"category\" } adds a classification head)"
       end
       if p.output ~= nil then
-        local msg, n = valid_types(p.output, { "category", "binary" }, "output")
+        local msg, n = valid_types(p.output, { "category", "binary", "tags" }, "output")
         if msg then return msg end
         if n ~= 1 then return "output: give exactly one field" end
       end

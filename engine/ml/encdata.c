@@ -183,3 +183,69 @@ int enc_mlm_setup(herr *e, mlm_cfg *mc, const char *who, const char *dir, const 
 	mc->mask_id = (uint32_t)v;
 	return 0;
 }
+
+void enc_tag_fill(const lm_split *sp, const uint32_t *idx, int nb, int B, int T, int32_t *labels)
+{
+	const int32_t *src = (const int32_t *)sp->labels.p;
+	for (int b = 0; b < B; b++) {
+		uint32_t len = b < nb ? sp->len[idx[b]] : 0;
+		uint64_t off = b < nb ? sp->off[idx[b]] : 0;
+		for (int t = 0; t < T; t++) {
+			int32_t v = (uint32_t)t < len && src ? src[off + (uint64_t)t] : -1;
+			labels[(size_t)b * (size_t)T + (size_t)t] = v < 0 ? -1 : v;
+		}
+	}
+}
+
+double enc_tag_eval(const bert *m, bert_ws *w, const lm_split *sp, int B, int T, uint32_t **gold, uint32_t **pred,
+                    size_t **off)
+{
+	size_t N = (size_t)B * (size_t)T, cap = 1024, n = 0;
+	uint32_t *idx = xmalloc((size_t)B * sizeof *idx), *ids = xmalloc(N * sizeof *ids), *ty = xmalloc(N * sizeof *ty);
+	uint8_t *mk = xmalloc(N);
+	int32_t *lab = xmalloc(N * sizeof *lab);
+	int K = m->cfg.nlabels;
+	*gold = xmalloc(cap * sizeof **gold);
+	*pred = xmalloc(cap * sizeof **pred);
+	*off = xcalloc(sp->n + 1, sizeof **off);
+	double loss = 0, cnt = 0;
+	for (size_t at = 0; at < sp->n; at += (size_t)B) {
+		int nb = sp->n - at < (size_t)B ? (int)(sp->n - at) : B;
+		for (int b = 0; b < B; b++)
+			idx[b] = (uint32_t)(at + (size_t)(b < nb ? b : 0));
+		enc_fill(sp, idx, nb, B, T, (uint32_t)m->cfg.pad_id, ids, ty, mk);
+		enc_tag_fill(sp, idx, nb, B, T, lab);
+		double c = 0;
+		for (size_t i = 0; i < N; i++)
+			c += lab[i] >= 0 && lab[i] < K;
+		bert_batch bb = {ids, ty, mk, lab, NULL};
+		loss += bert_forward(m, w, &bb) * c;
+		cnt += c;
+		const float *z = bert_logits(w);
+		for (int b = 0; b < nb; b++) {
+			for (int t = 0; t < T; t++) {
+				size_t i = (size_t)b * (size_t)T + (size_t)t;
+				if (lab[i] < 0 || lab[i] >= K)
+					continue;
+				const float *zi = z + i * (size_t)K;
+				int best = 0;
+				for (int k = 1; k < K; k++)
+					best = zi[k] > zi[best] ? k : best;
+				if (n == cap) {
+					cap *= 2;
+					*gold = xrealloc(*gold, cap * sizeof **gold);
+					*pred = xrealloc(*pred, cap * sizeof **pred);
+				}
+				(*gold)[n] = (uint32_t)lab[i];
+				(*pred)[n++] = (uint32_t)best;
+			}
+			(*off)[at + (size_t)b + 1] = n;
+		}
+	}
+	free(idx);
+	free(ids);
+	free(ty);
+	free(mk);
+	free(lab);
+	return cnt ? loss / cnt : NAN;
+}

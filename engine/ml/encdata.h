@@ -40,6 +40,16 @@ double enc_cls_eval(const bert *m, bert_ws *w, const lm_split *sp, const uint32_
 double enc_mlm_eval(const bert *m, bert_ws *w, const lm_split *sp, const mlm_cfg *mc, int B, int T, uint64_t seed,
                     double *acc, double *count);
 
+/* Tagging (BertForTokenClassification) over a split whose labels.i32
+ * gives each token's tag: the mean loss over scored tokens, and each row's
+ * gold and predicted tags at those tokens, end to end (row r at
+ * [off[r], off[r + 1]); the caller frees the three arrays). */
+double enc_tag_eval(const bert *m, bert_ws *w, const lm_split *sp, int B, int T, uint32_t **gold, uint32_t **pred,
+                    size_t **off);
+/* Rows idx[0..nb) of a tagged split: labels (B × T) from labels.i32, -1
+ * where not scored or past the row */
+void enc_tag_fill(const lm_split *sp, const uint32_t *idx, int nb, int B, int T, int32_t *labels);
+
 /* mask_id, the special ids and the rate for a split's tokenizer, from its
  * tokenize.json ("mask_token", "cls", "sep", "pad"; mask_id > 0 overrides). */
 int enc_mlm_setup(herr *e, mlm_cfg *mc, const char *who, const char *dir, const char *label, int vocab, long long mask_id,

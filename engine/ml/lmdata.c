@@ -10,6 +10,7 @@ int lm_open(herr *e, lm_split *l, const char *dir, const char *label, int vocab,
 	memset(l, 0, sizeof *l);
 	buf_init(&l->mask);
 	buf_init(&l->types);
+	buf_init(&l->labels);
 	if (ml_split_open(e, &l->s, dir, label) != 0)
 		return -1;
 	if (!l->s.has_tokens)
@@ -22,6 +23,10 @@ int lm_open(herr *e, lm_split *l, const char *dir, const char *label, int vocab,
 	mp = path_join(dir, "types.u8");
 	if (rc == 0 && fs_exists(mp) && (rc = fs_read(e, mp, &l->types)) == 0 && l->types.len * 4 != l->s.ids.len)
 		rc = herr_set(e, "%s: types.u8 does not match tokens.u32", label);
+	free(mp);
+	mp = path_join(dir, "labels.i32");
+	if (rc == 0 && fs_exists(mp) && (rc = fs_read(e, mp, &l->labels)) == 0 && l->labels.len != l->s.ids.len)
+		rc = herr_set(e, "%s: labels.i32 does not match tokens.u32", label);
 	free(mp);
 	if (rc)
 		return -1;
@@ -55,6 +60,7 @@ void lm_close(lm_split *l)
 	ml_split_close(&l->s);
 	buf_free(&l->mask);
 	buf_free(&l->types);
+	buf_free(&l->labels);
 	free(l->off);
 	free(l->len);
 }

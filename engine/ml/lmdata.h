@@ -17,6 +17,7 @@ typedef struct lm_split {
 	ml_split s;
 	buf mask;     /* mask.u8 when the rows are prompt/completion records */
 	buf types;    /* types.u8: each token's segment (0, 1) for an encoder's sentence pairs; empty: all 0 */
+	buf labels;   /* labels.i32: each token's tag index for tagging (-100: not scored); empty: none */
 	uint64_t *off;
 	uint32_t *len; /* cut to the model's n_positions */
 	size_t n;

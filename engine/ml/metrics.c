@@ -349,3 +349,203 @@ void reg_report_json(const reg_report *r, buf *out)
 	json_num(out, "r2", r->r2);
 	buf_addc(out, '}');
 }
+
+/* --- tagging (seqeval's default scheme) ------------------------------------------------ */
+
+typedef struct chunk {
+	const char *type;
+	size_t tlen, start, end; /* [start, end) within the row */
+} chunk;
+
+static void tag_parts(const char *t, char *prefix, const char **type, size_t *tlen)
+{
+	if (!strcmp(t, "O") || !t[0]) {
+		*prefix = 'O';
+		*type = "";
+		*tlen = 0;
+		return;
+	}
+	*prefix = t[0];
+	const char *dash = strchr(t, '-');
+	*type = dash ? dash + 1 : t + 1;
+	*tlen = strlen(*type);
+}
+
+static int same_type(const char *a, size_t al, const char *b, size_t bl) { return al == bl && !memcmp(a, b, al); }
+
+static int chunk_ends(char pp, const char *pt, size_t pl, char p, const char *t, size_t tl)
+{
+	if (pp == 'E' || pp == 'S')
+		return 1;
+	if (pp == 'B' && (p == 'B' || p == 'S' || p == 'O'))
+		return 1;
+	if (pp == 'I' && (p == 'B' || p == 'S' || p == 'O'))
+		return 1;
+	if (pp != 'O' && !same_type(pt, pl, t, tl))
+		return 1;
+	return 0;
+}
+
+static int chunk_starts(char pp, const char *pt, size_t pl, char p, const char *t, size_t tl)
+{
+	if (p == 'B' || p == 'S')
+		return 1;
+	if ((pp == 'E' || pp == 'S' || pp == 'O') && (p == 'E' || p == 'I'))
+		return 1;
+	if (p != 'O' && !same_type(pt, pl, t, tl))
+		return 1;
+	return 0;
+}
+
+/* the chunks of one row's tags */
+static size_t chunks_of(const char *const *names, const uint32_t *tags, size_t n, chunk **out)
+{
+	size_t m = 0, cap = 0;
+	char pp = 'O';
+	const char *pt = "";
+	size_t pl = 0, start = 0;
+	int open = 0;
+	for (size_t i = 0; i <= n; i++) {
+		char p;
+		const char *t;
+		size_t tl;
+		if (i < n)
+			tag_parts(names[tags[i]], &p, &t, &tl);
+		else
+			p = 'O', t = "", tl = 0;
+		if (open && chunk_ends(pp, pt, pl, p, t, tl)) {
+			if (m == cap) {
+				cap = cap ? cap * 2 : 8;
+				*out = xrealloc(*out, cap * sizeof **out);
+			}
+			(*out)[m++] = (chunk){pt, pl, start, i};
+			open = 0;
+		}
+		if (chunk_starts(pp, pt, pl, p, t, tl)) {
+			start = i;
+			open = 1;
+		}
+		pp = p;
+		pt = t;
+		pl = tl;
+	}
+	return m;
+}
+
+static int type_index(const tag_report *r, const char *t, size_t tl)
+{
+	for (int k = 0; k < r->ntypes; k++)
+		if (strlen(r->types[k]) == tl && !memcmp(r->types[k], t, tl))
+			return k;
+	return -1;
+}
+
+void metrics_tagging(tag_report *r, const char *const *names, const uint32_t *gold, const uint32_t *pred,
+                     const size_t *off, size_t nrows)
+{
+	memset(r, 0, sizeof *r);
+	chunk *g = NULL, *p = NULL;
+	size_t hit = 0, ok = 0;
+	/* the entity types, from every tag name */
+	for (size_t k = 0; names[k]; k++) {
+		char pre;
+		const char *t;
+		size_t tl;
+		tag_parts(names[k], &pre, &t, &tl);
+		if (pre == 'O' || type_index(r, t, tl) >= 0)
+			continue;
+		r->types = xrealloc(r->types, (size_t)(r->ntypes + 1) * sizeof *r->types);
+		r->types[r->ntypes++] = xstrndup(t, tl);
+	}
+	for (int a = 1; a < r->ntypes; a++)
+		for (int b = a; b > 0 && strcmp(r->types[b - 1], r->types[b]) > 0; b--) {
+			char *x = r->types[b];
+			r->types[b] = r->types[b - 1];
+			r->types[b - 1] = x;
+		}
+	size_t K = (size_t)(r->ntypes ? r->ntypes : 1);
+	size_t *tt = xcalloc(K, sizeof *tt), *tpd = xcalloc(K, sizeof *tpd), *tc = xcalloc(K, sizeof *tc);
+	for (size_t row = 0; row < nrows; row++) {
+		size_t n = off[row + 1] - off[row];
+		for (size_t i = 0; i < n; i++)
+			hit += gold[off[row] + i] == pred[off[row] + i];
+		ok += n;
+		size_t ng = chunks_of(names, gold + off[row], n, &g), np = chunks_of(names, pred + off[row], n, &p);
+		r->true_entities += ng;
+		r->pred_entities += np;
+		for (size_t a = 0; a < ng; a++) {
+			int k = type_index(r, g[a].type, g[a].tlen);
+			if (k >= 0)
+				tt[k]++;
+			for (size_t b = 0; b < np; b++)
+				if (g[a].start == p[b].start && g[a].end == p[b].end && same_type(g[a].type, g[a].tlen, p[b].type, p[b].tlen)) {
+					r->correct++;
+					if (k >= 0)
+						tc[k]++;
+				}
+		}
+		for (size_t b = 0; b < np; b++) {
+			int k = type_index(r, p[b].type, p[b].tlen);
+			if (k >= 0)
+				tpd[k]++;
+		}
+	}
+	r->tokens = ok;
+	r->token_accuracy = ok ? (double)hit / (double)ok : NAN;
+	r->precision = r->pred_entities ? (double)r->correct / (double)r->pred_entities : 0;
+	r->recall = r->true_entities ? (double)r->correct / (double)r->true_entities : 0;
+	r->f1 = r->precision + r->recall > 0 ? 2 * r->precision * r->recall / (r->precision + r->recall) : 0;
+	r->tp = xcalloc(K, sizeof *r->tp);
+	r->tr = xcalloc(K, sizeof *r->tr);
+	r->tf = xcalloc(K, sizeof *r->tf);
+	r->support = xcalloc(K, sizeof *r->support);
+	for (int k = 0; k < r->ntypes; k++) {
+		r->tp[k] = tpd[k] ? (double)tc[k] / (double)tpd[k] : 0;
+		r->tr[k] = tt[k] ? (double)tc[k] / (double)tt[k] : 0;
+		r->tf[k] = r->tp[k] + r->tr[k] > 0 ? 2 * r->tp[k] * r->tr[k] / (r->tp[k] + r->tr[k]) : 0;
+		r->support[k] = tt[k];
+	}
+	free(tt);
+	free(tpd);
+	free(tc);
+	free(g);
+	free(p);
+}
+
+void tag_report_free(tag_report *r)
+{
+	for (int k = 0; k < r->ntypes; k++)
+		free(r->types[k]);
+	free(r->types);
+	free(r->tp);
+	free(r->tr);
+	free(r->tf);
+	free(r->support);
+	memset(r, 0, sizeof *r);
+}
+
+void tag_report_json(const tag_report *r, buf *out)
+{
+	buf_adds(out, "{\"precision\": ");
+	buf_json_num(out, r->precision);
+	buf_adds(out, ", \"recall\": ");
+	buf_json_num(out, r->recall);
+	buf_adds(out, ", \"f1\": ");
+	buf_json_num(out, r->f1);
+	buf_adds(out, ", \"token_accuracy\": ");
+	buf_json_num(out, r->token_accuracy);
+	buf_printf(out, ", \"tokens\": %zu, \"true_entities\": %zu, \"pred_entities\": %zu, \"correct\": %zu, \"types\": {",
+	           r->tokens, r->true_entities, r->pred_entities, r->correct);
+	for (int k = 0; k < r->ntypes; k++) {
+		buf_adds(out, k ? ", " : "");
+		buf_json_str(out, r->types[k]);
+		buf_adds(out, ": {\"precision\": ");
+		buf_json_num(out, r->tp[k]);
+		buf_adds(out, ", \"recall\": ");
+		buf_json_num(out, r->tr[k]);
+		buf_adds(out, ", \"f1\": ");
+		buf_json_num(out, r->tf[k]);
+		buf_printf(out, ", \"support\": %zu}", r->support[k]);
+	}
+	buf_adds(out, "}}");
+}

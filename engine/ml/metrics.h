@@ -84,4 +84,24 @@ int metrics_regress(herr *e, reg_report *r, const double *y, const double *pred,
 /* Appends {"n":…,"mae":…,"rmse":…,"r2":…} (NaN as null). */
 void reg_report_json(const reg_report *r, buf *out);
 
+/* Tagging, scored as seqeval does by default (conlleval's chunk rules):
+ * tags are "O" or PREFIX-TYPE with PREFIX B, I, E or S; an entity is a
+ * chunk of one type, started by B or S, by I or E after O, after another
+ * type or after the end of a chunk, and ended the same way. Precision,
+ * recall and F1 count exact (type, start, end) matches over all rows
+ * (micro averages); per type as well. gold and pred hold each row's tag
+ * indices (into names) end to end, row r at [off[r], off[r + 1]). */
+typedef struct tag_report {
+	double precision, recall, f1, token_accuracy;
+	size_t tokens, true_entities, pred_entities, correct;
+	int ntypes;
+	char **types;                 /* sorted */
+	double *tp, *tr, *tf;         /* per type: precision, recall, F1 */
+	size_t *support;              /* per type: true entities */
+} tag_report;
+void metrics_tagging(tag_report *r, const char *const *names, const uint32_t *gold, const uint32_t *pred,
+                     const size_t *off, size_t nrows);
+void tag_report_free(tag_report *r);
+void tag_report_json(const tag_report *r, buf *out);
+
 #endif

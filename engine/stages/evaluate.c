@@ -479,6 +479,109 @@ static int mlm_score_model(kctx *c, const kinput *mi, const kinput *di, long lon
 	return rc;
 }
 
+/* A tagger (BertForTokenClassification) on a split tokenized with tags:
+ * entity-level precision, recall and F1 as seqeval computes them, per
+ * type, and token accuracy over the scored tokens (each word's first piece) */
+static int tag_score_model(kctx *c, const kinput *mi, const kinput *di, tag_report *r, double *loss)
+{
+	bert m;
+	if (bert_load_dir(&c->err, &m, mi->path) != 0)
+		return herr_prefix(&c->err, "evaluate: %s", mi->label);
+	lm_split sp;
+	int rc = lm_open(&c->err, &sp, di->path, di->label, m.cfg.vocab, m.cfg.max_pos);
+	if (rc == 0 && m.cfg.head != BERT_TOKCLS)
+		rc = kctx_fail(c, "evaluate: %s is not a tagger (BertForTokenClassification)", mi->label);
+	if (rc == 0 && !sp.labels.len)
+		rc = kctx_fail(c, "evaluate: %s has no labels.i32 (tokenize it with tags = \"...\")", di->label);
+	/* the split's tag set must be the model's */
+	char *tp = path_join(di->path, "tokenize.json");
+	buf tj;
+	buf_init(&tj);
+	if (rc == 0 && fs_read(&c->err, tp, &tj) == 0) {
+		jarena *a = json_arena_new();
+		jerror je;
+		const jnode *js = json_parse(a, tj.p, tj.len, &je), *tg = js ? json_member(js, "tags", 4) : NULL;
+		int k = 0;
+		for (const jnode *v = tg && tg->t == J_ARR ? tg->kid : NULL; v && rc == 0; v = v->next, k++)
+			if (k >= m.cfg.nlabels || strlen(m.labels[k]) != v->len || memcmp(m.labels[k], v->s, v->len))
+				rc = kctx_fail(c, "evaluate: %s's tags are not %s's (tag %d)", di->label, mi->label, k);
+		if (rc == 0 && k != m.cfg.nlabels)
+			rc = kctx_fail(c, "evaluate: %s has %d tags, %s %d", di->label, k, mi->label, m.cfg.nlabels);
+		json_arena_free(a);
+	}
+	buf_free(&tj);
+	free(tp);
+	if (rc == 0) {
+		int T = 1, B = sp.n < 16 ? (int)(sp.n ? sp.n : 1) : 16;
+		for (size_t i = 0; i < sp.n; i++)
+			T = (int)sp.len[i] > T ? (int)sp.len[i] : T;
+		bert_ws *ws = bert_ws_new(&m, B, T, c->threads);
+		uint32_t *g, *p;
+		size_t *off;
+		*loss = enc_tag_eval(&m, ws, &sp, B, T, &g, &p, &off);
+		char **names = xcalloc((size_t)m.cfg.nlabels + 1, sizeof *names);
+		for (int k = 0; k < m.cfg.nlabels; k++)
+			names[k] = m.labels[k];
+		metrics_tagging(r, (const char *const *)names, g, p, off, sp.n);
+		free(names);
+		free(g);
+		free(p);
+		free(off);
+		bert_ws_free(ws);
+		if (r->tokens == 0)
+			rc = kctx_fail(c, "evaluate: %s has no tagged tokens", di->label);
+	}
+	lm_close(&sp);
+	bert_free(&m);
+	return rc;
+}
+
+static int evaluate_tagging(kctx *c, const kinput *mi, const kinput *di, const kinput *ci, const char *outdir)
+{
+	tag_report r, cr;
+	memset(&cr, 0, sizeof cr);
+	double loss, closs = NAN;
+	if (tag_score_model(c, mi, di, &r, &loss) != 0) {
+		tag_report_free(&r);
+		return -1;
+	}
+	int rc = ci ? tag_score_model(c, ci, di, &cr, &closs) : 0;
+	buf b;
+	buf_init(&b);
+	buf_adds(&b, "{\"task\": \"tagging\", \"scheme\": \"seqeval (conlleval chunks), micro averages\", \"model\": ");
+	tag_report_json(&r, &b);
+	buf_adds(&b, ",\n\"loss\": ");
+	buf_json_num(&b, loss);
+	if (ci && rc == 0) {
+		buf_adds(&b, ",\n\"compare\": ");
+		tag_report_json(&cr, &b);
+	}
+	buf_adds(&b, "}\n");
+	char *path = NULL;
+	if (rc == 0)
+		rc = kctx_out_path(c, outdir, "metrics.json", &path);
+	if (rc == 0)
+		rc = fs_write_atomic(&c->err, path, b.p, b.len);
+	free(path);
+	buf_free(&b);
+	if (rc == 0) {
+		kctx_metric(c, "tokens", (double)r.tokens);
+		kctx_metric(c, "entities", (double)r.true_entities);
+		kctx_metric(c, "precision", r.precision);
+		kctx_metric(c, "recall", r.recall);
+		kctx_metric(c, "f1", r.f1);
+		kctx_metric(c, "token_accuracy", r.token_accuracy);
+		kctx_metric(c, "loss", loss);
+		if (ci) {
+			kctx_metric(c, "compare_f1", cr.f1);
+			kctx_metric(c, "compare_token_accuracy", cr.token_accuracy);
+		}
+	}
+	tag_report_free(&r);
+	tag_report_free(&cr);
+	return rc;
+}
+
 static int evaluate_mlm(kctx *c, const kinput *mi, const kinput *di, const kinput *ci, const char *outdir)
 {
 	double loss, acc, n, closs = NAN, cacc = NAN, cn;
@@ -543,6 +646,8 @@ static int k_evaluate(kctx *c, const hval *params, const kinput *in, size_t nin,
 			return evaluate_mlm(c, mi, di, ci, outdir);
 		if (bc.head == BERT_SEQCLS && bc.problem == BERT_SINGLE)
 			return evaluate_seqcls(c, mi, di, ci, outdir);
+		if (bc.head == BERT_TOKCLS)
+			return evaluate_tagging(c, mi, di, ci, outdir);
 		return kctx_fail(c, "evaluate: %s: this BERT's head (%s) is not scored yet (sequence classification and masked LM "
 		                 "are)", mi->label, bc.head == BERT_TOKCLS ? "token classification" : bc.head == BERT_SEQCLS ?
 		                 "multi-label or regression" : "none");

@@ -412,6 +412,9 @@ typedef struct tspec {
 	size_t ntmpl, nalt;
 	int f_input;            /* -1: no alternative template */
 	int f_completion;
+	int f_tags;             /* WordPiece tagging: one label per whitespace word of f, or -1 */
+	char **tags;            /* the tag set, sorted; a tag's id is its index */
+	size_t ntags;
 } tspec;
 
 /* Parses "text {field} text" into segments; -1 with the unknown name. */
@@ -468,6 +471,10 @@ typedef struct row_ids {
 	size_t prompt_n; /* ids of the prompt (prompt mode) */
 	size_t bytes;
 	wordpiece_enc wp; /* WordPiece: ids, token types, lengths before and after cutting */
+	int32_t *labels;  /* tagging: per id, the word's tag on its first piece, else -100 */
+	size_t lcap;
+	long long bad_words, bad_tags; /* tagging: the counts when they differ (else -1) */
+	int cut;          /* tagging: the row was cut to max_len */
 } row_ids;
 
 /* A block of rows to encode, shared by the crew; member t has its own BPE
@@ -486,6 +493,42 @@ typedef struct enc_job {
 	buf *prompts;
 } enc_job;
 
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* [s, s + n) split at ASCII white space: the next word's start and length */
+static int next_word(const char *s, size_t n, size_t *at, size_t *ws, size_t *wl)
+{
+	while (*at < n && (s[*at] == ' ' || s[*at] == '\t' || s[*at] == '\n' || s[*at] == '\r'))
+		(*at)++;
+	if (*at >= n)
+		return 0;
+	*ws = *at;
+	while (*at < n && !(s[*at] == ' ' || s[*at] == '\t' || s[*at] == '\n' || s[*at] == '\r'))
+		(*at)++;
+	*wl = *at - *ws;
+	return 1;
+}
+
+static void push_id(row_ids *o, uint32_t id, int32_t label)
+{
+	if (o->n + 1 > o->cap) {
+		o->cap = o->cap ? o->cap * 2 : 64;
+		o->ids = xrealloc(o->ids, o->cap * sizeof *o->ids);
+	}
+	if (o->n + 1 > o->lcap) {
+		o->lcap = o->cap;
+		o->labels = xrealloc(o->labels, o->lcap * sizeof *o->labels);
+	}
+	o->ids[o->n] = id;
+	o->labels[o->n++] = label;
+}
+
+/* Tagging (HF's run_ner way): [CLS], then each whitespace word's pieces
+ * with the word's tag on the first piece and -100 on the rest, cut to
+ * max_len - 1, then [SEP]. The words and tags must pair up. */
+static void encode_tagged(const struct enc_job *j, wordpiece_cache *cache, const char *s, size_t n, const char *tg,
+                          size_t tn, row_ids *o);
+
 static void encode_rows(void *ud, int t, int nt)
 {
 	enc_job *j = ud;
@@ -497,6 +540,13 @@ static void encode_rows(void *ud, int t, int nt)
 		o->n = 0;
 		o->prompt_n = 0;
 		size_t len;
+		if (j->wp && ts->f_tags >= 0) {
+			size_t tl = 0;
+			const char *s = recr_str(j->r, ts->f, row, &len), *tg = recr_str(j->r, ts->f_tags, row, &tl);
+			encode_tagged(j, j->wcaches[t], s ? s : "", s ? len : 0, tg ? tg : "", tg ? tl : 0, o);
+			o->bytes = len;
+			continue;
+		}
 		if (j->wp) {
 			size_t len2 = 0;
 			const char *s = recr_str(j->r, ts->f, row, &len);
@@ -526,6 +576,57 @@ static void encode_rows(void *ud, int t, int nt)
 	}
 }
 
+static void encode_tagged(const enc_job *j, wordpiece_cache *cache, const char *s, size_t n, const char *tg, size_t tn,
+                          row_ids *o)
+{
+	const tspec *ts = j->ts;
+	wordpiece_special sp = wordpiece_specials(j->wp);
+	size_t at = 0, ta = 0, ws, wl, tws, twl;
+	long long words = 0, tags = 0;
+	o->bad_words = o->bad_tags = -1;
+	o->cut = 0;
+	if (j->special)
+		push_id(o, (uint32_t)sp.cls, -100);
+	size_t room = j->max_len ? j->max_len - (j->special ? 1 : 0) : (size_t)-1;
+	for (;;) {
+		int hw = next_word(s, n, &at, &ws, &wl), ht = next_word(tg, tn, &ta, &tws, &twl);
+		words += hw;
+		tags += ht;
+		if (!hw || !ht) {
+			/* count what is left, to report a mismatch */
+			while (next_word(s, n, &at, &ws, &wl))
+				words++;
+			while (next_word(tg, tn, &ta, &tws, &twl))
+				tags++;
+			break;
+		}
+		char key[128];
+		snprintf(key, sizeof key, "%.*s", (int)(twl < 127 ? twl : 127), tg + tws);
+		const char *kp = key;
+		char **hit = bsearch(&kp, ts->tags, ts->ntags, sizeof *ts->tags, cmp_str);
+		size_t before = o->n;
+		wordpiece_encode(j->wp, cache, s + ws, wl, &o->ids, &o->n, &o->cap);
+		if (o->lcap < o->cap) {
+			o->lcap = o->cap;
+			o->labels = xrealloc(o->labels, o->lcap * sizeof *o->labels);
+		}
+		for (size_t k = before; k < o->n; k++)
+			o->labels[k] = k == before && hit ? (int32_t)(hit - ts->tags) : -100;
+		if (o->n > room) {
+			o->n = room;
+			o->cut = 1;
+		}
+	}
+	if (words != tags) {
+		o->bad_words = words;
+		o->bad_tags = tags;
+	}
+	if (o->n > room)
+		o->n = room;
+	if (j->special)
+		push_id(o, (uint32_t)sp.sep, -100);
+}
+
 static const char *alpaca =
 	"Below is an instruction that describes a task, paired with an input that provides further context. "
 	"Write a response that appropriately completes the request.\n\n"
@@ -535,8 +636,8 @@ static const char *alpaca_noinput =
 	"### Instruction:\n{instruction}\n\n### Response:\n";
 
 typedef struct out_files {
-	FILE *ids, *mask, *types;
-	char *ids_path, *mask_path, *types_path;
+	FILE *ids, *mask, *types, *labels;
+	char *ids_path, *mask_path, *types_path, *labels_path;
 } out_files;
 
 static int put(kctx *c, out_files *o, const uint32_t *ids, const uint8_t *mask, size_t n)
@@ -558,7 +659,7 @@ static int put_types(kctx *c, out_files *o, const uint8_t *types, size_t n)
 /* Encodes one dataset (dir holding data.rec) into outdir/rel, with a
  * byte-level BPE (b) or a WordPiece tokenizer (wp). */
 static int tokenize_one(kctx *c, const bpe *b, const wordpiece *wp, const hval *p, const char *dir, const char *label,
-                        const char *outdir, const char *rel, tstats *st)
+                        const char *outdir, const char *rel, tstats *st, char **tagset, size_t ntags)
 {
 	rec_reader r;
 	char *path = path_join(dir, RECORDS_FILE);
@@ -569,7 +670,8 @@ static int tokenize_one(kctx *c, const bpe *b, const wordpiece *wp, const hval *
 	const char *format = hval_get_str(p, "format", "text");
 	const char *field = hval_get_str(p, "field", "text");
 	int prompt_mode = strcmp(format, "text") != 0;
-	tspec ts = {-1, -1, NULL, NULL, 0, 0, -1, -1};
+	tspec ts = {-1, -1, NULL, NULL, 0, 0, -1, -1, -1, tagset, ntags};
+	const char *tags = hval_get_str(p, "tags", NULL);
 	uint8_t *drop = xcalloc(r.nfields + 1, 1);
 	const hval *fl = hval_get(p, "fields");
 	const char *field2 = NULL;
@@ -584,12 +686,24 @@ static int tokenize_one(kctx *c, const bpe *b, const wordpiece *wp, const hval *
 	} else if (field2 && !wp) {
 		kctx_fail(c, "tokenize: fields = { \"%s\", \"%s\" }: pairs of texts need a WordPiece tokenizer", field, field2);
 		rc = herr_hint(&c->err, "use one field with a byte-level BPE, or a tokenizer { kind = \"wordpiece\" }");
+	} else if (tags && (!wp || field2 || prompt_mode || hval_get_bool(p, "pack", 0))) {
+		kctx_fail(c, "tokenize: tags = \"%s\" (tagging) needs a WordPiece tokenizer, one text field, format = \"text\" "
+		          "and no pack", tags);
+		rc = herr_hint(&c->err, "tokenize the words with a tokenizer { kind = \"wordpiece\" } (a BERT's)");
 	} else if (!prompt_mode) {
 		ts.f = recr_find(&r, field);
 		if (ts.f < 0 || (r.fields[ts.f].type != REC_STR && r.fields[ts.f].type != REC_CAT))
 			rc = (kctx_fail(c, "tokenize: %s has no text field '%s'", label, field), recr_hint_field(&c->err, &r, field));
 		else
 			drop[ts.f] = 1;
+		if (rc == 0 && tags) {
+			ts.f_tags = recr_find(&r, tags);
+			if (ts.f_tags < 0 || (r.fields[ts.f_tags].type != REC_STR && r.fields[ts.f_tags].type != REC_CAT))
+				rc = (kctx_fail(c, "tokenize: %s has no text field '%s' (the tags)", label, tags),
+				      recr_hint_field(&c->err, &r, tags));
+			else
+				drop[ts.f_tags] = 1;
+		}
 		if (rc == 0 && field2) {
 			ts.f2 = recr_find(&r, field2);
 			if (ts.f2 < 0 || (r.fields[ts.f2].type != REC_STR && r.fields[ts.f2].type != REC_CAT))
@@ -661,7 +775,7 @@ static int tokenize_one(kctx *c, const bpe *b, const wordpiece *wp, const hval *
 	char *types_rel = xasprintf("%s%stypes.u8", rel, rel[0] ? "/" : "");
 	char *rec_rel = xasprintf("%s%s%s", rel, rel[0] ? "/" : "", RECORDS_FILE);
 	char *rec_path = NULL;
-	out_files of = {NULL, NULL, NULL, NULL, NULL, NULL};
+	out_files of = {NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
 	if (kctx_out_path(c, outdir, ids_rel, &of.ids_path) != 0 || kctx_out_path(c, outdir, rec_rel, &rec_path) != 0 ||
 	    (prompt_mode && kctx_out_path(c, outdir, mask_rel, &of.mask_path) != 0) ||
 	    (field2 && kctx_out_path(c, outdir, types_rel, &of.types_path) != 0))
@@ -672,6 +786,12 @@ static int tokenize_one(kctx *c, const bpe *b, const wordpiece *wp, const hval *
 		rc = kctx_fail(c, "%s: cannot create: %s", of.mask_path, strerror(errno));
 	else if (field2 && !(of.types = fopen(of.types_path, "wb")))
 		rc = kctx_fail(c, "%s: cannot create: %s", of.types_path, strerror(errno));
+	char *labels_rel = xasprintf("%s%slabels.i32", rel, rel[0] ? "/" : "");
+	if (rc == 0 && ts.f_tags >= 0 && kctx_out_path(c, outdir, labels_rel, &of.labels_path) != 0)
+		rc = -1;
+	else if (rc == 0 && ts.f_tags >= 0 && !(of.labels = fopen(of.labels_path, "wb")))
+		rc = kctx_fail(c, "%s: cannot create: %s", of.labels_path, strerror(errno));
+	free(labels_rel);
 	long long total = 0; /* ids written so far to this dataset's tokens.u32 */
 	const uint64_t B = 1024;
 	row_ids *block = xcalloc(B, sizeof *block);
@@ -700,7 +820,15 @@ static int tokenize_one(kctx *c, const bpe *b, const wordpiece *wp, const hval *
 			crew_run(cw, encode_rows, &job);
 		}
 		row_ids *ro = &block[row - base];
-		if (wp) {
+		if (ts.f_tags >= 0 && ro->bad_words >= 0) {
+			rc = kctx_fail(c, "tokenize: %s: row %llu: %lld words in '%s' but %lld tags in '%s' (one tag per "
+			               "whitespace-separated word)", label, (unsigned long long)row + 1, ro->bad_words, field,
+			               ro->bad_tags, hval_get_str(p, "tags", ""));
+			break;
+		}
+		if (ts.f_tags >= 0 && ro->cut)
+			st->truncated++;
+		if (wp && ts.f_tags < 0) {
 			/* the ids as HF gives them (cut, template): the row as it is */
 			uint32_t *t = ro->ids;
 			size_t tc = ro->cap;
@@ -724,7 +852,7 @@ static int tokenize_one(kctx *c, const bpe *b, const wordpiece *wp, const hval *
 			rmask[n] = 1;
 		}
 		size_t start = 0;
-		if (wp && (ro->wp.a_kept < ro->wp.a_len || ro->wp.b_kept < ro->wp.b_len))
+		if (wp && ts.f_tags < 0 && (ro->wp.a_kept < ro->wp.a_len || ro->wp.b_kept < ro->wp.b_len))
 			st->truncated++;
 		if (!wp && !pack && max_len > 0 && keep > (size_t)max_len) {
 			st->truncated++;
@@ -747,6 +875,8 @@ static int tokenize_one(kctx *c, const bpe *b, const wordpiece *wp, const hval *
 			rc = put(c, &of, rid + start, rmask + start, keep);
 			if (rc == 0 && of.types)
 				rc = put_types(c, &of, ro->wp.types, keep);
+			if (rc == 0 && of.labels && keep && fwrite(ro->labels, sizeof *ro->labels, keep, of.labels) != keep)
+				rc = kctx_fail(c, "%s: write error", of.labels_path);
 			recw_int(w, f_off, total);
 			recw_int(w, f_len, (long long)keep);
 			if (f_plen >= 0) {
@@ -828,6 +958,9 @@ static int tokenize_one(kctx *c, const bpe *b, const wordpiece *wp, const hval *
 		rc = kctx_fail(c, "%s: write error", of.mask_path);
 	if (of.types && fclose(of.types) != 0 && rc == 0)
 		rc = kctx_fail(c, "%s: write error", of.types_path);
+	if (of.labels && fclose(of.labels) != 0 && rc == 0)
+		rc = kctx_fail(c, "%s: write error", of.labels_path);
+	free(of.labels_path);
 	if (rc == 0)
 		rc = recw_write(&c->err, w, rec_path);
 	if (rc == 0) {
@@ -854,6 +987,17 @@ static int tokenize_one(kctx *c, const bpe *b, const wordpiece *wp, const hval *
 				buf_json_str(&js, field2);
 			}
 			buf_printf(&js, "], \"types\": %s", field2 ? "true" : "false");
+			if (ts.f_tags >= 0) {
+				/* tagging: labels.i32 holds each id's tag index (-100: not scored) */
+				buf_adds(&js, ", \"tag_field\": ");
+				buf_json_str(&js, hval_get_str(p, "tags", ""));
+				buf_adds(&js, ", \"tags\": [");
+				for (size_t k = 0; k < ts.ntags; k++) {
+					buf_adds(&js, k ? ", " : "");
+					buf_json_str(&js, ts.tags[k]);
+				}
+				buf_adds(&js, "]");
+			}
 		}
 		buf_adds(&js, "}\n");
 		char *meta_rel = xasprintf("%s%s%s", rel, rel[0] ? "/" : "", TOKENIZE_META);
@@ -873,6 +1017,7 @@ static int tokenize_one(kctx *c, const bpe *b, const wordpiece *wp, const hval *
 	}
 	for (uint64_t k = 0; k < B; k++) {
 		free(block[k].ids);
+		free(block[k].labels);
 		wordpiece_enc_free(&block[k].wp);
 	}
 	free(block);
@@ -890,6 +1035,78 @@ static int tokenize_one(kctx *c, const bpe *b, const wordpiece *wp, const hval *
 	free(rec_path);
 	recw_free(w);
 	recr_close(&r);
+	return rc;
+}
+
+/* the distinct whitespace-separated tags of field f in one dataset, added to *set */
+static int tags_of(kctx *c, const char *dir, const char *field, char ***set, size_t *n)
+{
+	rec_reader r;
+	char *path = path_join(dir, RECORDS_FILE);
+	int rc = recr_open(&c->err, &r, path);
+	free(path);
+	if (rc)
+		return -1;
+	int f = recr_find(&r, field);
+	if (f < 0 || (r.fields[f].type != REC_STR && r.fields[f].type != REC_CAT)) {
+		recr_close(&r);
+		return 0; /* tokenize_one says which field is missing */
+	}
+	for (uint64_t row = 0; row < r.rows && rc == 0; row++) {
+		size_t len, at = 0, ws, wl;
+		const char *s = recr_str(&r, f, row, &len);
+		while (s && next_word(s, len, &at, &ws, &wl)) {
+			if (wl > 100) {
+				rc = kctx_fail(c, "tokenize: %s: row %llu: a tag of %zu bytes in '%s' (tags are short labels "
+				               "like B-PER, one per word)", dir, (unsigned long long)row + 1, wl, field);
+				break;
+			}
+			char *t = xstrndup(s + ws, wl);
+			int dup = 0;
+			for (size_t k = 0; k < *n && !dup; k++)
+				dup = !strcmp((*set)[k], t);
+			if (dup) {
+				free(t);
+				continue;
+			}
+			if (*n >= 4096) {
+				free(t);
+				rc = kctx_fail(c, "tokenize: '%s' has more than 4096 distinct tags; is it a tag field?", field);
+				break;
+			}
+			*set = xrealloc(*set, (*n + 1) * sizeof **set);
+			(*set)[(*n)++] = t;
+		}
+	}
+	recr_close(&r);
+	return rc;
+}
+
+static int collect_tags(kctx *c, const char *path, const char *field, char ***set, size_t *n)
+{
+	char *top = path_join(path, RECORDS_FILE);
+	int rc = 0;
+	if (fs_exists(top)) {
+		rc = tags_of(c, path, field, set, n);
+	} else {
+		char **files = NULL;
+		size_t nf = 0;
+		int listed = (rc = fs_list_files(&c->err, path, &files, &nf)) == 0;
+		for (size_t i = 0; rc == 0 && i < nf; i++) {
+			size_t l = strlen(files[i]), fl = strlen(RECORDS_FILE);
+			if (l <= fl + 1 || strcmp(files[i] + l - fl, RECORDS_FILE) || files[i][l - fl - 1] != '/')
+				continue;
+			char *rel = xstrndup(files[i], l - fl - 1), *dir = path_join(path, rel);
+			rc = tags_of(c, dir, field, set, n);
+			free(rel);
+			free(dir);
+		}
+		if (listed)
+			strv_free(files, nf);
+	}
+	free(top);
+	if (rc == 0 && *n)
+		qsort(*set, *n, sizeof **set, cmp_str);
 	return rc;
 }
 
@@ -918,8 +1135,19 @@ static int k_tokenize(kctx *c, const hval *params, const kinput *in, size_t nin,
 	tstats st;
 	memset(&st, 0, sizeof st);
 	char *top = path_join(data->path, RECORDS_FILE);
+	/* tagging: the tag set of every part, so that a tag has one id in all */
+	char **tagset = NULL;
+	size_t ntags = 0;
+	const char *tags = hval_get_str(params, "tags", NULL);
+	rc = tags ? collect_tags(c, data->path, tags, &tagset, &ntags) : 0;
+	if (rc) {
+		free(top);
+		bpe_free(b);
+		wordpiece_free(wp);
+		return -1;
+	}
 	if (fs_exists(top)) {
-		rc = tokenize_one(c, b, wp, params, data->path, data->label, outdir, "", &st);
+		rc = tokenize_one(c, b, wp, params, data->path, data->label, outdir, "", &st, tagset, ntags);
 	} else {
 		/* parts: every subfolder holding a dataset */
 		char **files;
@@ -933,7 +1161,7 @@ static int k_tokenize(kctx *c, const hval *params, const kinput *in, size_t nin,
 			char *rel = xstrndup(files[i], l - fl - 1);
 			char *dir = path_join(data->path, rel);
 			char *label = xasprintf("%s.%s", data->label, rel);
-			rc = tokenize_one(c, b, wp, params, dir, label, outdir, rel, &st);
+			rc = tokenize_one(c, b, wp, params, dir, label, outdir, rel, &st, tagset, ntags);
 			free(label);
 			free(dir);
 			free(rel);
@@ -961,6 +1189,9 @@ static int k_tokenize(kctx *c, const hval *params, const kinput *in, size_t nin,
 		if (strcmp(hval_get_str(params, "format", "text"), "text"))
 			kctx_metric(c, "no_completion", st.no_completion);
 	}
+	if (rc == 0 && tags)
+		kctx_metric(c, "tags", (double)ntags);
+	strv_free(tagset, ntags);
 	free(st.lens);
 	bpe_free(b);
 	wordpiece_free(wp);

@@ -974,7 +974,11 @@ static int k_train(kctx *c, const hval *p, const kinput *in, size_t nin, const c
 	if (base && hval_get(p, "objective"))
 		return kctx_fail(c, "train: objective: masked-LM training needs a BERT base; a GPT-2 base trains as a language model "
 		                 "(no objective) or a classifier (output = { ... })");
-	if (base && hval_get(p, "output"))
+	const hval *out = hval_get(p, "output");
+	if (base && out && out->t == HV_MAP && out->n == 1 && out->v[0].t == HV_STR && !strcmp(out->v[0].s, "tags"))
+		return kctx_fail(c, "train: output { %s = \"tags\" }: tagging needs a BERT base (BertForTokenClassification)",
+		                 out->k[0]);
+	if (base && out)
 		return train_seqcls(c, p, &cf, ti, vi, base, outdir);
 	if (base)
 		return train_lm(c, p, &cf, ti, vi, base, outdir);

@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../io/json.h"
 #include "../ml/classifier.h"
+#include "../ml/metrics.h"
 #include "../ml/encdata.h"
 #include "../ml/mldata.h"
 #include "../models/bert.h"
@@ -22,8 +24,9 @@ typedef struct bert_learn {
 	bert *m;
 	bert_ws *ws;
 	lm_split *tr, *va;
-	int B, T, mlm;
+	int B, T, mlm, tag;
 	mlm_cfg mc;
+	char **tag_names;          /* tagging: the tag set (NULL-terminated) */
 	const uint32_t *ytr, *yva; /* classes */
 	clf_model *proxy;
 	double *vprob;
@@ -37,7 +40,9 @@ static double bert_step(void *ud, const uint32_t *idx, int nb, uint64_t step, fl
 {
 	bert_learn *l = ud;
 	enc_fill(l->tr, idx, nb, l->B, l->T, (uint32_t)l->m->cfg.pad_id, l->ids, l->types, l->mask);
-	if (l->mlm) {
+	if (l->tag) {
+		enc_tag_fill(l->tr, idx, nb, l->B, l->T, l->lab);
+	} else if (l->mlm) {
 		enc_mlm(&l->mc, l->ids, l->lab, l->mask, idx, l->B, l->T, train_mix(l->seed ^ (step * 0x9E3779B97F4A7C15ull)));
 		for (int b = nb; b < l->B; b++)
 			for (int t = 0; t < l->T; t++)
@@ -56,6 +61,19 @@ static double bert_step(void *ud, const uint32_t *idx, int nb, uint64_t step, fl
 static int bert_score(void *ud, herr *e, const char *metric, double *v)
 {
 	bert_learn *l = ud;
+	if (l->tag) {
+		uint32_t *g, *p;
+		size_t *off;
+		double loss = enc_tag_eval(l->m, l->ws, l->va, l->B, l->T, &g, &p, &off);
+		tag_report r;
+		metrics_tagging(&r, (const char *const *)l->tag_names, g, p, off, l->va->n);
+		*v = !strcmp(metric, "loss") ? loss : !strcmp(metric, "accuracy") ? r.token_accuracy : r.f1;
+		tag_report_free(&r);
+		free(g);
+		free(p);
+		free(off);
+		return 0;
+	}
 	if (l->mlm) {
 		double acc;
 		double loss = enc_mlm_eval(l->m, l->ws, l->va, &l->mc, l->B, l->T, l->seed ^ 0x76616cull, &acc, NULL);
@@ -69,6 +87,39 @@ static int bert_score(void *ud, herr *e, const char *metric, double *v)
 	}
 	clf_data d = {l->va->n, NULL, 0, NULL, (uint32_t *)l->yva, NULL};
 	return ml_score(e, l->proxy, &d, l->vprob, metric, v);
+}
+
+/* tokenize.json's tag set (NULL-terminated, sorted), for tags of field */
+static int read_tags(kctx *c, const kinput *ti, const char *field, char ***names, size_t *n)
+{
+	char *p = path_join(ti->path, "tokenize.json");
+	buf b;
+	buf_init(&b);
+	int rc = fs_read(&c->err, p, &b);
+	jarena *a = json_arena_new();
+	jerror je;
+	const jnode *r = rc == 0 ? json_parse(a, b.p, b.len, &je) : NULL;
+	const jnode *tf = r ? json_member(r, "tag_field", 9) : NULL, *tg = r ? json_member(r, "tags", 4) : NULL;
+	*names = NULL;
+	*n = 0;
+	if (rc == 0 && (!tf || tf->t != J_STR || !tg || tg->t != J_ARR)) {
+		kctx_fail(c, "train: output { %s = \"tags\" }: %s was not tokenized with tags", field, ti->label);
+		rc = herr_hint(&c->err, "tokenize { parts, tok, field = \"text\", tags = \"%s\" } (a WordPiece tokenizer)", field);
+	} else if (rc == 0 && (tf->len != strlen(field) || memcmp(tf->s, field, tf->len))) {
+		rc = kctx_fail(c, "train: output { %s = \"tags\" }: %s was tokenized with tags = \"%.*s\"", field, ti->label,
+		               (int)tf->len, tf->s);
+	}
+	for (const jnode *k = rc == 0 ? tg->kid : NULL; k; k = k->next) {
+		*names = xrealloc(*names, (*n + 2) * sizeof **names);
+		(*names)[(*n)++] = xstrndup(k->s, k->len);
+		(*names)[*n] = NULL;
+	}
+	if (rc == 0 && *n < 2)
+		rc = kctx_fail(c, "train: %s has %zu tag%s; a tagger needs 2 or more", ti->label, *n, *n == 1 ? "" : "s");
+	json_arena_free(a);
+	buf_free(&b);
+	free(p);
+	return rc;
 }
 
 static int lora_setup(kctx *c, const hval *p, bert *m, lora *lo, uint64_t seed)
@@ -118,7 +169,10 @@ int train_bert(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, const k
 	if (!mlm && (!o || o->t != HV_MAP || o->n != 1))
 		return kctx_fail(c, "train: a BERT base needs output = { label = \"category\" } (a classifier) or objective = \"mlm\"");
 	const char *target = mlm ? NULL : o->k[0];
+	int tag = !mlm && o->v[0].t == HV_STR && !strcmp(o->v[0].s, "tags");
 	const char *metric = cf->metric ? cf->metric : mlm ? "loss" : "f1";
+	if (tag && strcmp(metric, "loss") && strcmp(metric, "accuracy") && strcmp(metric, "f1"))
+		return kctx_fail(c, "train: metric: a tagger is selected on f1 (entities), accuracy (tokens) or loss, not %s", metric);
 	if (mlm && strcmp(metric, "loss") && strcmp(metric, "perplexity") && strcmp(metric, "accuracy"))
 		return kctx_fail(c, "train: metric: masked-LM training is selected on loss, perplexity or accuracy, not %s", metric);
 	if (!mlm && strcmp(metric, "loss") && strcmp(metric, "accuracy") && strcmp(metric, "f1") && strcmp(metric, "roc_auc"))
@@ -154,7 +208,22 @@ int train_bert(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, const k
 		if (rc == 0 && m.cfg.head != BERT_MLM)
 			bert_set_head(&m, BERT_MLM, 0, NULL, 0, (uint64_t)cf->seed);
 	}
-	if (rc == 0 && !mlm) {
+	char **tag_names = NULL;
+	size_t ntags = 0;
+	if (rc == 0 && tag) {
+		/* the tags: tokenize's tag set, the same for every part */
+		rc = read_tags(c, ti, target, &tag_names, &ntags);
+		if (rc == 0 && !tr.labels.len)
+			rc = kctx_fail(c, "train: %s has no labels.i32", ti->label);
+		int same = rc == 0 && m.cfg.head == BERT_TOKCLS && m.cfg.nlabels == (int)ntags;
+		for (size_t i = 0; same && i < ntags; i++)
+			same = !strcmp(m.labels[i], tag_names[i]);
+		if (rc == 0 && !same)
+			bert_set_head(&m, BERT_TOKCLS, (int)ntags, (const char *const *)tag_names, BERT_SINGLE, (uint64_t)cf->seed);
+		if (rc == 0 && vi && !va.labels.len)
+			rc = kctx_fail(c, "train: %s has no labels.i32", vi->label);
+	}
+	if (rc == 0 && !mlm && !tag) {
 		/* the classes: the train split's values, sorted; a base that already
 		 * is a classifier of the same classes keeps its head */
 		int f = recr_find(&tr.s.r, target);
@@ -215,10 +284,12 @@ int train_bert(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, const k
 		l.B = B;
 		l.T = T;
 		l.mlm = mlm;
-		l.ytr = mlm ? NULL : ytr.d.y;
-		l.yva = mlm || !vi ? NULL : yva.d.y;
+		l.tag = tag;
+		l.tag_names = tag_names;
+		l.ytr = mlm || tag ? NULL : ytr.d.y;
+		l.yva = mlm || tag || !vi ? NULL : yva.d.y;
 		l.proxy = &proxy;
-		l.vprob = !mlm && vi ? xmalloc((va.n ? va.n : 1) * (size_t)m.cfg.nlabels * sizeof(double)) : NULL;
+		l.vprob = !mlm && !tag && vi ? xmalloc((va.n ? va.n : 1) * (size_t)m.cfg.nlabels * sizeof(double)) : NULL;
 		l.ids = xmalloc(N * sizeof *l.ids);
 		l.types = xmalloc(N * sizeof *l.types);
 		l.mask = xmalloc(N);
@@ -226,8 +297,8 @@ int train_bert(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, const k
 		l.seed = (uint64_t)cf->seed;
 		learner L = {lora_m ? lo.p : m.p, lora_m ? lo.n : m.nparams, bert_step, bert_score, &l};
 		kctx_metric(c, "params", (double)m.nparams);
-		rc = train_loop(c, cf, &L, tr.n, vi != NULL, metric, mlm ? !strcmp(metric, "accuracy") : ml_metric_higher(metric),
-		                &s, &lr);
+		int higher = mlm ? !strcmp(metric, "accuracy") : tag ? strcmp(metric, "loss") != 0 : ml_metric_higher(metric);
+		rc = train_loop(c, cf, &L, tr.n, vi != NULL, metric, higher, &s, &lr);
 	}
 	if (rc == 0) {
 		if (vi && s.best_epoch > 0)
@@ -247,8 +318,17 @@ int train_bert(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, const k
 		buf_init(&sum);
 		double el = now_seconds() - lr.t0;
 		buf_printf(&sum, "{\"task\": \"%s\", \"arch\": \"bert\", \"method\": \"%s\", \"trainable\": %zu, ",
-		           mlm ? "masked_lm" : "classification", lora_m ? "lora" : "full", lora_m ? lo.n : m.nparams);
-		if (!mlm) {
+		           mlm ? "masked_lm" : tag ? "tagging" : "classification", lora_m ? "lora" : "full", lora_m ? lo.n : m.nparams);
+		if (tag) {
+			buf_adds(&sum, "\"output\": ");
+			buf_json_str(&sum, target);
+			buf_adds(&sum, ", \"tags\": [");
+			for (size_t k = 0; k < ntags; k++) {
+				buf_adds(&sum, k ? ", " : "");
+				buf_json_str(&sum, tag_names[k]);
+			}
+			buf_adds(&sum, "], ");
+		} else if (!mlm) {
 			buf_adds(&sum, "\"output\": ");
 			buf_json_str(&sum, target);
 			buf_adds(&sum, ", \"classes\": [");
@@ -303,5 +383,6 @@ int train_bert(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, const k
 	clf_free(&proxy);
 	lora_free(&lo);
 	bert_free(&m);
+	strv_free(tag_names, ntags);
 	return rc;
 }

@@ -113,6 +113,40 @@ check "hone predict gives evaluate's probabilities on every test row (WordPiece 
 	bash -c "'$HONE' predict wp.tar.gz --input wtest.jsonl -q | jq -r .probs.pets | paste -d' ' - weval.txt |
 		awk 'function a(x) { return x < 0 ? -x : x } { n++; if (a(\$1 - \$2) > 1e-5) bad++ } END { exit !(n == 60 && bad == 0) }'"
 
+# --- tagging: word tags through tokenize, a BertForTokenClassification, seqeval's scores --
+awk 'BEGIN { srand(3); split("john mary alice bob anna", n, " "); split("paris london berlin", c, " ");
+	for (i = 0; i < 400; i++) { a = n[int(rand() * 5) + 1]; b = c[int(rand() * 3) + 1];
+		if (rand() < 0.5) printf "{\"text\": \"%s lives in %s .\", \"ner\": \"B-PER O O B-LOC O\"}\n", a, b;
+		else printf "{\"text\": \"%s visited %s and %s\", \"ner\": \"B-PER O B-LOC O B-PER\"}\n", a, b, n[int(rand() * 5) + 1] } }' > ner.jsonl
+cat > t.lua <<'LUA'
+local d = ingest { "ner.jsonl", fields = { text = "text", ner = "ner" } }
+local parts = split { d, train = 0.7, val = 0.15, test = 0.15, seed = 1 }
+local tok = tokenizer { parts.train, kind = "wordpiece", vocab = 100 }
+local ids = tokenize { parts, tok, tags = "ner", max_len = 16 }
+local base = model { arch = "bert", n_layer = 2, n_head = 2, n_embd = 32, n_positions = 16, vocab = 100, seed = 1 }
+local tagger = train { ids.train, val = ids.val, base = base, output = { ner = "tags" }, lr = 0.003, batch = 16, epochs = 4, seed = 1 }
+evaluate { tagger, ids.test }
+LUA
+check "tagging: tokenize aligns word tags, train fits a BertForTokenClassification, evaluate scores it" "$HONE" run t.lua -q
+tdir=$("$HONE" show t.lua tokenize | awk '/^path/ {print $2}')
+check "tokenize writes labels.i32 (a tag on each word's first piece, -100 elsewhere) and the tag set" \
+	bash -c "jq -e '.tags == [\"B-LOC\", \"B-PER\", \"O\"] and .tag_field == \"ner\"' '$tdir/train/tokenize.json' &&
+		[ \$(stat -c %s '$tdir/train/labels.i32') = \$((\$(stat -c %s '$tdir/train/tokens.u32'))) ] &&
+		od -An -td4 -v -N4 '$tdir/train/labels.i32' | grep -q -- -100"
+check "the tagger finds the entities (entity F1 $(metric evaluate f1 2>/dev/null; "$HONE" show t.lua evaluate | sed -n 's/^metrics *//p' | jq -r .f1))" \
+	bash -c "'$HONE' show t.lua evaluate | sed -n 's/^metrics *//p' | jq -e '.f1 > 0.9 and .token_accuracy > 0.9 and .entities > 50'"
+check "hone show prints the tagging report" bash -c "'$HONE' show t.lua evaluate | grep -q 'entity type'"
+check "the tagger's folder is a BertForTokenClassification with the tags" \
+	jq -e '.architectures == ["BertForTokenClassification"] and .id2label["1"] == "B-PER"' \
+	"$("$HONE" show t.lua train | awk '/^path/ {print $2}')config.json"
+sed 's/B-PER O O B-LOC O/B-PER O O B-LOC/' ner.jsonl > ner_bad.jsonl
+sed 's/ner.jsonl/ner_bad.jsonl/' t.lua > t2.lua
+check "a row whose words and tags do not pair up is an error naming the row" fails_with 1 "5 words in 'text' but 4 tags in 'ner'" "$HONE" run t2.lua -q
+sed 's/kind = "wordpiece", vocab = 100/vocab = 300/' t.lua > t3.lua
+check "tagging with a byte-level BPE is refused" fails_with 1 "tags = \"ner\" (tagging) needs a WordPiece tokenizer" "$HONE" run t3.lua -q
+sed 's/arch = "bert", //' t.lua > t4.lua
+check "tagging on a GPT-2 base is refused" fails_with 1 "tagging needs a BERT base" "$HONE" run t4.lua -q
+
 # --- errors ---------------------------------------------------------------------------------
 sed 's/local pre = train.*/local pre = train { ids.train, base = base, lr = 0.003, epochs = 1 }/' b.lua | sed '/mlm_score\|clf\|lc\|gclf\|export/d' > e1.lua
 check "a BERT base with neither output nor objective is refused" fails_with 1 "objective = \"mlm\"" "$HONE" run e1.lua -q

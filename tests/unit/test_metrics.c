@@ -420,6 +420,48 @@ static void test_regress(void **s)
 	buf_free(&out);
 }
 
+/* Tagging as seqeval scores it: its README's worked example (one MISC of
+ * two entities found with the wrong start: precision = recall = F1 = 0.5),
+ * an I- after O opening a chunk, a type change closing one, E-/S- tags */
+static void test_tagging(void **st)
+{
+	(void)st;
+	const char *names[] = {"B-MISC", "B-PER", "I-MISC", "I-PER", "O", NULL};
+	enum { BM, BP, IM, IP, O };
+	uint32_t gold[] = {O, O, O, BM, IM, IM, O, BP, IP, O};
+	uint32_t pred[] = {O, O, BM, IM, IM, IM, O, BP, IP, O};
+	size_t off[] = {0, 7, 10};
+	tag_report r;
+	metrics_tagging(&r, names, gold, pred, off, 2);
+	assert_int_equal(r.true_entities, 2);
+	assert_int_equal(r.pred_entities, 2);
+	assert_int_equal(r.correct, 1);
+	assert_true(fabs(r.precision - 0.5) < 1e-12 && fabs(r.recall - 0.5) < 1e-12 && fabs(r.f1 - 0.5) < 1e-12);
+	if (!(fabs(r.token_accuracy - 0.8) < 1e-12)) /* positions 2 and 3 differ */
+		fail_msg("token accuracy %.17g of %zu", r.token_accuracy, r.tokens);
+	assert_int_equal(r.ntypes, 2);
+	assert_string_equal(r.types[0], "MISC");
+	assert_true(fabs(r.tf[1] - 1.0) < 1e-12); /* PER found exactly */
+	tag_report_free(&r);
+	/* I-PER after O starts a chunk (IOB1's reading); I-MISC after I-PER is a new one */
+	uint32_t g2[] = {IP, IP, IM, O};
+	size_t off2[] = {0, 4};
+	metrics_tagging(&r, names, g2, g2, off2, 1);
+	assert_int_equal(r.true_entities, 2);
+	assert_true(r.f1 == 1.0);
+	tag_report_free(&r);
+	/* S- and E- close chunks */
+	const char *names3[] = {"B-LOC", "E-LOC", "O", "S-LOC", NULL};
+	uint32_t g3[] = {0, 1, 3, 2, 3};
+	uint32_t p3[] = {0, 1, 2, 2, 3};
+	size_t off3[] = {0, 5};
+	metrics_tagging(&r, names3, g3, p3, off3, 1);
+	assert_int_equal(r.true_entities, 3);
+	assert_int_equal(r.pred_entities, 2);
+	assert_int_equal(r.correct, 2);
+	tag_report_free(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -429,6 +471,7 @@ int main(void)
 		cmocka_unit_test(test_no_prob),
 		cmocka_unit_test(test_classify_errors),
 		cmocka_unit_test(test_regress),
+		cmocka_unit_test(test_tagging),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
