@@ -338,33 +338,6 @@ static int take(void *ud, herr *e, const st_file *f, const char *path)
 	return rc;
 }
 
-static int read_labels(herr *e, bert *m, const char *json, size_t n, const char *what)
-{
-	if (!m->cfg.nlabels)
-		return 0;
-	jarena *a = json_arena_new();
-	jerror je;
-	const jnode *r = json_parse(a, json, n, &je), *il = r ? json_member(r, "id2label", 8) : NULL;
-	m->labels = xcalloc((size_t)m->cfg.nlabels + 1, sizeof *m->labels);
-	int rc = 0;
-	for (const jnode *k = il && il->t == J_OBJ ? il->kid : NULL; k && rc == 0; k = k->next) {
-		char key[24];
-		snprintf(key, sizeof key, "%.*s", (int)(k->klen < 20 ? k->klen : 20), k->key);
-		char *end;
-		long id = strtol(key, &end, 10);
-		if (*end || end == key || id < 0 || id >= m->cfg.nlabels || m->labels[id] || k->t != J_STR)
-			rc = herr_set(e, "%s: id2label: expected ids 0..%d, each once, with string names ('%s')", what,
-			              m->cfg.nlabels - 1, key);
-		else
-			m->labels[id] = xasprintf("%.*s", (int)k->len, k->s);
-	}
-	for (int k = 0; rc == 0 && k < m->cfg.nlabels; k++)
-		if (!m->labels[k])
-			m->labels[k] = xasprintf("LABEL_%d", k);
-	json_arena_free(a);
-	return rc;
-}
-
 int bert_load_dir(herr *e, bert *m, const char *dir)
 {
 	memset(m, 0, sizeof *m);
@@ -377,8 +350,8 @@ int bert_load_dir(herr *e, bert *m, const char *dir)
 		rc = bert_config_parse(e, &c, cfg.p, cfg.len, cp);
 	if (rc == 0)
 		rc = bert_init(e, m, &c);
-	if (rc == 0)
-		rc = read_labels(e, m, cfg.p, cfg.len, cp);
+	if (rc == 0 && c.nlabels)
+		rc = model_read_labels(e, cfg.p, cfg.len, cp, c.nlabels, &m->labels);
 	load_ctx l = {m, rc == 0 ? xcalloc(m->nt, 1) : NULL, NULL, NULL};
 	if (rc == 0)
 		rc = model_load_dir(e, dir, take, &l);
@@ -412,20 +385,7 @@ void bert_config_json(const bert *m, buf *out)
 	                                   "BertForMaskedLM"};
 	buf_printf(out, "{\n  \"model_type\": \"bert\",\n  \"architectures\": [\"%s\"],\n", arch[c->head]);
 	if (c->nlabels) {
-		for (int pass = 0; pass < 2; pass++) {
-			buf_adds(out, pass ? "  \"label2id\": {" : "  \"id2label\": {");
-			for (int k = 0; k < c->nlabels; k++) {
-				buf_adds(out, k ? ", " : "");
-				if (pass) {
-					buf_json_str(out, m->labels[k]);
-					buf_printf(out, ": %d", k);
-				} else {
-					buf_printf(out, "\"%d\": ", k);
-					buf_json_str(out, m->labels[k]);
-				}
-			}
-			buf_adds(out, "},\n");
-		}
+		model_labels_json(out, m->labels, c->nlabels);
 		static const char *const prob[] = {"single_label_classification", "multi_label_classification", "regression"};
 		buf_printf(out, "  \"num_labels\": %d,\n  \"problem_type\": \"%s\",\n", c->nlabels, prob[c->problem]);
 	}

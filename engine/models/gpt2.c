@@ -140,20 +140,7 @@ void gpt2_config_json(const gpt2_config *c, const char *const *labels, buf *out)
 		/* class names; the pad token (0) only matters to transformers, which
 		 * then finds each row's last token before the first pad: hone's rows
 		 * are given their lengths */
-		for (int pass = 0; pass < 2; pass++) {
-			buf_adds(out, pass ? "  \"label2id\": {" : "  \"id2label\": {");
-			for (int k = 0; k < c->ncls; k++) {
-				buf_adds(out, k ? ", " : "");
-				if (pass) {
-					buf_json_str(out, labels[k]);
-					buf_printf(out, ": %d", k);
-				} else {
-					buf_printf(out, "\"%d\": ", k);
-					buf_json_str(out, labels[k]);
-				}
-			}
-			buf_adds(out, "},\n");
-		}
+		model_labels_json(out, (char *const *)labels, c->ncls);
 	}
 	buf_printf(out, ""
 	           "  \"n_layer\": %d,\n  \"n_head\": %d,\n  \"n_embd\": %d,\n  \"n_positions\": %d,\n"
@@ -303,28 +290,6 @@ int gpt2_load_weights(herr *e, gpt2 *m, const st_file *f, const char *what)
 	return rc;
 }
 
-/* id2label: {"0": name, "1": name, ...}, every id from 0 to ncls - 1 once */
-static int read_labels(herr *e, gpt2 *m, const char *json, size_t n, const char *what)
-{
-	jarena *a = json_arena_new();
-	jerror je;
-	const jnode *r = json_parse(a, json, n, &je), *il = r ? json_member(r, "id2label", 8) : NULL;
-	m->labels = xcalloc((size_t)m->cfg.ncls, sizeof *m->labels);
-	int rc = 0;
-	for (const jnode *k = il ? il->kid : NULL; k && rc == 0; k = k->next) {
-		char key[24];
-		snprintf(key, sizeof key, "%.*s", (int)(k->klen < 20 ? k->klen : 20), k->key);
-		char *end;
-		long id = strtol(key, &end, 10);
-		if (*end || end == key || id < 0 || id >= m->cfg.ncls || m->labels[id] || k->t != J_STR)
-			rc = herr_set(e, "%s: id2label: expected ids 0..%d, each once, with string names ('%s')", what, m->cfg.ncls - 1, key);
-		else
-			m->labels[id] = xasprintf("%.*s", (int)k->len, k->s);
-	}
-	json_arena_free(a);
-	return rc;
-}
-
 typedef struct load_ctx {
 	gpt2 *m;
 	uint8_t *seen;
@@ -350,7 +315,7 @@ int gpt2_load_dir(herr *e, gpt2 *m, const char *dir)
 	if (rc == 0)
 		rc = gpt2_init(e, m, &c);
 	if (rc == 0 && c.ncls)
-		rc = read_labels(e, m, cfg.p, cfg.len, cp);
+		rc = model_read_labels(e, cfg.p, cfg.len, cp, c.ncls, &m->labels);
 	load_ctx l = {m, rc == 0 ? xcalloc(m->nt, 1) : NULL, NULL};
 	if (rc == 0)
 		rc = model_load_dir(e, dir, take, &l);

@@ -152,6 +152,49 @@ int model_detect_dir(herr *e, const char *dir, model_arch *arch)
 	return rc;
 }
 
+int model_read_labels(herr *e, const char *json, size_t n, const char *what, int count, char ***labels)
+{
+	jarena *a = json_arena_new();
+	jerror je;
+	const jnode *r = json_parse(a, json, n, &je), *il = r ? json_member(r, "id2label", 8) : NULL;
+	char **l = xcalloc((size_t)count + 1, sizeof *l);
+	int rc = 0;
+	for (const jnode *k = il && il->t == J_OBJ ? il->kid : NULL; k && rc == 0; k = k->next) {
+		char key[24];
+		snprintf(key, sizeof key, "%.*s", (int)(k->klen < 20 ? k->klen : 20), k->key);
+		char *end;
+		long id = strtol(key, &end, 10);
+		if (*end || end == key || id < 0 || id >= count || l[id] || k->t != J_STR)
+			rc = herr_set(e, "%s: id2label: expected ids 0..%d, each once, with string names ('%s')", what, count - 1, key);
+		else
+			l[id] = xasprintf("%.*s", (int)k->len, k->s);
+	}
+	for (int k = 0; rc == 0 && k < count; k++)
+		if (!l[k])
+			l[k] = xasprintf("LABEL_%d", k);
+	json_arena_free(a);
+	*labels = l;
+	return rc;
+}
+
+void model_labels_json(buf *out, char *const *labels, int count)
+{
+	for (int pass = 0; pass < 2; pass++) {
+		buf_adds(out, pass ? "  \"label2id\": {" : "  \"id2label\": {");
+		for (int k = 0; k < count; k++) {
+			buf_adds(out, k ? ", " : "");
+			if (pass) {
+				buf_json_str(out, labels[k]);
+				buf_printf(out, ": %d", k);
+			} else {
+				buf_printf(out, "\"%d\": ", k);
+				buf_json_str(out, labels[k]);
+			}
+		}
+		buf_adds(out, "},\n");
+	}
+}
+
 double model_normal(uint64_t *s)
 {
 	*s = *s * 6364136223846793005ull + 1442695040888963407ull;

@@ -42,6 +42,13 @@ int model_detect(herr *e, const char *json, size_t n, const char *what, model_ar
 /* model_detect on dir/config.json */
 int model_detect_dir(herr *e, const char *dir, model_arch *arch);
 
+/* config.json's id2label ({"0": name, ...}, every id below count once,
+ * string names) into *labels (count names and a NULL; a missing id named
+ * LABEL_<id> as transformers does); what names the file in errors. */
+int model_read_labels(herr *e, const char *json, size_t n, const char *what, int count, char ***labels);
+/* The "id2label" and "label2id" lines of a config.json */
+void model_labels_json(buf *out, char *const *labels, int count);
+
 /* Box-Muller normal draws over a 64-bit LCG: the initializers' source */
 double model_normal(uint64_t *s);
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../ml/act.h"
 #include "../../ml/blas.h"
 #include "../../ml/optim.h"
 #include "../../util.h"
@@ -482,19 +483,6 @@ static void cpu_attention_decode(nn_ctx *c, float *y, const float *q, const floa
 }
 
 /* --- element-wise ------------------------------------------------------------------ */
-
-static inline float gelu_tanh(float z)
-{
-	const float k = 0.7978845608028654f; /* sqrt(2/pi) */
-	return 0.5f * z * (1.0f + tanhf(k * (z + 0.044715f * z * z * z)));
-}
-
-static inline float gelu_tanh_grad(float z)
-{
-	const float k = 0.7978845608028654f;
-	float t = tanhf(k * (z + 0.044715f * z * z * z));
-	return 0.5f * (1.0f + t) + 0.5f * z * (1.0f - t * t) * k * (1.0f + 3.0f * 0.044715f * z * z);
-}
 
 /* e^x for x ≤ 0 (GELU's Gaussian), in plain arithmetic that the compiler
  * vectorizes: 2^(x·log2 e) as 2^n (exponent bits) times a degree-6
