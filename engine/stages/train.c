@@ -573,6 +573,64 @@ static int gpt2_outputs(kctx *c, const char *outdir, const gpt2 *m, const buf *c
 	return rc;
 }
 
+int train_find_classes(kctx *c, const rec_reader *r, const char *label, const char *target, char ***cls, uint32_t *k)
+{
+	*cls = NULL;
+	*k = 0;
+	int f = recr_find(r, target);
+	if (f < 0) {
+		kctx_fail(c, "train: %s has no field '%s' (the output)", label, target);
+		recr_hint_field(&c->err, r, target);
+		return -1;
+	}
+	if (r->fields[f].type != REC_CAT && r->fields[f].type != REC_STR)
+		return kctx_fail(c, "train: output '%s' is %s; a classification head needs a category or string field", target,
+		                 rec_type_name(r->fields[f].type));
+	*cls = train_distinct(r, f, k);
+	if (*k >= 2)
+		return 0;
+	int rc = kctx_fail(c, "train: output '%s' has %u class%s in %s; a classifier needs 2 or more", target, *k,
+	                   *k == 1 ? "" : "es", label);
+	strv_free(*cls, *k);
+	*cls = NULL;
+	return rc;
+}
+
+int train_class_ids(kctx *c, clf_model *proxy, const char *target, char **labels, int K, const kinput *ti,
+                    const kinput *vi, ml_split *ytr, ml_split *yva)
+{
+	lm_cls_proxy(proxy, target, labels, K);
+	int rc = ml_split_open(&c->err, ytr, ti->path, ti->label);
+	if (rc == 0)
+		rc = ml_split_fill(&c->err, ytr, proxy, 1);
+	if (rc == 0 && vi && (rc = ml_split_open(&c->err, yva, vi->path, vi->label)) == 0)
+		rc = ml_split_fill(&c->err, yva, proxy, 1);
+	if (rc == 0) {
+		size_t n = ytr->d.n;
+		proxy->prior = xcalloc((size_t)proxy->ncls, sizeof *proxy->prior);
+		for (size_t i = 0; i < n; i++)
+			proxy->prior[ytr->d.y[i]] += 1.0 / (double)n;
+	}
+	return rc;
+}
+
+void train_classes_json(buf *sum, const char *target, char *const *labels, int K, const double *prior)
+{
+	buf_adds(sum, "\"output\": ");
+	buf_json_str(sum, target);
+	buf_adds(sum, ", \"classes\": [");
+	for (int k = 0; k < K; k++) {
+		buf_adds(sum, k ? ", " : "");
+		buf_json_str(sum, labels[k]);
+	}
+	buf_adds(sum, "], \"priors\": [");
+	for (int k = 0; k < K; k++) {
+		buf_adds(sum, k ? ", " : "");
+		buf_json_num(sum, prior[k]);
+	}
+	buf_adds(sum, "], ");
+}
+
 int train_copy_tokenize(kctx *c, const kinput *ti, const char *outdir)
 {
 	char *src = path_join(ti->path, "tokenize.json"), *dst = NULL;
@@ -815,43 +873,20 @@ static int train_seqcls(kctx *c, const hval *p, const tcfg *cf, const kinput *ti
 	int rc = lm_open_splits(c, &m, ti, vi, &tr, &va, &T, 0);
 	if (rc == 0 && m.cfg.ncls == 0) {
 		/* the classes: the train split's values, sorted */
-		int f = recr_find(&tr.s.r, target);
-		if (f < 0) {
-			rc = kctx_fail(c, "train: %s has no field '%s' (the output)", ti->label, target);
-		} else if (tr.s.r.fields[f].type != REC_CAT && tr.s.r.fields[f].type != REC_STR) {
-			rc = kctx_fail(c, "train: output '%s' is %s; a classification head needs a category or string field", target,
-			               rec_type_name(tr.s.r.fields[f].type));
-		} else {
-			uint32_t k;
-			char **cls = train_distinct(&tr.s.r, f, &k);
-			if (k < 2)
-				rc = kctx_fail(c, "train: output '%s' has %u class%s in %s; a classifier needs 2 or more", target, k,
-				               k == 1 ? "" : "es", ti->label);
-			else
-				gpt2_add_classifier(&m, (int)k, (const char *const *)cls, (uint64_t)cf->seed);
-			for (uint32_t i = 0; i < k; i++)
-				free(cls[i]);
-			free(cls);
-		}
-	}
-	if (rc == 0) {
-		lm_cls_proxy(&proxy, target, m.labels, m.cfg.ncls);
-		rc = ml_split_open(&c->err, &ytr, ti->path, ti->label);
+		uint32_t k;
+		char **cls;
+		rc = train_find_classes(c, &tr.s.r, ti->label, target, &cls, &k);
 		if (rc == 0)
-			rc = ml_split_fill(&c->err, &ytr, &proxy, 1);
-		if (rc == 0 && vi && (rc = ml_split_open(&c->err, &yva, vi->path, vi->label)) == 0)
-			rc = ml_split_fill(&c->err, &yva, &proxy, 1);
+			gpt2_add_classifier(&m, (int)k, (const char *const *)cls, (uint64_t)cf->seed);
+		strv_free(cls, k);
 	}
+	if (rc == 0)
+		rc = train_class_ids(c, &proxy, target, m.labels, m.cfg.ncls, ti, vi, &ytr, &yva);
 	int lora = !strcmp(hval_get_str(p, "method", "full"), "lora");
 	gpt2_lora lo;
 	memset(&lo, 0, sizeof lo);
 	if (rc == 0 && lora)
 		rc = lora_setup(c, p, &m, &lo, (uint64_t)cf->seed);
-	if (rc == 0) {
-		proxy.prior = xcalloc((size_t)proxy.ncls, sizeof *proxy.prior);
-		for (size_t i = 0; i < tr.n; i++)
-			proxy.prior[ytr.d.y[i]] += 1.0 / (double)tr.n;
-	}
 	int B = (int)((size_t)cf->batch < tr.n ? (size_t)cf->batch : tr.n);
 	if (B > 4096)
 		B = 4096;
@@ -875,20 +910,10 @@ static int train_seqcls(kctx *c, const hval *p, const tcfg *cf, const kinput *ti
 		buf sum;
 		buf_init(&sum);
 		double el = now_seconds() - lr.t0;
-		buf_printf(&sum, "{\"task\": \"classification\", \"method\": \"%s\", \"trainable\": %zu, \"output\": ",
+		buf_printf(&sum, "{\"task\": \"classification\", \"method\": \"%s\", \"trainable\": %zu, ",
 		           lora ? "lora" : "full", lora ? lo.n : m.nparams);
-		buf_json_str(&sum, target);
-		buf_adds(&sum, ", \"classes\": [");
-		for (int k = 0; k < m.cfg.ncls; k++) {
-			buf_adds(&sum, k ? ", " : "");
-			buf_json_str(&sum, m.labels[k]);
-		}
-		buf_adds(&sum, "], \"priors\": [");
-		for (int k = 0; k < m.cfg.ncls; k++) {
-			buf_adds(&sum, k ? ", " : "");
-			buf_json_num(&sum, proxy.prior[k]);
-		}
-		buf_printf(&sum, "], \"steps\": %lld, \"batch\": %d, \"block\": %d, \"params\": %zu, \"metric\": \"%s\", "
+		train_classes_json(&sum, target, m.labels, m.cfg.ncls, proxy.prior);
+		buf_printf(&sum, "\"steps\": %lld, \"batch\": %d, \"block\": %d, \"params\": %zu, \"metric\": \"%s\", "
 		           "\"best_epoch\": %lld, \"best\": ", s.step, B, T, m.nparams, metric, s.best_epoch);
 		train_finish_summary(c, &sum, &s, metric, vi != NULL, lr.resumed, 0);
 		if (rc == 0)

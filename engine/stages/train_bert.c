@@ -226,41 +226,17 @@ int train_bert(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, const k
 	if (rc == 0 && !mlm && !tag) {
 		/* the classes: the train split's values, sorted; a base that already
 		 * is a classifier of the same classes keeps its head */
-		int f = recr_find(&tr.s.r, target);
-		if (f < 0) {
-			rc = kctx_fail(c, "train: %s has no field '%s' (the output)", ti->label, target);
-			recr_hint_field(&c->err, &tr.s.r, target);
-		} else if (tr.s.r.fields[f].type != REC_CAT && tr.s.r.fields[f].type != REC_STR) {
-			rc = kctx_fail(c, "train: output '%s' is %s; a classification head needs a category or string field", target,
-			               rec_type_name(tr.s.r.fields[f].type));
-		} else {
-			uint32_t k;
-			char **cls = train_distinct(&tr.s.r, f, &k);
-			int same = m.cfg.head == BERT_SEQCLS && m.cfg.problem == BERT_SINGLE && m.cfg.nlabels == (int)k;
-			for (uint32_t i = 0; same && i < k; i++)
-				same = !strcmp(m.labels[i], cls[i]);
-			if (k < 2)
-				rc = kctx_fail(c, "train: output '%s' has %u class%s in %s; a classifier needs 2 or more", target, k,
-				               k == 1 ? "" : "es", ti->label);
-			else if (!same)
-				bert_set_head(&m, BERT_SEQCLS, (int)k, (const char *const *)cls, BERT_SINGLE, (uint64_t)cf->seed);
-			for (uint32_t i = 0; i < k; i++)
-				free(cls[i]);
-			free(cls);
-		}
-		if (rc == 0) {
-			lm_cls_proxy(&proxy, target, m.labels, m.cfg.nlabels);
-			rc = ml_split_open(&c->err, &ytr, ti->path, ti->label);
-			if (rc == 0)
-				rc = ml_split_fill(&c->err, &ytr, &proxy, 1);
-			if (rc == 0 && vi && (rc = ml_split_open(&c->err, &yva, vi->path, vi->label)) == 0)
-				rc = ml_split_fill(&c->err, &yva, &proxy, 1);
-		}
-		if (rc == 0) {
-			proxy.prior = xcalloc((size_t)proxy.ncls, sizeof *proxy.prior);
-			for (size_t i = 0; i < tr.n; i++)
-				proxy.prior[ytr.d.y[i]] += 1.0 / (double)tr.n;
-		}
+		uint32_t k;
+		char **cls;
+		rc = train_find_classes(c, &tr.s.r, ti->label, target, &cls, &k);
+		int same = rc == 0 && m.cfg.head == BERT_SEQCLS && m.cfg.problem == BERT_SINGLE && m.cfg.nlabels == (int)k;
+		for (uint32_t i = 0; same && i < k; i++)
+			same = !strcmp(m.labels[i], cls[i]);
+		if (rc == 0 && !same)
+			bert_set_head(&m, BERT_SEQCLS, (int)k, (const char *const *)cls, BERT_SINGLE, (uint64_t)cf->seed);
+		strv_free(cls, k);
+		if (rc == 0)
+			rc = train_class_ids(c, &proxy, target, m.labels, m.cfg.nlabels, ti, vi, &ytr, &yva);
 	}
 	int lora_m = !strcmp(hval_get_str(p, "method", "full"), "lora");
 	lora lo;
@@ -329,19 +305,7 @@ int train_bert(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, const k
 			}
 			buf_adds(&sum, "], ");
 		} else if (!mlm) {
-			buf_adds(&sum, "\"output\": ");
-			buf_json_str(&sum, target);
-			buf_adds(&sum, ", \"classes\": [");
-			for (int k = 0; k < m.cfg.nlabels; k++) {
-				buf_adds(&sum, k ? ", " : "");
-				buf_json_str(&sum, m.labels[k]);
-			}
-			buf_adds(&sum, "], \"priors\": [");
-			for (int k = 0; k < m.cfg.nlabels; k++) {
-				buf_adds(&sum, k ? ", " : "");
-				buf_json_num(&sum, proxy.prior[k]);
-			}
-			buf_adds(&sum, "], ");
+			train_classes_json(&sum, target, m.labels, m.cfg.nlabels, proxy.prior);
 		} else {
 			buf_printf(&sum, "\"mask_id\": %u, \"mlm_rate\": ", l.mc.mask_id);
 			buf_json_num(&sum, l.mc.rate);

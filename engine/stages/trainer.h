@@ -9,6 +9,8 @@
 #define HONE_TRAINER_H
 
 #include "../io/records.h"
+#include "../ml/classifier.h"
+#include "../ml/mldata.h"
 #include "stages.h"
 
 typedef struct tcfg {
@@ -49,6 +51,15 @@ void train_finish_summary(kctx *c, buf *sum, const tstate *s, const char *metric
 /* The distinct values of field f, sorted (the classes of a target) */
 char **train_distinct(const rec_reader *r, int f, uint32_t *n);
 uint64_t train_mix(uint64_t x);
+/* A classifier's classes: target's distinct values in r, sorted (at least
+ * two; errors name the field and split) */
+int train_find_classes(kctx *c, const rec_reader *r, const char *label, const char *target, char ***cls, uint32_t *k);
+/* The proxy that reads class indices of labels[0..K) into ytr (and yva),
+ * with the train split's priors */
+int train_class_ids(kctx *c, clf_model *proxy, const char *target, char **labels, int K, const kinput *ti,
+                    const kinput *vi, ml_split *ytr, ml_split *yva);
+/* train.json's "output", "classes" and "priors" (and a comma) */
+void train_classes_json(buf *sum, const char *target, char *const *labels, int K, const double *prior);
 /* The train split's tokenize.json into the model's folder: how to encode
  * text for it (the field, max_len, truncation), for export and predict */
 int train_copy_tokenize(kctx *c, const kinput *ti, const char *outdir);
