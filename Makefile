@@ -95,7 +95,7 @@ HF_TOK := build/node/node_modules/@huggingface/tokenizers/package.json
 # cannot fetch it)
 HF_RS_VERSION := 0.23.2
 HF_RS := build/node/node_modules/tokenizers/package.json
-unit: $(UNIT:%=build/tests/%) $(UNIT:%=build/tests-asan/%) build/hone-asan data/gpt2/encoder.json $(HF_TOK) $(HF_RS)
+unit: $(UNIT:%=build/tests/%) $(UNIT:%=build/tests-asan/%) build/hone-asan data/gpt2/encoder.json data/spam-assassin.tgz $(HF_TOK) $(HF_RS)
 
 $(HF_TOK):
 	@$(MAKE) --no-print-directory deps-data
