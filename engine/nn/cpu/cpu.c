@@ -304,6 +304,29 @@ static void cpu_rmsnorm_backward(nn_ctx *c, float *dx, float *dw, const float *d
 	}
 }
 
+/* e^x for x ≤ 0 (GELU's Gaussian), in plain arithmetic that the compiler
+ * vectorizes: 2^(x·log2 e) as 2^n (exponent bits) times a degree-6
+ * polynomial for 2^f, |f| ≤ 1/2; relative error below 2e-7. Results are the
+ * same on every machine (no libm call, no FMA contraction across units). */
+static inline __attribute__((always_inline)) float exp_neg(float x)
+{
+	float keep = (float)(x >= -87.0f); /* branch-free clamp at -87 (e^-87 ~ 1.6e-38) */
+	x = keep * x - (1.0f - keep) * 87.0f;
+	float t = x * 1.44269504088896341f;
+	float n = (t + 12582912.0f) - 12582912.0f; /* round to nearest */
+	float f = t - n;
+	float p = 1.5403530e-4f;
+	p = p * f + 1.3333558e-3f;
+	p = p * f + 9.6181291e-3f;
+	p = p * f + 5.5504109e-2f;
+	p = p * f + 2.4022651e-1f;
+	p = p * f + 6.9314718e-1f;
+	p = p * f + 1.0f;
+	union { float f; uint32_t i; } u = {p};
+	u.i += (uint32_t)(int32_t)n << 23; /* n ≥ -126: the exponent stays normal */
+	return u.f;
+}
+
 /* --- attention --------------------------------------------------------------------- */
 
 typedef struct att_job {
@@ -327,15 +350,33 @@ static inline int visible(const att_job *j, const uint8_t *km, int i, int x)
  * that sees no key at all (a padding row with every key masked) attends to
  * all keys evenly, as an additive mask of the most negative float gives.
  * Forward and backward compute them alike. */
+/* The keys a row's mask lets through when they are a prefix 0..L-1 (a
+ * padded row: the usual case), L; T without a mask; -1 for any other mask
+ * (or none visible), which takes the general path. The prefix path does
+ * the same arithmetic in the same order as the general one, faster. */
+static int prefix_len(const uint8_t *km, int T)
+{
+	if (!km)
+		return T;
+	int L = 0;
+	while (L < T && km[L])
+		L++;
+	for (int x = L; x < T; x++)
+		if (km[x])
+			return -1;
+	return L > 0 ? L : -1;
+}
+
 static void att_probs(const att_job *j, int b, const float *q, const float *k, float *S)
 {
 	int T = j->T, C = j->C;
 	const uint8_t *km = j->mask ? j->mask + (size_t)b * (size_t)T : NULL;
+	int L = prefix_len(km, T);
 	sgemm(0, 1, T, T, j->hd, j->scale, q, 3 * C, k, 3 * C, 0.0f, S, T);
 	for (int i = 0; i < T; i++) {
 		float *row = S + (size_t)i * (size_t)T;
-		if (!j->mask) { /* causal only: keys 0..i (the decoder's path, unchanged) */
-			int last = j->causal ? i : T - 1;
+		if (L > 0) { /* keys 0..last: causal, a padding prefix, or all */
+			int last = j->causal && i < L ? i : L - 1;
 			float mx = row[0];
 			for (int x = 1; x <= last; x++)
 				mx = row[x] > mx ? row[x] : mx;
@@ -396,6 +437,7 @@ static void att_back_part(void *ud, int t, int nt)
 		const float *q = j->qkv + qo, *k = q + C, *v = q + 2 * C;
 		float *dq = j->dqkv + qo, *dk = dq + C, *dv = dq + 2 * C;
 		const uint8_t *km = j->mask ? j->mask + (size_t)b * (size_t)T : NULL;
+		int L = prefix_len(km, T);
 		att_probs(j, b, q, k, Pm);
 		const float *dyh = j->dy + (size_t)b * (size_t)T * (size_t)C + (size_t)h * (size_t)hd;
 		sgemm(0, 1, T, T, hd, 1.0f, dyh, C, v, 3 * C, 0.0f, dS, T);  /* dP = dy vᵀ */
@@ -403,8 +445,8 @@ static void att_back_part(void *ud, int t, int nt)
 		for (int i = 0; i < T; i++) {
 			float *r = dS + (size_t)i * (size_t)T;
 			const float *pr = Pm + (size_t)i * (size_t)T;
-			if (!j->mask) {
-				int last = j->causal ? i : T - 1;
+			if (L > 0) { /* keys 0..last: causal, a padding prefix, or all */
+				int last = j->causal && i < L ? i : L - 1;
 				double s = 0;
 				for (int x = 0; x <= last; x++)
 					s += (double)r[x] * pr[x];
@@ -483,29 +525,6 @@ static void cpu_attention_decode(nn_ctx *c, float *y, const float *q, const floa
 }
 
 /* --- element-wise ------------------------------------------------------------------ */
-
-/* e^x for x ≤ 0 (GELU's Gaussian), in plain arithmetic that the compiler
- * vectorizes: 2^(x·log2 e) as 2^n (exponent bits) times a degree-6
- * polynomial for 2^f, |f| ≤ 1/2; relative error below 2e-7. Results are the
- * same on every machine (no libm call, no FMA contraction across units). */
-static inline __attribute__((always_inline)) float exp_neg(float x)
-{
-	float keep = (float)(x >= -87.0f); /* branch-free clamp at -87 (e^-87 ~ 1.6e-38) */
-	x = keep * x - (1.0f - keep) * 87.0f;
-	float t = x * 1.44269504088896341f;
-	float n = (t + 12582912.0f) - 12582912.0f; /* round to nearest */
-	float f = t - n;
-	float p = 1.5403530e-4f;
-	p = p * f + 1.3333558e-3f;
-	p = p * f + 9.6181291e-3f;
-	p = p * f + 5.5504109e-2f;
-	p = p * f + 2.4022651e-1f;
-	p = p * f + 6.9314718e-1f;
-	p = p * f + 1.0f;
-	union { float f; uint32_t i; } u = {p};
-	u.i += (uint32_t)(int32_t)n << 23; /* n ≥ -126: the exponent stays normal */
-	return u.f;
-}
 
 /* GELU with the exact (erf) form, and its derivative: erf by Abramowitz
  * and Stegun 7.1.26 (|error| ≤ 1.5e-7), sharing e^(-z²) with the Gaussian */
