@@ -450,40 +450,23 @@ void bert_lora_add_head(lora *l, const bert *m)
 	l->task_type = m->cfg.head == BERT_SEQCLS ? "SEQ_CLS" : m->cfg.head == BERT_TOKCLS ? "TOKEN_CLS" : "FEATURE_EXTRACTION";
 }
 
-static float *merge_weight(void *ud, int layer, int site)
+static model_view bert_view(const bert *m)
 {
-	bert *m = ud;
-	char nm[96];
-	snprintf(nm, sizeof nm, "bert.encoder.layer.%d.%s.weight", layer, site_name[site]);
-	return m->p + bert_find(m, nm)->off;
+	return (model_view){m->p, m->t, m->nt, "bert.encoder.layer.%d.%s.weight", "classifier."};
 }
 
-static float *merge_saved(void *ud, const char *name)
+void bert_lora_merge(const lora *l, bert *m)
 {
-	bert *m = ud;
-	const model_tensor *t = bert_find(m, name);
-	return t ? m->p + t->off : NULL;
-}
-
-void bert_lora_merge(const lora *l, bert *m) { lora_merge(l, merge_weight, merge_saved, m); }
-
-static int saved_shape(void *ud, const char *name, int64_t *shape, int *ndim)
-{
-	const bert *m = ud;
-	const model_tensor *t = strncmp(name, "classifier.", 11) ? NULL : bert_find(m, name);
-	if (!t)
-		return 0;
-	shape[0] = t->shape[0];
-	shape[1] = t->shape[1];
-	*ndim = t->ndim;
-	return 1;
+	model_view v = bert_view(m);
+	model_lora_merge(l, &v);
 }
 
 int bert_lora_load(herr *e, lora *l, const bert *m, const char *dir)
 {
 	lora_arch a;
 	bert_lora_arch(m, &a);
-	int rc = lora_load(e, l, &a, dir, saved_shape, (void *)m);
+	model_view v = bert_view(m);
+	int rc = model_lora_load(e, l, &a, dir, &v);
 	if (rc == 0)
 		l->task_type = m->cfg.head == BERT_SEQCLS ? "SEQ_CLS" : m->cfg.head == BERT_TOKCLS ? "TOKEN_CLS" : "FEATURE_EXTRACTION";
 	return rc;

@@ -379,42 +379,25 @@ void gpt2_lora_add_head(gpt2_lora *l, const gpt2 *m)
 	l->task_type = "SEQ_CLS";
 }
 
-static float *merge_weight(void *ud, int layer, int site)
+static model_view gpt2_view(const gpt2 *m)
 {
-	gpt2 *m = ud;
-	char nm[64];
-	snprintf(nm, sizeof nm, "h.%d.%s.weight", layer, site_name[site]);
-	return m->p + gpt2_find(m, nm)->off;
+	return (model_view){m->p, m->t, m->nt, "h.%d.%s.weight", "score."};
 }
 
-static float *merge_saved(void *ud, const char *name)
+void gpt2_lora_merge(const gpt2_lora *l, gpt2 *m)
 {
-	gpt2 *m = ud;
-	const gpt2_tensor *t = gpt2_find(m, name);
-	return t ? m->p + t->off : NULL;
+	model_view v = gpt2_view(m);
+	model_lora_merge(l, &v);
 }
-
-void gpt2_lora_merge(const gpt2_lora *l, gpt2 *m) { lora_merge(l, merge_weight, merge_saved, m); }
 
 int gpt2_lora_save(herr *e, const gpt2_lora *l, const char *dir) { return lora_save(e, l, dir); }
-
-static int saved_shape(void *ud, const char *name, int64_t *shape, int *ndim)
-{
-	const gpt2 *m = ud;
-	const gpt2_tensor *t = strcmp(name, "score.weight") ? NULL : gpt2_find(m, name);
-	if (!t)
-		return 0;
-	shape[0] = t->shape[0];
-	shape[1] = t->shape[1];
-	*ndim = t->ndim;
-	return 1;
-}
 
 int gpt2_lora_load(herr *e, gpt2_lora *l, const gpt2 *m, const char *dir)
 {
 	lora_arch a;
 	gpt2_lora_arch(m, &a);
-	int rc = lora_load(e, l, &a, dir, saved_shape, (void *)m);
+	model_view v = gpt2_view(m);
+	int rc = model_lora_load(e, l, &a, dir, &v);
 	if (rc == 0 && l->nsaved)
 		l->task_type = "SEQ_CLS";
 	return rc;

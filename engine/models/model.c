@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../io/json.h"
+#include "../nn/lora.h"
 
 void model_add_tensor(model_tensor *t, size_t *nt, size_t *at, const char *name, int64_t d0, int64_t d1)
 {
@@ -202,4 +203,49 @@ double model_normal(uint64_t *s)
 	*s = *s * 6364136223846793005ull + 1442695040888963407ull;
 	double u2 = ((double)(*s >> 11) + 0.5) / 9007199254740992.0;
 	return sqrt(-2 * log(u1)) * cos(2 * M_PI * u2);
+}
+
+typedef struct view_ud {
+	const model_view *v;
+	const struct lora *l;
+} view_ud;
+
+static float *view_weight(void *ud, int layer, int site)
+{
+	const view_ud *u = ud;
+	char nm[128];
+	snprintf(nm, sizeof nm, u->v->weight_fmt, layer, u->l->a.site[site].name);
+	const model_tensor *t = model_find(u->v->t, u->v->nt, nm);
+	return t ? u->v->p + t->off : NULL;
+}
+
+static float *view_saved(void *ud, const char *name)
+{
+	const view_ud *u = ud;
+	const model_tensor *t = model_find(u->v->t, u->v->nt, name);
+	return t ? u->v->p + t->off : NULL;
+}
+
+void model_lora_merge(const struct lora *l, const model_view *v)
+{
+	view_ud u = {v, l};
+	lora_merge(l, view_weight, view_saved, &u);
+}
+
+static int view_shape(void *ud, const char *name, int64_t *shape, int *ndim)
+{
+	const model_view *v = ud;
+	size_t pl = strlen(v->saved_prefix);
+	const model_tensor *t = strncmp(name, v->saved_prefix, pl) ? NULL : model_find(v->t, v->nt, name);
+	if (!t)
+		return 0;
+	shape[0] = t->shape[0];
+	shape[1] = t->shape[1];
+	*ndim = t->ndim;
+	return 1;
+}
+
+int model_lora_load(herr *e, struct lora *l, const struct lora_arch *a, const char *dir, const model_view *v)
+{
+	return lora_load(e, l, a, dir, view_shape, (void *)v);
 }

@@ -49,6 +49,24 @@ int model_read_labels(herr *e, const char *json, size_t n, const char *what, int
 /* The "id2label" and "label2id" lines of a config.json */
 void model_labels_json(buf *out, char *const *labels, int count);
 
+/* A model's tensors as LoRA sees them: the arena, the table, the name of
+ * an adapted weight (a format taking the layer and the site's short name,
+ * e.g. "h.%d.%s.weight") and the prefix of the tensors a saved module may
+ * replace ("score.", "classifier."). */
+struct lora;
+struct lora_arch;
+typedef struct model_view {
+	float *p;
+	const model_tensor *t;
+	size_t nt;
+	const char *weight_fmt;
+	const char *saved_prefix;
+} model_view;
+/* W += the adapters (and the saved modules copied back) */
+void model_lora_merge(const struct lora *l, const model_view *v);
+/* A PEFT folder for this model (engine/nn/lora.h: lora_load) */
+int model_lora_load(herr *e, struct lora *l, const struct lora_arch *a, const char *dir, const model_view *v);
+
 /* Box-Muller normal draws over a 64-bit LCG: the initializers' source */
 double model_normal(uint64_t *s);
 
