@@ -502,6 +502,12 @@ struct bert_ws {
 	float *lab_f;
 	float *g;
 	float *gOut, *gIn, *gRes, *gMid, *gCtx, *gQKV, *gF1, *gF2, *gP1, *gP2, *gCls;
+	/* dropout (hidden_dropout_prob, training only): the embeddings after it,
+	 * the classifier's input after it, and a scratch row block; masks drawn
+	 * again in backward from (seed, site) */
+	uint64_t drop_seed;
+	int dropped;
+	float *h0d, *cin, *dtmp;
 	lora_ws *lw;
 	size_t bytes;
 };
@@ -570,6 +576,11 @@ bert_ws *bert_ws_new(const bert *m, int B, int T, int threads)
 	}
 	if (!m->lora)
 		w->g = A(m->nparams * sizeof(float));
+	if (cf->dropout > 0) {
+		w->h0d = A(F);
+		w->dtmp = A(F);
+		w->cin = A(F);
+	}
 	w->gOut = A(F);
 	w->gIn = A(F);
 	w->gRes = A(F);
@@ -595,6 +606,13 @@ bert_ws *bert_ws_new(const bert *m, int B, int T, int threads)
 size_t bert_ws_bytes(const bert_ws *w) { return w->bytes; }
 
 void bert_ws_mlm_sparse(bert_ws *w, int on) { w->sparse = on; }
+void bert_ws_dropout(bert_ws *w, uint64_t seed) { w->drop_seed = seed; }
+
+/* dropout's streams: one per site */
+#define DROP_EMB 1u
+#define DROP_ATT(l) (2u + 2u * (unsigned)(l))
+#define DROP_FFN(l) (3u + 2u * (unsigned)(l))
+#define DROP_CLS (1u << 20)
 int bert_mlm_rows(const bert_ws *w) { return w->M; }
 
 void bert_ws_free(bert_ws *w)
@@ -611,7 +629,7 @@ void bert_ws_free(bert_ws *w)
 	free(w->rows);
 	float *b[] = {w->emb, w->h0, w->me, w->re, w->cls, w->pool1, w->pool, w->t1, w->t2, w->t3, w->mt, w->rt, w->hs,
 	              w->logits, w->dlogits, w->g, w->gOut, w->gIn, w->gRes, w->gMid, w->gCtx, w->gQKV, w->gF1, w->gF2,
-	              w->gP1, w->gP2, w->gCls};
+	              w->gP1, w->gP2, w->gCls, w->h0d, w->cin, w->dtmp};
 	for (size_t k = 0; k < sizeof b / sizeof *b; k++)
 		if (b[k])
 			nn_free(c, b[k]);
@@ -679,6 +697,14 @@ double bert_forward(const bert *m, bert_ws *w, const bert_batch *bt)
 	embedding_forward(c, w->emb, w->pos, par(m, "bert.embeddings.position_embeddings.weight"), N, C, cf->max_pos, 1);
 	layernorm_forward(c, w->h0, w->me, w->re, w->emb, par(m, "bert.embeddings.LayerNorm.weight"),
 	                  par(m, "bert.embeddings.LayerNorm.bias"), N, C, cf->eps);
+	int drop = w->drop_seed && cf->dropout > 0 && w->dtmp;
+	float p = cf->dropout;
+	uint64_t ds = w->drop_seed;
+	w->dropped = drop;
+	if (drop)
+		dropout_forward(c, w->h0d, w->h0, (size_t)N * (size_t)C, p, ds, DROP_EMB);
+	if (cf->n_layer)
+		w->l[0].x = drop ? w->h0d : w->h0;
 	for (int l = 0; l < cf->n_layer; l++) {
 		block_act *a = &w->l[l];
 		linear_forward(c, a->qkv, a->x, LP("attention.self.query.weight"), LP("attention.self.query.bias"), N, C, 3 * C,
@@ -687,9 +713,16 @@ double bert_forward(const bert *m, bert_ws *w, const bert_batch *bt)
 			lora_forward(c, w->lw, lo, l, s, a->qkv + s * C, 3 * C, a->x);
 		attention_forward(c, a->ctx, a->qkv, mask, B, T, C, H, 0);
 		nn_copy(c, a->res1, a->x, F);
-		linear_forward(c, a->res1, a->ctx, LP("attention.output.dense.weight"), LP("attention.output.dense.bias"), N, C, C,
-		               NN_W_OUT_IN, 1);
-		lora_forward(c, w->lw, lo, l, 3, a->res1, C, a->ctx);
+		if (drop) { /* x + dropout(dense(ctx)) */
+			linear_forward(c, w->dtmp, a->ctx, LP("attention.output.dense.weight"), LP("attention.output.dense.bias"), N, C,
+			               C, NN_W_OUT_IN, 0);
+			lora_forward(c, w->lw, lo, l, 3, w->dtmp, C, a->ctx);
+			dropout_add(c, a->res1, w->dtmp, (size_t)N * (size_t)C, p, ds, DROP_ATT(l));
+		} else {
+			linear_forward(c, a->res1, a->ctx, LP("attention.output.dense.weight"), LP("attention.output.dense.bias"), N, C,
+			               C, NN_W_OUT_IN, 1);
+			lora_forward(c, w->lw, lo, l, 3, a->res1, C, a->ctx);
+		}
 		layernorm_forward(c, a->h1, a->m1, a->r1, a->res1, LP("attention.output.LayerNorm.weight"),
 		                  LP("attention.output.LayerNorm.bias"), N, C, cf->eps);
 		linear_forward(c, a->f1, a->h1, LP("intermediate.dense.weight"), LP("intermediate.dense.bias"), N, C, I,
@@ -697,8 +730,14 @@ double bert_forward(const bert *m, bert_ws *w, const bert_batch *bt)
 		lora_forward(c, w->lw, lo, l, 4, a->f1, I, a->h1);
 		gelu_forward(c, a->f2, a->f1, (size_t)N * (size_t)I, cf->act);
 		nn_copy(c, a->res2, a->h1, F);
-		linear_forward(c, a->res2, a->f2, LP("output.dense.weight"), LP("output.dense.bias"), N, I, C, NN_W_OUT_IN, 1);
-		lora_forward(c, w->lw, lo, l, 5, a->res2, C, a->f2);
+		if (drop) { /* h1 + dropout(dense(f2)) */
+			linear_forward(c, w->dtmp, a->f2, LP("output.dense.weight"), LP("output.dense.bias"), N, I, C, NN_W_OUT_IN, 0);
+			lora_forward(c, w->lw, lo, l, 5, w->dtmp, C, a->f2);
+			dropout_add(c, a->res2, w->dtmp, (size_t)N * (size_t)C, p, ds, DROP_FFN(l));
+		} else {
+			linear_forward(c, a->res2, a->f2, LP("output.dense.weight"), LP("output.dense.bias"), N, I, C, NN_W_OUT_IN, 1);
+			lora_forward(c, w->lw, lo, l, 5, a->res2, C, a->f2);
+		}
 		layernorm_forward(c, a->out, a->m2, a->r2, a->res2, LP("output.LayerNorm.weight"), LP("output.LayerNorm.bias"), N,
 		                  C, cf->eps);
 	}
@@ -713,7 +752,12 @@ double bert_forward(const bert *m, bert_ws *w, const bert_batch *bt)
 		tanh_forward(c, w->pool, w->pool1, (size_t)B * (size_t)C);
 	}
 	if (cf->head == BERT_SEQCLS) {
-		linear_forward(c, w->logits, w->pool, par(m, "classifier.weight"), par(m, "classifier.bias"), B, C, K, NN_W_OUT_IN, 0);
+		const float *ci = w->pool;
+		if (drop) {
+			dropout_forward(c, w->cin, w->pool, (size_t)B * (size_t)C, p, ds, DROP_CLS);
+			ci = w->cin;
+		}
+		linear_forward(c, w->logits, ci, par(m, "classifier.weight"), par(m, "classifier.bias"), B, C, K, NN_W_OUT_IN, 0);
 		if (cf->problem == BERT_SINGLE && bt->labels_i) {
 			memcpy(w->lab_i, bt->labels_i, (size_t)B * sizeof *w->lab_i);
 			loss = softmax_crossentropy(c, w->dlogits, w->logits, w->lab_i, B, K, NULL);
@@ -726,7 +770,12 @@ double bert_forward(const bert *m, bert_ws *w, const bert_batch *bt)
 			w->labelled = 0;
 		}
 	} else if (cf->head == BERT_TOKCLS) {
-		linear_forward(c, w->logits, h, par(m, "classifier.weight"), par(m, "classifier.bias"), N, C, K, NN_W_OUT_IN, 0);
+		const float *ci = h;
+		if (drop) {
+			dropout_forward(c, w->cin, h, (size_t)N * (size_t)C, p, ds, DROP_CLS);
+			ci = w->cin;
+		}
+		linear_forward(c, w->logits, ci, par(m, "classifier.weight"), par(m, "classifier.bias"), N, C, K, NN_W_OUT_IN, 0);
 		if (bt->labels_i) {
 			memcpy(w->lab_i, bt->labels_i, (size_t)N * sizeof *w->lab_i);
 			loss = softmax_crossentropy(c, w->dlogits, w->logits, w->lab_i, N, K, NULL);
@@ -781,21 +830,35 @@ void bert_backward(const bert *m, bert_ws *w)
 	const uint8_t *mask = w->has_mask ? w->mask : NULL;
 	const float *h = bert_hidden(w);
 	char nm[96];
+	int drop = w->dropped;
+	float p = cf->dropout;
+	uint64_t ds = w->drop_seed;
 	nn_zero(c, w->gOut, F);
 	if (cf->head == BERT_SEQCLS) {
 		nn_zero(c, w->gP1, (size_t)B * (size_t)C * sizeof(float));
 		nn_zero(c, w->gP2, (size_t)B * (size_t)C * sizeof(float));
 		nn_zero(c, w->gCls, (size_t)B * (size_t)C * sizeof(float));
-		linear_backward(c, w->gP1, grd(m, w, "classifier.weight"), grd(m, w, "classifier.bias"), w->dlogits, w->pool,
-		                par(m, "classifier.weight"), B, C, K, NN_W_OUT_IN);
+		linear_backward(c, w->gP1, grd(m, w, "classifier.weight"), grd(m, w, "classifier.bias"), w->dlogits,
+		                drop ? w->cin : w->pool, par(m, "classifier.weight"), B, C, K, NN_W_OUT_IN);
+		if (drop) { /* through the classifier's dropout */
+			size_t BC = (size_t)B * (size_t)C;
+			nn_zero(c, w->dtmp, BC * sizeof(float));
+			dropout_backward(c, w->dtmp, w->gP1, BC, p, ds, DROP_CLS);
+			nn_copy(c, w->gP1, w->dtmp, BC * sizeof(float));
+		}
 		tanh_backward(c, w->gP2, w->gP1, w->pool, (size_t)B * (size_t)C);
 		linear_backward(c, w->gCls, grd(m, w, "bert.pooler.dense.weight"), grd(m, w, "bert.pooler.dense.bias"), w->gP2,
 		                w->cls, par(m, "bert.pooler.dense.weight"), B, C, C, NN_W_OUT_IN);
 		for (int b = 0; b < B; b++)
 			nn_copy(c, w->gOut + (size_t)b * (size_t)T * (size_t)C, w->gCls + (size_t)b * (size_t)C, (size_t)C * sizeof(float));
 	} else if (cf->head == BERT_TOKCLS) {
-		linear_backward(c, w->gOut, grd(m, w, "classifier.weight"), grd(m, w, "classifier.bias"), w->dlogits, h,
-		                par(m, "classifier.weight"), N, C, K, NN_W_OUT_IN);
+		linear_backward(c, w->gOut, grd(m, w, "classifier.weight"), grd(m, w, "classifier.bias"), w->dlogits,
+		                drop ? w->cin : h, par(m, "classifier.weight"), N, C, K, NN_W_OUT_IN);
+		if (drop) {
+			nn_zero(c, w->dtmp, F);
+			dropout_backward(c, w->dtmp, w->gOut, (size_t)N * (size_t)C, p, ds, DROP_CLS);
+			nn_copy(c, w->gOut, w->dtmp, F);
+		}
 	} else if (cf->head == BERT_MLM) {
 		int M = w->M, sp = M < N || w->sparse;
 		size_t FM = (size_t)M * (size_t)C * sizeof(float);
@@ -824,10 +887,16 @@ void bert_backward(const bert *m, bert_ws *w)
 		layernorm_backward(c, w->gRes, LG("output.LayerNorm.weight"), LG("output.LayerNorm.bias"), w->gOut, a->res2,
 		                   LP("output.LayerNorm.weight"), a->m2, a->r2, N, C);
 		nn_copy(c, w->gMid, w->gRes, F);
+		const float *gd = w->gRes; /* the dense layer's output gradient: through its dropout */
+		if (drop) {
+			nn_zero(c, w->dtmp, F);
+			dropout_backward(c, w->dtmp, w->gRes, (size_t)N * (size_t)C, p, ds, DROP_FFN(l));
+			gd = w->dtmp;
+		}
 		nn_zero(c, w->gF2, FI);
-		linear_backward(c, w->gF2, LG("output.dense.weight"), LG("output.dense.bias"), w->gRes, a->f2,
+		linear_backward(c, w->gF2, LG("output.dense.weight"), LG("output.dense.bias"), gd, a->f2,
 		                LP("output.dense.weight"), N, I, C, NN_W_OUT_IN);
-		lora_backward(c, w->lw, lo, l, 5, w->gF2, w->gRes, C, a->f2);
+		lora_backward(c, w->lw, lo, l, 5, w->gF2, gd, C, a->f2);
 		nn_zero(c, w->gF1, FI);
 		gelu_backward(c, w->gF1, w->gF2, a->f1, (size_t)N * (size_t)I, cf->act);
 		linear_backward(c, w->gMid, LG("intermediate.dense.weight"), LG("intermediate.dense.bias"), w->gF1, a->h1,
@@ -838,10 +907,16 @@ void bert_backward(const bert *m, bert_ws *w)
 		layernorm_backward(c, w->gRes, LG("attention.output.LayerNorm.weight"), LG("attention.output.LayerNorm.bias"),
 		                   w->gMid, a->res1, LP("attention.output.LayerNorm.weight"), a->m1, a->r1, N, C);
 		nn_copy(c, w->gIn, w->gRes, F);
+		gd = w->gRes;
+		if (drop) {
+			nn_zero(c, w->dtmp, F);
+			dropout_backward(c, w->dtmp, w->gRes, (size_t)N * (size_t)C, p, ds, DROP_ATT(l));
+			gd = w->dtmp;
+		}
 		nn_zero(c, w->gCtx, F);
-		linear_backward(c, w->gCtx, LG("attention.output.dense.weight"), LG("attention.output.dense.bias"), w->gRes, a->ctx,
+		linear_backward(c, w->gCtx, LG("attention.output.dense.weight"), LG("attention.output.dense.bias"), gd, a->ctx,
 		                LP("attention.output.dense.weight"), N, C, C, NN_W_OUT_IN);
-		lora_backward(c, w->lw, lo, l, 3, w->gCtx, w->gRes, C, a->ctx);
+		lora_backward(c, w->lw, lo, l, 3, w->gCtx, gd, C, a->ctx);
 		nn_zero(c, w->gQKV, 3 * F);
 		attention_backward(c, w->gQKV, w->gCtx, a->qkv, mask, B, T, C, H, 0);
 		linear_backward(c, w->gIn, LG("attention.self.query.weight"), LG("attention.self.query.bias"), w->gQKV, a->x,
@@ -855,6 +930,11 @@ void bert_backward(const bert *m, bert_ws *w)
 	/* embeddings (frozen with adapters) */
 	if (!w->g)
 		return;
+	if (drop) { /* through the embeddings' dropout */
+		nn_zero(c, w->dtmp, F);
+		dropout_backward(c, w->dtmp, w->gOut, (size_t)N * (size_t)C, p, ds, DROP_EMB);
+		nn_copy(c, w->gOut, w->dtmp, F);
+	}
 	nn_zero(c, w->gRes, F);
 	layernorm_backward(c, w->gRes, grd(m, w, "bert.embeddings.LayerNorm.weight"), grd(m, w, "bert.embeddings.LayerNorm.bias"),
 	                   w->gOut, w->emb, par(m, "bert.embeddings.LayerNorm.weight"), w->me, w->re, N, C);

@@ -46,7 +46,7 @@ typedef struct bert_config {
 	int nlabels;          /* classifier outputs */
 	int problem;          /* BERT_SINGLE | BERT_MULTI | BERT_REGRESSION (sequence classification) */
 	int pad_id;
-	float dropout;        /* hidden_dropout_prob, applied while training */
+	float dropout;        /* hidden_dropout_prob, applied while training (bert_ws_dropout) */
 } bert_config;
 
 typedef struct bert {
@@ -93,6 +93,14 @@ void bert_ws_free(bert_ws *w);
 size_t bert_ws_bytes(const bert_ws *w);
 /* Dropout (hidden_dropout_prob) for the next forward and backward, masks
  * from seed; 0 turns it off (evaluation). */
+void bert_ws_dropout(bert_ws *w, uint64_t seed);
+
+/* Dropout for the next forward and backward (hidden_dropout_prob, as
+ * transformers applies it: after the embeddings' LayerNorm, on each
+ * block's attention-output and output dense layers before their residual
+ * add, and on the classifier's input), masks from seed; 0 turns it off.
+ * The workspace must have been made for a config with dropout > 0.
+ * Attention probabilities are not dropped. */
 void bert_ws_dropout(bert_ws *w, uint64_t seed);
 
 /* Masked LM while training: the head (transform and decoder over the

@@ -231,6 +231,12 @@ static inline void dropout_backward(nn_ctx *c, float *dx, const float *dy, size_
 {
 	c->ops->dropout_backward(c, dx, dy, n, p, seed, stream);
 }
+/* y += dropout(x): a residual branch's dropout, added in. The same
+ * arithmetic as dropout_backward (dx += dy ⊙ mask), which it calls. */
+static inline void dropout_add(nn_ctx *c, float *y, const float *x, size_t n, float p, uint64_t seed, uint64_t stream)
+{
+	c->ops->dropout_backward(c, y, x, n, p, seed, stream);
+}
 
 /* The plain references (engine/nn/ref.c), one loop nest per layer in double
  * where it matters, single-threaded: what the tests hold the backend to. */

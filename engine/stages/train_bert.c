@@ -52,8 +52,11 @@ static double bert_step(void *ud, const uint32_t *idx, int nb, uint64_t step, fl
 			l->lab[b] = b < nb ? (int32_t)l->ytr[idx[b]] : -1;
 	}
 	bert_batch bb = {l->ids, l->types, l->mask, l->lab, NULL};
+	/* hidden_dropout_prob: masks from the seed and the step, validation without */
+	bert_ws_dropout(l->ws, train_mix(l->seed ^ (step * 0x9E3779B97F4A7C15ull) ^ 0x64726f70ull) | 1);
 	double loss = bert_forward(l->m, l->ws, &bb);
 	bert_backward(l->m, l->ws);
+	bert_ws_dropout(l->ws, 0);
 	*grad = l->m->lora ? bert_lora_grad(l->ws) : bert_grad(l->ws);
 	return loss;
 }
@@ -181,8 +184,8 @@ int train_bert(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, const k
 	if (bert_load_dir(&c->err, &m, base->path) != 0)
 		return herr_prefix(&c->err, "train: base %s", base->label);
 	if (m.cfg.dropout > 0)
-		kctx_log(c, "train: hone trains BERT without dropout (the config's hidden_dropout_prob %.2g is kept in config.json "
-		         "but not applied)", m.cfg.dropout);
+		kctx_log(c, "train: dropout %.2g (the config's hidden_dropout_prob) on the embeddings, each block's dense outputs "
+		         "and the classifier's input; attention probabilities are not dropped", m.cfg.dropout);
 	lm_split tr, va;
 	memset(&va, 0, sizeof va);
 	ml_split ytr, yva;

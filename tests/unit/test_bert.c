@@ -252,6 +252,63 @@ static void test_lora_peft(void **st)
 	bert_free(&m);
 }
 
+/* Dropout (hidden_dropout_prob 0.3 on the classifier fixture): it changes
+ * the loss, the same seed gives the same loss, seed 0 gives transformers'
+ * value again, and backward matches finite differences through the masks */
+static void test_dropout(void **st)
+{
+	(void)st;
+	herr e;
+	bert m;
+	assert_int_equal(bert_load_dir(&e, &m, "tests/fixtures/bert/seqcls"), 0);
+	m.cfg.dropout = 0.3f;
+	ref f;
+	ref_open(&f, "tests/fixtures/bert/seqcls");
+	bert_ws *w = bert_ws_new(&m, f.B, f.T, 2);
+	bert_batch b = {f.ids, f.types, f.mask, f.li, NULL};
+	double plain = bert_forward(&m, w, &b), want = num(json_member(f.r, "loss", 4));
+	assert_true(fabs(plain - want) < 1e-4 * want);
+	bert_ws_dropout(w, 77);
+	double l1 = bert_forward(&m, w, &b), l2 = bert_forward(&m, w, &b);
+	assert_true(l1 == l2);
+	assert_true(fabs(l1 - plain) > 1e-4);
+	memset(bert_grad(w), 0, m.nparams * sizeof(float));
+	bert_backward(&m, w);
+	float *g = xmalloc(m.nparams * sizeof(float));
+	memcpy(g, bert_grad(w), m.nparams * sizeof(float));
+	/* a few parameters of every kind: embeddings, attention, MLP, LayerNorm, pooler, classifier */
+	const char *names[] = {"bert.embeddings.word_embeddings.weight", "bert.embeddings.LayerNorm.weight",
+	                       "bert.encoder.layer.0.attention.self.query.weight", "bert.encoder.layer.0.attention.output.dense.weight",
+	                       "bert.encoder.layer.1.output.dense.weight", "bert.encoder.layer.1.intermediate.dense.bias",
+	                       "bert.pooler.dense.weight", "classifier.weight"};
+	size_t bad = 0, tried = 0;
+	for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
+		const model_tensor *t = bert_find(&m, names[k]);
+		for (size_t j = 0; j < t->n; j += t->n / 5 + 1) {
+			float *x = m.p + t->off + j, keep = *x;
+			*x = keep + 1e-2f;
+			double up = bert_forward(&m, w, &b);
+			*x = keep - 1e-2f;
+			double dn = bert_forward(&m, w, &b);
+			*x = keep;
+			double fd = (up - dn) / 2e-2, an = g[t->off + j];
+			tried++;
+			if (fabs(fd - an) > 2e-3 + 3e-2 * fabs(fd)) {
+				bad++;
+				print_message("%s[%zu]: backward %.6g, finite difference %.6g\n", names[k], j, an, fd);
+			}
+		}
+	}
+	assert_true(tried > 30);
+	assert_int_equal(bad, 0);
+	bert_ws_dropout(w, 0);
+	assert_true(fabs(bert_forward(&m, w, &b) - plain) < 1e-12);
+	free(g);
+	bert_ws_free(w);
+	ref_close(&f);
+	bert_free(&m);
+}
+
 /* hone's own files: saved and loaded again, the same parameters and head;
  * a new head on a trained encoder; broken checkpoints refused */
 static void test_save_load_heads(void **st)
@@ -313,6 +370,7 @@ int main(void)
 		cmocka_unit_test(test_mlm),
 		cmocka_unit_test(test_lora_peft),
 		cmocka_unit_test(test_save_load_heads),
+		cmocka_unit_test(test_dropout),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
