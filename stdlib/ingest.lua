@@ -41,8 +41,8 @@ return {
       end
     end
     for k, v in pairs(p.types or {}) do
-      local ok = ({ string = 1, int = 1, float = 1, bool = 1, category = 1 })[v]
-      if not ok then return "types." .. tostring(k) .. ": expected string, int, float, bool or category, got " .. tostring(v) end
+      local ok = ({ string = 1, int = 1, float = 1, bool = 1, category = 1, json = 1 })[v]
+      if not ok then return "types." .. tostring(k) .. ": expected string, int, float, bool, category or json (a JSON value kept as its text), got " .. tostring(v) end
       if p.fields and not p.fields[k] and k ~= "text" and k ~= "label" then return "types." .. k .. ": no such field in fields" end
     end
     if p.delimiter and #p.delimiter ~= 1 then return "parameter 'delimiter' must be one character" end

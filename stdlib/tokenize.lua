@@ -30,6 +30,7 @@ return {
     template = { type = "string", doc = "the prompt, with {field} placeholders (defaults: \"{prompt}\"; Alpaca's for instruction)" },
     completion = { type = "string", doc = "the completion field (default: completion; output for instruction)" },
     tags = { type = "string", doc = "WordPiece tagging: a field of tags, one per whitespace-separated word of the text (labels.i32: the tag on each word's first piece)" },
+    spans = { type = "string", doc = "WordPiece tagging from entity spans: a field of [[start, end, \"TYPE\"], ...] in characters of the text (ingest it with types = { field = \"json\" }); words become B-/I-TYPE or O" },
   },
   validate = function(p)
     if p.pack and p.max_len == 0 then return "pack = true needs max_len, the block length" end

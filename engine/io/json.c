@@ -469,3 +469,28 @@ int json_int(const jnode *j, long long lo, long long hi, long long *v)
 	*v = (long long)d;
 	return 0;
 }
+
+void json_write_node(buf *out, const jnode *j)
+{
+	switch (j->t) {
+	case J_NULL: buf_adds(out, "null"); break;
+	case J_FALSE: buf_adds(out, "false"); break;
+	case J_TRUE: buf_adds(out, "true"); break;
+	case J_NUM: buf_add(out, j->s, j->len); break;
+	case J_STR: buf_json_strn(out, j->s, j->len); break;
+	case J_ARR:
+	case J_OBJ:
+		buf_addc(out, j->t == J_ARR ? '[' : '{');
+		for (const jnode *k = j->kid; k; k = k->next) {
+			if (k != j->kid)
+				buf_addc(out, ',');
+			if (j->t == J_OBJ) {
+				buf_json_strn(out, k->key, k->klen);
+				buf_addc(out, ':');
+			}
+			json_write_node(out, k);
+		}
+		buf_addc(out, j->t == J_ARR ? ']' : '}');
+		break;
+	}
+}

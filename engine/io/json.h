@@ -61,6 +61,10 @@ const jnode *json_path(const jnode *root, const char *path);
 int json_number(const jnode *j, double *v);
 /* A number node that is an integer within [lo, hi] (-1 otherwise). */
 int json_int(const jnode *j, long long lo, long long hi, long long *v);
+/* The value as compact JSON text, appended to out (strings escaped, numbers
+ * as they were written, members in their order). */
+struct buf;
+void json_write_node(struct buf *out, const jnode *j);
 
 void json_line_col(const char *p, size_t off, size_t *line, size_t *col);
 

@@ -38,6 +38,7 @@ typedef struct field {
 	int idx;        /* writer field */
 	int col;        /* CSV: column index of the current file, -1 if absent */
 	char *mail;     /* "path@body" / "path@subject": a part of an RFC 822 message */
+	int json;       /* types.<name> = "json": any JSON value, kept as its JSON text */
 } field;
 
 typedef struct reason {
@@ -305,6 +306,14 @@ static int json_record(ing *g, const jnode *doc, size_t line, size_t base)
 		const jnode *v = json_path(doc, g->f[k].path);
 		if (!v || v->t == J_NULL) {
 			rc = missing(g, k, line);
+			continue;
+		}
+		if (g->f[k].json) {
+			buf js;
+			buf_init(&js);
+			json_write_node(&js, v);
+			rc = put_scalar(g, k, js.p, js.len, line, base + v->off);
+			buf_free(&js);
 			continue;
 		}
 		if (g->f[k].mail && v->t == J_STR) {
@@ -781,9 +790,10 @@ static int setup_fields(ing *g)
 	for (size_t i = 0; i < g->nf; i++) {
 		field *f = &g->f[i];
 		const char *t = hval_get_str(types, f->name, NULL);
-		f->type = t ? rec_type_parse(t) : (!strcmp(f->name, "label") ? REC_CAT : REC_STR);
+		f->json = t && !strcmp(t, "json"); /* CSV and text input: the column's text as it is */
+		f->type = f->json ? REC_STR : t ? rec_type_parse(t) : (!strcmp(f->name, "label") ? REC_CAT : REC_STR);
 		if (!f->type)
-			return kctx_fail(g->c, "ingest: types.%s = \"%s\": expected string, int, float, bool or category", f->name, t);
+			return kctx_fail(g->c, "ingest: types.%s = \"%s\": expected string, int, float, bool, category or json", f->name, t);
 		f->required = 1;
 		if (req && req->t == HV_LIST) {
 			f->required = 0;

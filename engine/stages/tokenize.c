@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "../io/bpe.h"
+#include "../io/json.h"
 #include "../io/wordpiece.h"
 #include "../io/records.h"
 #include "../kernel.h"
@@ -413,6 +414,7 @@ typedef struct tspec {
 	int f_input;            /* -1: no alternative template */
 	int f_completion;
 	int f_tags;             /* WordPiece tagging: one label per whitespace word of f, or -1 */
+	int spans;              /* f_tags holds entity spans [[start, end, "TYPE"], ...] instead */
 	char **tags;            /* the tag set, sorted; a tag's id is its index */
 	size_t ntags;
 } tspec;
@@ -474,6 +476,7 @@ typedef struct row_ids {
 	int32_t *labels;  /* tagging: per id, the word's tag on its first piece, else -100 */
 	size_t lcap;
 	long long bad_words, bad_tags; /* tagging: the counts when they differ (else -1) */
+	char bad_span[96];             /* spans: what is wrong with the row's spans, or "" */
 	int cut;          /* tagging: the row was cut to max_len */
 } row_ids;
 
@@ -576,10 +579,91 @@ static void encode_rows(void *ud, int t, int nt)
 	}
 }
 
+typedef struct span {
+	size_t start, end; /* bytes of the text */
+	const char *type;
+	size_t tlen;
+} span;
+
+/* A spans field, [[start, end, "TYPE"], ...] in characters (code points)
+ * of text, end exclusive, as spaCy and doccano write them, into byte spans
+ * (the arena holds the types); NULL with why when it is not that. */
+static span *parse_spans(jarena *a, const char *js, size_t jn, const char *text, size_t tn, size_t *n, char *why,
+                         size_t wn)
+{
+	jerror je;
+	const jnode *r = json_parse(a, js, jn, &je);
+	*n = 0;
+	if (!r || r->t != J_ARR) {
+		snprintf(why, wn, "expected a JSON list of [start, end, \"TYPE\"]");
+		return NULL;
+	}
+	span *sp = xcalloc(r->n + 1, sizeof *sp);
+	/* code point offsets to bytes: the byte where each code point starts */
+	size_t ncp = 0;
+	for (size_t i = 0; i < tn; i++)
+		ncp += ((unsigned char)text[i] & 0xC0) != 0x80;
+	size_t *at = xmalloc((ncp + 1) * sizeof *at), c = 0;
+	for (size_t i = 0; i < tn; i++)
+		if (((unsigned char)text[i] & 0xC0) != 0x80)
+			at[c++] = i;
+	at[ncp] = tn;
+	for (const jnode *e = r->kid; e; e = e->next) {
+		long long st, en;
+		const jnode *k0 = e->t == J_ARR ? e->kid : NULL, *k1 = k0 ? k0->next : NULL, *k2 = k1 ? k1->next : NULL;
+		if (!k2 || k2->t != J_STR || json_int(k0, 0, (long long)ncp, &st) || json_int(k1, 0, (long long)ncp, &en) ||
+		    en <= st || !k2->len) {
+			snprintf(why, wn, "span %zu: expected [start, end, \"TYPE\"] with 0 <= start < end <= %zu", *n + 1, ncp);
+			free(sp);
+			free(at);
+			return NULL;
+		}
+		sp[*n] = (span){at[st], at[en], k2->s, k2->len};
+		(*n)++;
+	}
+	free(at);
+	return sp;
+}
+
 static void encode_tagged(const enc_job *j, wordpiece_cache *cache, const char *s, size_t n, const char *tg, size_t tn,
                           row_ids *o)
 {
 	const tspec *ts = j->ts;
+	o->bad_span[0] = 0;
+	if (ts->spans) {
+		/* spans to word tags: a word that overlaps a span is B- (the span's
+		 * first word) or I- of its type; the others O */
+		jarena *a = json_arena_new();
+		size_t ns, at = 0, ws, wl, last = (size_t)-1;
+		span *sp = parse_spans(a, tg, tn, s, n, &ns, o->bad_span, sizeof o->bad_span);
+		buf tags;
+		buf_init(&tags);
+		while (sp && next_word(s, n, &at, &ws, &wl)) {
+			size_t k = 0;
+			while (k < ns && !(sp[k].start < ws + wl && sp[k].end > ws))
+				k++;
+			if (tags.len)
+				buf_addc(&tags, ' ');
+			if (k == ns)
+				buf_adds(&tags, "O");
+			else
+				buf_printf(&tags, "%s-%.*s", k == last ? "I" : "B", (int)sp[k].tlen, sp[k].type);
+			last = k < ns ? k : (size_t)-1;
+		}
+		if (sp) {
+			tspec t2 = *ts;
+			t2.spans = 0;
+			enc_job j2 = *j;
+			j2.ts = &t2;
+			encode_tagged(&j2, cache, s, n, tags.p ? tags.p : "", tags.len, o);
+		} else {
+			o->n = 0;
+		}
+		free(sp);
+		buf_free(&tags);
+		json_arena_free(a);
+		return;
+	}
 	wordpiece_special sp = wordpiece_specials(j->wp);
 	size_t at = 0, ta = 0, ws, wl, tws, twl;
 	long long words = 0, tags = 0;
@@ -670,8 +754,12 @@ static int tokenize_one(kctx *c, const bpe *b, const wordpiece *wp, const hval *
 	const char *format = hval_get_str(p, "format", "text");
 	const char *field = hval_get_str(p, "field", "text");
 	int prompt_mode = strcmp(format, "text") != 0;
-	tspec ts = {-1, -1, NULL, NULL, 0, 0, -1, -1, -1, tagset, ntags};
+	tspec ts = {-1, -1, NULL, NULL, 0, 0, -1, -1, -1, 0, tagset, ntags};
 	const char *tags = hval_get_str(p, "tags", NULL);
+	if (!tags && hval_get_str(p, "spans", NULL)) {
+		tags = hval_get_str(p, "spans", NULL);
+		ts.spans = 1;
+	}
 	uint8_t *drop = xcalloc(r.nfields + 1, 1);
 	const hval *fl = hval_get(p, "fields");
 	const char *field2 = NULL;
@@ -687,8 +775,8 @@ static int tokenize_one(kctx *c, const bpe *b, const wordpiece *wp, const hval *
 		kctx_fail(c, "tokenize: fields = { \"%s\", \"%s\" }: pairs of texts need a WordPiece tokenizer", field, field2);
 		rc = herr_hint(&c->err, "use one field with a byte-level BPE, or a tokenizer { kind = \"wordpiece\" }");
 	} else if (tags && (!wp || field2 || prompt_mode || hval_get_bool(p, "pack", 0))) {
-		kctx_fail(c, "tokenize: tags = \"%s\" (tagging) needs a WordPiece tokenizer, one text field, format = \"text\" "
-		          "and no pack", tags);
+		kctx_fail(c, "tokenize: %s = \"%s\" (tagging) needs a WordPiece tokenizer, one text field, format = \"text\" "
+		          "and no pack", ts.spans ? "spans" : "tags", tags);
 		rc = herr_hint(&c->err, "tokenize the words with a tokenizer { kind = \"wordpiece\" } (a BERT's)");
 	} else if (!prompt_mode) {
 		ts.f = recr_find(&r, field);
@@ -820,10 +908,15 @@ static int tokenize_one(kctx *c, const bpe *b, const wordpiece *wp, const hval *
 			crew_run(cw, encode_rows, &job);
 		}
 		row_ids *ro = &block[row - base];
+		if (ts.f_tags >= 0 && ro->bad_span[0]) {
+			rc = kctx_fail(c, "tokenize: %s: row %llu: spans in '%s': %s", label, (unsigned long long)row + 1, tags,
+			               ro->bad_span);
+			break;
+		}
 		if (ts.f_tags >= 0 && ro->bad_words >= 0) {
 			rc = kctx_fail(c, "tokenize: %s: row %llu: %lld words in '%s' but %lld tags in '%s' (one tag per "
 			               "whitespace-separated word)", label, (unsigned long long)row + 1, ro->bad_words, field,
-			               ro->bad_tags, hval_get_str(p, "tags", ""));
+			               ro->bad_tags, tags);
 			break;
 		}
 		if (ts.f_tags >= 0 && ro->cut)
@@ -990,7 +1083,8 @@ static int tokenize_one(kctx *c, const bpe *b, const wordpiece *wp, const hval *
 			if (ts.f_tags >= 0) {
 				/* tagging: labels.i32 holds each id's tag index (-100: not scored) */
 				buf_adds(&js, ", \"tag_field\": ");
-				buf_json_str(&js, hval_get_str(p, "tags", ""));
+				buf_json_str(&js, tags);
+				buf_printf(&js, ", \"tag_source\": \"%s\"", ts.spans ? "spans" : "tags");
 				buf_adds(&js, ", \"tags\": [");
 				for (size_t k = 0; k < ts.ntags; k++) {
 					buf_adds(&js, k ? ", " : "");
@@ -1039,7 +1133,48 @@ static int tokenize_one(kctx *c, const bpe *b, const wordpiece *wp, const hval *
 }
 
 /* the distinct whitespace-separated tags of field f in one dataset, added to *set */
-static int tags_of(kctx *c, const char *dir, const char *field, char ***set, size_t *n)
+static int add_tag(char ***set, size_t *n, const char *t, size_t tl)
+{
+	for (size_t k = 0; k < *n; k++)
+		if (strlen((*set)[k]) == tl && !memcmp((*set)[k], t, tl))
+			return 0;
+	if (*n >= 4096)
+		return -1;
+	*set = xrealloc(*set, (*n + 1) * sizeof **set);
+	(*set)[(*n)++] = xstrndup(t, tl);
+	return 0;
+}
+
+/* the B-/I- tags of every span type in field f, and O */
+static int span_tags_of(kctx *c, rec_reader *r, int ft, int fx, const char *dir, const char *field, char ***set, size_t *n)
+{
+	int rc = add_tag(set, n, "O", 1);
+	for (uint64_t row = 0; row < r->rows && rc == 0; row++) {
+		size_t len, tl;
+		const char *s = recr_str(r, ft, row, &len), *tx = fx >= 0 ? recr_str(r, fx, row, &tl) : NULL;
+		jarena *a = json_arena_new();
+		size_t ns;
+		char why[96];
+		span *sp = parse_spans(a, s ? s : "[]", s ? len : 2, tx ? tx : "", tx ? tl : 0, &ns, why, sizeof why);
+		if (!sp)
+			rc = kctx_fail(c, "tokenize: %s: row %llu: spans in '%s': %s", dir, (unsigned long long)row + 1, field, why);
+		for (size_t k = 0; sp && k < ns && rc == 0; k++) {
+			char t[160];
+			int m = snprintf(t, sizeof t, "B-%.*s", (int)(sp[k].tlen < 100 ? sp[k].tlen : 100), sp[k].type);
+			rc = add_tag(set, n, t, (size_t)m);
+			t[0] = 'I';
+			if (rc == 0)
+				rc = add_tag(set, n, t, (size_t)m);
+			if (rc)
+				rc = kctx_fail(c, "tokenize: '%s' has more than 4096 distinct tags", field);
+		}
+		free(sp);
+		json_arena_free(a);
+	}
+	return rc;
+}
+
+static int tags_of(kctx *c, const char *dir, const char *field, const char *text, int spans, char ***set, size_t *n)
 {
 	rec_reader r;
 	char *path = path_join(dir, RECORDS_FILE);
@@ -1051,6 +1186,11 @@ static int tags_of(kctx *c, const char *dir, const char *field, char ***set, siz
 	if (f < 0 || (r.fields[f].type != REC_STR && r.fields[f].type != REC_CAT)) {
 		recr_close(&r);
 		return 0; /* tokenize_one says which field is missing */
+	}
+	if (spans) {
+		rc = span_tags_of(c, &r, f, recr_find(&r, text), dir, field, set, n);
+		recr_close(&r);
+		return rc;
 	}
 	for (uint64_t row = 0; row < r.rows && rc == 0; row++) {
 		size_t len, at = 0, ws, wl;
@@ -1082,12 +1222,13 @@ static int tags_of(kctx *c, const char *dir, const char *field, char ***set, siz
 	return rc;
 }
 
-static int collect_tags(kctx *c, const char *path, const char *field, char ***set, size_t *n)
+static int collect_tags(kctx *c, const char *path, const char *field, const char *text, int spans, char ***set,
+                        size_t *n)
 {
 	char *top = path_join(path, RECORDS_FILE);
 	int rc = 0;
 	if (fs_exists(top)) {
-		rc = tags_of(c, path, field, set, n);
+		rc = tags_of(c, path, field, text, spans, set, n);
 	} else {
 		char **files = NULL;
 		size_t nf = 0;
@@ -1097,7 +1238,7 @@ static int collect_tags(kctx *c, const char *path, const char *field, char ***se
 			if (l <= fl + 1 || strcmp(files[i] + l - fl, RECORDS_FILE) || files[i][l - fl - 1] != '/')
 				continue;
 			char *rel = xstrndup(files[i], l - fl - 1), *dir = path_join(path, rel);
-			rc = tags_of(c, dir, field, set, n);
+			rc = tags_of(c, dir, field, text, spans, set, n);
 			free(rel);
 			free(dir);
 		}
@@ -1138,9 +1279,14 @@ static int k_tokenize(kctx *c, const hval *params, const kinput *in, size_t nin,
 	/* tagging: the tag set of every part, so that a tag has one id in all */
 	char **tagset = NULL;
 	size_t ntags = 0;
-	const char *tags = hval_get_str(params, "tags", NULL);
-	rc = tags ? collect_tags(c, data->path, tags, &tagset, &ntags) : 0;
+	const char *tags = hval_get_str(params, "tags", NULL), *spans = hval_get_str(params, "spans", NULL);
+	const char *tfield = hval_get(params, "fields") ? hval_get(params, "fields")->v[0].s : hval_get_str(params, "field", "text");
+	if (tags && spans)
+		rc = kctx_fail(c, "tokenize: give tags = \"...\" (one per word) or spans = \"...\" (character spans), not both");
+	else
+		rc = tags || spans ? collect_tags(c, data->path, tags ? tags : spans, tfield, spans && !tags, &tagset, &ntags) : 0;
 	if (rc) {
+		strv_free(tagset, ntags);
 		free(top);
 		bpe_free(b);
 		wordpiece_free(wp);
@@ -1189,7 +1335,7 @@ static int k_tokenize(kctx *c, const hval *params, const kinput *in, size_t nin,
 		if (strcmp(hval_get_str(params, "format", "text"), "text"))
 			kctx_metric(c, "no_completion", st.no_completion);
 	}
-	if (rc == 0 && tags)
+	if (rc == 0 && (tags || spans))
 		kctx_metric(c, "tags", (double)ntags);
 	strv_free(tagset, ntags);
 	free(st.lens);

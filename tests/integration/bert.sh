@@ -147,6 +147,25 @@ check "tagging with a byte-level BPE is refused" fails_with 1 "tags = \"ner\" (t
 sed 's/arch = "bert", //' t.lua > t4.lua
 check "tagging on a GPT-2 base is refused" fails_with 1 "tagging needs a BERT base" "$HONE" run t4.lua -q
 
+# character spans (code points, as spaCy and doccano write them) give the same labels as the word
+# tags (the tag sets equal: spans make B- and I- of every type)
+cat > sp.jsonl <<'J'
+{"text": "Zoë lives in São Paulo .", "ents": [[0, 3, "PER"], [13, 22, "LOC"]], "ner": "B-PER O O B-LOC I-LOC O"}
+{"text": "John Smith met Mary .", "ents": [[0, 10, "PER"], [15, 19, "PER"]], "ner": "B-PER I-PER O B-PER O"}
+{"text": "nothing here", "ents": [], "ner": "O O"}
+J
+cat > sp.lua <<'LUA'
+local d = ingest { "sp.jsonl", fields = { text = "text", ents = "ents", ner = "ner" }, types = { ents = "json" } }
+local tok = tokenizer { d, kind = "wordpiece", vocab = 80 }
+tokenize { d, tok, spans = "ents", name = "from_spans" }
+tokenize { d, tok, tags = "ner", name = "from_tags" }
+LUA
+check "tagging from character spans (ingest types = json): the labels the word tags give" bash -c "'$HONE' run sp.lua -q &&
+	cmp \"\$('$HONE' show sp.lua from_spans | awk '/^path/ {print \$2}')labels.i32\" \"\$('$HONE' show sp.lua from_tags | awk '/^path/ {print \$2}')labels.i32\""
+sed 's/\[13, 22, "LOC"\]/[13, 99, "LOC"]/' sp.jsonl > sp_bad.jsonl
+sed 's/sp.jsonl/sp_bad.jsonl/' sp.lua > sp2.lua
+check "a span outside its text is an error naming the row" fails_with 1 "row 1: spans in 'ents': span 2: expected [start, end, \"TYPE\"]" "$HONE" run sp2.lua -q
+
 # --- errors ---------------------------------------------------------------------------------
 sed 's/local pre = train.*/local pre = train { ids.train, base = base, lr = 0.003, epochs = 1 }/' b.lua | sed '/mlm_score\|clf\|lc\|gclf\|export/d' > e1.lua
 check "a BERT base with neither output nor objective is refused" fails_with 1 "objective = \"mlm\"" "$HONE" run e1.lua -q

@@ -105,7 +105,7 @@ printf 'ingest { "in/u.jsonl", fields = { text = "text" }, utf8 = "replace" }\n'
 check "utf8 = replace" contains "$("$HONE" run u2.lua -q; rows u2.lua ingest)" "ok � here"
 check "unknown ingest parameter is caught at declaration" fails_with 2 "did you mean 'fields'" \
 	bash -c "printf 'ingest { \"in/u.jsonl\", feilds = {} }\n' > x.lua; '$HONE' run x.lua"
-check "a bad type name is caught at declaration" fails_with 2 "types.text: expected string, int, float, bool or category" \
+check "a bad type name is caught at declaration" fails_with 2 "types.text: expected string, int, float, bool, category or json" \
 	bash -c "printf 'ingest { \"in/u.jsonl\", fields = { text = \"text\" }, types = { text = \"str\" } }\n' > y.lua; '$HONE' run y.lua"
 
 # --- dedupe ----------------------------------------------------------------------
@@ -239,4 +239,12 @@ echo 'ingest { "zs/tr.jsonl.gz" }' > z.lua
 check "  ... a truncated stream is an error" fails_with 1 "zs/tr.jsonl.gz: corrupt or truncated archive: truncated gzip input" "$HONE" run z.lua
 echo 'ingest { "zs/d.jsonl.gz", max_bytes = 10 }' > z.lua
 check "  ... max_bytes bounds the decompressed size" fails_with 1 "zs/d.jsonl.gz[d.jsonl]: input exceeds max_bytes" "$HONE" run z.lua
+# types = { f = "json" }: any JSON value kept as its compact JSON text
+printf '{"t": "a", "v": [[0, 1, "X"], {"k": true, "n": 2.50}]}\n{"t": "b", "v": "s"}\n' > j.jsonl
+echo 'ingest { "j.jsonl", fields = { t = "t", v = "v" }, types = { v = "json" } }' > j.lua
+check "a json field keeps an array or object as its JSON text (numbers as written)" \
+	bash -c "'$HONE' run j.lua -q && '$HONE' show j.lua ingest --jsonl | jq -e -s '.[0].v == \"[[0,1,\\\"X\\\"],{\\\"k\\\":true,\\\"n\\\":2.50}]\" and .[1].v == \"\\\"s\\\"\"'"
+printf 't,v\na,1\n' > j.csv
+echo 'ingest { "j.csv", fields = { v = "v" }, types = { v = "json" } }' > j2.lua
+check "a json column of a CSV is its text as it is" bash -c "'$HONE' run j2.lua -q && '$HONE' show j2.lua ingest --jsonl | jq -e '.v == \"1\"'"
 done_testing
