@@ -14,6 +14,7 @@
 #include "ml/bundle.h"
 #include "ml/classifier.h"
 #include "ml/lmdata.h"
+#include "ml/metrics.h"
 #include "ml/mldata.h"
 #include "models/bert.h"
 #include "models/gpt2.h"
@@ -276,6 +277,8 @@ static void block_free(block *bl, const clf_model *m)
 
 struct seqm;
 static void seq_predict(struct seqm *sq, const clf_data *d, double *res);
+static void tag_row(struct seqm *sq, const wordpiece *wp, const clf_model *m, const char *s, size_t n, const char *id,
+                    FILE *out);
 
 static void emit(FILE *out, const clf_model *m, struct seqm *sq, block *bl, double *res)
 {
@@ -327,6 +330,7 @@ typedef struct seqm {
 	bert b;
 	int K, B, T, wT; /* wT: the length the workspace is made for */
 	int wp_special;  /* tokenize added [CLS] ... [SEP] (tokenize.json "special") */
+	int tagger;      /* a BertForTokenClassification: tags per word, and entities */
 	gpt2_ws *gw;
 	bert_ws *bw;
 	uint32_t *ids, *types;
@@ -348,8 +352,9 @@ static int seq_open(herr *e, seqm *sq, clf_model *m, const bundle *b, const char
 	int maxpos = 0;
 	if (rc == 0 && sq->arch == ARCH_BERT) {
 		rc = bert_load_dir(e, &sq->b, dir);
-		if (rc == 0 && (sq->b.cfg.head != BERT_SEQCLS || sq->b.cfg.problem != BERT_SINGLE))
-			rc = herr_set(e, "%s: a BERT without a single-label classifier head; predict serves classifiers", path);
+		sq->tagger = rc == 0 && sq->b.cfg.head == BERT_TOKCLS;
+		if (rc == 0 && !sq->tagger && (sq->b.cfg.head != BERT_SEQCLS || sq->b.cfg.problem != BERT_SINGLE))
+			rc = herr_set(e, "%s: a BERT without a single-label classifier or tagger head; predict serves those", path);
 		if (rc == 0) {
 			sq->K = sq->b.cfg.nlabels;
 			labels = sq->b.labels;
@@ -489,6 +494,108 @@ static void seq_predict(struct seqm *sq, const clf_data *d, double *res)
 	}
 }
 
+/* A tagger's answer for one text: each whitespace word encoded on its own
+ * (as tokenize { tags = ... } did), the tag predicted at its first piece,
+ * and the entities those tags make, with character (code point) offsets:
+ *   {"id": ..., "tags": ["B-PER", "O", ...], "entities": [{"type": "PER", "text": "John", "start": 0, "end": 4}]} */
+static void tag_row(struct seqm *sq, const wordpiece *wp, const clf_model *m, const char *s, size_t n, const char *id,
+                    FILE *out)
+{
+	wordpiece_special sp = wordpiece_specials(wp);
+	size_t cap = 64, nids = 0, nw = 0, wcap = 16, at = 0;
+	uint32_t *ids = xmalloc(cap * sizeof *ids);
+	size_t *first = xmalloc(wcap * sizeof *first), *wb = xmalloc(wcap * sizeof *wb), *we = xmalloc(wcap * sizeof *we);
+	size_t room = m->tok_max_len > 0 ? (size_t)m->tok_max_len - (sq->wp_special ? 1 : 0) : (size_t)-1;
+	if (sq->wp_special)
+		ids[nids++] = (uint32_t)sp.cls;
+	while (at < n) {
+		while (at < n && (s[at] == ' ' || s[at] == '\t' || s[at] == '\n' || s[at] == '\r'))
+			at++;
+		if (at >= n)
+			break;
+		size_t ws = at;
+		while (at < n && !(s[at] == ' ' || s[at] == '\t' || s[at] == '\n' || s[at] == '\r'))
+			at++;
+		size_t before = nids;
+		wordpiece_encode(wp, NULL, s + ws, at - ws, &ids, &nids, &cap);
+		if (nids > room)
+			nids = room;
+		if (nids == before) /* no piece (cut away, or nothing to encode): not tagged */
+			continue;
+		if (nw == wcap) {
+			wcap *= 2;
+			first = xrealloc(first, wcap * sizeof *first);
+			wb = xrealloc(wb, wcap * sizeof *wb);
+			we = xrealloc(we, wcap * sizeof *we);
+		}
+		first[nw] = before;
+		wb[nw] = ws;
+		we[nw++] = at;
+	}
+	if (sq->wp_special) {
+		if (nids + 1 > cap)
+			ids = xrealloc(ids, (cap = nids + 1) * sizeof *ids);
+		ids[nids++] = (uint32_t)sp.sep;
+	}
+	int T = (int)(nids ? nids : 1);
+	if (!sq->bw || sq->wT != T) {
+		bert_ws_free(sq->bw);
+		sq->bw = bert_ws_new(&sq->b, 1, T, 1);
+		sq->wT = T;
+	}
+	uint8_t *mk = xmalloc((size_t)T);
+	memset(mk, 1, (size_t)T);
+	bert_batch bb = {ids, NULL, mk, NULL, NULL};
+	bert_forward(&sq->b, sq->bw, &bb);
+	const float *z = bert_logits(sq->bw);
+	int K = sq->K;
+	uint32_t *tags = xmalloc((nw ? nw : 1) * sizeof *tags);
+	for (size_t w = 0; w < nw; w++) {
+		const float *zi = z + first[w] * (size_t)K;
+		int best = 0;
+		for (int k = 1; k < K; k++)
+			best = zi[k] > zi[best] ? k : best;
+		tags[w] = (uint32_t)best;
+	}
+	buf line;
+	buf_init(&line);
+	buf_addc(&line, '{');
+	if (*id)
+		buf_printf(&line, "\"id\": %s, ", id);
+	buf_adds(&line, "\"tags\": [");
+	for (size_t w = 0; w < nw; w++) {
+		buf_adds(&line, w ? ", " : "");
+		buf_json_str(&line, sq->b.labels[tags[w]]);
+	}
+	buf_adds(&line, "], \"entities\": [");
+	tag_chunk *ch;
+	size_t nc = metrics_tag_chunks((const char *const *)sq->b.labels, tags, nw, &ch);
+	for (size_t k = 0; k < nc; k++) {
+		size_t b0 = wb[ch[k].start], b1 = we[ch[k].end - 1], c0 = 0, c1 = 0;
+		for (size_t i = 0; i < b1; i++) { /* byte offsets to code points */
+			int lead = ((unsigned char)s[i] & 0xC0) != 0x80;
+			c0 += lead && i < b0;
+			c1 += lead;
+		}
+		buf_adds(&line, k ? ", " : "");
+		buf_adds(&line, "{\"type\": ");
+		buf_json_strn(&line, ch[k].type, ch[k].tlen);
+		buf_adds(&line, ", \"text\": ");
+		buf_json_strn(&line, s + b0, b1 - b0);
+		buf_printf(&line, ", \"start\": %zu, \"end\": %zu}", c0, c1);
+	}
+	buf_adds(&line, "]}\n");
+	fwrite(line.p, 1, line.len, out);
+	buf_free(&line);
+	free(ch);
+	free(tags);
+	free(mk);
+	free(ids);
+	free(first);
+	free(wb);
+	free(we);
+}
+
 int predict_main(int argc, char **argv)
 {
 	const char *bpath = NULL, *input = NULL, *output = NULL;
@@ -569,6 +676,8 @@ int predict_main(int argc, char **argv)
 			}
 			free(what);
 		}
+	if (rc == 0 && seq && sq.tagger && !wp)
+		rc = herr_set(&e, "%s: a tagger's bundle needs its WordPiece tokenizer.json", bpath);
 	if (rc == 0 && !blas_get(&e))
 		rc = -1;
 	double t_load = now_seconds() - t0;
@@ -646,6 +755,25 @@ int predict_main(int argc, char **argv)
 				break;
 			}
 			seen++;
+			if (seq && sq.tagger) {
+				/* a tagger: each row answered on its own, words tagged */
+				rawv v = field_of(&s, m.f[0].field), idv = field_of(&s, "id");
+				if (v.kind != 1 && !(v.kind == 0 && missing != MISSING_ERROR)) {
+					rc = herr_set(&e, "%s: row %zu: no text field '%s', which the tagger reads", s.name, seen, m.f[0].field);
+					break;
+				}
+				buf idj;
+				buf_init(&idj);
+				if (idv.kind == 1)
+					buf_json_strn(&idj, idv.s, idv.n);
+				else if (idv.kind == 2)
+					buf_add(&idj, idv.s, idv.n);
+				buf_addc(&idj, 0);
+				tag_row(&sq, wp, &m, v.kind ? v.s : "", v.kind ? v.n : 0, idj.p, out);
+				buf_free(&idj);
+				rows++;
+				continue;
+			}
 			const char *mf = missing_field(&s, &m);
 			if (mf && !nmiss++) {
 				first_miss = seen;

@@ -352,10 +352,7 @@ void reg_report_json(const reg_report *r, buf *out)
 
 /* --- tagging (seqeval's default scheme) ------------------------------------------------ */
 
-typedef struct chunk {
-	const char *type;
-	size_t tlen, start, end; /* [start, end) within the row */
-} chunk;
+typedef tag_chunk chunk; /* [start, end) within the row */
 
 static void tag_parts(const char *t, char *prefix, const char **type, size_t *tlen)
 {
@@ -430,6 +427,12 @@ static size_t chunks_of(const char *const *names, const uint32_t *tags, size_t n
 		pl = tl;
 	}
 	return m;
+}
+
+size_t metrics_tag_chunks(const char *const *names, const uint32_t *tags, size_t n, tag_chunk **out)
+{
+	*out = NULL;
+	return chunks_of(names, tags, n, out);
 }
 
 static int type_index(const tag_report *r, const char *t, size_t tl)

@@ -99,6 +99,14 @@ typedef struct tag_report {
 	double *tp, *tr, *tf;         /* per type: precision, recall, F1 */
 	size_t *support;              /* per type: true entities */
 } tag_report;
+/* The entities of one row's tags (indices into names), as the scoring
+ * reads them: *out[k] = {type, type length, first word, end word}; their
+ * number. The caller frees *out. */
+typedef struct tag_chunk {
+	const char *type;
+	size_t tlen, start, end;
+} tag_chunk;
+size_t metrics_tag_chunks(const char *const *names, const uint32_t *tags, size_t n, tag_chunk **out);
 void metrics_tagging(tag_report *r, const char *const *names, const uint32_t *gold, const uint32_t *pred,
                      const size_t *off, size_t nrows);
 void tag_report_free(tag_report *r);

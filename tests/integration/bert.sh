@@ -126,6 +126,7 @@ local ids = tokenize { parts, tok, tags = "ner", max_len = 16 }
 local base = model { arch = "bert", n_layer = 2, n_head = 2, n_embd = 32, n_positions = 16, vocab = 100, seed = 1 }
 local tagger = train { ids.train, val = ids.val, base = base, output = { ner = "tags" }, lr = 0.003, batch = 16, epochs = 4, seed = 1 }
 evaluate { tagger, ids.test }
+export { tagger, tok, to = "tagger.tar.gz" }
 LUA
 check "tagging: tokenize aligns word tags, train fits a BertForTokenClassification, evaluate scores it" "$HONE" run t.lua -q
 tdir=$("$HONE" show t.lua tokenize | awk '/^path/ {print $2}')
@@ -135,6 +136,9 @@ check "tokenize writes labels.i32 (a tag on each word's first piece, -100 elsewh
 		od -An -td4 -v -N4 '$tdir/train/labels.i32' | grep -q -- -100"
 check "the tagger finds the entities (entity F1 $(metric evaluate f1 2>/dev/null; "$HONE" show t.lua evaluate | sed -n 's/^metrics *//p' | jq -r .f1))" \
 	bash -c "'$HONE' show t.lua evaluate | sed -n 's/^metrics *//p' | jq -e '.f1 > 0.9 and .token_accuracy > 0.9 and .entities > 50'"
+check "hone predict serves the tagger: tags per word, entities with character offsets" \
+	bash -c "echo '{\"id\": 7, \"text\": \"mary lives in london .\"}' | '$HONE' predict tagger.tar.gz -q |
+		jq -e '.id == 7 and .tags == [\"B-PER\", \"O\", \"O\", \"B-LOC\", \"O\"] and .entities[1] == {\"type\": \"LOC\", \"text\": \"london\", \"start\": 14, \"end\": 20}'"
 check "hone show prints the tagging report" bash -c "'$HONE' show t.lua evaluate | grep -q 'entity type'"
 check "the tagger's folder is a BertForTokenClassification with the tags" \
 	jq -e '.architectures == ["BertForTokenClassification"] and .id2label["1"] == "B-PER"' \
