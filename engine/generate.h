@@ -3,7 +3,7 @@
  * text from a GPT-2 folder (Hugging Face layout, e.g. train's output with a
  * base), token by token with a key/value cache.
  *
- * Relies on: ml/gpt2, io/bpe.
+ * Relies on: models/gpt2, io/bpe.
  */
 #ifndef HONE_GENERATE_H
 #define HONE_GENERATE_H
