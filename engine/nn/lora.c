@@ -118,6 +118,8 @@ void lora_merge(const lora *l, float *(*weight)(void *ud, int layer, int site), 
 			continue;
 		const float *A = l->p + l->off[k], *B = A + (size_t)l->rank * (size_t)in;
 		float *W = weight(ud, k / l->a.nsite, s);
+		if (!W)
+			continue; /* not the model's: lora_load refused such adapters already */
 		if (l->a.fan_in_fan_out) /* W[in, out] += scale · Aᵀ[in, r] · Bᵀ[r, out] */
 			matmul(&c, 1, 1, in, out, l->rank, l->scale, A, in, B, l->rank, 1.0f, W, out);
 		else /* W[out, in] += scale · B[out, r] · A[r, in] */
