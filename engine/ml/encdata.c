@@ -6,6 +6,21 @@
 
 #include "../io/json.h"
 
+/* the evaluations' progress report: set by the calling stage (one thread) */
+static _Thread_local enc_progress progress_fn;
+static _Thread_local void *progress_ud;
+
+void enc_set_progress(enc_progress fn, void *ud)
+{
+	progress_fn = fn;
+	progress_ud = ud;
+}
+
+static int report(size_t done, size_t total)
+{
+	return progress_fn ? progress_fn(progress_ud, (double)done, (double)total) : 0;
+}
+
 void enc_fill(const lm_split *sp, const uint32_t *idx, int nb, int B, int T, uint32_t pad, uint32_t *ids, uint32_t *types,
               uint8_t *mask)
 {
@@ -75,6 +90,8 @@ double enc_cls_eval(const bert *m, bert_ws *w, const lm_split *sp, const uint32_
 		enc_fill(sp, idx, nb, B, T, (uint32_t)m->cfg.pad_id, ids, ty, mk);
 		bert_batch bb = {ids, ty, mk, y ? lab : NULL, NULL};
 		loss += bert_forward(m, w, &bb) * nb;
+		if (report(at + (size_t)nb, sp->n))
+			break;
 		const float *z = bert_logits(w);
 		for (int b = 0; prob && b < nb; b++) {
 			const float *zb = z + (size_t)b * (size_t)K;
@@ -132,6 +149,8 @@ double enc_mlm_eval(const bert *m, bert_ws *w, const lm_split *sp, const mlm_cfg
 				best = zi[k] > zi[best] ? k : best;
 			hit += best == lab[i];
 		}
+		if (report(at + (size_t)nb, sp->n))
+			break;
 	}
 	free(idx);
 	free(ids);
@@ -240,6 +259,11 @@ double enc_tag_eval(const bert *m, bert_ws *w, const lm_split *sp, int B, int T,
 				(*pred)[n++] = (uint32_t)best;
 			}
 			(*off)[at + (size_t)b + 1] = n;
+		}
+		if (report(at + (size_t)nb, sp->n)) {
+			for (size_t r = at + (size_t)nb; r < sp->n; r++)
+				(*off)[r + 1] = n; /* the rows not reached: empty */
+			break;
 		}
 	}
 	free(idx);

@@ -39,6 +39,10 @@ double enc_cls_eval(const bert *m, bert_ws *w, const lm_split *sp, const uint32_
  * token, the share the model predicts (acc) and their number (count). */
 double enc_mlm_eval(const bert *m, bert_ws *w, const lm_split *sp, const mlm_cfg *mc, int B, int T, uint64_t seed,
                     double *acc, double *count);
+/* Called with (rows done, rows) after each batch of the evaluations below
+ * when set (a stage's progress); a nonzero return stops them early. */
+typedef int (*enc_progress)(void *ud, double done, double total);
+void enc_set_progress(enc_progress fn, void *ud);
 
 /* Tagging (BertForTokenClassification) over a split whose labels.i32
  * gives each token's tag: the mean loss over scored tokens, and each row's

@@ -293,6 +293,9 @@ static int evaluate_lm(kctx *c, const kinput *mi, const kinput *di, const kinput
 	return rc;
 }
 
+/* the BERT evaluations' progress: the stage's bar, and its stop */
+static int eval_progress(void *ud, double done, double total) { return kctx_progress(ud, done, total, "rows"); }
+
 /* A sequence classifier on token ids: a GPT-2 with a score head or a
  * BERT with pooler and classifier (train { base = ..., output = ... }) */
 typedef struct seq_model {
@@ -347,7 +350,14 @@ static int seqcls_probs(kctx *c, const seq_model *sm, const kinput *di, double *
 		T = (int)sp.len[i] > T ? (int)sp.len[i] : T;
 	if (sm->arch == ARCH_BERT) {
 		bert_ws *ws = bert_ws_new(&sm->b, B, T, c->threads);
+		enc_set_progress(eval_progress, c);
 		enc_cls_eval(&sm->b, ws, &sp, NULL, B, T, out);
+		enc_set_progress(NULL, NULL);
+		if (kctx_stopping(c)) {
+			bert_ws_free(ws);
+			lm_close(&sp);
+			return -1;
+		}
 		bert_ws_free(ws);
 	} else {
 		gpt2_ws *ws = gpt2_ws_new(&sm->g, B, T, c->threads);
@@ -468,7 +478,11 @@ static int mlm_score_model(kctx *c, const kinput *mi, const kinput *di, long lon
 		for (size_t i = 0; i < sp.n; i++)
 			T = (int)sp.len[i] > T ? (int)sp.len[i] : T;
 		bert_ws *ws = bert_ws_new(&m, B, T, c->threads);
+		enc_set_progress(eval_progress, c);
 		*loss = enc_mlm_eval(&m, ws, &sp, &mc, B, T, 0x6576616cull, acc, count);
+		enc_set_progress(NULL, NULL);
+		if (kctx_stopping(c))
+			rc = -1;
 		bert_ws_free(ws);
 		if (*count == 0)
 			rc = kctx_fail(c, "evaluate: %s has no tokens to mask", di->label);
@@ -518,7 +532,11 @@ static int tag_score_model(kctx *c, const kinput *mi, const kinput *di, tag_repo
 		bert_ws *ws = bert_ws_new(&m, B, T, c->threads);
 		uint32_t *g, *p;
 		size_t *off;
+		enc_set_progress(eval_progress, c);
 		*loss = enc_tag_eval(&m, ws, &sp, B, T, &g, &p, &off);
+		enc_set_progress(NULL, NULL);
+		if (kctx_stopping(c))
+			rc = -1;
 		char **names = xcalloc((size_t)m.cfg.nlabels + 1, sizeof *names);
 		for (int k = 0; k < m.cfg.nlabels; k++)
 			names[k] = m.labels[k];
