@@ -6,6 +6,9 @@
 - DIR/mlm (hone's masked-LM pre-training) loads in BertForMaskedLM and
   DIR/cls (hone's fine-tuned classifier) in BertForSequenceClassification,
   each giving hone's logits (`hone forward`, DIR/*/hone.json) on the test rows;
+- DIR/tagger (hone's BertForTokenClassification on its own WordPiece
+  tokenizer) loads in transformers with hone's logits, and its
+  tokenizer.json in PreTrainedTokenizerFast gives hone's ids;
 - DIR/lora/adapter (hone's LoRA, PEFT's layout) loads with peft's
   PeftModel.from_pretrained on DIR/lora/base and gives hone's logits of the
   merged model (DIR/lora/hone.json).
@@ -55,6 +58,16 @@ compare("BertForMaskedLM.from_pretrained(hone's pre-trained MLM)",
         transformers.BertForMaskedLM.from_pretrained(os.path.join(d, "mlm")).eval(), "mlm")
 compare("BertForSequenceClassification.from_pretrained(hone's classifier)",
         transformers.BertForSequenceClassification.from_pretrained(os.path.join(d, "cls")).eval(), "cls")
+compare("BertForTokenClassification.from_pretrained(hone's tagger)",
+        transformers.BertForTokenClassification.from_pretrained(os.path.join(d, "tagger")).eval(), "tagger")
+# hone's WordPiece tokenizer.json in transformers: the ids hone's tokenize gave the same texts
+tk = transformers.PreTrainedTokenizerFast(tokenizer_file=os.path.join(d, "tagger", "tokenizer.json"))
+texts = [json.loads(l)["text"] for l in open(os.path.join(d, "tagger", "texts.jsonl"))]
+want = [json.loads(l)["input_ids"] for l in open(os.path.join(d, "tagger", "rows.jsonl"))]
+got = [tk(t, truncation=True, max_length=16)["input_ids"] for t in texts]
+check("PreTrainedTokenizerFast(hone's WordPiece tokenizer.json)", got == want,
+      "%d texts, %d ids, the same as hone's tokenize" % (len(texts), sum(len(x) for x in want)))
+
 try:
     import peft
     base = transformers.BertForSequenceClassification.from_pretrained(os.path.join(d, "lora", "base"))
