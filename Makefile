@@ -228,13 +228,13 @@ demo: deps
 build/bench_bpe: tests/bench/bench_bpe.c $(LIB_OBJ)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -iquote engine -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
-build/bench_bert: tests/bench/bench_bert.c $(LIB_OBJ)
+build/bench_bert: tests/bench/bench_bert.c tests/bench/bench_common.h $(LIB_OBJ)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -iquote engine -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
 build/bench_wordpiece: tests/bench/bench_wordpiece.c $(LIB_OBJ)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -iquote engine -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
-build/bench_gpt2: tests/bench/bench_gpt2.c $(LIB_OBJ)
+build/bench_gpt2: tests/bench/bench_gpt2.c tests/bench/bench_common.h $(LIB_OBJ)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -iquote engine -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
 bench: deps-bench data

@@ -82,11 +82,9 @@ double enc_cls_eval(const bert *m, bert_ws *w, const lm_split *sp, const uint32_
 	int K = m->cfg.nlabels;
 	double loss = 0;
 	for (size_t at = 0; at < sp->n; at += (size_t)B) {
-		int nb = sp->n - at < (size_t)B ? (int)(sp->n - at) : B;
-		for (int b = 0; b < B; b++) {
-			idx[b] = (uint32_t)(at + (size_t)(b < nb ? b : 0));
+		int nb = lm_batch_rows(idx, at, sp->n, B);
+		for (int b = 0; b < B; b++)
 			lab[b] = b < nb && y ? (int32_t)y[at + (size_t)b] : -1;
-		}
 		enc_fill(sp, idx, nb, B, T, (uint32_t)m->cfg.pad_id, ids, ty, mk);
 		bert_batch bb = {ids, ty, mk, y ? lab : NULL, NULL};
 		loss += bert_forward(m, w, &bb) * nb;
@@ -123,9 +121,7 @@ double enc_mlm_eval(const bert *m, bert_ws *w, const lm_split *sp, const mlm_cfg
 	double loss = 0, n = 0, hit = 0;
 	bert_ws_mlm_sparse(w, 1);
 	for (size_t at = 0; at < sp->n; at += (size_t)B) {
-		int nb = sp->n - at < (size_t)B ? (int)(sp->n - at) : B;
-		for (int b = 0; b < B; b++)
-			idx[b] = (uint32_t)(at + (size_t)(b < nb ? b : 0));
+		int nb = lm_batch_rows(idx, at, sp->n, B);
 		enc_fill(sp, idx, nb, B, T, (uint32_t)m->cfg.pad_id, ids, ty, mk);
 		enc_mlm(mc, ids, lab, mk, idx, B, T, seed);
 		for (int b = nb; b < B; b++)
@@ -229,9 +225,7 @@ double enc_tag_eval(const bert *m, bert_ws *w, const lm_split *sp, int B, int T,
 	*off = xcalloc(sp->n + 1, sizeof **off);
 	double loss = 0, cnt = 0;
 	for (size_t at = 0; at < sp->n; at += (size_t)B) {
-		int nb = sp->n - at < (size_t)B ? (int)(sp->n - at) : B;
-		for (int b = 0; b < B; b++)
-			idx[b] = (uint32_t)(at + (size_t)(b < nb ? b : 0));
+		int nb = lm_batch_rows(idx, at, sp->n, B);
 		enc_fill(sp, idx, nb, B, T, (uint32_t)m->cfg.pad_id, ids, ty, mk);
 		enc_tag_fill(sp, idx, nb, B, T, lab);
 		double c = 0;

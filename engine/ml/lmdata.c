@@ -133,6 +133,14 @@ double lm_eval(lm_batch *l, const lm_split *sp, double *acc, double *targets)
 }
 
 
+int lm_batch_rows(uint32_t *idx, size_t at, size_t n, int B)
+{
+	int nb = n - at < (size_t)B ? (int)(n - at) : B;
+	for (int b = 0; b < B; b++)
+		idx[b] = (uint32_t)(at + (size_t)(b < nb ? b : 0));
+	return nb;
+}
+
 void lm_cls_proxy(clf_model *p, const char *target, char *const *classes, int k)
 {
 	memset(p, 0, sizeof *p);
@@ -166,11 +174,9 @@ double lm_cls_eval(const gpt2 *m, gpt2_ws *ws, const lm_split *sp, const uint32_
 	int K = m->cfg.ncls;
 	double loss = 0;
 	for (size_t at = 0; at < sp->n; at += (size_t)B) {
-		int nb = sp->n - at < (size_t)B ? (int)(sp->n - at) : B;
-		for (int b = 0; b < B; b++) {
-			idx[b] = (uint32_t)(at + (size_t)(b < nb ? b : 0));
+		int nb = lm_batch_rows(idx, at, sp->n, B);
+		for (int b = 0; b < B; b++)
 			lab[b] = b < nb && y ? (int32_t)y[at + (size_t)b] : -1;
-		}
 		lm_cls_fill(sp, idx, nb, B, T, ids, last);
 		loss += gpt2_forward_cls(m, ws, ids, last, lab) * nb;
 		const float *p = gpt2_cls_probs(ws);

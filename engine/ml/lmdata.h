@@ -41,6 +41,10 @@ typedef struct lm_batch {
 	uint64_t seed; /* training: LoRA dropout masks come from seed and the step */
 } lm_batch;
 
+/* The rows of the batch starting at row at of n (rows past n repeat row
+ * at, as padding); how many are real. */
+int lm_batch_rows(uint32_t *idx, size_t at, size_t n, int B);
+
 /* Rows idx[0..nb) into the batch: ids padded with 0, targets the next id
  * (-1 at padding, past the row's end, and where the mask is 0). */
 void lm_fill(lm_batch *l, const lm_split *sp, const uint32_t *idx, int nb);

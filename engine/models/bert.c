@@ -818,6 +818,14 @@ double bert_forward(const bert *m, bert_ws *w, const bert_batch *bt)
 	return loss;
 }
 
+/* g (n floats) through dropout site stream: g ⊙ mask, in the workspace's scratch */
+static float *drop_grad(const bert *m, bert_ws *w, const float *g, size_t n, uint64_t stream)
+{
+	nn_zero(&w->nn, w->dtmp, n * sizeof(float));
+	dropout_backward(&w->nn, w->dtmp, g, n, m->cfg.dropout, w->drop_seed, stream);
+	return w->dtmp;
+}
+
 void bert_backward(const bert *m, bert_ws *w)
 {
 	const bert_config *cf = &m->cfg;
@@ -831,8 +839,6 @@ void bert_backward(const bert *m, bert_ws *w)
 	const float *h = bert_hidden(w);
 	char nm[96];
 	int drop = w->dropped;
-	float p = cf->dropout;
-	uint64_t ds = w->drop_seed;
 	nn_zero(c, w->gOut, F);
 	if (cf->head == BERT_SEQCLS) {
 		nn_zero(c, w->gP1, (size_t)B * (size_t)C * sizeof(float));
@@ -842,9 +848,7 @@ void bert_backward(const bert *m, bert_ws *w)
 		                drop ? w->cin : w->pool, par(m, "classifier.weight"), B, C, K, NN_W_OUT_IN);
 		if (drop) { /* through the classifier's dropout */
 			size_t BC = (size_t)B * (size_t)C;
-			nn_zero(c, w->dtmp, BC * sizeof(float));
-			dropout_backward(c, w->dtmp, w->gP1, BC, p, ds, DROP_CLS);
-			nn_copy(c, w->gP1, w->dtmp, BC * sizeof(float));
+			nn_copy(c, w->gP1, drop_grad(m, w, w->gP1, BC, DROP_CLS), BC * sizeof(float));
 		}
 		tanh_backward(c, w->gP2, w->gP1, w->pool, (size_t)B * (size_t)C);
 		linear_backward(c, w->gCls, grd(m, w, "bert.pooler.dense.weight"), grd(m, w, "bert.pooler.dense.bias"), w->gP2,
@@ -855,9 +859,7 @@ void bert_backward(const bert *m, bert_ws *w)
 		linear_backward(c, w->gOut, grd(m, w, "classifier.weight"), grd(m, w, "classifier.bias"), w->dlogits,
 		                drop ? w->cin : h, par(m, "classifier.weight"), N, C, K, NN_W_OUT_IN);
 		if (drop) {
-			nn_zero(c, w->dtmp, F);
-			dropout_backward(c, w->dtmp, w->gOut, (size_t)N * (size_t)C, p, ds, DROP_CLS);
-			nn_copy(c, w->gOut, w->dtmp, F);
+			nn_copy(c, w->gOut, drop_grad(m, w, w->gOut, (size_t)N * (size_t)C, DROP_CLS), F);
 		}
 	} else if (cf->head == BERT_MLM) {
 		int M = w->M, sp = M < N || w->sparse;
@@ -888,11 +890,8 @@ void bert_backward(const bert *m, bert_ws *w)
 		                   LP("output.LayerNorm.weight"), a->m2, a->r2, N, C);
 		nn_copy(c, w->gMid, w->gRes, F);
 		const float *gd = w->gRes; /* the dense layer's output gradient: through its dropout */
-		if (drop) {
-			nn_zero(c, w->dtmp, F);
-			dropout_backward(c, w->dtmp, w->gRes, (size_t)N * (size_t)C, p, ds, DROP_FFN(l));
-			gd = w->dtmp;
-		}
+		if (drop)
+			gd = drop_grad(m, w, w->gRes, (size_t)N * (size_t)C, DROP_FFN(l));
 		nn_zero(c, w->gF2, FI);
 		linear_backward(c, w->gF2, LG("output.dense.weight"), LG("output.dense.bias"), gd, a->f2,
 		                LP("output.dense.weight"), N, I, C, NN_W_OUT_IN);
@@ -908,11 +907,8 @@ void bert_backward(const bert *m, bert_ws *w)
 		                   w->gMid, a->res1, LP("attention.output.LayerNorm.weight"), a->m1, a->r1, N, C);
 		nn_copy(c, w->gIn, w->gRes, F);
 		gd = w->gRes;
-		if (drop) {
-			nn_zero(c, w->dtmp, F);
-			dropout_backward(c, w->dtmp, w->gRes, (size_t)N * (size_t)C, p, ds, DROP_ATT(l));
-			gd = w->dtmp;
-		}
+		if (drop)
+			gd = drop_grad(m, w, w->gRes, (size_t)N * (size_t)C, DROP_ATT(l));
 		nn_zero(c, w->gCtx, F);
 		linear_backward(c, w->gCtx, LG("attention.output.dense.weight"), LG("attention.output.dense.bias"), gd, a->ctx,
 		                LP("attention.output.dense.weight"), N, C, C, NN_W_OUT_IN);
@@ -931,9 +927,7 @@ void bert_backward(const bert *m, bert_ws *w)
 	if (!w->g)
 		return;
 	if (drop) { /* through the embeddings' dropout */
-		nn_zero(c, w->dtmp, F);
-		dropout_backward(c, w->dtmp, w->gOut, (size_t)N * (size_t)C, p, ds, DROP_EMB);
-		nn_copy(c, w->gOut, w->dtmp, F);
+		nn_copy(c, w->gOut, drop_grad(m, w, w->gOut, (size_t)N * (size_t)C, DROP_EMB), F);
 	}
 	nn_zero(c, w->gRes, F);
 	layernorm_backward(c, w->gRes, grd(m, w, "bert.embeddings.LayerNorm.weight"), grd(m, w, "bert.embeddings.LayerNorm.bias"),

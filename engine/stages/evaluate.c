@@ -248,29 +248,24 @@ static int lm_score_model(kctx *c, const kinput *mi, const kinput *di, double *l
 	return rc;
 }
 
-static int evaluate_lm(kctx *c, const kinput *mi, const kinput *di, const kinput *ci, const char *outdir)
+/* A language model's metrics.json and run record: loss, perplexity and an
+ * accuracy (acc_key: token_accuracy or masked_accuracy) for the model and
+ * the compared one; count_key names how many tokens were scored */
+static int lm_report(kctx *c, const char *outdir, const char *task, const char *acc_key, const char *count_key,
+                     double count, double loss, double acc, int compare, double closs, double cacc)
 {
-	double loss, acc, tokens, closs = NAN, cacc = NAN, ctok;
-	if (lm_score_model(c, mi, di, &loss, &acc, &tokens) != 0)
-		return -1;
-	if (ci && lm_score_model(c, ci, di, &closs, &cacc, &ctok) != 0)
-		return -1;
 	buf b;
 	buf_init(&b);
-	buf_adds(&b, "{\"task\": \"causal_lm\", \"model\": {\"loss\": ");
-	buf_json_num(&b, loss);
-	buf_adds(&b, ", \"perplexity\": ");
-	buf_json_num(&b, exp(loss));
-	buf_adds(&b, ", \"token_accuracy\": ");
-	buf_json_num(&b, acc);
-	buf_adds(&b, "}");
-	if (ci) {
-		buf_adds(&b, ",\n\"compare\": {\"loss\": ");
-		buf_json_num(&b, closs);
+	for (int k = 0; k < (compare ? 2 : 1); k++) {
+		if (k)
+			buf_adds(&b, ",\n\"compare\": {\"loss\": ");
+		else
+			buf_printf(&b, "{\"task\": \"%s\", \"model\": {\"loss\": ", task);
+		buf_json_num(&b, k ? closs : loss);
 		buf_adds(&b, ", \"perplexity\": ");
-		buf_json_num(&b, exp(closs));
-		buf_adds(&b, ", \"token_accuracy\": ");
-		buf_json_num(&b, cacc);
+		buf_json_num(&b, exp(k ? closs : loss));
+		buf_printf(&b, ", \"%s\": ", acc_key);
+		buf_json_num(&b, k ? cacc : acc);
 		buf_adds(&b, "}");
 	}
 	buf_adds(&b, "}\n");
@@ -281,16 +276,28 @@ static int evaluate_lm(kctx *c, const kinput *mi, const kinput *di, const kinput
 	free(path);
 	buf_free(&b);
 	if (rc == 0) {
-		kctx_metric(c, "target_tokens", tokens);
+		char name[64];
+		kctx_metric(c, count_key, count);
 		kctx_metric(c, "loss", loss);
 		kctx_metric(c, "perplexity", exp(loss));
-		kctx_metric(c, "token_accuracy", acc);
-		if (ci) {
+		kctx_metric(c, acc_key, acc);
+		if (compare) {
 			kctx_metric(c, "compare_perplexity", exp(closs));
-			kctx_metric(c, "compare_token_accuracy", cacc);
+			snprintf(name, sizeof name, "compare_%s", acc_key);
+			kctx_metric(c, name, cacc);
 		}
 	}
 	return rc;
+}
+
+static int evaluate_lm(kctx *c, const kinput *mi, const kinput *di, const kinput *ci, const char *outdir)
+{
+	double loss, acc, tokens, closs = NAN, cacc = NAN, ctok;
+	if (lm_score_model(c, mi, di, &loss, &acc, &tokens) != 0)
+		return -1;
+	if (ci && lm_score_model(c, ci, di, &closs, &cacc, &ctok) != 0)
+		return -1;
+	return lm_report(c, outdir, "causal_lm", "token_accuracy", "target_tokens", tokens, loss, acc, ci != NULL, closs, cacc);
 }
 
 /* the BERT evaluations' progress: the stage's bar, and its stop */
@@ -608,35 +615,7 @@ static int evaluate_mlm(kctx *c, const kinput *mi, const kinput *di, const kinpu
 		return -1;
 	if (ci && mlm_score_model(c, ci, di, &mask_id, &closs, &cacc, &cn) != 0)
 		return -1;
-	buf b;
-	buf_init(&b);
-	for (int k = 0; k < (ci ? 2 : 1); k++) {
-		buf_adds(&b, k ? ",\n\"compare\": {\"loss\": " : "{\"task\": \"masked_lm\", \"model\": {\"loss\": ");
-		buf_json_num(&b, k ? closs : loss);
-		buf_adds(&b, ", \"perplexity\": ");
-		buf_json_num(&b, exp(k ? closs : loss));
-		buf_adds(&b, ", \"masked_accuracy\": ");
-		buf_json_num(&b, k ? cacc : acc);
-		buf_adds(&b, "}");
-	}
-	buf_adds(&b, "}\n");
-	char *path = NULL;
-	int rc = kctx_out_path(c, outdir, "metrics.json", &path);
-	if (rc == 0)
-		rc = fs_write_atomic(&c->err, path, b.p, b.len);
-	free(path);
-	buf_free(&b);
-	if (rc == 0) {
-		kctx_metric(c, "masked_tokens", n);
-		kctx_metric(c, "loss", loss);
-		kctx_metric(c, "perplexity", exp(loss));
-		kctx_metric(c, "masked_accuracy", acc);
-		if (ci) {
-			kctx_metric(c, "compare_perplexity", exp(closs));
-			kctx_metric(c, "compare_masked_accuracy", cacc);
-		}
-	}
-	return rc;
+	return lm_report(c, outdir, "masked_lm", "masked_accuracy", "masked_tokens", n, loss, acc, ci != NULL, closs, cacc);
 }
 
 static int k_evaluate(kctx *c, const hval *params, const kinput *in, size_t nin, const char *outdir)

@@ -740,6 +740,20 @@ static int put_types(kctx *c, out_files *o, const uint8_t *types, size_t n)
 	return 0;
 }
 
+/* A text field of the dataset (what: "", " (the tags)", ...) by name, marked
+ * to drop from the output's fields; -1 with the error and a hint */
+static int text_field(kctx *c, const rec_reader *r, const char *label, const char *name, const char *what, int *idx,
+                      uint8_t *drop)
+{
+	*idx = recr_find(r, name);
+	if (*idx < 0 || (r->fields[*idx].type != REC_STR && r->fields[*idx].type != REC_CAT)) {
+		kctx_fail(c, "tokenize: %s has no text field '%s'%s", label, name, what);
+		return recr_hint_field(&c->err, r, name);
+	}
+	drop[*idx] = 1;
+	return 0;
+}
+
 /* Encodes one dataset (dir holding data.rec) into outdir/rel, with a
  * byte-level BPE (b) or a WordPiece tokenizer (wp). */
 static int tokenize_one(kctx *c, const bpe *b, const wordpiece *wp, const hval *p, const char *dir, const char *label,
@@ -779,27 +793,11 @@ static int tokenize_one(kctx *c, const bpe *b, const wordpiece *wp, const hval *
 		          "and no pack", ts.spans ? "spans" : "tags", tags);
 		rc = herr_hint(&c->err, "tokenize the words with a tokenizer { kind = \"wordpiece\" } (a BERT's)");
 	} else if (!prompt_mode) {
-		ts.f = recr_find(&r, field);
-		if (ts.f < 0 || (r.fields[ts.f].type != REC_STR && r.fields[ts.f].type != REC_CAT))
-			rc = (kctx_fail(c, "tokenize: %s has no text field '%s'", label, field), recr_hint_field(&c->err, &r, field));
-		else
-			drop[ts.f] = 1;
-		if (rc == 0 && tags) {
-			ts.f_tags = recr_find(&r, tags);
-			if (ts.f_tags < 0 || (r.fields[ts.f_tags].type != REC_STR && r.fields[ts.f_tags].type != REC_CAT))
-				rc = (kctx_fail(c, "tokenize: %s has no text field '%s' (the tags)", label, tags),
-				      recr_hint_field(&c->err, &r, tags));
-			else
-				drop[ts.f_tags] = 1;
-		}
-		if (rc == 0 && field2) {
-			ts.f2 = recr_find(&r, field2);
-			if (ts.f2 < 0 || (r.fields[ts.f2].type != REC_STR && r.fields[ts.f2].type != REC_CAT))
-				rc = (kctx_fail(c, "tokenize: %s has no text field '%s'", label, field2),
-				      recr_hint_field(&c->err, &r, field2));
-			else
-				drop[ts.f2] = 1;
-		}
+		rc = text_field(c, &r, label, field, "", &ts.f, drop);
+		if (rc == 0 && tags)
+			rc = text_field(c, &r, label, tags, " (the tags)", &ts.f_tags, drop);
+		if (rc == 0 && field2)
+			rc = text_field(c, &r, label, field2, "", &ts.f2, drop);
 	} else {
 		int instr = !strcmp(format, "instruction");
 		const char *tmpl = hval_get_str(p, "template", NULL);
@@ -809,15 +807,11 @@ static int tokenize_one(kctx *c, const bpe *b, const wordpiece *wp, const hval *
 			rc = compile_template(c, &r, label, alpaca_noinput, &ts.alt, &ts.nalt);
 			ts.f_input = recr_find(&r, "input");
 		}
-		ts.f_completion = recr_find(&r, comp);
-		if (rc == 0 && (ts.f_completion < 0 || (r.fields[ts.f_completion].type != REC_STR &&
-		                                        r.fields[ts.f_completion].type != REC_CAT)))
-			rc = (kctx_fail(c, "tokenize: %s has no text field '%s' (the completion)", label, comp), recr_hint_field(&c->err, &r, comp));
+		if (rc == 0)
+			rc = text_field(c, &r, label, comp, " (the completion)", &ts.f_completion, drop);
 		for (size_t i = 0; rc == 0 && i < ts.ntmpl; i++)
 			if (!ts.tmpl[i].lit)
 				drop[ts.tmpl[i].field] = 1;
-		if (rc == 0)
-			drop[ts.f_completion] = 1;
 		if (rc == 0 && ts.f_input >= 0)
 			drop[ts.f_input] = 1;
 	}

@@ -670,23 +670,48 @@ static int lm_open_splits(kctx *c, const gpt2 *m, const kinput *ti, const kinput
 }
 
 /* method = "lora": adapters on the targets, the base frozen (m->lora set) */
-static int lora_setup(kctx *c, const hval *p, gpt2 *m, gpt2_lora *lo, uint64_t seed)
+int train_lora_init(kctx *c, const hval *p, const lora_arch *a, const char *const *dflt, int width,
+                    const char *width_name, lora *lo, uint64_t seed)
 {
-	int targets = 0;
+	unsigned targets = 0;
 	const hval *tl = hval_get(p, "targets");
 	for (size_t i = 0; tl && tl->t == HV_LIST && i < tl->n; i++) {
-		int t = tl->v[i].t == HV_STR ? gpt2_lora_target(tl->v[i].s) : 0;
-		if (!t)
-			return kctx_fail(c, "train: targets[%zu]: expected c_attn, c_proj, attn.c_proj, c_fc or mlp.c_proj", i + 1);
+		unsigned t = tl->v[i].t == HV_STR ? lora_target(a, tl->v[i].s) : 0;
+		if (!t) {
+			buf names;
+			buf_init(&names);
+			lora_site_names(a, &names);
+			int rc = kctx_fail(c, "train: targets[%zu]: '%s' is not a %s module (%s, or a last part of one)", i + 1,
+			                   tl->v[i].t == HV_STR ? tl->v[i].s : "?", a->arch, names.p);
+			buf_free(&names);
+			return rc;
+		}
 		targets |= t;
 	}
-	if (!tl)
-		targets = LORA_C_ATTN;
+	for (size_t i = 0; !tl && dflt[i]; i++)
+		targets |= lora_target(a, dflt[i]);
 	long long rank = hval_get_int(p, "rank", 8);
-	if (rank < 1 || rank > m->cfg.n_embd)
-		return kctx_fail(c, "train: rank: expected 1..%d (n_embd), got %lld", m->cfg.n_embd, rank);
-	gpt2_lora_init(lo, m, (int)rank, (float)hval_get_num(p, "alpha", 16), targets, seed);
+	if (rank < 1 || rank > width)
+		return kctx_fail(c, "train: rank: expected 1..%d (%s), got %lld", width, width_name, rank);
+	lora_init(lo, a, (int)rank, (float)hval_get_num(p, "alpha", 16), targets, seed);
 	lo->dropout = (float)hval_get_num(p, "lora_dropout", 0);
+	return 0;
+}
+
+int train_batch(const tcfg *cf, size_t n)
+{
+	size_t b = (size_t)cf->batch < n ? (size_t)cf->batch : n;
+	return (int)(b > 4096 ? 4096 : b);
+}
+
+/* method = "lora": adapters on the targets (default c_attn), the base frozen (m->lora set) */
+static int lora_setup(kctx *c, const hval *p, gpt2 *m, gpt2_lora *lo, uint64_t seed)
+{
+	lora_arch a;
+	gpt2_lora_arch(m, &a);
+	static const char *const dflt[] = {"c_attn", NULL};
+	if (train_lora_init(c, p, &a, dflt, m->cfg.n_embd, "n_embd", lo, seed) != 0)
+		return -1;
 	if (m->cfg.ncls)
 		gpt2_lora_add_head(lo, m);
 	m->lora = lo;
@@ -753,9 +778,7 @@ static int train_lm(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, co
 	lm_split tr, va;
 	int T;
 	int rc = lm_open_splits(c, &m, ti, vi, &tr, &va, &T, 1);
-	int B = (int)((size_t)cf->batch < tr.n ? (size_t)cf->batch : tr.n);
-	if (B > 4096)
-		B = 4096;
+	int B = train_batch(cf, tr.n);
 	/* LoRA: adapters on the targets, the base frozen */
 	int lora = !strcmp(hval_get_str(p, "method", "full"), "lora");
 	gpt2_lora lo;
@@ -887,9 +910,7 @@ static int train_seqcls(kctx *c, const hval *p, const tcfg *cf, const kinput *ti
 	memset(&lo, 0, sizeof lo);
 	if (rc == 0 && lora)
 		rc = lora_setup(c, p, &m, &lo, (uint64_t)cf->seed);
-	int B = (int)((size_t)cf->batch < tr.n ? (size_t)cf->batch : tr.n);
-	if (B > 4096)
-		B = 4096;
+	int B = train_batch(cf, tr.n);
 	seq_learn l;
 	memset(&l, 0, sizeof l);
 	tstate s;

@@ -125,32 +125,15 @@ static int read_tags(kctx *c, const kinput *ti, const char *field, char ***names
 	return rc;
 }
 
+/* method = "lora": adapters on the targets (default query, value: PEFT's
+ * for BERT), the classifier trained in full beside them */
 static int lora_setup(kctx *c, const hval *p, bert *m, lora *lo, uint64_t seed)
 {
 	lora_arch a;
 	bert_lora_arch(m, &a);
-	unsigned targets = 0;
-	const hval *tl = hval_get(p, "targets");
-	for (size_t i = 0; tl && tl->t == HV_LIST && i < tl->n; i++) {
-		unsigned t = tl->v[i].t == HV_STR ? lora_target(&a, tl->v[i].s) : 0;
-		if (!t) {
-			buf names;
-			buf_init(&names);
-			lora_site_names(&a, &names);
-			int rc = kctx_fail(c, "train: targets[%zu]: '%s' is not a BERT module (%s; or query, key, value, dense)", i + 1,
-			                   tl->v[i].t == HV_STR ? tl->v[i].s : "?", names.p);
-			buf_free(&names);
-			return rc;
-		}
-		targets |= t;
-	}
-	if (!tl)
-		targets = lora_target(&a, "query") | lora_target(&a, "value"); /* PEFT's default for BERT */
-	long long rank = hval_get_int(p, "rank", 8);
-	if (rank < 1 || rank > m->cfg.hidden)
-		return kctx_fail(c, "train: rank: expected 1..%d (hidden_size), got %lld", m->cfg.hidden, rank);
-	lora_init(lo, &a, (int)rank, (float)hval_get_num(p, "alpha", 16), targets, seed);
-	lo->dropout = (float)hval_get_num(p, "lora_dropout", 0);
+	static const char *const dflt[] = {"query", "value", NULL};
+	if (train_lora_init(c, p, &a, dflt, m->cfg.hidden, "hidden_size", lo, seed) != 0)
+		return -1;
 	if (lo->dropout > 0)
 		kctx_log(c, "train: lora_dropout %.2g applies to GPT-2's adapters only; BERT's train without it", lo->dropout);
 	lo->dropout = 0;
@@ -246,9 +229,7 @@ int train_bert(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, const k
 	memset(&lo, 0, sizeof lo);
 	if (rc == 0 && lora_m)
 		rc = lora_setup(c, p, &m, &lo, (uint64_t)cf->seed);
-	int B = (int)((size_t)cf->batch < tr.n ? (size_t)cf->batch : tr.n);
-	if (B > 4096)
-		B = 4096;
+	int B = train_batch(cf, tr.n);
 	tstate s;
 	tstate_init(&s);
 	loop_result lr;

@@ -11,6 +11,7 @@
 #include "../io/records.h"
 #include "../ml/classifier.h"
 #include "../ml/mldata.h"
+#include "../nn/lora.h"
 #include "stages.h"
 
 typedef struct tcfg {
@@ -60,6 +61,12 @@ int train_class_ids(kctx *c, clf_model *proxy, const char *target, char **labels
                     const kinput *vi, ml_split *ytr, ml_split *yva);
 /* train.json's "output", "classes" and "priors" (and a comma) */
 void train_classes_json(buf *sum, const char *target, char *const *labels, int K, const double *prior);
+/* LoRA from train's parameters (targets by PEFT's names, else dflt; rank up
+ * to width; alpha; lora_dropout) on architecture a */
+int train_lora_init(kctx *c, const hval *p, const lora_arch *a, const char *const *dflt, int width,
+                    const char *width_name, lora *lo, uint64_t seed);
+/* The batch: train's batch, at most the rows and 4096 */
+int train_batch(const tcfg *cf, size_t n);
 /* The train split's tokenize.json into the model's folder: how to encode
  * text for it (the field, max_len, truncation), for export and predict */
 int train_copy_tokenize(kctx *c, const kinput *ti, const char *outdir);

@@ -10,8 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
+#include "bench_common.h"
 #include "ml/blas.h"
 #include "ml/optim.h"
 #include "models/bert.h"
@@ -82,32 +82,9 @@ int main(int argc, char **argv)
 	double tokens = (double)N * steps;
 	size_t emb = (size_t)(V + T + 2) * (size_t)C;
 	double flops = 6.0 * (double)(m.nparams - emb) * tokens + 12.0 * L * (double)T * C * tokens;
-	int n = 1024;
-	float *a = malloc((size_t)n * n * 4), *b = malloc((size_t)n * n * 4), *cc = malloc((size_t)n * n * 4);
-	for (size_t i = 0; i < (size_t)n * n; i++)
-		a[i] = b[i] = 0.001f * (float)(i % 97);
-	api->set_num_threads(th);
-	sgemm(0, 0, n, n, n, 1, a, n, b, n, 0, cc, n);
-	double g0 = now_seconds();
-	int reps = 10;
-	for (int r = 0; r < reps; r++)
-		sgemm(0, 0, n, n, n, 1, a, n, b, n, 0, cc, n);
-	double peak = 2.0 * n * n * (double)n * reps / (now_seconds() - g0);
-	printf("hone   %.0f tokens/s  %.1f GFLOP/s  params %zu  loss %.4f  (%d steps, %.2f s)\n", tokens / dt, flops / dt / 1e9,
-	       m.nparams, loss, steps, dt);
-	printf("sgemm  %.1f GFLOP/s peak (1024^3, %d threads); hone reaches %.0f%% of it\n", peak / 1e9, th,
-	       100.0 * flops / dt / peak);
-	struct rusage ru;
-	getrusage(RUSAGE_SELF, &ru);
-	double mib = 1024.0 * 1024.0, par = (double)(m.nparams + lo.n) * 4, opt = 2.0 * (double)tn * 4,
-	       ws = (double)bert_ws_bytes(w), rss = (double)ru.ru_maxrss * 1024.0, gemm = 3.0 * n * n * 4;
-	printf("memory (%s): parameters %.0f MiB + AdamW moments %.0f MiB + workspace %.0f MiB (activations, gradients) "
-	       "= %.0f MiB; peak RSS %.0f MiB (%.0f MiB without the sgemm test's matrices) = %.2fx of it; trained parameters %zu\n",
-	       lora_m ? "lora" : "full", par / mib, opt / mib, ws / mib, (par + opt + ws) / mib, rss / mib, (rss - gemm) / mib,
-	       (rss - gemm) / (par + opt + ws), tn);
-	free(a);
-	free(b);
-	free(cc);
+	double peak = bench_sgemm_peak(api, th);
+	bench_report(tokens, dt, flops, m.nparams, loss, steps, th, lora_m ? "lora" : "full", (double)(m.nparams + lo.n) * 4,
+	             2.0 * (double)tn * 4, (double)bert_ws_bytes(w), tn, peak);
 	lora_free(&lo);
 	free(ids);
 	free(types);
