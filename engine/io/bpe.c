@@ -1,4 +1,5 @@
 #include "bpe.h"
+#include "text.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -38,23 +39,6 @@ static int is_number(int32_t c)
 	return k == UTF8PROC_CATEGORY_ND || k == UTF8PROC_CATEGORY_NL || k == UTF8PROC_CATEGORY_NO;
 }
 
-/* Code point at s[i] (-1 for an invalid byte); *len its length (>= 1). */
-static int32_t cp_at(const char *s, size_t n, size_t i, size_t *len)
-{
-	unsigned char c = (unsigned char)s[i];
-	if (c < 0x80) {
-		*len = 1;
-		return c;
-	}
-	utf8proc_int32_t cp;
-	utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &cp);
-	if (k <= 0) {
-		*len = 1;
-		return -1;
-	}
-	*len = (size_t)k;
-	return cp;
-}
 
 enum { C_WS, C_L, C_N, C_OTHER };
 
@@ -74,7 +58,7 @@ static size_t run(const char *s, size_t n, size_t i, int k)
 {
 	while (i < n) {
 		size_t l;
-		int32_t c = cp_at(s, n, i, &l);
+		int32_t c = utf8_cp_at(s, n, i, &l);
 		if (cls(c) != k)
 			break;
 		i += l;
@@ -87,7 +71,7 @@ void bpe_pretokenize(const char *s, size_t n, int (*fn)(void *ud, const char *p,
 	size_t i = 0;
 	while (i < n) {
 		size_t l;
-		int32_t c = cp_at(s, n, i, &l);
+		int32_t c = utf8_cp_at(s, n, i, &l);
 		/* contractions: 's 't 're 've 'm 'll 'd (lowercase only) */
 		if (c == '\'' && i + 1 < n) {
 			char a = s[i + 1], b = i + 2 < n ? s[i + 2] : 0;
@@ -108,7 +92,7 @@ void bpe_pretokenize(const char *s, size_t n, int (*fn)(void *ud, const char *p,
 		if (c == ' ' && i + 1 < n) {
 			/* an optional space before letters, numbers or other symbols */
 			size_t l2;
-			int k2 = cls(cp_at(s, n, i + 1, &l2));
+			int k2 = cls(utf8_cp_at(s, n, i + 1, &l2));
 			if (k2 != C_WS) {
 				k = k2;
 				from = i + 1;
@@ -128,7 +112,7 @@ void bpe_pretokenize(const char *s, size_t n, int (*fn)(void *ud, const char *p,
 			size_t last = i, p = i;
 			while (p < end) {
 				last = p;
-				cp_at(s, n, p, &l);
+				utf8_cp_at(s, n, p, &l);
 				p += l;
 			}
 			if (last > i)
@@ -192,7 +176,7 @@ static int unmap(const int16_t from_cp[512], const char *s, size_t n, buf *out)
 	size_t i = 0;
 	while (i < n) {
 		size_t l;
-		int32_t c = cp_at(s, n, i, &l);
+		int32_t c = utf8_cp_at(s, n, i, &l);
 		if (c < 0 || c >= 512 || from_cp[c] < 0)
 			return -1;
 		buf_addc(out, (char)from_cp[c]);

@@ -10,7 +10,28 @@
 #define HONE_TEXT_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <utf8proc.h>
 #include "../util.h"
+
+/* The code point at s[i] (of n bytes), -1 for an invalid byte; *len its
+ * length in bytes (at least 1). The tokenizers' inner loop: inline. */
+static inline int32_t utf8_cp_at(const char *s, size_t n, size_t i, size_t *len)
+{
+	unsigned char c = (unsigned char)s[i];
+	if (c < 0x80) {
+		*len = 1;
+		return c;
+	}
+	utf8proc_int32_t cp;
+	utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &cp);
+	if (k <= 0) {
+		*len = 1;
+		return -1;
+	}
+	*len = (size_t)k;
+	return cp;
+}
 
 /* Offset of the first invalid UTF-8 byte, or (size_t)-1 when valid. */
 size_t utf8_invalid_at(const char *s, size_t n);

@@ -1,4 +1,5 @@
 #include "wordpiece.h"
+#include "text.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,23 +120,6 @@ static int is_mn(int32_t c)
 	return utf8proc_category(c) == UTF8PROC_CATEGORY_MN && !in_ranges(hf_unassigned, NRANGES, c);
 }
 
-/* Code point at s[i], -1 for an invalid byte; *len its length (>= 1). */
-static int32_t cp_at(const char *s, size_t n, size_t i, size_t *len)
-{
-	unsigned char c = (unsigned char)s[i];
-	if (c < 0x80) {
-		*len = 1;
-		return c;
-	}
-	utf8proc_int32_t cp;
-	utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &cp);
-	if (k <= 0) {
-		*len = 1;
-		return -1;
-	}
-	*len = (size_t)k;
-	return cp;
-}
 
 static void put_cp(buf *out, int32_t c)
 {
@@ -432,7 +416,7 @@ int wordpiece_load_vocab_mem(herr *e, wordpiece **out, const char *p, size_t n, 
 				k--;
 			if (k == 0)
 				break;
-			int32_t c = cp_at(q, len, k - 1, &l);
+			int32_t c = utf8_cp_at(q, len, k - 1, &l);
 			if (c < 0 || !wordpiece_is_whitespace(c))
 				break;
 			len = k - 1;
@@ -954,7 +938,7 @@ void wordpiece_normalize(const wordpiece *w, const char *s, size_t n, buf *out)
 			continue;
 		}
 		size_t l;
-		int32_t c = cp_at(s, n, i, &l);
+		int32_t c = utf8_cp_at(s, n, i, &l);
 		i += l;
 		if (c < 0)
 			c = 0xfffd; /* an invalid byte reads as the replacement character */
@@ -1028,7 +1012,7 @@ void wordpiece_pretokenize(const char *s, size_t n, void (*fn)(void *ud, const c
 		if (ch < 0x80) {
 			k = ascii_class(ch);
 		} else {
-			int32_t c = cp_at(s, n, i, &l);
+			int32_t c = utf8_cp_at(s, n, i, &l);
 			k = c < 0 ? 0 : wordpiece_is_whitespace(c) ? 1 : wordpiece_is_punct(c) ? 2 : 0;
 		}
 		if (k) {
