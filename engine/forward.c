@@ -41,7 +41,7 @@ typedef struct rows {
 	uint8_t *mask;
 	int32_t *lab_i; /* per token, or per row (class) */
 	float *lab_f;   /* per row: K floats (multi-label) or 1 (regression) */
-	int has_labels, has_mask, label_per_token, nlf;
+	int has_labels, label_per_token;
 } rows;
 
 /* st_add_f32 keeps the pointer until the file is written: the outputs are
@@ -133,7 +133,7 @@ static int read_rows(herr *e, const char *text, size_t len, const char *name, ro
 					if (f == 0)
 						r->ids[i] = (uint32_t)tmp[t], r->mask[i] = 1;
 					else if (f == 1)
-						r->mask[i] = tmp[t] != 0, r->has_mask = 1;
+						r->mask[i] = tmp[t] != 0;
 					else
 						r->types[i] = (uint32_t)tmp[t];
 				}
@@ -147,22 +147,18 @@ static int read_rows(herr *e, const char *text, size_t len, const char *name, ro
 				json_number(lab, &d);
 				r->lab_i[b] = (int32_t)d;
 				r->lab_f[b] = (float)d;
-				r->nlf = 1;
 			} else if (lab->t == J_ARR) {
-				int k = 0, ints = 1;
+				int k = 0;
 				for (const jnode *v = lab->kid; v; v = v->next, k++) {
 					double d;
 					if (json_number(v, &d) != 0 || k >= r->T) {
 						rc = herr_set(e, "%s: row %d: labels: expected numbers, at most one per token", name, b + 1);
 						break;
 					}
-					ints &= d == floor(d);
 					r->lab_i[(size_t)b * (size_t)r->T + (size_t)k] = (int32_t)d;
 					r->lab_f[(size_t)b * (size_t)r->T + (size_t)k] = (float)d;
 				}
 				r->label_per_token = 1;
-				r->nlf = k;
-				(void)ints;
 			} else {
 				rc = herr_set(e, "%s: row %d: labels: expected a number or a list", name, b + 1);
 			}

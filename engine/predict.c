@@ -436,6 +436,14 @@ static void seq_close(seqm *sq)
 	free(sq->last);
 }
 
+/* a batch's length rounded up to a multiple of 16, at most max: rows of
+ * similar lengths reuse one workspace */
+static int bucket_len(int T, int max)
+{
+	T = (T + 15) / 16 * 16;
+	return T > max ? max : T;
+}
+
 /* class probabilities of the block's rows (n × K into res), 16 at a time,
  * padded to the longest row of each 16 */
 static void seq_predict(struct seqm *sq, const clf_data *d, double *res)
@@ -445,7 +453,7 @@ static void seq_predict(struct seqm *sq, const clf_data *d, double *res)
 		int nb = d->n - at < (size_t)sq->B ? (int)(d->n - at) : sq->B, T = 1;
 		for (int b = 0; b < nb; b++)
 			T = (int)c->len[at + (size_t)b] > T ? (int)c->len[at + (size_t)b] : T;
-		T = T > sq->T ? sq->T : T;
+		T = bucket_len(T, sq->T);
 		for (int b = 0; b < sq->B; b++) {
 			uint32_t len = b < nb ? c->len[at + (size_t)b] : 0;
 			len = len > (uint32_t)T ? (uint32_t)T : len;
@@ -537,14 +545,22 @@ static void tag_row(struct seqm *sq, const wordpiece *wp, const clf_model *m, co
 			ids = xrealloc(ids, (cap = nids + 1) * sizeof *ids);
 		ids[nids++] = (uint32_t)sp.sep;
 	}
-	int T = (int)(nids ? nids : 1);
+	/* padded to a multiple of 16 (the padding masked), so that rows of
+	 * similar length share a workspace */
+	int T = bucket_len((int)(nids ? nids : 1), sq->T);
 	if (!sq->bw || sq->wT != T) {
 		bert_ws_free(sq->bw);
 		sq->bw = bert_ws_new(&sq->b, 1, T, 1);
 		sq->wT = T;
 	}
-	uint8_t *mk = xmalloc((size_t)T);
-	memset(mk, 1, (size_t)T);
+	if ((size_t)T > cap)
+		ids = xrealloc(ids, (size_t)T * sizeof *ids);
+	uint8_t *mk = xcalloc((size_t)T, 1);
+	for (size_t i = 0; i < (size_t)T; i++) {
+		mk[i] = i < nids;
+		if (i >= nids)
+			ids[i] = (uint32_t)sq->b.cfg.pad_id;
+	}
 	bert_batch bb = {ids, NULL, mk, NULL, NULL};
 	bert_forward(&sq->b, sq->bw, &bb);
 	const float *z = bert_logits(sq->bw);
