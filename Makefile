@@ -33,7 +33,7 @@ OBJ := $(SRC:%.c=build/%.o)
 LIB_OBJ := $(filter-out build/engine/main.o,$(OBJ))
 UNIT := $(basename $(notdir $(wildcard tests/unit/test_*.c)))
 
-.PHONY: base base-bert all deps deps-test deps-bench deps-data deps-fuzz data fixtures wordpiece-fixtures test unit unit-asan demo bench clean fuzz
+.PHONY: cuda test-gpu base base-bert all deps deps-test deps-bench deps-data deps-fuzz data fixtures wordpiece-fixtures test unit unit-asan demo bench clean fuzz
 
 # keep the ASan objects between runs (they are intermediates of pattern rules)
 .SECONDARY:
@@ -46,6 +46,31 @@ hone: $(OBJ)
 build/%.o: %.c $(HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+# --- CUDA ----------------------------------------------------------------------
+# The CUDA backend is a library of its own, loaded when a run asks for
+# device = "cuda": the engine, make test and CI never need nvcc.
+NVCC      ?= nvcc
+CUDA_ARCH ?= -gencode=arch=compute_90,code=sm_90
+CUDA_SRC  := $(wildcard engine/nn/cuda/*.cu)
+
+cuda: build/libhone-cuda.so
+
+build/libhone-cuda.so: $(CUDA_SRC) engine/nn/cuda/cuda.cuh engine/nn/nn.h
+	@command -v $(NVCC) >/dev/null || { echo "hone: make cuda needs nvcc (the CUDA toolkit) on the PATH"; exit 1; }
+	@mkdir -p build
+	$(NVCC) -O2 -std=c++17 $(CUDA_ARCH) -Xcompiler -fPIC,-fvisibility=hidden,-Wall,-Wextra -Werror all-warnings \
+		-shared -o $@ $(CUDA_SRC) -lcublas
+
+build/gpu/test_cuda: tests/gpu/test_cuda.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -iquote engine -o $@ $< $(LIB_OBJ) $(LDLIBS)
+
+# the GPU tests (a machine with a GPU and nvcc): each layer against the CPU,
+# a GPT-2 against the CPU, training end to end on the GPU
+test-gpu: cuda hone build/gpu/test_cuda
+	build/gpu/test_cuda
+	bash tests/gpu/train.sh
 
 # --- dependencies ------------------------------------------------------------
 define install_missing

@@ -112,7 +112,7 @@ static void norm_part(void *ud, int t, int nt)
 	}
 }
 
-double grad_norm(const float *g, size_t n, int threads)
+double grad_sumsq(const float *g, size_t n, int threads)
 {
 	size_t chunks = (n + CHUNK - 1) / CHUNK;
 	double stack[4096], *part = chunks <= 4096 ? stack : malloc(chunks * sizeof *part); /* no allocation below 67M values */
@@ -125,8 +125,10 @@ double grad_norm(const float *g, size_t n, int threads)
 		s += part[c];
 	if (part != stack)
 		free(part);
-	return sqrt(s);
+	return s;
 }
+
+double grad_norm(const float *g, size_t n, int threads) { return sqrt(grad_sumsq(g, n, threads)); }
 
 float clip_factor(double norm, double max_norm)
 {

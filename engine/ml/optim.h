@@ -30,8 +30,9 @@ typedef struct adamw_cfg {
 void adamw_step(const adamw_cfg *c, float lr, long long t, float gscale, float *p, float *g, float *m, float *v,
                 size_t n, int threads);
 
-/* sqrt(Σ g²), summed in double over fixed chunks. */
+/* sqrt(Σ g²), summed in double over fixed chunks; and Σ g² itself. */
 double grad_norm(const float *g, size_t n, int threads);
+double grad_sumsq(const float *g, size_t n, int threads);
 /* The factor clipping by global norm applies: max_norm/(norm+1e-6) when that
  * is below 1 (as torch.nn.utils.clip_grad_norm_), else 1; 1 when max_norm <= 0. */
 float clip_factor(double norm, double max_norm);

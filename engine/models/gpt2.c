@@ -417,6 +417,7 @@ typedef struct layer_act {
 
 struct gpt2_ws {
 	nn_ctx nn;
+	float *p;              /* the parameters on a device backend (NULL on the CPU: the model's own) */
 	int B, T, N, nl;
 	layer_act *l;
 	float *res_out, *lnf, *mf, *rf;
@@ -427,7 +428,8 @@ struct gpt2_ws {
 	/* backward scratch */
 	float *dres, *dx, *dqkv, *dfc, *dh;
 	const uint32_t *ids;
-	uint32_t *idbuf, *pos;  /* the batch's ids; each row's positions 0..T-1 */
+	uint32_t *idbuf, *pos;  /* the batch's ids; each row's positions 0..T-1 (backend memory) */
+	int32_t *tg;            /* the batch's targets (backend memory) */
 	lora_ws *lw;            /* adapters' activations and gradients */
 	/* sequence classification: each row's last position, class probabilities
 	 * and their gradients (B × ncls); cls: the last forward was one */
@@ -437,10 +439,14 @@ struct gpt2_ws {
 	size_t bytes; /* allocated for activations, gradients and scratch */
 };
 
-gpt2_ws *gpt2_ws_new(const gpt2 *m, int B, int T, int threads)
+gpt2_ws *gpt2_ws_new(const gpt2 *m, int B, int T, int threads) { return gpt2_ws_new_on(m, B, T, threads, &nn_cpu); }
+
+gpt2_ws *gpt2_ws_new_on(const gpt2 *m, int B, int T, int threads, const nn_ops *ops)
 {
+	if (ops != &nn_cpu && (m->lora || m->cfg.ncls))
+		return NULL; /* on a device: the language model, full fine-tuning */
 	gpt2_ws *w = xcalloc(1, sizeof *w);
-	nn_ctx_init(&w->nn, &nn_cpu, threads);
+	nn_ctx_init(&w->nn, ops, threads);
 	nn_ctx *c = &w->nn;
 #define WSA(n) (w->bytes += (size_t)(n), (float *)nn_alloc(c, (size_t)(n)))
 	const gpt2_config *cf = &m->cfg;
@@ -479,11 +485,19 @@ gpt2_ws *gpt2_ws_new(const gpt2 *m, int B, int T, int threads)
 		w->dcp = WSA((size_t)B * (size_t)cf->ncls * sizeof(float));
 		w->cz = WSA((size_t)B * (size_t)cf->ncls * sizeof(float));
 	}
-	w->idbuf = xcalloc(N, sizeof *w->idbuf);
-	w->pos = xcalloc(N, sizeof *w->pos);
+	w->idbuf = nn_alloc(c, N * sizeof *w->idbuf);
+	w->pos = nn_alloc(c, N * sizeof *w->pos);
+	w->tg = nn_alloc(c, N * sizeof *w->tg);
+	uint32_t *pos = xmalloc(N * sizeof *pos);
 	for (size_t i = 0; i < N; i++)
-		w->pos[i] = (uint32_t)(i % (size_t)T);
-	w->bytes += 2 * N * sizeof(uint32_t);
+		pos[i] = (uint32_t)(i % (size_t)T);
+	nn_upload(c, w->pos, pos, N * sizeof *pos);
+	free(pos);
+	w->bytes += 3 * N * sizeof(uint32_t);
+	if (ops != &nn_cpu) {
+		w->p = WSA(m->nparams * sizeof(float));
+		nn_upload(c, w->p, m->p, m->nparams * sizeof(float));
+	}
 	if (!m->lora) /* with adapters the base is frozen: no gradient of it is kept */
 		w->g = WSA(m->nparams * sizeof(float));
 	w->dres = WSA(F);
@@ -534,8 +548,11 @@ void gpt2_ws_free(gpt2_ws *w)
 		if (bufs[k])
 			nn_free(c, bufs[k]);
 	free(w->last);
-	free(w->idbuf);
-	free(w->pos);
+	nn_free(c, w->idbuf);
+	nn_free(c, w->pos);
+	nn_free(c, w->tg);
+	if (w->p)
+		nn_free(c, w->p);
 	nn_ctx_free(c);
 	free(w);
 }
@@ -543,8 +560,10 @@ void gpt2_ws_free(gpt2_ws *w)
 const float *gpt2_logits(const gpt2_ws *w) { return w->logits; }
 float *gpt2_grad(gpt2_ws *w) { return w->g; }
 float *gpt2_lora_grad(gpt2_ws *w) { return w->lw ? w->lw->g : NULL; }
+float *gpt2_ws_params(gpt2_ws *w, const gpt2 *m) { return w->p ? w->p : m->p; }
+nn_ctx *gpt2_ws_nn(gpt2_ws *w) { return &w->nn; }
 
-#define P(name) (m->p + gpt2_find(m, name)->off)
+#define P(name) ((w->p ? w->p : m->p) + gpt2_find(m, name)->off)
 #define G(name) (w->g ? w->g + gpt2_find(m, name)->off : NULL) /* NULL: frozen */
 
 /* embeddings, blocks and the final LayerNorm: w->lnf */
@@ -554,7 +573,7 @@ static void trunk_forward(const gpt2 *m, gpt2_ws *w, const uint32_t *ids)
 	nn_ctx *c = &w->nn;
 	int B = w->B, T = w->T, N = w->N, C = cf->n_embd, H = cf->n_head, V = cf->vocab;
 	const lora *lo = m->lora;
-	memcpy(w->idbuf, ids, (size_t)N * sizeof *ids);
+	nn_upload(c, w->idbuf, ids, (size_t)N * sizeof *ids);
 	w->ids = w->idbuf;
 	size_t NC = (size_t)N * (size_t)C;
 	float *x = cf->n_layer ? w->l[0].res : w->res_out;
@@ -596,7 +615,8 @@ double gpt2_forward(const gpt2 *m, gpt2_ws *w, const uint32_t *ids, const int32_
 	linear_forward(&w->nn, w->logits, w->lnf, P("wte.weight"), NULL, N, C, V, NN_W_OUT_IN, 0);
 	if (!targets)
 		return 0;
-	return softmax_crossentropy(&w->nn, w->dlogits, w->logits, targets, N, V, &w->count);
+	nn_upload(&w->nn, w->tg, targets, (size_t)N * sizeof *targets);
+	return softmax_crossentropy(&w->nn, w->dlogits, w->logits, w->tg, N, V, &w->count);
 }
 
 double gpt2_forward_cls(const gpt2 *m, gpt2_ws *w, const uint32_t *ids, const int *last, const int32_t *labels)
@@ -777,7 +797,6 @@ int gpt2_prefill(const gpt2 *m, gpt2_kv *kv, const uint32_t *ids, int n, float *
 		kv->ws = gpt2_ws_new(m, 1, T, 1);
 	}
 	gpt2_ws *w = kv->ws;
-	memset(w->idbuf, 0, (size_t)T * sizeof *w->idbuf);
 	uint32_t *pad = xcalloc((size_t)T, sizeof *pad);
 	memcpy(pad, ids, (size_t)n * sizeof *ids);
 	gpt2_forward(m, w, pad, NULL);
@@ -813,6 +832,10 @@ void gpt2_kv_free(gpt2_kv *kv)
 }
 
 int gpt2_kv_len(const gpt2_kv *kv) { return kv->t; }
+
+/* generation runs on the CPU, from the model's own parameters */
+#undef P
+#define P(name) (m->p + gpt2_find(m, name)->off)
 
 int gpt2_step(const gpt2 *m, gpt2_kv *kv, uint32_t id, float *logits)
 {

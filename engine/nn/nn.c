@@ -1,6 +1,10 @@
 #include "nn.h"
 
+#include <dlfcn.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "../util.h"
 
@@ -11,6 +15,10 @@ void nn_ctx_init(nn_ctx *c, const nn_ops *ops, int threads)
 	c->scratch = NULL;
 	c->scratch_n = 0;
 	c->crew = ops == &nn_cpu && c->threads > 1 ? crew_new(c->threads > 64 ? 64 : c->threads) : NULL;
+	c->dev = NULL;
+	c->precision = NN_FP32;
+	if (ops->init)
+		ops->init(c);
 }
 
 void nn_ctx_free(nn_ctx *c)
@@ -22,6 +30,9 @@ void nn_ctx_free(nn_ctx *c)
 		c->ops->free(c, c->scratch);
 	c->scratch = NULL;
 	c->scratch_n = 0;
+	if (c->ops->fini)
+		c->ops->fini(c);
+	c->dev = NULL;
 }
 
 void *nn_scratch(nn_ctx *c, size_t n)
@@ -42,4 +53,68 @@ float nn_dropout_keep(uint64_t seed, uint64_t stream, size_t i, float p)
 	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
 	z ^= z >> 31;
 	return (double)(z >> 11) / 9007199254740992.0 < p ? 0.0f : 1.0f / (1.0f - p);
+}
+
+/* The CUDA backend: a library of its own (make cuda), so that the engine
+ * builds and runs where there is no CUDA. Looked for in $HONE_CUDA_LIB, then
+ * beside the executable (build/ under it, as make leaves it). */
+static const nn_ops *cuda_ops;
+
+static void *cuda_open(char *why, size_t n)
+{
+	const char *env = getenv("HONE_CUDA_LIB");
+	char exe[4096], path[4200];
+	ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	exe[k > 0 ? k : 0] = 0;
+	char *slash = strrchr(exe, '/');
+	if (slash)
+		*slash = 0;
+	const char *sub[] = {"/build/libhone-cuda.so", "/libhone-cuda.so", "/../libhone-cuda.so"};
+	for (size_t i = 0; i < (env && *env ? 1 : sizeof sub / sizeof *sub); i++) {
+		if (env && *env)
+			snprintf(path, sizeof path, "%s", env);
+		else
+			snprintf(path, sizeof path, "%s%s", slash ? exe : ".", sub[i]);
+		if (access(path, F_OK) != 0)
+			continue;
+		void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+		if (!h)
+			snprintf(why, n, "%s does not load: %s", path, dlerror());
+		return h;
+	}
+	if (env && *env)
+		snprintf(why, n, "the CUDA backend is not built (HONE_CUDA_LIB=%s: no such file)", env);
+	else
+		snprintf(why, n, "the CUDA backend is not built (no libhone-cuda.so in %s/build or beside the executable)",
+		         slash ? exe : ".");
+	return NULL;
+}
+
+const nn_ops *nn_backend(herr *e, const char *name)
+{
+	if (!name || !strcmp(name, "cpu"))
+		return &nn_cpu;
+	if (strcmp(name, "cuda")) {
+		herr_set(e, "device: expected \"cpu\" or \"cuda\", got \"%s\"", name);
+		return NULL;
+	}
+	if (cuda_ops)
+		return cuda_ops;
+	char why[4400];
+	void *h = cuda_open(why, sizeof why);
+	if (!h) {
+		herr_set(e, "device \"cuda\": %s", why);
+		herr_hint(e, "run `make cuda` on a machine with nvcc, or point HONE_CUDA_LIB at libhone-cuda.so");
+		return NULL;
+	}
+	const nn_ops *(*get)(char *, size_t) = (const nn_ops *(*)(char *, size_t))dlsym(h, "hone_nn_cuda");
+	why[0] = 0;
+	const nn_ops *ops = get ? get(why, sizeof why) : NULL;
+	if (!ops) {
+		herr_set(e, "device \"cuda\": %s", get ? why : "libhone-cuda.so has no hone_nn_cuda");
+		dlclose(h);
+		return NULL;
+	}
+	cuda_ops = ops; /* kept loaded for the life of the process */
+	return ops;
 }

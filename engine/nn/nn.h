@@ -23,14 +23,15 @@
  * and the workspace (activations, gradients), allocated with nn_alloc and
  * freed with nn_free. What the backend owns: its scratch (ctx->scratch, e.g.
  * one head's T×T attention probabilities per thread), grown on demand and
- * freed by nn_ctx_free. Token ids, targets and masks are host arrays for the
- * CPU backend; a device backend copies them in (ops->upload) before use.
- * Reductions are done in a fixed order: the same inputs give the same bits
- * for any thread count.
+ * freed by nn_ctx_free. Token ids, targets and masks are backend memory too:
+ * the model copies them in once per batch (nn_upload; a plain copy on the
+ * CPU). Reductions are done in a fixed order: the same inputs give the same
+ * bits for any thread count (and, on a GPU, from run to run).
  *
  * engine/nn/cpu/cpu.c is the CPU backend (OpenBLAS sgemm split over our own
  * threads); engine/nn/ref.c holds the plain reference of every layer, used by
- * the tests only.
+ * the tests only; engine/nn/cuda/ is the CUDA backend, built apart (make
+ * cuda) into a library that nn_backend loads when a run asks for it.
  *
  * Ownership: an nn_ctx is made by the caller (nn_ctx_init) and owns only its
  * scratch.
@@ -47,7 +48,10 @@ enum { NN_GELU_TANH = 0, NN_GELU_ERF = 1 };
 typedef struct nn_ctx nn_ctx;
 
 typedef struct nn_ops {
-	const char *name; /* "cpu" */
+	const char *name; /* "cpu", "ref", "cuda" */
+	/* the backend's per-context state in c->dev (NULL: none needed) */
+	void (*init)(nn_ctx *c);
+	void (*fini)(nn_ctx *c);
 	void *(*alloc)(nn_ctx *c, size_t bytes);       /* zeroed */
 	void (*free)(nn_ctx *c, void *p);
 	void (*zero)(nn_ctx *c, void *p, size_t bytes);
@@ -112,6 +116,24 @@ typedef struct nn_ops {
 	 * backward draws it again and nothing is stored. seed 0 or p 0: identity. */
 	void (*dropout_forward)(nn_ctx *c, float *y, const float *x, size_t n, float p, uint64_t seed, uint64_t stream);
 	void (*dropout_backward)(nn_ctx *c, float *dx, const float *dy, size_t n, float p, uint64_t seed, uint64_t stream);
+
+	/* The optimizer's two passes over the parameters (engine/ml/optim.h has
+	 * the arithmetic): Σ x² in double over fixed chunks; one AdamW update t
+	 * (1-based) with the gradient first scaled by gscale, then zeroed. */
+	double (*sumsq)(nn_ctx *c, const float *x, size_t n);
+	void (*adamw)(nn_ctx *c, float *p, float *g, float *m, float *v, size_t n, float lr, float b1, float b2, float eps,
+	              float wd, long long t, float gscale);
+
+	/* Optional (NULL: not offered): attention that keeps each row's
+	 * log-sum-exp, lse [B·H·T], for a backward that is also given the
+	 * forward's output y, so that a fused kernel need not compute the
+	 * probabilities' normalisation again. Same semantics as above. Models
+	 * call them through attention_forward_keep / attention_backward_keep,
+	 * which fall back to the two above. */
+	void (*attention_forward_lse)(nn_ctx *c, float *y, float *lse, const float *qkv, const uint8_t *mask, int B, int T,
+	                              int C, int H, int causal);
+	void (*attention_backward_lse)(nn_ctx *c, float *dqkv, const float *dy, const float *qkv, const float *y,
+	                               const float *lse, const uint8_t *mask, int B, int T, int C, int H, int causal);
 } nn_ops;
 
 struct crew;
@@ -122,11 +144,22 @@ struct nn_ctx {
 	struct crew *crew; /* CPU: those threads, kept between calls (NULL: one thread) */
 	void *scratch;    /* backend-owned, grown on demand */
 	size_t scratch_n;
+	void *dev;        /* a device backend's state (ops->init) */
+	int precision;    /* NN_FP32, or NN_BF16: products from bf16 copies of their inputs, fp32 accumulation
+	                     and outputs (a device backend may offer it; the CPU computes fp32 always) */
 };
+
+enum { NN_FP32 = 0, NN_BF16 = 1 };
 
 extern const nn_ops nn_cpu;
 
-/* A context on the CPU backend with `threads` threads (at least 1). */
+/* The backend called name: "cpu", or "cuda" (the library make cuda builds,
+ * build/libhone-cuda.so, or $HONE_CUDA_LIB; loaded on first use). NULL with
+ * e set when it is unknown or cannot be had here (no library, no GPU). */
+struct herr;
+const nn_ops *nn_backend(struct herr *e, const char *name);
+
+/* A context on backend ops with `threads` threads (at least 1; the CPU's). */
 void nn_ctx_init(nn_ctx *c, const nn_ops *ops, int threads);
 void nn_ctx_free(nn_ctx *c);
 /* The backend's scratch, at least n bytes (kept until the next call). */
@@ -140,6 +173,14 @@ static inline void *nn_alloc(nn_ctx *c, size_t n) { return c->ops->alloc(c, n); 
 static inline void nn_free(nn_ctx *c, void *p) { c->ops->free(c, p); }
 static inline void nn_zero(nn_ctx *c, void *p, size_t n) { c->ops->zero(c, p, n); }
 static inline void nn_copy(nn_ctx *c, void *d, const void *s, size_t n) { c->ops->copy(c, d, s, n); }
+static inline void nn_upload(nn_ctx *c, void *d, const void *host, size_t n) { c->ops->upload(c, d, host, n); }
+static inline void nn_download(nn_ctx *c, void *host, const void *s, size_t n) { c->ops->download(c, host, s, n); }
+static inline double nn_sumsq(nn_ctx *c, const float *x, size_t n) { return c->ops->sumsq(c, x, n); }
+static inline void nn_adamw(nn_ctx *c, float *p, float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
+                            float eps, float wd, long long t, float gscale)
+{
+	c->ops->adamw(c, p, g, m, v, n, lr, b1, b2, eps, wd, t, gscale);
+}
 static inline void matmul(nn_ctx *c, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
                           const float *b, int ldb, float beta, float *cm, int ldc)
 {
@@ -192,6 +233,25 @@ static inline void attention_backward(nn_ctx *c, float *dqkv, const float *dy, c
                                       int B, int T, int C, int H, int causal)
 {
 	c->ops->attention_backward(c, dqkv, dy, qkv, mask, B, T, C, H, causal);
+}
+/* With lse (a model's [B·H·T] buffer per layer, nn_attention_lse says
+ * whether to keep one): the backend's fused path where it has one. */
+static inline int nn_attention_lse(const nn_ctx *c) { return c->ops->attention_forward_lse != NULL; }
+static inline void attention_forward_keep(nn_ctx *c, float *y, float *lse, const float *qkv, const uint8_t *mask, int B,
+                                          int T, int C, int H, int causal)
+{
+	if (lse && c->ops->attention_forward_lse)
+		c->ops->attention_forward_lse(c, y, lse, qkv, mask, B, T, C, H, causal);
+	else
+		c->ops->attention_forward(c, y, qkv, mask, B, T, C, H, causal);
+}
+static inline void attention_backward_keep(nn_ctx *c, float *dqkv, const float *dy, const float *qkv, const float *y,
+                                           const float *lse, const uint8_t *mask, int B, int T, int C, int H, int causal)
+{
+	if (lse && c->ops->attention_backward_lse)
+		c->ops->attention_backward_lse(c, dqkv, dy, qkv, y, lse, mask, B, T, C, H, causal);
+	else
+		c->ops->attention_backward(c, dqkv, dy, qkv, mask, B, T, C, H, causal);
 }
 static inline void attention_decode(nn_ctx *c, float *y, const float *q, const float *K, const float *V, int ld, int n,
                                     int C, int H)

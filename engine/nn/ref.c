@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../ml/optim.h"
 #include "../util.h"
 
 static void *ref_alloc(nn_ctx *c, size_t n) { (void)c; return xcalloc(n ? n : 1, 1); }
@@ -411,8 +412,25 @@ static void ref_dropout_backward(nn_ctx *c, float *dx, const float *dy, size_t n
 		dx[i] += p > 0 && seed ? dy[i] * nn_dropout_keep(seed, stream, i, p) : dy[i];
 }
 
+static double ref_sumsq(nn_ctx *c, const float *x, size_t n)
+{
+	(void)c;
+	double s = 0;
+	for (size_t i = 0; i < n; i++)
+		s += (double)x[i] * x[i];
+	return s;
+}
+
+static void ref_adamw(nn_ctx *c, float *p, float *g, float *m, float *v, size_t n, float lr, float b1, float b2, float eps,
+                      float wd, long long t, float gscale)
+{
+	(void)c;
+	adamw_cfg ac = {b1, b2, eps, wd};
+	adamw_step(&ac, lr, t, gscale, p, g, m, v, n, 1);
+}
+
 const nn_ops nn_ref = {
-	"ref",
+	"ref", NULL, NULL,
 	ref_alloc, ref_free, ref_zero, ref_copy, ref_copy, ref_copy,
 	ref_matmul,
 	ref_linear_forward, ref_linear_backward,
@@ -424,4 +442,6 @@ const nn_ops nn_ref = {
 	ref_tanh_forward, ref_tanh_backward,
 	ref_ce, ref_bce, ref_mse,
 	ref_dropout_forward, ref_dropout_backward,
+	ref_sumsq, ref_adamw,
+	NULL, NULL,
 };

@@ -26,6 +26,7 @@
 #include "../ml/blas.h"
 #include "../ml/classifier.h"
 #include "../models/gpt2.h"
+#include "../nn/nn.h"
 #include "../ml/lmdata.h"
 #include "../ml/mldata.h"
 #include "../ml/optim.h"
@@ -426,6 +427,17 @@ int train_loop(kctx *c, const tcfg *cf, learner *L, size_t n, int has_val, const
 	 * folder is already specific to this stage key) */
 	uint64_t tag = XXH3_64bits_withSeed(L->p, bytes, (uint64_t)cf->seed);
 	int resumed = ckpt_load(c, L->p, L->n, s, tag);
+	nn_ctx *dev = L->nn;
+	float *dm = NULL, *dv = NULL;
+	if (dev) { /* AdamW's state beside the parameters on the device */
+		dm = nn_alloc(dev, bytes);
+		dv = nn_alloc(dev, bytes);
+		if (resumed) {
+			nn_upload(dev, L->dp, L->p, bytes);
+			nn_upload(dev, dm, s->m, bytes);
+			nn_upload(dev, dv, s->v, bytes);
+		}
+	}
 	if (resumed) {
 		kctx_log(c, "train: resumed at step %lld of %lld from %s", s->step, total, c->scratch);
 		kctx_progress_from(c, (double)s->step); /* rate and ETA: this process's steps */
@@ -447,8 +459,14 @@ int train_loop(kctx *c, const tcfg *cf, learner *L, size_t n, int has_val, const
 		float lr = (float)(cf->lr * lr_factor((sched_kind)cf->sched, s->step, cf->warmup, total));
 		float *g;
 		double loss = L->step(L->ud, idx, nb, (uint64_t)s->step, &g);
-		float gs = cf->clip > 0 ? clip_factor(grad_norm(g, L->n, c->threads), cf->clip) : 1.0f;
-		adamw_step(&ac, lr, s->step + 1, gs, L->p, g, s->m, s->v, L->n, c->threads);
+		float gs;
+		if (dev) {
+			gs = cf->clip > 0 ? clip_factor(sqrt(nn_sumsq(dev, g, L->n)), cf->clip) : 1.0f;
+			nn_adamw(dev, L->dp, g, dm, dv, L->n, lr, ac.b1, ac.b2, ac.eps, ac.wd, s->step + 1, gs);
+		} else {
+			gs = cf->clip > 0 ? clip_factor(grad_norm(g, L->n, c->threads), cf->clip) : 1.0f;
+			adamw_step(&ac, lr, s->step + 1, gs, L->p, g, s->m, s->v, L->n, c->threads);
+		}
 		s->step++;
 		run_loss += loss;
 		run_n++;
@@ -488,7 +506,10 @@ int train_loop(kctx *c, const tcfg *cf, learner *L, size_t n, int has_val, const
 					s->best = v;
 					s->best_epoch = ep;
 					s->bad = 0;
-					memcpy(s->best_p, L->p, bytes);
+					if (dev)
+						nn_download(dev, s->best_p, L->dp, bytes);
+					else
+						memcpy(s->best_p, L->p, bytes);
 				} else {
 					s->bad++;
 				}
@@ -500,9 +521,15 @@ int train_loop(kctx *c, const tcfg *cf, learner *L, size_t n, int has_val, const
 				break;
 			}
 		}
-		if (epoch_end || (cf->ckpt_every > 0 && s->step % cf->ckpt_every == 0))
-			if (s->step < total && ckpt_save(c, L->p, L->n, s, tag) != 0)
+		if ((epoch_end || (cf->ckpt_every > 0 && s->step % cf->ckpt_every == 0)) && s->step < total) {
+			if (dev) {
+				nn_download(dev, L->p, L->dp, bytes);
+				nn_download(dev, s->m, dm, bytes);
+				nn_download(dev, s->v, dv, bytes);
+			}
+			if (ckpt_save(c, L->p, L->n, s, tag) != 0)
 				rc = -1;
+		}
 		double el = now_seconds() - t0;
 		if (kctx_progress(c, (double)s->step, (double)total, "steps") != 0) {
 			rc = -1; /* timed out or interrupted: the checkpoint stays for the next run */
@@ -514,6 +541,11 @@ int train_loop(kctx *c, const tcfg *cf, learner *L, size_t n, int has_val, const
 		else
 			kctx_note(c, "epoch %lld/%lld loss %.4f (%.0f ex/s)", s->step / spe + (s->step % spe != 0), epochs, loss,
 			          el > 0 ? (double)(s->step - t_start) * (double)B / el : 0);
+	}
+	if (dev) { /* the last weights, as on the CPU */
+		nn_download(dev, L->p, L->dp, bytes);
+		nn_free(dev, dm);
+		nn_free(dev, dv);
 	}
 	free(perm);
 	free(idx);
@@ -790,11 +822,19 @@ static int train_lm(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, co
 	tstate_init(&s);
 	loop_result lr;
 	memset(&lr, 0, sizeof lr);
+	const nn_ops *ops = nn_backend(&c->err, hval_get_str(p, "device", "cpu"));
 	if (rc == 0) {
-		l.ws = gpt2_ws_new(&m, B, T, c->threads);
+		l.ws = gpt2_ws_new_on(&m, B, T, c->threads, ops);
 		l.ids = xmalloc((size_t)B * (size_t)T * sizeof *l.ids);
 		l.tg = xmalloc((size_t)B * (size_t)T * sizeof *l.tg);
-		learner L = {lora ? lo.p : m.p, lora ? lo.n : m.nparams, lm_step, lm_score, &l};
+		learner L = {lora ? lo.p : m.p, lora ? lo.n : m.nparams, lm_step, lm_score, &l, NULL, NULL};
+		if (ops != &nn_cpu) {
+			L.nn = gpt2_ws_nn(l.ws);
+			L.dp = gpt2_ws_params(l.ws, &m);
+			const char *prec = hval_get_str(p, "precision", "bf16");
+			L.nn->precision = !strcmp(prec, "bf16") ? NN_BF16 : NN_FP32;
+			kctx_log(c, "train: on device %s, %s", ops->name, prec);
+		}
 		rc = train_loop(c, cf, &L, tr.n, vi != NULL, metric, 0, &s, &lr);
 	}
 	if (rc == 0) {
@@ -922,7 +962,7 @@ static int train_seqcls(kctx *c, const hval *p, const tcfg *cf, const kinput *ti
 		                c->threads, xmalloc((size_t)B * (size_t)T * sizeof *l.ids), xmalloc((size_t)B * sizeof *l.last),
 		                xmalloc((size_t)B * sizeof *l.lab), vi ? xmalloc((va.n ? va.n : 1) * (size_t)m.cfg.ncls * sizeof(double)) : NULL,
 		                (uint64_t)cf->seed};
-		learner L = {lora ? lo.p : m.p, lora ? lo.n : m.nparams, seq_step, seq_score, &l};
+		learner L = {lora ? lo.p : m.p, lora ? lo.n : m.nparams, seq_step, seq_score, &l, NULL, NULL};
 		kctx_metric(c, "params", (double)m.nparams);
 		rc = train_loop(c, cf, &L, tr.n, vi != NULL, metric, ml_metric_higher(metric), &s, &lr);
 	}
@@ -1015,6 +1055,18 @@ static int k_train(kctx *c, const hval *p, const kinput *in, size_t nin, const c
 	model_arch arch = ARCH_GPT2;
 	if (base && model_detect_dir(&c->err, base->path, &arch) != 0)
 		return herr_prefix(&c->err, "train: base %s", base->label);
+	/* device = "cuda": a GPT-2 language model, fully fine-tuned, for now */
+	const char *device = hval_get_str(p, "device", "cpu");
+	if (!strcmp(device, "cpu") && !strcmp(hval_get_str(p, "precision", "fp32"), "bf16"))
+		return kctx_fail(c, "train: precision = \"bf16\" is for device = \"cuda\"; the CPU trains in fp32");
+	if (strcmp(device, "cpu") && (!base || arch != ARCH_GPT2 || hval_get(p, "output") ||
+	                              !strcmp(hval_get_str(p, "method", "full"), "lora")))
+		return kctx_fail(c, "train: device = \"%s\" trains GPT-2 language models with method = \"full\" so far; "
+		                 "this stage (%s) trains on device = \"cpu\"", device,
+		                 !base ? "a classifier on features" : arch != ARCH_GPT2 ? "a BERT" :
+		                 hval_get(p, "output") ? "a GPT-2 classifier" : "LoRA");
+	if (!nn_backend(&c->err, device))
+		return herr_prefix(&c->err, "train");
 	if (base && arch == ARCH_BERT)
 		return train_bert(c, p, &cf, ti, vi, base, outdir);
 	if (base && hval_get(p, "objective"))
@@ -1074,7 +1126,7 @@ static int k_train(kctx *c, const hval *p, const kinput *in, size_t nin, const c
 	clf_learn cl = {&m, &tr.d, &va.d, NULL, NULL, cw, 0, (uint64_t)cf.seed, c->threads};
 	cl.ws = clf_ws_new(&m, (int)((size_t)cf.batch < tr.d.n ? (size_t)cf.batch : tr.d.n), c->threads);
 	cl.vout = vi ? xmalloc((va.d.n ? va.d.n : 1) * (size_t)ml_out_width(&m) * sizeof *cl.vout) : NULL;
-	learner L = {m.p, m.nparams, clf_step, clf_score, &cl};
+	learner L = {m.p, m.nparams, clf_step, clf_score, &cl, NULL, NULL};
 	kctx_metric(c, "params", (double)m.nparams);
 	loop_result lr;
 	rc = train_loop(c, &cf, &L, tr.d.n, vi != NULL, metric, ml_metric_higher(metric), &s, &lr);

@@ -255,7 +255,7 @@ int train_bert(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, const k
 		l.mask = xmalloc(N);
 		l.lab = xmalloc(N * sizeof *l.lab);
 		l.seed = (uint64_t)cf->seed;
-		learner L = {lora_m ? lo.p : m.p, lora_m ? lo.n : m.nparams, bert_step, bert_score, &l};
+		learner L = {lora_m ? lo.p : m.p, lora_m ? lo.n : m.nparams, bert_step, bert_score, &l, NULL, NULL};
 		kctx_metric(c, "params", (double)m.nparams);
 		int higher = mlm ? !strcmp(metric, "accuracy") : tag ? strcmp(metric, "loss") != 0 : ml_metric_higher(metric);
 		rc = train_loop(c, cf, &L, tr.n, vi != NULL, metric, higher, &s, &lr);

@@ -34,6 +34,12 @@ typedef struct learner {
 	double (*step)(void *ud, const uint32_t *idx, int nb, uint64_t step, float **grad);
 	int (*score)(void *ud, herr *e, const char *metric, double *v);
 	void *ud;
+	/* On a device (NULL: the CPU): the parameters the step computes with
+	 * live in dp on nn's backend, and step's gradient there too; the loop
+	 * keeps AdamW's state beside them and brings p up to date for
+	 * checkpoints, the best epoch and the end. */
+	struct nn_ctx *nn;
+	float *dp;
 } learner;
 
 typedef struct loop_result {

@@ -1,12 +1,15 @@
 /*
  * bench_gpt2 — training steps of the native GPT-2 (forward, backward, AdamW)
  * on random tokens, and OpenBLAS sgemm's peak on the same threads.
- *   bench_gpt2 LAYERS EMBD HEADS T B VOCAB STEPS THREADS [full|lora]
+ *   bench_gpt2 LAYERS EMBD HEADS T B VOCAB STEPS THREADS [full|lora] [cpu|cuda|cuda-bf16]
  * Prints tokens/s, the FLOP rate (6·params·tokens + attention) and sgemm's,
  * and peak RSS against what the step needs: parameters, gradients, AdamW's
  * two moments (of the trained parameters) and the workspace's activations.
  * lora: rank 8 adapters on c_attn, c_proj, c_fc; the base frozen.
+ * cuda: the steps on the GPU (make cuda), fp32; its memory is the
+ * workspace's, parameters' and moments' device bytes (no sgemm line).
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,11 +18,12 @@
 #include "ml/blas.h"
 #include "models/gpt2.h"
 #include "ml/optim.h"
+#include "nn/nn.h"
 
 int main(int argc, char **argv)
 {
-	if (argc != 9 && argc != 10) {
-		fprintf(stderr, "usage: bench_gpt2 LAYERS EMBD HEADS T B VOCAB STEPS THREADS [full|lora]\n");
+	if (argc < 9 || argc > 11) {
+		fprintf(stderr, "usage: bench_gpt2 LAYERS EMBD HEADS T B VOCAB STEPS THREADS [full|lora] [cpu|cuda|cuda-bf16]\n");
 		return 2;
 	}
 	int L = atoi(argv[1]), C = atoi(argv[2]), H = atoi(argv[3]), T = atoi(argv[4]), B = atoi(argv[5]),
@@ -41,7 +45,13 @@ int main(int argc, char **argv)
 		s = s * 6364136223846793005ull + 1442695040888963407ull;
 		m.p[i] = ((float)(s >> 40) / 16777216.0f - 0.5f) * 0.04f;
 	}
-	int lora = argc == 10 && !strcmp(argv[9], "lora");
+	int lora = argc >= 10 && !strcmp(argv[9], "lora");
+	const char *dev = argc == 11 ? argv[10] : "cpu";
+	const nn_ops *ops = nn_backend(&e, !strncmp(dev, "cuda", 4) ? "cuda" : dev);
+	if (!ops) {
+		fprintf(stderr, "%s\n", e.msg);
+		return 1;
+	}
 	gpt2_lora lo;
 	memset(&lo, 0, sizeof lo);
 	if (lora) {
@@ -50,13 +60,18 @@ int main(int argc, char **argv)
 			lo.p[i] = lo.p[i] ? lo.p[i] : 0.01f; /* B nonzero: a real update */
 		m.lora = &lo;
 	}
-	float *tp = lora ? lo.p : m.p;
 	size_t tn = lora ? lo.n : m.nparams;
-	gpt2_ws *w = gpt2_ws_new(&m, B, T, th);
+	gpt2_ws *w = gpt2_ws_new_on(&m, B, T, th, ops);
+	if (!w) {
+		fprintf(stderr, "bench_gpt2: %s runs full fine-tuning only\n", ops->name);
+		return 1;
+	}
+	nn_ctx *nc = gpt2_ws_nn(w);
+	nc->precision = strstr(dev, "bf16") ? NN_BF16 : NN_FP32;
+	float *tp = lora ? lo.p : gpt2_ws_params(w, &m);
 	uint32_t *ids = malloc((size_t)B * T * sizeof *ids);
 	int32_t *tg = malloc((size_t)B * T * sizeof *tg);
-	float *mo = calloc(tn, sizeof(float)), *vo = calloc(tn, sizeof(float));
-	adamw_cfg ac = {0.9f, 0.999f, 1e-8f, 0.01f};
+	float *mo = nn_alloc(nc, tn * sizeof(float)), *vo = nn_alloc(nc, tn * sizeof(float));
 	double t0 = 0, loss = 0;
 	for (int st = 0; st <= steps; st++) {
 		if (st == 1)
@@ -70,19 +85,29 @@ int main(int argc, char **argv)
 		loss = gpt2_forward(&m, w, ids, tg);
 		gpt2_backward(&m, w);
 		float *g = lora ? gpt2_lora_grad(w) : gpt2_grad(w);
-		adamw_step(&ac, 3e-4f, st + 1, clip_factor(grad_norm(g, tn, th), 1.0), tp, g, mo, vo, tn, th);
+		nn_adamw(nc, tp, g, mo, vo, tn, 3e-4f, 0.9f, 0.999f, 1e-8f, 0.01f, st + 1,
+		         clip_factor(sqrt(nn_sumsq(nc, g, tn)), 1.0));
 	}
+	nn_sumsq(nc, mo, 1); /* waits for the device */
 	double dt = now_seconds() - t0;
 	double tokens = (double)B * T * steps;
 	double flops = 6.0 * (double)m.nparams * tokens + 12.0 * L * (double)T * C * tokens;
-	double peak = bench_sgemm_peak(api, th);
-	bench_report(tokens, dt, flops, m.nparams, loss, steps, th, lora ? "lora" : "full", (double)(m.nparams + lo.n) * 4,
-	             2.0 * (double)tn * 4, (double)gpt2_ws_bytes(w), tn, peak);
+	if (ops == &nn_cpu) {
+		double peak = bench_sgemm_peak(api, th);
+		bench_report(tokens, dt, flops, m.nparams, loss, steps, th, lora ? "lora" : "full", (double)(m.nparams + lo.n) * 4,
+		             2.0 * (double)tn * 4, (double)gpt2_ws_bytes(w), tn, peak);
+	} else {
+		printf("hone   %.0f tokens/s  %.2f TFLOP/s  params %zu  loss %.4f  (%d steps, %.3f s, %s, %s)\n", tokens / dt,
+		       flops / dt / 1e12, m.nparams, loss, steps, dt, ops->name, nc->precision == NN_BF16 ? "bf16" : "fp32");
+		printf("memory (%s): workspace %.0f MiB (parameters, activations, gradients) + AdamW moments %.0f MiB, "
+		       "not counting the backend's scratch\n", ops->name, (double)gpt2_ws_bytes(w) / 1048576.0,
+		       2.0 * (double)tn * 4 / 1048576.0);
+	}
 	gpt2_lora_free(&lo);
 	free(ids);
 	free(tg);
-	free(mo);
-	free(vo);
+	nn_free(nc, mo);
+	nn_free(nc, vo);
 	gpt2_ws_free(w);
 	gpt2_free(&m);
 	return 0;

@@ -718,8 +718,17 @@ static void cpu_dropout_backward(nn_ctx *c, float *dx, const float *dy, size_t n
 		dx[i] += p > 0 && seed ? dy[i] * nn_dropout_keep(seed, stream, i, p) : dy[i];
 }
 
+static double cpu_sumsq(nn_ctx *c, const float *x, size_t n) { return grad_sumsq(x, n, c->threads); }
+
+static void cpu_adamw(nn_ctx *c, float *p, float *g, float *m, float *v, size_t n, float lr, float b1, float b2, float eps,
+                      float wd, long long t, float gscale)
+{
+	adamw_cfg ac = {b1, b2, eps, wd};
+	adamw_step(&ac, lr, t, gscale, p, g, m, v, n, c->threads);
+}
+
 const nn_ops nn_cpu = {
-	"cpu",
+	"cpu", NULL, NULL,
 	cpu_alloc, cpu_free, cpu_zero, cpu_copy, cpu_copy, cpu_copy,
 	cpu_matmul,
 	cpu_linear_forward, cpu_linear_backward,
@@ -731,4 +740,6 @@ const nn_ops nn_cpu = {
 	cpu_tanh_forward, cpu_tanh_backward,
 	cpu_softmax_crossentropy, cpu_bce_logits, cpu_mse,
 	cpu_dropout_forward, cpu_dropout_backward,
+	cpu_sumsq, cpu_adamw,
+	NULL, NULL, /* no fused attention: backward computes the probabilities again */
 };

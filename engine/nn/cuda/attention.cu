@@ -1,0 +1,222 @@
+/*
+ * Multi-head attention on the GPU, in the plain manner: q, k and v taken
+ * apart per head, every head's T×T scores in one batched product, a warp
+ * per row for the masked softmax, one more batched product for the output;
+ * backward computes the probabilities again and goes back through the same
+ * products. The T×T matrices live in the backend's scratch for the length
+ * of one call. (A fused kernel that keeps tiles in shared memory is the
+ * next step for speed; this one is the checking path.)
+ */
+#include "cuda.cuh"
+
+#include <math.h>
+
+/* qkv [B·T, 3C] → q, k, v [B·H, T, D] */
+__global__ void k_split(float *q, float *k, float *v, const float *qkv, int B, int T, int C, int H)
+{
+	int D = C / H;
+	size_t n = (size_t)B * T * 3 * C;
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+		size_t r = i / (3 * (size_t)C);
+		int j = (int)(i % (3 * (size_t)C)), part = j / C, hc = j % C, h = hc / D, d = hc % D;
+		int b = (int)(r / T), t = (int)(r % T);
+		float *dst = part == 0 ? q : part == 1 ? k : v;
+		dst[(((size_t)b * H + h) * T + t) * D + d] = qkv[i];
+	}
+}
+
+/* [B·H, T, D] → y [B·T, C] (set, or added into) */
+__global__ void k_merge(float *y, const float *yh, int B, int T, int C, int H, int add)
+{
+	int D = C / H;
+	size_t n = (size_t)B * T * C;
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+		size_t r = i / C;
+		int hc = (int)(i % C), h = hc / D, d = hc % D, b = (int)(r / T), t = (int)(r % T);
+		float v = yh[(((size_t)b * H + h) * T + t) * D + d];
+		y[i] = add ? y[i] + v : v;
+	}
+}
+
+/* dq, dk, dv [B·H, T, D] added into dqkv [B·T, 3C] */
+__global__ void k_merge3(float *dqkv, const float *dq, const float *dk, const float *dv, int B, int T, int C, int H)
+{
+	int D = C / H;
+	size_t n = (size_t)B * T * 3 * C;
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+		size_t r = i / (3 * (size_t)C);
+		int j = (int)(i % (3 * (size_t)C)), part = j / C, hc = j % C, h = hc / D, d = hc % D;
+		int b = (int)(r / T), t = (int)(r % T);
+		const float *src = part == 0 ? dq : part == 1 ? dk : dv;
+		dqkv[i] += src[(((size_t)b * H + h) * T + t) * D + d];
+	}
+}
+
+/* y [B·T, C] → [B·H, T, D] */
+__global__ void k_heads(float *yh, const float *y, int B, int T, int C, int H)
+{
+	int D = C / H;
+	size_t n = (size_t)B * T * C;
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+		size_t r = i / C;
+		int hc = (int)(i % C), h = hc / D, d = hc % D, b = (int)(r / T), t = (int)(r % T);
+		yh[(((size_t)b * H + h) * T + t) * D + d] = y[i];
+	}
+}
+
+__device__ inline int att_vis(const uint8_t *mask, int causal, int b, int T, int t, int x)
+{
+	return (!causal || x <= t) && (!mask || mask[(size_t)b * T + x]);
+}
+
+/* a warp per row of scores (already scaled): the masked softmax in place; a
+ * row with no visible key is uniform, as the CPU's */
+__global__ void k_softmax(float *P, const uint8_t *mask, int BH, int H, int T, int causal)
+{
+	size_t row = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+	int lane = threadIdx.x % 32;
+	if (row >= (size_t)BH * T)
+		return;
+	int t = (int)(row % T), b = (int)(row / T) / H;
+	float *p = P + row * T;
+	float mx = -INFINITY;
+	for (int x = lane; x < T; x += 32)
+		if (att_vis(mask, causal, b, T, t, x))
+			mx = fmaxf(mx, p[x]);
+	mx = warp_max(mx);
+	if (mx == -INFINITY) {
+		for (int x = lane; x < T; x += 32)
+			p[x] = 1.0f / T;
+		return;
+	}
+	float s = 0;
+	for (int x = lane; x < T; x += 32) {
+		float e = att_vis(mask, causal, b, T, t, x) ? expf(p[x] - mx) : 0.0f;
+		p[x] = e;
+		s += e;
+	}
+	float inv = 1.0f / warp_sum(s);
+	for (int x = lane; x < T; x += 32)
+		p[x] *= inv;
+}
+
+/* dS = P ⊙ (dP − Σ P·dP) · scale in place of dP; 0 on rows with no visible key */
+__global__ void k_softmax_back(float *dP, const float *P, const uint8_t *mask, int BH, int H, int T, int causal,
+                               float scale)
+{
+	size_t row = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+	int lane = threadIdx.x % 32;
+	if (row >= (size_t)BH * T)
+		return;
+	int t = (int)(row % T), b = (int)(row / T) / H;
+	float *d = dP + row * T;
+	const float *p = P + row * T;
+	int any = 0;
+	float s = 0;
+	for (int x = lane; x < T; x += 32) {
+		any |= att_vis(mask, causal, b, T, t, x);
+		s += p[x] * d[x];
+	}
+	any = __any_sync(0xffffffffu, any);
+	s = warp_sum(s);
+	for (int x = lane; x < T; x += 32)
+		d[x] = any ? p[x] * (d[x] - s) * scale : 0.0f;
+}
+
+/* the probabilities of every (b, h) into P from q and k */
+static void probs(float *P, const float *q, const float *k, const uint8_t *mask, int B, int T, int C, int H, int causal)
+{
+	int D = C / H, BH = B * H;
+	long long TD = (long long)T * D, TT = (long long)T * T;
+	cu_gemm(0, 1, T, T, D, (float)(1.0 / sqrt((double)D)), q, D, TD, k, D, TD, 0.0f, P, T, TT, BH);
+	size_t rows = (size_t)BH * T;
+	k_softmax<<<(unsigned)((rows + 7) / 8), 256, 0, cu.s>>>(P, mask, BH, H, T, causal);
+	CKL();
+}
+
+void cu_attention_forward(nn_ctx *c, float *y, const float *qkv, const uint8_t *mask, int B, int T, int C, int H,
+                          int causal)
+{
+	if (B <= 0 || T <= 0)
+		return;
+	int D = C / H, BH = B * H;
+	size_t NC = (size_t)B * T * C, TT = (size_t)T * T;
+	float *q = (float *)cu_scratch(c, (4 * NC + (size_t)BH * TT) * sizeof(float));
+	float *k = q + NC, *v = k + NC, *yh = v + NC, *P = yh + NC;
+	k_split<<<cu_blocks(3 * NC, 256), 256, 0, cu.s>>>(q, k, v, qkv, B, T, C, H);
+	CKL();
+	probs(P, q, k, mask, B, T, C, H, causal);
+	cu_gemm(0, 0, T, D, T, 1.0f, P, T, (long long)TT, v, D, (long long)T * D, 0.0f, yh, D, (long long)T * D, BH);
+	k_merge<<<cu_blocks(NC, 256), 256, 0, cu.s>>>(y, yh, B, T, C, H, 0);
+	CKL();
+}
+
+void cu_attention_backward(nn_ctx *c, float *dqkv, const float *dy, const float *qkv, const uint8_t *mask, int B, int T,
+                           int C, int H, int causal)
+{
+	if (B <= 0 || T <= 0)
+		return;
+	int D = C / H, BH = B * H;
+	size_t NC = (size_t)B * T * C, TT = (size_t)T * T;
+	long long TD = (long long)T * D;
+	float *q = (float *)cu_scratch(c, (7 * NC + 2 * (size_t)BH * TT) * sizeof(float));
+	float *k = q + NC, *v = k + NC, *dyh = v + NC, *dq = dyh + NC, *dk = dq + NC, *dv = dk + NC, *P = dv + NC,
+	      *dP = P + (size_t)BH * TT;
+	k_split<<<cu_blocks(3 * NC, 256), 256, 0, cu.s>>>(q, k, v, qkv, B, T, C, H);
+	CKL();
+	probs(P, q, k, mask, B, T, C, H, causal);
+	k_heads<<<cu_blocks(NC, 256), 256, 0, cu.s>>>(dyh, dy, B, T, C, H); /* dy per head */
+	CKL();
+	cu_gemm(1, 0, T, D, T, 1.0f, P, T, (long long)TT, dyh, D, TD, 0.0f, dv, D, TD, BH);
+	cu_gemm(0, 1, T, T, D, 1.0f, dyh, D, TD, v, D, TD, 0.0f, dP, T, (long long)TT, BH);
+	size_t rows = (size_t)BH * T;
+	k_softmax_back<<<(unsigned)((rows + 7) / 8), 256, 0, cu.s>>>(dP, P, mask, BH, H, T, causal,
+	                                                             (float)(1.0 / sqrt((double)D)));
+	CKL();
+	cu_gemm(0, 0, T, D, T, 1.0f, dP, T, (long long)TT, k, D, TD, 0.0f, dq, D, TD, BH);
+	cu_gemm(1, 0, T, D, T, 1.0f, dP, T, (long long)TT, q, D, TD, 0.0f, dk, D, TD, BH);
+	k_merge3<<<cu_blocks(3 * NC, 256), 256, 0, cu.s>>>(dqkv, dq, dk, dv, B, T, C, H);
+	CKL();
+}
+
+/* one block per head: the scores against n cached keys in scratch, then
+ * their softmax and the weighted values */
+__global__ void k_decode(float *y, const float *q, const float *K, const float *V, int ld, int n, int C, int H, float *s)
+{
+	__shared__ float sh[256];
+	int h = blockIdx.x, D = C / H;
+	float *sc = s + (size_t)h * n, scale = 1.0f / sqrtf((float)D);
+	float mx = -INFINITY;
+	for (int j = threadIdx.x; j < n; j += blockDim.x) {
+		const float *kr = K + (size_t)j * ld + (size_t)h * D;
+		float d = 0;
+		for (int e = 0; e < D; e++)
+			d += q[h * D + e] * kr[e];
+		sc[j] = d * scale;
+		mx = fmaxf(mx, sc[j]);
+	}
+	mx = block_max(mx, sh);
+	float sum = 0;
+	for (int j = threadIdx.x; j < n; j += blockDim.x) {
+		float e = expf(sc[j] - mx);
+		sc[j] = e;
+		sum += e;
+	}
+	sum = block_sum(sum, sh);
+	__syncthreads();
+	for (int e = threadIdx.x; e < D; e += blockDim.x) {
+		float a = 0;
+		for (int j = 0; j < n; j++)
+			a += sc[j] * V[(size_t)j * ld + (size_t)h * D + e];
+		y[h * D + e] = a / sum;
+	}
+}
+
+void cu_attention_decode(nn_ctx *c, float *y, const float *q, const float *K, const float *V, int ld, int n, int C, int H)
+{
+	if (n <= 0)
+		return;
+	float *s = (float *)cu_scratch(c, (size_t)H * n * sizeof(float));
+	k_decode<<<H, 256, 0, cu.s>>>(y, q, K, V, ld, n, C, H, s);
+	CKL();
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Benchmark on a GPU: GPT-2 training steps (forward, backward, AdamW with
+# clipping) in hone's CUDA backend and in PyTorch on the same GPU in one run:
+# GPT-2 124M (12 × 768, T 1024, batch 16, vocab 50257) and the CPU
+# benchmark's shape (6 × 384, T 256, batch 8, vocab 8192). PyTorch runs fp32
+# (no TF32), bf16 autocast with flash attention, and the same under
+# torch.compile; the GPU's bf16 and fp32 matrix peaks are measured first.
+# Needs make cuda and python3 with torch (the device machine has both).
+# Usage: tests/bench/gpu.sh [STEPS] (default 10)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+STEPS=${1:-10}
+cd "$ROOT"
+[ -x build/bench_gpt2 ] || make -s build/bench_gpt2
+[ -f build/libhone-cuda.so ] || make -s cuda
+PY=${PYTHON:-python3}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | sed 's/^/GPU: /'
+$PY tests/bench/gpt2_torch.py 1 64 1 64 1 64 1 1 peak | sed 's/^/  /'
+for CFG in "12 768 12 1024 16 50257" "6 384 6 256 8 8192"; do
+	echo "GPT-2 training steps ($CFG: layers embd heads T batch vocab), $STEPS steps:"
+	h32=$(build/bench_gpt2 $CFG "$STEPS" 1 full cuda)
+	h=$(build/bench_gpt2 $CFG "$STEPS" 1 full cuda-bf16)
+	echo "$h32" | sed 's/^/  /'
+	echo "$h" | sed 's/^/  /'
+	hs=$(head -1 <<<"$h" | awk '{print $2}')
+	for mode in fp32 bf16 bf16-compile; do
+		t=$($PY tests/bench/gpt2_torch.py $CFG "$STEPS" 1 "$mode" 2>/dev/null | tail -1)
+		ts=$(awk '{print $2}' <<<"$t")
+		echo "  $t"
+		awk -v m="$mode" -v a="$hs" -v b="$ts" 'BEGIN { printf "  hone (bf16) / torch %s = %.2fx (tokens/s)\n", m, a / b }'
+	done
+done

@@ -1,0 +1,428 @@
+/*
+ * test_cuda — the CUDA backend against the CPU backend (make test-gpu; needs
+ * a GPU and build/libhone-cuda.so). Every layer on random inputs, forward
+ * and backward, in fp32: agreement within 1e-5 of the largest value
+ * (normwise) unless a test says otherwise; then a whole GPT-2's logits, loss
+ * and gradients against the CPU's, and two training runs with the same seed
+ * giving the same bits. Prints "ok"/"not ok" lines and "N passed, N failed".
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ml/blas.h"
+#include "models/gpt2.h"
+#include "nn/nn.h"
+#include "util.h"
+
+static int npass, nfail;
+static const nn_ops *GPU;
+static nn_ctx gc, cc; /* the GPU's context, the CPU's */
+
+static void check(int ok, const char *name, double err, double tol)
+{
+	if (ok)
+		npass++;
+	else
+		nfail++;
+	printf("%s - %s (err %.3g, tol %.3g)\n", ok ? "ok" : "not ok", name, err, tol);
+}
+
+static uint64_t rs = 12345;
+static float frand(void)
+{
+	rs = rs * 6364136223846793005ull + 1442695040888963407ull;
+	return (float)((double)(rs >> 11) / 9007199254740992.0 * 2 - 1);
+}
+static float *rnd(size_t n, float scale)
+{
+	float *x = xmalloc(n * sizeof *x);
+	for (size_t i = 0; i < n; i++)
+		x[i] = frand() * scale;
+	return x;
+}
+static void *up(const void *h, size_t bytes)
+{
+	void *d = nn_alloc(&gc, bytes);
+	nn_upload(&gc, d, h, bytes);
+	return d;
+}
+static float *down(const float *d, size_t n)
+{
+	float *h = xmalloc(n * sizeof *h);
+	nn_download(&gc, h, d, n * sizeof *h);
+	return h;
+}
+/* max |a - b| / max |b| */
+static double nerr(const float *a, const float *b, size_t n)
+{
+	double m = 0, d = 0;
+	for (size_t i = 0; i < n; i++) {
+		m = fmax(m, fabs((double)b[i]));
+		d = fmax(d, fabs((double)a[i] - b[i]));
+		if (isnan(a[i]) != isnan(b[i]))
+			return INFINITY;
+	}
+	return m > 0 ? d / m : d;
+}
+/* the device array d against the host array h */
+static void same(const char *name, const float *d, const float *h, size_t n, double tol)
+{
+	float *g = down(d, n);
+	double e = nerr(g, h, n);
+	check(e <= tol, name, e, tol);
+	free(g);
+}
+
+static void test_matmul(void)
+{
+	int m = 37, n = 53, k = 29;
+	for (int ta = 0; ta < 2; ta++)
+		for (int tb = 0; tb < 2; tb++) {
+			int lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 2, ldc = n + 5;
+			size_t na = (size_t)(ta ? k : m) * lda, nb = (size_t)(tb ? n : k) * ldb, nc = (size_t)m * ldc;
+			float *a = rnd(na, 1), *b = rnd(nb, 1), *c0 = rnd(nc, 1);
+			float *da = up(a, na * 4), *db = up(b, nb * 4), *dc = up(c0, nc * 4);
+			matmul(&cc, ta, tb, m, n, k, 0.7f, a, lda, b, ldb, 0.3f, c0, ldc);
+			matmul(&gc, ta, tb, m, n, k, 0.7f, da, lda, db, ldb, 0.3f, dc, ldc);
+			char nm[64];
+			snprintf(nm, sizeof nm, "matmul ta=%d tb=%d", ta, tb);
+			same(nm, dc, c0, nc, 1e-5);
+			free(a), free(b), free(c0);
+			nn_free(&gc, da), nn_free(&gc, db), nn_free(&gc, dc);
+		}
+}
+
+/* bf16 products: within bf16's rounding of the fp32 ones */
+static void test_bf16(void)
+{
+	int m = 300, n = 260, k = 384;
+	for (int t = 0; t < 2; t++) {
+		float *a = rnd((size_t)m * k, 1), *b = rnd((size_t)k * n, 1), *c0 = xcalloc((size_t)m * n, 4);
+		float *da = up(a, (size_t)m * k * 4), *db = up(b, (size_t)k * n * 4), *dc = nn_alloc(&gc, (size_t)m * n * 4);
+		matmul(&cc, 0, t, m, n, k, 1.0f, a, k, b, t ? k : n, 0.0f, c0, n);
+		gc.precision = NN_BF16;
+		matmul(&gc, 0, t, m, n, k, 1.0f, da, k, db, t ? k : n, 0.0f, dc, n);
+		gc.precision = NN_FP32;
+		same(t ? "bf16 matmul, B transposed" : "bf16 matmul", dc, c0, (size_t)m * n, 1e-2);
+		free(a), free(b), free(c0);
+		nn_free(&gc, da), nn_free(&gc, db), nn_free(&gc, dc);
+	}
+}
+
+static void test_linear(void)
+{
+	int N = 70, in = 48, out = 40;
+	for (int lay = 0; lay < 2; lay++) {
+		float *x = rnd((size_t)N * in, 1), *w = rnd((size_t)in * out, 0.3f), *b = rnd((size_t)out, 1),
+		      *y = rnd((size_t)N * out, 1), *dy = rnd((size_t)N * out, 1), *dx = rnd((size_t)N * in, 1),
+		      *dw = rnd((size_t)in * out, 1), *db = rnd((size_t)out, 1);
+		float *gx = up(x, (size_t)N * in * 4), *gw = up(w, (size_t)in * out * 4), *gb = up(b, (size_t)out * 4),
+		      *gy = up(y, (size_t)N * out * 4), *gdy = up(dy, (size_t)N * out * 4), *gdx = up(dx, (size_t)N * in * 4),
+		      *gdw = up(dw, (size_t)in * out * 4), *gdb = up(db, (size_t)out * 4);
+		linear_forward(&cc, y, x, w, b, N, in, out, lay, 1);
+		linear_forward(&gc, gy, gx, gw, gb, N, in, out, lay, 1);
+		same(lay ? "linear forward [out,in] acc" : "linear forward [in,out] acc", gy, y, (size_t)N * out, 1e-5);
+		linear_forward(&cc, y, x, w, NULL, N, in, out, lay, 0);
+		linear_forward(&gc, gy, gx, gw, NULL, N, in, out, lay, 0);
+		same("linear forward, no bias", gy, y, (size_t)N * out, 1e-5);
+		linear_backward(&cc, dx, dw, db, dy, x, w, N, in, out, lay);
+		linear_backward(&gc, gdx, gdw, gdb, gdy, gx, gw, N, in, out, lay);
+		same("linear dx (added)", gdx, dx, (size_t)N * in, 1e-5);
+		same("linear dw (added)", gdw, dw, (size_t)in * out, 1e-5);
+		same("linear db (added)", gdb, db, (size_t)out, 1e-5);
+		float *h[] = {x, w, b, y, dy, dx, dw, db}, *d[] = {gx, gw, gb, gy, gdy, gdx, gdw, gdb};
+		for (int i = 0; i < 8; i++)
+			free(h[i]), nn_free(&gc, d[i]);
+	}
+}
+
+static void test_embedding(void)
+{
+	int N = 300, C = 40, V = 50;
+	uint32_t ids[300];
+	for (int i = 0; i < N; i++)
+		ids[i] = (uint32_t)(i % 7 == 0 ? 3 : i % 11 == 0 ? V + 5 : (i * 13) % V); /* repeats, out of range */
+	float *t = rnd((size_t)V * C, 1), *y = rnd((size_t)N * C, 1), *dy = rnd((size_t)N * C, 1), *dt = rnd((size_t)V * C, 1);
+	uint32_t *gid = up(ids, sizeof ids);
+	float *gt = up(t, (size_t)V * C * 4), *gy = up(y, (size_t)N * C * 4), *gdy = up(dy, (size_t)N * C * 4),
+	      *gdt = up(dt, (size_t)V * C * 4);
+	embedding_forward(&cc, y, ids, t, N, C, V, 1);
+	embedding_forward(&gc, gy, gid, gt, N, C, V, 1);
+	same("embedding forward acc", gy, y, (size_t)N * C, 0);
+	embedding_backward(&cc, dt, ids, dy, N, C, V);
+	embedding_backward(&gc, gdt, gid, gdy, N, C, V);
+	same("embedding backward (rows in order: the CPU's bits)", gdt, dt, (size_t)V * C, 0);
+	free(t), free(y), free(dy), free(dt);
+	nn_free(&gc, gid), nn_free(&gc, gt), nn_free(&gc, gy), nn_free(&gc, gdy), nn_free(&gc, gdt);
+}
+
+static void test_norms(void)
+{
+	int sizes[][2] = {{100, 77}, {300, 768}};
+	for (int q = 0; q < 2; q++) {
+		int N = sizes[q][0], C = sizes[q][1];
+		size_t NC = (size_t)N * C;
+		float *x = rnd(NC, 2), *w = rnd((size_t)C, 1), *b = rnd((size_t)C, 1), *y = xcalloc(NC, 4), *mean = xcalloc((size_t)N, 4),
+		      *rstd = xcalloc((size_t)N, 4), *dy = rnd(NC, 1), *dx = rnd(NC, 1), *dw = rnd((size_t)C, 1), *db = rnd((size_t)C, 1);
+		for (int k = 0; k < C; k++)
+			x[k] += 3; /* a row off centre */
+		float *gx = up(x, NC * 4), *gw = up(w, (size_t)C * 4), *gb = up(b, (size_t)C * 4), *gy = nn_alloc(&gc, NC * 4),
+		      *gm = nn_alloc(&gc, (size_t)N * 4), *gr = nn_alloc(&gc, (size_t)N * 4), *gdy = up(dy, NC * 4),
+		      *gdx = up(dx, NC * 4), *gdw = up(dw, (size_t)C * 4), *gdb = up(db, (size_t)C * 4);
+		layernorm_forward(&cc, y, mean, rstd, x, w, b, N, C, 1e-5f);
+		layernorm_forward(&gc, gy, gm, gr, gx, gw, gb, N, C, 1e-5f);
+		same("layernorm forward", gy, y, NC, 1e-5);
+		same("layernorm mean", gm, mean, (size_t)N, 1e-5);
+		same("layernorm rstd", gr, rstd, (size_t)N, 1e-5);
+		layernorm_backward(&cc, dx, dw, db, dy, x, w, mean, rstd, N, C);
+		layernorm_backward(&gc, gdx, gdw, gdb, gdy, gx, gw, gm, gr, N, C);
+		same("layernorm dx", gdx, dx, NC, 1e-5);
+		same("layernorm dw", gdw, dw, (size_t)C, 1e-5);
+		same("layernorm db", gdb, db, (size_t)C, 1e-5);
+		rmsnorm_forward(&cc, y, rstd, x, w, N, C, 1e-6f);
+		rmsnorm_forward(&gc, gy, gr, gx, gw, N, C, 1e-6f);
+		same("rmsnorm forward", gy, y, NC, 1e-5);
+		rmsnorm_backward(&cc, dx, dw, dy, x, w, rstd, N, C);
+		rmsnorm_backward(&gc, gdx, gdw, gdy, gx, gw, gr, N, C);
+		same("rmsnorm dx", gdx, dx, NC, 1e-5);
+		same("rmsnorm dw", gdw, dw, (size_t)C, 1e-5);
+		float *h[] = {x, w, b, y, mean, rstd, dy, dx, dw, db}, *d[] = {gx, gw, gb, gy, gm, gr, gdy, gdx, gdw, gdb};
+		for (int i = 0; i < 10; i++)
+			free(h[i]), nn_free(&gc, d[i]);
+	}
+}
+
+static void test_attention(void)
+{
+	int shapes[][4] = {{2, 37, 64, 4}, {3, 128, 96, 2}, {1, 1, 32, 2}}; /* B T C H */
+	for (int s = 0; s < 3; s++)
+		for (int kind = 0; kind < 2; kind++) {
+			int B = shapes[s][0], T = shapes[s][1], C = shapes[s][2], H = shapes[s][3], causal = kind == 0;
+			size_t NC = (size_t)B * T * C;
+			float *qkv = rnd(3 * NC, 1), *y = xcalloc(NC, 4), *dy = rnd(NC, 1), *dq = rnd(3 * NC, 1);
+			uint8_t *mask = NULL, *gmask = NULL;
+			if (!causal) {
+				mask = xmalloc((size_t)B * T);
+				for (int i = 0; i < B * T; i++)
+					mask[i] = (i % T) < T - (i / T) * 5; /* padding at the end of later rows */
+				if (B > 2)
+					memset(mask + 2 * T, 0, (size_t)T); /* a row with every key masked */
+				gmask = up(mask, (size_t)B * T);
+			}
+			float *gq = up(qkv, 3 * NC * 4), *gy = nn_alloc(&gc, NC * 4), *gdy = up(dy, NC * 4), *gdq = up(dq, 3 * NC * 4);
+			attention_forward(&cc, y, qkv, mask, B, T, C, H, causal);
+			attention_forward(&gc, gy, gq, gmask, B, T, C, H, causal);
+			char nm[96];
+			snprintf(nm, sizeof nm, "attention forward %s B%d T%d C%d H%d", causal ? "causal" : "masked", B, T, C, H);
+			same(nm, gy, y, NC, 1e-5);
+			attention_backward(&cc, dq, dy, qkv, mask, B, T, C, H, causal);
+			attention_backward(&gc, gdq, gdy, gq, gmask, B, T, C, H, causal);
+			snprintf(nm, sizeof nm, "attention backward %s B%d T%d C%d H%d", causal ? "causal" : "masked", B, T, C, H);
+			same(nm, gdq, dq, 3 * NC, 1e-5);
+			if (causal) {
+				float *yd = xmalloc((size_t)C * 4), *gyd = nn_alloc(&gc, (size_t)C * 4);
+				const float *last = qkv + (size_t)(T - 1) * 3 * C;
+				attention_decode(&cc, yd, last, qkv + C, qkv + 2 * C, 3 * C, T, C, H);
+				attention_decode(&gc, gyd, gq + (size_t)(T - 1) * 3 * C, gq + C, gq + 2 * C, 3 * C, T, C, H);
+				same("attention decode", gyd, yd, (size_t)C, 1e-5);
+				free(yd);
+				nn_free(&gc, gyd);
+			}
+			/* the same call twice from zero: the same bits */
+			float *dq1 = xcalloc(3 * NC, 4), *t1, *t2;
+			nn_upload(&gc, gdq, dq1, 3 * NC * 4);
+			attention_backward(&gc, gdq, gdy, gq, gmask, B, T, C, H, causal);
+			t1 = down(gdq, 3 * NC);
+			nn_upload(&gc, gdq, dq1, 3 * NC * 4);
+			attention_backward(&gc, gdq, gdy, gq, gmask, B, T, C, H, causal);
+			t2 = down(gdq, 3 * NC);
+			check(!memcmp(t1, t2, 3 * NC * 4), "attention backward twice: identical bits", 0, 0);
+			free(dq1), free(t1), free(t2);
+			free(qkv), free(y), free(dy), free(dq), free(mask);
+			nn_free(&gc, gq), nn_free(&gc, gy), nn_free(&gc, gdy), nn_free(&gc, gdq);
+			if (gmask)
+				nn_free(&gc, gmask);
+		}
+}
+
+static void test_pointwise(void)
+{
+	size_t n = 100003;
+	float *x = rnd(n, 4), *dy = rnd(n, 1), *y = xmalloc(n * 4), *dx = rnd(n, 1);
+	float *gx = up(x, n * 4), *gdy = up(dy, n * 4), *gy = nn_alloc(&gc, n * 4), *gdx = up(dx, n * 4);
+	for (int kind = 0; kind < 2; kind++) {
+		gelu_forward(&cc, y, x, n, kind);
+		gelu_forward(&gc, gy, gx, n, kind);
+		same(kind ? "gelu erf forward" : "gelu tanh forward", gy, y, n, 1e-5);
+		gelu_backward(&cc, dx, dy, x, n, kind);
+		gelu_backward(&gc, gdx, gdy, gx, n, kind);
+		same(kind ? "gelu erf backward" : "gelu tanh backward", gdx, dx, n, 1e-5);
+	}
+	tanh_forward(&cc, y, x, n);
+	tanh_forward(&gc, gy, gx, n);
+	same("tanh forward", gy, y, n, 1e-5);
+	tanh_backward(&cc, dx, dy, y, n);
+	tanh_backward(&gc, gdx, gdy, gy, n);
+	same("tanh backward", gdx, dx, n, 1e-5);
+	dropout_forward(&cc, y, x, n, 0.3f, 77, 5);
+	dropout_forward(&gc, gy, gx, n, 0.3f, 77, 5);
+	same("dropout forward: the CPU's mask", gy, y, n, 0);
+	dropout_backward(&cc, dx, dy, n, 0.3f, 77, 5);
+	dropout_backward(&gc, gdx, gdy, n, 0.3f, 77, 5);
+	same("dropout backward", gdx, dx, n, 1e-6); /* the same mask; an FMA may round once less */
+	/* the optimizer's passes */
+	double s1 = nn_sumsq(&cc, x, n), s2 = nn_sumsq(&gc, gx, n);
+	check(fabs(s1 - s2) <= 1e-12 * s1, "sum of squares", fabs(s1 - s2) / s1, 1e-12);
+	float *m = rnd(n, 0.1f), *v = rnd(n, 0.1f);
+	for (size_t i = 0; i < n; i++)
+		v[i] = fabsf(v[i]);
+	float *gm = up(m, n * 4), *gv = up(v, n * 4), *gg = up(dy, n * 4);
+	nn_adamw(&cc, x, dy, m, v, n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 3, 0.5f);
+	nn_adamw(&gc, gx, gg, gm, gv, n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 3, 0.5f);
+	same("adamw parameters", gx, x, n, 1e-6);
+	same("adamw first moment", gm, m, n, 1e-6);
+	same("adamw second moment", gv, v, n, 1e-6);
+	same("adamw zeroes the gradient", gg, dy, n, 0);
+	free(x), free(dy), free(y), free(dx), free(m), free(v);
+	nn_free(&gc, gx), nn_free(&gc, gdy), nn_free(&gc, gy), nn_free(&gc, gdx), nn_free(&gc, gm), nn_free(&gc, gv),
+		nn_free(&gc, gg);
+}
+
+static void test_losses(void)
+{
+	int N = 67, V = 5003;
+	float *z = rnd((size_t)N * V, 5), *dl = xmalloc((size_t)N * V * 4);
+	int32_t tg[67];
+	for (int i = 0; i < N; i++)
+		tg[i] = i % 9 == 0 ? -100 : (i * 37) % V;
+	float *gz = up(z, (size_t)N * V * 4), *gdl = nn_alloc(&gc, (size_t)N * V * 4);
+	int32_t *gtg = up(tg, sizeof tg);
+	double c1, c2, l1 = softmax_crossentropy(&cc, dl, z, tg, N, V, &c1), l2 = softmax_crossentropy(&gc, gdl, gz, gtg, N, V, &c2);
+	check(c1 == c2 && fabs(l1 - l2) <= 1e-6 * fabs(l1), "cross-entropy loss and count", fabs(l1 - l2) / fabs(l1), 1e-6);
+	same("cross-entropy dlogits", gdl, dl, (size_t)N * V, 1e-5);
+	size_t n = 5000;
+	float *p = rnd(n, 3), *lab = rnd(n, 1), *d1 = xmalloc(n * 4);
+	uint8_t *mk = xmalloc(n);
+	for (size_t i = 0; i < n; i++) {
+		lab[i] = fabsf(lab[i]);
+		mk[i] = i % 5 != 0;
+	}
+	float *gp = up(p, n * 4), *glab = up(lab, n * 4), *gd = nn_alloc(&gc, n * 4);
+	uint8_t *gmk = up(mk, n);
+	l1 = bce_logits(&cc, d1, p, lab, mk, n, &c1);
+	l2 = bce_logits(&gc, gd, gp, glab, gmk, n, &c2);
+	check(c1 == c2 && fabs(l1 - l2) <= 1e-6 * fabs(l1), "bce loss and count", fabs(l1 - l2) / fabs(l1), 1e-6);
+	same("bce dlogits", gd, d1, n, 1e-5);
+	l1 = mse_loss(&cc, d1, p, lab, NULL, n, &c1);
+	l2 = mse_loss(&gc, gd, gp, glab, NULL, n, &c2);
+	check(c1 == c2 && fabs(l1 - l2) <= 1e-6 * fabs(l1), "mse loss and count", fabs(l1 - l2) / fabs(l1), 1e-6);
+	same("mse dpred", gd, d1, n, 1e-5);
+	free(z), free(dl), free(p), free(lab), free(d1), free(mk);
+	nn_free(&gc, gz), nn_free(&gc, gdl), nn_free(&gc, gtg), nn_free(&gc, gp), nn_free(&gc, glab), nn_free(&gc, gd),
+		nn_free(&gc, gmk);
+}
+
+/* A small GPT-2 on both devices: logits, loss, every gradient; then a few
+ * AdamW steps twice on the GPU from the same start: the same bits. */
+static void test_gpt2(void)
+{
+	gpt2_config cf = {3, 4, 64, 64, 211, 1e-5f, 0};
+	gpt2 m;
+	herr e;
+	if (gpt2_init(&e, &m, &cf) != 0) {
+		check(0, e.msg, 0, 0);
+		return;
+	}
+	gpt2_init_random(&m, 7);
+	int B = 3, T = 40, N = B * T;
+	uint32_t *ids = xmalloc((size_t)N * 4);
+	int32_t *tg = xmalloc((size_t)N * 4);
+	for (int i = 0; i < N; i++) {
+		ids[i] = (uint32_t)((i * 31 + 7) % cf.vocab);
+		tg[i] = i % 13 == 0 ? -1 : (int32_t)((i * 17 + 3) % cf.vocab);
+	}
+	gpt2_ws *wc = gpt2_ws_new(&m, B, T, 2), *wg = gpt2_ws_new_on(&m, B, T, 1, GPU);
+	double lc = gpt2_forward(&m, wc, ids, tg), lg = gpt2_forward(&m, wg, ids, tg);
+	check(fabs(lc - lg) <= 1e-5 * fabs(lc), "gpt2 loss", fabs(lc - lg) / fabs(lc), 1e-5);
+	same("gpt2 logits", gpt2_logits(wg), gpt2_logits(wc), (size_t)N * cf.vocab, 1e-4);
+	gpt2_backward(&m, wc);
+	gpt2_backward(&m, wg);
+	/* every tensor's gradient on its own */
+	double worst = 0;
+	const char *wname = "";
+	float *gg = down(gpt2_grad(wg), m.nparams);
+	const float *gcpu = gpt2_grad(wc);
+	for (size_t i = 0; i < m.nt; i++) {
+		double er = nerr(gg + m.t[i].off, gcpu + m.t[i].off, m.t[i].n);
+		if (er > worst)
+			worst = er, wname = m.t[i].name;
+	}
+	char nm[128];
+	snprintf(nm, sizeof nm, "gpt2 gradients, every tensor (worst: %s)", wname);
+	check(worst <= 1e-3, nm, worst, 1e-3);
+	free(gg);
+	/* bf16 products: the loss within 1% */
+	gpt2_ws *wb = gpt2_ws_new_on(&m, B, T, 1, GPU);
+	gpt2_ws_nn(wb)->precision = NN_BF16;
+	double lb = gpt2_forward(&m, wb, ids, tg);
+	check(fabs(lb - lc) <= 1e-2 * fabs(lc), "gpt2 loss, bf16 products", fabs(lb - lc) / fabs(lc), 1e-2);
+	gpt2_ws_free(wb);
+	gpt2_ws_free(wc);
+	/* determinism: two runs of 3 steps from the same start, in each precision */
+	for (int prec = 0; prec < 2; prec++) {
+		float *run[2];
+		for (int r = 0; r < 2; r++) {
+			gpt2_ws *w = gpt2_ws_new_on(&m, B, T, 1, GPU);
+			nn_ctx *c = gpt2_ws_nn(w);
+			c->precision = prec ? NN_BF16 : NN_FP32;
+			float *p = gpt2_ws_params(w, &m), *mm = nn_alloc(c, m.nparams * 4), *vv = nn_alloc(c, m.nparams * 4);
+			for (int s = 1; s <= 3; s++) {
+				gpt2_forward(&m, w, ids, tg);
+				gpt2_backward(&m, w);
+				float gs = (float)(1.0 / (sqrt(nn_sumsq(c, gpt2_grad(w), m.nparams)) + 1e-6));
+				nn_adamw(c, p, gpt2_grad(w), mm, vv, m.nparams, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, s, gs);
+			}
+			run[r] = down(p, m.nparams);
+			nn_free(c, mm), nn_free(c, vv);
+			gpt2_ws_free(w);
+		}
+		check(!memcmp(run[0], run[1], m.nparams * 4),
+		      prec ? "gpt2, bf16: two trainings with the same start give the same bits"
+		           : "gpt2, fp32: two trainings with the same start give the same bits", 0, 0);
+		free(run[0]), free(run[1]);
+	}
+	gpt2_ws_free(wg);
+	free(ids), free(tg);
+	gpt2_free(&m);
+}
+
+int main(void)
+{
+	setvbuf(stdout, NULL, _IONBF, 0);
+	herr e;
+	/* HONE_TEST_GPU=ref runs the harness itself on the plain reference */
+	GPU = getenv("HONE_TEST_GPU") && !strcmp(getenv("HONE_TEST_GPU"), "ref") ? &nn_ref : nn_backend(&e, "cuda");
+	if (!GPU) {
+		printf("not ok - the CUDA backend: %s\n0 passed, 1 failed\n", e.msg);
+		return 1;
+	}
+	if (!blas_get(&e)) { /* the CPU side's sgemm */
+		printf("not ok - OpenBLAS: %s\n0 passed, 1 failed\n", e.msg);
+		return 1;
+	}
+	nn_ctx_init(&gc, GPU, 1);
+	nn_ctx_init(&cc, &nn_cpu, 2);
+	void (*tests[])(void) = {test_matmul, test_bf16, test_linear, test_embedding, test_norms, test_attention, test_pointwise,
+	                         test_losses, test_gpt2};
+	const char *names[] = {"matmul", "bf16", "linear", "embedding", "norms", "attention", "pointwise", "losses", "gpt2"};
+	for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {
+		printf("# %s\n", names[i]);
+		tests[i]();
+	}
+	nn_ctx_free(&gc);
+	nn_ctx_free(&cc);
+	printf("%d passed, %d failed\n", npass, nfail);
+	return nfail != 0;
+}
