@@ -410,6 +410,7 @@ typedef struct layer_act {
 	float *ln1, *m1, *r1;  /* LayerNorm 1: output, mean, rstd */
 	float *qkv;            /* N × 3C */
 	float *y;              /* attention output before c_proj, N × C */
+	float *lse;            /* attention's log-sum-exp per row and head (a fused backend's; else NULL) */
 	float *res2;           /* after attention, N × C */
 	float *ln2, *m2, *r2;
 	float *fch, *fcg;      /* MLP pre- and post-GELU, N × 4C */
@@ -443,7 +444,7 @@ gpt2_ws *gpt2_ws_new(const gpt2 *m, int B, int T, int threads) { return gpt2_ws_
 
 gpt2_ws *gpt2_ws_new_on(const gpt2 *m, int B, int T, int threads, const nn_ops *ops)
 {
-	if (ops != &nn_cpu && (m->lora || m->cfg.ncls))
+	if (!nn_on_host(ops) && (m->lora || m->cfg.ncls))
 		return NULL; /* on a device: the language model, full fine-tuning */
 	gpt2_ws *w = xcalloc(1, sizeof *w);
 	nn_ctx_init(&w->nn, ops, threads);
@@ -464,6 +465,7 @@ gpt2_ws *gpt2_ws_new_on(const gpt2 *m, int B, int T, int threads, const nn_ops *
 		a->r1 = WSA(N * sizeof(float));
 		a->qkv = WSA(3 * F);
 		a->y = WSA(F);
+		a->lse = nn_attention_lse(c) ? WSA(N * (size_t)cf->n_head * sizeof(float)) : NULL;
 		a->res2 = WSA(F);
 		a->ln2 = WSA(F);
 		a->m2 = WSA(N * sizeof(float));
@@ -494,7 +496,7 @@ gpt2_ws *gpt2_ws_new_on(const gpt2 *m, int B, int T, int threads, const nn_ops *
 	nn_upload(c, w->pos, pos, N * sizeof *pos);
 	free(pos);
 	w->bytes += 3 * N * sizeof(uint32_t);
-	if (ops != &nn_cpu) {
+	if (!nn_on_host(ops)) {
 		w->p = WSA(m->nparams * sizeof(float));
 		nn_upload(c, w->p, m->p, m->nparams * sizeof(float));
 	}
@@ -536,9 +538,10 @@ void gpt2_ws_free(gpt2_ws *w)
 	nn_ctx *c = &w->nn;
 	for (int l = 0; w->l && l < w->nl; l++) {
 		layer_act *a = &w->l[l];
-		float *bufs[] = {a->res, a->ln1, a->m1, a->r1, a->qkv, a->y, a->res2, a->ln2, a->m2, a->r2, a->fch, a->fcg};
+		float *bufs[] = {a->res, a->ln1, a->m1, a->r1, a->qkv, a->y, a->res2, a->ln2, a->m2, a->r2, a->fch, a->fcg, a->lse};
 		for (size_t k = 0; k < sizeof bufs / sizeof *bufs; k++)
-			nn_free(c, bufs[k]);
+			if (bufs[k])
+				nn_free(c, bufs[k]);
 	}
 	free(w->l);
 	lora_ws_free(c, w->lw);
@@ -586,7 +589,7 @@ static void trunk_forward(const gpt2 *m, gpt2_ws *w, const uint32_t *ids)
 		layernorm_forward(c, a->ln1, a->m1, a->r1, a->res, LP("ln_1.weight"), LP("ln_1.bias"), N, C, cf->eps);
 		linear_forward(c, a->qkv, a->ln1, LP("attn.c_attn.weight"), LP("attn.c_attn.bias"), N, C, 3 * C, NN_W_IN_OUT, 0);
 		lora_forward(c, w->lw, lo, l, 0, a->qkv, 3 * C, a->ln1);
-		attention_forward(c, a->y, a->qkv, NULL, B, T, C, H, 1);
+		attention_forward_keep(c, a->y, a->lse, a->qkv, NULL, B, T, C, H, 1);
 		nn_copy(c, a->res2, a->res, NC * sizeof(float));
 		linear_forward(c, a->res2, a->y, LP("attn.c_proj.weight"), LP("attn.c_proj.bias"), N, C, C, NN_W_IN_OUT, 1);
 		lora_forward(c, w->lw, lo, l, 1, a->res2, C, a->y);
@@ -726,7 +729,7 @@ void gpt2_backward(const gpt2 *m, gpt2_ws *w)
 		                N, C, C, NN_W_IN_OUT);
 		lora_backward(c, w->lw, lo, l, 1, dy, w->dres, C, a->y);
 		nn_zero(c, w->dqkv, 3 * F);
-		attention_backward(c, w->dqkv, dy, a->qkv, NULL, B, T, C, H, 1);
+		attention_backward_keep(c, w->dqkv, dy, a->qkv, a->y, a->lse, NULL, B, T, C, H, 1);
 		nn_zero(c, dln, F);
 		linear_backward(c, dln, LG("attn.c_attn.weight"), LG("attn.c_attn.bias"), w->dqkv, a->ln1, LP("attn.c_attn.weight"),
 		                N, C, 3 * C, NN_W_IN_OUT);

@@ -14,7 +14,7 @@ void nn_ctx_init(nn_ctx *c, const nn_ops *ops, int threads)
 	c->threads = threads < 1 ? 1 : threads;
 	c->scratch = NULL;
 	c->scratch_n = 0;
-	c->crew = ops == &nn_cpu && c->threads > 1 ? crew_new(c->threads > 64 ? 64 : c->threads) : NULL;
+	c->crew = !strcmp(ops->name, "cpu") && c->threads > 1 ? crew_new(c->threads > 64 ? 64 : c->threads) : NULL;
 	c->dev = NULL;
 	c->precision = NN_FP32;
 	if (ops->init)
@@ -90,7 +90,16 @@ static void *cuda_open(char *why, size_t n)
 	return NULL;
 }
 
+static const nn_ops *find_backend(herr *e, const char *name);
+
 const nn_ops *nn_backend(herr *e, const char *name)
+{
+	const nn_ops *ops = find_backend(e, name);
+	const char *p = getenv("HONE_PROFILE");
+	return ops && p && *p && strcmp(p, "0") ? nn_profiled(ops) : ops;
+}
+
+static const nn_ops *find_backend(herr *e, const char *name)
 {
 	if (!name || !strcmp(name, "cpu"))
 		return &nn_cpu;

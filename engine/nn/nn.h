@@ -134,6 +134,9 @@ typedef struct nn_ops {
 	                              int C, int H, int causal);
 	void (*attention_backward_lse)(nn_ctx *c, float *dqkv, const float *dy, const float *qkv, const float *y,
 	                               const float *lse, const uint8_t *mask, int B, int T, int C, int H, int causal);
+	/* Optional: the most device memory the backend has held at once (its
+	 * own buffers included), for the benchmarks. */
+	size_t (*peak_bytes)(nn_ctx *c);
 } nn_ops;
 
 struct crew;
@@ -158,6 +161,13 @@ extern const nn_ops nn_cpu;
  * e set when it is unknown or cannot be had here (no library, no GPU). */
 struct herr;
 const nn_ops *nn_backend(struct herr *e, const char *name);
+
+/* Whether the backend's memory is the host's (the CPU, the reference) */
+static inline int nn_on_host(const nn_ops *o) { return o->name[0] == 'c' ? o->name[1] == 'p' : o->name[0] == 'r'; }
+
+/* HONE_PROFILE=1 (engine/nn/profile.c): ops wrapped so that every call is
+ * timed, the device waited for around it, and the totals printed at exit. */
+const nn_ops *nn_profiled(const nn_ops *ops);
 
 /* A context on backend ops with `threads` threads (at least 1; the CPU's). */
 void nn_ctx_init(nn_ctx *c, const nn_ops *ops, int threads);

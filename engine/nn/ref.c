@@ -443,5 +443,5 @@ const nn_ops nn_ref = {
 	ref_ce, ref_bce, ref_mse,
 	ref_dropout_forward, ref_dropout_backward,
 	ref_sumsq, ref_adamw,
-	NULL, NULL,
+	NULL, NULL, NULL,
 };

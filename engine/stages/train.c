@@ -828,7 +828,7 @@ static int train_lm(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, co
 		l.ids = xmalloc((size_t)B * (size_t)T * sizeof *l.ids);
 		l.tg = xmalloc((size_t)B * (size_t)T * sizeof *l.tg);
 		learner L = {lora ? lo.p : m.p, lora ? lo.n : m.nparams, lm_step, lm_score, &l, NULL, NULL};
-		if (ops != &nn_cpu) {
+		if (!nn_on_host(ops)) {
 			L.nn = gpt2_ws_nn(l.ws);
 			L.dp = gpt2_ws_params(l.ws, &m);
 			const char *prec = hval_get_str(p, "precision", "bf16");

@@ -92,16 +92,17 @@ int main(int argc, char **argv)
 	double dt = now_seconds() - t0;
 	double tokens = (double)B * T * steps;
 	double flops = 6.0 * (double)m.nparams * tokens + 12.0 * L * (double)T * C * tokens;
-	if (ops == &nn_cpu) {
+	if (nn_on_host(ops)) {
 		double peak = bench_sgemm_peak(api, th);
 		bench_report(tokens, dt, flops, m.nparams, loss, steps, th, lora ? "lora" : "full", (double)(m.nparams + lo.n) * 4,
 		             2.0 * (double)tn * 4, (double)gpt2_ws_bytes(w), tn, peak);
 	} else {
 		printf("hone   %.0f tokens/s  %.2f TFLOP/s  params %zu  loss %.4f  (%d steps, %.3f s, %s, %s)\n", tokens / dt,
 		       flops / dt / 1e12, m.nparams, loss, steps, dt, ops->name, nc->precision == NN_BF16 ? "bf16" : "fp32");
-		printf("memory (%s): workspace %.0f MiB (parameters, activations, gradients) + AdamW moments %.0f MiB, "
-		       "not counting the backend's scratch\n", ops->name, (double)gpt2_ws_bytes(w) / 1048576.0,
-		       2.0 * (double)tn * 4 / 1048576.0);
+		printf("memory (%s): workspace %.0f MiB (parameters, activations, gradients) + AdamW moments %.0f MiB; "
+		       "device memory in use at most %.0f MiB (the backend's scratch, cuBLAS and the context included)\n",
+		       ops->name, (double)gpt2_ws_bytes(w) / 1048576.0, 2.0 * (double)tn * 4 / 1048576.0,
+		       ops->peak_bytes ? (double)ops->peak_bytes(nc) / 1048576.0 : 0.0);
 	}
 	gpt2_lora_free(&lo);
 	free(ids);

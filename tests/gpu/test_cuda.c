@@ -97,15 +97,22 @@ static void test_matmul(void)
 /* bf16 products: within bf16's rounding of the fp32 ones */
 static void test_bf16(void)
 {
-	int m = 300, n = 260, k = 384;
-	for (int t = 0; t < 2; t++) {
+	for (int t = 0; t < 4; t++) {
+		/* aligned, then every size odd (padded to the tensor cores' 8 inside) */
+		int m = t < 2 ? 304 : 301, n = t < 2 ? 256 : 259, k = t < 2 ? 384 : 37;
 		float *a = rnd((size_t)m * k, 1), *b = rnd((size_t)k * n, 1), *c0 = xcalloc((size_t)m * n, 4);
 		float *da = up(a, (size_t)m * k * 4), *db = up(b, (size_t)k * n * 4), *dc = nn_alloc(&gc, (size_t)m * n * 4);
-		matmul(&cc, 0, t, m, n, k, 1.0f, a, k, b, t ? k : n, 0.0f, c0, n);
+		int tb = t % 2;
+		for (size_t i = 0; i < (size_t)m * n; i++)
+			c0[i] = 0.25f;
+		nn_upload(&gc, dc, c0, (size_t)m * n * 4);
+		matmul(&cc, 0, tb, m, n, k, 1.0f, a, k, b, tb ? k : n, 0.5f, c0, n);
 		gc.precision = NN_BF16;
-		matmul(&gc, 0, t, m, n, k, 1.0f, da, k, db, t ? k : n, 0.0f, dc, n);
+		matmul(&gc, 0, tb, m, n, k, 1.0f, da, k, db, tb ? k : n, 0.5f, dc, n);
 		gc.precision = NN_FP32;
-		same(t ? "bf16 matmul, B transposed" : "bf16 matmul", dc, c0, (size_t)m * n, 1e-2);
+		char nm[64];
+		snprintf(nm, sizeof nm, "bf16 matmul %d×%d×%d%s, beta 0.5", m, n, k, tb ? ", B transposed" : "");
+		same(nm, dc, c0, (size_t)m * n, 1e-2);
 		free(a), free(b), free(c0);
 		nn_free(&gc, da), nn_free(&gc, db), nn_free(&gc, dc);
 	}
@@ -247,6 +254,49 @@ static void test_attention(void)
 		}
 }
 
+/* The fused bf16 attention (precision NN_BF16) against the CPU's fp32:
+ * head sizes 32, 64, 128, lengths off the 64-row tile, causal and with a
+ * padding mask (one row with every key masked), forward and backward. */
+static void test_flash(void)
+{
+	int shapes[][4] = {{3, 37, 64, 2}, {3, 200, 256, 4}, {2, 130, 256, 2}, {2, 64, 192, 3}}; /* B T C H */
+	for (int s = 0; s < 4; s++)
+		for (int kind = 0; kind < 2; kind++) {
+			int B = shapes[s][0], T = shapes[s][1], C = shapes[s][2], H = shapes[s][3], causal = kind == 0;
+			size_t NC = (size_t)B * T * C;
+			float *qkv = rnd(3 * NC, 1), *y = xcalloc(NC, 4), *dy = rnd(NC, 1), *dq = xcalloc(3 * NC, 4);
+			uint8_t *mask = xmalloc((size_t)B * T), *gmask;
+			for (int i = 0; i < B * T; i++)
+				mask[i] = (i % T) < T - (i / T) * 7;
+			if (B > 2)
+				memset(mask + 2 * T, 0, (size_t)T);
+			if (causal)
+				for (int i = 0; i < T; i++)
+					mask[i] = i >= 3; /* causal and padded at the start: the first rows see nothing */
+			gmask = up(mask, (size_t)B * T);
+			float *gq = up(qkv, 3 * NC * 4), *gy = nn_alloc(&gc, NC * 4), *gdy = up(dy, NC * 4),
+			      *gdq = nn_alloc(&gc, 3 * NC * 4), *glse = nn_alloc(&gc, (size_t)B * H * T * 4);
+			attention_forward(&cc, y, qkv, mask, B, T, C, H, causal);
+			attention_backward(&cc, dq, dy, qkv, mask, B, T, C, H, causal);
+			gc.precision = NN_BF16;
+			attention_forward_keep(&gc, gy, glse, gq, gmask, B, T, C, H, causal);
+			attention_backward_keep(&gc, gdq, gdy, gq, gy, glse, gmask, B, T, C, H, causal);
+			char nm[128];
+			snprintf(nm, sizeof nm, "flash attention bf16 forward %s B%d T%d D%d", causal ? "causal" : "masked", B, T, C / H);
+			same(nm, gy, y, NC, 2e-2);
+			snprintf(nm, sizeof nm, "flash attention bf16 backward %s B%d T%d D%d", causal ? "causal" : "masked", B, T, C / H);
+			same(nm, gdq, dq, 3 * NC, 3e-2);
+			float *t1 = down(gdq, 3 * NC); /* added into zeros once */
+			nn_zero(&gc, gdq, 3 * NC * 4);
+			attention_backward_keep(&gc, gdq, gdy, gq, gy, glse, gmask, B, T, C, H, causal);
+			gc.precision = NN_FP32;
+			float *t2 = down(gdq, 3 * NC);
+			check(!memcmp(t1, t2, 3 * NC * 4), "flash attention backward twice: identical bits", 0, 0);
+			free(t1), free(t2), free(qkv), free(y), free(dy), free(dq), free(mask);
+			nn_free(&gc, gq), nn_free(&gc, gy), nn_free(&gc, gdy), nn_free(&gc, gdq), nn_free(&gc, glse), nn_free(&gc, gmask);
+		}
+}
+
 static void test_pointwise(void)
 {
 	size_t n = 100003;
@@ -328,7 +378,7 @@ static void test_losses(void)
  * AdamW steps twice on the GPU from the same start: the same bits. */
 static void test_gpt2(void)
 {
-	gpt2_config cf = {3, 4, 64, 64, 211, 1e-5f, 0};
+	gpt2_config cf = {3, 2, 64, 64, 211, 1e-5f, 0}; /* head size 32: bf16 runs the fused attention */
 	gpt2 m;
 	herr e;
 	if (gpt2_init(&e, &m, &cf) != 0) {
@@ -371,9 +421,12 @@ static void test_gpt2(void)
 	gpt2_ws_free(wb);
 	gpt2_ws_free(wc);
 	/* determinism: two runs of 3 steps from the same start, in each precision */
+	float *start = xmalloc(m.nparams * 4);
+	memcpy(start, m.p, m.nparams * 4);
 	for (int prec = 0; prec < 2; prec++) {
 		float *run[2];
 		for (int r = 0; r < 2; r++) {
+			memcpy(m.p, start, m.nparams * 4); /* (a host backend trains m.p itself) */
 			gpt2_ws *w = gpt2_ws_new_on(&m, B, T, 1, GPU);
 			nn_ctx *c = gpt2_ws_nn(w);
 			c->precision = prec ? NN_BF16 : NN_FP32;
@@ -393,6 +446,7 @@ static void test_gpt2(void)
 		           : "gpt2, fp32: two trainings with the same start give the same bits", 0, 0);
 		free(run[0]), free(run[1]);
 	}
+	free(start);
 	gpt2_ws_free(wg);
 	free(ids), free(tg);
 	gpt2_free(&m);
@@ -414,9 +468,9 @@ int main(void)
 	}
 	nn_ctx_init(&gc, GPU, 1);
 	nn_ctx_init(&cc, &nn_cpu, 2);
-	void (*tests[])(void) = {test_matmul, test_bf16, test_linear, test_embedding, test_norms, test_attention, test_pointwise,
+	void (*tests[])(void) = {test_matmul, test_bf16, test_linear, test_embedding, test_norms, test_attention, test_flash, test_pointwise,
 	                         test_losses, test_gpt2};
-	const char *names[] = {"matmul", "bf16", "linear", "embedding", "norms", "attention", "pointwise", "losses", "gpt2"};
+	const char *names[] = {"matmul", "bf16", "linear", "embedding", "norms", "attention", "flash", "pointwise", "losses", "gpt2"};
 	for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {
 		printf("# %s\n", names[i]);
 		tests[i]();

@@ -19,9 +19,9 @@ local gpu = train { ids.train, val = ids.val, base = base, lr = 0.003, batch = 8
                     device = "cuda", precision = "fp32", name = "gpu" }
 evaluate { gpu, ids.val, compare = cpu, name = "ev" }
 local wide = model { n_layer = 4, n_head = 4, n_embd = 128, n_positions = 32, vocab = 300, seed = 2, name = "wide" }
-train { ids.train, base = wide, lr = 0.001, batch = 16, steps = 300, warmup = 20, seed = 1, device = "cuda",
+train { ids.train, base = wide, lr = 0.0005, batch = 16, steps = 300, warmup = 30, seed = 1, device = "cuda",
         precision = "fp32", name = "c32" }
-train { ids.train, base = wide, lr = 0.001, batch = 16, steps = 300, warmup = 20, seed = 1, device = "cuda", name = "c16" }
+train { ids.train, base = wide, lr = 0.0005, batch = 16, steps = 300, warmup = 30, seed = 1, device = "cuda", name = "c16" }
 LUA
 check "the pipeline trains on the GPU and on the CPU" "$HONE" run p.lua -q
 metric() { "$HONE" show p.lua "$1" | grep -o "\"$2\":[0-9.e+-]*" | head -1 | cut -d: -f2; }

@@ -742,4 +742,5 @@ const nn_ops nn_cpu = {
 	cpu_dropout_forward, cpu_dropout_backward,
 	cpu_sumsq, cpu_adamw,
 	NULL, NULL, /* no fused attention: backward computes the probabilities again */
+	NULL,
 };

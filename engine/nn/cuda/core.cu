@@ -19,6 +19,24 @@ void cu_fatal(const char *what, const char *why, const char *file, int line)
 
 /* --- memory ---------------------------------------------------------------------- */
 
+/* the most device memory in use (cudaMemGetInfo: the context and cuBLAS's
+ * workspace included) seen after an allocation, for peak_bytes */
+static size_t peak;
+
+static void note_peak(void)
+{
+	size_t fr = 0, tot = 0;
+	if (cudaMemGetInfo(&fr, &tot) == cudaSuccess && tot - fr > peak)
+		peak = tot - fr;
+}
+
+static size_t cu_peak_bytes(nn_ctx *c)
+{
+	(void)c;
+	note_peak();
+	return peak;
+}
+
 static void *cu_alloc(nn_ctx *c, size_t n)
 {
 	(void)c;
@@ -33,6 +51,7 @@ static void *cu_alloc(nn_ctx *c, size_t n)
 		exit(1);
 	}
 	CK(cudaMemsetAsync(p, 0, n ? n : 1, cu.s));
+	note_peak();
 	return p;
 }
 
@@ -132,28 +151,52 @@ void cu_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, i
 		CKB(cublasSgemmStridedBatched(cu.h, ob, oa, n, m, k, &alpha, b, ldb, sb, a, lda, sa, &beta, c, ldc, sc, batch));
 }
 
-__global__ void k_to_bf16(__nv_bfloat16 *d, const float *s, size_t n)
+/* rows × cols of x (row stride ld) → a bf16 matrix of prow × pcol (its
+ * row stride), zero outside x */
+__global__ void k_to_bf16(__nv_bfloat16 *d, const float *s, int rows, int cols, int ld, int prow, int pcol)
 {
-	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-		d[i] = __float2bfloat16_rn(s[i]);
+	size_t n = (size_t)prow * pcol;
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+		size_t r = i / (size_t)pcol, c = i % (size_t)pcol;
+		d[i] = r < (size_t)rows && c < (size_t)cols ? __float2bfloat16_rn(s[r * ld + c]) : __float2bfloat16_rn(0.0f);
+	}
 }
 
-/* a bf16 copy of the rows × cols matrix x (row stride ld) in buffer slot */
-static const __nv_bfloat16 *to_bf16(int slot, const float *x, int rows, int cols, int ld)
+/* A bf16 copy of the rows × cols matrix x (row stride ld) in buffer slot,
+ * padded with zeros to prow × pcol */
+static const __nv_bfloat16 *to_bf16(int slot, const float *x, int rows, int cols, int ld, int prow, int pcol)
 {
-	size_t n = rows > 0 ? (size_t)(rows - 1) * (size_t)ld + (size_t)cols : 0;
+	size_t n = (size_t)prow * (size_t)pcol;
 	if (n > cu.nbf[slot]) {
 		if (cu.bf[slot])
 			CK(cudaFree(cu.bf[slot]));
 		CK(cudaMalloc(&cu.bf[slot], n * sizeof(__nv_bfloat16)));
 		cu.nbf[slot] = n;
+		note_peak();
 	}
 	__nv_bfloat16 *d = (__nv_bfloat16 *)cu.bf[slot];
-	k_to_bf16<<<cu_blocks(n, 256), 256, 0, cu.s>>>(d, x, n);
+	k_to_bf16<<<cu_blocks(n, 256), 256, 0, cu.s>>>(d, x, rows, cols, ld, prow, pcol);
 	CKL();
 	return d;
 }
 
+/* C[rows × cols] (stride ldc) to or from a packed copy of stride pc */
+__global__ void k_copy2d(float *d, int ldd, const float *s, int lds, int rows, int cols)
+{
+	size_t n = (size_t)rows * cols;
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+		size_t r = i / (size_t)cols, c = i % (size_t)cols;
+		d[r * ldd + c] = s[r * lds + c];
+	}
+}
+
+static int up8(int x) { return (x + 7) / 8 * 8; }
+
+/* With NN_BF16: the product from bf16 copies of a and b, every dimension
+ * padded to a multiple of 8 with zeros (the tensor cores' kernels want
+ * 16-byte rows; a vocabulary of 50,257 would otherwise take a kernel for
+ * unaligned data at a fraction of the speed), into c, or into a padded
+ * copy of c when c's rows are not aligned. */
 void cu_gemm_p(nn_ctx *c, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
                int ldb, float beta, float *cm, int ldc)
 {
@@ -161,12 +204,30 @@ void cu_gemm_p(nn_ctx *c, int ta, int tb, int m, int n, int k, float alpha, cons
 		cu_gemm(ta, tb, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, cm, ldc, 0, 1);
 		return;
 	}
-	const __nv_bfloat16 *ab = to_bf16(0, a, ta ? k : m, ta ? m : k, lda), *bb = to_bf16(1, b, tb ? n : k, tb ? k : n, ldb);
+	int mp = up8(m), np = up8(n), kp = up8(k);
+	/* a: m × k (or k × m), b: k × n (or n × k), as stored, padded */
+	const __nv_bfloat16 *ab = ta ? to_bf16(0, a, k, m, lda, kp, mp) : to_bf16(0, a, m, k, lda, m, kp);
+	const __nv_bfloat16 *bb = tb ? to_bf16(1, b, n, k, ldb, n, kp) : to_bf16(1, b, k, n, ldb, kp, np);
+	int la = ta ? mp : kp, lb = tb ? kp : np;
+	float *out = cm;
+	int ldo = ldc, pad = ldc % 8 != 0 || (size_t)cm % 16 != 0;
+	if (pad) { /* an aligned copy of c */
+		out = (float *)cu_scratch(c, (size_t)m * np * sizeof(float));
+		ldo = np;
+		if (beta != 0) {
+			k_copy2d<<<cu_blocks((size_t)m * n, 256), 256, 0, cu.s>>>(out, ldo, cm, ldc, m, n);
+			CKL();
+		}
+	}
 	cublasOperation_t oa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, ob = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
 	CKB(cublasSetMathMode(cu.h, CUBLAS_DEFAULT_MATH));
-	CKB(cublasGemmEx(cu.h, ob, oa, n, m, k, &alpha, bb, CUDA_R_16BF, ldb, ab, CUDA_R_16BF, lda, &beta, cm, CUDA_R_32F, ldc,
+	CKB(cublasGemmEx(cu.h, ob, oa, n, m, kp, &alpha, bb, CUDA_R_16BF, lb, ab, CUDA_R_16BF, la, &beta, out, CUDA_R_32F, ldo,
 	                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 	CKB(cublasSetMathMode(cu.h, CUBLAS_PEDANTIC_MATH));
+	if (pad) {
+		k_copy2d<<<cu_blocks((size_t)m * n, 256), 256, 0, cu.s>>>(cm, ldc, out, ldo, m, n);
+		CKL();
+	}
 }
 
 static void cu_matmul(nn_ctx *c, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
@@ -300,6 +361,7 @@ static const nn_ops nn_cuda = {
 	cu_dropout_forward, cu_dropout_backward,
 	cu_sumsq, cu_adamw,
 	cu_attention_forward_lse, cu_attention_backward_lse,
+	cu_peak_bytes,
 };
 
 /* What nn_backend calls after dlopen: the table, or NULL with the reason
@@ -328,6 +390,9 @@ extern "C" __attribute__((visibility("default"))) const nn_ops *hone_nn_cuda(cha
 	CKB(cublasSetStream(cu.h, cu.s));
 	CKB(cublasSetMathMode(cu.h, CUBLAS_PEDANTIC_MATH)); /* fp32 products in fp32: no TF32 */
 	CKB(cublasSetAtomicsMode(cu.h, CUBLAS_ATOMICS_NOT_ALLOWED));
+	void *ws = NULL; /* Hopper's products want a larger workspace than cuBLAS's default */
+	CK(cudaMalloc(&ws, 32u << 20));
+	CKB(cublasSetWorkspace(cu.h, ws, 32u << 20));
 	CK(cudaMalloc(&cu.red, 64 * sizeof(double)));
 	CK(cudaMallocHost(&cu.hred, 64 * sizeof(double)));
 	ready = 1;

@@ -23,15 +23,21 @@ typedef __nv_bfloat16 bf16;
 #define TILE 64
 #define WARPS 4
 
-/* qkv [B·T, 3C] fp32 → q, k, v [B·H, T, D] bf16 (x: any [B·T, C] part) */
-__global__ void k_heads_bf16(bf16 *dst, const float *src, int ld, int B, int T, int C, int H)
+/* parts [B·T, parts·C] fp32 (rows ld apart) → [B·H, T, D] bf16 each (q, k,
+ * v for qkv; one for dy), eight values per thread */
+__global__ void k_heads_bf16(bf16 *q, bf16 *k, bf16 *v, const float *src, int parts, int ld, int B, int T, int C, int H)
 {
-	int D = C / H;
-	size_t n = (size_t)B * T * C;
+	int D = C / H, per = parts * C / 8;
+	size_t n = (size_t)B * T * per;
 	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-		size_t r = i / C;
-		int hc = (int)(i % C), h = hc / D, d = hc % D, b = (int)(r / T), t = (int)(r % T);
-		dst[(((size_t)b * H + h) * T + t) * D + d] = __float2bfloat16_rn(src[r * ld + hc]);
+		size_t r = i / per;
+		int j = (int)(i % per) * 8, part = j / C, hc = j % C, h = hc / D, d = hc % D, b = (int)(r / T), t = (int)(r % T);
+		const float4 *x = (const float4 *)(src + r * ld + j);
+		float4 u = x[0], w = x[1];
+		__nv_bfloat162 o[4] = {__floats2bfloat162_rn(u.x, u.y), __floats2bfloat162_rn(u.z, u.w),
+		                       __floats2bfloat162_rn(w.x, w.y), __floats2bfloat162_rn(w.z, w.w)};
+		bf16 *dst = part == 0 ? q : part == 1 ? k : v;
+		*(uint4 *)(dst + (((size_t)b * H + h) * T + t) * D + d) = *(uint4 *)o;
 	}
 }
 
@@ -77,50 +83,54 @@ template <int D> __device__ inline void load_tile(bf16 *dst, const bf16 *src, in
 	}
 }
 
-__device__ inline bool visible(const uint8_t *mask, int causal, int b, int T, int t, int x)
-{
-	return x < T && (!causal || x <= t) && (!mask || mask[(size_t)b * T + x]);
-}
-
 /* Does query t of batch row b see no key at all (then: uniform over all keys)? */
 __device__ inline bool uniform_row(int first, int causal, int T, int t)
 {
 	return first > (causal ? (t < T ? t : T - 1) : T - 1);
 }
 
+/* Shared strides padded against bank conflicts: S rows (fp32) SLD apart,
+ * P rows (bf16) PLD apart, O rows (fp32) D + 4 apart. */
+#define SLD (TILE + 4)
+#define PLD (TILE + 8)
+
+/* One block per (64 queries, b·h); each warp owns 16 queries, and each lane
+ * half a row: row lane / 2, the columns of parity lane % 2. */
 template <int D>
 __global__ void __launch_bounds__(WARPS * 32) k_flash_fwd(float *y, float *lse, const bf16 *q, const bf16 *k, const bf16 *v,
                                                           const uint8_t *mask, const int *first, int B, int T, int H,
                                                           int causal, float scale)
 {
 	extern __shared__ __align__(128) unsigned char sm[];
+	const int OLD = D + 4;
 	bf16 *Qs = (bf16 *)sm, *Ks = Qs + TILE * D, *Vs = Ks + TILE * D;
 	int w = threadIdx.x / 32, lane = threadIdx.x % 32;
-	float *Ss = (float *)(Vs + TILE * D) + w * 16 * TILE;                     /* per warp 16 × 64 */
-	bf16 *Ps = (bf16 *)((float *)(Vs + TILE * D) + WARPS * 16 * TILE) + w * 16 * TILE;
-	float *Os = (float *)((bf16 *)((float *)(Vs + TILE * D) + WARPS * 16 * TILE) + WARPS * 16 * TILE) + w * 16 * D;
+	float *Ss = (float *)(Vs + TILE * D) + w * 16 * SLD;
+	bf16 *Ps = (bf16 *)((float *)(Vs + TILE * D) + WARPS * 16 * SLD) + w * 16 * PLD;
+	float *Os = (float *)((bf16 *)((float *)(Vs + TILE * D) + WARPS * 16 * SLD) + WARPS * 16 * PLD) + w * 16 * OLD;
+	uint8_t *vk = (uint8_t *)((float *)((bf16 *)((float *)(Vs + TILE * D) + WARPS * 16 * SLD) + WARPS * 16 * PLD) +
+	                          WARPS * 16 * OLD);
 	int qt = blockIdx.x, bh = blockIdx.y, b = bh / H, h = bh % H, C = H * D;
 	const bf16 *qh = q + (size_t)bh * T * D, *kh = k + (size_t)bh * T * D, *vh = v + (size_t)bh * T * D;
-	int fb = first[b];
+	int fb = first[b], r = lane >> 1, hf = lane & 1, t = qt * TILE + w * 16 + r;
+	bool uni = uniform_row(fb, causal, T, t);
 	load_tile<D>(Qs, qh, qt * TILE, T);
-	for (int i = lane; i < 16 * D; i += 32)
+	for (int i = lane; i < 16 * OLD; i += 32)
 		Os[i] = 0;
 	__syncthreads();
 	wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> qa[D / 16];
 	for (int kk = 0; kk < D / 16; kk++)
 		wmma::load_matrix_sync(qa[kk], Qs + w * 16 * D + kk * 16, D);
-	float m[16], l[16];
-	bool uni[16];
-	for (int r = 0; r < 16; r++) {
-		m[r] = -INFINITY;
-		l[r] = 0;
-		uni[r] = uniform_row(fb, causal, T, qt * TILE + w * 16 + r);
-	}
+	float mrow = -INFINITY, lrow = 0;
 	int nt = (T + TILE - 1) / TILE, last = causal && fb <= qt * TILE ? qt + 1 : nt;
 	for (int kt = 0; kt < last; kt++) {
 		__syncthreads();
 		load_tile<D>(Ks, kh, kt * TILE, T);
 		load_tile<D>(Vs, vh, kt * TILE, T);
+		for (int i = threadIdx.x; i < TILE; i += blockDim.x) {
+			int x = kt * TILE + i;
+			vk[i] = x < T && (!mask || mask[(size_t)b * T + x]);
+		}
 		__syncthreads();
 		for (int n = 0; n < TILE / 16; n++) {
 			wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
@@ -130,57 +140,53 @@ __global__ void __launch_bounds__(WARPS * 32) k_flash_fwd(float *y, float *lse, 
 				wmma::load_matrix_sync(kb, Ks + n * 16 * D + kk * 16, D);
 				wmma::mma_sync(acc, qa[kk], kb, acc);
 			}
-			wmma::store_matrix_sync(Ss + n * 16, acc, TILE, wmma::mem_row_major);
+			wmma::store_matrix_sync(Ss + n * 16, acc, SLD, wmma::mem_row_major);
 		}
 		__syncwarp();
+		float sv[TILE / 2], mx = -INFINITY;
 #pragma unroll
-		for (int r = 0; r < 16; r++) {
-			int t = qt * TILE + w * 16 + r;
-			float s2[2];
-			bool vis2[2];
-			for (int j = 0; j < 2; j++) {
-				int c = lane + 32 * j, x = kt * TILE + c;
-				vis2[j] = uni[r] ? x < T : visible(mask, causal, b, T, t, x);
-				s2[j] = vis2[j] ? (uni[r] ? 0.0f : Ss[r * TILE + c] * scale) : -INFINITY;
-			}
-			float mx = warp_max(fmaxf(s2[0], s2[1])), mn = fmaxf(m[r], mx);
-			float p0 = 0, p1 = 0, alpha = 1;
-			if (mn != -INFINITY) {
-				p0 = vis2[0] ? __expf(s2[0] - mn) : 0.0f;
-				p1 = vis2[1] ? __expf(s2[1] - mn) : 0.0f;
-				alpha = m[r] == -INFINITY ? 0.0f : __expf(m[r] - mn);
-			}
-			l[r] = l[r] * alpha + warp_sum(p0 + p1);
-			m[r] = mn;
-			Ps[r * TILE + lane] = __float2bfloat16_rn(p0);
-			Ps[r * TILE + lane + 32] = __float2bfloat16_rn(p1);
-			for (int d = lane; d < D; d += 32)
-				Os[r * D + d] *= alpha;
+		for (int j = 0; j < TILE / 2; j++) {
+			int c = 2 * j + hf, x = kt * TILE + c;
+			bool vis = uni ? x < T : vk[c] && (!causal || x <= t);
+			sv[j] = vis ? (uni ? 0.0f : Ss[r * SLD + c] * scale) : -INFINITY;
+			mx = fmaxf(mx, sv[j]);
 		}
+		mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+		float mn = fmaxf(mrow, mx), alpha = 1, ps = 0;
+		if (mn != -INFINITY)
+			alpha = mrow == -INFINITY ? 0.0f : __expf(mrow - mn);
+#pragma unroll
+		for (int j = 0; j < TILE / 2; j++) {
+			float p = sv[j] == -INFINITY ? 0.0f : __expf(sv[j] - mn);
+			ps += p;
+			Ps[r * PLD + 2 * j + hf] = __float2bfloat16_rn(p);
+		}
+		ps += __shfl_xor_sync(0xffffffffu, ps, 1);
+		lrow = lrow * alpha + ps;
+		mrow = mn;
+		for (int d = hf; d < D; d += 2)
+			Os[r * OLD + d] *= alpha;
 		__syncwarp();
 		for (int n = 0; n < D / 16; n++) {
 			wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-			wmma::load_matrix_sync(acc, Os + n * 16, D, wmma::mem_row_major);
+			wmma::load_matrix_sync(acc, Os + n * 16, OLD, wmma::mem_row_major);
 			for (int kk = 0; kk < TILE / 16; kk++) {
 				wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> pa;
 				wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> vb;
-				wmma::load_matrix_sync(pa, Ps + kk * 16, TILE);
+				wmma::load_matrix_sync(pa, Ps + kk * 16, PLD);
 				wmma::load_matrix_sync(vb, Vs + kk * 16 * D + n * 16, D);
 				wmma::mma_sync(acc, pa, vb, acc);
 			}
-			wmma::store_matrix_sync(Os + n * 16, acc, D, wmma::mem_row_major);
+			wmma::store_matrix_sync(Os + n * 16, acc, OLD, wmma::mem_row_major);
 		}
 		__syncwarp();
 	}
-	for (int r = 0; r < 16; r++) {
-		int t = qt * TILE + w * 16 + r;
-		if (t >= T)
-			break;
-		float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;
-		for (int d = lane; d < D; d += 32)
-			y[((size_t)b * T + t) * C + (size_t)h * D + d] = Os[r * D + d] * inv;
-		if (lane == 0)
-			lse[(size_t)bh * T + t] = m[r] + logf(l[r]);
+	if (t < T) {
+		float inv = lrow > 0 ? 1.0f / lrow : 0.0f;
+		for (int d = hf; d < D; d += 2)
+			y[((size_t)b * T + t) * C + (size_t)h * D + d] = Os[r * OLD + d] * inv;
+		if (hf == 0)
+			lse[(size_t)bh * T + t] = mrow + logf(lrow);
 	}
 }
 
@@ -202,8 +208,13 @@ __global__ void __launch_bounds__(WARPS * 32)
 	const bf16 *qh = q + (size_t)bh * T * D, *kh = k + (size_t)bh * T * D, *vh = v + (size_t)bh * T * D,
 	           *gh = dout + (size_t)bh * T * D;
 	int fb = first[b];
+	uint8_t *vk = (uint8_t *)(Ow + (WARPS - w) * 16 * D); /* after the last warp's Ow: the key tile's mask */
 	load_tile<D>(Ks, kh, kt * TILE, T);
 	load_tile<D>(Vs, vh, kt * TILE, T);
+	for (int i = threadIdx.x; i < TILE; i += blockDim.x) {
+		int x = kt * TILE + i;
+		vk[i] = x < T && (!mask || mask[(size_t)b * T + x]);
+	}
 	__syncthreads();
 	wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> ka[D / 16], va[D / 16];
 	for (int kk = 0; kk < D / 16; kk++) {
@@ -245,7 +256,7 @@ __global__ void __launch_bounds__(WARPS * 32)
 				if (pass == 0) {
 					float p = 0;
 					if (t < T && x < T)
-						p = uni ? 1.0f / T : visible(mask, causal, b, T, t, x) ? __expf(Sw[i] * scale - Ls[c]) : 0.0f;
+						p = uni ? 1.0f / T : vk[w * 16 + jr] && (!causal || x <= t) ? __expf(Sw[i] * scale - Ls[c]) : 0.0f;
 					Pf[i] = p;
 					Pw[i] = __float2bfloat16_rn(p);
 				} else {
@@ -318,10 +329,15 @@ __global__ void __launch_bounds__(WARPS * 32)
 		uni[r] = t >= T || uniform_row(fb, causal, T, t); /* no gradient to q */
 	}
 	int nt = (T + TILE - 1) / TILE, last = causal ? qt + 1 : nt;
+	uint8_t *vk = (uint8_t *)(Ow + (WARPS - w) * 16 * D); /* after the last warp's Ow: this key tile's mask */
 	for (int kt = 0; kt < last; kt++) {
 		__syncthreads();
 		load_tile<D>(Ks, kh, kt * TILE, T);
 		load_tile<D>(Vs, vh, kt * TILE, T);
+		for (int i = threadIdx.x; i < TILE; i += blockDim.x) {
+			int x = kt * TILE + i;
+			vk[i] = x < T && (!mask || mask[(size_t)b * T + x]);
+		}
 		__syncthreads();
 		/* S = Q_w Kᵀ, P from it; then dP = dO_w Vᵀ and dS */
 		for (int pass = 0; pass < 2; pass++) {
@@ -342,7 +358,7 @@ __global__ void __launch_bounds__(WARPS * 32)
 				for (int c = lane; c < TILE; c += 32) {
 					int x = kt * TILE + c, i = r * TILE + c;
 					if (pass == 0)
-						Pf[i] = !uni[r] && visible(mask, causal, b, T, t, x) ? __expf(Sw[i] * scale - L[r]) : 0.0f;
+						Pf[i] = !uni[r] && vk[c] && (!causal || x <= t) ? __expf(Sw[i] * scale - L[r]) : 0.0f;
 					else
 						Pw[i] = __float2bfloat16_rn(Pf[i] * (Sw[i] - Dr[r]) * scale); /* dS */
 				}
@@ -368,12 +384,12 @@ __global__ void __launch_bounds__(WARPS * 32)
 	}
 }
 
-static size_t fwd_smem(int D) { return 3 * TILE * D * 2 + WARPS * 16 * TILE * (4 + 2) + WARPS * 16 * D * 4; }
+static size_t fwd_smem(int D) { return 3 * TILE * D * 2 + WARPS * 16 * (SLD * 4 + PLD * 2 + (D + 4) * 4) + TILE; }
 static size_t kv_smem(int D)
 {
-	return 4 * TILE * D * 2 + 2 * TILE * 4 + WARPS * 16 * TILE * (4 + 4 + 2 + 2) + WARPS * 16 * D * 4;
+	return 4 * TILE * D * 2 + 2 * TILE * 4 + WARPS * 16 * TILE * (4 + 4 + 2 + 2) + WARPS * 16 * D * 4 + TILE;
 }
-static size_t q_smem(int D) { return 4 * TILE * D * 2 + WARPS * 16 * TILE * (4 + 4 + 2) + WARPS * 16 * D * 4; }
+static size_t q_smem(int D) { return 4 * TILE * D * 2 + WARPS * 16 * TILE * (4 + 4 + 2) + WARPS * 16 * D * 4 + TILE; }
 
 int cu_flash_ok(int C, int H) { int D = C / H; return C % H == 0 && (D == 32 || D == 64 || D == 128); }
 
@@ -400,12 +416,9 @@ static flash_bufs flash_prep(nn_ctx *c, const float *qkv, const float *dy, const
 	after = (unsigned char *)(f.first + B);
 	after += (256 - (size_t)after % 256) % 256;
 	f.Dv = dy ? (float *)after : NULL;
-	unsigned g = cu_blocks(NC, 256);
-	k_heads_bf16<<<g, 256, 0, cu.s>>>(f.q, qkv, 3 * C, B, T, C, H);
-	k_heads_bf16<<<g, 256, 0, cu.s>>>(f.k, qkv + C, 3 * C, B, T, C, H);
-	k_heads_bf16<<<g, 256, 0, cu.s>>>(f.v, qkv + 2 * C, 3 * C, B, T, C, H);
+	k_heads_bf16<<<cu_blocks(3 * NC / 8, 256), 256, 0, cu.s>>>(f.q, f.k, f.v, qkv, 3, 3 * C, B, T, C, H);
 	if (dy)
-		k_heads_bf16<<<g, 256, 0, cu.s>>>(f.g, dy, C, B, T, C, H);
+		k_heads_bf16<<<cu_blocks(NC / 8, 256), 256, 0, cu.s>>>(f.g, NULL, NULL, dy, 1, C, B, T, C, H);
 	k_first_key<<<(B + 127) / 128, 128, 0, cu.s>>>(f.first, mask, B, T);
 	CKL();
 	return f;
