@@ -45,24 +45,25 @@ static const char *usage_main =
 
 #define OPT_END {NULL, 0, 0, 0, 0, NULL, NULL, 0}
 #define O_SET {"set", 0, OPT_STR, 0, 0, "STAGE.PARAM=VALUE", "override a parameter (repeatable; lists as {a, b})", 0}
+#define O_DEVICE {"device", 0, OPT_STR, 0, 0, "cpu|cuda", "where stages with a device parameter run when the script gives none (train)", 0}
 #define O_CACHE {"cache", 0, OPT_STR, 0, 0, "DIR", "the store (default: $HONE_CACHE, else the project's cache/)", 1}
 #define O_JSON {"json", 0, OPT_FLAG, 0, 0, NULL, "print JSON, for scripts", 0}
 
 static const opt_spec run_opts[] = {
-	O_SET,
+	O_SET, O_DEVICE,
 	{"jobs", 'j', OPT_INT, 1, 1024, "N", "run up to N independent stages at once (default 1)", 0},
 	{"threads", 0, OPT_INT, 1, 4096, "N", "threads one stage may use (default: all cores; never changes outputs)", 0},
 	{"dry-run", 'n', OPT_FLAG, 0, 0, NULL, "show what would run; run nothing", 0},
 	{"force", 0, OPT_STR, 0, 0, "STAGE", "run STAGE even if cached (repeatable)", 0},
 	{"quiet", 'q', OPT_FLAG, 0, 0, NULL, "print only errors", 0},
 	O_CACHE, OPT_END};
-static const opt_spec status_opts[] = {O_SET, O_JSON, O_CACHE, OPT_END};
-static const opt_spec dag_opts[] = {{"dot", 0, OPT_FLAG, 0, 0, NULL, "Graphviz DOT instead of text", 0}, O_JSON, O_SET, O_CACHE, OPT_END};
+static const opt_spec status_opts[] = {O_SET, O_DEVICE, O_JSON, O_CACHE, OPT_END};
+static const opt_spec dag_opts[] = {{"dot", 0, OPT_FLAG, 0, 0, NULL, "Graphviz DOT instead of text", 0}, O_JSON, O_SET, O_DEVICE, O_CACHE, OPT_END};
 static const opt_spec show_opts[] = {
 	{"limit", 0, OPT_INT, 0, 1e12, "N", "rows to preview (default 10)", 0},
 	{"where", 0, OPT_STR, 0, 0, "FIELD=VALUE", "preview only rows whose FIELD is VALUE", 0},
 	{"jsonl", 0, OPT_FLAG, 0, 0, NULL, "a dataset's rows as JSON lines", 0},
-	O_JSON, O_SET, O_CACHE, OPT_END};
+	O_JSON, O_SET, O_DEVICE, O_CACHE, OPT_END};
 static const opt_spec runs_opts[] = {{"limit", 'n', OPT_INT, 1, 1e9, "N", "list the last N runs (default 20)", 0}, O_JSON, O_CACHE, OPT_END};
 static const opt_spec diff_opts[] = {O_CACHE, OPT_END};
 static const opt_spec gc_opts[] = {{"keep-last", 0, OPT_INT, 1, 1e9, "N", "keep what the last N runs reference", 0}, O_CACHE, OPT_END};
@@ -160,7 +161,15 @@ static int parse(const opt_verb *v, int argc, char **argv, engine *en, opts *o)
 			o->cache = h->val;
 		else if (!strcmp(n, "set") && dsl_add_override(&en->err, &en->dsl, h->val) != 0)
 			rc = (error_out(&en->err), EXIT_USAGE);
-		else if (!strcmp(n, "jobs"))
+		else if (!strcmp(n, "device")) {
+			if (strcmp(h->val, "cpu") && strcmp(h->val, "cuda")) {
+				herr_set(&en->err, "--device %s: expected cpu or cuda", h->val);
+				rc = (error_out(&en->err), EXIT_USAGE);
+			} else {
+				free(en->dsl.device);
+				en->dsl.device = xstrdup(h->val);
+			}
+		} else if (!strcmp(n, "jobs"))
 			en->jobs = (int)h->i;
 		else if (!strcmp(n, "threads"))
 			en->threads = (int)h->i;

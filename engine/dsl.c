@@ -514,6 +514,10 @@ static int open_state(dsl *d, herr *e, const dsl_opts *o, dag *g, size_t limit)
 		lua_pop(L, 1);
 	}
 	lua_setfield(L, -2, "overrides");
+	if (o->device) {
+		lua_pushstring(L, o->device);
+		lua_setfield(L, -2, "device");
+	}
 	if (lua_pcall(L, 1, 1, 0) != LUA_OK)
 		return lua_fail(d, "lua/hone.lua: ");
 	d->H = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -650,6 +654,7 @@ void dsl_opts_free(dsl_opts *o)
 		free(o->ov[i].value);
 	}
 	free(o->ov);
+	free(o->device);
 	free(o->script);
 	free(o->script_abs);
 	free(o->base);

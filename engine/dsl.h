@@ -34,6 +34,7 @@ typedef struct dsl_opts {
 	char *home;        /* folder holding lua/ and stdlib/ */
 	dsl_override *ov;  /* --set overrides */
 	size_t nov;
+	char *device;      /* --device: the default of every stage's device parameter (NULL: none) */
 } dsl_opts;
 
 /* Parses "stage.param=value" and appends it; -1 with a message if malformed. */

@@ -562,6 +562,8 @@ local function declare(spec, args, explicit_name, w)
       if params[k] == nil then
         if p.required then fail(w, sformat("%s: parameter '%s' is required", spec.kind, k)) end
         params[k] = p.default
+        -- hone run --device cuda (cpu is the default already: keys stay as they were)
+        if k == "device" and C.device and C.device ~= "cpu" then params[k] = C.device end
       end
       if params[k] ~= nil then check_type(spec.kind, k, p, params[k], w) end
     end
