@@ -444,8 +444,8 @@ gpt2_ws *gpt2_ws_new(const gpt2 *m, int B, int T, int threads) { return gpt2_ws_
 
 gpt2_ws *gpt2_ws_new_on(const gpt2 *m, int B, int T, int threads, const nn_ops *ops)
 {
-	if (!nn_on_host(ops) && (m->lora || m->cfg.ncls))
-		return NULL; /* on a device: the language model, full fine-tuning */
+	if (!nn_on_host(ops) && m->cfg.ncls)
+		return NULL; /* on a device: the language model (in full or with adapters) */
 	gpt2_ws *w = xcalloc(1, sizeof *w);
 	nn_ctx_init(&w->nn, ops, threads);
 	nn_ctx *c = &w->nn;
@@ -564,6 +564,7 @@ const float *gpt2_logits(const gpt2_ws *w) { return w->logits; }
 float *gpt2_grad(gpt2_ws *w) { return w->g; }
 float *gpt2_lora_grad(gpt2_ws *w) { return w->lw ? w->lw->g : NULL; }
 float *gpt2_ws_params(gpt2_ws *w, const gpt2 *m) { return w->p ? w->p : m->p; }
+float *gpt2_ws_lora_params(gpt2_ws *w, const gpt2 *m) { return w->lw ? lora_ws_params(w->lw, m->lora) : NULL; }
 nn_ctx *gpt2_ws_nn(gpt2_ws *w) { return &w->nn; }
 
 #define P(name) ((w->p ? w->p : m->p) + gpt2_find(m, name)->off)

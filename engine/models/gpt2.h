@@ -107,14 +107,17 @@ const gpt2_tensor *gpt2_find(const gpt2 *m, const char *name);
 typedef struct gpt2_ws gpt2_ws;
 gpt2_ws *gpt2_ws_new(const gpt2 *m, int B, int T, int threads);
 /* The same on backend ops (nn_backend): activations, gradients and a copy
- * of the parameters live on its device, and gpt2_grad, gpt2_logits and
- * gpt2_ws_params point there. NULL when the model is one the device path
- * does not run yet (a classifier, or adapters attached). */
+ * of the parameters (and of the adapters) live on its device, and
+ * gpt2_grad, gpt2_lora_grad, gpt2_logits, gpt2_ws_params and
+ * gpt2_ws_lora_params point there. NULL for a classifier, which the device
+ * path does not run yet. */
 struct nn_ops;
 gpt2_ws *gpt2_ws_new_on(const gpt2 *m, int B, int T, int threads, const struct nn_ops *ops);
 /* The parameters the workspace computes with: m->p on the CPU, else the
  * device copy (which the trainer updates; nn_download it back into m->p). */
 float *gpt2_ws_params(gpt2_ws *w, const gpt2 *m);
+/* The adapters' parameters it computes with (m->lora's, or their copy) */
+float *gpt2_ws_lora_params(gpt2_ws *w, const gpt2 *m);
 struct nn_ctx;
 struct nn_ctx *gpt2_ws_nn(gpt2_ws *w);
 void gpt2_ws_free(gpt2_ws *w);

@@ -371,6 +371,11 @@ lora_ws *lora_ws_new(nn_ctx *c, const lora *l, int N)
 	w->g = nn_alloc(c, (l->n ? l->n : 1) * sizeof(float));
 	w->du = nn_alloc(c, (size_t)N * (size_t)l->rank * sizeof(float));
 	w->bytes += (l->n + (size_t)N * (size_t)l->rank) * sizeof(float);
+	if (!nn_on_host(c->ops)) { /* the adapters beside the base on the device */
+		w->p = nn_alloc(c, (l->n ? l->n : 1) * sizeof(float));
+		nn_upload(c, w->p, l->p, l->n * sizeof(float));
+		w->bytes += l->n * sizeof(float);
+	}
 	if (l->dropout > 0) {
 		w->xd = nn_alloc(c, (size_t)N * (size_t)maxin * sizeof(float));
 		w->dxd = nn_alloc(c, (size_t)N * (size_t)maxin * sizeof(float));
@@ -389,12 +394,16 @@ void lora_ws_free(nn_ctx *c, lora_ws *w)
 	free(w->u);
 	nn_free(c, w->g);
 	nn_free(c, w->du);
+	if (w->p)
+		nn_free(c, w->p);
 	if (w->xd)
 		nn_free(c, w->xd);
 	if (w->dxd)
 		nn_free(c, w->dxd);
 	free(w);
 }
+
+float *lora_ws_params(lora_ws *w, const lora *l) { return w->p ? w->p : l->p; }
 
 /* x, or x with the dropout mask applied (into w->xd) */
 static const float *lora_input(nn_ctx *c, const lora *l, lora_ws *w, int k, const float *x, int in)
@@ -410,7 +419,7 @@ void lora_forward(nn_ctx *c, lora_ws *w, const lora *l, int layer, int site, flo
 	if (!l || !(l->targets & (1u << site)))
 		return;
 	int k = layer * l->a.nsite + site, r = l->rank, in = l->a.site[site].in, out = l->a.site[site].out;
-	const float *A = l->p + l->off[k], *B = A + (size_t)r * (size_t)in;
+	const float *A = lora_ws_params(w, l) + l->off[k], *B = A + (size_t)r * (size_t)in;
 	x = lora_input(c, l, w, k, x, in);
 	matmul(c, 0, 1, w->N, r, in, 1.0f, x, in, A, in, 0.0f, w->u[k], r);
 	matmul(c, 0, 1, w->N, out, r, l->scale, w->u[k], r, B, r, 1.0f, y, ldy);
@@ -422,7 +431,7 @@ void lora_backward(nn_ctx *c, lora_ws *w, const lora *l, int layer, int site, fl
 	if (!l || !(l->targets & (1u << site)))
 		return;
 	int k = layer * l->a.nsite + site, r = l->rank, in = l->a.site[site].in, out = l->a.site[site].out, N = w->N;
-	const float *A = l->p + l->off[k], *B = A + (size_t)r * (size_t)in;
+	const float *A = lora_ws_params(w, l) + l->off[k], *B = A + (size_t)r * (size_t)in;
 	float *dA = w->g + l->off[k], *dB = dA + (size_t)r * (size_t)in;
 	const float *xin = lora_input(c, l, w, k, x, in);
 	matmul(c, 1, 0, out, r, N, l->scale, dy, ldy, w->u[k], r, 1.0f, dB, r);

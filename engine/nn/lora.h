@@ -16,9 +16,10 @@
  * modules (PEFT's modules_to_save: a classifier's head, trained in full and
  * kept as a copy at the end of p) have gradients.
  *
- * Ownership: a lora owns its parameters p (host memory for now; a device
- * backend would upload them); a lora_ws (per batch shape) owns the adapter
- * activations, scratch and gradients, allocated through the nn context.
+ * Ownership: a lora owns its parameters p (host memory); a lora_ws (per
+ * batch shape) owns the adapter activations, scratch and gradients,
+ * allocated through the nn context, and on a device backend a copy of p
+ * that the compute uses and the trainer updates (lora_ws_params).
  */
 #ifndef HONE_LORA_H
 #define HONE_LORA_H
@@ -103,11 +104,14 @@ typedef struct lora_ws {
 	float **u;            /* per (layer, site): x Aᵀ, N × rank */
 	float *du, *xd, *dxd; /* scratch: N × rank, N × max in (dropout) */
 	float *g;             /* gradients of p */
+	float *p;             /* the parameters on a device backend (NULL on the host: the lora's own) */
 	uint64_t drop_seed;   /* dropout for the next forward and backward; 0: off */
 	size_t bytes;
 } lora_ws;
 
 lora_ws *lora_ws_new(nn_ctx *c, const lora *l, int N);
+/* The adapter parameters the compute uses: l->p on the host, else the copy */
+float *lora_ws_params(lora_ws *w, const lora *l);
 void lora_ws_free(nn_ctx *c, lora_ws *w);
 /* y [N, out] (rows ldy apart) += the adapter's share for input x [N, in] */
 void lora_forward(nn_ctx *c, lora_ws *w, const lora *l, int layer, int site, float *y, int ldy, const float *x);

@@ -830,7 +830,7 @@ static int train_lm(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, co
 		learner L = {lora ? lo.p : m.p, lora ? lo.n : m.nparams, lm_step, lm_score, &l, NULL, NULL};
 		if (!nn_on_host(ops)) {
 			L.nn = gpt2_ws_nn(l.ws);
-			L.dp = gpt2_ws_params(l.ws, &m);
+			L.dp = lora ? gpt2_ws_lora_params(l.ws, &m) : gpt2_ws_params(l.ws, &m);
 			const char *prec = hval_get_str(p, "precision", "bf16");
 			L.nn->precision = !strcmp(prec, "bf16") ? NN_BF16 : NN_FP32;
 			kctx_log(c, "train: on device %s, %s", ops->name, prec);
@@ -1059,12 +1059,10 @@ static int k_train(kctx *c, const hval *p, const kinput *in, size_t nin, const c
 	const char *device = hval_get_str(p, "device", "cpu");
 	if (!strcmp(device, "cpu") && !strcmp(hval_get_str(p, "precision", "fp32"), "bf16"))
 		return kctx_fail(c, "train: precision = \"bf16\" is for device = \"cuda\"; the CPU trains in fp32");
-	if (strcmp(device, "cpu") && (!base || arch != ARCH_GPT2 || hval_get(p, "output") ||
-	                              !strcmp(hval_get_str(p, "method", "full"), "lora")))
-		return kctx_fail(c, "train: device = \"%s\" trains GPT-2 language models with method = \"full\" so far; "
+	if (strcmp(device, "cpu") && (!base || arch != ARCH_GPT2 || hval_get(p, "output")))
+		return kctx_fail(c, "train: device = \"%s\" trains GPT-2 language models (full or LoRA) so far; "
 		                 "this stage (%s) trains on device = \"cpu\"", device,
-		                 !base ? "a classifier on features" : arch != ARCH_GPT2 ? "a BERT" :
-		                 hval_get(p, "output") ? "a GPT-2 classifier" : "LoRA");
+		                 !base ? "a classifier on features" : arch != ARCH_GPT2 ? "a BERT" : "a GPT-2 classifier");
 	if (!nn_backend(&c->err, device))
 		return herr_prefix(&c->err, "train");
 	if (base && arch == ARCH_BERT)

@@ -413,6 +413,28 @@ static void test_gpt2(void)
 	snprintf(nm, sizeof nm, "gpt2 gradients, every tensor (worst: %s)", wname);
 	check(worst <= 1e-3, nm, worst, 1e-3);
 	free(gg);
+	/* LoRA (every site, dropout on): the loss and the adapters' gradients */
+	{
+		gpt2_lora lo;
+		gpt2_lora_init(&lo, &m, 4, 8, LORA_C_ATTN | LORA_ATTN_C_PROJ | LORA_C_FC | LORA_MLP_C_PROJ, 3);
+		for (size_t i = 0; i < lo.n; i++)
+			lo.p[i] = lo.p[i] ? lo.p[i] : 0.01f * (float)((i % 7) - 3); /* B nonzero */
+		lo.dropout = 0.1f;
+		m.lora = &lo;
+		gpt2_ws *lc = gpt2_ws_new(&m, B, T, 2), *lg = gpt2_ws_new_on(&m, B, T, 1, GPU);
+		gpt2_ws_dropout(lc, 99);
+		gpt2_ws_dropout(lg, 99);
+		double a1 = gpt2_forward(&m, lc, ids, tg), a2 = gpt2_forward(&m, lg, ids, tg);
+		check(fabs(a1 - a2) <= 1e-5 * fabs(a1), "gpt2 LoRA loss (dropout on)", fabs(a1 - a2) / fabs(a1), 1e-5);
+		gpt2_backward(&m, lc);
+		gpt2_backward(&m, lg);
+		same("gpt2 LoRA gradients", gpt2_lora_grad(lg), gpt2_lora_grad(lc), lo.n, 1e-4);
+		check(gpt2_grad(lg) == NULL, "gpt2 LoRA on the GPU: the base keeps no gradient", 0, 0);
+		gpt2_ws_free(lc);
+		gpt2_ws_free(lg);
+		m.lora = NULL;
+		gpt2_lora_free(&lo);
+	}
 	/* bf16 products: the loss within 1% */
 	gpt2_ws *wb = gpt2_ws_new_on(&m, B, T, 1, GPU);
 	gpt2_ws_nn(wb)->precision = NN_BF16;

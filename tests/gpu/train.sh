@@ -18,6 +18,10 @@ local cpu = train { ids.train, val = ids.val, base = base, lr = 0.003, batch = 8
 local gpu = train { ids.train, val = ids.val, base = base, lr = 0.003, batch = 8, epochs = 2, warmup = 5, seed = 1,
                     device = "cuda", precision = "fp32", name = "gpu" }
 evaluate { gpu, ids.val, compare = cpu, name = "ev" }
+train { ids.train, val = ids.val, base = cpu, method = "lora", rank = 4, targets = { "c_attn", "c_fc" }, lora_dropout = 0.1,
+        lr = 0.01, batch = 8, epochs = 1, seed = 1, name = "lora_cpu" }
+train { ids.train, val = ids.val, base = cpu, method = "lora", rank = 4, targets = { "c_attn", "c_fc" }, lora_dropout = 0.1,
+        lr = 0.01, batch = 8, epochs = 1, seed = 1, device = "cuda", precision = "fp32", name = "lora_gpu" }
 local wide = model { n_layer = 4, n_head = 4, n_embd = 128, n_positions = 32, vocab = 300, seed = 2, name = "wide" }
 train { ids.train, base = wide, lr = 0.0005, batch = 16, steps = 300, warmup = 30, seed = 1, device = "cuda",
         precision = "fp32", name = "c32" }
@@ -32,6 +36,11 @@ check "validation loss on the GPU ($vg) within 1% of the CPU's ($vc)" \
 pc=$(metric ev compare_perplexity) pg=$(metric ev perplexity)
 check "the GPU's model evaluates on the CPU (perplexity $pg; the CPU's model $pc)" \
 	awk -v a="$pg" -v b="$pc" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(b > 0 && d / b < 0.01) }'
+lc=$(metric lora_cpu val_loss) lg=$(metric lora_gpu val_loss)
+check "LoRA on the GPU: validation loss ($lg) within 1e-4 of the CPU's ($lc)" \
+	awk -v a="$lg" -v b="$lc" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(b > 0 && d / b < 1e-4) }'
+check "  ... the adapter in PEFT's layout" test -s "$(obj lora_gpu)adapter/adapter_model.safetensors"
+check "  ... the same trained parameter count" eq "$(metric lora_gpu trainable)" "$(metric lora_cpu trainable)"
 check "  ... a Hugging Face folder like the CPU's" bash -c \
 	"grep -q '\"model_type\": \"gpt2\"' '$(obj gpu)config.json' && test -s '$(obj gpu)model.safetensors'"
 w=$(sha256sum < "$(obj gpu)model.safetensors")
