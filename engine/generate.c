@@ -21,6 +21,7 @@ static const opt_spec generate_opts[] = {
 	{"seed", 0, OPT_INT, 0, 9007199254740992.0, "S", "the sampler's seed", 0},
 	{"stop", 0, OPT_STR, 0, 0, "TEXT", "stop before this text (repeatable, up to 16)", 0},
 	{"logits", 0, OPT_STR, 0, 0, "FILE", "write the prompt's ids and logits as JSON", 1},
+	{"device", 0, OPT_STR, 0, 0, "cpu|cuda", "where the model runs (default cpu; cuda: make cuda builds its backend)", 0},
 	{"quiet", 'q', OPT_FLAG, 0, 0, NULL, "no tokens/s line on stderr", 0},
 	{NULL, 0, 0, 0, 0, NULL, NULL, 0}};
 
@@ -99,6 +100,7 @@ int generate_main(int argc, char **argv)
 {
 	const char *model = NULL, *tokp = NULL, *prompt = NULL, *adapter = NULL, *logits = NULL, *stops[16];
 	int nstop = 0, maxt = 64, quiet = 0;
+	const char *device = "cpu";
 	gpt2_sampler smp = {0, 0, 1, 0};
 	opt_parsed op;
 	int prc = opt_parse(&generate_verb, argc, argv, &op);
@@ -130,6 +132,8 @@ int generate_main(int argc, char **argv)
 			stops[nstop++] = v;
 		else if (!strcmp(n, "quiet"))
 			quiet = 1;
+		else if (!strcmp(n, "device"))
+			device = v;
 	}
 	opt_free(&op);
 	int is_bundle = model && !fs_is_dir(model);
@@ -140,6 +144,9 @@ int generate_main(int argc, char **argv)
 	memset(&m, 0, sizeof m);
 	bpe *b = NULL;
 	int rc = blas_get(&e) ? 0 : -1;
+	const nn_ops *ops = rc == 0 ? nn_backend(&e, device) : NULL;
+	if (rc == 0 && !ops)
+		rc = herr_prefix(&e, "--device");
 	if (rc == 0 && tokp)
 		rc = load_tokenizer(&e, tokp, &b);
 	if (rc == 0)
@@ -165,7 +172,7 @@ int generate_main(int argc, char **argv)
 		write_logits(&e, &m, ids, n, logits, &rc);
 	if (rc == 0) {
 		textgen g;
-		textgen_init(&g, &m, b);
+		textgen_init(&g, &m, b, ops);
 		g.smp = smp;
 		g.max_tokens = maxt;
 		g.stops = stops;

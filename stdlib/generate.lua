@@ -22,5 +22,6 @@ return {
     seed = { type = "integer", default = 0, doc = "sampling seed (each row draws from seed and its index)" },
     stop = { type = "list", doc = "texts that end a generation (not kept)" },
     limit = { type = "integer", default = 0, min = 0, doc = "only the first N rows (0: all)" },
+    device = { type = "string", enum = { "cpu", "cuda" }, doc = "where the models run: \"cpu\" (default) or \"cuda\" (a GPU; make cuda builds its backend)" },
   },
 }

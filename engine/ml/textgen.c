@@ -4,12 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-void textgen_init(textgen *g, const gpt2 *m, const bpe *b)
+void textgen_init(textgen *g, const gpt2 *m, const bpe *b, const nn_ops *ops)
 {
 	memset(g, 0, sizeof *g);
 	g->m = m;
 	g->b = b;
-	g->kv = gpt2_kv_new(m);
+	g->kv = ops ? gpt2_kv_new_on(m, ops) : gpt2_kv_new(m);
 	g->logits = xmalloc((size_t)m->cfg.vocab * sizeof *g->logits);
 	g->eos = bpe_token_id(b, "<|endoftext|>", 13);
 	g->smp.top_p = 1;

@@ -27,7 +27,8 @@ typedef struct textgen {
 	int nstop;
 } textgen;
 
-void textgen_init(textgen *g, const gpt2 *m, const bpe *b);
+/* ops: the backend the model runs on (NULL: the CPU) */
+void textgen_init(textgen *g, const gpt2 *m, const bpe *b, const struct nn_ops *ops);
 void textgen_free(textgen *g);
 /* Feeds ids[0..n) from an empty cache and appends the continuation to out
  * (cut before a stop text). With stream, prints it as it comes, holding back

@@ -419,6 +419,7 @@ typedef struct layer_act {
 struct gpt2_ws {
 	nn_ctx nn;
 	float *p;              /* the parameters on a device backend (NULL on the CPU: the model's own) */
+	int own_p;             /* p is this workspace's (else a KV cache's, shared) */
 	int B, T, N, nl;
 	layer_act *l;
 	float *res_out, *lnf, *mf, *rf;
@@ -442,7 +443,15 @@ struct gpt2_ws {
 
 gpt2_ws *gpt2_ws_new(const gpt2 *m, int B, int T, int threads) { return gpt2_ws_new_on(m, B, T, threads, &nn_cpu); }
 
+static gpt2_ws *ws_new(const gpt2 *m, int B, int T, int threads, const nn_ops *ops, float *shared_p);
+
 gpt2_ws *gpt2_ws_new_on(const gpt2 *m, int B, int T, int threads, const nn_ops *ops)
+{
+	return ws_new(m, B, T, threads, ops, NULL);
+}
+
+/* shared_p: the parameters already on the device (a KV cache's), or NULL */
+static gpt2_ws *ws_new(const gpt2 *m, int B, int T, int threads, const nn_ops *ops, float *shared_p)
 {
 	if (!nn_on_host(ops) && m->cfg.ncls)
 		return NULL; /* on a device: the language model (in full or with adapters) */
@@ -496,8 +505,11 @@ gpt2_ws *gpt2_ws_new_on(const gpt2 *m, int B, int T, int threads, const nn_ops *
 	nn_upload(c, w->pos, pos, N * sizeof *pos);
 	free(pos);
 	w->bytes += 3 * N * sizeof(uint32_t);
-	if (!nn_on_host(ops)) {
+	if (!nn_on_host(ops) && shared_p)
+		w->p = shared_p;
+	else if (!nn_on_host(ops)) {
 		w->p = WSA(m->nparams * sizeof(float));
+		w->own_p = 1;
 		nn_upload(c, w->p, m->p, m->nparams * sizeof(float));
 	}
 	if (!m->lora) /* with adapters the base is frozen: no gradient of it is kept */
@@ -554,7 +566,7 @@ void gpt2_ws_free(gpt2_ws *w)
 	nn_free(c, w->idbuf);
 	nn_free(c, w->pos);
 	nn_free(c, w->tg);
-	if (w->p)
+	if (w->own_p)
 		nn_free(c, w->p);
 	nn_ctx_free(c);
 	free(w);
@@ -750,28 +762,38 @@ void gpt2_backward(const gpt2 *m, gpt2_ws *w)
 
 struct gpt2_kv {
 	int t, maxt, C;
-	nn_ctx nn;               /* one thread: a token at a time */
+	nn_ctx nn;               /* one thread: a token at a time, on the CPU or a device */
 	gpt2_ws *ws;             /* prefill: a batch of one, ws->T positions */
-	float *k, *v;            /* per layer: maxt × C */
-	float *x, *ln, *qkv, *y, *h, *att;
+	float *p;                /* the parameters on a device (NULL on the CPU: the model's) */
+	float *cache;            /* per layer: maxt rows of q | k | v (3C; the keys and values are read) */
+	float *x, *ln, *qkv, *y, *h, *mr, *lg; /* one token's activations; mean and rstd; the logits */
+	uint32_t *ip;            /* the token's id and position */
 };
 
-gpt2_kv *gpt2_kv_new(const gpt2 *m)
+gpt2_kv *gpt2_kv_new(const gpt2 *m) { return gpt2_kv_new_on(m, &nn_cpu); }
+
+gpt2_kv *gpt2_kv_new_on(const gpt2 *m, const nn_ops *ops)
 {
-	const gpt2_config *c = &m->cfg;
+	const gpt2_config *cf = &m->cfg;
 	gpt2_kv *kv = xcalloc(1, sizeof *kv);
-	size_t C = (size_t)c->n_embd, L = (size_t)c->n_layer, T = (size_t)c->n_positions;
-	kv->maxt = c->n_positions;
-	kv->C = c->n_embd;
-	nn_ctx_init(&kv->nn, &nn_cpu, 1);
-	kv->k = xmalloc(L * T * C * sizeof(float));
-	kv->v = xmalloc(L * T * C * sizeof(float));
-	kv->x = xmalloc(C * sizeof(float));
-	kv->ln = xmalloc(C * sizeof(float));
-	kv->qkv = xmalloc(3 * C * sizeof(float));
-	kv->y = xmalloc(C * sizeof(float));
-	kv->h = xmalloc(4 * C * sizeof(float));
-	kv->att = xmalloc(T * sizeof(float));
+	size_t C = (size_t)cf->n_embd, L = (size_t)cf->n_layer, T = (size_t)cf->n_positions;
+	kv->maxt = cf->n_positions;
+	kv->C = cf->n_embd;
+	nn_ctx_init(&kv->nn, ops, 1);
+	nn_ctx *c = &kv->nn;
+	if (!nn_on_host(ops)) {
+		kv->p = nn_alloc(c, m->nparams * sizeof(float));
+		nn_upload(c, kv->p, m->p, m->nparams * sizeof(float));
+	}
+	kv->cache = nn_alloc(c, L * T * 3 * C * sizeof(float));
+	kv->x = nn_alloc(c, C * sizeof(float));
+	kv->ln = nn_alloc(c, C * sizeof(float));
+	kv->qkv = nn_alloc(c, 3 * C * sizeof(float));
+	kv->y = nn_alloc(c, C * sizeof(float));
+	kv->h = nn_alloc(c, 4 * C * sizeof(float));
+	kv->mr = nn_alloc(c, 2 * sizeof(float));
+	kv->lg = nn_alloc(c, (size_t)cf->vocab * sizeof(float));
+	kv->ip = nn_alloc(c, 2 * sizeof(uint32_t));
 	return kv;
 }
 
@@ -798,22 +820,17 @@ int gpt2_prefill(const gpt2 *m, gpt2_kv *kv, const uint32_t *ids, int n, float *
 	T = T > kv->maxt ? kv->maxt : T;
 	if (!kv->ws || kv->ws->T != T) {
 		gpt2_ws_free(kv->ws);
-		kv->ws = gpt2_ws_new(m, 1, T, 1);
+		kv->ws = ws_new(m, 1, T, 1, kv->nn.ops, kv->p);
 	}
 	gpt2_ws *w = kv->ws;
 	uint32_t *pad = xcalloc((size_t)T, sizeof *pad);
 	memcpy(pad, ids, (size_t)n * sizeof *ids);
 	gpt2_forward(m, w, pad, NULL);
 	free(pad);
-	for (int l = 0; l < c->n_layer; l++) {
-		float *K = kv->k + (size_t)l * (size_t)kv->maxt * (size_t)C, *Vv = kv->v + (size_t)l * (size_t)kv->maxt * (size_t)C;
-		for (int t = 0; t < n; t++) {
-			const float *q = w->l[l].qkv + (size_t)t * 3 * (size_t)C;
-			memcpy(K + (size_t)t * (size_t)C, q + C, (size_t)C * sizeof(float));
-			memcpy(Vv + (size_t)t * (size_t)C, q + 2 * C, (size_t)C * sizeof(float));
-		}
-	}
-	memcpy(logits, w->logits + (size_t)(n - 1) * (size_t)V, (size_t)V * sizeof *logits);
+	for (int l = 0; l < c->n_layer; l++) /* the prompt's q | k | v rows, as the cache keeps them */
+		nn_copy(&kv->nn, kv->cache + (size_t)l * (size_t)kv->maxt * 3 * (size_t)C, w->l[l].qkv,
+		        (size_t)n * 3 * (size_t)C * sizeof(float));
+	nn_download(&kv->nn, logits, w->logits + (size_t)(n - 1) * (size_t)V, (size_t)V * sizeof *logits);
 	kv->t = n;
 	return 0;
 }
@@ -823,23 +840,19 @@ void gpt2_kv_free(gpt2_kv *kv)
 	if (!kv)
 		return;
 	gpt2_ws_free(kv->ws);
-	free(kv->k);
-	free(kv->v);
-	free(kv->x);
-	free(kv->ln);
-	free(kv->qkv);
-	free(kv->y);
-	free(kv->h);
-	free(kv->att);
-	nn_ctx_free(&kv->nn);
+	nn_ctx *c = &kv->nn;
+	float *b[] = {kv->p, kv->cache, kv->x, kv->ln, kv->qkv, kv->y, kv->h, kv->mr, kv->lg, (float *)kv->ip};
+	for (size_t i = 0; i < sizeof b / sizeof *b; i++)
+		if (b[i])
+			nn_free(c, b[i]);
+	nn_ctx_free(c);
 	free(kv);
 }
-
 int gpt2_kv_len(const gpt2_kv *kv) { return kv->t; }
 
-/* generation runs on the CPU, from the model's own parameters */
+/* generation: the parameters on the cache's device */
 #undef P
-#define P(name) (m->p + gpt2_find(m, name)->off)
+#define P(name) ((kv->p ? kv->p : m->p) + gpt2_find(m, name)->off)
 
 int gpt2_step(const gpt2 *m, gpt2_kv *kv, uint32_t id, float *logits)
 {
@@ -848,28 +861,29 @@ int gpt2_step(const gpt2 *m, gpt2_kv *kv, uint32_t id, float *logits)
 	int C = cf->n_embd, H = cf->n_head, V = cf->vocab, t = kv->t;
 	if (t >= kv->maxt)
 		return -1;
-	uint32_t pos = (uint32_t)t;
-	float m0, r0;
-	embedding_forward(c, kv->x, &id, P("wte.weight"), 1, C, V, 0);
-	embedding_forward(c, kv->x, &pos, P("wpe.weight"), 1, C, cf->n_positions, 1);
+	uint32_t ip[2] = {id, (uint32_t)t};
+	nn_upload(c, kv->ip, ip, sizeof ip);
+	float *m0 = kv->mr, *r0 = kv->mr + 1;
+	embedding_forward(c, kv->x, kv->ip, P("wte.weight"), 1, C, V, 0);
+	embedding_forward(c, kv->x, kv->ip + 1, P("wpe.weight"), 1, C, cf->n_positions, 1);
 	char nm[64];
 	for (int l = 0; l < cf->n_layer; l++) {
 #define LP(s) (snprintf(nm, sizeof nm, "h.%d." s, l), P(nm))
-		float *K = kv->k + (size_t)l * (size_t)kv->maxt * (size_t)C, *Vv = kv->v + (size_t)l * (size_t)kv->maxt * (size_t)C;
-		layernorm_forward(c, kv->ln, &m0, &r0, kv->x, LP("ln_1.weight"), LP("ln_1.bias"), 1, C, cf->eps);
-		linear_forward(c, kv->qkv, kv->ln, LP("attn.c_attn.weight"), LP("attn.c_attn.bias"), 1, C, 3 * C, NN_W_IN_OUT, 0);
-		nn_copy(c, K + (size_t)t * (size_t)C, kv->qkv + C, (size_t)C * sizeof(float));
-		nn_copy(c, Vv + (size_t)t * (size_t)C, kv->qkv + 2 * C, (size_t)C * sizeof(float));
-		attention_decode(c, kv->y, kv->qkv, K, Vv, C, t + 1, C, H);
+		float *row = kv->cache + ((size_t)l * (size_t)kv->maxt + (size_t)t) * 3 * (size_t)C;
+		layernorm_forward(c, kv->ln, m0, r0, kv->x, LP("ln_1.weight"), LP("ln_1.bias"), 1, C, cf->eps);
+		linear_forward(c, row, kv->ln, LP("attn.c_attn.weight"), LP("attn.c_attn.bias"), 1, C, 3 * C, NN_W_IN_OUT, 0);
+		const float *K = kv->cache + (size_t)l * (size_t)kv->maxt * 3 * (size_t)C + C;
+		attention_decode(c, kv->y, row, K, K + C, 3 * C, t + 1, C, H);
 		linear_forward(c, kv->x, kv->y, LP("attn.c_proj.weight"), LP("attn.c_proj.bias"), 1, C, C, NN_W_IN_OUT, 1);
-		layernorm_forward(c, kv->ln, &m0, &r0, kv->x, LP("ln_2.weight"), LP("ln_2.bias"), 1, C, cf->eps);
+		layernorm_forward(c, kv->ln, m0, r0, kv->x, LP("ln_2.weight"), LP("ln_2.bias"), 1, C, cf->eps);
 		linear_forward(c, kv->h, kv->ln, LP("mlp.c_fc.weight"), LP("mlp.c_fc.bias"), 1, C, 4 * C, NN_W_IN_OUT, 0);
 		gelu_forward(c, kv->h, kv->h, 4 * (size_t)C, NN_GELU_TANH);
 		linear_forward(c, kv->x, kv->h, LP("mlp.c_proj.weight"), LP("mlp.c_proj.bias"), 1, 4 * C, C, NN_W_IN_OUT, 1);
 #undef LP
 	}
-	layernorm_forward(c, kv->ln, &m0, &r0, kv->x, P("ln_f.weight"), P("ln_f.bias"), 1, C, cf->eps);
-	linear_forward(c, logits, kv->ln, P("wte.weight"), NULL, 1, C, V, NN_W_OUT_IN, 0);
+	layernorm_forward(c, kv->ln, m0, r0, kv->x, P("ln_f.weight"), P("ln_f.bias"), 1, C, cf->eps);
+	linear_forward(c, kv->lg, kv->ln, P("wte.weight"), NULL, 1, C, V, NN_W_OUT_IN, 0);
+	nn_download(c, logits, kv->lg, (size_t)V * sizeof *logits);
 	kv->t++;
 	return 0;
 }

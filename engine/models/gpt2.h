@@ -157,6 +157,9 @@ const float *gpt2_cls_logits(const gpt2_ws *w);
 /* Generation, one token at a time with a key/value cache. */
 typedef struct gpt2_kv gpt2_kv;
 gpt2_kv *gpt2_kv_new(const gpt2 *m);
+/* The same on backend ops: the cache, the activations and a copy of the
+ * parameters on its device (the model must not change while it lives). */
+gpt2_kv *gpt2_kv_new_on(const gpt2 *m, const struct nn_ops *ops);
 void gpt2_kv_free(gpt2_kv *kv);
 /* Empties the cache for a new prompt. */
 void gpt2_kv_reset(gpt2_kv *kv);

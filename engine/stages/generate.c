@@ -23,6 +23,7 @@
 #include "../ml/lmdata.h"
 #include "../ml/optim.h"
 #include "../ml/textgen.h"
+#include "../nn/nn.h"
 #include "stages.h"
 
 typedef struct row_out {
@@ -45,13 +46,14 @@ typedef struct gen_job {
 	const char *const *stops;
 	int nstop;
 	atomic_size_t done;
+	const nn_ops *ops; /* the device (NULL: the CPU) */
 } gen_job;
 
 static void gen_part(void *ud, int t, int nt)
 {
 	gen_job *j = ud;
 	textgen g;
-	textgen_init(&g, j->m, j->b);
+	textgen_init(&g, j->m, j->b, j->ops);
 	g.max_tokens = j->max_tokens;
 	g.stops = j->stops;
 	g.nstop = j->nstop;
@@ -101,7 +103,7 @@ static int run_model(kctx *c, const kinput *mi, gen_job *j, double *tps)
 		atomic_store(&j->done, 0);
 		kctx_note(c, "%s", mi->label);
 		double t0 = now_seconds();
-		par_run(c->threads, gen_part, j);
+		par_run(j->ops ? 1 : c->threads, gen_part, j); /* a device: one stream of tokens */
 		if (kctx_stopping(c) != 0)
 			rc = -1; /* timed out or interrupted: the rows left are not answered */
 		double el = now_seconds() - t0, toks = 0;
@@ -204,6 +206,9 @@ static int k_generate(kctx *c, const hval *p, const kinput *in, size_t nin, cons
 	j.max_tokens = (int)hval_get_int(p, "max_tokens", 64);
 	j.stops = stops;
 	j.nstop = nstop;
+	const char *device = hval_get_str(p, "device", "cpu");
+	if (rc == 0 && strcmp(device, "cpu") && !(j.ops = nn_backend(&c->err, device)))
+		rc = herr_prefix(&c->err, "generate");
 	row_out *mo = xcalloc(n ? n : 1, sizeof *mo), *co = ci ? xcalloc(n ? n : 1, sizeof *co) : NULL;
 	double tps = 0, ctps = 0;
 	j.out = mo;

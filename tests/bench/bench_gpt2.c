@@ -1,11 +1,13 @@
 /*
  * bench_gpt2 — training steps of the native GPT-2 (forward, backward, AdamW)
  * on random tokens, and OpenBLAS sgemm's peak on the same threads.
- *   bench_gpt2 LAYERS EMBD HEADS T B VOCAB STEPS THREADS [full|lora] [cpu|cuda|cuda-bf16]
+ *   bench_gpt2 LAYERS EMBD HEADS T B VOCAB STEPS THREADS [full|lora|generate] [cpu|cuda|cuda-bf16]
  * Prints tokens/s, the FLOP rate (6·params·tokens + attention) and sgemm's,
  * and peak RSS against what the step needs: parameters, gradients, AdamW's
  * two moments (of the trained parameters) and the workspace's activations.
  * lora: rank 8 adapters on c_attn, c_proj, c_fc; the base frozen.
+ * generate: greedy generation of STEPS tokens after a prompt of T/2 tokens
+ * (the KV cache; batch 1), tokens/s.
  * cuda: the steps on the GPU (make cuda), fp32; its memory is the
  * workspace's, parameters' and moments' device bytes (no sgemm line).
  */
@@ -23,7 +25,7 @@
 int main(int argc, char **argv)
 {
 	if (argc < 9 || argc > 11) {
-		fprintf(stderr, "usage: bench_gpt2 LAYERS EMBD HEADS T B VOCAB STEPS THREADS [full|lora] [cpu|cuda|cuda-bf16]\n");
+		fprintf(stderr, "usage: bench_gpt2 LAYERS EMBD HEADS T B VOCAB STEPS THREADS [full|lora|generate] [cpu|cuda|cuda-bf16]\n");
 		return 2;
 	}
 	int L = atoi(argv[1]), C = atoi(argv[2]), H = atoi(argv[3]), T = atoi(argv[4]), B = atoi(argv[5]),
@@ -45,7 +47,7 @@ int main(int argc, char **argv)
 		s = s * 6364136223846793005ull + 1442695040888963407ull;
 		m.p[i] = ((float)(s >> 40) / 16777216.0f - 0.5f) * 0.04f;
 	}
-	int lora = argc >= 10 && !strcmp(argv[9], "lora");
+	int lora = argc >= 10 && !strcmp(argv[9], "lora"), gen = argc >= 10 && !strcmp(argv[9], "generate");
 	const char *dev = argc == 11 ? argv[10] : "cpu";
 	const nn_ops *ops = nn_backend(&e, !strncmp(dev, "cuda", 4) ? "cuda" : dev);
 	if (!ops) {
@@ -59,6 +61,34 @@ int main(int argc, char **argv)
 		for (size_t i = 0; i < lo.n; i++)
 			lo.p[i] = lo.p[i] ? lo.p[i] : 0.01f; /* B nonzero: a real update */
 		m.lora = &lo;
+	}
+	if (gen) { /* generation: a prompt of T tokens in one forward, then STEPS tokens one at a time */
+		gpt2_kv *kv = gpt2_kv_new_on(&m, ops);
+		uint32_t *pr = malloc((size_t)T * sizeof *pr);
+		float *lg = malloc((size_t)V * sizeof *lg);
+		for (int i = 0; i < T; i++)
+			pr[i] = (uint32_t)((i * 7919u) % (unsigned)V);
+		gpt2_prefill(&m, kv, pr, T / 2, lg); /* warm */
+		gpt2_kv_reset(kv);
+		double t0 = now_seconds();
+		gpt2_prefill(&m, kv, pr, T / 2, lg);
+		double t1 = now_seconds();
+		int made = 0;
+		for (; made < steps && gpt2_kv_len(kv) < m.cfg.n_positions; made++) {
+			uint32_t best = 0;
+			for (int k = 1; k < V; k++)
+				best = lg[k] > lg[best] ? (uint32_t)k : best;
+			if (gpt2_step(&m, kv, best, lg) != 0)
+				break;
+		}
+		double t2 = now_seconds();
+		printf("hone   generate %.0f tokens/s at batch 1 (%d tokens after a %d-token prompt, %.1f ms; %s)\n",
+		       made / (t2 - t1), made, T / 2, (t1 - t0) * 1e3, ops->name);
+		free(pr);
+		free(lg);
+		gpt2_kv_free(kv);
+		gpt2_free(&m);
+		return 0;
 	}
 	size_t tn = lora ? lo.n : m.nparams;
 	gpt2_ws *w = gpt2_ws_new_on(&m, B, T, th, ops);

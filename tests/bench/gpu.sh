@@ -23,6 +23,7 @@ for CFG in "12 768 12 1024 16 50257" "6 384 6 256 8 8192"; do
 	echo "$h32" | sed 's/^/  /'
 	echo "$h" | sed 's/^/  /'
 	hs=$(head -1 <<<"$h" | awk '{print $2}')
+	echo "  $(build/bench_gpt2 $CFG 128 1 generate cuda)"
 	for mode in fp32 bf16 bf16-compile; do
 		t=$($PY tests/bench/gpt2_torch.py $CFG "$STEPS" 1 "$mode" 2>/dev/null | tail -1)
 		ts=$(awk '{print $2}' <<<"$t")

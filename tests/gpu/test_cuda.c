@@ -413,13 +413,16 @@ static void test_gpt2(void)
 	snprintf(nm, sizeof nm, "gpt2 gradients, every tensor (worst: %s)", wname);
 	check(worst <= 1e-3, nm, worst, 1e-3);
 	free(gg);
-	/* LoRA (every site, dropout on): the loss and the adapters' gradients */
-	{
+	/* LoRA (the input projections, then every site; dropout off, then on):
+	 * the loss and the adapters' gradients */
+	for (int lc_case = 0; lc_case < 4; lc_case++) {
 		gpt2_lora lo;
-		gpt2_lora_init(&lo, &m, 4, 8, LORA_C_ATTN | LORA_ATTN_C_PROJ | LORA_C_FC | LORA_MLP_C_PROJ, 3);
+		int sites = lc_case & 1 ? LORA_C_ATTN | LORA_ATTN_C_PROJ | LORA_C_FC | LORA_MLP_C_PROJ : LORA_C_ATTN | LORA_C_FC;
+		gpt2_lora_init(&lo, &m, 4, 8, sites, 3);
 		for (size_t i = 0; i < lo.n; i++)
-			lo.p[i] = lo.p[i] ? lo.p[i] : 0.01f * (float)((i % 7) - 3); /* B nonzero */
-		lo.dropout = 0.1f;
+			lo.p[i] = lo.p[i] ? lo.p[i] : 0.01f * (float)((int)(i % 7) - 3); /* B nonzero */
+		lo.dropout = lc_case & 2 ? 0.1f : 0.0f;
+		printf("# LoRA: %s sites, dropout %.1f\n", lc_case & 1 ? "all" : "two", lo.dropout);
 		m.lora = &lo;
 		gpt2_ws *lc = gpt2_ws_new(&m, B, T, 2), *lg = gpt2_ws_new_on(&m, B, T, 1, GPU);
 		gpt2_ws_dropout(lc, 99);
@@ -434,6 +437,24 @@ static void test_gpt2(void)
 		gpt2_ws_free(lg);
 		m.lora = NULL;
 		gpt2_lora_free(&lo);
+	}
+	/* generation: the KV cache on the GPU, prefill and steps, against the CPU's logits */
+	{
+		gpt2_kv *kc = gpt2_kv_new(&m), *kg = gpt2_kv_new_on(&m, GPU);
+		float *l1 = xmalloc((size_t)cf.vocab * 4), *l2 = xmalloc((size_t)cf.vocab * 4);
+		gpt2_prefill(&m, kc, ids, 20, l1);
+		gpt2_prefill(&m, kg, ids, 20, l2);
+		double worst = nerr(l2, l1, (size_t)cf.vocab);
+		for (int s = 0; s < 6; s++) {
+			gpt2_step(&m, kc, ids[30 + s], l1);
+			gpt2_step(&m, kg, ids[30 + s], l2);
+			double e2 = nerr(l2, l1, (size_t)cf.vocab);
+			worst = e2 > worst ? e2 : worst;
+		}
+		check(worst <= 1e-5 && gpt2_kv_len(kg) == 26, "generation on the GPU: prefill and 6 steps, the CPU's logits", worst, 1e-5);
+		free(l1), free(l2);
+		gpt2_kv_free(kc);
+		gpt2_kv_free(kg);
 	}
 	/* bf16 products: the loss within 1% */
 	gpt2_ws *wb = gpt2_ws_new_on(&m, B, T, 1, GPU);

@@ -43,6 +43,10 @@ check "  ... the adapter in PEFT's layout" test -s "$(obj lora_gpu)adapter/adapt
 check "  ... the same trained parameter count" eq "$(metric lora_gpu trainable)" "$(metric lora_cpu trainable)"
 check "  ... a Hugging Face folder like the CPU's" bash -c \
 	"grep -q '\"model_type\": \"gpt2\"' '$(obj gpu)config.json' && test -s '$(obj gpu)model.safetensors'"
+# generation on the GPU: the same greedy text as the CPU's
+g1=$("$HONE" generate "$(obj gpu)" --tokenizer "$(obj tokenizer)" --prompt "the cat" --max-tokens 24 -q)
+g2=$("$HONE" generate "$(obj gpu)" --tokenizer "$(obj tokenizer)" --prompt "the cat" --max-tokens 24 -q --device cuda)
+check "hone generate --device cuda: the CPU's greedy text ($(echo $g2 | wc -w) words)" eq "$g2" "$g1"
 w=$(sha256sum < "$(obj gpu)model.safetensors")
 "$HONE" run p.lua -q --force gpu
 check "same weights on a forced re-run on the GPU" eq "$(sha256sum < "$(obj gpu)model.safetensors")" "$w"

@@ -10,6 +10,8 @@
 #include "cuda.cuh"
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 /* qkv [B·T, 3C] → q, k, v [B·H, T, D] */
 __global__ void k_split(float *q, float *k, float *v, const float *qkv, int B, int T, int C, int H)
@@ -179,22 +181,30 @@ void cu_attention_backward(nn_ctx *c, float *dqkv, const float *dy, const float 
 	CKL();
 }
 
-/* one block per head: the scores against n cached keys in scratch, then
- * their softmax and the weighted values */
+/* One block per head, 8 warps: a warp per key for the scores (lanes across
+ * the head's dimensions), the softmax over the block, then each warp sums
+ * the values of its keys and the warps' sums are added in warp order. */
+#define DEC_WARPS 8
 __global__ void k_decode(float *y, const float *q, const float *K, const float *V, int ld, int n, int C, int H, float *s)
 {
 	__shared__ float sh[256];
-	int h = blockIdx.x, D = C / H;
+	__shared__ float part[DEC_WARPS][128];
+	int h = blockIdx.x, D = C / H, w = threadIdx.x / 32, lane = threadIdx.x % 32;
 	float *sc = s + (size_t)h * n, scale = 1.0f / sqrtf((float)D);
-	float mx = -INFINITY;
-	for (int j = threadIdx.x; j < n; j += blockDim.x) {
+	const float *qh = q + (size_t)h * D;
+	for (int j = w; j < n; j += DEC_WARPS) {
 		const float *kr = K + (size_t)j * ld + (size_t)h * D;
 		float d = 0;
-		for (int e = 0; e < D; e++)
-			d += q[h * D + e] * kr[e];
-		sc[j] = d * scale;
-		mx = fmaxf(mx, sc[j]);
+		for (int e = lane; e < D; e += 32)
+			d += qh[e] * kr[e];
+		d = warp_sum(d);
+		if (lane == 0)
+			sc[j] = d * scale;
 	}
+	__syncthreads();
+	float mx = -INFINITY;
+	for (int j = threadIdx.x; j < n; j += blockDim.x)
+		mx = fmaxf(mx, sc[j]);
 	mx = block_max(mx, sh);
 	float sum = 0;
 	for (int j = threadIdx.x; j < n; j += blockDim.x) {
@@ -203,11 +213,20 @@ __global__ void k_decode(float *y, const float *q, const float *K, const float *
 		sum += e;
 	}
 	sum = block_sum(sum, sh);
+	float acc[4] = {0, 0, 0, 0}; /* D up to 128: four per lane */
+	for (int j = w; j < n; j += DEC_WARPS) {
+		const float *vr = V + (size_t)j * ld + (size_t)h * D;
+		float pj = sc[j];
+		for (int i = 0; i < 4 && lane + 32 * i < D; i++)
+			acc[i] += pj * vr[lane + 32 * i];
+	}
+	for (int i = 0; i < 4 && lane + 32 * i < D; i++)
+		part[w][lane + 32 * i] = acc[i];
 	__syncthreads();
 	for (int e = threadIdx.x; e < D; e += blockDim.x) {
 		float a = 0;
-		for (int j = 0; j < n; j++)
-			a += sc[j] * V[(size_t)j * ld + (size_t)h * D + e];
+		for (int k = 0; k < DEC_WARPS; k++)
+			a += part[k][e];
 		y[h * D + e] = a / sum;
 	}
 }
@@ -216,7 +235,11 @@ void cu_attention_decode(nn_ctx *c, float *y, const float *q, const float *K, co
 {
 	if (n <= 0)
 		return;
+	if (C / H > 128) { /* beyond the kernel's registers: the plain path, a batch of one */
+		fprintf(stderr, "hone: CUDA: attention_decode takes head sizes up to 128, not %d\n", C / H);
+		exit(1);
+	}
 	float *s = (float *)cu_scratch(c, (size_t)H * n * sizeof(float));
-	k_decode<<<H, 256, 0, cu.s>>>(y, q, K, V, ld, n, C, H, s);
+	k_decode<<<H, DEC_WARPS * 32, 0, cu.s>>>(y, q, K, V, ld, n, C, H, s);
 	CKL();
 }
