@@ -438,6 +438,10 @@ struct gpt2_ws {
 	int *last;
 	float *cp, *dcp, *cz; /* probabilities, their gradient, the logits */
 	int cls;
+	/* the head on a device: the last rows (B × C) and their gradient, the
+	 * labels; the logits and probabilities brought back (host) */
+	float *hs, *dhs, *hcz, *hcp;
+	int32_t *lab;
 	size_t bytes; /* allocated for activations, gradients and scratch */
 };
 
@@ -453,8 +457,6 @@ gpt2_ws *gpt2_ws_new_on(const gpt2 *m, int B, int T, int threads, const nn_ops *
 /* shared_p: the parameters already on the device (a KV cache's), or NULL */
 static gpt2_ws *ws_new(const gpt2 *m, int B, int T, int threads, const nn_ops *ops, float *shared_p)
 {
-	if (!nn_on_host(ops) && m->cfg.ncls)
-		return NULL; /* on a device: the language model (in full or with adapters) */
 	gpt2_ws *w = xcalloc(1, sizeof *w);
 	nn_ctx_init(&w->nn, ops, threads);
 	nn_ctx *c = &w->nn;
@@ -495,6 +497,13 @@ static gpt2_ws *ws_new(const gpt2 *m, int B, int T, int threads, const nn_ops *o
 		w->cp = WSA((size_t)B * (size_t)cf->ncls * sizeof(float));
 		w->dcp = WSA((size_t)B * (size_t)cf->ncls * sizeof(float));
 		w->cz = WSA((size_t)B * (size_t)cf->ncls * sizeof(float));
+		if (!nn_on_host(ops)) {
+			w->hs = WSA((size_t)B * C * sizeof(float));
+			w->dhs = WSA((size_t)B * C * sizeof(float));
+			w->lab = (int32_t *)WSA((size_t)B * sizeof(int32_t));
+			w->hcz = xcalloc((size_t)B * (size_t)cf->ncls, sizeof(float));
+			w->hcp = xcalloc((size_t)B * (size_t)cf->ncls, sizeof(float));
+		}
 	}
 	w->idbuf = nn_alloc(c, N * sizeof *w->idbuf);
 	w->pos = nn_alloc(c, N * sizeof *w->pos);
@@ -558,11 +567,13 @@ void gpt2_ws_free(gpt2_ws *w)
 	free(w->l);
 	lora_ws_free(c, w->lw);
 	float *bufs[] = {w->res_out, w->lnf, w->mf, w->rf, w->logits, w->dlogits, w->cp, w->dcp, w->cz, w->g,
-	                 w->dres, w->dx, w->dqkv, w->dfc, w->dh};
+	                 w->dres, w->dx, w->dqkv, w->dfc, w->dh, w->hs, w->dhs, (float *)w->lab};
 	for (size_t k = 0; k < sizeof bufs / sizeof *bufs; k++)
 		if (bufs[k])
 			nn_free(c, bufs[k]);
 	free(w->last);
+	free(w->hcz);
+	free(w->hcp);
 	nn_free(c, w->idbuf);
 	nn_free(c, w->pos);
 	nn_free(c, w->tg);
@@ -635,6 +646,54 @@ double gpt2_forward(const gpt2 *m, gpt2_ws *w, const uint32_t *ids, const int32_
 	return softmax_crossentropy(&w->nn, w->dlogits, w->logits, w->tg, N, V, &w->count);
 }
 
+/* The score head's weight (and its gradient) where the compute finds it:
+ * the adapters' saved copy, else the model's. */
+static const float *score_w(const gpt2 *m, gpt2_ws *w, float **grad)
+{
+	const lora *lo = m->lora;
+	float *Sl = lora_saved_ptr(lo, "score.weight");
+	if (Sl) {
+		size_t off = (size_t)(Sl - lo->p);
+		if (grad)
+			*grad = w->lw->g + off;
+		return lora_ws_params(w->lw, lo) + off;
+	}
+	if (grad)
+		*grad = G("score.weight");
+	return P("score.weight");
+}
+
+/* The head on a device: each row's last position gathered, the logits as
+ * one product, the cross-entropy of the labelled rows; the logits and
+ * probabilities brought back to the host for the caller. */
+static double cls_forward_dev(const gpt2 *m, gpt2_ws *w, const int *last, const int32_t *labels)
+{
+	nn_ctx *c = &w->nn;
+	int B = w->B, T = w->T, C = m->cfg.n_embd, K = m->cfg.ncls;
+	int32_t *lab = xmalloc((size_t)B * sizeof *lab);
+	for (int b = 0; b < B; b++) {
+		w->last[b] = last[b] < 0 ? 0 : last[b] >= T ? T - 1 : last[b];
+		nn_copy(c, w->hs + (size_t)b * C, w->lnf + ((size_t)b * T + (size_t)w->last[b]) * C, (size_t)C * sizeof(float));
+		lab[b] = labels && labels[b] >= 0 && labels[b] < K ? labels[b] : -1;
+	}
+	linear_forward(c, w->cz, w->hs, score_w(m, w, NULL), NULL, B, C, K, NN_W_OUT_IN, 0);
+	nn_upload(c, w->lab, lab, (size_t)B * sizeof *lab);
+	free(lab);
+	double loss = softmax_crossentropy(c, w->dcp, w->cz, w->lab, B, K, &w->count);
+	nn_download(c, w->hcz, w->cz, (size_t)B * K * sizeof(float));
+	for (int b = 0; b < B; b++) {
+		const float *z = w->hcz + (size_t)b * K;
+		double mx = -INFINITY, sum = 0;
+		for (int k = 0; k < K; k++)
+			mx = z[k] > mx ? z[k] : mx;
+		for (int k = 0; k < K; k++)
+			sum += exp((double)z[k] - mx);
+		for (int k = 0; k < K; k++)
+			w->hcp[(size_t)b * K + k] = (float)(exp((double)z[k] - mx) / sum);
+	}
+	return loss;
+}
+
 double gpt2_forward_cls(const gpt2 *m, gpt2_ws *w, const uint32_t *ids, const int *last, const int32_t *labels)
 {
 	const gpt2_config *cf = &m->cfg;
@@ -643,6 +702,8 @@ double gpt2_forward_cls(const gpt2 *m, gpt2_ws *w, const uint32_t *ids, const in
 		return NAN;
 	w->cls = 1;
 	trunk_forward(m, w, ids);
+	if (w->hs)
+		return cls_forward_dev(m, w, last, labels);
 	const float *S = lora_saved_ptr(m->lora, "score.weight");
 	if (!S)
 		S = P("score.weight");
@@ -681,8 +742,8 @@ double gpt2_forward_cls(const gpt2 *m, gpt2_ws *w, const uint32_t *ids, const in
 	return count ? loss / count : 0;
 }
 
-const float *gpt2_cls_probs(const gpt2_ws *w) { return w->cp; }
-const float *gpt2_cls_logits(const gpt2_ws *w) { return w->cz; }
+const float *gpt2_cls_probs(const gpt2_ws *w) { return w->hcp ? w->hcp : w->cp; }
+const float *gpt2_cls_logits(const gpt2_ws *w) { return w->hcz ? w->hcz : w->cz; }
 
 void gpt2_backward(const gpt2 *m, gpt2_ws *w)
 {
@@ -693,7 +754,15 @@ void gpt2_backward(const gpt2 *m, gpt2_ws *w)
 	size_t NC = (size_t)N * (size_t)C, F = NC * sizeof(float);
 	float *dln = w->dx;
 	nn_zero(c, dln, F);
-	if (w->cls) {
+	if (w->cls && w->hs) { /* on a device: the head's product backward, its rows scattered back */
+		int K = cf->ncls;
+		float *dS;
+		const float *S = score_w(m, w, &dS);
+		nn_zero(c, w->dhs, (size_t)B * C * sizeof(float));
+		linear_backward(c, w->dhs, dS, NULL, w->dcp, w->hs, S, B, C, K, NN_W_OUT_IN);
+		for (int b = 0; b < B; b++)
+			nn_copy(c, dln + ((size_t)b * T + (size_t)w->last[b]) * C, w->dhs + (size_t)b * C, (size_t)C * sizeof(float));
+	} else if (w->cls) {
 		/* the score head at each row's last position; nothing flows elsewhere */
 		int K = cf->ncls;
 		float *Sl = lora_saved_ptr(lo, "score.weight");

@@ -774,6 +774,20 @@ static int gpt2_keep_best(kctx *c, gpt2 *m, gpt2_lora *lo, const tstate *s, int 
 	return lo ? lora_finish(c, m, lo, outdir) : 0;
 }
 
+/* A GPT-2's learner on a device workspace: the parameters the loop updates
+ * there (the model's copy, or the adapters'), and the products' precision */
+static void device_learner(kctx *c, const hval *p, learner *L, gpt2_ws *ws, gpt2 *m, int lora)
+{
+	nn_ctx *nc = gpt2_ws_nn(ws);
+	if (nn_on_host(nc->ops))
+		return;
+	L->nn = nc;
+	L->dp = lora ? gpt2_ws_lora_params(ws, m) : gpt2_ws_params(ws, m);
+	const char *prec = hval_get_str(p, "precision", "bf16");
+	nc->precision = !strcmp(prec, "bf16") ? NN_BF16 : NN_FP32;
+	kctx_log(c, "train: on device %s, %s", nc->ops->name, prec);
+}
+
 /* --- language models: GPT-2 on token ids ---------------------------------------------- */
 
 static double lm_step(void *ud, const uint32_t *idx, int nb, uint64_t step, float **grad)
@@ -828,13 +842,7 @@ static int train_lm(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, co
 		l.ids = xmalloc((size_t)B * (size_t)T * sizeof *l.ids);
 		l.tg = xmalloc((size_t)B * (size_t)T * sizeof *l.tg);
 		learner L = {lora ? lo.p : m.p, lora ? lo.n : m.nparams, lm_step, lm_score, &l, NULL, NULL};
-		if (!nn_on_host(ops)) {
-			L.nn = gpt2_ws_nn(l.ws);
-			L.dp = lora ? gpt2_ws_lora_params(l.ws, &m) : gpt2_ws_params(l.ws, &m);
-			const char *prec = hval_get_str(p, "precision", "bf16");
-			L.nn->precision = !strcmp(prec, "bf16") ? NN_BF16 : NN_FP32;
-			kctx_log(c, "train: on device %s, %s", ops->name, prec);
-		}
+		device_learner(c, p, &L, l.ws, &m, lora);
 		rc = train_loop(c, cf, &L, tr.n, vi != NULL, metric, 0, &s, &lr);
 	}
 	if (rc == 0) {
@@ -958,11 +966,13 @@ static int train_seqcls(kctx *c, const hval *p, const tcfg *cf, const kinput *ti
 	loop_result lr;
 	memset(&lr, 0, sizeof lr);
 	if (rc == 0) {
-		l = (seq_learn){&m, gpt2_ws_new(&m, B, T, c->threads), &tr, &va, ytr.d.y, vi ? yva.d.y : NULL, &proxy, B, T,
+		const nn_ops *ops = nn_backend(&c->err, hval_get_str(p, "device", "cpu"));
+		l = (seq_learn){&m, gpt2_ws_new_on(&m, B, T, c->threads, ops), &tr, &va, ytr.d.y, vi ? yva.d.y : NULL, &proxy, B, T,
 		                c->threads, xmalloc((size_t)B * (size_t)T * sizeof *l.ids), xmalloc((size_t)B * sizeof *l.last),
 		                xmalloc((size_t)B * sizeof *l.lab), vi ? xmalloc((va.n ? va.n : 1) * (size_t)m.cfg.ncls * sizeof(double)) : NULL,
 		                (uint64_t)cf->seed};
 		learner L = {lora ? lo.p : m.p, lora ? lo.n : m.nparams, seq_step, seq_score, &l, NULL, NULL};
+		device_learner(c, p, &L, l.ws, &m, lora);
 		kctx_metric(c, "params", (double)m.nparams);
 		rc = train_loop(c, cf, &L, tr.n, vi != NULL, metric, ml_metric_higher(metric), &s, &lr);
 	}
@@ -1059,10 +1069,10 @@ static int k_train(kctx *c, const hval *p, const kinput *in, size_t nin, const c
 	const char *device = hval_get_str(p, "device", "cpu");
 	if (!strcmp(device, "cpu") && !strcmp(hval_get_str(p, "precision", "fp32"), "bf16"))
 		return kctx_fail(c, "train: precision = \"bf16\" is for device = \"cuda\"; the CPU trains in fp32");
-	if (strcmp(device, "cpu") && (!base || arch != ARCH_GPT2 || hval_get(p, "output")))
-		return kctx_fail(c, "train: device = \"%s\" trains GPT-2 language models (full or LoRA) so far; "
-		                 "this stage (%s) trains on device = \"cpu\"", device,
-		                 !base ? "a classifier on features" : arch != ARCH_GPT2 ? "a BERT" : "a GPT-2 classifier");
+	if (strcmp(device, "cpu") && (!base || arch != ARCH_GPT2))
+		return kctx_fail(c, "train: device = \"%s\" trains GPT-2s (language models and classifiers, full or LoRA) so "
+		                 "far; this stage (%s) trains on device = \"cpu\"", device,
+		                 !base ? "a classifier on features" : "a BERT");
 	if (!nn_backend(&c->err, device))
 		return herr_prefix(&c->err, "train");
 	if (base && arch == ARCH_BERT)

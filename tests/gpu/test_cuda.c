@@ -374,6 +374,56 @@ static void test_losses(void)
 		nn_free(&gc, gmk);
 }
 
+/* GPT-2 as a classifier (the score head at each row's last token) on both
+ * devices: loss, probabilities, every gradient; and with LoRA, the head a
+ * saved module. */
+static void test_gpt2_cls(void)
+{
+	gpt2_config cf = {2, 2, 64, 48, 150, 1e-5f, 0};
+	gpt2 m;
+	herr e;
+	if (gpt2_init(&e, &m, &cf) != 0) {
+		check(0, e.msg, 0, 0);
+		return;
+	}
+	gpt2_init_random(&m, 11);
+	const char *labels[] = {"a", "b", "c"};
+	gpt2_add_classifier(&m, 3, labels, 5);
+	int B = 5, T = 24, N = B * T, last[5] = {23, 10, 0, 17, 40}, lab[5] = {0, 2, -1, 1, 2};
+	uint32_t *ids = xmalloc((size_t)N * 4);
+	for (int i = 0; i < N; i++)
+		ids[i] = (uint32_t)((i * 13 + 5) % cf.vocab);
+	for (int withlora = 0; withlora < 2; withlora++) {
+		gpt2_lora lo;
+		memset(&lo, 0, sizeof lo);
+		if (withlora) {
+			gpt2_lora_init(&lo, &m, 4, 8, LORA_C_ATTN | LORA_C_FC, 2);
+			for (size_t i = 0; i < lo.n; i++)
+				lo.p[i] = lo.p[i] ? lo.p[i] : 0.01f * (float)((int)(i % 5) - 2);
+			gpt2_lora_add_head(&lo, &m);
+			m.lora = &lo;
+		}
+		gpt2_ws *wc = gpt2_ws_new(&m, B, T, 2), *wg = gpt2_ws_new_on(&m, B, T, 1, GPU);
+		double l1 = gpt2_forward_cls(&m, wc, ids, last, lab), l2 = gpt2_forward_cls(&m, wg, ids, last, lab);
+		check(fabs(l1 - l2) <= 1e-5 * fabs(l1), withlora ? "gpt2 classifier with LoRA: loss" : "gpt2 classifier: loss",
+		      fabs(l1 - l2) / fabs(l1), 1e-5);
+		double pe = nerr(gpt2_cls_probs(wg), gpt2_cls_probs(wc), (size_t)B * 3);
+		check(pe <= 1e-5, "  ... class probabilities (on the host)", pe, 1e-5);
+		gpt2_backward(&m, wc);
+		gpt2_backward(&m, wg);
+		if (withlora)
+			same("  ... the adapters' and the head's gradients", gpt2_lora_grad(wg), gpt2_lora_grad(wc), lo.n, 1e-4);
+		else
+			same("  ... every gradient", gpt2_grad(wg), gpt2_grad(wc), m.nparams, 1e-4);
+		gpt2_ws_free(wc);
+		gpt2_ws_free(wg);
+		m.lora = NULL;
+		gpt2_lora_free(&lo);
+	}
+	free(ids);
+	gpt2_free(&m);
+}
+
 /* A small GPT-2 on both devices: logits, loss, every gradient; then a few
  * AdamW steps twice on the GPU from the same start: the same bits. */
 static void test_gpt2(void)
@@ -512,8 +562,8 @@ int main(void)
 	nn_ctx_init(&gc, GPU, 1);
 	nn_ctx_init(&cc, &nn_cpu, 2);
 	void (*tests[])(void) = {test_matmul, test_bf16, test_linear, test_embedding, test_norms, test_attention, test_flash, test_pointwise,
-	                         test_losses, test_gpt2};
-	const char *names[] = {"matmul", "bf16", "linear", "embedding", "norms", "attention", "flash", "pointwise", "losses", "gpt2"};
+	                         test_losses, test_gpt2, test_gpt2_cls};
+	const char *names[] = {"matmul", "bf16", "linear", "embedding", "norms", "attention", "flash", "pointwise", "losses", "gpt2", "gpt2 classifier"};
 	for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {
 		printf("# %s\n", names[i]);
 		tests[i]();

@@ -59,5 +59,29 @@ sed "s/^/# curve (bf16, fp32): /" curves.txt
 dev=$(awk '{ d = ($1 - $2) / $2; if (d < 0) d = -d; if (d > m) m = d } END { printf "%.4f", m }' curves.txt)
 check "300 steps in bf16 (the default on cuda): the loss curve within 1% of fp32's (largest gap $dev over $(wc -l < curves.txt) windows of 30 steps)" \
 	awk -v d="$dev" -v n="$(wc -l < curves.txt)" 'BEGIN { exit !(n >= 9 && d < 0.01) }'
+# a GPT-2 classifier (in full, then LoRA with the head saved) on both devices
+toy_classes 400 > cls.jsonl
+{ toy_cls_stages; cat <<'LUA'
+local c1 = train { ids.train, val = ids.val, base = base, output = { label = "category" }, lr = 0.003, batch = 16, epochs = 3, seed = 1, name = "clf_cpu" }
+local c2 = train { ids.train, val = ids.val, base = base, output = { label = "category" }, lr = 0.003, batch = 16, epochs = 3, seed = 1,
+                   device = "cuda", precision = "fp32", name = "clf_gpu" }
+train { ids.train, val = ids.val, base = base, output = { label = "category" }, method = "lora", rank = 4, lr = 0.01, batch = 16,
+        epochs = 2, seed = 1, name = "clora_cpu" }
+train { ids.train, val = ids.val, base = base, output = { label = "category" }, method = "lora", rank = 4, lr = 0.01, batch = 16,
+        epochs = 2, seed = 1, device = "cuda", precision = "fp32", name = "clora_gpu" }
+evaluate { c2, ids.test, name = "clf_eval" }
+LUA
+} > c.lua
+check "classifiers train on the GPU" "$HONE" run c.lua -q
+cm() { "$HONE" show c.lua "$1" | grep -o "\"$2\":[0-9.e+-]*" | head -1 | cut -d: -f2; }
+cobj() { "$HONE" show c.lua "$1" | awk '/^path/ {print $2}'; }
+for t in clf clora; do
+	a=$(grep -o '"loss": [0-9.e+-]*' "$(cobj ${t}_gpu)curve.jsonl" | tail -1 | awk '{print $2}')
+	b=$(grep -o '"loss": [0-9.e+-]*' "$(cobj ${t}_cpu)curve.jsonl" | tail -1 | awk '{print $2}')
+	check "$t: the GPU's last training loss ($a) within 1e-4 of the CPU's ($b); val_f1 $(cm ${t}_gpu val_f1) and $(cm ${t}_cpu val_f1)" \
+		awk -v a="$a" -v b="$b" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && b > 0 && d / b < 1e-4) }'
+done
+check "  ... the GPU's classifier evaluates on the CPU (accuracy $(cm clf_eval accuracy))" \
+	awk -v a="$(cm clf_eval accuracy)" 'BEGIN { exit !(a > 0.5) }'
 echo "$((N - FAILS)) passed, $FAILS failed"
 done_testing
