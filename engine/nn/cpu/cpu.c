@@ -15,6 +15,7 @@
 #include "../../ml/blas.h"
 #include "../../ml/optim.h"
 #include "../../util.h"
+#include "cpu.h"
 
 /* fn over nt threads: the context's crew when it has nt members (no thread
  * start per call), else threads of their own; the same split either way */
@@ -335,9 +336,11 @@ typedef struct att_job {
 	const float *dy;
 	float *dqkv;
 	const uint8_t *mask;
-	float *scratch; /* 2 T·T per thread */
+	float *scratch; /* per thread: `per` floats */
 	int B, T, C, H, hd, causal;
 	float scale;
+	int fused;  /* attn.c's kernel, else sgemm per head */
+	size_t per; /* scratch floats per thread */
 } att_job;
 
 /* key x visible from query i (km: the row's key mask) */
@@ -416,10 +419,15 @@ static void att_fwd_part(void *ud, int t, int nt)
 {
 	att_job *j = ud;
 	int T = j->T, C = j->C, H = j->H, hd = j->hd, BH = j->B * j->H;
-	float *S = j->scratch + (size_t)t * 2 * (size_t)T * (size_t)T;
+	float *S = j->scratch + (size_t)t * j->per;
 	for (int bh = BH * t / nt; bh < BH * (t + 1) / nt; bh++) {
 		int b = bh / H, h = bh % H;
 		const float *q = j->qkv + (size_t)b * (size_t)T * 3 * (size_t)C + (size_t)h * (size_t)hd;
+		if (j->fused) {
+			cpu_attn_fwd_head(j->y + (size_t)b * (size_t)T * (size_t)C + (size_t)h * (size_t)hd, q,
+			                  j->mask ? j->mask + (size_t)b * (size_t)T : NULL, T, C, hd, j->causal, j->scale, S);
+			continue;
+		}
 		att_probs(j, b, q, q + C, S);
 		sgemm(0, 0, T, hd, T, 1.0f, S, T, q + 2 * C, 3 * C, 0.0f, j->y + (size_t)b * (size_t)T * (size_t)C + (size_t)h * (size_t)hd,
 		      C);
@@ -430,13 +438,18 @@ static void att_back_part(void *ud, int t, int nt)
 {
 	att_job *j = ud;
 	int T = j->T, C = j->C, H = j->H, hd = j->hd, BH = j->B * j->H;
-	float *Pm = j->scratch + (size_t)t * 2 * (size_t)T * (size_t)T, *dS = Pm + (size_t)T * (size_t)T;
+	float *Pm = j->scratch + (size_t)t * j->per, *dS = Pm + (size_t)T * (size_t)T;
 	for (int bh = BH * t / nt; bh < BH * (t + 1) / nt; bh++) {
 		int b = bh / H, h = bh % H;
 		size_t qo = (size_t)b * (size_t)T * 3 * (size_t)C + (size_t)h * (size_t)hd;
 		const float *q = j->qkv + qo, *k = q + C, *v = q + 2 * C;
 		float *dq = j->dqkv + qo, *dk = dq + C, *dv = dq + 2 * C;
 		const uint8_t *km = j->mask ? j->mask + (size_t)b * (size_t)T : NULL;
+		if (j->fused) {
+			cpu_attn_bwd_head(dq, j->dy + (size_t)b * (size_t)T * (size_t)C + (size_t)h * (size_t)hd, q, km, T, C, hd,
+			                  j->causal, j->scale, Pm);
+			continue;
+		}
 		int L = prefix_len(km, T);
 		att_probs(j, b, q, k, Pm);
 		const float *dyh = j->dy + (size_t)b * (size_t)T * (size_t)C + (size_t)h * (size_t)hd;
@@ -470,25 +483,28 @@ static void att_back_part(void *ud, int t, int nt)
 	}
 }
 
-static void attention_run(nn_ctx *c, att_job *j, void (*fn)(void *, int, int))
+/* fused kernel or not: chosen here, on the caller's thread */
+static void attention_run(nn_ctx *c, att_job *j, void (*fn)(void *, int, int), int backward)
 {
 	int nt = c->threads < 1 ? 1 : c->threads > 64 ? 64 : c->threads;
-	j->scratch = nn_scratch(c, (size_t)nt * 2 * (size_t)j->T * (size_t)j->T * sizeof(float));
+	j->fused = cpu_attn_fused();
+	j->per = j->fused ? cpu_attn_scratch(j->T, j->hd, backward) : 2 * (size_t)j->T * (size_t)j->T;
+	j->scratch = nn_scratch(c, (size_t)nt * j->per * sizeof(float));
 	nn_par(c, nt, fn, j);
 }
 
 static void cpu_attention_forward(nn_ctx *c, float *y, const float *qkv, const uint8_t *mask, int B, int T, int C, int H,
                                   int causal)
 {
-	att_job j = {y, qkv, NULL, NULL, mask, NULL, B, T, C, H, C / H, causal, 1.0f / sqrtf((float)(C / H))};
-	attention_run(c, &j, att_fwd_part);
+	att_job j = {y, qkv, NULL, NULL, mask, NULL, B, T, C, H, C / H, causal, 1.0f / sqrtf((float)(C / H)), 0, 0};
+	attention_run(c, &j, att_fwd_part, 0);
 }
 
 static void cpu_attention_backward(nn_ctx *c, float *dqkv, const float *dy, const float *qkv, const uint8_t *mask, int B,
                                    int T, int C, int H, int causal)
 {
-	att_job j = {NULL, qkv, dy, dqkv, mask, NULL, B, T, C, H, C / H, causal, 1.0f / sqrtf((float)(C / H))};
-	attention_run(c, &j, att_back_part);
+	att_job j = {NULL, qkv, dy, dqkv, mask, NULL, B, T, C, H, C / H, causal, 1.0f / sqrtf((float)(C / H)), 0, 0};
+	attention_run(c, &j, att_back_part, 1);
 }
 
 static void cpu_attention_decode(nn_ctx *c, float *y, const float *q, const float *K, const float *V, int ld, int n, int C,
