@@ -29,6 +29,20 @@ static void nn_par(nn_ctx *c, int nt, void (*fn)(void *, int, int), void *ud)
 		par_run(nt, fn, ud);
 }
 
+/* Loops that the compiler vectorizes are built twice: as they are, and as
+ * a twin for AVX-512F (vectors 16 wide), taken where the machine has it.
+ * The twins do the same float operations in the same order per element (C11
+ * mode: no FMA contraction), so they give the same bits. */
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#define VEC512 __attribute__((target("avx512f"), optimize("O3", "no-trapping-math")))
+static int has512(void) { return __builtin_cpu_supports("avx512f"); }
+#else
+#define VEC512 __attribute__((optimize("O3", "no-trapping-math")))
+static int has512(void) { return 0; }
+#endif
+#define VECDEF __attribute__((optimize("O3", "no-trapping-math")))
+#define INLINE static inline __attribute__((always_inline))
+
 /* --- memory ---------------------------------------------------------------------- */
 
 static void *cpu_alloc(nn_ctx *c, size_t n)
@@ -43,10 +57,22 @@ static void cpu_free(nn_ctx *c, void *p)
 	free(p);
 }
 
+typedef struct zero_job {
+	char *p;
+	size_t n;
+} zero_job;
+
+static void zero_part(void *ud, int t, int nt)
+{
+	zero_job *j = ud;
+	size_t lo = j->n * (size_t)t / (size_t)nt, hi = j->n * (size_t)(t + 1) / (size_t)nt;
+	memset(j->p + lo, 0, hi - lo);
+}
+
 static void cpu_zero(nn_ctx *c, void *p, size_t n)
 {
-	(void)c;
-	memset(p, 0, n);
+	zero_job j = {p, n};
+	nn_par(c, n >= ((size_t)1 << 20) ? c->threads : 1, zero_part, &j);
 }
 
 static void cpu_copy(nn_ctx *c, void *d, const void *s, size_t n)
@@ -71,25 +97,44 @@ typedef struct bias_job {
 } bias_job;
 
 /* rows [lo, hi) of y += b */
+INLINE void add_bias_rows(float *restrict y, const float *restrict b, int lo, int hi, int D)
+{
+	for (int i = lo; i < hi; i++)
+		for (int k = 0; k < D; k++)
+			y[(size_t)i * (size_t)D + (size_t)k] += b[k];
+}
+VECDEF static void add_bias_def(bias_job *j, int lo, int hi) { add_bias_rows(j->y, j->b, lo, hi, j->D); }
+VEC512 static void add_bias_512(bias_job *j, int lo, int hi) { add_bias_rows(j->y, j->b, lo, hi, j->D); }
+
 static void add_bias_part(void *ud, int t, int nt)
 {
 	bias_job *j = ud;
-	for (int i = j->N * t / nt; i < j->N * (t + 1) / nt; i++)
-		for (int k = 0; k < j->D; k++)
-			j->y[(size_t)i * (size_t)j->D + (size_t)k] += j->b[k];
+	int lo = j->N * t / nt, hi = j->N * (t + 1) / nt;
+	if (has512())
+		add_bias_512(j, lo, hi);
+	else
+		add_bias_def(j, lo, hi);
 }
 
 /* columns [lo, hi) of db += Σ rows of dy, each column summed in row order
  * (the same bits for any split) */
+INLINE void bias_grad_cols(float *restrict db, const float *restrict dy, int N, int D, int lo, int hi)
+{
+	for (int i = 0; i < N; i++)
+		for (int k = lo; k < hi; k++)
+			db[k] += dy[(size_t)i * (size_t)D + (size_t)k];
+}
+VECDEF static void bias_grad_def(bias_job *j, int lo, int hi) { bias_grad_cols(j->y, j->b, j->N, j->D, lo, hi); }
+VEC512 static void bias_grad_512(bias_job *j, int lo, int hi) { bias_grad_cols(j->y, j->b, j->N, j->D, lo, hi); }
+
 static void bias_grad_part(void *ud, int t, int nt)
 {
 	bias_job *j = ud;
 	int lo = j->D * t / nt, hi = j->D * (t + 1) / nt;
-	float *db = j->y;
-	const float *dy = j->b;
-	for (int i = 0; i < j->N; i++)
-		for (int k = lo; k < hi; k++)
-			db[k] += dy[(size_t)i * (size_t)j->D + (size_t)k];
+	if (has512())
+		bias_grad_512(j, lo, hi);
+	else
+		bias_grad_def(j, lo, hi);
 }
 
 static int split_for(nn_ctx *c, size_t work) { return work >= 65536 ? c->threads : 1; }
@@ -235,18 +280,30 @@ typedef struct lnw_job {
 } lnw_job;
 
 /* columns [lo, hi) of dw, db: each summed over the rows in row order */
+INLINE void lnw_cols(float *restrict dw, float *restrict db, const float *restrict dy, const float *restrict x,
+                     const float *restrict mean, const float *restrict rstd, int N, int C, int lo, int hi)
+{
+	for (int i = 0; i < N; i++) {
+		const float *xi = x + (size_t)i * (size_t)C, *dyi = dy + (size_t)i * (size_t)C;
+		float mu = mean[i], r = rstd[i];
+		for (int k = lo; k < hi; k++) {
+			float xh = (xi[k] - mu) * r;
+			dw[k] += dyi[k] * xh;
+			db[k] += dyi[k];
+		}
+	}
+}
+VECDEF static void lnw_def(lnw_job *j, int lo, int hi) { lnw_cols(j->dw, j->db, j->dy, j->x, j->mean, j->rstd, j->N, j->C, lo, hi); }
+VEC512 static void lnw_512(lnw_job *j, int lo, int hi) { lnw_cols(j->dw, j->db, j->dy, j->x, j->mean, j->rstd, j->N, j->C, lo, hi); }
+
 static void lnw_part(void *ud, int t, int nt)
 {
 	lnw_job *j = ud;
-	int C = j->C, lo = C * t / nt, hi = C * (t + 1) / nt;
-	for (int i = 0; i < j->N; i++) {
-		const float *xi = j->x + (size_t)i * (size_t)C, *dyi = j->dy + (size_t)i * (size_t)C;
-		for (int k = lo; k < hi; k++) {
-			float xh = (xi[k] - j->mean[i]) * j->rstd[i];
-			j->dw[k] += dyi[k] * xh;
-			j->db[k] += dyi[k];
-		}
-	}
+	int lo = j->C * t / nt, hi = j->C * (t + 1) / nt;
+	if (has512())
+		lnw_512(j, lo, hi);
+	else
+		lnw_def(j, lo, hi);
 }
 
 /* dx by rows over the threads; dw and db by columns, each summed over the
@@ -576,10 +633,8 @@ typedef struct ew_job {
 } ew_job;
 
 /* O3 for its if-conversion: the element-wise loops vectorize */
-__attribute__((optimize("O3", "no-trapping-math"))) static void ew_part(void *ud, int t, int nt)
+INLINE void ew_range(ew_job *j, size_t lo, size_t hi)
 {
-	ew_job *j = ud;
-	size_t lo = j->n * (size_t)t / (size_t)nt, hi = j->n * (size_t)(t + 1) / (size_t)nt;
 	float *restrict y = j->y;
 	const float *restrict x = j->x, *restrict dy = j->dy;
 	switch (j->op) {
@@ -590,6 +645,18 @@ __attribute__((optimize("O3", "no-trapping-math"))) static void ew_part(void *ud
 	case 5: for (size_t i = lo; i < hi; i++) y[i] += dy[i] * gelu_erf_grad(x[i]); break;
 	case 6: for (size_t i = lo; i < hi; i++) y[i] += dy[i] * (1.0f - x[i] * x[i]); break;
 	}
+}
+VECDEF static void ew_def(ew_job *j, size_t lo, size_t hi) { ew_range(j, lo, hi); }
+VEC512 static void ew_512(ew_job *j, size_t lo, size_t hi) { ew_range(j, lo, hi); }
+
+static void ew_part(void *ud, int t, int nt)
+{
+	ew_job *j = ud;
+	size_t lo = j->n * (size_t)t / (size_t)nt, hi = j->n * (size_t)(t + 1) / (size_t)nt;
+	if (has512())
+		ew_512(j, lo, hi);
+	else
+		ew_def(j, lo, hi);
 }
 
 static void ew_run(nn_ctx *c, float *y, const float *x, const float *dy, size_t n, int op)
