@@ -826,6 +826,16 @@ static float *drop_grad(const bert *m, bert_ws *w, const float *g, size_t n, uin
 	return w->dtmp;
 }
 
+/* linear_backward (torch's layout) with the input gradient dx written
+ * rather than added: the same product, into a buffer that then needs no
+ * zeroing (and that the product need not read) */
+static void dense_backward(nn_ctx *c, float *dx, float *dw, float *db, const float *dy, const float *x, const float *wt,
+                           int N, int in, int out)
+{
+	linear_backward(c, NULL, dw, db, dy, x, wt, N, in, out, NN_W_OUT_IN);
+	matmul(c, 0, 0, N, in, out, 1.0f, dy, out, wt, in, 0.0f, dx, in);
+}
+
 void bert_backward(const bert *m, bert_ws *w)
 {
 	const bert_config *cf = &m->cfg;
@@ -884,34 +894,32 @@ void bert_backward(const bert *m, bert_ws *w)
 	}
 	for (int l = cf->n_layer - 1; l >= 0; l--) {
 		block_act *a = &w->l[l];
-		/* output LayerNorm; the residual carries its gradient to h1 */
-		nn_zero(c, w->gRes, F);
-		layernorm_backward(c, w->gRes, LG("output.LayerNorm.weight"), LG("output.LayerNorm.bias"), w->gOut, a->res2,
+		/* output LayerNorm into gMid; the residual carries it to h1, the
+		 * intermediate layer's input gradient is added to it there */
+		nn_zero(c, w->gMid, F);
+		layernorm_backward(c, w->gMid, LG("output.LayerNorm.weight"), LG("output.LayerNorm.bias"), w->gOut, a->res2,
 		                   LP("output.LayerNorm.weight"), a->m2, a->r2, N, C);
-		nn_copy(c, w->gMid, w->gRes, F);
-		const float *gd = w->gRes; /* the dense layer's output gradient: through its dropout */
+		const float *gd = w->gMid; /* the dense layer's output gradient: through its dropout */
 		if (drop)
-			gd = drop_grad(m, w, w->gRes, (size_t)N * (size_t)C, DROP_FFN(l));
-		nn_zero(c, w->gF2, FI);
-		linear_backward(c, w->gF2, LG("output.dense.weight"), LG("output.dense.bias"), gd, a->f2,
-		                LP("output.dense.weight"), N, I, C, NN_W_OUT_IN);
+			gd = drop_grad(m, w, w->gMid, (size_t)N * (size_t)C, DROP_FFN(l));
+		dense_backward(c, w->gF2, LG("output.dense.weight"), LG("output.dense.bias"), gd, a->f2,
+		               LP("output.dense.weight"), N, I, C);
 		lora_backward(c, w->lw, lo, l, 5, w->gF2, gd, C, a->f2);
 		nn_zero(c, w->gF1, FI);
 		gelu_backward(c, w->gF1, w->gF2, a->f1, (size_t)N * (size_t)I, cf->act);
 		linear_backward(c, w->gMid, LG("intermediate.dense.weight"), LG("intermediate.dense.bias"), w->gF1, a->h1,
 		                LP("intermediate.dense.weight"), N, C, I, NN_W_OUT_IN);
 		lora_backward(c, w->lw, lo, l, 4, w->gMid, w->gF1, I, a->h1);
-		/* attention's LayerNorm, dense, the heads, q | k | v */
-		nn_zero(c, w->gRes, F);
-		layernorm_backward(c, w->gRes, LG("attention.output.LayerNorm.weight"), LG("attention.output.LayerNorm.bias"),
+		/* attention's LayerNorm (into gIn, where q | k | v's input gradient
+		 * is added), dense, the heads, q | k | v */
+		nn_zero(c, w->gIn, F);
+		layernorm_backward(c, w->gIn, LG("attention.output.LayerNorm.weight"), LG("attention.output.LayerNorm.bias"),
 		                   w->gMid, a->res1, LP("attention.output.LayerNorm.weight"), a->m1, a->r1, N, C);
-		nn_copy(c, w->gIn, w->gRes, F);
-		gd = w->gRes;
+		gd = w->gIn;
 		if (drop)
-			gd = drop_grad(m, w, w->gRes, (size_t)N * (size_t)C, DROP_ATT(l));
-		nn_zero(c, w->gCtx, F);
-		linear_backward(c, w->gCtx, LG("attention.output.dense.weight"), LG("attention.output.dense.bias"), gd, a->ctx,
-		                LP("attention.output.dense.weight"), N, C, C, NN_W_OUT_IN);
+			gd = drop_grad(m, w, w->gIn, (size_t)N * (size_t)C, DROP_ATT(l));
+		dense_backward(c, w->gCtx, LG("attention.output.dense.weight"), LG("attention.output.dense.bias"), gd, a->ctx,
+		               LP("attention.output.dense.weight"), N, C, C);
 		lora_backward(c, w->lw, lo, l, 3, w->gCtx, gd, C, a->ctx);
 		nn_zero(c, w->gQKV, 3 * F);
 		attention_backward(c, w->gQKV, w->gCtx, a->qkv, mask, B, T, C, H, 0);
