@@ -33,14 +33,19 @@ static void nn_par(nn_ctx *c, int nt, void (*fn)(void *, int, int), void *ud)
  * a twin for AVX-512F (vectors 16 wide), taken where the machine has it.
  * The twins do the same float operations in the same order per element (C11
  * mode: no FMA contraction), so they give the same bits. */
+#if defined(__clang__)
+#define VECOPT /* clang vectorizes these at -O2 and has no optimize attribute */
+#else
+#define VECOPT optimize("O3", "no-trapping-math")
+#endif
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
-#define VEC512 __attribute__((target("avx512f"), optimize("O3", "no-trapping-math")))
+#define VEC512 __attribute__((target("avx512f"), VECOPT))
 static int has512(void) { return __builtin_cpu_supports("avx512f"); }
 #else
-#define VEC512 __attribute__((optimize("O3", "no-trapping-math")))
+#define VEC512 __attribute__((VECOPT))
 static int has512(void) { return 0; }
 #endif
-#define VECDEF __attribute__((optimize("O3", "no-trapping-math")))
+#define VECDEF __attribute__((VECOPT))
 #define INLINE static inline __attribute__((always_inline))
 
 /* --- memory ---------------------------------------------------------------------- */
