@@ -509,6 +509,12 @@ struct bert_ws {
 	int dropped;
 	float *h0d, *cin, *dtmp;
 	lora_ws *lw;
+	/* cls_only (bert_ws_cls_only): the last layer after its attention on
+	 * the B [CLS] rows, in cl's buffers (B rows each); co: this forward did
+	 * so; gradients of those rows in the g*c buffers */
+	int cls_only, co;
+	block_act cl;
+	float *gOutc, *gMidc, *gInc, *gCtxc, *gF1c, *gF2c;
 	size_t bytes;
 };
 
@@ -606,6 +612,27 @@ bert_ws *bert_ws_new(const bert *m, int B, int T, int threads)
 size_t bert_ws_bytes(const bert_ws *w) { return w->bytes; }
 
 void bert_ws_mlm_sparse(bert_ws *w, int on) { w->sparse = on; }
+
+void bert_ws_cls_only(bert_ws *w, const bert *m, int on)
+{
+	w->cls_only = on;
+	if (!on || w->cl.out)
+		return;
+	nn_ctx *c = &w->nn;
+	size_t BC = (size_t)w->B * (size_t)m->cfg.hidden * sizeof(float), BI = (size_t)w->B * (size_t)m->cfg.inter * sizeof(float),
+	       Bf = (size_t)w->B * sizeof(float);
+	float **f[] = {&w->cl.x, &w->cl.ctx, &w->cl.res1, &w->cl.h1, &w->cl.res2, &w->cl.out,
+	               &w->gOutc, &w->gMidc, &w->gInc, &w->gCtxc};
+	for (size_t k = 0; k < sizeof f / sizeof *f; k++)
+		*f[k] = nn_alloc(c, BC);
+	float **fi[] = {&w->cl.f1, &w->cl.f2, &w->gF1c, &w->gF2c};
+	for (size_t k = 0; k < sizeof fi / sizeof *fi; k++)
+		*fi[k] = nn_alloc(c, BI);
+	float **fr[] = {&w->cl.m1, &w->cl.r1, &w->cl.m2, &w->cl.r2};
+	for (size_t k = 0; k < sizeof fr / sizeof *fr; k++)
+		*fr[k] = nn_alloc(c, Bf);
+	w->bytes += 10 * BC + 4 * BI + 4 * Bf;
+}
 void bert_ws_dropout(bert_ws *w, uint64_t seed) { w->drop_seed = seed; }
 
 /* dropout's streams: one per site */
@@ -634,6 +661,11 @@ void bert_ws_free(bert_ws *w)
 		if (b[k])
 			nn_free(c, b[k]);
 	lora_ws_free(c, w->lw);
+	float *cb[] = {w->cl.x, w->cl.ctx, w->cl.res1, w->cl.h1, w->cl.res2, w->cl.out, w->gOutc, w->gMidc, w->gInc, w->gCtxc,
+	               w->cl.f1, w->cl.f2, w->gF1c, w->gF2c, w->cl.m1, w->cl.r1, w->cl.m2, w->cl.r2};
+	for (size_t k = 0; k < sizeof cb / sizeof *cb; k++)
+		if (cb[k])
+			nn_free(c, cb[k]);
 	free(w->l);
 	free(w->ids);
 	free(w->types);
@@ -676,13 +708,57 @@ static const char *lay(char *nm, size_t n, int l, const char *s)
 #define LP(s) par(m, lay(nm, sizeof nm, l, s))
 #define LG(s) grd(m, w, lay(nm, sizeof nm, l, s))
 
+/* A block after its attention: x + dense(ctx), LayerNorm, the feed-forward
+ * layers, x + ..., LayerNorm, on `rows` rows of a's buffers */
+static void block_tail_forward(const bert *m, bert_ws *w, int l, block_act *a, int rows)
+{
+	const bert_config *cf = &m->cfg;
+	nn_ctx *c = &w->nn;
+	const lora *lo = m->lora;
+	int C = cf->hidden, I = cf->inter;
+	size_t F = (size_t)rows * (size_t)C * sizeof(float);
+	int drop = w->dropped;
+	float p = cf->dropout;
+	uint64_t ds = w->drop_seed;
+	char nm[96];
+	nn_copy(c, a->res1, a->x, F);
+	if (drop) { /* x + dropout(dense(ctx)) */
+		linear_forward(c, w->dtmp, a->ctx, LP("attention.output.dense.weight"), LP("attention.output.dense.bias"), rows,
+		               C, C, NN_W_OUT_IN, 0);
+		lora_forward(c, w->lw, lo, l, 3, w->dtmp, C, a->ctx);
+		dropout_add(c, a->res1, w->dtmp, (size_t)rows * (size_t)C, p, ds, DROP_ATT(l));
+	} else {
+		linear_forward(c, a->res1, a->ctx, LP("attention.output.dense.weight"), LP("attention.output.dense.bias"), rows,
+		               C, C, NN_W_OUT_IN, 1);
+		lora_forward(c, w->lw, lo, l, 3, a->res1, C, a->ctx);
+	}
+	layernorm_forward(c, a->h1, a->m1, a->r1, a->res1, LP("attention.output.LayerNorm.weight"),
+	                  LP("attention.output.LayerNorm.bias"), rows, C, cf->eps);
+	linear_forward(c, a->f1, a->h1, LP("intermediate.dense.weight"), LP("intermediate.dense.bias"), rows, C, I,
+	               NN_W_OUT_IN, 0);
+	lora_forward(c, w->lw, lo, l, 4, a->f1, I, a->h1);
+	gelu_forward(c, a->f2, a->f1, (size_t)rows * (size_t)I, cf->act);
+	nn_copy(c, a->res2, a->h1, F);
+	if (drop) { /* h1 + dropout(dense(f2)) */
+		linear_forward(c, w->dtmp, a->f2, LP("output.dense.weight"), LP("output.dense.bias"), rows, I, C, NN_W_OUT_IN,
+		               0);
+		lora_forward(c, w->lw, lo, l, 5, w->dtmp, C, a->f2);
+		dropout_add(c, a->res2, w->dtmp, (size_t)rows * (size_t)C, p, ds, DROP_FFN(l));
+	} else {
+		linear_forward(c, a->res2, a->f2, LP("output.dense.weight"), LP("output.dense.bias"), rows, I, C, NN_W_OUT_IN,
+		               1);
+		lora_forward(c, w->lw, lo, l, 5, a->res2, C, a->f2);
+	}
+	layernorm_forward(c, a->out, a->m2, a->r2, a->res2, LP("output.LayerNorm.weight"), LP("output.LayerNorm.bias"),
+	                  rows, C, cf->eps);
+}
+
 double bert_forward(const bert *m, bert_ws *w, const bert_batch *bt)
 {
 	const bert_config *cf = &m->cfg;
 	nn_ctx *c = &w->nn;
 	const lora *lo = m->lora;
-	int B = w->B, T = w->T, N = w->N, C = cf->hidden, H = cf->n_head, I = cf->inter, K = cf->nlabels;
-	size_t F = (size_t)N * (size_t)C * sizeof(float);
+	int B = w->B, T = w->T, N = w->N, C = cf->hidden, H = cf->n_head, K = cf->nlabels;
 	char nm[96];
 	memcpy(w->ids, bt->ids, (size_t)N * sizeof *w->ids);
 	for (int i = 0; i < N; i++)
@@ -705,6 +781,7 @@ double bert_forward(const bert *m, bert_ws *w, const bert_batch *bt)
 		dropout_forward(c, w->h0d, w->h0, (size_t)N * (size_t)C, p, ds, DROP_EMB);
 	if (cf->n_layer)
 		w->l[0].x = drop ? w->h0d : w->h0;
+	w->co = w->cls_only && w->cl.out && cf->n_layer > 0 && !lo && (cf->head == BERT_SEQCLS || cf->head == BERT_BASE);
 	for (int l = 0; l < cf->n_layer; l++) {
 		block_act *a = &w->l[l];
 		linear_forward(c, a->qkv, a->x, LP("attention.self.query.weight"), LP("attention.self.query.bias"), N, C, 3 * C,
@@ -712,34 +789,22 @@ double bert_forward(const bert *m, bert_ws *w, const bert_batch *bt)
 		for (int s = 0; s < 3; s++)
 			lora_forward(c, w->lw, lo, l, s, a->qkv + s * C, 3 * C, a->x);
 		attention_forward(c, a->ctx, a->qkv, mask, B, T, C, H, 0);
-		nn_copy(c, a->res1, a->x, F);
-		if (drop) { /* x + dropout(dense(ctx)) */
-			linear_forward(c, w->dtmp, a->ctx, LP("attention.output.dense.weight"), LP("attention.output.dense.bias"), N, C,
-			               C, NN_W_OUT_IN, 0);
-			lora_forward(c, w->lw, lo, l, 3, w->dtmp, C, a->ctx);
-			dropout_add(c, a->res1, w->dtmp, (size_t)N * (size_t)C, p, ds, DROP_ATT(l));
+		if (l == cf->n_layer - 1 && w->co) {
+			/* the heads read the last layer only at [CLS]: the rest of it on
+			 * those rows alone, gathered, then put back in place */
+			block_act *k = &w->cl;
+			for (int b = 0; b < B; b++) {
+				size_t from = (size_t)b * (size_t)T * (size_t)C, to = (size_t)b * (size_t)C;
+				nn_copy(c, k->x + to, a->x + from, (size_t)C * sizeof(float));
+				nn_copy(c, k->ctx + to, a->ctx + from, (size_t)C * sizeof(float));
+			}
+			block_tail_forward(m, w, l, k, B);
+			for (int b = 0; b < B; b++)
+				nn_copy(c, a->out + (size_t)b * (size_t)T * (size_t)C, k->out + (size_t)b * (size_t)C,
+				        (size_t)C * sizeof(float));
 		} else {
-			linear_forward(c, a->res1, a->ctx, LP("attention.output.dense.weight"), LP("attention.output.dense.bias"), N, C,
-			               C, NN_W_OUT_IN, 1);
-			lora_forward(c, w->lw, lo, l, 3, a->res1, C, a->ctx);
+			block_tail_forward(m, w, l, a, N);
 		}
-		layernorm_forward(c, a->h1, a->m1, a->r1, a->res1, LP("attention.output.LayerNorm.weight"),
-		                  LP("attention.output.LayerNorm.bias"), N, C, cf->eps);
-		linear_forward(c, a->f1, a->h1, LP("intermediate.dense.weight"), LP("intermediate.dense.bias"), N, C, I,
-		               NN_W_OUT_IN, 0);
-		lora_forward(c, w->lw, lo, l, 4, a->f1, I, a->h1);
-		gelu_forward(c, a->f2, a->f1, (size_t)N * (size_t)I, cf->act);
-		nn_copy(c, a->res2, a->h1, F);
-		if (drop) { /* h1 + dropout(dense(f2)) */
-			linear_forward(c, w->dtmp, a->f2, LP("output.dense.weight"), LP("output.dense.bias"), N, I, C, NN_W_OUT_IN, 0);
-			lora_forward(c, w->lw, lo, l, 5, w->dtmp, C, a->f2);
-			dropout_add(c, a->res2, w->dtmp, (size_t)N * (size_t)C, p, ds, DROP_FFN(l));
-		} else {
-			linear_forward(c, a->res2, a->f2, LP("output.dense.weight"), LP("output.dense.bias"), N, I, C, NN_W_OUT_IN, 1);
-			lora_forward(c, w->lw, lo, l, 5, a->res2, C, a->f2);
-		}
-		layernorm_forward(c, a->out, a->m2, a->r2, a->res2, LP("output.LayerNorm.weight"), LP("output.LayerNorm.bias"), N,
-		                  C, cf->eps);
 	}
 	const float *h = bert_hidden(w);
 	double loss = 0;
@@ -826,6 +891,57 @@ static float *drop_grad(const bert *m, bert_ws *w, const float *g, size_t n, uin
 	return w->dtmp;
 }
 
+/* linear_backward (torch's layout) with the input gradient dx written
+ * rather than added: the same product, into a buffer that then needs no
+ * zeroing (and that the product need not read) */
+static void dense_backward(nn_ctx *c, float *dx, float *dw, float *db, const float *dy, const float *x, const float *wt,
+                           int N, int in, int out)
+{
+	linear_backward(c, NULL, dw, db, dy, x, wt, N, in, out, NN_W_OUT_IN);
+	matmul(c, 0, 0, N, in, out, 1.0f, dy, out, wt, in, 0.0f, dx, in);
+}
+
+/* Back through block_tail_forward on `rows` rows: from gOut (the block
+ * output's gradient) to gIn (written: the residual's share of the block
+ * input's gradient, q | k | v's is added later) and gCtx (written: the
+ * attention output's); gMid, gF2, gF1 scratch of rows × C, I, I */
+static void block_tail_backward(const bert *m, bert_ws *w, int l, const block_act *a, int rows, const float *gOut,
+                                float *gMid, float *gF2, float *gF1, float *gIn, float *gCtx)
+{
+	const bert_config *cf = &m->cfg;
+	nn_ctx *c = &w->nn;
+	const lora *lo = m->lora;
+	int C = cf->hidden, I = cf->inter, drop = w->dropped;
+	size_t F = (size_t)rows * (size_t)C * sizeof(float), FI = (size_t)rows * (size_t)I * sizeof(float);
+	char nm[96];
+	/* output LayerNorm into gMid; the residual carries it to h1, the
+	 * intermediate layer's input gradient is added to it there */
+	nn_zero(c, gMid, F);
+	layernorm_backward(c, gMid, LG("output.LayerNorm.weight"), LG("output.LayerNorm.bias"), gOut, a->res2,
+	                   LP("output.LayerNorm.weight"), a->m2, a->r2, rows, C);
+	const float *gd = gMid; /* the dense layer's output gradient: through its dropout */
+	if (drop)
+		gd = drop_grad(m, w, gMid, (size_t)rows * (size_t)C, DROP_FFN(l));
+	dense_backward(c, gF2, LG("output.dense.weight"), LG("output.dense.bias"), gd, a->f2, LP("output.dense.weight"), rows,
+	               I, C);
+	lora_backward(c, w->lw, lo, l, 5, gF2, gd, C, a->f2);
+	nn_zero(c, gF1, FI);
+	gelu_backward(c, gF1, gF2, a->f1, (size_t)rows * (size_t)I, cf->act);
+	linear_backward(c, gMid, LG("intermediate.dense.weight"), LG("intermediate.dense.bias"), gF1, a->h1,
+	                LP("intermediate.dense.weight"), rows, C, I, NN_W_OUT_IN);
+	lora_backward(c, w->lw, lo, l, 4, gMid, gF1, I, a->h1);
+	/* attention's LayerNorm (into gIn), dense */
+	nn_zero(c, gIn, F);
+	layernorm_backward(c, gIn, LG("attention.output.LayerNorm.weight"), LG("attention.output.LayerNorm.bias"), gMid,
+	                   a->res1, LP("attention.output.LayerNorm.weight"), a->m1, a->r1, rows, C);
+	gd = gIn;
+	if (drop)
+		gd = drop_grad(m, w, gIn, (size_t)rows * (size_t)C, DROP_ATT(l));
+	dense_backward(c, gCtx, LG("attention.output.dense.weight"), LG("attention.output.dense.bias"), gd, a->ctx,
+	               LP("attention.output.dense.weight"), rows, C, C);
+	lora_backward(c, w->lw, lo, l, 3, gCtx, gd, C, a->ctx);
+}
+
 void bert_backward(const bert *m, bert_ws *w)
 {
 	const bert_config *cf = &m->cfg;
@@ -833,8 +949,8 @@ void bert_backward(const bert *m, bert_ws *w)
 	const lora *lo = m->lora;
 	if (!w->labelled)
 		return;
-	int B = w->B, T = w->T, N = w->N, C = cf->hidden, H = cf->n_head, I = cf->inter, K = cf->nlabels;
-	size_t F = (size_t)N * (size_t)C * sizeof(float), FI = (size_t)N * (size_t)I * sizeof(float);
+	int B = w->B, T = w->T, N = w->N, C = cf->hidden, H = cf->n_head, K = cf->nlabels;
+	size_t F = (size_t)N * (size_t)C * sizeof(float);
 	const uint8_t *mask = w->has_mask ? w->mask : NULL;
 	const float *h = bert_hidden(w);
 	char nm[96];
@@ -884,35 +1000,25 @@ void bert_backward(const bert *m, bert_ws *w)
 	}
 	for (int l = cf->n_layer - 1; l >= 0; l--) {
 		block_act *a = &w->l[l];
-		/* output LayerNorm; the residual carries its gradient to h1 */
-		nn_zero(c, w->gRes, F);
-		layernorm_backward(c, w->gRes, LG("output.LayerNorm.weight"), LG("output.LayerNorm.bias"), w->gOut, a->res2,
-		                   LP("output.LayerNorm.weight"), a->m2, a->r2, N, C);
-		nn_copy(c, w->gMid, w->gRes, F);
-		const float *gd = w->gRes; /* the dense layer's output gradient: through its dropout */
-		if (drop)
-			gd = drop_grad(m, w, w->gRes, (size_t)N * (size_t)C, DROP_FFN(l));
-		nn_zero(c, w->gF2, FI);
-		linear_backward(c, w->gF2, LG("output.dense.weight"), LG("output.dense.bias"), gd, a->f2,
-		                LP("output.dense.weight"), N, I, C, NN_W_OUT_IN);
-		lora_backward(c, w->lw, lo, l, 5, w->gF2, gd, C, a->f2);
-		nn_zero(c, w->gF1, FI);
-		gelu_backward(c, w->gF1, w->gF2, a->f1, (size_t)N * (size_t)I, cf->act);
-		linear_backward(c, w->gMid, LG("intermediate.dense.weight"), LG("intermediate.dense.bias"), w->gF1, a->h1,
-		                LP("intermediate.dense.weight"), N, C, I, NN_W_OUT_IN);
-		lora_backward(c, w->lw, lo, l, 4, w->gMid, w->gF1, I, a->h1);
-		/* attention's LayerNorm, dense, the heads, q | k | v */
-		nn_zero(c, w->gRes, F);
-		layernorm_backward(c, w->gRes, LG("attention.output.LayerNorm.weight"), LG("attention.output.LayerNorm.bias"),
-		                   w->gMid, a->res1, LP("attention.output.LayerNorm.weight"), a->m1, a->r1, N, C);
-		nn_copy(c, w->gIn, w->gRes, F);
-		gd = w->gRes;
-		if (drop)
-			gd = drop_grad(m, w, w->gRes, (size_t)N * (size_t)C, DROP_ATT(l));
-		nn_zero(c, w->gCtx, F);
-		linear_backward(c, w->gCtx, LG("attention.output.dense.weight"), LG("attention.output.dense.bias"), gd, a->ctx,
-		                LP("attention.output.dense.weight"), N, C, C, NN_W_OUT_IN);
-		lora_backward(c, w->lw, lo, l, 3, w->gCtx, gd, C, a->ctx);
+		if (l == cf->n_layer - 1 && w->co) {
+			/* the last layer after its attention ran on the [CLS] rows alone
+			 * (bert_forward): their gradients gathered, back through it, the
+			 * results put in place among zeros */
+			block_act *k = &w->cl;
+			for (int b = 0; b < B; b++)
+				nn_copy(c, w->gOutc + (size_t)b * (size_t)C, w->gOut + (size_t)b * (size_t)T * (size_t)C,
+				        (size_t)C * sizeof(float));
+			block_tail_backward(m, w, l, k, B, w->gOutc, w->gMidc, w->gF2c, w->gF1c, w->gInc, w->gCtxc);
+			nn_zero(c, w->gIn, F);
+			nn_zero(c, w->gCtx, F);
+			for (int b = 0; b < B; b++) {
+				size_t to = (size_t)b * (size_t)T * (size_t)C, from = (size_t)b * (size_t)C;
+				nn_copy(c, w->gIn + to, w->gInc + from, (size_t)C * sizeof(float));
+				nn_copy(c, w->gCtx + to, w->gCtxc + from, (size_t)C * sizeof(float));
+			}
+		} else {
+			block_tail_backward(m, w, l, a, N, w->gOut, w->gMid, w->gF2, w->gF1, w->gIn, w->gCtx);
+		}
 		nn_zero(c, w->gQKV, 3 * F);
 		attention_backward(c, w->gQKV, w->gCtx, a->qkv, mask, B, T, C, H, 0);
 		linear_backward(c, w->gIn, LG("attention.self.query.weight"), LG("attention.self.query.bias"), w->gQKV, a->x,

@@ -108,6 +108,15 @@ void bert_ws_dropout(bert_ws *w, uint64_t seed);
  * logits are then those rows' (bert_mlm_rows of them), in order. Off:
  * every row's, as transformers computes them. */
 void bert_ws_mlm_sparse(bert_ws *w, int on);
+/* Sequence classification (and the bare model's pooler) read the last
+ * layer only at each sequence's first token, [CLS]. On: the last layer
+ * after its attention (dense, LayerNorms, feed-forward) runs on those B
+ * rows alone, forward and backward, and bert_hidden's other rows of it are
+ * not computed; the loss and gradients are the same up to summation order
+ * (with dropout, the last layer's masks are other draws). Off (the
+ * default): every row, as transformers computes them. No effect with LoRA
+ * adapters or other heads. */
+void bert_ws_cls_only(bert_ws *w, const bert *m, int on);
 int bert_mlm_rows(const bert_ws *w);
 
 /* One batch. ids, types (NULL: all 0), mask (NULL: all 1) are B·T. Labels:

@@ -239,6 +239,7 @@ int train_bert(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, const k
 		l.m = &m;
 		l.ws = bert_ws_new(&m, B, T, c->threads);
 		bert_ws_mlm_sparse(l.ws, 1);
+		bert_ws_cls_only(l.ws, &m, 1);
 		l.tr = &tr;
 		l.va = &va;
 		l.B = B;

@@ -18,9 +18,9 @@ h=$(build/bench_bert $CFG "$STEPS" "$TH")
 t=$(/usr/bin/python3 tests/bench/bert_torch.py $CFG "$STEPS" "$TH")
 echo "$h" | sed 's/^/  /'
 echo "  $t"
-hs=$(head -1 <<<"$h" | awk '{print $2}'); ts=$(awk '{print $2}' <<<"$t")
+hs=$(grep '^hone ' <<<"$h" | awk '{print $2}'); ts=$(awk '{print $2}' <<<"$t")
 printf '  hone / torch = %.2fx (tokens/s)\n' "$(echo "$hs / $ts" | bc -l)"
-echo "  $(build/bench_bert $CFG 2 "$TH" lora | tail -1)"
+echo "  $(build/bench_bert $CFG 2 "$TH" lora | grep '^memory')"
 # predict: a small BERT classifier bundle, rows/s on one core
 W=$(mktemp -d /tmp/hone-bench-bert-XXXXXX)
 trap 'rm -rf "$W"' EXIT

@@ -252,6 +252,85 @@ static void test_lora_peft(void **st)
 	bert_free(&m);
 }
 
+/* bert_ws_cls_only on the classifier fixture: the loss, logits and every
+ * gradient as with every row (up to summation order), the same bits on 2
+ * and 3 threads; with dropout, backward matches finite differences through
+ * the last layer's masks; the bare model's pooler likewise */
+static void test_cls_only(void **st)
+{
+	(void)st;
+	herr e;
+	bert m;
+	assert_int_equal(bert_load_dir(&e, &m, "tests/fixtures/bert/seqcls"), 0);
+	ref f;
+	ref_open(&f, "tests/fixtures/bert/seqcls");
+	bert_batch b = {f.ids, f.types, f.mask, f.li, NULL};
+	bert_ws *full = bert_ws_new(&m, f.B, f.T, 2), *co = bert_ws_new(&m, f.B, f.T, 2), *co3 = bert_ws_new(&m, f.B, f.T, 3);
+	bert_ws_cls_only(co, &m, 1);
+	bert_ws_cls_only(co3, &m, 1);
+	double lf = bert_forward(&m, full, &b), lc = bert_forward(&m, co, &b), l3 = bert_forward(&m, co3, &b);
+	assert_true(fabs(lf - lc) <= 1e-6 * fabs(lf));
+	assert_true(lc == l3);
+	for (int k = 0; k < f.B * m.cfg.nlabels; k++)
+		assert_true(fabsf(bert_logits(full)[k] - bert_logits(co)[k]) <= 1e-5f * (fabsf(bert_logits(full)[k]) + 1e-3f));
+	bert_backward(&m, full);
+	bert_backward(&m, co);
+	bert_backward(&m, co3);
+	const float *gf = bert_grad(full), *gc = bert_grad(co);
+	assert_memory_equal(gc, bert_grad(co3), m.nparams * sizeof(float));
+	for (size_t i = 0; i < m.nt; i++) {
+		const model_tensor *t = &m.t[i];
+		double scale = 0;
+		for (size_t j = 0; j < t->n; j++)
+			scale = fmax(scale, fabs(gf[t->off + j]));
+		for (size_t j = 0; j < t->n; j++)
+			if (!(fabs(gc[t->off + j] - gf[t->off + j]) <= 1e-4 * fabs(gf[t->off + j]) + 1e-5 * scale + 1e-9))
+				fail_msg("%s[%zu]: cls_only %.9g, every row %.9g", t->name, j, gc[t->off + j], gf[t->off + j]);
+	}
+	/* dropout: finite differences, the last layer's parameters among them */
+	m.cfg.dropout = 0.3f;
+	bert_ws_free(co);
+	co = bert_ws_new(&m, f.B, f.T, 2);
+	bert_ws_cls_only(co, &m, 1);
+	bert_ws_dropout(co, 77);
+	double d1 = bert_forward(&m, co, &b), d2 = bert_forward(&m, co, &b);
+	assert_true(d1 == d2);
+	memset(bert_grad(co), 0, m.nparams * sizeof(float));
+	bert_backward(&m, co);
+	float *g = xmalloc(m.nparams * sizeof(float));
+	memcpy(g, bert_grad(co), m.nparams * sizeof(float));
+	const char *names[] = {"bert.embeddings.LayerNorm.weight", "bert.encoder.layer.0.output.dense.weight",
+	                       "bert.encoder.layer.1.attention.self.key.weight", "bert.encoder.layer.1.attention.output.dense.weight",
+	                       "bert.encoder.layer.1.attention.output.LayerNorm.bias", "bert.encoder.layer.1.intermediate.dense.weight",
+	                       "bert.encoder.layer.1.output.dense.bias", "bert.encoder.layer.1.output.LayerNorm.weight"};
+	size_t bad = 0, tried = 0;
+	for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
+		const model_tensor *t = bert_find(&m, names[k]);
+		for (size_t j = 0; j < t->n; j += t->n / 5 + 1) {
+			float *x = m.p + t->off + j, keep = *x;
+			*x = keep + 1e-2f;
+			double up = bert_forward(&m, co, &b);
+			*x = keep - 1e-2f;
+			double dn = bert_forward(&m, co, &b);
+			*x = keep;
+			double fd = (up - dn) / 2e-2, an = g[t->off + j];
+			tried++;
+			if (fabs(fd - an) > 2e-3 + 3e-2 * fabs(fd)) {
+				bad++;
+				print_message("%s[%zu]: backward %.6g, finite difference %.6g\n", names[k], j, an, fd);
+			}
+		}
+	}
+	assert_true(tried > 30);
+	assert_int_equal(bad, 0);
+	free(g);
+	bert_ws_free(full);
+	bert_ws_free(co);
+	bert_ws_free(co3);
+	ref_close(&f);
+	bert_free(&m);
+}
+
 /* Dropout (hidden_dropout_prob 0.3 on the classifier fixture): it changes
  * the loss, the same seed gives the same loss, seed 0 gives transformers'
  * value again, and backward matches finite differences through the masks */
@@ -371,6 +450,7 @@ int main(void)
 		cmocka_unit_test(test_lora_peft),
 		cmocka_unit_test(test_save_load_heads),
 		cmocka_unit_test(test_dropout),
+		cmocka_unit_test(test_cls_only),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

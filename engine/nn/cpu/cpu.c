@@ -15,6 +15,7 @@
 #include "../../ml/blas.h"
 #include "../../ml/optim.h"
 #include "../../util.h"
+#include "cpu.h"
 
 /* fn over nt threads: the context's crew when it has nt members (no thread
  * start per call), else threads of their own; the same split either way */
@@ -27,6 +28,25 @@ static void nn_par(nn_ctx *c, int nt, void (*fn)(void *, int, int), void *ud)
 	else
 		par_run(nt, fn, ud);
 }
+
+/* Loops that the compiler vectorizes are built twice: as they are, and as
+ * a twin for AVX-512F (vectors 16 wide), taken where the machine has it.
+ * The twins do the same float operations in the same order per element (C11
+ * mode: no FMA contraction), so they give the same bits. */
+#if defined(__clang__)
+#define VECOPT /* clang vectorizes these at -O2 and has no optimize attribute */
+#else
+#define VECOPT optimize("O3", "no-trapping-math")
+#endif
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#define VEC512 __attribute__((target("avx512f"), VECOPT))
+static int has512(void) { return __builtin_cpu_supports("avx512f"); }
+#else
+#define VEC512 __attribute__((VECOPT))
+static int has512(void) { return 0; }
+#endif
+#define VECDEF __attribute__((VECOPT))
+#define INLINE static inline __attribute__((always_inline))
 
 /* --- memory ---------------------------------------------------------------------- */
 
@@ -42,10 +62,22 @@ static void cpu_free(nn_ctx *c, void *p)
 	free(p);
 }
 
+typedef struct zero_job {
+	char *p;
+	size_t n;
+} zero_job;
+
+static void zero_part(void *ud, int t, int nt)
+{
+	zero_job *j = ud;
+	size_t lo = j->n * (size_t)t / (size_t)nt, hi = j->n * (size_t)(t + 1) / (size_t)nt;
+	memset(j->p + lo, 0, hi - lo);
+}
+
 static void cpu_zero(nn_ctx *c, void *p, size_t n)
 {
-	(void)c;
-	memset(p, 0, n);
+	zero_job j = {p, n};
+	nn_par(c, n >= ((size_t)1 << 20) ? c->threads : 1, zero_part, &j);
 }
 
 static void cpu_copy(nn_ctx *c, void *d, const void *s, size_t n)
@@ -70,25 +102,44 @@ typedef struct bias_job {
 } bias_job;
 
 /* rows [lo, hi) of y += b */
+INLINE void add_bias_rows(float *restrict y, const float *restrict b, int lo, int hi, int D)
+{
+	for (int i = lo; i < hi; i++)
+		for (int k = 0; k < D; k++)
+			y[(size_t)i * (size_t)D + (size_t)k] += b[k];
+}
+VECDEF static void add_bias_def(bias_job *j, int lo, int hi) { add_bias_rows(j->y, j->b, lo, hi, j->D); }
+VEC512 static void add_bias_512(bias_job *j, int lo, int hi) { add_bias_rows(j->y, j->b, lo, hi, j->D); }
+
 static void add_bias_part(void *ud, int t, int nt)
 {
 	bias_job *j = ud;
-	for (int i = j->N * t / nt; i < j->N * (t + 1) / nt; i++)
-		for (int k = 0; k < j->D; k++)
-			j->y[(size_t)i * (size_t)j->D + (size_t)k] += j->b[k];
+	int lo = j->N * t / nt, hi = j->N * (t + 1) / nt;
+	if (has512())
+		add_bias_512(j, lo, hi);
+	else
+		add_bias_def(j, lo, hi);
 }
 
 /* columns [lo, hi) of db += Σ rows of dy, each column summed in row order
  * (the same bits for any split) */
+INLINE void bias_grad_cols(float *restrict db, const float *restrict dy, int N, int D, int lo, int hi)
+{
+	for (int i = 0; i < N; i++)
+		for (int k = lo; k < hi; k++)
+			db[k] += dy[(size_t)i * (size_t)D + (size_t)k];
+}
+VECDEF static void bias_grad_def(bias_job *j, int lo, int hi) { bias_grad_cols(j->y, j->b, j->N, j->D, lo, hi); }
+VEC512 static void bias_grad_512(bias_job *j, int lo, int hi) { bias_grad_cols(j->y, j->b, j->N, j->D, lo, hi); }
+
 static void bias_grad_part(void *ud, int t, int nt)
 {
 	bias_job *j = ud;
 	int lo = j->D * t / nt, hi = j->D * (t + 1) / nt;
-	float *db = j->y;
-	const float *dy = j->b;
-	for (int i = 0; i < j->N; i++)
-		for (int k = lo; k < hi; k++)
-			db[k] += dy[(size_t)i * (size_t)j->D + (size_t)k];
+	if (has512())
+		bias_grad_512(j, lo, hi);
+	else
+		bias_grad_def(j, lo, hi);
 }
 
 static int split_for(nn_ctx *c, size_t work) { return work >= 65536 ? c->threads : 1; }
@@ -170,25 +221,56 @@ typedef struct norm_job {
 	float eps;
 } norm_job;
 
-static void ln_part(void *ud, int t, int nt)
+/* 8 lanes (GCC's vector extension: 16 bytes at a time by default, one
+ * register in the AVX-512 twin; the same lane arithmetic either way) */
+typedef float v8f __attribute__((vector_size(32)));
+typedef double v8d __attribute__((vector_size(64)));
+
+/* Σ of 8 lanes of doubles, in a fixed order */
+INLINE double sum8(const double *v) { return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7])); }
+
+/* Rows [lo, hi). The row sums are in double over 8 lanes (element k in lane
+ * k mod 8, the lanes then added in a fixed order, the last C mod 8 elements
+ * after them), so that they vectorize; the same order in either twin. */
+INLINE void ln_rows(norm_job *j, int lo, int hi)
 {
-	norm_job *j = ud;
-	int C = j->C;
-	for (int i = j->N * t / nt; i < j->N * (t + 1) / nt; i++) {
-		const float *xi = j->x + (size_t)i * (size_t)C;
-		double s = 0, ss = 0;
-		for (int k = 0; k < C; k++)
+	int C = j->C, C8 = C & ~7;
+	const float *restrict w = j->w, *restrict b = j->b;
+	for (int i = lo; i < hi; i++) {
+		const float *restrict xi = j->x + (size_t)i * (size_t)C;
+		double s8[8] = {0}, q8[8] = {0};
+		for (int k = 0; k < C8; k += 8)
+			for (int l = 0; l < 8; l++)
+				s8[l] += xi[k + l];
+		double s = sum8(s8);
+		for (int k = C8; k < C; k++)
 			s += xi[k];
 		double mu = s / C;
-		for (int k = 0; k < C; k++)
+		for (int k = 0; k < C8; k += 8)
+			for (int l = 0; l < 8; l++)
+				q8[l] += (xi[k + l] - mu) * (xi[k + l] - mu);
+		double ss = sum8(q8);
+		for (int k = C8; k < C; k++)
 			ss += (xi[k] - mu) * (xi[k] - mu);
 		float r = (float)(1.0 / sqrt(ss / C + j->eps));
-		float *o = j->out + (size_t)i * (size_t)C;
+		float *restrict o = j->out + (size_t)i * (size_t)C;
 		for (int k = 0; k < C; k++)
-			o[k] = ((float)(xi[k] - mu)) * r * j->w[k] + j->b[k];
+			o[k] = ((float)(xi[k] - mu)) * r * w[k] + b[k];
 		j->mean[i] = (float)mu;
 		j->rstd[i] = r;
 	}
+}
+VECDEF static void ln_def(norm_job *j, int lo, int hi) { ln_rows(j, lo, hi); }
+VEC512 static void ln_512(norm_job *j, int lo, int hi) { ln_rows(j, lo, hi); }
+
+static void ln_part(void *ud, int t, int nt)
+{
+	norm_job *j = ud;
+	int lo = j->N * t / nt, hi = j->N * (t + 1) / nt;
+	if (has512())
+		ln_512(j, lo, hi);
+	else
+		ln_def(j, lo, hi);
 }
 
 static void cpu_layernorm_forward(nn_ctx *c, float *out, float *mean, float *rstd, const float *x, const float *w,
@@ -204,27 +286,53 @@ typedef struct lnb_job {
 	int N, C;
 } lnb_job;
 
-/* dx of rows [lo, hi): each row on its own */
-static void lnb_part(void *ud, int t, int nt)
+/* dx of rows [lo, hi): each row on its own; its two sums as in ln_rows */
+INLINE void lnb_rows(lnb_job *j, int lo, int hi)
 {
-	lnb_job *j = ud;
-	int C = j->C;
-	for (int i = j->N * t / nt; i < j->N * (t + 1) / nt; i++) {
-		const float *xi = j->x + (size_t)i * (size_t)C, *dyi = j->dy + (size_t)i * (size_t)C;
-		float *dxi = j->dx + (size_t)i * (size_t)C;
-		double a = 0, bb = 0;
-		for (int k = 0; k < C; k++) {
-			float xh = (xi[k] - j->mean[i]) * j->rstd[i];
-			float d = dyi[k] * j->w[k];
+	int C = j->C, C8 = C & ~7;
+	const float *restrict w = j->w;
+	for (int i = lo; i < hi; i++) {
+		const float *restrict xi = j->x + (size_t)i * (size_t)C, *restrict dyi = j->dy + (size_t)i * (size_t)C;
+		float *restrict dxi = j->dx + (size_t)i * (size_t)C;
+		float mu = j->mean[i], r = j->rstd[i];
+		v8d a8 = {0}, b8 = {0};
+		for (int k = 0; k < C8; k += 8) {
+			v8f x8, dy8, w8;
+			memcpy(&x8, xi + k, sizeof x8);
+			memcpy(&dy8, dyi + k, sizeof dy8);
+			memcpy(&w8, w + k, sizeof w8);
+			v8f xh = (x8 - mu) * r, d = dy8 * w8, e = d * xh;
+			a8 += __builtin_convertvector(d, v8d);
+			b8 += __builtin_convertvector(e, v8d);
+		}
+		double av[8], bv[8];
+		memcpy(av, &a8, sizeof av);
+		memcpy(bv, &b8, sizeof bv);
+		double a = sum8(av), bb = sum8(bv);
+		for (int k = C8; k < C; k++) {
+			float xh = (xi[k] - mu) * r;
+			float d = dyi[k] * w[k];
 			a += d;
 			bb += d * xh;
 		}
 		float ma = (float)(a / C), mb = (float)(bb / C);
 		for (int k = 0; k < C; k++) {
-			float xh = (xi[k] - j->mean[i]) * j->rstd[i];
-			dxi[k] += j->rstd[i] * (dyi[k] * j->w[k] - ma - xh * mb);
+			float xh = (xi[k] - mu) * r;
+			dxi[k] += r * (dyi[k] * w[k] - ma - xh * mb);
 		}
 	}
+}
+VECDEF static void lnb_def(lnb_job *j, int lo, int hi) { lnb_rows(j, lo, hi); }
+VEC512 static void lnb_512(lnb_job *j, int lo, int hi) { lnb_rows(j, lo, hi); }
+
+static void lnb_part(void *ud, int t, int nt)
+{
+	lnb_job *j = ud;
+	int lo = j->N * t / nt, hi = j->N * (t + 1) / nt;
+	if (has512())
+		lnb_512(j, lo, hi);
+	else
+		lnb_def(j, lo, hi);
 }
 
 typedef struct lnw_job {
@@ -234,18 +342,30 @@ typedef struct lnw_job {
 } lnw_job;
 
 /* columns [lo, hi) of dw, db: each summed over the rows in row order */
+INLINE void lnw_cols(float *restrict dw, float *restrict db, const float *restrict dy, const float *restrict x,
+                     const float *restrict mean, const float *restrict rstd, int N, int C, int lo, int hi)
+{
+	for (int i = 0; i < N; i++) {
+		const float *xi = x + (size_t)i * (size_t)C, *dyi = dy + (size_t)i * (size_t)C;
+		float mu = mean[i], r = rstd[i];
+		for (int k = lo; k < hi; k++) {
+			float xh = (xi[k] - mu) * r;
+			dw[k] += dyi[k] * xh;
+			db[k] += dyi[k];
+		}
+	}
+}
+VECDEF static void lnw_def(lnw_job *j, int lo, int hi) { lnw_cols(j->dw, j->db, j->dy, j->x, j->mean, j->rstd, j->N, j->C, lo, hi); }
+VEC512 static void lnw_512(lnw_job *j, int lo, int hi) { lnw_cols(j->dw, j->db, j->dy, j->x, j->mean, j->rstd, j->N, j->C, lo, hi); }
+
 static void lnw_part(void *ud, int t, int nt)
 {
 	lnw_job *j = ud;
-	int C = j->C, lo = C * t / nt, hi = C * (t + 1) / nt;
-	for (int i = 0; i < j->N; i++) {
-		const float *xi = j->x + (size_t)i * (size_t)C, *dyi = j->dy + (size_t)i * (size_t)C;
-		for (int k = lo; k < hi; k++) {
-			float xh = (xi[k] - j->mean[i]) * j->rstd[i];
-			j->dw[k] += dyi[k] * xh;
-			j->db[k] += dyi[k];
-		}
-	}
+	int lo = j->C * t / nt, hi = j->C * (t + 1) / nt;
+	if (has512())
+		lnw_512(j, lo, hi);
+	else
+		lnw_def(j, lo, hi);
 }
 
 /* dx by rows over the threads; dw and db by columns, each summed over the
@@ -335,9 +455,11 @@ typedef struct att_job {
 	const float *dy;
 	float *dqkv;
 	const uint8_t *mask;
-	float *scratch; /* 2 T·T per thread */
+	float *scratch; /* per thread: `per` floats */
 	int B, T, C, H, hd, causal;
 	float scale;
+	int fused;  /* attn.c's kernel, else sgemm per head */
+	size_t per; /* scratch floats per thread */
 } att_job;
 
 /* key x visible from query i (km: the row's key mask) */
@@ -416,10 +538,15 @@ static void att_fwd_part(void *ud, int t, int nt)
 {
 	att_job *j = ud;
 	int T = j->T, C = j->C, H = j->H, hd = j->hd, BH = j->B * j->H;
-	float *S = j->scratch + (size_t)t * 2 * (size_t)T * (size_t)T;
+	float *S = j->scratch + (size_t)t * j->per;
 	for (int bh = BH * t / nt; bh < BH * (t + 1) / nt; bh++) {
 		int b = bh / H, h = bh % H;
 		const float *q = j->qkv + (size_t)b * (size_t)T * 3 * (size_t)C + (size_t)h * (size_t)hd;
+		if (j->fused) {
+			cpu_attn_fwd_head(j->y + (size_t)b * (size_t)T * (size_t)C + (size_t)h * (size_t)hd, q,
+			                  j->mask ? j->mask + (size_t)b * (size_t)T : NULL, T, C, hd, j->causal, j->scale, S);
+			continue;
+		}
 		att_probs(j, b, q, q + C, S);
 		sgemm(0, 0, T, hd, T, 1.0f, S, T, q + 2 * C, 3 * C, 0.0f, j->y + (size_t)b * (size_t)T * (size_t)C + (size_t)h * (size_t)hd,
 		      C);
@@ -430,13 +557,18 @@ static void att_back_part(void *ud, int t, int nt)
 {
 	att_job *j = ud;
 	int T = j->T, C = j->C, H = j->H, hd = j->hd, BH = j->B * j->H;
-	float *Pm = j->scratch + (size_t)t * 2 * (size_t)T * (size_t)T, *dS = Pm + (size_t)T * (size_t)T;
+	float *Pm = j->scratch + (size_t)t * j->per, *dS = Pm + (size_t)T * (size_t)T;
 	for (int bh = BH * t / nt; bh < BH * (t + 1) / nt; bh++) {
 		int b = bh / H, h = bh % H;
 		size_t qo = (size_t)b * (size_t)T * 3 * (size_t)C + (size_t)h * (size_t)hd;
 		const float *q = j->qkv + qo, *k = q + C, *v = q + 2 * C;
 		float *dq = j->dqkv + qo, *dk = dq + C, *dv = dq + 2 * C;
 		const uint8_t *km = j->mask ? j->mask + (size_t)b * (size_t)T : NULL;
+		if (j->fused) {
+			cpu_attn_bwd_head(dq, j->dy + (size_t)b * (size_t)T * (size_t)C + (size_t)h * (size_t)hd, q, km, T, C, hd,
+			                  j->causal, j->scale, Pm);
+			continue;
+		}
 		int L = prefix_len(km, T);
 		att_probs(j, b, q, k, Pm);
 		const float *dyh = j->dy + (size_t)b * (size_t)T * (size_t)C + (size_t)h * (size_t)hd;
@@ -470,25 +602,28 @@ static void att_back_part(void *ud, int t, int nt)
 	}
 }
 
-static void attention_run(nn_ctx *c, att_job *j, void (*fn)(void *, int, int))
+/* fused kernel or not: chosen here, on the caller's thread */
+static void attention_run(nn_ctx *c, att_job *j, void (*fn)(void *, int, int), int backward)
 {
 	int nt = c->threads < 1 ? 1 : c->threads > 64 ? 64 : c->threads;
-	j->scratch = nn_scratch(c, (size_t)nt * 2 * (size_t)j->T * (size_t)j->T * sizeof(float));
+	j->fused = cpu_attn_fused();
+	j->per = j->fused ? cpu_attn_scratch(j->T, j->hd, backward) : 2 * (size_t)j->T * (size_t)j->T;
+	j->scratch = nn_scratch(c, (size_t)nt * j->per * sizeof(float));
 	nn_par(c, nt, fn, j);
 }
 
 static void cpu_attention_forward(nn_ctx *c, float *y, const float *qkv, const uint8_t *mask, int B, int T, int C, int H,
                                   int causal)
 {
-	att_job j = {y, qkv, NULL, NULL, mask, NULL, B, T, C, H, C / H, causal, 1.0f / sqrtf((float)(C / H))};
-	attention_run(c, &j, att_fwd_part);
+	att_job j = {y, qkv, NULL, NULL, mask, NULL, B, T, C, H, C / H, causal, 1.0f / sqrtf((float)(C / H)), 0, 0};
+	attention_run(c, &j, att_fwd_part, 0);
 }
 
 static void cpu_attention_backward(nn_ctx *c, float *dqkv, const float *dy, const float *qkv, const uint8_t *mask, int B,
                                    int T, int C, int H, int causal)
 {
-	att_job j = {NULL, qkv, dy, dqkv, mask, NULL, B, T, C, H, C / H, causal, 1.0f / sqrtf((float)(C / H))};
-	attention_run(c, &j, att_back_part);
+	att_job j = {NULL, qkv, dy, dqkv, mask, NULL, B, T, C, H, C / H, causal, 1.0f / sqrtf((float)(C / H)), 0, 0};
+	attention_run(c, &j, att_back_part, 1);
 }
 
 static void cpu_attention_decode(nn_ctx *c, float *y, const float *q, const float *K, const float *V, int ld, int n, int C,
@@ -560,10 +695,8 @@ typedef struct ew_job {
 } ew_job;
 
 /* O3 for its if-conversion: the element-wise loops vectorize */
-__attribute__((optimize("O3", "no-trapping-math"))) static void ew_part(void *ud, int t, int nt)
+INLINE void ew_range(ew_job *j, size_t lo, size_t hi)
 {
-	ew_job *j = ud;
-	size_t lo = j->n * (size_t)t / (size_t)nt, hi = j->n * (size_t)(t + 1) / (size_t)nt;
 	float *restrict y = j->y;
 	const float *restrict x = j->x, *restrict dy = j->dy;
 	switch (j->op) {
@@ -574,6 +707,18 @@ __attribute__((optimize("O3", "no-trapping-math"))) static void ew_part(void *ud
 	case 5: for (size_t i = lo; i < hi; i++) y[i] += dy[i] * gelu_erf_grad(x[i]); break;
 	case 6: for (size_t i = lo; i < hi; i++) y[i] += dy[i] * (1.0f - x[i] * x[i]); break;
 	}
+}
+VECDEF static void ew_def(ew_job *j, size_t lo, size_t hi) { ew_range(j, lo, hi); }
+VEC512 static void ew_512(ew_job *j, size_t lo, size_t hi) { ew_range(j, lo, hi); }
+
+static void ew_part(void *ud, int t, int nt)
+{
+	ew_job *j = ud;
+	size_t lo = j->n * (size_t)t / (size_t)nt, hi = j->n * (size_t)(t + 1) / (size_t)nt;
+	if (has512())
+		ew_512(j, lo, hi);
+	else
+		ew_def(j, lo, hi);
 }
 
 static void ew_run(nn_ctx *c, float *y, const float *x, const float *dy, size_t n, int op)
