@@ -28,7 +28,7 @@ DEPS_DATA  := npm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 SRC := $(wildcard engine/*.c engine/stages/*.c engine/io/*.c engine/ml/*.c engine/nn/*.c engine/nn/cpu/*.c engine/models/*.c)
-HDR := $(wildcard engine/*.h engine/stages/*.h engine/io/*.h engine/ml/*.h engine/nn/*.h engine/models/*.h)
+HDR := $(wildcard engine/*.h engine/stages/*.h engine/io/*.h engine/ml/*.h engine/nn/*.h engine/nn/cpu/*.h engine/models/*.h)
 OBJ := $(SRC:%.c=build/%.o)
 LIB_OBJ := $(filter-out build/engine/main.o,$(OBJ))
 UNIT := $(basename $(notdir $(wildcard tests/unit/test_*.c)))

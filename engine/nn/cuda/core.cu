@@ -163,9 +163,17 @@ __global__ void k_to_bf16(__nv_bfloat16 *d, const float *s, int rows, int cols, 
 }
 
 /* A bf16 copy of the rows × cols matrix x (row stride ld) in buffer slot,
- * padded with zeros to prow × pcol */
-static const __nv_bfloat16 *to_bf16(int slot, const float *x, int rows, int cols, int ld, int prow, int pcol)
+ * both dimensions padded with zeros to a multiple of 8 (its row stride: ld) */
+struct bfm {
+	const __nv_bfloat16 *p;
+	int ld;
+};
+
+static int up8(int x) { return (x + 7) / 8 * 8; }
+
+static bfm to_bf16(int slot, const float *x, int rows, int cols, int ld)
 {
+	int prow = up8(rows), pcol = up8(cols);
 	size_t n = (size_t)prow * (size_t)pcol;
 	if (n > cu.nbf[slot]) {
 		if (cu.bf[slot])
@@ -177,7 +185,7 @@ static const __nv_bfloat16 *to_bf16(int slot, const float *x, int rows, int cols
 	__nv_bfloat16 *d = (__nv_bfloat16 *)cu.bf[slot];
 	k_to_bf16<<<cu_blocks(n, 256), 256, 0, cu.s>>>(d, x, rows, cols, ld, prow, pcol);
 	CKL();
-	return d;
+	return bfm{d, pcol};
 }
 
 /* C[rows × cols] (stride ldc) to or from a packed copy of stride pc */
@@ -190,28 +198,15 @@ __global__ void k_copy2d(float *d, int ldd, const float *s, int lds, int rows, i
 	}
 }
 
-static int up8(int x) { return (x + 7) / 8 * 8; }
-
-/* With NN_BF16: the product from bf16 copies of a and b, every dimension
- * padded to a multiple of 8 with zeros (the tensor cores' kernels want
- * 16-byte rows; a vocabulary of 50,257 would otherwise take a kernel for
- * unaligned data at a fraction of the speed), into c, or into a padded
- * copy of c when c's rows are not aligned. */
-void cu_gemm_p(nn_ctx *c, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
-               int ldb, float beta, float *cm, int ldc)
+/* C = alpha·op(A)·op(B) + beta·C from bf16 copies (to_bf16's: K padded
+ * with zeros, so the sums are the same), fp32 accumulation, into c, or
+ * into an aligned copy of c when c's rows are not aligned. */
+static void gemm_bf(nn_ctx *c, int ta, int tb, int m, int n, int k, float alpha, bfm a, bfm b, float beta, float *cm,
+                    int ldc)
 {
-	if (c->precision != NN_BF16 || m <= 0 || n <= 0 || k <= 0) {
-		cu_gemm(ta, tb, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, cm, ldc, 0, 1);
-		return;
-	}
-	int mp = up8(m), np = up8(n), kp = up8(k);
-	/* a: m × k (or k × m), b: k × n (or n × k), as stored, padded */
-	const __nv_bfloat16 *ab = ta ? to_bf16(0, a, k, m, lda, kp, mp) : to_bf16(0, a, m, k, lda, m, kp);
-	const __nv_bfloat16 *bb = tb ? to_bf16(1, b, n, k, ldb, n, kp) : to_bf16(1, b, k, n, ldb, kp, np);
-	int la = ta ? mp : kp, lb = tb ? kp : np;
 	float *out = cm;
-	int ldo = ldc, pad = ldc % 8 != 0 || (size_t)cm % 16 != 0;
-	if (pad) { /* an aligned copy of c */
+	int np = up8(n), ldo = ldc, pad = ldc % 8 != 0 || (size_t)cm % 16 != 0;
+	if (pad) {
 		out = (float *)cu_scratch(c, (size_t)m * np * sizeof(float));
 		ldo = np;
 		if (beta != 0) {
@@ -221,13 +216,33 @@ void cu_gemm_p(nn_ctx *c, int ta, int tb, int m, int n, int k, float alpha, cons
 	}
 	cublasOperation_t oa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, ob = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
 	CKB(cublasSetMathMode(cu.h, CUBLAS_DEFAULT_MATH));
-	CKB(cublasGemmEx(cu.h, ob, oa, n, m, kp, &alpha, bb, CUDA_R_16BF, lb, ab, CUDA_R_16BF, la, &beta, out, CUDA_R_32F, ldo,
-	                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+	CKB(cublasGemmEx(cu.h, ob, oa, n, m, up8(k), &alpha, b.p, CUDA_R_16BF, b.ld, a.p, CUDA_R_16BF, a.ld, &beta, out,
+	                 CUDA_R_32F, ldo, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 	CKB(cublasSetMathMode(cu.h, CUBLAS_PEDANTIC_MATH));
 	if (pad) {
 		k_copy2d<<<cu_blocks((size_t)m * n, 256), 256, 0, cu.s>>>(cm, ldc, out, ldo, m, n);
 		CKL();
 	}
+}
+
+/* the operand a product reads: m × k (or k × m transposed), as stored */
+static bfm operand(int slot, const float *x, int t, int rows, int cols, int ld)
+{
+	return t ? to_bf16(slot, x, cols, rows, ld) : to_bf16(slot, x, rows, cols, ld);
+}
+
+/* With NN_BF16: the product from bf16 copies of a and b, every dimension
+ * padded to a multiple of 8 with zeros (the tensor cores' kernels want
+ * 16-byte rows; a vocabulary of 50,257 would otherwise take a kernel for
+ * unaligned data at a fraction of the speed). */
+void cu_gemm_p(nn_ctx *c, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
+               int ldb, float beta, float *cm, int ldc)
+{
+	if (c->precision != NN_BF16 || m <= 0 || n <= 0 || k <= 0) {
+		cu_gemm(ta, tb, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, cm, ldc, 0, 1);
+		return;
+	}
+	gemm_bf(c, ta, tb, m, n, k, alpha, operand(0, a, ta, m, k, lda), operand(1, b, tb, k, n, ldb), beta, cm, ldc);
 }
 
 static void cu_matmul(nn_ctx *c, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
@@ -259,6 +274,20 @@ static void cu_linear_forward(nn_ctx *c, float *y, const float *x, const float *
 static void cu_linear_backward(nn_ctx *c, float *dx, float *dw, float *db, const float *dy, const float *x,
                                const float *w, int N, int in, int out, int layout)
 {
+	if (c->precision == NN_BF16 && N > 0 && in > 0 && out > 0) { /* dy made bf16 once for both products */
+		bfm g = to_bf16(2, dy, N, out, out);
+		if (dw && layout == NN_W_IN_OUT)
+			gemm_bf(c, 1, 0, in, out, N, 1.0f, to_bf16(0, x, N, in, in), g, 1.0f, dw, out);
+		else if (dw)
+			gemm_bf(c, 1, 0, out, in, N, 1.0f, g, to_bf16(0, x, N, in, in), 1.0f, dw, in);
+		if (db)
+			cu_gemm(0, 0, 1, out, N, 1.0f, cu_ones((size_t)N), N, 0, dy, out, 0, 1.0f, db, out, 0, 1);
+		if (dx && layout == NN_W_IN_OUT)
+			gemm_bf(c, 0, 1, N, in, out, 1.0f, g, to_bf16(1, w, in, out, out), 1.0f, dx, in);
+		else if (dx)
+			gemm_bf(c, 0, 0, N, in, out, 1.0f, g, to_bf16(1, w, out, in, in), 1.0f, dx, in);
+		return;
+	}
 	if (dw && layout == NN_W_IN_OUT)
 		cu_gemm_p(c, 1, 0, in, out, N, 1.0f, x, in, dy, out, 1.0f, dw, out);
 	else if (dw)

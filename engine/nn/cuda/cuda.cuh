@@ -29,8 +29,8 @@ struct cu_state {
 	double *red;   /* small device results (losses, counts, sums) */
 	double *hred;  /* their pinned host copy */
 	int sms;
-	void *bf[2];   /* bf16 copies of a product's two inputs (precision NN_BF16) */
-	size_t nbf[2];
+	void *bf[3];   /* bf16 copies of a product's inputs (precision NN_BF16) */
+	size_t nbf[3];
 };
 extern cu_state cu;
 
