@@ -1,5 +1,7 @@
 #include "optim.h"
 
+#include "../nn/nn.h"
+
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -67,15 +69,8 @@ static void adamw_def(adamw_job *j, size_t lo, size_t hi)
 	const float b1 = j->c->b1, b2 = j->c->b2, eps = j->c->eps;
 	const float decay = 1.0f - j->lr * j->c->wd, step = j->lr / j->bc1, bc2s = j->bc2s, gs = j->gscale;
 	float *restrict p = j->p, *restrict g = j->g, *restrict m = j->m, *restrict v = j->v;
-	for (size_t i = lo; i < hi; i++) {
-		float gi = g[i] * gs;
-		float mi = b1 * m[i] + (1.0f - b1) * gi;
-		float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
-		m[i] = mi;
-		v[i] = vi;
-		p[i] = p[i] * decay - step * mi / (sqrtf(vi) / bc2s + eps);
-		g[i] = 0;
-	}
+	for (size_t i = lo; i < hi; i++)
+		nn_adamw_one(p + i, g + i, m + i, v + i, b1, b2, eps, decay, step, bc2s, gs);
 }
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)

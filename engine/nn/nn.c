@@ -35,16 +35,6 @@ void nn_ctx_free(nn_ctx *c)
 	c->dev = NULL;
 }
 
-void *nn_scratch(nn_ctx *c, size_t n)
-{
-	if (n > c->scratch_n) {
-		if (c->scratch)
-			c->ops->free(c, c->scratch);
-		c->scratch = c->ops->alloc(c, n);
-		c->scratch_n = n;
-	}
-	return c->scratch;
-}
 
 float nn_dropout_keep(uint64_t seed, uint64_t stream, size_t i, float p)
 {

@@ -39,6 +39,7 @@
 #ifndef HONE_NN_H
 #define HONE_NN_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -162,6 +163,26 @@ extern const nn_ops nn_cpu;
 struct herr;
 const nn_ops *nn_backend(struct herr *e, const char *name);
 
+/* One AdamW update of one value (engine/ml/optim.h has the arithmetic),
+ * for the CPU's loop and a device's kernel alike: decay = 1 - lr·wd,
+ * step = lr / (1 - b1^t), bc2s = sqrt(1 - b2^t), gs the clipping factor. */
+#ifdef __CUDACC__
+#define NN_HD __host__ __device__
+#else
+#define NN_HD
+#endif
+static inline NN_HD void nn_adamw_one(float *p, float *g, float *m, float *v, float b1, float b2, float eps, float decay,
+                                      float step, float bc2s, float gs)
+{
+	float gi = *g * gs;
+	float mi = b1 * *m + (1.0f - b1) * gi;
+	float vi = b2 * *v + (1.0f - b2) * gi * gi;
+	*m = mi;
+	*v = vi;
+	*p = *p * decay - step * mi / (sqrtf(vi) / bc2s + eps);
+	*g = 0;
+}
+
 /* Whether the backend's memory is the host's (the CPU, the reference) */
 static inline int nn_on_host(const nn_ops *o) { return o->name[0] == 'c' ? o->name[1] == 'p' : o->name[0] == 'r'; }
 
@@ -172,8 +193,18 @@ const nn_ops *nn_profiled(const nn_ops *ops);
 /* A context on backend ops with `threads` threads (at least 1; the CPU's). */
 void nn_ctx_init(nn_ctx *c, const nn_ops *ops, int threads);
 void nn_ctx_free(nn_ctx *c);
-/* The backend's scratch, at least n bytes (kept until the next call). */
-void *nn_scratch(nn_ctx *c, size_t n);
+/* The backend's scratch, at least n bytes (kept until the next call); inline
+ * so that a backend built apart (libhone-cuda.so) has it too. */
+static inline void *nn_scratch(nn_ctx *c, size_t n)
+{
+	if (n > c->scratch_n) {
+		if (c->scratch)
+			c->ops->free(c, c->scratch);
+		c->scratch = c->ops->alloc(c, n);
+		c->scratch_n = n;
+	}
+	return c->scratch;
+}
 
 /* The dropout mask's value for element i: 0 or 1/(1 - p). */
 float nn_dropout_keep(uint64_t seed, uint64_t stream, size_t i, float p);

@@ -252,6 +252,32 @@ static void test_lora_peft(void **st)
 	bert_free(&m);
 }
 
+/* Backward's gradient g against central finite differences (step 1e-2) on
+ * a few values of each tensor named: at least 30 tried, none off */
+static void check_fd(bert *m, bert_ws *w, const bert_batch *b, const float *g, const char *const *names, size_t nn)
+{
+	size_t bad = 0, tried = 0;
+	for (size_t k = 0; k < nn; k++) {
+		const model_tensor *t = bert_find(m, names[k]);
+		for (size_t j = 0; j < t->n; j += t->n / 5 + 1) {
+			float *x = m->p + t->off + j, keep = *x;
+			*x = keep + 1e-2f;
+			double up = bert_forward(m, w, b);
+			*x = keep - 1e-2f;
+			double dn = bert_forward(m, w, b);
+			*x = keep;
+			double fd = (up - dn) / 2e-2, an = g[t->off + j];
+			tried++;
+			if (fabs(fd - an) > 2e-3 + 3e-2 * fabs(fd)) {
+				bad++;
+				print_message("%s[%zu]: backward %.6g, finite difference %.6g\n", names[k], j, an, fd);
+			}
+		}
+	}
+	assert_true(tried > 30);
+	assert_int_equal(bad, 0);
+}
+
 /* bert_ws_cls_only on the classifier fixture: the loss, logits and every
  * gradient as with every row (up to summation order), the same bits on 2
  * and 3 threads; with dropout, backward matches finite differences through
@@ -303,26 +329,7 @@ static void test_cls_only(void **st)
 	                       "bert.encoder.layer.1.attention.self.key.weight", "bert.encoder.layer.1.attention.output.dense.weight",
 	                       "bert.encoder.layer.1.attention.output.LayerNorm.bias", "bert.encoder.layer.1.intermediate.dense.weight",
 	                       "bert.encoder.layer.1.output.dense.bias", "bert.encoder.layer.1.output.LayerNorm.weight"};
-	size_t bad = 0, tried = 0;
-	for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
-		const model_tensor *t = bert_find(&m, names[k]);
-		for (size_t j = 0; j < t->n; j += t->n / 5 + 1) {
-			float *x = m.p + t->off + j, keep = *x;
-			*x = keep + 1e-2f;
-			double up = bert_forward(&m, co, &b);
-			*x = keep - 1e-2f;
-			double dn = bert_forward(&m, co, &b);
-			*x = keep;
-			double fd = (up - dn) / 2e-2, an = g[t->off + j];
-			tried++;
-			if (fabs(fd - an) > 2e-3 + 3e-2 * fabs(fd)) {
-				bad++;
-				print_message("%s[%zu]: backward %.6g, finite difference %.6g\n", names[k], j, an, fd);
-			}
-		}
-	}
-	assert_true(tried > 30);
-	assert_int_equal(bad, 0);
+	check_fd(&m, co, &b, g, names, sizeof names / sizeof *names);
 	free(g);
 	bert_ws_free(full);
 	bert_ws_free(co);
@@ -360,26 +367,7 @@ static void test_dropout(void **st)
 	                       "bert.encoder.layer.0.attention.self.query.weight", "bert.encoder.layer.0.attention.output.dense.weight",
 	                       "bert.encoder.layer.1.output.dense.weight", "bert.encoder.layer.1.intermediate.dense.bias",
 	                       "bert.pooler.dense.weight", "classifier.weight"};
-	size_t bad = 0, tried = 0;
-	for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
-		const model_tensor *t = bert_find(&m, names[k]);
-		for (size_t j = 0; j < t->n; j += t->n / 5 + 1) {
-			float *x = m.p + t->off + j, keep = *x;
-			*x = keep + 1e-2f;
-			double up = bert_forward(&m, w, &b);
-			*x = keep - 1e-2f;
-			double dn = bert_forward(&m, w, &b);
-			*x = keep;
-			double fd = (up - dn) / 2e-2, an = g[t->off + j];
-			tried++;
-			if (fabs(fd - an) > 2e-3 + 3e-2 * fabs(fd)) {
-				bad++;
-				print_message("%s[%zu]: backward %.6g, finite difference %.6g\n", names[k], j, an, fd);
-			}
-		}
-	}
-	assert_true(tried > 30);
-	assert_int_equal(bad, 0);
+	check_fd(&m, w, &b, g, names, sizeof names / sizeof *names);
 	bert_ws_dropout(w, 0);
 	assert_true(fabs(bert_forward(&m, w, &b) - plain) < 1e-12);
 	free(g);

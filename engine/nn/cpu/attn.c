@@ -42,22 +42,6 @@ size_t cpu_attn_scratch(int T, int hd, int backward)
 	return backward ? 2 * d * Tp + 2 * (size_t)T * Tp : d * Tp + MR * Tp;
 }
 
-/* The keys a row's mask lets through when they are a prefix 0..L-1 (a
- * padded row: the usual case), L; T without a mask; -1 for any other mask
- * (or none visible): then each key is looked up in the mask. */
-static int prefix_len(const uint8_t *km, int T)
-{
-	if (!km)
-		return T;
-	int L = 0;
-	while (L < T && km[L])
-		L++;
-	for (int x = L; x < T; x++)
-		if (km[x])
-			return -1;
-	return L > 0 ? L : -1;
-}
-
 /* the keys 0..n-1 that row i may see (with a general mask, those of them
  * the mask lets through) */
 static int row_n(int i, int L, int causal, int T)

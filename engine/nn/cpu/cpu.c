@@ -472,23 +472,6 @@ static inline int visible(const att_job *j, const uint8_t *km, int i, int x)
  * that sees no key at all (a padding row with every key masked) attends to
  * all keys evenly, as an additive mask of the most negative float gives.
  * Forward and backward compute them alike. */
-/* The keys a row's mask lets through when they are a prefix 0..L-1 (a
- * padded row: the usual case), L; T without a mask; -1 for any other mask
- * (or none visible), which takes the general path. The prefix path does
- * the same arithmetic in the same order as the general one, faster. */
-static int prefix_len(const uint8_t *km, int T)
-{
-	if (!km)
-		return T;
-	int L = 0;
-	while (L < T && km[L])
-		L++;
-	for (int x = L; x < T; x++)
-		if (km[x])
-			return -1;
-	return L > 0 ? L : -1;
-}
-
 static void att_probs(const att_job *j, int b, const float *q, const float *k, float *S)
 {
 	int T = j->T, C = j->C;

@@ -24,6 +24,22 @@ void cpu_attn_fwd_head(float *y, const float *q, const uint8_t *km, int T, int C
 void cpu_attn_bwd_head(float *dq, const float *dy, const float *q, const uint8_t *km, int T, int C, int hd, int causal,
                        float scale, float *scratch);
 
+/* The keys a row's mask lets through when they are a prefix 0..L-1 (a
+ * padded row: the usual case), L; T without a mask; -1 for any other mask
+ * (or none visible), which takes the general path. */
+static inline int prefix_len(const uint8_t *km, int T)
+{
+	if (!km)
+		return T;
+	int L = 0;
+	while (L < T && km[L])
+		L++;
+	for (int x = L; x < T; x++)
+		if (km[x])
+			return -1;
+	return L > 0 ? L : -1;
+}
+
 /* Tests: 0 makes attention take the sgemm path even where the fused kernel
  * could run, 1 (the default) lets it choose. Set it while no attention call
  * is running. */

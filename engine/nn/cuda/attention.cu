@@ -13,29 +13,38 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* Element i of a [B·T, parts·C] array (row-major: q | k | v for parts 3)
+ * and where it goes in the per-head layout [B·H, T, D]: which part, and
+ * the index in that part */
+__device__ inline size_t head_pos(size_t i, int parts, int T, int C, int H, int *part)
+{
+	int D = C / H;
+	size_t r = i / ((size_t)parts * C);
+	int j = (int)(i % ((size_t)parts * C)), hc = j % C, h = hc / D, d = hc % D, b = (int)(r / T), t = (int)(r % T);
+	*part = j / C;
+	return (((size_t)b * H + h) * T + t) * D + d;
+}
+
+#define GRID_LOOP(i, n) for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
+
 /* qkv [B·T, 3C] → q, k, v [B·H, T, D] */
 __global__ void k_split(float *q, float *k, float *v, const float *qkv, int B, int T, int C, int H)
 {
-	int D = C / H;
-	size_t n = (size_t)B * T * 3 * C;
-	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-		size_t r = i / (3 * (size_t)C);
-		int j = (int)(i % (3 * (size_t)C)), part = j / C, hc = j % C, h = hc / D, d = hc % D;
-		int b = (int)(r / T), t = (int)(r % T);
-		float *dst = part == 0 ? q : part == 1 ? k : v;
-		dst[(((size_t)b * H + h) * T + t) * D + d] = qkv[i];
+	GRID_LOOP(i, (size_t)B * T * 3 * C)
+	{
+		int part;
+		size_t o = head_pos(i, 3, T, C, H, &part);
+		(part == 0 ? q : part == 1 ? k : v)[o] = qkv[i];
 	}
 }
 
 /* [B·H, T, D] → y [B·T, C] (set, or added into) */
 __global__ void k_merge(float *y, const float *yh, int B, int T, int C, int H, int add)
 {
-	int D = C / H;
-	size_t n = (size_t)B * T * C;
-	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-		size_t r = i / C;
-		int hc = (int)(i % C), h = hc / D, d = hc % D, b = (int)(r / T), t = (int)(r % T);
-		float v = yh[(((size_t)b * H + h) * T + t) * D + d];
+	GRID_LOOP(i, (size_t)B * T * C)
+	{
+		int part;
+		float v = yh[head_pos(i, 1, T, C, H, &part)];
 		y[i] = add ? y[i] + v : v;
 	}
 }
@@ -43,26 +52,21 @@ __global__ void k_merge(float *y, const float *yh, int B, int T, int C, int H, i
 /* dq, dk, dv [B·H, T, D] added into dqkv [B·T, 3C] */
 __global__ void k_merge3(float *dqkv, const float *dq, const float *dk, const float *dv, int B, int T, int C, int H)
 {
-	int D = C / H;
-	size_t n = (size_t)B * T * 3 * C;
-	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-		size_t r = i / (3 * (size_t)C);
-		int j = (int)(i % (3 * (size_t)C)), part = j / C, hc = j % C, h = hc / D, d = hc % D;
-		int b = (int)(r / T), t = (int)(r % T);
-		const float *src = part == 0 ? dq : part == 1 ? dk : dv;
-		dqkv[i] += src[(((size_t)b * H + h) * T + t) * D + d];
+	GRID_LOOP(i, (size_t)B * T * 3 * C)
+	{
+		int part;
+		size_t o = head_pos(i, 3, T, C, H, &part);
+		dqkv[i] += (part == 0 ? dq : part == 1 ? dk : dv)[o];
 	}
 }
 
 /* y [B·T, C] → [B·H, T, D] */
 __global__ void k_heads(float *yh, const float *y, int B, int T, int C, int H)
 {
-	int D = C / H;
-	size_t n = (size_t)B * T * C;
-	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-		size_t r = i / C;
-		int hc = (int)(i % C), h = hc / D, d = hc % D, b = (int)(r / T), t = (int)(r % T);
-		yh[(((size_t)b * H + h) * T + t) * D + d] = y[i];
+	GRID_LOOP(i, (size_t)B * T * C)
+	{
+		int part;
+		yh[head_pos(i, 1, T, C, H, &part)] = y[i];
 	}
 }
 
@@ -143,7 +147,7 @@ void cu_attention_forward(nn_ctx *c, float *y, const float *qkv, const uint8_t *
 		return;
 	int D = C / H, BH = B * H;
 	size_t NC = (size_t)B * T * C, TT = (size_t)T * T;
-	float *q = (float *)cu_scratch(c, (4 * NC + (size_t)BH * TT) * sizeof(float));
+	float *q = (float *)nn_scratch(c, (4 * NC + (size_t)BH * TT) * sizeof(float));
 	float *k = q + NC, *v = k + NC, *yh = v + NC, *P = yh + NC;
 	k_split<<<cu_blocks(3 * NC, 256), 256, 0, cu.s>>>(q, k, v, qkv, B, T, C, H);
 	CKL();
@@ -161,7 +165,7 @@ void cu_attention_backward(nn_ctx *c, float *dqkv, const float *dy, const float 
 	int D = C / H, BH = B * H;
 	size_t NC = (size_t)B * T * C, TT = (size_t)T * T;
 	long long TD = (long long)T * D;
-	float *q = (float *)cu_scratch(c, (7 * NC + 2 * (size_t)BH * TT) * sizeof(float));
+	float *q = (float *)nn_scratch(c, (7 * NC + 2 * (size_t)BH * TT) * sizeof(float));
 	float *k = q + NC, *v = k + NC, *dyh = v + NC, *dq = dyh + NC, *dk = dq + NC, *dv = dk + NC, *P = dv + NC,
 	      *dP = P + (size_t)BH * TT;
 	k_split<<<cu_blocks(3 * NC, 256), 256, 0, cu.s>>>(q, k, v, qkv, B, T, C, H);
@@ -239,7 +243,7 @@ void cu_attention_decode(nn_ctx *c, float *y, const float *q, const float *K, co
 		fprintf(stderr, "hone: CUDA: attention_decode takes head sizes up to 128, not %d\n", C / H);
 		exit(1);
 	}
-	float *s = (float *)cu_scratch(c, (size_t)H * n * sizeof(float));
+	float *s = (float *)nn_scratch(c, (size_t)H * n * sizeof(float));
 	k_decode<<<H, DEC_WARPS * 32, 0, cu.s>>>(y, q, K, V, ld, n, C, H, s);
 	CKL();
 }

@@ -207,7 +207,7 @@ static void gemm_bf(nn_ctx *c, int ta, int tb, int m, int n, int k, float alpha,
 	float *out = cm;
 	int np = up8(n), ldo = ldc, pad = ldc % 8 != 0 || (size_t)cm % 16 != 0;
 	if (pad) {
-		out = (float *)cu_scratch(c, (size_t)m * np * sizeof(float));
+		out = (float *)nn_scratch(c, (size_t)m * np * sizeof(float));
 		ldo = np;
 		if (beta != 0) {
 			k_copy2d<<<cu_blocks((size_t)m * n, 256), 256, 0, cu.s>>>(out, ldo, cm, ldc, m, n);
@@ -322,7 +322,7 @@ double cu_sumsq(nn_ctx *c, const float *x, size_t n)
 	if (!n)
 		return 0;
 	size_t chunks = (n + SUM_CHUNK - 1) / SUM_CHUNK;
-	double *part = (double *)cu_scratch(c, chunks * sizeof(double));
+	double *part = (double *)nn_scratch(c, chunks * sizeof(double));
 	k_sumsq_chunks<<<(unsigned)chunks, 256, 0, cu.s>>>(part, x, n);
 	CKL();
 	cu_sum_into(part, chunks, 0);
@@ -333,15 +333,8 @@ double cu_sumsq(nn_ctx *c, const float *x, size_t n)
 __global__ void k_adamw(float *p, float *g, float *m, float *v, size_t n, float b1, float b2, float eps, float decay,
                         float step, float bc2s, float gs)
 {
-	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-		float gi = g[i] * gs;
-		float mi = b1 * m[i] + (1.0f - b1) * gi;
-		float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
-		m[i] = mi;
-		v[i] = vi;
-		p[i] = p[i] * decay - step * mi / (sqrtf(vi) / bc2s + eps);
-		g[i] = 0;
-	}
+	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+		nn_adamw_one(p + i, g + i, m + i, v + i, b1, b2, eps, decay, step, bc2s, gs);
 }
 
 void cu_adamw(nn_ctx *c, float *p, float *g, float *m, float *v, size_t n, float lr, float b1, float b2, float eps,

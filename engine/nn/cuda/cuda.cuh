@@ -63,19 +63,6 @@ void cu_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, i
  * of a and b (round to nearest), fp32 accumulation, fp32 c. */
 void cu_gemm_p(nn_ctx *c, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda, const float *b,
                int ldb, float beta, float *cm, int ldc);
-/* The context's scratch, at least n bytes (nn_scratch's rule; the library
- * calls nothing of the engine's, so it is written here again). */
-static inline void *cu_scratch(nn_ctx *c, size_t n)
-{
-	if (n > c->scratch_n) {
-		if (c->scratch)
-			c->ops->free(c, c->scratch);
-		c->scratch = c->ops->alloc(c, n);
-		c->scratch_n = n;
-	}
-	return c->scratch;
-}
-
 /* `n` ones on the device (kept) */
 const float *cu_ones(size_t n);
 /* Copies the first k doubles of cu.red to the host (waits for the stream). */

@@ -76,7 +76,7 @@ void cu_embedding_backward(nn_ctx *c, float *dtable, const uint32_t *ids, const 
 		}
 	off[U] = (uint32_t)N;
 	size_t bytes = ((size_t)N + 2 * (size_t)U + 1) * sizeof(uint32_t);
-	uint32_t *d = (uint32_t *)cu_scratch(c, bytes);
+	uint32_t *d = (uint32_t *)nn_scratch(c, bytes);
 	CK(cudaMemcpyAsync(d, rows, (size_t)N * sizeof(uint32_t), cudaMemcpyHostToDevice, cu.s));
 	CK(cudaMemcpyAsync(d + N, uid, (size_t)U * sizeof(uint32_t), cudaMemcpyHostToDevice, cu.s));
 	CK(cudaMemcpyAsync(d + N + U, off, ((size_t)U + 1) * sizeof(uint32_t), cudaMemcpyHostToDevice, cu.s));

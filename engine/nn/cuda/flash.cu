@@ -1,8 +1,9 @@
 /*
  * Fused attention for precision NN_BF16, in the flash-attention manner: q,
  * k, v in bf16 tiles of 64 rows in shared memory, the products on the tensor
- * cores (wmma, fp32 accumulation), the softmax online, so that no T×T
- * matrix is ever written to device memory. Forward keeps each row's
+ * cores (mma.sync m16n8k16, fp32 accumulation, operands through ldmatrix),
+ * the scores, probabilities and outputs in registers, the softmax online,
+ * so that no T×T matrix is ever written to device memory. Forward keeps each row's
  * log-sum-exp; backward takes it and the forward's output and runs as two
  * kernels, one for dk and dv (a block per key tile, looping over queries)
  * and one for dq (a block per query tile, looping over keys), so that every
@@ -15,11 +16,7 @@
 #include "cuda.cuh"
 
 #include <cuda_bf16.h>
-#include <mma.h>
-#include <stdlib.h>
-#include <string.h>
 
-using namespace nvcuda;
 typedef __nv_bfloat16 bf16;
 
 #define TILE 64
@@ -72,322 +69,14 @@ __global__ void k_rowdot(float *Dv, const float *dy, const float *y, int B, int 
 	}
 }
 
-/* rows [row0, row0 + TILE) of one head's [T, D] bf16 array into shared, zero past T */
-template <int D> __device__ inline void load_tile(bf16 *dst, const bf16 *src, int row0, int T)
-{
-	const int per = D / 8; /* 16-byte pieces per row */
-	for (int i = threadIdx.x; i < TILE * per; i += blockDim.x) {
-		int r = i / per, c = i % per, t = row0 + r;
-		uint4 v = make_uint4(0, 0, 0, 0);
-		if (t < T)
-			v = *(const uint4 *)(src + (size_t)t * D + c * 8);
-		*(uint4 *)(dst + r * D + c * 8) = v;
-	}
-}
-
 /* Does query t of batch row b see no key at all (then: uniform over all keys)? */
 __device__ inline bool uniform_row(int first, int causal, int T, int t)
 {
 	return first > (causal ? (t < T ? t : T - 1) : T - 1);
 }
 
-/* Shared strides padded against bank conflicts: S rows (fp32) SLD apart,
- * P rows (bf16) PLD apart, O rows (fp32) D + 4 apart. */
-#define SLD (TILE + 4)
-#define PLD (TILE + 8)
-
 /* One block per (64 queries, b·h); each warp owns 16 queries, and each lane
  * half a row: row lane / 2, the columns of parity lane % 2. */
-template <int D>
-__global__ void __launch_bounds__(WARPS * 32) k_flash_fwd(float *y, float *lse, const bf16 *q, const bf16 *k, const bf16 *v,
-                                                          const uint8_t *mask, const int *first, int B, int T, int H,
-                                                          int causal, float scale)
-{
-	extern __shared__ __align__(128) unsigned char sm[];
-	const int OLD = D + 4;
-	bf16 *Qs = (bf16 *)sm, *Ks = Qs + TILE * D, *Vs = Ks + TILE * D;
-	int w = threadIdx.x / 32, lane = threadIdx.x % 32;
-	float *Ss = (float *)(Vs + TILE * D) + w * 16 * SLD;
-	bf16 *Ps = (bf16 *)((float *)(Vs + TILE * D) + WARPS * 16 * SLD) + w * 16 * PLD;
-	float *Os = (float *)((bf16 *)((float *)(Vs + TILE * D) + WARPS * 16 * SLD) + WARPS * 16 * PLD) + w * 16 * OLD;
-	uint8_t *vk = (uint8_t *)((float *)((bf16 *)((float *)(Vs + TILE * D) + WARPS * 16 * SLD) + WARPS * 16 * PLD) +
-	                          WARPS * 16 * OLD);
-	int qt = blockIdx.x, bh = blockIdx.y, b = bh / H, h = bh % H, C = H * D;
-	const bf16 *qh = q + (size_t)bh * T * D, *kh = k + (size_t)bh * T * D, *vh = v + (size_t)bh * T * D;
-	int fb = first[b], r = lane >> 1, hf = lane & 1, t = qt * TILE + w * 16 + r;
-	bool uni = uniform_row(fb, causal, T, t);
-	load_tile<D>(Qs, qh, qt * TILE, T);
-	for (int i = lane; i < 16 * OLD; i += 32)
-		Os[i] = 0;
-	__syncthreads();
-	wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> qa[D / 16];
-	for (int kk = 0; kk < D / 16; kk++)
-		wmma::load_matrix_sync(qa[kk], Qs + w * 16 * D + kk * 16, D);
-	float mrow = -INFINITY, lrow = 0;
-	int nt = (T + TILE - 1) / TILE, last = causal && fb <= qt * TILE ? qt + 1 : nt;
-	for (int kt = 0; kt < last; kt++) {
-		__syncthreads();
-		load_tile<D>(Ks, kh, kt * TILE, T);
-		load_tile<D>(Vs, vh, kt * TILE, T);
-		for (int i = threadIdx.x; i < TILE; i += blockDim.x) {
-			int x = kt * TILE + i;
-			vk[i] = x < T && (!mask || mask[(size_t)b * T + x]);
-		}
-		__syncthreads();
-		for (int n = 0; n < TILE / 16; n++) {
-			wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-			wmma::fill_fragment(acc, 0.0f);
-			for (int kk = 0; kk < D / 16; kk++) {
-				wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> kb;
-				wmma::load_matrix_sync(kb, Ks + n * 16 * D + kk * 16, D);
-				wmma::mma_sync(acc, qa[kk], kb, acc);
-			}
-			wmma::store_matrix_sync(Ss + n * 16, acc, SLD, wmma::mem_row_major);
-		}
-		__syncwarp();
-		float sv[TILE / 2], mx = -INFINITY;
-#pragma unroll
-		for (int j = 0; j < TILE / 2; j++) {
-			int c = 2 * j + hf, x = kt * TILE + c;
-			bool vis = uni ? x < T : vk[c] && (!causal || x <= t);
-			sv[j] = vis ? (uni ? 0.0f : Ss[r * SLD + c] * scale) : -INFINITY;
-			mx = fmaxf(mx, sv[j]);
-		}
-		mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-		float mn = fmaxf(mrow, mx), alpha = 1, ps = 0;
-		if (mn != -INFINITY)
-			alpha = mrow == -INFINITY ? 0.0f : __expf(mrow - mn);
-#pragma unroll
-		for (int j = 0; j < TILE / 2; j++) {
-			float p = sv[j] == -INFINITY ? 0.0f : __expf(sv[j] - mn);
-			ps += p;
-			Ps[r * PLD + 2 * j + hf] = __float2bfloat16_rn(p);
-		}
-		ps += __shfl_xor_sync(0xffffffffu, ps, 1);
-		lrow = lrow * alpha + ps;
-		mrow = mn;
-		for (int d = hf; d < D; d += 2)
-			Os[r * OLD + d] *= alpha;
-		__syncwarp();
-		for (int n = 0; n < D / 16; n++) {
-			wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-			wmma::load_matrix_sync(acc, Os + n * 16, OLD, wmma::mem_row_major);
-			for (int kk = 0; kk < TILE / 16; kk++) {
-				wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> pa;
-				wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> vb;
-				wmma::load_matrix_sync(pa, Ps + kk * 16, PLD);
-				wmma::load_matrix_sync(vb, Vs + kk * 16 * D + n * 16, D);
-				wmma::mma_sync(acc, pa, vb, acc);
-			}
-			wmma::store_matrix_sync(Os + n * 16, acc, OLD, wmma::mem_row_major);
-		}
-		__syncwarp();
-	}
-	if (t < T) {
-		float inv = lrow > 0 ? 1.0f / lrow : 0.0f;
-		for (int d = hf; d < D; d += 2)
-			y[((size_t)b * T + t) * C + (size_t)h * D + d] = Os[r * OLD + d] * inv;
-		if (hf == 0)
-			lse[(size_t)bh * T + t] = mrow + logf(lrow);
-	}
-}
-
-/* dk, dv for one key tile: each warp owns 16 keys; over the query tiles */
-template <int D>
-__global__ void __launch_bounds__(WARPS * 32)
-	k_flash_bwd_kv(float *dqkv, const bf16 *q, const bf16 *k, const bf16 *v, const bf16 *dout, const float *lse,
-	               const float *Dv, const uint8_t *mask, const int *first, int B, int T, int H, int causal, float scale)
-{
-	extern __shared__ __align__(128) unsigned char sm[];
-	bf16 *Ks = (bf16 *)sm, *Vs = Ks + TILE * D, *Qs = Vs + TILE * D, *Gs = Qs + TILE * D; /* Gs: dout */
-	float *Ls = (float *)(Gs + TILE * D), *Ds = Ls + TILE;
-	int w = threadIdx.x / 32, lane = threadIdx.x % 32;
-	float *Sw = Ds + TILE + w * 16 * TILE;                 /* per warp 16 keys × 64 queries: Sᵀ, then dPᵀ */
-	float *Pf = Ds + TILE + WARPS * 16 * TILE + w * 16 * TILE; /* Pᵀ in fp32 */
-	bf16 *Pw = (bf16 *)(Ds + TILE + 2 * WARPS * 16 * TILE) + w * 2 * 16 * TILE, *dSw = Pw + 16 * TILE;
-	float *Ow = (float *)((bf16 *)(Ds + TILE + 2 * WARPS * 16 * TILE) + WARPS * 2 * 16 * TILE) + w * 16 * D;
-	int kt = blockIdx.x, bh = blockIdx.y, b = bh / H, h = bh % H, C = H * D;
-	const bf16 *qh = q + (size_t)bh * T * D, *kh = k + (size_t)bh * T * D, *vh = v + (size_t)bh * T * D,
-	           *gh = dout + (size_t)bh * T * D;
-	int fb = first[b];
-	uint8_t *vk = (uint8_t *)(Ow + (WARPS - w) * 16 * D); /* after the last warp's Ow: the key tile's mask */
-	load_tile<D>(Ks, kh, kt * TILE, T);
-	load_tile<D>(Vs, vh, kt * TILE, T);
-	for (int i = threadIdx.x; i < TILE; i += blockDim.x) {
-		int x = kt * TILE + i;
-		vk[i] = x < T && (!mask || mask[(size_t)b * T + x]);
-	}
-	__syncthreads();
-	wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> ka[D / 16], va[D / 16];
-	for (int kk = 0; kk < D / 16; kk++) {
-		wmma::load_matrix_sync(ka[kk], Ks + w * 16 * D + kk * 16, D);
-		wmma::load_matrix_sync(va[kk], Vs + w * 16 * D + kk * 16, D);
-	}
-	wmma::fragment<wmma::accumulator, 16, 16, 16, float> dK[D / 16], dV[D / 16];
-	for (int n = 0; n < D / 16; n++) {
-		wmma::fill_fragment(dK[n], 0.0f);
-		wmma::fill_fragment(dV[n], 0.0f);
-	}
-	int nt = (T + TILE - 1) / TILE, from = causal && fb == 0 ? kt : 0;
-	for (int qt = from; qt < nt; qt++) {
-		__syncthreads();
-		load_tile<D>(Qs, qh, qt * TILE, T);
-		load_tile<D>(Gs, gh, qt * TILE, T);
-		for (int i = threadIdx.x; i < TILE; i += blockDim.x) {
-			int t = qt * TILE + i;
-			Ls[i] = t < T ? lse[(size_t)bh * T + t] : 0.0f;
-			Ds[i] = t < T ? Dv[(size_t)bh * T + t] : 0.0f;
-		}
-		__syncthreads();
-		/* Sᵀ (16 keys × 64 queries) = K_w Qᵀ, and dPᵀ = V_w dOᵀ */
-		for (int pass = 0; pass < 2; pass++) {
-			for (int n = 0; n < TILE / 16; n++) {
-				wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-				wmma::fill_fragment(acc, 0.0f);
-				for (int kk = 0; kk < D / 16; kk++) {
-					wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> qb;
-					wmma::load_matrix_sync(qb, (pass ? Gs : Qs) + n * 16 * D + kk * 16, D);
-					wmma::mma_sync(acc, pass ? va[kk] : ka[kk], qb, acc);
-				}
-				wmma::store_matrix_sync(Sw + n * 16, acc, TILE, wmma::mem_row_major);
-			}
-			__syncwarp();
-			for (int i = lane; i < 16 * TILE; i += 32) {
-				int jr = i / TILE, c = i % TILE, x = kt * TILE + w * 16 + jr, t = qt * TILE + c;
-				bool uni = t < T && uniform_row(fb, causal, T, t);
-				if (pass == 0) {
-					float p = 0;
-					if (t < T && x < T)
-						p = uni ? 1.0f / T : vk[w * 16 + jr] && (!causal || x <= t) ? __expf(Sw[i] * scale - Ls[c]) : 0.0f;
-					Pf[i] = p;
-					Pw[i] = __float2bfloat16_rn(p);
-				} else {
-					dSw[i] = __float2bfloat16_rn(uni ? 0.0f : Pf[i] * (Sw[i] - Ds[c]) * scale);
-				}
-			}
-			__syncwarp();
-		}
-		/* dV_w += Pᵀ dO; dK_w += dSᵀ Q */
-		for (int n = 0; n < D / 16; n++)
-			for (int kk = 0; kk < TILE / 16; kk++) {
-				wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> pa, sa;
-				wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> gb, qb;
-				wmma::load_matrix_sync(pa, Pw + kk * 16, TILE);
-				wmma::load_matrix_sync(gb, Gs + kk * 16 * D + n * 16, D);
-				wmma::mma_sync(dV[n], pa, gb, dV[n]);
-				wmma::load_matrix_sync(sa, dSw + kk * 16, TILE);
-				wmma::load_matrix_sync(qb, Qs + kk * 16 * D + n * 16, D);
-				wmma::mma_sync(dK[n], sa, qb, dK[n]);
-			}
-	}
-	/* add into dqkv's k and v parts */
-	for (int part = 1; part <= 2; part++) {
-		for (int n = 0; n < D / 16; n++)
-			wmma::store_matrix_sync(Ow + n * 16, part == 1 ? dK[n] : dV[n], D, wmma::mem_row_major);
-		__syncwarp();
-		for (int i = lane; i < 16 * D; i += 32) {
-			int jr = i / D, d = i % D, x = kt * TILE + w * 16 + jr;
-			if (x < T)
-				dqkv[((size_t)b * T + x) * 3 * C + (size_t)part * C + (size_t)h * D + d] += Ow[i];
-		}
-		__syncwarp();
-	}
-}
-
-/* dq for one query tile: each warp owns 16 queries; over the key tiles */
-template <int D>
-__global__ void __launch_bounds__(WARPS * 32)
-	k_flash_bwd_q(float *dqkv, const bf16 *q, const bf16 *k, const bf16 *v, const bf16 *dout, const float *lse,
-	              const float *Dv, const uint8_t *mask, const int *first, int B, int T, int H, int causal, float scale)
-{
-	extern __shared__ __align__(128) unsigned char sm[];
-	bf16 *Ks = (bf16 *)sm, *Vs = Ks + TILE * D, *Qs = Vs + TILE * D, *Gs = Qs + TILE * D;
-	int w = threadIdx.x / 32, lane = threadIdx.x % 32;
-	float *Sw = (float *)(Gs + TILE * D) + w * 16 * TILE;                     /* S, then dP */
-	float *Pf = (float *)(Gs + TILE * D) + WARPS * 16 * TILE + w * 16 * TILE; /* P in fp32 */
-	bf16 *Pw = (bf16 *)((float *)(Gs + TILE * D) + 2 * WARPS * 16 * TILE) + w * 16 * TILE; /* dS in bf16 */
-	float *Ow = (float *)((bf16 *)((float *)(Gs + TILE * D) + 2 * WARPS * 16 * TILE) + WARPS * 16 * TILE) + w * 16 * D;
-	int qt = blockIdx.x, bh = blockIdx.y, b = bh / H, h = bh % H, C = H * D;
-	const bf16 *qh = q + (size_t)bh * T * D, *kh = k + (size_t)bh * T * D, *vh = v + (size_t)bh * T * D,
-	           *gh = dout + (size_t)bh * T * D;
-	int fb = first[b];
-	load_tile<D>(Qs, qh, qt * TILE, T);
-	load_tile<D>(Gs, gh, qt * TILE, T);
-	__syncthreads();
-	wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> qa[D / 16], ga[D / 16];
-	for (int kk = 0; kk < D / 16; kk++) {
-		wmma::load_matrix_sync(qa[kk], Qs + w * 16 * D + kk * 16, D);
-		wmma::load_matrix_sync(ga[kk], Gs + w * 16 * D + kk * 16, D);
-	}
-	wmma::fragment<wmma::accumulator, 16, 16, 16, float> dQ[D / 16];
-	for (int n = 0; n < D / 16; n++)
-		wmma::fill_fragment(dQ[n], 0.0f);
-	float L[16], Dr[16];
-	bool uni[16];
-	for (int r = 0; r < 16; r++) {
-		int t = qt * TILE + w * 16 + r;
-		L[r] = t < T ? lse[(size_t)bh * T + t] : 0.0f;
-		Dr[r] = t < T ? Dv[(size_t)bh * T + t] : 0.0f;
-		uni[r] = t >= T || uniform_row(fb, causal, T, t); /* no gradient to q */
-	}
-	int nt = (T + TILE - 1) / TILE, last = causal ? qt + 1 : nt;
-	uint8_t *vk = (uint8_t *)(Ow + (WARPS - w) * 16 * D); /* after the last warp's Ow: this key tile's mask */
-	for (int kt = 0; kt < last; kt++) {
-		__syncthreads();
-		load_tile<D>(Ks, kh, kt * TILE, T);
-		load_tile<D>(Vs, vh, kt * TILE, T);
-		for (int i = threadIdx.x; i < TILE; i += blockDim.x) {
-			int x = kt * TILE + i;
-			vk[i] = x < T && (!mask || mask[(size_t)b * T + x]);
-		}
-		__syncthreads();
-		/* S = Q_w Kᵀ, P from it; then dP = dO_w Vᵀ and dS */
-		for (int pass = 0; pass < 2; pass++) {
-			for (int n = 0; n < TILE / 16; n++) {
-				wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-				wmma::fill_fragment(acc, 0.0f);
-				for (int kk = 0; kk < D / 16; kk++) {
-					wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> kb;
-					wmma::load_matrix_sync(kb, (pass ? Vs : Ks) + n * 16 * D + kk * 16, D);
-					wmma::mma_sync(acc, pass ? ga[kk] : qa[kk], kb, acc);
-				}
-				wmma::store_matrix_sync(Sw + n * 16, acc, TILE, wmma::mem_row_major);
-			}
-			__syncwarp();
-#pragma unroll
-			for (int r = 0; r < 16; r++) {
-				int t = qt * TILE + w * 16 + r;
-				for (int c = lane; c < TILE; c += 32) {
-					int x = kt * TILE + c, i = r * TILE + c;
-					if (pass == 0)
-						Pf[i] = !uni[r] && vk[c] && (!causal || x <= t) ? __expf(Sw[i] * scale - L[r]) : 0.0f;
-					else
-						Pw[i] = __float2bfloat16_rn(Pf[i] * (Sw[i] - Dr[r]) * scale); /* dS */
-				}
-			}
-			__syncwarp();
-		}
-		for (int n = 0; n < D / 16; n++)
-			for (int kk = 0; kk < TILE / 16; kk++) {
-				wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> sa;
-				wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> kb;
-				wmma::load_matrix_sync(sa, Pw + kk * 16, TILE);
-				wmma::load_matrix_sync(kb, Ks + kk * 16 * D + n * 16, D);
-				wmma::mma_sync(dQ[n], sa, kb, dQ[n]);
-			}
-	}
-	for (int n = 0; n < D / 16; n++)
-		wmma::store_matrix_sync(Ow + n * 16, dQ[n], D, wmma::mem_row_major);
-	__syncwarp();
-	for (int i = lane; i < 16 * D; i += 32) {
-		int r = i / D, d = i % D, t = qt * TILE + w * 16 + r;
-		if (t < T)
-			dqkv[((size_t)b * T + t) * 3 * C + (size_t)h * D + d] += Ow[i];
-	}
-}
-
-/* --- the same three kernels on mma.sync, the tiles' products in registers --------------- */
-
 /* Tiles in shared memory are rows of D bf16 padded to SD (16 bytes more),
  * so that ldmatrix's eight rows fall in different banks. */
 #define SD(D) ((D) + 8)
@@ -488,6 +177,20 @@ template <int D> __device__ inline void load_tp(bf16 *dst, const bf16 *src, int 
 	}
 }
 
+/* key tile kt of one head into Ks, Vs, and which of its keys the mask lets
+ * through (and exist) into vk; every thread of the block calls it */
+template <int D>
+__device__ inline void load_keys(bf16 *Ks, bf16 *Vs, uint8_t *vk, const bf16 *kh, const bf16 *vh, const uint8_t *mask, int b,
+                                 int T, int kt)
+{
+	load_tp<D>(Ks, kh, kt * TILE, T);
+	load_tp<D>(Vs, vh, kt * TILE, T);
+	for (int i = threadIdx.x; i < TILE; i += blockDim.x) {
+		int x = kt * TILE + i;
+		vk[i] = x < T && (!mask || mask[(size_t)b * T + x]);
+	}
+}
+
 __device__ inline float quad_max(float v)
 {
 	v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
@@ -528,12 +231,7 @@ __global__ void __launch_bounds__(WARPS * 32) k_fa_fwd(float *y, float *lse, con
 	int nt = (T + TILE - 1) / TILE, last = causal && fb <= qt * TILE ? qt + 1 : nt;
 	for (int kt = 0; kt < last; kt++) {
 		__syncthreads();
-		load_tp<D>(Ks, kh, kt * TILE, T);
-		load_tp<D>(Vs, vh, kt * TILE, T);
-		for (int i = threadIdx.x; i < TILE; i += blockDim.x) {
-			int x = kt * TILE + i;
-			vk[i] = x < T && (!mask || mask[(size_t)b * T + x]);
-		}
+		load_keys<D>(Ks, Vs, vk, kh, vh, mask, b, T, kt);
 		__syncthreads();
 		float s[8][4];
 		rows_x_tile<D>(s, qf, Ks, lane);
@@ -631,12 +329,7 @@ __global__ void __launch_bounds__(WARPS * 32)
 	int nt = (T + TILE - 1) / TILE, last = causal ? qt + 1 : nt;
 	for (int kt = 0; kt < last; kt++) {
 		__syncthreads();
-		load_tp<D>(Ks, kh, kt * TILE, T);
-		load_tp<D>(Vs, vh, kt * TILE, T);
-		for (int i = threadIdx.x; i < TILE; i += blockDim.x) {
-			int x = kt * TILE + i;
-			vk[i] = x < T && (!mask || mask[(size_t)b * T + x]);
-		}
+		load_keys<D>(Ks, Vs, vk, kh, vh, mask, b, T, kt);
 		__syncthreads();
 		float s[8][4], dp[8][4];
 		rows_x_tile<D>(s, qf, Ks, lane);
@@ -680,12 +373,7 @@ __global__ void __launch_bounds__(WARPS * 32)
 	const bf16 *qh = q + (size_t)bh * T * D, *kh = k + (size_t)bh * T * D, *vh = v + (size_t)bh * T * D,
 	           *gh = dout + (size_t)bh * T * D;
 	int fb = first[b], key[2] = {kt * TILE + w * 16 + g, kt * TILE + w * 16 + g + 8};
-	load_tp<D>(Ks, kh, kt * TILE, T);
-	load_tp<D>(Vs, vh, kt * TILE, T);
-	for (int i = threadIdx.x; i < TILE; i += blockDim.x) {
-		int x = kt * TILE + i;
-		vk[i] = x < T && (!mask || mask[(size_t)b * T + x]);
-	}
+	load_keys<D>(Ks, Vs, vk, kh, vh, mask, b, T, kt);
 	__syncthreads();
 	uint32_t kf[D / 16][4], vf[D / 16][4];
 #pragma unroll
@@ -742,13 +430,6 @@ __global__ void __launch_bounds__(WARPS * 32)
 
 static size_t fa_smem(int D, int tiles, int extra) { return (size_t)tiles * TILE * SD(D) * 2 + (size_t)extra; }
 
-static size_t fwd_smem(int D) { return 3 * TILE * D * 2 + WARPS * 16 * (SLD * 4 + PLD * 2 + (D + 4) * 4) + TILE; }
-static size_t kv_smem(int D)
-{
-	return 4 * TILE * D * 2 + 2 * TILE * 4 + WARPS * 16 * TILE * (4 + 4 + 2 + 2) + WARPS * 16 * D * 4 + TILE;
-}
-static size_t q_smem(int D) { return 4 * TILE * D * 2 + WARPS * 16 * TILE * (4 + 4 + 2) + WARPS * 16 * D * 4 + TILE; }
-
 int cu_flash_ok(int C, int H) { int D = C / H; return C % H == 0 && (D == 32 || D == 64 || D == 128); }
 
 /* the bf16 head-major q, k, v (and dout) and first[] in scratch */
@@ -762,7 +443,7 @@ static flash_bufs flash_prep(nn_ctx *c, const float *qkv, const float *dy, const
 {
 	size_t NC = (size_t)B * T * C, BHT = (size_t)B * H * T;
 	size_t bytes = (dy ? 4 : 3) * NC * sizeof(bf16) + 256 + (size_t)B * sizeof(int) + 256 + (dy ? BHT * sizeof(float) : 0);
-	unsigned char *s = (unsigned char *)cu_scratch(c, bytes);
+	unsigned char *s = (unsigned char *)nn_scratch(c, bytes);
 	flash_bufs f;
 	f.q = (bf16 *)s;
 	f.k = f.q + NC;
@@ -782,73 +463,34 @@ static flash_bufs flash_prep(nn_ctx *c, const float *qkv, const float *dy, const
 	return f;
 }
 
-/* HONE_FLASH=wmma: the first kernels (wmma through shared memory), to compare */
-static int use_wmma(void)
-{
-	static int v = -1;
-	if (v < 0) {
-		const char *e = getenv("HONE_FLASH");
-		v = e && !strcmp(e, "wmma");
-	}
-	return v;
-}
-
 template <int D> static void fwd(float *y, float *lse, const flash_bufs &f, const uint8_t *mask, int B, int T, int H, int causal)
 {
-	if (!use_wmma()) {
-		static int set2;
-		size_t sm = fa_smem(D, 3, TILE);
-		if (!set2) {
-			CK(cudaFuncSetAttribute(k_fa_fwd<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
-			set2 = 1;
-		}
-		dim3 g((unsigned)((T + TILE - 1) / TILE), (unsigned)(B * H));
-		k_fa_fwd<D><<<g, WARPS * 32, sm, cu.s>>>(y, lse, f.q, f.k, f.v, mask, f.first, B, T, H, causal, 1.0f / sqrtf((float)D));
-		CKL();
-		return;
-	}
 	static int set;
-	size_t sm = fwd_smem(D);
+	size_t sm = fa_smem(D, 3, TILE);
 	if (!set) {
-		CK(cudaFuncSetAttribute(k_flash_fwd<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
+		CK(cudaFuncSetAttribute(k_fa_fwd<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
 		set = 1;
 	}
 	dim3 g((unsigned)((T + TILE - 1) / TILE), (unsigned)(B * H));
-	k_flash_fwd<D><<<g, WARPS * 32, sm, cu.s>>>(y, lse, f.q, f.k, f.v, mask, f.first, B, T, H, causal, 1.0f / sqrtf((float)D));
+	k_fa_fwd<D><<<g, WARPS * 32, sm, cu.s>>>(y, lse, f.q, f.k, f.v, mask, f.first, B, T, H, causal, 1.0f / sqrtf((float)D));
 	CKL();
 }
 
 template <int D>
 static void bwd(float *dqkv, const float *lse, const flash_bufs &f, const uint8_t *mask, int B, int T, int H, int causal)
 {
-	if (!use_wmma()) {
-		static int set2;
-		size_t s1 = fa_smem(D, 4, 2 * TILE * 4 + TILE), s2 = fa_smem(D, 4, TILE);
-		if (!set2) {
-			CK(cudaFuncSetAttribute(k_fa_bwd_kv<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)s1));
-			CK(cudaFuncSetAttribute(k_fa_bwd_q<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)s2));
-			set2 = 1;
-		}
-		dim3 g((unsigned)((T + TILE - 1) / TILE), (unsigned)(B * H));
-		float sc = 1.0f / sqrtf((float)D);
-		k_fa_bwd_kv<D><<<g, WARPS * 32, s1, cu.s>>>(dqkv, f.q, f.k, f.v, f.g, lse, f.Dv, mask, f.first, B, T, H, causal, sc);
-		CKL();
-		k_fa_bwd_q<D><<<g, WARPS * 32, s2, cu.s>>>(dqkv, f.q, f.k, f.v, f.g, lse, f.Dv, mask, f.first, B, T, H, causal, sc);
-		CKL();
-		return;
-	}
 	static int set;
-	size_t s1 = kv_smem(D), s2 = q_smem(D);
+	size_t s1 = fa_smem(D, 4, 2 * TILE * 4 + TILE), s2 = fa_smem(D, 4, TILE);
 	if (!set) {
-		CK(cudaFuncSetAttribute(k_flash_bwd_kv<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)s1));
-		CK(cudaFuncSetAttribute(k_flash_bwd_q<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)s2));
+		CK(cudaFuncSetAttribute(k_fa_bwd_kv<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)s1));
+		CK(cudaFuncSetAttribute(k_fa_bwd_q<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)s2));
 		set = 1;
 	}
 	dim3 g((unsigned)((T + TILE - 1) / TILE), (unsigned)(B * H));
 	float sc = 1.0f / sqrtf((float)D);
-	k_flash_bwd_kv<D><<<g, WARPS * 32, s1, cu.s>>>(dqkv, f.q, f.k, f.v, f.g, lse, f.Dv, mask, f.first, B, T, H, causal, sc);
+	k_fa_bwd_kv<D><<<g, WARPS * 32, s1, cu.s>>>(dqkv, f.q, f.k, f.v, f.g, lse, f.Dv, mask, f.first, B, T, H, causal, sc);
 	CKL();
-	k_flash_bwd_q<D><<<g, WARPS * 32, s2, cu.s>>>(dqkv, f.q, f.k, f.v, f.g, lse, f.Dv, mask, f.first, B, T, H, causal, sc);
+	k_fa_bwd_q<D><<<g, WARPS * 32, s2, cu.s>>>(dqkv, f.q, f.k, f.v, f.g, lse, f.Dv, mask, f.first, B, T, H, causal, sc);
 	CKL();
 }
 

@@ -59,7 +59,7 @@ double cu_softmax_crossentropy(nn_ctx *c, float *dlogits, const float *logits, c
 			*count = 0;
 		return 0;
 	}
-	double *rowloss = (double *)cu_scratch(c, (size_t)N * sizeof(double));
+	double *rowloss = (double *)nn_scratch(c, (size_t)N * sizeof(double));
 	k_count_targets<<<1, 1024, 0, cu.s>>>(cu.red + 1, targets, N, V);
 	CKL();
 	k_ce<<<N, 256, 0, cu.s>>>(dlogits, rowloss, logits, targets, V, cu.red + 1);
@@ -123,7 +123,7 @@ static double pointwise(nn_ctx *c, float *dl, const float *z, const float *y, co
 		return 0;
 	}
 	size_t chunks = (n + CHUNK - 1) / CHUNK;
-	double *part = (double *)cu_scratch(c, 2 * chunks * sizeof(double));
+	double *part = (double *)nn_scratch(c, 2 * chunks * sizeof(double));
 	k_count_mask<<<(unsigned)chunks, 256, 0, cu.s>>>(part + chunks, m, n);
 	CKL();
 	cu_sum_into(part + chunks, chunks, 1);

@@ -110,7 +110,7 @@ static void norm_backward(nn_ctx *c, float *dx, float *dw, float *db, const floa
 	}
 	if (dw) {
 		int chunks = (N + ROWS_PER_CHUNK - 1) / ROWS_PER_CHUNK;
-		float *pw = (float *)cu_scratch(c, 2 * (size_t)chunks * (size_t)C * sizeof(float)), *pb = db ? pw + (size_t)chunks * C : NULL;
+		float *pw = (float *)nn_scratch(c, 2 * (size_t)chunks * (size_t)C * sizeof(float)), *pb = db ? pw + (size_t)chunks * C : NULL;
 		dim3 g((unsigned)((C + 127) / 128), (unsigned)chunks);
 		k_norm_colpart<<<g, 128, 0, cu.s>>>(pw, pb, dy, x, mean, rstd, N, C);
 		CKL();
