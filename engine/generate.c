@@ -190,8 +190,11 @@ int generate_main(int argc, char **argv)
 		buf_free(&out);
 		textgen_free(&g);
 	}
-	if (rc)
+	if (rc) {
 		fprintf(stderr, "hone: error: %s\n", e.msg);
+		if (e.hint[0])
+			fprintf(stderr, "hint: %s\n", e.hint);
+	}
 	free(ids);
 	if (b)
 		bpe_free(b);

@@ -89,10 +89,22 @@ const nn_ops *nn_backend(herr *e, const char *name)
 	return ops && p && *p && strcmp(p, "0") ? nn_profiled(ops) : ops;
 }
 
+/* HONE_DEVICE_EMULATE=1: "cuda" is the CPU's kernels under another name,
+ * so that the device code paths (copies of the parameters, uploads, the
+ * trainer's loop on a device) run, and are tested, where there is no GPU;
+ * their results are the CPU's bits. */
+static nn_ops emulated;
+
 static const nn_ops *find_backend(herr *e, const char *name)
 {
 	if (!name || !strcmp(name, "cpu"))
 		return &nn_cpu;
+	const char *em = getenv("HONE_DEVICE_EMULATE");
+	if (!strcmp(name, "cuda") && em && *em && strcmp(em, "0")) {
+		emulated = nn_cpu;
+		emulated.name = "cuda (emulated on the CPU)";
+		return &emulated;
+	}
 	if (strcmp(name, "cuda")) {
 		herr_set(e, "device: expected \"cpu\" or \"cuda\", got \"%s\"", name);
 		return NULL;

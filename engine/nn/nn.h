@@ -162,6 +162,8 @@ extern const nn_ops nn_cpu;
  * e set when it is unknown or cannot be had here (no library, no GPU). */
 struct herr;
 const nn_ops *nn_backend(struct herr *e, const char *name);
+/* (HONE_DEVICE_EMULATE=1 makes "cuda" the CPU's kernels behind the device
+ * code paths: a testing aid, engine/nn/nn.c says more.) */
 
 /* One AdamW update of one value (engine/ml/optim.h has the arithmetic),
  * for the CPU's loop and a device's kernel alike: decay = 1 - lr·wd,
