@@ -68,7 +68,7 @@ return {
     threshold = { type = "number", default = 0.5, min = 0, max = 1, doc = "binary output: decision threshold" },
     checkpoint_every = { type = "integer", default = 0, min = 0, doc = "also checkpoint every N steps" },
     precision = { type = "string", enum = { "fp32", "bf16" }, doc = "on a GPU: \"bf16\" (default there: matrix products from bf16 copies, fp32 accumulation, fp32 master weights and AdamW) or \"fp32\" (for checking); the CPU computes fp32" },
-    device = { type = "string", enum = { "cpu", "cuda" }, doc = "where to train: \"cpu\" (default) or \"cuda\" (a GPU; make cuda builds its backend; GPT-2 language models and classifiers, full or LoRA, so far)" },
+    device = { type = "string", enum = { "cpu", "cuda" }, doc = "where to train: \"cpu\" (default) or \"cuda\" (a GPU; make cuda builds its backend; GPT-2 and BERT, full or LoRA)" },
     seed = { type = "integer", default = 0 },
   },
   validate = function(p)

@@ -485,10 +485,14 @@ typedef struct block_act {
 
 struct bert_ws {
 	nn_ctx nn;
-	int B, T, N, nl, labelled;
-	uint32_t *ids, *types, *pos;
+	int B, T, N, C, H, nl, labelled;
+	uint32_t *ids, *types, *pos; /* backend memory, as the labels and the mask */
 	uint8_t *mask;
 	int has_mask;
+	float *p;                    /* the parameters on a device backend (NULL on the CPU: the model's) */
+	uint32_t *htypes;            /* host staging for the token types and the gathered labels */
+	int32_t *hlab;
+	float *hlogits, *hhidden;    /* on a device: the logits and last hidden states brought back */
 	float *emb, *h0, *me, *re;   /* embeddings' sum, their LayerNorm */
 	block_act *l;
 	float *cls, *pool1, *pool;   /* sequence classification: [CLS] rows, pooler dense, tanh (B × C) */
@@ -500,6 +504,7 @@ struct bert_ws {
 	size_t nlogits;
 	int32_t *lab_i;
 	float *lab_f;
+	float *lse;                  /* per layer B·H·T: attention's log-sum-exp (a fused backend's), or NULL */
 	float *g;
 	float *gOut, *gIn, *gRes, *gMid, *gCtx, *gQKV, *gF1, *gF2, *gP1, *gP2, *gCls;
 	/* dropout (hidden_dropout_prob, training only): the embeddings after it,
@@ -518,10 +523,12 @@ struct bert_ws {
 	size_t bytes;
 };
 
-bert_ws *bert_ws_new(const bert *m, int B, int T, int threads)
+bert_ws *bert_ws_new(const bert *m, int B, int T, int threads) { return bert_ws_new_on(m, B, T, threads, &nn_cpu); }
+
+bert_ws *bert_ws_new_on(const bert *m, int B, int T, int threads, const nn_ops *ops)
 {
 	bert_ws *w = xcalloc(1, sizeof *w);
-	nn_ctx_init(&w->nn, &nn_cpu, threads);
+	nn_ctx_init(&w->nn, ops, threads);
 	nn_ctx *c = &w->nn;
 	const bert_config *cf = &m->cfg;
 	size_t N = (size_t)B * (size_t)T, C = (size_t)cf->hidden, I = (size_t)cf->inter, F = N * C * sizeof(float);
@@ -529,13 +536,24 @@ bert_ws *bert_ws_new(const bert *m, int B, int T, int threads)
 	w->B = B;
 	w->T = T;
 	w->N = (int)N;
+	w->C = cf->hidden;
+	w->H = cf->n_head;
 	w->nl = cf->n_layer;
-	w->ids = xcalloc(N, sizeof *w->ids);
-	w->types = xcalloc(N, sizeof *w->types);
-	w->pos = xcalloc(N, sizeof *w->pos);
-	w->mask = xcalloc(N, 1);
+	w->ids = nn_alloc(c, N * sizeof *w->ids);
+	w->types = nn_alloc(c, N * sizeof *w->types);
+	w->pos = nn_alloc(c, N * sizeof *w->pos);
+	w->mask = nn_alloc(c, N);
+	w->htypes = xcalloc(N, sizeof *w->htypes);
+	w->hlab = xcalloc(N, sizeof *w->hlab);
 	for (size_t i = 0; i < N; i++)
-		w->pos[i] = (uint32_t)(i % (size_t)T);
+		w->htypes[i] = (uint32_t)(i % (size_t)T);
+	nn_upload(c, w->pos, w->htypes, N * sizeof *w->pos);
+	if (!nn_on_host(ops)) {
+		w->p = A(m->nparams * sizeof(float));
+		nn_upload(c, w->p, m->p, m->nparams * sizeof(float));
+	}
+	if (nn_attention_lse(c))
+		w->lse = A((size_t)(cf->n_layer ? cf->n_layer : 1) * N * (size_t)cf->n_head * sizeof(float));
 	w->emb = A(F);
 	w->h0 = A(F);
 	w->me = A(N * sizeof(float));
@@ -561,8 +579,12 @@ bert_ws *bert_ws_new(const bert *m, int B, int T, int threads)
 	w->nlogits = cf->head == BERT_SEQCLS ? (size_t)B * K : cf->head == BERT_TOKCLS ? N * K : cf->head == BERT_MLM ? N * (size_t)cf->vocab : 1;
 	w->logits = A(w->nlogits * sizeof(float));
 	w->dlogits = A(w->nlogits * sizeof(float));
-	w->lab_i = xcalloc(N, sizeof *w->lab_i);
-	w->lab_f = xcalloc(N * (K ? K : 1), sizeof *w->lab_f);
+	w->lab_i = (int32_t *)A(N * sizeof *w->lab_i);
+	w->lab_f = A(N * (K ? K : 1) * sizeof *w->lab_f);
+	if (!nn_on_host(ops)) {
+		w->hlogits = xcalloc(w->nlogits, sizeof *w->hlogits);
+		w->hhidden = xcalloc(N * C, sizeof *w->hhidden);
+	}
 	if (cf->head == BERT_SEQCLS || cf->head == BERT_BASE) {
 		w->cls = A((size_t)B * C * sizeof(float));
 		w->pool1 = A((size_t)B * C * sizeof(float));
@@ -667,27 +689,50 @@ void bert_ws_free(bert_ws *w)
 		if (cb[k])
 			nn_free(c, cb[k]);
 	free(w->l);
-	free(w->ids);
-	free(w->types);
-	free(w->pos);
-	free(w->mask);
-	free(w->lab_i);
-	free(w->lab_f);
+	void *d[] = {w->ids, w->types, w->pos, w->mask, w->lab_i, w->lab_f, w->p, w->lse};
+	for (size_t k = 0; k < sizeof d / sizeof *d; k++)
+		if (d[k])
+			nn_free(c, d[k]);
+	free(w->htypes);
+	free(w->hlab);
+	free(w->hlogits);
+	free(w->hhidden);
 	nn_ctx_free(c);
 	free(w);
 }
 
-const float *bert_logits(const bert_ws *w) { return w->logits; }
-const float *bert_hidden(const bert_ws *w) { return w->nl ? w->l[w->nl - 1].out : w->h0; }
+/* the last hidden states where the compute keeps them */
+static const float *hidden(const bert_ws *w) { return w->nl ? w->l[w->nl - 1].out : w->h0; }
+
+const float *bert_logits(bert_ws *w)
+{
+	if (!w->hlogits)
+		return w->logits;
+	nn_download(&w->nn, w->hlogits, w->logits, w->nlogits * sizeof(float));
+	return w->hlogits;
+}
+const float *bert_hidden(bert_ws *w)
+{
+	if (!w->hhidden)
+		return hidden(w);
+	nn_download(&w->nn, w->hhidden, hidden(w), (size_t)w->N * (size_t)w->C * sizeof(float));
+	return w->hhidden;
+}
 float *bert_grad(bert_ws *w) { return w->g; }
 float *bert_lora_grad(bert_ws *w) { return w->lw ? w->lw->g : NULL; }
+float *bert_ws_params(bert_ws *w, const bert *m) { return w->p ? w->p : m->p; }
+float *bert_ws_lora_params(bert_ws *w, const bert *m) { return w->lw ? lora_ws_params(w->lw, m->lora) : NULL; }
+nn_ctx *bert_ws_nn(bert_ws *w) { return &w->nn; }
 
-/* a parameter: the adapters' saved copy (a classifier trained beside
- * LoRA) or the model's own */
-static const float *par(const bert *m, const char *name)
+/* a parameter where the compute finds it: the adapters' saved copy (a
+ * classifier trained beside LoRA) or the model's own, on the workspace's
+ * device */
+static const float *par(const bert *m, const bert_ws *w, const char *name)
 {
 	const float *s = lora_saved_ptr(m->lora, name);
-	return s ? s : m->p + bert_find(m, name)->off;
+	if (s)
+		return lora_ws_params(w->lw, m->lora) + (s - m->lora->p);
+	return (w->p ? w->p : m->p) + bert_find(m, name)->off;
 }
 
 /* its gradient; NULL when frozen */
@@ -705,7 +750,7 @@ static const char *lay(char *nm, size_t n, int l, const char *s)
 	return nm;
 }
 
-#define LP(s) par(m, lay(nm, sizeof nm, l, s))
+#define LP(s) par(m, w, lay(nm, sizeof nm, l, s))
 #define LG(s) grd(m, w, lay(nm, sizeof nm, l, s))
 
 /* A block after its attention: x + dense(ctx), LayerNorm, the feed-forward
@@ -760,19 +805,20 @@ double bert_forward(const bert *m, bert_ws *w, const bert_batch *bt)
 	const lora *lo = m->lora;
 	int B = w->B, T = w->T, N = w->N, C = cf->hidden, H = cf->n_head, K = cf->nlabels;
 	char nm[96];
-	memcpy(w->ids, bt->ids, (size_t)N * sizeof *w->ids);
+	nn_upload(c, w->ids, bt->ids, (size_t)N * sizeof *w->ids);
 	for (int i = 0; i < N; i++)
-		w->types[i] = bt->types ? bt->types[i] : 0;
+		w->htypes[i] = bt->types ? bt->types[i] : 0;
+	nn_upload(c, w->types, w->htypes, (size_t)N * sizeof *w->types);
 	w->has_mask = bt->mask != NULL;
 	if (bt->mask)
-		memcpy(w->mask, bt->mask, (size_t)N);
+		nn_upload(c, w->mask, bt->mask, (size_t)N);
 	const uint8_t *mask = w->has_mask ? w->mask : NULL;
 	/* embeddings: word + token type, then + position (transformers' order), LayerNorm */
-	embedding_forward(c, w->emb, w->ids, par(m, "bert.embeddings.word_embeddings.weight"), N, C, cf->vocab, 0);
-	embedding_forward(c, w->emb, w->types, par(m, "bert.embeddings.token_type_embeddings.weight"), N, C, cf->type_vocab, 1);
-	embedding_forward(c, w->emb, w->pos, par(m, "bert.embeddings.position_embeddings.weight"), N, C, cf->max_pos, 1);
-	layernorm_forward(c, w->h0, w->me, w->re, w->emb, par(m, "bert.embeddings.LayerNorm.weight"),
-	                  par(m, "bert.embeddings.LayerNorm.bias"), N, C, cf->eps);
+	embedding_forward(c, w->emb, w->ids, par(m, w, "bert.embeddings.word_embeddings.weight"), N, C, cf->vocab, 0);
+	embedding_forward(c, w->emb, w->types, par(m, w, "bert.embeddings.token_type_embeddings.weight"), N, C, cf->type_vocab, 1);
+	embedding_forward(c, w->emb, w->pos, par(m, w, "bert.embeddings.position_embeddings.weight"), N, C, cf->max_pos, 1);
+	layernorm_forward(c, w->h0, w->me, w->re, w->emb, par(m, w, "bert.embeddings.LayerNorm.weight"),
+	                  par(m, w, "bert.embeddings.LayerNorm.bias"), N, C, cf->eps);
 	int drop = w->drop_seed && cf->dropout > 0 && w->dtmp;
 	float p = cf->dropout;
 	uint64_t ds = w->drop_seed;
@@ -788,7 +834,8 @@ double bert_forward(const bert *m, bert_ws *w, const bert_batch *bt)
 		               NN_W_OUT_IN, 0);
 		for (int s = 0; s < 3; s++)
 			lora_forward(c, w->lw, lo, l, s, a->qkv + s * C, 3 * C, a->x);
-		attention_forward(c, a->ctx, a->qkv, mask, B, T, C, H, 0);
+		attention_forward_keep(c, a->ctx, w->lse ? w->lse + (size_t)l * (size_t)N * (size_t)H : NULL, a->qkv, mask, B, T, C,
+		                       H, 0);
 		if (l == cf->n_layer - 1 && w->co) {
 			/* the heads read the last layer only at [CLS]: the rest of it on
 			 * those rows alone, gathered, then put back in place */
@@ -806,13 +853,13 @@ double bert_forward(const bert *m, bert_ws *w, const bert_batch *bt)
 			block_tail_forward(m, w, l, a, N);
 		}
 	}
-	const float *h = bert_hidden(w);
+	const float *h = hidden(w);
 	double loss = 0;
 	w->labelled = bt->labels_i || bt->labels_f;
 	if (cf->head == BERT_SEQCLS || cf->head == BERT_BASE) {
 		for (int b = 0; b < B; b++)
 			nn_copy(c, w->cls + (size_t)b * (size_t)C, h + (size_t)b * (size_t)T * (size_t)C, (size_t)C * sizeof(float));
-		linear_forward(c, w->pool1, w->cls, par(m, "bert.pooler.dense.weight"), par(m, "bert.pooler.dense.bias"), B, C, C,
+		linear_forward(c, w->pool1, w->cls, par(m, w, "bert.pooler.dense.weight"), par(m, w, "bert.pooler.dense.bias"), B, C, C,
 		               NN_W_OUT_IN, 0);
 		tanh_forward(c, w->pool, w->pool1, (size_t)B * (size_t)C);
 	}
@@ -822,13 +869,13 @@ double bert_forward(const bert *m, bert_ws *w, const bert_batch *bt)
 			dropout_forward(c, w->cin, w->pool, (size_t)B * (size_t)C, p, ds, DROP_CLS);
 			ci = w->cin;
 		}
-		linear_forward(c, w->logits, ci, par(m, "classifier.weight"), par(m, "classifier.bias"), B, C, K, NN_W_OUT_IN, 0);
+		linear_forward(c, w->logits, ci, par(m, w, "classifier.weight"), par(m, w, "classifier.bias"), B, C, K, NN_W_OUT_IN, 0);
 		if (cf->problem == BERT_SINGLE && bt->labels_i) {
-			memcpy(w->lab_i, bt->labels_i, (size_t)B * sizeof *w->lab_i);
+			nn_upload(c, w->lab_i, bt->labels_i, (size_t)B * sizeof *w->lab_i);
 			loss = softmax_crossentropy(c, w->dlogits, w->logits, w->lab_i, B, K, NULL);
 		} else if (cf->problem != BERT_SINGLE && bt->labels_f) {
 			size_t n = (size_t)B * (size_t)K;
-			memcpy(w->lab_f, bt->labels_f, n * sizeof *w->lab_f);
+			nn_upload(c, w->lab_f, bt->labels_f, n * sizeof *w->lab_f);
 			loss = cf->problem == BERT_MULTI ? bce_logits(c, w->dlogits, w->logits, w->lab_f, NULL, n, NULL)
 			                                 : mse_loss(c, w->dlogits, w->logits, w->lab_f, NULL, n, NULL);
 		} else {
@@ -840,9 +887,9 @@ double bert_forward(const bert *m, bert_ws *w, const bert_batch *bt)
 			dropout_forward(c, w->cin, h, (size_t)N * (size_t)C, p, ds, DROP_CLS);
 			ci = w->cin;
 		}
-		linear_forward(c, w->logits, ci, par(m, "classifier.weight"), par(m, "classifier.bias"), N, C, K, NN_W_OUT_IN, 0);
+		linear_forward(c, w->logits, ci, par(m, w, "classifier.weight"), par(m, w, "classifier.bias"), N, C, K, NN_W_OUT_IN, 0);
 		if (bt->labels_i) {
-			memcpy(w->lab_i, bt->labels_i, (size_t)N * sizeof *w->lab_i);
+			nn_upload(c, w->lab_i, bt->labels_i, (size_t)N * sizeof *w->lab_i);
 			loss = softmax_crossentropy(c, w->dlogits, w->logits, w->lab_i, N, K, NULL);
 		}
 	} else if (cf->head == BERT_MLM) {
@@ -854,24 +901,25 @@ double bert_forward(const bert *m, bert_ws *w, const bert_batch *bt)
 			for (int i = 0; i < N; i++)
 				if (bt->labels_i[i] >= 0 && bt->labels_i[i] < cf->vocab) {
 					w->rows[M] = i;
-					w->lab_i[M] = bt->labels_i[i];
+					w->hlab[M] = bt->labels_i[i];
 					nn_copy(c, w->hs + (size_t)M * (size_t)C, h + (size_t)i * (size_t)C, (size_t)C * sizeof(float));
 					M++;
 				}
 			hin = w->hs;
+			nn_upload(c, w->lab_i, w->hlab, (size_t)M * sizeof *w->lab_i);
 		} else if (bt->labels_i) {
-			memcpy(w->lab_i, bt->labels_i, (size_t)N * sizeof *w->lab_i);
+			nn_upload(c, w->lab_i, bt->labels_i, (size_t)N * sizeof *w->lab_i);
 		}
 		w->M = M;
 		if (M > 0) {
-			linear_forward(c, w->t1, hin, par(m, "cls.predictions.transform.dense.weight"),
-			               par(m, "cls.predictions.transform.dense.bias"), M, C, C, NN_W_OUT_IN, 0);
+			linear_forward(c, w->t1, hin, par(m, w, "cls.predictions.transform.dense.weight"),
+			               par(m, w, "cls.predictions.transform.dense.bias"), M, C, C, NN_W_OUT_IN, 0);
 			gelu_forward(c, w->t2, w->t1, (size_t)M * (size_t)C, cf->act);
-			layernorm_forward(c, w->t3, w->mt, w->rt, w->t2, par(m, "cls.predictions.transform.LayerNorm.weight"),
-			                  par(m, "cls.predictions.transform.LayerNorm.bias"), M, C, cf->eps);
+			layernorm_forward(c, w->t3, w->mt, w->rt, w->t2, par(m, w, "cls.predictions.transform.LayerNorm.weight"),
+			                  par(m, w, "cls.predictions.transform.LayerNorm.bias"), M, C, cf->eps);
 			/* the decoder: tied to the word embeddings, its own bias */
-			linear_forward(c, w->logits, w->t3, par(m, "bert.embeddings.word_embeddings.weight"),
-			               par(m, "cls.predictions.bias"), M, C, cf->vocab, NN_W_OUT_IN, 0);
+			linear_forward(c, w->logits, w->t3, par(m, w, "bert.embeddings.word_embeddings.weight"),
+			               par(m, w, "cls.predictions.bias"), M, C, cf->vocab, NN_W_OUT_IN, 0);
 		}
 		if (bt->labels_i && M > 0)
 			loss = softmax_crossentropy(c, w->dlogits, w->logits, w->lab_i, M, cf->vocab, NULL);
@@ -952,7 +1000,7 @@ void bert_backward(const bert *m, bert_ws *w)
 	int B = w->B, T = w->T, N = w->N, C = cf->hidden, H = cf->n_head, K = cf->nlabels;
 	size_t F = (size_t)N * (size_t)C * sizeof(float);
 	const uint8_t *mask = w->has_mask ? w->mask : NULL;
-	const float *h = bert_hidden(w);
+	const float *h = hidden(w);
 	char nm[96];
 	int drop = w->dropped;
 	nn_zero(c, w->gOut, F);
@@ -961,19 +1009,19 @@ void bert_backward(const bert *m, bert_ws *w)
 		nn_zero(c, w->gP2, (size_t)B * (size_t)C * sizeof(float));
 		nn_zero(c, w->gCls, (size_t)B * (size_t)C * sizeof(float));
 		linear_backward(c, w->gP1, grd(m, w, "classifier.weight"), grd(m, w, "classifier.bias"), w->dlogits,
-		                drop ? w->cin : w->pool, par(m, "classifier.weight"), B, C, K, NN_W_OUT_IN);
+		                drop ? w->cin : w->pool, par(m, w, "classifier.weight"), B, C, K, NN_W_OUT_IN);
 		if (drop) { /* through the classifier's dropout */
 			size_t BC = (size_t)B * (size_t)C;
 			nn_copy(c, w->gP1, drop_grad(m, w, w->gP1, BC, DROP_CLS), BC * sizeof(float));
 		}
 		tanh_backward(c, w->gP2, w->gP1, w->pool, (size_t)B * (size_t)C);
 		linear_backward(c, w->gCls, grd(m, w, "bert.pooler.dense.weight"), grd(m, w, "bert.pooler.dense.bias"), w->gP2,
-		                w->cls, par(m, "bert.pooler.dense.weight"), B, C, C, NN_W_OUT_IN);
+		                w->cls, par(m, w, "bert.pooler.dense.weight"), B, C, C, NN_W_OUT_IN);
 		for (int b = 0; b < B; b++)
 			nn_copy(c, w->gOut + (size_t)b * (size_t)T * (size_t)C, w->gCls + (size_t)b * (size_t)C, (size_t)C * sizeof(float));
 	} else if (cf->head == BERT_TOKCLS) {
 		linear_backward(c, w->gOut, grd(m, w, "classifier.weight"), grd(m, w, "classifier.bias"), w->dlogits,
-		                drop ? w->cin : h, par(m, "classifier.weight"), N, C, K, NN_W_OUT_IN);
+		                drop ? w->cin : h, par(m, w, "classifier.weight"), N, C, K, NN_W_OUT_IN);
 		if (drop) {
 			nn_copy(c, w->gOut, drop_grad(m, w, w->gOut, (size_t)N * (size_t)C, DROP_CLS), F);
 		}
@@ -984,17 +1032,17 @@ void bert_backward(const bert *m, bert_ws *w)
 		nn_zero(c, w->gMid, FM);
 		nn_zero(c, w->gCtx, FM);
 		linear_backward(c, w->gRes, grd(m, w, "bert.embeddings.word_embeddings.weight"), grd(m, w, "cls.predictions.bias"),
-		                w->dlogits, w->t3, par(m, "bert.embeddings.word_embeddings.weight"), M, C, cf->vocab, NN_W_OUT_IN);
+		                w->dlogits, w->t3, par(m, w, "bert.embeddings.word_embeddings.weight"), M, C, cf->vocab, NN_W_OUT_IN);
 		layernorm_backward(c, w->gMid, grd(m, w, "cls.predictions.transform.LayerNorm.weight"),
 		                   grd(m, w, "cls.predictions.transform.LayerNorm.bias"), w->gRes, w->t2,
-		                   par(m, "cls.predictions.transform.LayerNorm.weight"), w->mt, w->rt, M, C);
+		                   par(m, w, "cls.predictions.transform.LayerNorm.weight"), w->mt, w->rt, M, C);
 		gelu_backward(c, w->gCtx, w->gMid, w->t1, (size_t)M * (size_t)C, cf->act);
 		float *gh = sp ? w->gIn : w->gOut;
 		if (sp)
 			nn_zero(c, gh, FM);
 		linear_backward(c, gh, grd(m, w, "cls.predictions.transform.dense.weight"),
 		                grd(m, w, "cls.predictions.transform.dense.bias"), w->gCtx, sp ? w->hs : h,
-		                par(m, "cls.predictions.transform.dense.weight"), M, C, C, NN_W_OUT_IN);
+		                par(m, w, "cls.predictions.transform.dense.weight"), M, C, C, NN_W_OUT_IN);
 		for (int r = 0; sp && r < M; r++) /* scattered back to their rows (each once; gOut is 0) */
 			nn_copy(c, w->gOut + (size_t)w->rows[r] * (size_t)C, gh + (size_t)r * (size_t)C, (size_t)C * sizeof(float));
 	}
@@ -1020,7 +1068,8 @@ void bert_backward(const bert *m, bert_ws *w)
 			block_tail_backward(m, w, l, a, N, w->gOut, w->gMid, w->gF2, w->gF1, w->gIn, w->gCtx);
 		}
 		nn_zero(c, w->gQKV, 3 * F);
-		attention_backward(c, w->gQKV, w->gCtx, a->qkv, mask, B, T, C, H, 0);
+		attention_backward_keep(c, w->gQKV, w->gCtx, a->qkv, a->ctx, w->lse ? w->lse + (size_t)l * (size_t)N * (size_t)H : NULL,
+		                        mask, B, T, C, H, 0);
 		linear_backward(c, w->gIn, LG("attention.self.query.weight"), LG("attention.self.query.bias"), w->gQKV, a->x,
 		                LP("attention.self.query.weight"), N, C, 3 * C, NN_W_OUT_IN);
 		for (int s = 0; s < 3; s++)
@@ -1037,7 +1086,7 @@ void bert_backward(const bert *m, bert_ws *w)
 	}
 	nn_zero(c, w->gRes, F);
 	layernorm_backward(c, w->gRes, grd(m, w, "bert.embeddings.LayerNorm.weight"), grd(m, w, "bert.embeddings.LayerNorm.bias"),
-	                   w->gOut, w->emb, par(m, "bert.embeddings.LayerNorm.weight"), w->me, w->re, N, C);
+	                   w->gOut, w->emb, par(m, w, "bert.embeddings.LayerNorm.weight"), w->me, w->re, N, C);
 	embedding_backward(c, grd(m, w, "bert.embeddings.word_embeddings.weight"), w->ids, w->gRes, N, C, cf->vocab);
 	embedding_backward(c, grd(m, w, "bert.embeddings.token_type_embeddings.weight"), w->types, w->gRes, N, C, cf->type_vocab);
 	embedding_backward(c, grd(m, w, "bert.embeddings.position_embeddings.weight"), w->pos, w->gRes, N, C, cf->max_pos);

@@ -89,6 +89,18 @@ int bert_lora_load(herr *e, lora *l, const bert *m, const char *dir);
 
 typedef struct bert_ws bert_ws;
 bert_ws *bert_ws_new(const bert *m, int B, int T, int threads);
+/* The same on backend ops (nn_backend): activations, gradients and a copy
+ * of the parameters (and of the adapters) on its device; bert_grad,
+ * bert_lora_grad, bert_ws_params and bert_ws_lora_params point there, and
+ * bert_logits / bert_hidden bring their values back to the host. */
+struct nn_ops;
+bert_ws *bert_ws_new_on(const bert *m, int B, int T, int threads, const struct nn_ops *ops);
+/* The parameters the workspace computes with (m->p, or the device's copy),
+ * the adapters' (NULL without), and its context */
+float *bert_ws_params(bert_ws *w, const bert *m);
+float *bert_ws_lora_params(bert_ws *w, const bert *m);
+struct nn_ctx;
+struct nn_ctx *bert_ws_nn(bert_ws *w);
 void bert_ws_free(bert_ws *w);
 size_t bert_ws_bytes(const bert_ws *w);
 /* Dropout (hidden_dropout_prob) for the next forward and backward, masks
@@ -131,9 +143,10 @@ typedef struct bert_batch {
 	const float *labels_f;
 } bert_batch;
 double bert_forward(const bert *m, bert_ws *w, const bert_batch *b);
-const float *bert_logits(const bert_ws *w);
-/* The final hidden states, B·T × hidden */
-const float *bert_hidden(const bert_ws *w);
+/* (host memory, also for a workspace on a device) */
+const float *bert_logits(bert_ws *w);
+/* The final hidden states, B·T × hidden (host memory) */
+const float *bert_hidden(bert_ws *w);
 /* Backward of the last forward with labels: adds into the gradients. */
 void bert_backward(const bert *m, bert_ws *w);
 /* Gradients of the parameters (NULL with adapters: the base is frozen) and

@@ -1069,10 +1069,9 @@ static int k_train(kctx *c, const hval *p, const kinput *in, size_t nin, const c
 	const char *device = hval_get_str(p, "device", "cpu");
 	if (!strcmp(device, "cpu") && !strcmp(hval_get_str(p, "precision", "fp32"), "bf16"))
 		return kctx_fail(c, "train: precision = \"bf16\" is for device = \"cuda\"; the CPU trains in fp32");
-	if (strcmp(device, "cpu") && (!base || arch != ARCH_GPT2))
-		return kctx_fail(c, "train: device = \"%s\" trains GPT-2s (language models and classifiers, full or LoRA) so "
-		                 "far; this stage (%s) trains on device = \"cpu\"", device,
-		                 !base ? "a classifier on features" : "a BERT");
+	if (strcmp(device, "cpu") && !base)
+		return kctx_fail(c, "train: device = \"%s\" trains transformers (a base = model); this stage trains a "
+		                 "classifier on features, on device = \"cpu\"", device);
 	if (!nn_backend(&c->err, device))
 		return herr_prefix(&c->err, "train");
 	if (base && arch == ARCH_BERT)

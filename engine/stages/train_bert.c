@@ -18,6 +18,7 @@
 #include "../ml/encdata.h"
 #include "../ml/mldata.h"
 #include "../models/bert.h"
+#include "../nn/nn.h"
 #include "trainer.h"
 
 typedef struct bert_learn {
@@ -237,7 +238,7 @@ int train_bert(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, const k
 	size_t N = (size_t)B * (size_t)T;
 	if (rc == 0) {
 		l.m = &m;
-		l.ws = bert_ws_new(&m, B, T, c->threads);
+		l.ws = bert_ws_new_on(&m, B, T, c->threads, nn_backend(&c->err, hval_get_str(p, "device", "cpu")));
 		bert_ws_mlm_sparse(l.ws, 1);
 		bert_ws_cls_only(l.ws, &m, 1);
 		l.tr = &tr;
@@ -257,6 +258,14 @@ int train_bert(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, const k
 		l.lab = xmalloc(N * sizeof *l.lab);
 		l.seed = (uint64_t)cf->seed;
 		learner L = {lora_m ? lo.p : m.p, lora_m ? lo.n : m.nparams, bert_step, bert_score, &l, NULL, NULL};
+		nn_ctx *nc = bert_ws_nn(l.ws);
+		if (!nn_on_host(nc->ops)) { /* on a device: the loop updates the workspace's copy */
+			L.nn = nc;
+			L.dp = lora_m ? bert_ws_lora_params(l.ws, &m) : bert_ws_params(l.ws, &m);
+			const char *prec = hval_get_str(p, "precision", "bf16");
+			nc->precision = !strcmp(prec, "bf16") ? NN_BF16 : NN_FP32;
+			kctx_log(c, "train: on device %s, %s", nc->ops->name, prec);
+		}
 		kctx_metric(c, "params", (double)m.nparams);
 		int higher = mlm ? !strcmp(metric, "accuracy") : tag ? strcmp(metric, "loss") != 0 : ml_metric_higher(metric);
 		rc = train_loop(c, cf, &L, tr.n, vi != NULL, metric, higher, &s, &lr);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "ml/blas.h"
+#include "models/bert.h"
 #include "models/gpt2.h"
 #include "nn/nn.h"
 #include "util.h"
@@ -424,6 +425,64 @@ static void test_gpt2_cls(void)
 	gpt2_free(&m);
 }
 
+/* BERT with each head on both devices, a padding mask, dropout, the
+ * [CLS]-only last layer and the sparse masked-LM head: loss, logits and
+ * every gradient against the CPU's (fp32), the loss in bf16 within 1% */
+static void test_bert(void)
+{
+	int heads[3] = {BERT_SEQCLS, BERT_TOKCLS, BERT_MLM};
+	const char *hn[3] = {"sequence classifier", "tagger", "masked LM"};
+	for (int hi = 0; hi < 3; hi++) {
+		bert_config cf = {2, 2, 64, 128, 40, 2, 150, 1e-12f, NN_GELU_ERF, heads[hi], 3, BERT_SINGLE, 0, 0.1f};
+		bert m;
+		herr e;
+		if (bert_init(&e, &m, &cf) != 0) {
+			check(0, e.msg, 0, 0);
+			return;
+		}
+		bert_init_random(&m, 5);
+		int B = 4, T = 33, N = B * T;
+		uint32_t *ids = xmalloc((size_t)N * 4), *types = xmalloc((size_t)N * 4);
+		uint8_t *mask = xmalloc((size_t)N);
+		int32_t *lab = xmalloc((size_t)N * 4);
+		for (int i = 0; i < N; i++) {
+			ids[i] = (uint32_t)((i * 17 + 1) % cf.vocab);
+			types[i] = (uint32_t)(i % T > 20);
+			mask[i] = (i % T) < T - 6 * (i / T);
+			lab[i] = heads[hi] == BERT_SEQCLS ? (i < B ? i % 3 : 0) : i % 5 == 0 ? (int32_t)(i % 3) : -100;
+		}
+		bert_batch bt = {ids, types, mask, lab, NULL};
+		for (int prec = 0; prec < 2; prec++) {
+			bert_ws *wc = bert_ws_new(&m, B, T, 2), *wg = bert_ws_new_on(&m, B, T, 1, GPU);
+			bert_ws_nn(wg)->precision = prec ? NN_BF16 : NN_FP32;
+			bert_ws *ws[2] = {wc, wg};
+			for (int k = 0; k < 2; k++) {
+				bert_ws_mlm_sparse(ws[k], 1);
+				bert_ws_cls_only(ws[k], &m, 1);
+				bert_ws_dropout(ws[k], 9);
+			}
+			double l1 = bert_forward(&m, wc, &bt), l2 = bert_forward(&m, wg, &bt);
+			char nm[96];
+			snprintf(nm, sizeof nm, "bert %s, %s: loss", hn[hi], prec ? "bf16" : "fp32");
+			double tol = prec ? 1e-2 : 1e-5;
+			check(fabs(l1 - l2) <= tol * fabs(l1), nm, fabs(l1 - l2) / fabs(l1), tol);
+			if (!prec) {
+				size_t nl = heads[hi] == BERT_SEQCLS ? (size_t)B * 3 : heads[hi] == BERT_TOKCLS ? (size_t)N * 3 :
+				                                                                          (size_t)bert_mlm_rows(wc) * cf.vocab;
+				double le = nerr(bert_logits(wg), bert_logits(wc), nl);
+				check(le <= 1e-4, "  ... logits", le, 1e-4);
+				bert_backward(&m, wc);
+				bert_backward(&m, wg);
+				same("  ... every gradient", bert_grad(wg), bert_grad(wc), m.nparams, 1e-3);
+			}
+			bert_ws_free(wc);
+			bert_ws_free(wg);
+		}
+		free(ids), free(types), free(mask), free(lab);
+		bert_free(&m);
+	}
+}
+
 /* A small GPT-2 on both devices: logits, loss, every gradient; then a few
  * AdamW steps twice on the GPU from the same start: the same bits. */
 static void test_gpt2(void)
@@ -562,8 +621,8 @@ int main(void)
 	nn_ctx_init(&gc, GPU, 1);
 	nn_ctx_init(&cc, &nn_cpu, 2);
 	void (*tests[])(void) = {test_matmul, test_bf16, test_linear, test_embedding, test_norms, test_attention, test_flash, test_pointwise,
-	                         test_losses, test_gpt2, test_gpt2_cls};
-	const char *names[] = {"matmul", "bf16", "linear", "embedding", "norms", "attention", "flash", "pointwise", "losses", "gpt2", "gpt2 classifier"};
+	                         test_losses, test_gpt2, test_gpt2_cls, test_bert};
+	const char *names[] = {"matmul", "bf16", "linear", "embedding", "norms", "attention", "flash", "pointwise", "losses", "gpt2", "gpt2 classifier", "bert"};
 	for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {
 		printf("# %s\n", names[i]);
 		tests[i]();

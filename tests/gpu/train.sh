@@ -83,5 +83,24 @@ for t in clf clora; do
 done
 check "  ... the GPU's classifier evaluates on the CPU (accuracy $(cm clf_eval accuracy))" \
 	awk -v a="$(cm clf_eval accuracy)" 'BEGIN { exit !(a > 0.5) }'
+# BERT: masked LM and a classifier on it, on both devices (fp32)
+{ toy_cls_stages | sed 's/local base = model {.*/local base = model { arch = "bert", n_layer = 2, n_head = 2, n_embd = 32, intermediate = 64, n_positions = 32, vocab = 300, seed = 1 }/'
+  cat <<'LUA'
+local pre = train { ids.train, base = base, objective = "mlm", mask_id = 299, lr = 0.003, batch = 16, epochs = 2, seed = 1, name = "pre_cpu" }
+train { ids.train, base = base, objective = "mlm", mask_id = 299, lr = 0.003, batch = 16, epochs = 2, seed = 1,
+        device = "cuda", precision = "fp32", name = "pre_gpu" }
+train { ids.train, val = ids.val, base = pre, output = { label = "category" }, lr = 0.003, batch = 16, epochs = 2, seed = 1, name = "bclf_cpu" }
+train { ids.train, val = ids.val, base = pre, output = { label = "category" }, lr = 0.003, batch = 16, epochs = 2, seed = 1,
+        device = "cuda", precision = "fp32", name = "bclf_gpu" }
+LUA
+} > b.lua
+check "BERT trains on the GPU (masked LM, classifier)" "$HONE" run b.lua -q
+bobj() { "$HONE" show b.lua "$1" | awk '/^path/ {print $2}'; }
+for t in pre bclf; do
+	a=$(grep -o '"loss": [0-9.e+-]*' "$(bobj ${t}_gpu)curve.jsonl" | tail -1 | awk '{print $2}')
+	b=$(grep -o '"loss": [0-9.e+-]*' "$(bobj ${t}_cpu)curve.jsonl" | tail -1 | awk '{print $2}')
+	check "BERT $t: the GPU's last training loss ($a) within 1e-4 of the CPU's ($b)" \
+		awk -v a="$a" -v b="$b" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && b > 0 && d / b < 1e-4) }'
+done
 echo "$((N - FAILS)) passed, $FAILS failed"
 done_testing

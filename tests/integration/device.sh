@@ -3,8 +3,8 @@
 # device = "cuda" the CPU's kernels behind the GPU's code (its own copy of
 # the parameters, AdamW's state beside them, checkpoints brought back to the
 # host, the KV cache on the backend), so each run must end with the CPU's
-# bits: language model in full and with LoRA, a classifier, generation, and
-# a resume after kill -9. The CUDA kernels themselves: tests/gpu/ (make test-gpu).
+# bits: language model in full and with LoRA, a classifier, BERT's heads,
+# generation, and a resume after kill -9. The CUDA kernels themselves: tests/gpu/ (make test-gpu).
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 . "$(dirname "$0")/lib.sh"
 . "$ROOT/tests/toy_data.sh"
@@ -36,6 +36,20 @@ cc=$(hashes clf)
 check "a classifier on the emulated device: the CPU's bits within the head's rounding" env HONE_DEVICE_EMULATE=1 "$HONE" run c.lua -q --device cuda
 check "  ... its validation score is the CPU's" eq "$(HONE_DEVICE_EMULATE=1 "$HONE" show c.lua clf --device cuda | grep -o '"val_f1":[0-9.]*')" \
 	"$("$HONE" show c.lua clf | grep -o '"val_f1":[0-9.]*')"
+# BERT: masked LM, then a classifier and its LoRA on it
+{ toy_cls_stages | sed 's/local base = model {.*/local base = model { arch = "bert", n_layer = 2, n_head = 2, n_embd = 32, intermediate = 64, n_positions = 32, vocab = 300, seed = 1 }/'
+  cat <<'LUA'
+local pre = train { ids.train, base = base, objective = "mlm", mask_id = 299, lr = 0.003, batch = 16, epochs = 2, seed = 1, name = "pre" }
+train { ids.train, val = ids.val, base = pre, output = { label = "category" }, lr = 0.003, batch = 16, epochs = 2, seed = 1, name = "bclf" }
+train { ids.train, val = ids.val, base = pre, output = { label = "category" }, method = "lora", rank = 4, lr = 0.01, batch = 16,
+        epochs = 2, seed = 1, name = "blora" }
+LUA
+} > b.lua
+F=b.lua
+"$HONE" run b.lua -q
+bc=$(hashes pre bclf blora)
+check "BERT on the emulated device (masked LM, classifier, LoRA)" env HONE_DEVICE_EMULATE=1 "$HONE" run b.lua -q --device cuda
+check "  ... the CPU's bits" eq "$(hashes pre bclf blora)" "$bc"
 F=p.lua
 M=$("$HONE" show p.lua train | awk '/^path/ {print $2}') TK=$("$HONE" show p.lua tokenizer | awk '/^path/ {print $2}')
 check "hone generate --device cuda (emulated): the CPU's text" eq \

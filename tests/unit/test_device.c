@@ -4,7 +4,7 @@
  * code a GPU takes — its own copy of the parameters and of the adapters,
  * ids and targets uploaded, the classifier's head gathered and scattered
  * through the backend, the KV cache on the backend — while every number
- * still comes from the CPU's kernels. Where the path does the same
+ * still comes from the CPU's kernels (BERT's too). Where the path does the same
  * arithmetic, the results must be the CPU's bits; the classifier's head,
  * which the device computes another way, within 1e-5. (The CUDA kernels
  * themselves are tested on a GPU: tests/gpu/.)
@@ -13,6 +13,7 @@
 
 #include "testutil.h"
 #include "ml/blas.h"
+#include "models/bert.h"
 #include "models/gpt2.h"
 #include "nn/nn.h"
 
@@ -149,6 +150,69 @@ static void test_generation(void **st)
 	gpt2_free(&m);
 }
 
+/* BERT with each head (the classifier with [CLS]-only last layer and
+ * dropout, the tagger, masked LM on its labelled rows; and LoRA): the
+ * device path's loss, logits and gradients are the CPU's bits */
+static void test_bert(void **st)
+{
+	(void)st;
+	int heads[3] = {BERT_SEQCLS, BERT_TOKCLS, BERT_MLM};
+	for (int hi = 0; hi < 3; hi++)
+		for (int withlora = 0; withlora < 2; withlora++) {
+			bert_config cf = {2, 2, 32, 64, 24, 2, 90, 1e-12f, NN_GELU_ERF, heads[hi], 3, BERT_SINGLE, 0, 0.1f};
+			bert m;
+			herr e;
+			assert_int_equal(bert_init(&e, &m, &cf), 0);
+			bert_init_random(&m, 7);
+			lora lo;
+			memset(&lo, 0, sizeof lo);
+			if (withlora) {
+				lora_arch a;
+				bert_lora_arch(&m, &a);
+				lora_init(&lo, &a, 4, 8, 1u | 4u, 3); /* query, value */
+				for (size_t i = 0; i < lo.n; i++)
+					lo.p[i] = lo.p[i] ? lo.p[i] : 0.01f * (float)((int)(i % 5) - 2);
+				if (heads[hi] != BERT_MLM)
+					bert_lora_add_head(&lo, &m);
+				m.lora = &lo;
+			}
+			int B = 3, T = 16, N = B * T;
+			uint32_t ids[48], types[48];
+			uint8_t mask[48];
+			int32_t lab[48];
+			for (int i = 0; i < N; i++) {
+				ids[i] = (uint32_t)((i * 13 + 2) % cf.vocab);
+				types[i] = (uint32_t)(i % T >= 8);
+				mask[i] = (i % T) < T - 3 * (i / T);
+				lab[i] = heads[hi] == BERT_SEQCLS ? (i < B ? i % 3 : 0) : i % 4 == 0 ? (int32_t)(i % 3) : -100;
+			}
+			bert_batch bt = {ids, types, mask, lab, NULL};
+			bert_ws *h = bert_ws_new(&m, B, T, 1), *d = bert_ws_new_on(&m, B, T, 1, &fake);
+			bert_ws *ws[2] = {h, d};
+			for (int k = 0; k < 2; k++) {
+				bert_ws_mlm_sparse(ws[k], 1);
+				bert_ws_cls_only(ws[k], &m, 1);
+				bert_ws_dropout(ws[k], 11);
+			}
+			double lh = bert_forward(&m, h, &bt), ld = bert_forward(&m, d, &bt);
+			assert_true(lh == ld && lh > 0);
+			size_t nl = heads[hi] == BERT_SEQCLS ? (size_t)B * 3 : heads[hi] == BERT_TOKCLS ? (size_t)N * 3 :
+			                                                                          (size_t)bert_mlm_rows(h) * cf.vocab;
+			assert_memory_equal(bert_logits(h), bert_logits(d), nl * sizeof(float));
+			bert_backward(&m, h);
+			bert_backward(&m, d);
+			if (withlora)
+				assert_memory_equal(bert_lora_grad(h), bert_lora_grad(d), lo.n * sizeof(float));
+			else
+				assert_memory_equal(bert_grad(h), bert_grad(d), m.nparams * sizeof(float));
+			bert_ws_free(h);
+			bert_ws_free(d);
+			m.lora = NULL;
+			lora_free(&lo);
+			bert_free(&m);
+		}
+}
+
 /* nn_backend: the CPU by name, an unknown one refused with the names */
 static void test_backend_names(void **st)
 {
@@ -166,6 +230,7 @@ int main(void)
 		cmocka_unit_test(test_lm),
 		cmocka_unit_test(test_classifier),
 		cmocka_unit_test(test_generation),
+		cmocka_unit_test(test_bert),
 		cmocka_unit_test(test_backend_names),
 	};
 	return cmocka_run_group_tests_name("device", tests, setup, NULL);
