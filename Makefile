@@ -120,7 +120,19 @@ HF_TOK := build/node/node_modules/@huggingface/tokenizers/package.json
 # cannot fetch it)
 HF_RS_VERSION := 0.23.2
 HF_RS := build/node/node_modules/tokenizers/package.json
-unit: $(UNIT:%=build/tests/%) $(UNIT:%=build/tests-asan/%) build/hone-asan data/gpt2/encoder.json data/spam-assassin.tgz $(HF_TOK) $(HF_RS)
+# llama.cpp as node-llama-cpp ships it prebuilt (CPU binaries only), the
+# reader the GGUF files of hone quantize are checked with
+# (tests/integration/gguf.sh; skipped, saying so, when npm cannot fetch it)
+LLAMA_JS_VERSION := 3.21.1
+LLAMA_JS := build/llama/node_modules/node-llama-cpp/package.json
+unit: $(UNIT:%=build/tests/%) $(UNIT:%=build/tests-asan/%) build/hone-asan data/gpt2/encoder.json data/spam-assassin.tgz $(HF_TOK) $(HF_RS) $(LLAMA_JS)
+
+$(LLAMA_JS):
+	@$(MAKE) --no-print-directory deps-data
+	@mkdir -p build/llama
+	@cd build/llama && npm install --silent --no-audit --no-fund --omit=optional node-llama-cpp@$(LLAMA_JS_VERSION) \
+		@node-llama-cpp/linux-x64@$(LLAMA_JS_VERSION) >/dev/null 2>&1 \
+		|| echo "hone: could not install node-llama-cpp from npm; the GGUF checks will be skipped"
 
 $(HF_TOK):
 	@$(MAKE) --no-print-directory deps-data

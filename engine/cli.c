@@ -1343,7 +1343,7 @@ static int cmd_hash(int argc, char **argv)
 }
 
 static const opt_verb *const all_verbs[] = {&verb_run, &verb_status, &verb_dag, &verb_show, &verb_runs, &verb_diff,
-                                           &verb_gc, &verb_verify, &verb_hash, &predict_verb, &generate_verb, &forward_verb,
+                                           &verb_gc, &verb_verify, &verb_hash, &predict_verb, &generate_verb, &quantize_verb, &forward_verb,
                                            &verb_completion, NULL};
 
 static int cmd_completion(int argc, char **argv)
@@ -1380,7 +1380,7 @@ int cli_main(int argc, char **argv)
 		int (*fn)(int, char **);
 	} cmds[] = {{"run", cmd_run}, {"status", cmd_status}, {"dag", cmd_dag}, {"show", cmd_show},
 	            {"runs", cmd_runs}, {"diff", cmd_diff}, {"gc", cmd_gc}, {"verify", cmd_verify},
-	            {"hash", cmd_hash}, {"predict", predict_main}, {"generate", generate_main}, {"forward", forward_main},
+	            {"hash", cmd_hash}, {"predict", predict_main}, {"generate", generate_main}, {"quantize", quantize_main}, {"forward", forward_main},
 	            {"completion", cmd_completion}};
 	for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
 		if (!strcmp(cmd, cmds[i].name))

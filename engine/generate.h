@@ -9,8 +9,10 @@
 #define HONE_GENERATE_H
 
 int generate_main(int argc, char **argv);
+/* `hone quantize MODEL --to TYPE -o FILE.gguf`: a GPT-2 as GGUF for llama.cpp */
+int quantize_main(int argc, char **argv);
 
 #include "opt.h"
-extern const opt_verb generate_verb;
+extern const opt_verb generate_verb, quantize_verb;
 
 #endif

@@ -1,0 +1,74 @@
+/*
+ * gguf — GGUF version 3 files (ggml's docs/gguf.md), the format llama.cpp
+ * loads: a header, typed key/value metadata, tensor descriptions (name,
+ * dimensions innermost first, ggml type, offset), then the tensors' data,
+ * each aligned to general.alignment (32). Little-endian throughout.
+ *
+ * Block formats written: F32, F16, Q8_0 (blocks of 32 values: an fp16
+ * scale d = max|x| / 127 and 32 int8 q = round(x / d)). Each has a
+ * dequantizer for the tests and for reading back.
+ *
+ * Ownership: a gguf_w collects everything in memory and writes it at once
+ * (atomically); a gguf_file owns its mapped bytes.
+ */
+#ifndef HONE_GGUF_H
+#define HONE_GGUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../util.h"
+
+enum { GGUF_F32 = 0, GGUF_F16 = 1, GGUF_Q8_0 = 8 };            /* ggml_type */
+enum { GGUF_FTYPE_F32 = 0, GGUF_FTYPE_F16 = 1, GGUF_FTYPE_Q8_0 = 7 }; /* general.file_type */
+
+/* "f32", "f16", "q8_0" → the tensor type, its file type; -1 if unknown */
+int gguf_type_parse(const char *s, int *ftype);
+const char *gguf_type_name(int type);
+/* Values per block and bytes per block of a type */
+int gguf_block(int type, size_t *bytes);
+/* Bytes of n values (n a multiple of the block) */
+size_t gguf_row_bytes(int type, size_t n);
+/* n values (a multiple of the type's block) to the type, and back */
+void gguf_quantize(int type, const float *x, size_t n, void *out);
+void gguf_dequantize(int type, const void *q, size_t n, float *out);
+/* IEEE half precision, round to nearest even */
+uint16_t gguf_f16(float f);
+float gguf_f32(uint16_t h);
+
+typedef struct gguf_w gguf_w;
+gguf_w *gguf_new(void);
+void gguf_free(gguf_w *g);
+void gguf_kv_str(gguf_w *g, const char *key, const char *v);
+void gguf_kv_u32(gguf_w *g, const char *key, uint32_t v);
+void gguf_kv_f32(gguf_w *g, const char *key, float v);
+void gguf_kv_strs(gguf_w *g, const char *key, const char *const *v, size_t n);
+void gguf_kv_i32s(gguf_w *g, const char *key, const int32_t *v, size_t n);
+/* A tensor of ndim dimensions (ne[0] innermost, contiguous) from fp32
+ * values, stored as type. */
+void gguf_tensor(gguf_w *g, const char *name, int type, int ndim, const uint64_t *ne, const float *x);
+int gguf_save(herr *e, gguf_w *g, const char *path);
+
+/* Reading (what the tests and `hone quantize --check` use) */
+typedef struct gguf_tinfo {
+	char name[128];
+	int ndim, type;
+	uint64_t ne[4];
+	const uint8_t *data;
+} gguf_tinfo;
+typedef struct gguf_file {
+	uint8_t *p;
+	size_t n;
+	uint32_t version;
+	uint64_t nkv, nt;
+	gguf_tinfo *t;
+	const uint8_t *kv; /* the metadata's bytes, for gguf_get */
+} gguf_file;
+int gguf_open(herr *e, gguf_file *f, const char *path);
+void gguf_close(gguf_file *f);
+/* A metadata value: its type and bytes (strings: u64 length, then bytes);
+ * NULL if the key is not there. */
+const uint8_t *gguf_get(const gguf_file *f, const char *key, uint32_t *type);
+const gguf_tinfo *gguf_find(const gguf_file *f, const char *name);
+
+#endif
