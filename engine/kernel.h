@@ -64,7 +64,8 @@ typedef struct kernel_def {
 	kernel_fn run;
 	/* a file of the output that the engine copies to the stage's `to`
 	 * parameter (a path beside the script) after every successful run,
-	 * cached or not, when it is missing or differs (export's bundle) */
+	 * cached or not, when it is missing or differs (export's bundle);
+	 * "a|b": the first of them that the output holds */
 	const char *materialize;
 } kernel_def;
 

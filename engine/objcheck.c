@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "io/gguf.h"
 #include "io/json.h"
 #include "io/records.h"
 #include "ml/safetensors.h"
@@ -135,6 +136,11 @@ int objcheck_dir(herr *e, const char *dir)
 		char *path = path_join(dir, f);
 		if (ends_with(f, RECORDS_FILE)) {
 			rc = check_records(e, dir, f);
+		} else if (is_suffix(f, ".gguf")) {
+			gguf_file g;
+			rc = gguf_open(e, &g, path);
+			if (rc == 0)
+				gguf_close(&g);
 		} else if (is_suffix(f, ".safetensors")) {
 			st_file s;
 			rc = st_read(e, &s, path);

@@ -935,7 +935,21 @@ int sched_run(engine *en)
 		if (!to || !en->ns[i].known)
 			continue;
 		char *obj = sched_output_path(en, i, NULL);
-		char *src = path_join(obj, kd->materialize), *dst = path_resolve(en->dsl.base, to);
+		/* the first of the kernel's |-separated files that the output has */
+		char name[64];
+		const char *m = kd->materialize;
+		for (;;) {
+			const char *bar = strchr(m, '|');
+			size_t l = bar ? (size_t)(bar - m) : strlen(m);
+			snprintf(name, sizeof name, "%.*s", (int)l, m);
+			char *cand = path_join(obj, name);
+			int ok = fs_exists(cand);
+			free(cand);
+			if (ok || !bar)
+				break;
+			m = bar + 1;
+		}
+		char *src = path_join(obj, name), *dst = path_resolve(en->dsl.base, to);
 		buf a, b;
 		buf_init(&a);
 		buf_init(&b);

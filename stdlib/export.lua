@@ -15,9 +15,14 @@ return {
   max_inputs = 3,
   summary = "bundle a model, its tokenizer, metrics and lineage into one .tar.gz",
   params = {
-    to = { type = "string", doc = "where to copy the bundle, relative to the script (optional)" },
+    to = { type = "string", doc = "where to copy the bundle (or the .gguf), relative to the script (optional)" },
+    format = { type = "string", enum = { "bundle", "gguf" }, doc = "\"bundle\" (default: the .tar.gz) or \"gguf\": a GPT-2 and its tokenizer as one GGUF file for llama.cpp (docs/deploy.md)" },
+    quant = { type = "string", enum = { "f32", "f16", "q8_0" }, doc = "gguf: the weights' type (default f16)" },
   },
   validate = function(p)
+    if p.quant ~= nil and p.format ~= "gguf" then
+      return "quant goes with format = \"gguf\""
+    end
     if p.to ~= nil and (p.to == "" or string.sub(p.to, -1) == "/") then
       return "to: expected a file path such as \"dist/model.tar.gz\""
     end

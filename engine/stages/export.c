@@ -10,7 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../io/bpe.h"
 #include "../ml/bundle.h"
+#include "../ml/deploy.h"
+#include "../models/gpt2.h"
 #include "stages.h"
 
 static int has(const kinput *in, const char *file)
@@ -47,9 +50,36 @@ static void add_buf(bundle *b, const char *as, buf *data)
 	b->n++;
 }
 
+/* format = "gguf": the GPT-2 and its byte-level tokenizer as model.gguf */
+static int export_gguf(kctx *c, const hval *params, const kinput *model, const kinput *tok, const char *outdir)
+{
+	if (!tok || !has(tok, "encoder.json"))
+		return kctx_fail(c, "export: format = \"gguf\" needs the model's byte-level BPE tokenizer as an input, as in "
+		                 "export { lm, tok, format = \"gguf\" }");
+	gpt2 m;
+	bpe *b = NULL;
+	if (gpt2_load_dir(&c->err, &m, model->path) != 0)
+		return herr_prefix(&c->err, "export: %s", model->label);
+	int rc = bpe_load_dir(&c->err, &b, tok->path);
+	char *path = NULL;
+	size_t bytes = 0;
+	if (rc == 0)
+		rc = kctx_out_path(c, outdir, "model.gguf", &path);
+	if (rc == 0 && deploy_gguf(&c->err, &m, b, hval_get_str(params, "quant", "f16"), path, &bytes) != 0)
+		rc = herr_prefix(&c->err, "export: %s", model->label);
+	if (rc == 0) {
+		kctx_metric(c, "tensor_bytes", (double)bytes);
+		kctx_metric(c, "params", (double)m.nparams);
+	}
+	free(path);
+	if (b)
+		bpe_free(b);
+	gpt2_free(&m);
+	return rc;
+}
+
 static int k_export(kctx *c, const hval *params, const kinput *in, size_t nin, const char *outdir)
 {
-	(void)params;
 	const kinput *model = NULL, *tok = NULL, *score = NULL;
 	for (size_t i = 0; i < nin; i++) {
 		if (has(&in[i], "model.safetensors") && has(&in[i], "config.json"))
@@ -63,6 +93,8 @@ static int k_export(kctx *c, const hval *params, const kinput *in, size_t nin, c
 	}
 	if (!model)
 		return kctx_fail(c, "export: give a model (train's output), as in export { model, tok, score, to = \"dist/model.tar.gz\" }");
+	if (!strcmp(hval_get_str(params, "format", "bundle"), "gguf"))
+		return export_gguf(c, params, model, tok, outdir);
 	bundle b = {NULL, 0};
 	int rc = add_file(c, &b, model->path, "config.json", "config.json");
 	if (rc == 0 && kctx_lineage(c)) {
@@ -102,4 +134,4 @@ static int k_export(kctx *c, const hval *params, const kinput *in, size_t nin, c
 	return rc;
 }
 
-const kernel_def stage_export = {"export", 2, k_export, "bundle.tar.gz"};
+const kernel_def stage_export = {"export", 2, k_export, "bundle.tar.gz|model.gguf"};

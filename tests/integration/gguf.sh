@@ -39,6 +39,14 @@ if [ -f "$LJS/node_modules/node-llama-cpp/package.json" ]; then
 else
 	echo "# skipped: node-llama-cpp is not installed in $LJS (make fetches it from npm; it could not here), so llama.cpp did not read the files"
 fi
+# the export stage writes the same file, and copies it to `to`
+cat >> p.lua <<'LUA'
+export { ref "train", ref "tokenizer", format = "gguf", quant = "q8_0", to = "dist/m.gguf" }
+LUA
+check "export { format = \"gguf\", quant = \"q8_0\" } runs" "$HONE" run p.lua -q
+check "  ... writes hone quantize's bytes, copied to \`to\`" cmp dist/m.gguf m_q8_0.gguf
+check "  ... quant without format = \"gguf\" is refused" fails_with 2 "quant goes with format" bash -c \
+	"sed 's/format = \"gguf\", //' p.lua > p2.lua && '$HONE' run p2.lua -q"
 check "an unknown type is refused" fails_with 2 "expected f32, f16 or q8_0" "$HONE" quantize "$M" --tokenizer "$TK" --to q3 -o x.gguf
 check "a missing -o is refused" fails_with 2 "-o FILE.gguf" "$HONE" quantize "$M" --tokenizer "$TK"
 check "a tokenizer larger than the model is refused" fails_with 1 "the tokenizer has" "$HONE" quantize "$M" --tokenizer "$ROOT/data/gpt2" -o x.gguf

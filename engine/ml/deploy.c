@@ -1,0 +1,152 @@
+#include "deploy.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../io/gguf.h"
+#include "../io/json.h"
+
+/* the tokenizer's tokens by id (byte-level strings, as encoder.json has
+ * them), up to the model's vocabulary (the rest: unused), and its merges */
+static int put_tokenizer(herr *e, gguf_w *g, const bpe *b, int V)
+{
+	buf enc, mer;
+	buf_init(&enc);
+	buf_init(&mer);
+	bpe_gpt2_files(b, &enc, &mer);
+	jarena *ja = json_arena_new();
+	jerror je;
+	const jnode *root = json_parse(ja, enc.p ? enc.p : "{}", enc.len ? enc.len : 2, &je);
+	int rc = root ? 0 : herr_set(e, "the tokenizer's encoder.json does not parse");
+	char **tok = xcalloc((size_t)V, sizeof *tok);
+	int32_t *type = xcalloc((size_t)V, sizeof *type);
+	for (const jnode *k = root ? root->kid : NULL; k; k = k->next) {
+		long long id;
+		if (json_int(k, 0, V - 1, &id) == 0 && !tok[id])
+			tok[id] = xstrndup(k->key, k->klen);
+	}
+	for (int i = 0; i < V; i++) {
+		if (!tok[i]) {
+			tok[i] = xasprintf("<|unused_%d|>", i);
+			type[i] = 5; /* unused */
+		} else {
+			type[i] = !strcmp(tok[i], "<|endoftext|>") ? 3 : 1; /* control, normal */
+		}
+	}
+	if (rc == 0) {
+		gguf_kv_str(g, "tokenizer.ggml.model", "gpt2");
+		gguf_kv_str(g, "tokenizer.ggml.pre", "gpt-2");
+		gguf_kv_strs(g, "tokenizer.ggml.tokens", (const char *const *)tok, (size_t)V);
+		gguf_kv_i32s(g, "tokenizer.ggml.token_type", type, (size_t)V);
+		/* the merges: vocab.bpe's lines after its version line */
+		size_t nm = 0, cap = 1024;
+		char **m = xmalloc(cap * sizeof *m);
+		char *save = NULL;
+		for (char *line = strtok_r(mer.p ? mer.p : (char[]){0}, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+			if (!strncmp(line, "#version", 8) || !*line)
+				continue;
+			if (nm == cap)
+				m = xrealloc(m, (cap *= 2) * sizeof *m);
+			m[nm++] = line;
+		}
+		gguf_kv_strs(g, "tokenizer.ggml.merges", (const char *const *)m, nm);
+		free(m);
+		int64_t eot = bpe_token_id(b, "<|endoftext|>", 13);
+		uint32_t bos = eot >= 0 && eot < V ? (uint32_t)eot : 0;
+		gguf_kv_u32(g, "tokenizer.ggml.bos_token_id", bos);
+		gguf_kv_u32(g, "tokenizer.ggml.eos_token_id", bos);
+	}
+	json_arena_free(ja);
+	for (int i = 0; i < V; i++)
+		free(tok[i]);
+	free(tok);
+	free(type);
+	buf_free(&enc);
+	buf_free(&mer);
+	return rc;
+}
+
+/* tensor name of m (HF), as [rows][cols] fp32, into the file as ggml's
+ * name; transposed: HF's Conv1D [in, out] to ggml's rows of out */
+static void put_tensor(gguf_w *g, const gpt2 *m, const char *hf, const char *name, int type, int transpose, size_t *bytes)
+{
+	const gpt2_tensor *t = gpt2_find(m, hf);
+	const float *x = m->p + t->off;
+	if (t->ndim == 1) {
+		uint64_t ne[1] = {(uint64_t)t->shape[0]};
+		gguf_tensor(g, name, GGUF_F32, 1, ne, x);
+		*bytes += (size_t)t->n * 4;
+		return;
+	}
+	size_t r = (size_t)t->shape[0], c = (size_t)t->shape[1];
+	float *tmp = NULL;
+	if (transpose) {
+		tmp = xmalloc(r * c * sizeof *tmp);
+		for (size_t i = 0; i < r; i++)
+			for (size_t j = 0; j < c; j++)
+				tmp[j * r + i] = x[i * c + j];
+		x = tmp;
+		size_t s = r;
+		r = c;
+		c = s;
+	}
+	size_t blk;
+	int k = gguf_block(type, &blk);
+	if (c % (size_t)k)
+		type = GGUF_F16; /* rows that are not whole blocks */
+	uint64_t ne[2] = {(uint64_t)c, (uint64_t)r};
+	gguf_tensor(g, name, type, 2, ne, x);
+	*bytes += gguf_row_bytes(type, r * c);
+	free(tmp);
+}
+
+int deploy_gguf(herr *e, const gpt2 *m, const bpe *b, const char *tname, const char *path, size_t *bytes)
+{
+	int ftype, type = gguf_type_parse(tname, &ftype);
+	if (type < 0)
+		return herr_set(e, "quant \"%s\": expected f32, f16 or q8_0", tname);
+	if (m->cfg.ncls)
+		return herr_set(e, "a classifier (GPT2ForSequenceClassification): GGUF export takes a language model");
+	if (bpe_vocab_size(b) > (size_t)m->cfg.vocab)
+		return herr_set(e, "the tokenizer has %zu tokens, the model %d", bpe_vocab_size(b), m->cfg.vocab);
+	const gpt2_config *cf = &m->cfg;
+	gguf_w *g = gguf_new();
+	gguf_kv_str(g, "general.architecture", "gpt2");
+	gguf_kv_str(g, "general.name", "hone");
+	gguf_kv_u32(g, "general.file_type", (uint32_t)ftype);
+	gguf_kv_u32(g, "general.quantization_version", 2);
+	gguf_kv_u32(g, "gpt2.context_length", (uint32_t)cf->n_positions);
+	gguf_kv_u32(g, "gpt2.embedding_length", (uint32_t)cf->n_embd);
+	gguf_kv_u32(g, "gpt2.feed_forward_length", (uint32_t)(4 * cf->n_embd));
+	gguf_kv_u32(g, "gpt2.block_count", (uint32_t)cf->n_layer);
+	gguf_kv_u32(g, "gpt2.attention.head_count", (uint32_t)cf->n_head);
+	gguf_kv_f32(g, "gpt2.attention.layer_norm_epsilon", cf->eps);
+	int rc = put_tokenizer(e, g, b, cf->vocab);
+	*bytes = 0;
+	put_tensor(g, m, "wte.weight", "token_embd.weight", type, 0, bytes);
+	put_tensor(g, m, "wpe.weight", "position_embd.weight", type, 0, bytes);
+	static const struct {
+		const char *hf, *gg;
+		int tr;
+	} blk[] = {{"ln_1.weight", "attn_norm.weight", 0},         {"ln_1.bias", "attn_norm.bias", 0},
+	           {"attn.c_attn.weight", "attn_qkv.weight", 1},    {"attn.c_attn.bias", "attn_qkv.bias", 0},
+	           {"attn.c_proj.weight", "attn_output.weight", 1}, {"attn.c_proj.bias", "attn_output.bias", 0},
+	           {"ln_2.weight", "ffn_norm.weight", 0},           {"ln_2.bias", "ffn_norm.bias", 0},
+	           {"mlp.c_fc.weight", "ffn_up.weight", 1},         {"mlp.c_fc.bias", "ffn_up.bias", 0},
+	           {"mlp.c_proj.weight", "ffn_down.weight", 1},     {"mlp.c_proj.bias", "ffn_down.bias", 0}};
+	for (int l = 0; l < cf->n_layer; l++)
+		for (size_t k = 0; k < sizeof blk / sizeof *blk; k++) {
+			char hf[64], gg[64];
+			snprintf(hf, sizeof hf, "h.%d.%s", l, blk[k].hf);
+			snprintf(gg, sizeof gg, "blk.%d.%s", l, blk[k].gg);
+			put_tensor(g, m, hf, gg, type, blk[k].tr, bytes);
+		}
+	put_tensor(g, m, "ln_f.weight", "output_norm.weight", type, 0, bytes);
+	put_tensor(g, m, "ln_f.bias", "output_norm.bias", type, 0, bytes);
+	put_tensor(g, m, "wte.weight", "output.weight", type, 0, bytes); /* the tied head, written out */
+	if (rc == 0)
+		rc = gguf_save(e, g, path);
+	gguf_free(g);
+	return rc;
+}

@@ -1,0 +1,22 @@
+/*
+ * deploy — a GPT-2 as a GGUF file in llama.cpp's gpt2 architecture (its
+ * tensor names and keys, the byte-level BPE tokenizer), weights as F32,
+ * F16 or Q8_0 (norms and biases F32). What `hone quantize` and
+ * `export { format = "gguf" }` write; docs/deploy.md describes the file.
+ *
+ * Relies on: io/gguf, io/bpe, io/json, models/gpt2.
+ */
+#ifndef HONE_DEPLOY_H
+#define HONE_DEPLOY_H
+
+#include <stddef.h>
+
+#include "../io/bpe.h"
+#include "../models/gpt2.h"
+
+/* m with tokenizer b (at most m's vocabulary) as type ("f32", "f16",
+ * "q8_0") into path; *bytes: the tensors' bytes. Errors name the type or
+ * the tokenizer. */
+int deploy_gguf(herr *e, const gpt2 *m, const bpe *b, const char *type, const char *path, size_t *bytes);
+
+#endif
