@@ -60,7 +60,8 @@ int gguf_type_parse(const char *s, int *ftype)
 	static const struct {
 		const char *n;
 		int t, ft;
-	} k[] = {{"f32", GGUF_F32, GGUF_FTYPE_F32}, {"f16", GGUF_F16, GGUF_FTYPE_F16}, {"q8_0", GGUF_Q8_0, GGUF_FTYPE_Q8_0}};
+	} k[] = {{"f32", GGUF_F32, GGUF_FTYPE_F32}, {"f16", GGUF_F16, GGUF_FTYPE_F16}, {"q8_0", GGUF_Q8_0, GGUF_FTYPE_Q8_0},
+	         {"q4_0", GGUF_Q4_0, GGUF_FTYPE_Q4_0}};
 	for (size_t i = 0; i < sizeof k / sizeof *k; i++)
 		if (!strcmp(s, k[i].n)) {
 			if (ftype)
@@ -72,13 +73,13 @@ int gguf_type_parse(const char *s, int *ftype)
 
 const char *gguf_type_name(int type)
 {
-	return type == GGUF_F32 ? "F32" : type == GGUF_F16 ? "F16" : type == GGUF_Q8_0 ? "Q8_0" : "?";
+	return type == GGUF_F32 ? "F32" : type == GGUF_F16 ? "F16" : type == GGUF_Q8_0 ? "Q8_0" : type == GGUF_Q4_0 ? "Q4_0" : "?";
 }
 
 int gguf_block(int type, size_t *bytes)
 {
-	*bytes = type == GGUF_F32 ? 4 : type == GGUF_F16 ? 2 : 34;
-	return type == GGUF_Q8_0 ? 32 : 1;
+	*bytes = type == GGUF_F32 ? 4 : type == GGUF_F16 ? 2 : type == GGUF_Q4_0 ? 18 : 34;
+	return type == GGUF_Q8_0 || type == GGUF_Q4_0 ? 32 : 1;
 }
 
 size_t gguf_row_bytes(int type, size_t n)
@@ -99,6 +100,26 @@ void gguf_quantize(int type, const float *x, size_t n, void *out)
 		for (size_t i = 0; i < n; i++) {
 			uint16_t h = gguf_f16(x[i]);
 			memcpy(o + 2 * i, &h, 2);
+		}
+		return;
+	}
+	if (type == GGUF_Q4_0) {
+		for (size_t b = 0; b < n / 32; b++, x += 32, o += 18) {
+			float amax = 0, mx = 0;
+			for (int j = 0; j < 32; j++)
+				if (fabsf(x[j]) > amax) {
+					amax = fabsf(x[j]);
+					mx = x[j];
+				}
+			float d = mx / -8.0f, id = d ? 1.0f / d : 0.0f;
+			uint16_t h = gguf_f16(d);
+			memcpy(o, &h, 2);
+			for (int j = 0; j < 16; j++) {
+				int q0 = (int)(int8_t)(x[j] * id + 8.5f), q1 = (int)(int8_t)(x[j + 16] * id + 8.5f);
+				q0 = q0 > 15 ? 15 : q0;
+				q1 = q1 > 15 ? 15 : q1;
+				o[2 + j] = (uint8_t)(q0 | (q1 << 4));
+			}
 		}
 		return;
 	}
@@ -126,6 +147,18 @@ void gguf_dequantize(int type, const void *q, size_t n, float *out)
 			uint16_t h;
 			memcpy(&h, p + 2 * i, 2);
 			out[i] = gguf_f32(h);
+		}
+		return;
+	}
+	if (type == GGUF_Q4_0) {
+		for (size_t b = 0; b < n / 32; b++, p += 18) {
+			uint16_t h;
+			memcpy(&h, p, 2);
+			float d = gguf_f32(h);
+			for (int j = 0; j < 16; j++) {
+				out[b * 32 + (size_t)j] = (float)((p[2 + j] & 0xf) - 8) * d;
+				out[b * 32 + (size_t)j + 16] = (float)((p[2 + j] >> 4) - 8) * d;
+			}
 		}
 		return;
 	}
@@ -381,7 +414,7 @@ int gguf_open(herr *e, gguf_file *f, const char *path)
 		for (int d = 0; d < t->ndim; d++)
 			n *= (size_t)t->ne[d];
 		int k = gguf_block(t->type, &b);
-		if ((t->type != GGUF_F32 && t->type != GGUF_F16 && t->type != GGUF_Q8_0) || n % (size_t)k ||
+		if ((t->type != GGUF_F32 && t->type != GGUF_F16 && t->type != GGUF_Q8_0 && t->type != GGUF_Q4_0) || n % (size_t)k ||
 		    start + off[i] + gguf_row_bytes(t->type, n) > f->n)
 			r.bad = 1;
 		else

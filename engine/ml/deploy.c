@@ -105,7 +105,7 @@ int deploy_gguf(herr *e, const gpt2 *m, const bpe *b, const char *tname, const c
 {
 	int ftype, type = gguf_type_parse(tname, &ftype);
 	if (type < 0)
-		return herr_set(e, "quant \"%s\": expected f32, f16 or q8_0", tname);
+		return herr_set(e, "quant \"%s\": expected f32, f16, q8_0 or q4_0", tname);
 	if (m->cfg.ncls)
 		return herr_set(e, "a classifier (GPT2ForSequenceClassification): GGUF export takes a language model");
 	if (bpe_vocab_size(b) > (size_t)m->cfg.vocab)
