@@ -1,6 +1,6 @@
 /*
  * GGUF (engine/io/gguf.c): half precision against known bit patterns and
- * round-to-nearest-even, Q8_0's error bound and its zero block, a file
+ * round-to-nearest-even, Q8_0's and Q4_0's error bounds and zero blocks, a file
  * written and read back (metadata, tensor shapes, values), and malformed
  * files refused with the file named.
  */
@@ -45,6 +45,31 @@ static void test_q8_0(void **st)
 		assert_true(fabsf(x[i] - y[i]) <= amax / 127.0f * 0.5f + amax * 1e-3f);
 	for (int i = 32; i < 64; i++)
 		assert_true(y[i] == 0.0f);
+}
+
+/* Q4_0: 16 levels of d = m / -8 (m the value of largest magnitude); the
+ * error at most |d| (the far end clamps to 7·d), zero blocks exact */
+static void test_q4_0(void **st)
+{
+	(void)st;
+	float x[64], y[64];
+	for (int i = 0; i < 64; i++)
+		x[i] = i < 32 ? cosf((float)i * 0.7f) * 2.0f - 0.3f : 0.0f;
+	uint8_t q[36];
+	assert_int_equal(gguf_row_bytes(GGUF_Q4_0, 64), 36);
+	gguf_quantize(GGUF_Q4_0, x, 64, q);
+	gguf_dequantize(GGUF_Q4_0, q, 64, y);
+	float amax = 0;
+	for (int i = 0; i < 32; i++)
+		amax = fmaxf(amax, fabsf(x[i]));
+	for (int i = 0; i < 64; i++)
+		assert_true(fabsf(x[i] - y[i]) <= amax / 8.0f * 1.001f);
+	for (int i = 32; i < 64; i++)
+		assert_true(y[i] == 0.0f);
+	int ft;
+	assert_int_equal(gguf_type_parse("q4_0", &ft), GGUF_Q4_0);
+	assert_int_equal(ft, GGUF_FTYPE_Q4_0);
+	assert_int_equal(gguf_type_parse("q3", &ft), -1);
 }
 
 static void test_roundtrip(void **st)
@@ -113,6 +138,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_f16),
 		cmocka_unit_test(test_q8_0),
+		cmocka_unit_test(test_q4_0),
 		cmocka_unit_test(test_roundtrip),
 	};
 	return cmocka_run_group_tests_name("gguf", tests, NULL, NULL);
