@@ -27,3 +27,15 @@ local ids = tokenize { parts, tok, max_len = 32 }
 local base = model { n_layer = 2, n_head = 2, n_embd = 32, n_positions = 32, vocab = 300, seed = 1 }
 LUA
 }
+
+# toy_lm_stages: the start of a language-model pipeline over docs.jsonl
+# (toy_docs): a split, a 300-token BPE, packed ids of 24, a tiny GPT-2 named base
+toy_lm_stages() {
+	cat <<'LUA'
+local d = ingest { "docs.jsonl", fields = { text = "text" } }
+local parts = split { d, train = 0.8, val = 0.2, seed = 1 }
+local tok = tokenizer { parts.train, vocab = 300 }
+local ids = tokenize { parts, tok, max_len = 24, pack = true }
+local base = model { n_layer = 2, n_head = 2, n_embd = 32, n_positions = 32, vocab = 300, seed = 1 }
+LUA
+}

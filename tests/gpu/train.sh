@@ -8,12 +8,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 . "$ROOT/tests/toy_data.sh"
 
 toy_docs 600 > docs.jsonl
-cat > p.lua <<'LUA'
-local d = ingest { "docs.jsonl", fields = { text = "text" } }
-local parts = split { d, train = 0.8, val = 0.2, seed = 1 }
-local tok = tokenizer { parts.train, vocab = 300 }
-local ids = tokenize { parts, tok, max_len = 24, pack = true }
-local base = model { n_layer = 2, n_head = 2, n_embd = 32, n_positions = 32, vocab = 300, seed = 1 }
+{ toy_lm_stages; cat <<'LUA'
 local cpu = train { ids.train, val = ids.val, base = base, lr = 0.003, batch = 8, epochs = 2, warmup = 5, seed = 1, name = "cpu" }
 local gpu = train { ids.train, val = ids.val, base = base, lr = 0.003, batch = 8, epochs = 2, warmup = 5, seed = 1,
                     device = "cuda", precision = "fp32", name = "gpu" }
@@ -27,6 +22,7 @@ train { ids.train, base = wide, lr = 0.0005, batch = 16, steps = 300, warmup = 3
         precision = "fp32", name = "c32" }
 train { ids.train, base = wide, lr = 0.0005, batch = 16, steps = 300, warmup = 30, seed = 1, device = "cuda", name = "c16" }
 LUA
+} > p.lua
 check "the pipeline trains on the GPU and on the CPU" "$HONE" run p.lua -q
 metric() { "$HONE" show p.lua "$1" | grep -o "\"$2\":[0-9.e+-]*" | head -1 | cut -d: -f2; }
 obj() { "$HONE" show p.lua "$1" | awk '/^path/ {print $2}'; }
@@ -75,9 +71,10 @@ LUA
 check "classifiers train on the GPU" "$HONE" run c.lua -q
 cm() { "$HONE" show c.lua "$1" | grep -o "\"$2\":[0-9.e+-]*" | head -1 | cut -d: -f2; }
 cobj() { "$HONE" show c.lua "$1" | awk '/^path/ {print $2}'; }
+# the last logged training loss of a train stage's output folder
+last_loss() { grep -o '"loss": [0-9.e+-]*' "$1curve.jsonl" | tail -1 | awk '{print $2}'; }
 for t in clf clora; do
-	a=$(grep -o '"loss": [0-9.e+-]*' "$(cobj ${t}_gpu)curve.jsonl" | tail -1 | awk '{print $2}')
-	b=$(grep -o '"loss": [0-9.e+-]*' "$(cobj ${t}_cpu)curve.jsonl" | tail -1 | awk '{print $2}')
+	a=$(last_loss "$(cobj ${t}_gpu)") b=$(last_loss "$(cobj ${t}_cpu)")
 	check "$t: the GPU's last training loss ($a) within 1e-4 of the CPU's ($b); val_f1 $(cm ${t}_gpu val_f1) and $(cm ${t}_cpu val_f1)" \
 		awk -v a="$a" -v b="$b" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && b > 0 && d / b < 1e-4) }'
 done
@@ -97,8 +94,7 @@ LUA
 check "BERT trains on the GPU (masked LM, classifier)" "$HONE" run b.lua -q
 bobj() { "$HONE" show b.lua "$1" | awk '/^path/ {print $2}'; }
 for t in pre bclf; do
-	a=$(grep -o '"loss": [0-9.e+-]*' "$(bobj ${t}_gpu)curve.jsonl" | tail -1 | awk '{print $2}')
-	b=$(grep -o '"loss": [0-9.e+-]*' "$(bobj ${t}_cpu)curve.jsonl" | tail -1 | awk '{print $2}')
+	a=$(last_loss "$(bobj ${t}_gpu)") b=$(last_loss "$(bobj ${t}_cpu)")
 	check "BERT $t: the GPU's last training loss ($a) within 1e-4 of the CPU's ($b)" \
 		awk -v a="$a" -v b="$b" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && b > 0 && d / b < 1e-4) }'
 done

@@ -11,16 +11,12 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 
 toy_docs 400 > docs.jsonl
 toy_classes 300 > cls.jsonl
-cat > p.lua <<'LUA'
-local d = ingest { "docs.jsonl", fields = { text = "text" } }
-local parts = split { d, train = 0.8, val = 0.2, seed = 1 }
-local tok = tokenizer { parts.train, vocab = 300 }
-local ids = tokenize { parts, tok, max_len = 24, pack = true }
-local base = model { n_layer = 2, n_head = 2, n_embd = 32, n_positions = 32, vocab = 300, seed = 1 }
+{ toy_lm_stages; cat <<'LUA'
 local lm = train { ids.train, val = ids.val, base = base, lr = 0.003, batch = 8, epochs = 2, warmup = 5, seed = 1 }
 train { ids.train, val = ids.val, base = lm, method = "lora", rank = 4, targets = { "c_attn", "c_fc" }, lora_dropout = 0.1,
         lr = 0.01, batch = 8, epochs = 1, seed = 1, name = "lora" }
 LUA
+} > p.lua
 { toy_cls_stages; echo 'train { ids.train, val = ids.val, base = base, output = { label = "category" }, lr = 0.003, batch = 16, epochs = 2, seed = 1, name = "clf" }'; } > c.lua
 hashes() { for s in "$@"; do sha256sum < "$("$HONE" show "$F" "$s" | awk '/^path/ {print $2}')model.safetensors"; done | tr '\n' ' '; }
 F=p.lua
