@@ -211,6 +211,7 @@ static const opt_spec quantize_opts[] = {
 	{"tokenizer", 0, OPT_STR, 0, 0, "TOK", "a tokenizer folder or tokenizer.json (a bundle brings its own)", 1},
 	{"to", 0, OPT_STR, 0, 0, "TYPE", "f32, f16, q8_0 or q4_0 (default f16)", 0},
 	{"output", 'o', OPT_STR, 0, 0, "FILE", "the .gguf file to write", 1},
+	{"adapter", 0, OPT_STR, 0, 0, "DIR", "a PEFT LoRA folder trained on MODEL: write it as a GGUF adapter instead", 1},
 	{NULL, 0, 0, 0, 0, NULL, NULL, 0}};
 
 const opt_verb quantize_verb = {"quantize", "MODEL", 1, 1,
@@ -219,12 +220,14 @@ const opt_verb quantize_verb = {"quantize", "MODEL", 1, 1,
 	"keys, the byte-level BPE tokenizer (tokens, merges, <|endoftext|>), and the\n"
 	"weight matrices as TYPE: f32, f16, q8_0 or q4_0 (blocks of 32 with an fp16 scale;\n"
 	"a matrix whose rows are not a multiple of 32 falls back to f16). Norms and biases\n"
-	"stay f32. Prints what it wrote.\n",
+	"stay f32. With --adapter DIR (a PEFT LoRA folder of MODEL), FILE is instead that\n"
+	"adapter as a GGUF adapter, which llama.cpp applies to MODEL's GGUF at load time\n"
+	"(--lora in its tools). Prints what it wrote.\n",
 	quantize_opts, 1};
 
 int quantize_main(int argc, char **argv)
 {
-	const char *model = NULL, *tokp = NULL, *to = "f16", *out = NULL;
+	const char *model = NULL, *tokp = NULL, *to = "f16", *out = NULL, *adapter = NULL;
 	opt_parsed op;
 	int prc = opt_parse(&quantize_verb, argc, argv, &op);
 	if (prc != OPT_OK)
@@ -238,14 +241,43 @@ int quantize_main(int argc, char **argv)
 			to = h->val;
 		else if (!strcmp(h->spec->name, "output"))
 			out = h->val;
+		else if (!strcmp(h->spec->name, "adapter"))
+			adapter = h->val;
 	}
 	opt_free(&op);
 	int ftype, type = gguf_type_parse(to, &ftype);
 	if (type < 0)
 		return opt_usage_error(&quantize_verb, "--to: expected f32, f16, q8_0 or q4_0");
 	int is_bundle = model && !fs_is_dir(model);
-	if (!out || (!tokp && !is_bundle))
+	if (!out || (!tokp && !is_bundle && !adapter))
 		return opt_usage_error(&quantize_verb, "give MODEL, --tokenizer (unless MODEL is a bundle) and -o FILE.gguf");
+	if (adapter) { /* the adapter alone, for MODEL */
+		herr e = {{0}, {0}};
+		gpt2 m;
+		gpt2_lora lo;
+		memset(&lo, 0, sizeof lo);
+		bpe *bb = NULL;
+		int rc = is_bundle ? load_bundle(&e, model, &m, &bb) : gpt2_load_dir(&e, &m, model), loaded = rc == 0;
+		if (bb)
+			bpe_free(bb);
+		if (rc == 0)
+			rc = gpt2_lora_load(&e, &lo, &m, adapter);
+		size_t bytes = 0;
+		if (rc == 0)
+			rc = deploy_gguf_lora(&e, &m, &lo, out, &bytes);
+		if (rc == 0)
+			printf("wrote %s: a LoRA adapter (rank %d, %.1f KiB of F32 tensors) for %s\n", out, lo.rank,
+			       (double)bytes / 1024.0, model);
+		else {
+			fprintf(stderr, "hone: error: %s\n", e.msg);
+			if (e.hint[0])
+				fprintf(stderr, "hint: %s\n", e.hint);
+		}
+		gpt2_lora_free(&lo);
+		if (loaded)
+			gpt2_free(&m);
+		return rc ? 1 : 0;
+	}
 	herr e = {{0}, {0}};
 	gpt2 m;
 	memset(&m, 0, sizeof m);

@@ -150,3 +150,35 @@ int deploy_gguf(herr *e, const gpt2 *m, const bpe *b, const char *tname, const c
 	gguf_free(g);
 	return rc;
 }
+
+int deploy_gguf_lora(herr *e, const gpt2 *m, const lora *lo, const char *path, size_t *bytes)
+{
+	if (lo->nsaved)
+		return herr_set(e, "the adapter trains modules beside LoRA (%s): a GGUF adapter holds LoRA weights only",
+		                lo->saved[0].module);
+	static const char *const gg[4] = {"attn_qkv", "attn_output", "ffn_up", "ffn_down"};
+	gguf_w *g = gguf_new();
+	gguf_kv_str(g, "general.architecture", "gpt2");
+	gguf_kv_str(g, "general.type", "adapter");
+	gguf_kv_str(g, "general.name", "hone");
+	gguf_kv_str(g, "adapter.type", "lora");
+	gguf_kv_f32(g, "adapter.lora.alpha", lo->scale * (float)lo->rank); /* llama.cpp scales by alpha / rank */
+	*bytes = 0;
+	for (int l = 0; l < m->cfg.n_layer; l++)
+		for (int s = 0; s < lo->a.nsite && s < 4; s++) {
+			const float *A = lora_A(lo, l, s);
+			if (!A)
+				continue;
+			int in = lo->a.site[s].in, out = lo->a.site[s].out, r = lo->rank;
+			char name[80];
+			uint64_t na[2] = {(uint64_t)in, (uint64_t)r}, nb[2] = {(uint64_t)r, (uint64_t)out};
+			snprintf(name, sizeof name, "blk.%d.%s.weight.lora_a", l, gg[s]);
+			gguf_tensor(g, name, GGUF_F32, 2, na, A);
+			snprintf(name, sizeof name, "blk.%d.%s.weight.lora_b", l, gg[s]);
+			gguf_tensor(g, name, GGUF_F32, 2, nb, A + (size_t)r * (size_t)in);
+			*bytes += ((size_t)r * (size_t)in + (size_t)out * (size_t)r) * 4;
+		}
+	int rc = gguf_save(e, g, path);
+	gguf_free(g);
+	return rc;
+}

@@ -18,5 +18,12 @@
  * "q8_0") into path; *bytes: the tensors' bytes. Errors name the type or
  * the tokenizer. */
 int deploy_gguf(herr *e, const gpt2 *m, const bpe *b, const char *type, const char *path, size_t *bytes);
+/* A LoRA adapter of m as a GGUF adapter (general.type "adapter",
+ * adapter.lora.alpha), which llama.cpp applies to the base at load time:
+ * per adapted weight, <the base tensor>.lora_a [rank rows of in] and
+ * .lora_b [out rows of rank] in F32 (PEFT's lora_A and lora_B as they are),
+ * alpha written so that alpha / rank is the adapter's scale. Adapters with
+ * saved modules (a classifier's head) are refused. */
+int deploy_gguf_lora(herr *e, const gpt2 *m, const lora *lo, const char *path, size_t *bytes);
 
 #endif

@@ -16,7 +16,9 @@ local parts = split { d, train = 0.8, val = 0.2, seed = 1 }
 local tok = tokenizer { parts.train, vocab = 300, special = { "<|endoftext|>" } }
 local ids = tokenize { parts, tok, max_len = 32, pack = true }
 local base = model { n_layer = 2, n_head = 2, n_embd = 64, n_positions = 32, vocab = 300, seed = 1 }
-train { ids.train, base = base, lr = 0.003, batch = 8, epochs = 2, warmup = 5, seed = 1 }
+local lm = train { ids.train, base = base, lr = 0.003, batch = 8, epochs = 2, warmup = 5, seed = 1 }
+train { ids.train, base = lm, method = "lora", rank = 4, alpha = 8, targets = { "c_attn", "c_proj", "c_fc" }, lr = 0.01,
+        batch = 8, epochs = 1, seed = 2, name = "lora" }
 LUA
 check "a model to export" "$HONE" run p.lua -q
 M=$("$HONE" show p.lua train | awk '/^path/ {print $2}') TK=$("$HONE" show p.lua tokenizer | awk '/^path/ {print $2}')
@@ -26,6 +28,9 @@ for t in f32 f16 q8_0 q4_0; do
 	check "hone quantize --to $t writes a GGUF file" bash -c "'$HONE' quantize '$M' --tokenizer '$TK' --to $t -o m_$t.gguf | grep -q 'wrote m_$t.gguf'"
 	check "  ... version 3, the gpt2 architecture" bash -c "head -c 8 m_$t.gguf | od -An -tx1 | tr -d ' \n' | grep -q '4747554603000000' && grep -q gpt2 m_$t.gguf"
 done
+LO=$("$HONE" show p.lua lora | awk '/^path/ {print $2}')
+check "hone quantize --adapter writes the LoRA adapter as a GGUF adapter" bash -c \
+	"'$HONE' quantize '$M' --adapter '${LO}adapter' -o adapter.gguf | grep -q 'a LoRA adapter (rank 4' && grep -q 'adapter.lora.alpha' adapter.gguf"
 check "q4_0 is smaller than q8_0, q8_0 than f16, f16 than f32" bash -c "[ \$(stat -c %s m_q4_0.gguf) -lt \$(stat -c %s m_q8_0.gguf) ] && [ \$(stat -c %s m_q8_0.gguf) -lt \$(stat -c %s m_f16.gguf) ] && [ \$(stat -c %s m_f16.gguf) -lt \$(stat -c %s m_f32.gguf) ]"
 if [ -f "$LJS/node_modules/node-llama-cpp/package.json" ]; then
 	cp "$ROOT/tests/node/gguf_probs.mjs" "$LJS/"
@@ -37,6 +42,14 @@ if [ -f "$LJS/node_modules/node-llama-cpp/package.json" ]; then
 		r=$("$ROOT/tests/integration/gguf_compare.py" hone.json llama_$t.json $tol $any)
 		check "llama.cpp loads the $t file: $r" "$ROOT/tests/integration/gguf_compare.py" hone.json llama_$t.json $tol $any
 	done
+	# the LoRA adapter as a GGUF adapter, applied by llama.cpp to the base's file
+	LO=$("$HONE" show p.lua lora | awk '/^path/ {print $2}')
+	"$HONE" generate "$LO" --tokenizer "$TK" --prompt "$TEXT" --max-tokens 1 -q --logits hone_lora.json >/dev/null
+	(cd "$LJS" && node gguf_probs.mjs "$WORK/m_f32.gguf" "$TEXT" "$WORK/adapter.gguf" 2>/dev/null) > llama_lora.json
+	r=$("$ROOT/tests/integration/gguf_compare.py" hone_lora.json llama_lora.json 1e-3)
+	check "llama.cpp applies the GGUF adapter to the f32 base: hone's merged model's distribution ($r)" \
+		"$ROOT/tests/integration/gguf_compare.py" hone_lora.json llama_lora.json 1e-3
+	check "  ... which the base alone does not give" bash -c "! '$ROOT/tests/integration/gguf_compare.py' hone_lora.json llama_f32.json 1e-4"
 else
 	echo "# skipped: node-llama-cpp is not installed in $LJS (make fetches it from npm; it could not here), so llama.cpp did not read the files"
 fi
