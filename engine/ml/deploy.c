@@ -101,6 +101,66 @@ static void put_tensor(gguf_w *g, const gpt2 *m, const char *hf, const char *nam
 	free(tmp);
 }
 
+/* a block's tensors: the HF name's suffix, ggml's, and whether the weight is
+ * Conv1D [in, out], transposed to ggml's rows of outputs */
+static const struct {
+	const char *hf, *gg;
+	int tr;
+} blk[] = {{"ln_1.weight", "attn_norm.weight", 0},         {"ln_1.bias", "attn_norm.bias", 0},
+           {"attn.c_attn.weight", "attn_qkv.weight", 1},    {"attn.c_attn.bias", "attn_qkv.bias", 0},
+           {"attn.c_proj.weight", "attn_output.weight", 1}, {"attn.c_proj.bias", "attn_output.bias", 0},
+           {"ln_2.weight", "ffn_norm.weight", 0},           {"ln_2.bias", "ffn_norm.bias", 0},
+           {"mlp.c_fc.weight", "ffn_up.weight", 1},         {"mlp.c_fc.bias", "ffn_up.bias", 0},
+           {"mlp.c_proj.weight", "ffn_down.weight", 1},     {"mlp.c_proj.bias", "ffn_down.bias", 0}};
+
+/* what the weights become in a file of type: each quantized matrix through
+ * the type and back, blocked along ggml's rows as the file has them */
+static void round_trip(float *x, size_t rows, size_t cols, int transposed, int type)
+{
+	size_t blk;
+	int k = gguf_block(type, &blk);
+	if (cols % (size_t)k && !transposed)
+		type = GGUF_F16;
+	float *t = xmalloc(rows * cols * sizeof *t);
+	size_t r = transposed ? cols : rows, c = transposed ? rows : cols; /* the file's rows and columns */
+	if (transposed && c % (size_t)k)
+		type = GGUF_F16;
+	for (size_t i = 0; i < rows; i++)
+		for (size_t j = 0; j < cols; j++)
+			t[transposed ? j * rows + i : i * cols + j] = x[i * cols + j];
+	uint8_t *q = xmalloc(gguf_row_bytes(type, c));
+	for (size_t i = 0; i < r; i++) {
+		gguf_quantize(type, t + i * c, c, q);
+		gguf_dequantize(type, q, c, t + i * c);
+	}
+	for (size_t i = 0; i < rows; i++)
+		for (size_t j = 0; j < cols; j++)
+			x[i * cols + j] = t[transposed ? j * rows + i : i * cols + j];
+	free(q);
+	free(t);
+}
+
+int deploy_round_trip(herr *e, gpt2 *m, const char *tname)
+{
+	int type = gguf_type_parse(tname, NULL);
+	if (type < 0)
+		return herr_set(e, "quant \"%s\": expected f32, f16, q8_0 or q4_0", tname);
+	const char *top[] = {"wte.weight", "wpe.weight"};
+	for (size_t k = 0; k < 2; k++) {
+		const gpt2_tensor *t = gpt2_find(m, top[k]);
+		round_trip(m->p + t->off, (size_t)t->shape[0], (size_t)t->shape[1], 0, type);
+	}
+	for (int l = 0; l < m->cfg.n_layer; l++)
+		for (size_t k = 0; k < sizeof blk / sizeof *blk; k++) {
+			char hf[64];
+			snprintf(hf, sizeof hf, "h.%d.%s", l, blk[k].hf);
+			const gpt2_tensor *t = gpt2_find(m, hf);
+			if (t->ndim == 2)
+				round_trip(m->p + t->off, (size_t)t->shape[0], (size_t)t->shape[1], blk[k].tr, type);
+		}
+	return 0;
+}
+
 int deploy_gguf(herr *e, const gpt2 *m, const bpe *b, const char *tname, const char *path, size_t *bytes)
 {
 	int ftype, type = gguf_type_parse(tname, &ftype);
@@ -126,15 +186,6 @@ int deploy_gguf(herr *e, const gpt2 *m, const bpe *b, const char *tname, const c
 	*bytes = 0;
 	put_tensor(g, m, "wte.weight", "token_embd.weight", type, 0, bytes);
 	put_tensor(g, m, "wpe.weight", "position_embd.weight", type, 0, bytes);
-	static const struct {
-		const char *hf, *gg;
-		int tr;
-	} blk[] = {{"ln_1.weight", "attn_norm.weight", 0},         {"ln_1.bias", "attn_norm.bias", 0},
-	           {"attn.c_attn.weight", "attn_qkv.weight", 1},    {"attn.c_attn.bias", "attn_qkv.bias", 0},
-	           {"attn.c_proj.weight", "attn_output.weight", 1}, {"attn.c_proj.bias", "attn_output.bias", 0},
-	           {"ln_2.weight", "ffn_norm.weight", 0},           {"ln_2.bias", "ffn_norm.bias", 0},
-	           {"mlp.c_fc.weight", "ffn_up.weight", 1},         {"mlp.c_fc.bias", "ffn_up.bias", 0},
-	           {"mlp.c_proj.weight", "ffn_down.weight", 1},     {"mlp.c_proj.bias", "ffn_down.bias", 0}};
 	for (int l = 0; l < cf->n_layer; l++)
 		for (size_t k = 0; k < sizeof blk / sizeof *blk; k++) {
 			char hf[64], gg[64];

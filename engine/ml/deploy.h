@@ -24,6 +24,9 @@ int deploy_gguf(herr *e, const gpt2 *m, const bpe *b, const char *type, const ch
  * .lora_b [out rows of rank] in F32 (PEFT's lora_A and lora_B as they are),
  * alpha written so that alpha / rank is the adapter's scale. Adapters with
  * saved modules (a classifier's head) are refused. */
+/* m's weights as a file of type would hold them: every matrix deploy_gguf
+ * quantizes, through the type and back (evaluate { quant }) */
+int deploy_round_trip(herr *e, gpt2 *m, const char *type);
 int deploy_gguf_lora(herr *e, const gpt2 *m, const lora *lo, const char *path, size_t *bytes);
 
 #endif

@@ -23,6 +23,7 @@
 #include "../ml/encdata.h"
 #include "../ml/lmdata.h"
 #include "../ml/mldata.h"
+#include "../ml/deploy.h"
 #include "stages.h"
 
 typedef struct score {
@@ -222,11 +223,16 @@ static int hf_arch(const char *dir, model_arch *arch)
 }
 
 /* Loss, perplexity and token accuracy of a language model on a split. */
-static int lm_score_model(kctx *c, const kinput *mi, const kinput *di, double *loss, double *acc, double *tokens)
+static int lm_score_model(kctx *c, const kinput *mi, const kinput *di, const char *quant, double *loss, double *acc,
+                          double *tokens)
 {
 	gpt2 m;
 	if (gpt2_load_dir(&c->err, &m, mi->path) != 0)
 		return herr_prefix(&c->err, "evaluate: %s", mi->label);
+	if (quant && deploy_round_trip(&c->err, &m, quant) != 0) {
+		gpt2_free(&m);
+		return herr_prefix(&c->err, "evaluate");
+	}
 	lm_split sp;
 	int rc = lm_open(&c->err, &sp, di->path, di->label, m.cfg.vocab, m.cfg.n_positions);
 	if (rc == 0)
@@ -290,14 +296,24 @@ static int lm_report(kctx *c, const char *outdir, const char *task, const char *
 	return rc;
 }
 
-static int evaluate_lm(kctx *c, const kinput *mi, const kinput *di, const kinput *ci, const char *outdir)
+static int evaluate_lm(kctx *c, const kinput *mi, const kinput *di, const kinput *ci, const char *quant, const char *outdir)
 {
 	double loss, acc, tokens, closs = NAN, cacc = NAN, ctok;
-	if (lm_score_model(c, mi, di, &loss, &acc, &tokens) != 0)
+	if (lm_score_model(c, mi, di, quant, &loss, &acc, &tokens) != 0)
 		return -1;
-	if (ci && lm_score_model(c, ci, di, &closs, &cacc, &ctok) != 0)
+	if (ci && lm_score_model(c, ci, di, quant, &closs, &cacc, &ctok) != 0)
 		return -1;
-	return lm_report(c, outdir, "causal_lm", "token_accuracy", "target_tokens", tokens, loss, acc, ci != NULL, closs, cacc);
+	int rc = lm_report(c, outdir, "causal_lm", "token_accuracy", "target_tokens", tokens, loss, acc, ci != NULL, closs, cacc);
+	if (rc == 0 && quant) { /* the model as it is, beside its quantized self */
+		double uloss, uacc, utok;
+		rc = lm_score_model(c, mi, di, NULL, &uloss, &uacc, &utok);
+		if (rc == 0) {
+			kctx_metric(c, "unquantized_perplexity", exp(uloss));
+			kctx_metric(c, "unquantized_token_accuracy", uacc);
+			kctx_log(c, "evaluate: %s weights: perplexity %.4f (%.4f unquantized)", quant, exp(loss), exp(uloss));
+		}
+	}
+	return rc;
 }
 
 /* the BERT evaluations' progress: the stage's bar, and its stop */
@@ -620,14 +636,18 @@ static int evaluate_mlm(kctx *c, const kinput *mi, const kinput *di, const kinpu
 
 static int k_evaluate(kctx *c, const hval *params, const kinput *in, size_t nin, const char *outdir)
 {
-	(void)params;
+	const char *quant = hval_get_str(params, "quant", NULL);
 	const kinput *mi = kinput_slot(in, nin, "1"), *di = kinput_slot(in, nin, "2"), *ci = kinput_slot(in, nin, "compare");
 	if (!mi || !di)
 		return kctx_fail(c, "evaluate: give a model and a split, as in evaluate { model, ids.test }");
 	if (!blas_get(&c->err))
 		return -1;
 	model_arch arch;
-	if (hf_arch(mi->path, &arch) && arch == ARCH_BERT) {
+	int hf = hf_arch(mi->path, &arch);
+	if (quant && (!hf || arch != ARCH_GPT2))
+		return kctx_fail(c, "evaluate: quant scores GPT-2 language models so far (as hone quantize writes them); %s is %s",
+		                 mi->label, hf ? "a BERT" : "a classifier on features");
+	if (hf && arch == ARCH_BERT) {
 		bert_config bc;
 		char *cp = path_join(mi->path, "config.json");
 		buf b;
@@ -657,7 +677,9 @@ static int k_evaluate(kctx *c, const hval *params, const kinput *in, size_t nin,
 		int cls = fs_read(&c->err, cp, &b) == 0 && gpt2_config_parse(&c->err, &gc, b.p, b.len, cp) == 0 && gc.ncls > 0;
 		free(cp);
 		buf_free(&b);
-		return cls ? evaluate_seqcls(c, mi, di, ci, outdir) : evaluate_lm(c, mi, di, ci, outdir);
+		if (cls && quant)
+			return kctx_fail(c, "evaluate: quant scores GPT-2 language models so far; %s is a classifier", mi->label);
+		return cls ? evaluate_seqcls(c, mi, di, ci, outdir) : evaluate_lm(c, mi, di, ci, quant, outdir);
 	}
 	clf_model m, cm;
 	memset(&cm, 0, sizeof cm);

@@ -53,12 +53,25 @@ if [ -f "$LJS/node_modules/node-llama-cpp/package.json" ]; then
 else
 	echo "# skipped: node-llama-cpp is not installed in $LJS (make fetches it from npm; it could not here), so llama.cpp did not read the files"
 fi
-# the export stage writes the same file, and copies it to `to`
+# the export stage writes the same file, and copies it to `to`; evaluate
+# scores the weights as each type holds them, beside the unquantized ones
 cat >> p.lua <<'LUA'
-export { ref "train", ref "tokenizer", format = "gguf", quant = "q8_0", to = "dist/m.gguf" }
+export { lm, tok, format = "gguf", quant = "q8_0", to = "dist/m.gguf" }
+evaluate { lm, ids.val, quant = "q8_0", name = "e8" }
+evaluate { lm, ids.val, quant = "q4_0", name = "e4" }
+evaluate { lm, ids.val, quant = "f32", name = "e32" }
 LUA
 check "export { format = \"gguf\", quant = \"q8_0\" } runs" "$HONE" run p.lua -q
 check "  ... writes hone quantize's bytes, copied to \`to\`" cmp dist/m.gguf m_q8_0.gguf
+em() { "$HONE" show p.lua "$1" | grep -o "\"$2\":[0-9.e+-]*" | head -1 | cut -d: -f2; }
+u=$(em e8 unquantized_perplexity) p8=$(em e8 perplexity) p4=$(em e4 perplexity) p32=$(em e32 perplexity)
+check "evaluate { quant }: f32 ($p32) is the unquantized perplexity ($u)" awk -v a="$p32" -v b="$u" 'BEGIN { exit !(a == b) }'
+check "  ... q8_0 ($p8) within 1% of it, q4_0 ($p4) further off" awk -v a="$p8" -v b="$u" -v c="$p4" \
+	'BEGIN { d = a - b; if (d < 0) d = -d; e = c - b; if (e < 0) e = -e; exit !(d / b < 0.01 && e > d) }'
+toy_classes 200 > cls.jsonl
+{ toy_cls_stages; echo 'local clf = train { ids.train, base = base, output = { label = "category" }, steps = 2 }'
+  echo 'evaluate { clf, ids.test, quant = "q8_0" }'; } > c.lua
+check "  ... a classifier is refused" fails_with 1 "quant scores GPT-2 language models" "$HONE" run c.lua -q
 check "  ... quant without format = \"gguf\" is refused" fails_with 2 "quant goes with format" bash -c \
 	"sed 's/format = \"gguf\", //' p.lua > p2.lua && '$HONE' run p2.lua -q"
 check "an unknown type is refused" fails_with 2 "expected f32, f16, q8_0 or q4_0" "$HONE" quantize "$M" --tokenizer "$TK" --to q3 -o x.gguf
