@@ -36,6 +36,8 @@ static const char *usage_main =
 	"  hash FILE...          print files' XXH3-128 content ids\n"
 	"  predict BUNDLE        predictions of an exported model for JSON Lines / CSV rows\n"
 	"  generate MODEL        text from a GPT-2 folder (--tokenizer, --prompt)\n"
+	"  quantize MODEL        a GPT-2 as a GGUF file for llama.cpp (--to, -o)\n"
+	"  forward MODEL         a model's logits and loss for given token ids\n"
 	"\n"
 	"FILE defaults to pipeline.lua. Common options:\n"
 	"  --cache DIR           the store (default: $HONE_CACHE, else ./cache)\n"
