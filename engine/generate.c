@@ -209,7 +209,7 @@ int generate_main(int argc, char **argv)
 
 static const opt_spec quantize_opts[] = {
 	{"tokenizer", 0, OPT_STR, 0, 0, "TOK", "a tokenizer folder or tokenizer.json (a bundle brings its own)", 1},
-	{"to", 0, OPT_STR, 0, 0, "TYPE", "f32, f16, q8_0 or q4_0 (default f16)", 0},
+	{"to", 0, OPT_STR, 0, 0, "TYPE", "f32, f16, q8_0, q4_0 or q6_k (default f16)", 0},
 	{"output", 'o', OPT_STR, 0, 0, "FILE", "the .gguf file to write", 1},
 	{"adapter", 0, OPT_STR, 0, 0, "DIR", "a PEFT LoRA folder trained on MODEL: write it as a GGUF adapter instead", 1},
 	{NULL, 0, 0, 0, 0, NULL, NULL, 0}};
@@ -218,8 +218,9 @@ const opt_verb quantize_verb = {"quantize", "MODEL", 1, 1,
 	"Writes a GPT-2 (a Hugging Face folder or an export bundle, as for generate) as a\n"
 	"GGUF file (version 3) that llama.cpp loads: the gpt2 architecture's tensors and\n"
 	"keys, the byte-level BPE tokenizer (tokens, merges, <|endoftext|>), and the\n"
-	"weight matrices as TYPE: f32, f16, q8_0 or q4_0 (blocks of 32 with an fp16 scale;\n"
-	"a matrix whose rows are not a multiple of 32 falls back to f16). Norms and biases\n"
+	"weight matrices as TYPE: f32, f16, q8_0, q4_0 (blocks of 32 with an fp16 scale) or\n"
+	"q6_k (super-blocks of 256); a matrix whose rows are not whole blocks falls back to\n"
+	"q8_0 (q6_k) or f16. Norms and biases\n"
 	"stay f32. With --adapter DIR (a PEFT LoRA folder of MODEL), FILE is instead that\n"
 	"adapter as a GGUF adapter, which llama.cpp applies to MODEL's GGUF at load time\n"
 	"(--lora in its tools). Prints what it wrote.\n",
@@ -247,7 +248,7 @@ int quantize_main(int argc, char **argv)
 	opt_free(&op);
 	int ftype, type = gguf_type_parse(to, &ftype);
 	if (type < 0)
-		return opt_usage_error(&quantize_verb, "--to: expected f32, f16, q8_0 or q4_0");
+		return opt_usage_error(&quantize_verb, "--to: expected f32, f16, q8_0, q4_0 or q6_k");
 	int is_bundle = model && !fs_is_dir(model);
 	if (!out || (!tokp && !is_bundle && !adapter))
 		return opt_usage_error(&quantize_verb, "give MODEL, --tokenizer (unless MODEL is a bundle) and -o FILE.gguf");

@@ -61,7 +61,7 @@ int gguf_type_parse(const char *s, int *ftype)
 		const char *n;
 		int t, ft;
 	} k[] = {{"f32", GGUF_F32, GGUF_FTYPE_F32}, {"f16", GGUF_F16, GGUF_FTYPE_F16}, {"q8_0", GGUF_Q8_0, GGUF_FTYPE_Q8_0},
-	         {"q4_0", GGUF_Q4_0, GGUF_FTYPE_Q4_0}};
+	         {"q4_0", GGUF_Q4_0, GGUF_FTYPE_Q4_0}, {"q6_k", GGUF_Q6_K, GGUF_FTYPE_Q6_K}};
 	for (size_t i = 0; i < sizeof k / sizeof *k; i++)
 		if (!strcmp(s, k[i].n)) {
 			if (ftype)
@@ -73,13 +73,13 @@ int gguf_type_parse(const char *s, int *ftype)
 
 const char *gguf_type_name(int type)
 {
-	return type == GGUF_F32 ? "F32" : type == GGUF_F16 ? "F16" : type == GGUF_Q8_0 ? "Q8_0" : type == GGUF_Q4_0 ? "Q4_0" : "?";
+	return type == GGUF_F32 ? "F32" : type == GGUF_F16 ? "F16" : type == GGUF_Q8_0 ? "Q8_0" : type == GGUF_Q4_0 ? "Q4_0" : type == GGUF_Q6_K ? "Q6_K" : "?";
 }
 
 int gguf_block(int type, size_t *bytes)
 {
-	*bytes = type == GGUF_F32 ? 4 : type == GGUF_F16 ? 2 : type == GGUF_Q4_0 ? 18 : 34;
-	return type == GGUF_Q8_0 || type == GGUF_Q4_0 ? 32 : 1;
+	*bytes = type == GGUF_F32 ? 4 : type == GGUF_F16 ? 2 : type == GGUF_Q4_0 ? 18 : type == GGUF_Q6_K ? 210 : 34;
+	return type == GGUF_Q6_K ? 256 : type == GGUF_Q8_0 || type == GGUF_Q4_0 ? 32 : 1;
 }
 
 size_t gguf_row_bytes(int type, size_t n)
@@ -100,6 +100,39 @@ void gguf_quantize(int type, const float *x, size_t n, void *out)
 		for (size_t i = 0; i < n; i++) {
 			uint16_t h = gguf_f16(x[i]);
 			memcpy(o + 2 * i, &h, 2);
+		}
+		return;
+	}
+	if (type == GGUF_Q6_K) {
+		for (size_t b = 0; b < n / 256; b++, x += 256, o += 210) {
+			float sub[16], smax = 0;
+			for (int j = 0; j < 16; j++) {
+				float amax = 0;
+				for (int i = 0; i < 16; i++)
+					amax = fmaxf(amax, fabsf(x[j * 16 + i]));
+				sub[j] = amax / 31.0f;
+				smax = fmaxf(smax, sub[j]);
+			}
+			float d = smax / 127.0f, id = d ? 1.0f / d : 0.0f;
+			uint8_t *ql = o, *qh = o + 128;
+			int8_t *sc = (int8_t *)(o + 192);
+			memset(o, 0, 192);
+			for (int j = 0; j < 16; j++) {
+				int v = (int)lroundf(sub[j] * id);
+				sc[j] = (int8_t)(v > 127 ? 127 : v);
+			}
+			uint16_t h = gguf_f16(d);
+			memcpy(o + 208, &h, 2);
+			d = gguf_f32(h); /* the scale as the file keeps it */
+			for (int g = 0; g < 256; g++) {
+				float s = d * (float)sc[g / 16];
+				int q = s ? (int)lroundf(x[g] / s) : 0;
+				q = q < -32 ? -32 : q > 31 ? 31 : q;
+				unsigned u = (unsigned)(q + 32), half = (unsigned)g / 128, p = (unsigned)g % 128, k = p / 32, l = p % 32;
+				uint8_t *lo = ql + half * 64 + l + (k & 1) * 32;
+				*lo = (uint8_t)(*lo | (k < 2 ? (u & 0xf) : (u & 0xf) << 4));
+				qh[half * 32 + l] = (uint8_t)(qh[half * 32 + l] | ((u >> 4) & 3) << (2 * k));
+			}
 		}
 		return;
 	}
@@ -147,6 +180,21 @@ void gguf_dequantize(int type, const void *q, size_t n, float *out)
 			uint16_t h;
 			memcpy(&h, p + 2 * i, 2);
 			out[i] = gguf_f32(h);
+		}
+		return;
+	}
+	if (type == GGUF_Q6_K) {
+		for (size_t b = 0; b < n / 256; b++, p += 210) {
+			uint16_t h;
+			memcpy(&h, p + 208, 2);
+			float d = gguf_f32(h);
+			const int8_t *sc = (const int8_t *)(p + 192);
+			for (int g = 0; g < 256; g++) {
+				unsigned half = (unsigned)g / 128, q = (unsigned)g % 128, k = q / 32, l = q % 32;
+				uint8_t lo = p[half * 64 + l + (k & 1) * 32];
+				unsigned u = (k < 2 ? lo & 0xf : lo >> 4) | ((p[128 + half * 32 + l] >> (2 * k)) & 3) << 4;
+				out[b * 256 + (size_t)g] = d * (float)sc[g / 16] * (float)((int)u - 32);
+			}
 		}
 		return;
 	}
@@ -414,7 +462,8 @@ int gguf_open(herr *e, gguf_file *f, const char *path)
 		for (int d = 0; d < t->ndim; d++)
 			n *= (size_t)t->ne[d];
 		int k = gguf_block(t->type, &b);
-		if ((t->type != GGUF_F32 && t->type != GGUF_F16 && t->type != GGUF_Q8_0 && t->type != GGUF_Q4_0) || n % (size_t)k ||
+		if ((t->type != GGUF_F32 && t->type != GGUF_F16 && t->type != GGUF_Q8_0 && t->type != GGUF_Q4_0 &&
+		     t->type != GGUF_Q6_K) || n % (size_t)k ||
 		    start + off[i] + gguf_row_bytes(t->type, n) > f->n)
 			r.bad = 1;
 		else

@@ -8,8 +8,12 @@
  * scale d = max|x| / 127 and 32 int8 q = round(x / d)), Q4_0 (blocks of
  * 32: an fp16 scale d = m / -8, m the value of largest magnitude, and 32
  * 4-bit q = min(15, trunc(x / d + 8.5)), value j in the low nibble of byte
- * j and value j + 16 in its high one; x = (q - 8)·d). Each has a
- * dequantizer for the tests and for reading back.
+ * j and value j + 16 in its high one; x = (q - 8)·d), Q6_K (super-blocks
+ * of 256: 16 sub-blocks of 16 with an int8 scale each, an fp16 d for the
+ * scales, 6-bit q in [-32, 31], x = d·scale·q; per half of 128 values, the
+ * low 4 bits of value l + 32k in a nibble of ql[l + 32(k & 1)] (high
+ * nibble for k ≥ 2) and its high 2 bits in bits 2k, 2k + 1 of qh[l]). Each
+ * has a dequantizer for the tests and for reading back.
  *
  * Ownership: a gguf_w collects everything in memory and writes it at once
  * (atomically); a gguf_file owns its mapped bytes.
@@ -22,10 +26,10 @@
 
 #include "../util.h"
 
-enum { GGUF_F32 = 0, GGUF_F16 = 1, GGUF_Q4_0 = 2, GGUF_Q8_0 = 8 }; /* ggml_type */
-enum { GGUF_FTYPE_F32 = 0, GGUF_FTYPE_F16 = 1, GGUF_FTYPE_Q4_0 = 2, GGUF_FTYPE_Q8_0 = 7 }; /* general.file_type */
+enum { GGUF_F32 = 0, GGUF_F16 = 1, GGUF_Q4_0 = 2, GGUF_Q8_0 = 8, GGUF_Q6_K = 14 }; /* ggml_type */
+enum { GGUF_FTYPE_F32 = 0, GGUF_FTYPE_F16 = 1, GGUF_FTYPE_Q4_0 = 2, GGUF_FTYPE_Q8_0 = 7, GGUF_FTYPE_Q6_K = 18 }; /* general.file_type */
 
-/* "f32", "f16", "q8_0", "q4_0" → the tensor type, its file type; -1 if unknown */
+/* "f32", "f16", "q8_0", "q4_0", "q6_k" → the tensor type, its file type; -1 if unknown */
 int gguf_type_parse(const char *s, int *ftype);
 const char *gguf_type_name(int type);
 /* Values per block and bytes per block of a type */

@@ -7,6 +7,16 @@
 #include "../io/gguf.h"
 #include "../io/json.h"
 
+/* The type a matrix with rows of cols values gets: type, or where its rows
+ * are not whole blocks, Q8_0 (blocks of 32) for a K-quant, else F16 */
+static int fit(int type, size_t cols)
+{
+	size_t b;
+	if (cols % (size_t)gguf_block(type, &b) == 0)
+		return type;
+	return type == GGUF_Q6_K && cols % 32 == 0 ? GGUF_Q8_0 : GGUF_F16;
+}
+
 /* the tokenizer's tokens by id (byte-level strings, as encoder.json has
  * them), up to the model's vocabulary (the rest: unused), and its merges */
 static int put_tokenizer(herr *e, gguf_w *g, const bpe *b, int V)
@@ -91,10 +101,7 @@ static void put_tensor(gguf_w *g, const gpt2 *m, const char *hf, const char *nam
 		r = c;
 		c = s;
 	}
-	size_t blk;
-	int k = gguf_block(type, &blk);
-	if (c % (size_t)k)
-		type = GGUF_F16; /* rows that are not whole blocks */
+	type = fit(type, c);
 	uint64_t ne[2] = {(uint64_t)c, (uint64_t)r};
 	gguf_tensor(g, name, type, 2, ne, x);
 	*bytes += gguf_row_bytes(type, r * c);
@@ -117,14 +124,9 @@ static const struct {
  * the type and back, blocked along ggml's rows as the file has them */
 static void round_trip(float *x, size_t rows, size_t cols, int transposed, int type)
 {
-	size_t blk;
-	int k = gguf_block(type, &blk);
-	if (cols % (size_t)k && !transposed)
-		type = GGUF_F16;
 	float *t = xmalloc(rows * cols * sizeof *t);
 	size_t r = transposed ? cols : rows, c = transposed ? rows : cols; /* the file's rows and columns */
-	if (transposed && c % (size_t)k)
-		type = GGUF_F16;
+	type = fit(type, c);
 	for (size_t i = 0; i < rows; i++)
 		for (size_t j = 0; j < cols; j++)
 			t[transposed ? j * rows + i : i * cols + j] = x[i * cols + j];
@@ -144,7 +146,7 @@ int deploy_round_trip(herr *e, gpt2 *m, const char *tname)
 {
 	int type = gguf_type_parse(tname, NULL);
 	if (type < 0)
-		return herr_set(e, "quant \"%s\": expected f32, f16, q8_0 or q4_0", tname);
+		return herr_set(e, "quant \"%s\": expected f32, f16, q8_0, q4_0 or q6_k", tname);
 	const char *top[] = {"wte.weight", "wpe.weight"};
 	for (size_t k = 0; k < 2; k++) {
 		const gpt2_tensor *t = gpt2_find(m, top[k]);
@@ -165,7 +167,7 @@ int deploy_gguf(herr *e, const gpt2 *m, const bpe *b, const char *tname, const c
 {
 	int ftype, type = gguf_type_parse(tname, &ftype);
 	if (type < 0)
-		return herr_set(e, "quant \"%s\": expected f32, f16, q8_0 or q4_0", tname);
+		return herr_set(e, "quant \"%s\": expected f32, f16, q8_0, q4_0 or q6_k", tname);
 	if (m->cfg.ncls)
 		return herr_set(e, "a classifier (GPT2ForSequenceClassification): GGUF export takes a language model");
 	if (bpe_vocab_size(b) > (size_t)m->cfg.vocab)

@@ -24,7 +24,7 @@ check "a model to export" "$HONE" run p.lua -q
 M=$("$HONE" show p.lua train | awk '/^path/ {print $2}') TK=$("$HONE" show p.lua tokenizer | awk '/^path/ {print $2}')
 TEXT="the cat sat on a mat and the dog ran to the park"
 "$HONE" generate "$M" --tokenizer "$TK" --prompt "$TEXT" --max-tokens 1 -q --logits hone.json >/dev/null
-for t in f32 f16 q8_0 q4_0; do
+for t in f32 f16 q8_0 q4_0 q6_k; do
 	check "hone quantize --to $t writes a GGUF file" bash -c "'$HONE' quantize '$M' --tokenizer '$TK' --to $t -o m_$t.gguf | grep -q 'wrote m_$t.gguf'"
 	check "  ... version 3, the gpt2 architecture" bash -c "head -c 8 m_$t.gguf | od -An -tx1 | tr -d ' \n' | grep -q '4747554603000000' && grep -q gpt2 m_$t.gguf"
 done
@@ -34,10 +34,10 @@ check "hone quantize --adapter writes the LoRA adapter as a GGUF adapter" bash -
 check "q4_0 is smaller than q8_0, q8_0 than f16, f16 than f32" bash -c "[ \$(stat -c %s m_q4_0.gguf) -lt \$(stat -c %s m_q8_0.gguf) ] && [ \$(stat -c %s m_q8_0.gguf) -lt \$(stat -c %s m_f16.gguf) ] && [ \$(stat -c %s m_f16.gguf) -lt \$(stat -c %s m_f32.gguf) ]"
 if [ -f "$LJS/node_modules/node-llama-cpp/package.json" ]; then
 	cp "$ROOT/tests/node/gguf_probs.mjs" "$LJS/"
-	for t in f32 f16 q8_0 q4_0; do
+	for t in f32 f16 q8_0 q4_0 q6_k; do
 		(cd "$LJS" && node gguf_probs.mjs "$WORK/m_$t.gguf" "$TEXT" 2>/dev/null) > llama_$t.json
 		tol=1e-3 any=
-		[ $t = q8_0 ] && tol=2e-2
+		[ $t = q8_0 ] || [ $t = q6_k ] && tol=2e-2
 		[ $t = q4_0 ] && tol=0.2 any=any-top1
 		r=$("$ROOT/tests/integration/gguf_compare.py" hone.json llama_$t.json $tol $any)
 		check "llama.cpp loads the $t file: $r" "$ROOT/tests/integration/gguf_compare.py" hone.json llama_$t.json $tol $any
@@ -60,6 +60,7 @@ export { lm, tok, format = "gguf", quant = "q8_0", to = "dist/m.gguf" }
 evaluate { lm, ids.val, quant = "q8_0", name = "e8" }
 evaluate { lm, ids.val, quant = "q4_0", name = "e4" }
 evaluate { lm, ids.val, quant = "f32", name = "e32" }
+evaluate { lm, ids.val, quant = "q6_k", name = "e6" }
 LUA
 check "export { format = \"gguf\", quant = \"q8_0\" } runs" "$HONE" run p.lua -q
 check "  ... writes hone quantize's bytes, copied to \`to\`" cmp dist/m.gguf m_q8_0.gguf
@@ -74,7 +75,7 @@ toy_classes 200 > cls.jsonl
 check "  ... a classifier is refused" fails_with 1 "quant scores GPT-2 language models" "$HONE" run c.lua -q
 check "  ... quant without format = \"gguf\" is refused" fails_with 2 "quant goes with format" bash -c \
 	"sed 's/format = \"gguf\", //' p.lua > p2.lua && '$HONE' run p2.lua -q"
-check "an unknown type is refused" fails_with 2 "expected f32, f16, q8_0 or q4_0" "$HONE" quantize "$M" --tokenizer "$TK" --to q3 -o x.gguf
+check "an unknown type is refused" fails_with 2 "expected f32, f16, q8_0, q4_0 or q6_k" "$HONE" quantize "$M" --tokenizer "$TK" --to q3 -o x.gguf
 check "a missing -o is refused" fails_with 2 "-o FILE.gguf" "$HONE" quantize "$M" --tokenizer "$TK"
 check "a tokenizer larger than the model is refused" fails_with 1 "the tokenizer has" "$HONE" quantize "$M" --tokenizer "$ROOT/data/gpt2" -o x.gguf
 done_testing

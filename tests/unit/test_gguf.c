@@ -72,6 +72,36 @@ static void test_q4_0(void **st)
 	assert_int_equal(gguf_type_parse("q3", &ft), -1);
 }
 
+/* Q6_K: a super-block of 256 with sub-blocks of very different sizes,
+ * then an all-zero one; within a few percent of the largest value */
+static void test_q6_k(void **st)
+{
+	(void)st;
+	float x[512], y[512];
+	for (int i = 0; i < 512; i++)
+		x[i] = i < 256 ? sinf((float)i * 1.3f) * (1.0f + (float)(i / 16)) : 0.0f;
+	uint8_t q[420];
+	assert_int_equal(gguf_row_bytes(GGUF_Q6_K, 512), 420);
+	gguf_quantize(GGUF_Q6_K, x, 512, q);
+	gguf_dequantize(GGUF_Q6_K, q, 512, y);
+	float amax = 0, err = 0;
+	for (int i = 0; i < 256; i++) {
+		amax = fmaxf(amax, fabsf(x[i]));
+		err = fmaxf(err, fabsf(x[i] - y[i]));
+	}
+	assert_true(err <= 0.03f * amax);
+	for (int j = 0; j < 16; j++) { /* each sub-block within its own size */
+		float sa = 0, se = 0;
+		for (int i = j * 16; i < j * 16 + 16; i++) {
+			sa = fmaxf(sa, fabsf(x[i]));
+			se = fmaxf(se, fabsf(x[i] - y[i]));
+		}
+		assert_true(se <= sa / 31.0f + amax / 127.0f / 2.0f);
+	}
+	for (int i = 256; i < 512; i++)
+		assert_true(y[i] == 0.0f);
+}
+
 static void test_roundtrip(void **st)
 {
 	(void)st;
@@ -139,6 +169,7 @@ int main(void)
 		cmocka_unit_test(test_f16),
 		cmocka_unit_test(test_q8_0),
 		cmocka_unit_test(test_q4_0),
+		cmocka_unit_test(test_q6_k),
 		cmocka_unit_test(test_roundtrip),
 	};
 	return cmocka_run_group_tests_name("gguf", tests, NULL, NULL);
