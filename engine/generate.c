@@ -24,6 +24,7 @@ static const opt_spec generate_opts[] = {
 	{"stop", 0, OPT_STR, 0, 0, "TEXT", "stop before this text (repeatable, up to 16)", 0},
 	{"logits", 0, OPT_STR, 0, 0, "FILE", "write the prompt's ids and logits as JSON", 1},
 	{"device", 0, OPT_STR, 0, 0, "cpu|cuda", "where the model runs (default cpu; cuda: make cuda builds its backend)", 0},
+	{"quant", 0, OPT_STR, 0, 0, "TYPE", "run the weights as hone quantize --to TYPE would store them (f16, q8_0, ...)", 0},
 	{"quiet", 'q', OPT_FLAG, 0, 0, NULL, "no tokens/s line on stderr", 0},
 	{NULL, 0, 0, 0, 0, NULL, NULL, 0}};
 
@@ -102,7 +103,7 @@ int generate_main(int argc, char **argv)
 {
 	const char *model = NULL, *tokp = NULL, *prompt = NULL, *adapter = NULL, *logits = NULL, *stops[16];
 	int nstop = 0, maxt = 64, quiet = 0;
-	const char *device = "cpu";
+	const char *device = "cpu", *quant = NULL;
 	gpt2_sampler smp = {0, 0, 1, 0};
 	opt_parsed op;
 	int prc = opt_parse(&generate_verb, argc, argv, &op);
@@ -136,6 +137,8 @@ int generate_main(int argc, char **argv)
 			quiet = 1;
 		else if (!strcmp(n, "device"))
 			device = v;
+		else if (!strcmp(n, "quant"))
+			quant = v;
 	}
 	opt_free(&op);
 	int is_bundle = model && !fs_is_dir(model);
@@ -166,6 +169,8 @@ int generate_main(int argc, char **argv)
 			gpt2_lora_free(&lo);
 		}
 	}
+	if (rc == 0 && quant && deploy_round_trip(&e, &m, quant) != 0)
+		rc = herr_prefix(&e, "--quant");
 	uint32_t *ids = NULL;
 	size_t n = 0, cap = 0;
 	if (rc == 0)
@@ -209,7 +214,7 @@ int generate_main(int argc, char **argv)
 
 static const opt_spec quantize_opts[] = {
 	{"tokenizer", 0, OPT_STR, 0, 0, "TOK", "a tokenizer folder or tokenizer.json (a bundle brings its own)", 1},
-	{"to", 0, OPT_STR, 0, 0, "TYPE", "f32, f16, q8_0, q4_0 or q6_k (default f16)", 0},
+	{"to", 0, OPT_STR, 0, 0, "TYPE", "f32, f16, q8_0, q4_0, q6_k, q4_k_m or q5_k_m (default f16)", 0},
 	{"output", 'o', OPT_STR, 0, 0, "FILE", "the .gguf file to write", 1},
 	{"adapter", 0, OPT_STR, 0, 0, "DIR", "a PEFT LoRA folder trained on MODEL: write it as a GGUF adapter instead", 1},
 	{NULL, 0, 0, 0, 0, NULL, NULL, 0}};
@@ -248,7 +253,7 @@ int quantize_main(int argc, char **argv)
 	opt_free(&op);
 	int ftype, type = gguf_type_parse(to, &ftype);
 	if (type < 0)
-		return opt_usage_error(&quantize_verb, "--to: expected f32, f16, q8_0, q4_0 or q6_k");
+		return opt_usage_error(&quantize_verb, "--to: expected f32, f16, q8_0, q4_0, q6_k, q4_k_m or q5_k_m");
 	int is_bundle = model && !fs_is_dir(model);
 	if (!out || (!tokp && !is_bundle && !adapter))
 		return opt_usage_error(&quantize_verb, "give MODEL, --tokenizer (unless MODEL is a bundle) and -o FILE.gguf");

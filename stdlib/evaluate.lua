@@ -15,6 +15,6 @@ return {
   summary = "score a model on a split (metrics, baseline, predictions)",
   params = {
     compare = { type = "input", takes = "model|file|bundle", doc = "another model to score on the same rows" },
-    quant = { type = "string", enum = { "f32", "f16", "q8_0", "q4_0", "q6_k" }, doc = "GPT-2 language models: score the weights as a GGUF of this type holds them (hone quantize), beside the unquantized ones (unquantized_perplexity)" },
+    quant = { type = "string", enum = { "f32", "f16", "q8_0", "q4_0", "q6_k", "q4_k_m", "q5_k_m" }, doc = "GPT-2 language models: score the weights as a GGUF of this type holds them (hone quantize), beside the unquantized ones (unquantized_perplexity)" },
   },
 }

@@ -61,7 +61,8 @@ int gguf_type_parse(const char *s, int *ftype)
 		const char *n;
 		int t, ft;
 	} k[] = {{"f32", GGUF_F32, GGUF_FTYPE_F32}, {"f16", GGUF_F16, GGUF_FTYPE_F16}, {"q8_0", GGUF_Q8_0, GGUF_FTYPE_Q8_0},
-	         {"q4_0", GGUF_Q4_0, GGUF_FTYPE_Q4_0}, {"q6_k", GGUF_Q6_K, GGUF_FTYPE_Q6_K}};
+	         {"q4_0", GGUF_Q4_0, GGUF_FTYPE_Q4_0}, {"q6_k", GGUF_Q6_K, GGUF_FTYPE_Q6_K},
+	         {"q4_k_m", GGUF_Q4_K, GGUF_FTYPE_Q4_K_M}, {"q5_k_m", GGUF_Q5_K, GGUF_FTYPE_Q5_K_M}};
 	for (size_t i = 0; i < sizeof k / sizeof *k; i++)
 		if (!strcmp(s, k[i].n)) {
 			if (ftype)
@@ -73,13 +74,14 @@ int gguf_type_parse(const char *s, int *ftype)
 
 const char *gguf_type_name(int type)
 {
-	return type == GGUF_F32 ? "F32" : type == GGUF_F16 ? "F16" : type == GGUF_Q8_0 ? "Q8_0" : type == GGUF_Q4_0 ? "Q4_0" : type == GGUF_Q6_K ? "Q6_K" : "?";
+	return type == GGUF_F32 ? "F32" : type == GGUF_F16 ? "F16" : type == GGUF_Q8_0 ? "Q8_0" : type == GGUF_Q4_0 ? "Q4_0" : type == GGUF_Q6_K ? "Q6_K" : type == GGUF_Q4_K ? "Q4_K" : type == GGUF_Q5_K ? "Q5_K" : "?";
 }
 
 int gguf_block(int type, size_t *bytes)
 {
-	*bytes = type == GGUF_F32 ? 4 : type == GGUF_F16 ? 2 : type == GGUF_Q4_0 ? 18 : type == GGUF_Q6_K ? 210 : 34;
-	return type == GGUF_Q6_K ? 256 : type == GGUF_Q8_0 || type == GGUF_Q4_0 ? 32 : 1;
+	*bytes = type == GGUF_F32 ? 4 : type == GGUF_F16 ? 2 : type == GGUF_Q4_0 ? 18 : type == GGUF_Q6_K ? 210 :
+	         type == GGUF_Q4_K ? 144 : type == GGUF_Q5_K ? 176 : 34;
+	return type == GGUF_Q6_K || type == GGUF_Q4_K || type == GGUF_Q5_K ? 256 : type == GGUF_Q8_0 || type == GGUF_Q4_0 ? 32 : 1;
 }
 
 size_t gguf_row_bytes(int type, size_t n)
@@ -87,6 +89,84 @@ size_t gguf_row_bytes(int type, size_t n)
 	size_t b;
 	int k = gguf_block(type, &b);
 	return n / (size_t)k * b;
+}
+
+/* Q4_K and Q5_K (bits 4 or 5): one super-block of 256 into o */
+static void quant_k(const float *x, uint8_t *o, int bits)
+{
+	int top = (1 << bits) - 1;
+	float scale[8], mn[8], smax = 0, mmax = 0;
+	for (int j = 0; j < 8; j++) {
+		float lo = 0, hi = -INFINITY;
+		for (int i = 0; i < 32; i++) {
+			lo = fminf(lo, x[j * 32 + i]);
+			hi = fmaxf(hi, x[j * 32 + i]);
+		}
+		scale[j] = (hi - lo) / (float)top;
+		mn[j] = -lo;
+		smax = fmaxf(smax, scale[j]);
+		mmax = fmaxf(mmax, mn[j]);
+	}
+	uint16_t hd = gguf_f16(smax / 63.0f), hm = gguf_f16(mmax / 63.0f);
+	float d = gguf_f32(hd), dmin = gguf_f32(hm);
+	uint8_t sc[8], mq[8];
+	for (int j = 0; j < 8; j++) {
+		long a = d ? lroundf(scale[j] / d) : 0, b = dmin ? lroundf(mn[j] / dmin) : 0;
+		sc[j] = (uint8_t)(a > 63 ? 63 : a);
+		mq[j] = (uint8_t)(b > 63 ? 63 : b);
+	}
+	memcpy(o, &hd, 2);
+	memcpy(o + 2, &hm, 2);
+	uint8_t *scales = o + 4, *qh = bits == 5 ? o + 16 : NULL, *qs = bits == 5 ? o + 48 : o + 16;
+	memset(scales, 0, 12);
+	for (int j = 0; j < 8; j++) {
+		if (j < 4) {
+			scales[j] |= sc[j] & 63;
+			scales[j + 4] |= mq[j] & 63;
+		} else {
+			scales[j + 4] = (uint8_t)((sc[j] & 0xf) | (mq[j] & 0xf) << 4);
+			scales[j - 4] |= (uint8_t)((sc[j] >> 4) << 6);
+			scales[j] |= (uint8_t)((mq[j] >> 4) << 6);
+		}
+	}
+	memset(qs, 0, 128);
+	if (qh)
+		memset(qh, 0, 32);
+	for (int g = 0; g < 256; g++) {
+		int j = g / 32, p = g / 64, l = g % 32, second = (g / 32) & 1;
+		float s = d * (float)sc[j], m = dmin * (float)mq[j];
+		long q = s ? lroundf((x[g] + m) / s) : 0;
+		q = q < 0 ? 0 : q > top ? top : q;
+		qs[32 * p + l] |= (uint8_t)((q & 0xf) << (second ? 4 : 0));
+		if (qh && (q & 16))
+			qh[l] |= (uint8_t)(1u << (2 * p + second));
+	}
+}
+
+static void dequant_k(const uint8_t *o, float *y, int bits)
+{
+	uint16_t hd, hm;
+	memcpy(&hd, o, 2);
+	memcpy(&hm, o + 2, 2);
+	float d = gguf_f32(hd), dmin = gguf_f32(hm);
+	const uint8_t *q = o + 4, *qh = bits == 5 ? o + 16 : NULL, *qs = bits == 5 ? o + 48 : o + 16;
+	for (int j = 0; j < 8; j++) {
+		int sc, m;
+		if (j < 4) {
+			sc = q[j] & 63;
+			m = q[j + 4] & 63;
+		} else {
+			sc = (q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4);
+			m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+		}
+		int p = j / 2, second = j & 1;
+		for (int l = 0; l < 32; l++) {
+			int v = second ? qs[32 * p + l] >> 4 : qs[32 * p + l] & 0xf;
+			if (qh && (qh[l] >> (2 * p + second) & 1))
+				v += 16;
+			y[j * 32 + l] = d * (float)sc * (float)v - dmin * (float)m;
+		}
+	}
 }
 
 void gguf_quantize(int type, const float *x, size_t n, void *out)
@@ -101,6 +181,12 @@ void gguf_quantize(int type, const float *x, size_t n, void *out)
 			uint16_t h = gguf_f16(x[i]);
 			memcpy(o + 2 * i, &h, 2);
 		}
+		return;
+	}
+	if (type == GGUF_Q4_K || type == GGUF_Q5_K) {
+		size_t bb = type == GGUF_Q4_K ? 144 : 176;
+		for (size_t b = 0; b < n / 256; b++)
+			quant_k(x + b * 256, o + b * bb, type == GGUF_Q4_K ? 4 : 5);
 		return;
 	}
 	if (type == GGUF_Q6_K) {
@@ -181,6 +267,12 @@ void gguf_dequantize(int type, const void *q, size_t n, float *out)
 			memcpy(&h, p + 2 * i, 2);
 			out[i] = gguf_f32(h);
 		}
+		return;
+	}
+	if (type == GGUF_Q4_K || type == GGUF_Q5_K) {
+		size_t bb = type == GGUF_Q4_K ? 144 : 176;
+		for (size_t b = 0; b < n / 256; b++)
+			dequant_k(p + b * bb, out + b * 256, type == GGUF_Q4_K ? 4 : 5);
 		return;
 	}
 	if (type == GGUF_Q6_K) {
@@ -463,7 +555,7 @@ int gguf_open(herr *e, gguf_file *f, const char *path)
 			n *= (size_t)t->ne[d];
 		int k = gguf_block(t->type, &b);
 		if ((t->type != GGUF_F32 && t->type != GGUF_F16 && t->type != GGUF_Q8_0 && t->type != GGUF_Q4_0 &&
-		     t->type != GGUF_Q6_K) || n % (size_t)k ||
+		     t->type != GGUF_Q6_K && t->type != GGUF_Q4_K && t->type != GGUF_Q5_K) || n % (size_t)k ||
 		    start + off[i] + gguf_row_bytes(t->type, n) > f->n)
 			r.bad = 1;
 		else

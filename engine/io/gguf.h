@@ -12,8 +12,13 @@
  * of 256: 16 sub-blocks of 16 with an int8 scale each, an fp16 d for the
  * scales, 6-bit q in [-32, 31], x = d·scale·q; per half of 128 values, the
  * low 4 bits of value l + 32k in a nibble of ql[l + 32(k & 1)] (high
- * nibble for k ≥ 2) and its high 2 bits in bits 2k, 2k + 1 of qh[l]). Each
- * has a dequantizer for the tests and for reading back.
+ * nibble for k ≥ 2) and its high 2 bits in bits 2k, 2k + 1 of qh[l]), and
+ * Q4_K / Q5_K (super-blocks of 256: 8 sub-blocks of 32, each with a 6-bit
+ * scale and a 6-bit min against fp16 d and dmin, packed in 12 bytes as
+ * ggml does; x = d·sc·q − dmin·m, q of 4 or 5 bits; sub-blocks 2p and
+ * 2p + 1 share 32 bytes of nibbles, low and high, and Q5_K's fifth bits are
+ * bits 2p and 2p + 1 of qh[l]). Each has a dequantizer for the tests and
+ * for reading back.
  *
  * Ownership: a gguf_w collects everything in memory and writes it at once
  * (atomically); a gguf_file owns its mapped bytes.
@@ -26,10 +31,14 @@
 
 #include "../util.h"
 
-enum { GGUF_F32 = 0, GGUF_F16 = 1, GGUF_Q4_0 = 2, GGUF_Q8_0 = 8, GGUF_Q6_K = 14 }; /* ggml_type */
-enum { GGUF_FTYPE_F32 = 0, GGUF_FTYPE_F16 = 1, GGUF_FTYPE_Q4_0 = 2, GGUF_FTYPE_Q8_0 = 7, GGUF_FTYPE_Q6_K = 18 }; /* general.file_type */
+enum { GGUF_F32 = 0, GGUF_F16 = 1, GGUF_Q4_0 = 2, GGUF_Q8_0 = 8, GGUF_Q4_K = 12, GGUF_Q5_K = 13, GGUF_Q6_K = 14 }; /* ggml_type */
+enum {
+	GGUF_FTYPE_F32 = 0, GGUF_FTYPE_F16 = 1, GGUF_FTYPE_Q4_0 = 2, GGUF_FTYPE_Q8_0 = 7, GGUF_FTYPE_Q4_K_M = 15, GGUF_FTYPE_Q5_K_M = 17,
+	GGUF_FTYPE_Q6_K = 18
+}; /* general.file_type */
 
-/* "f32", "f16", "q8_0", "q4_0", "q6_k" → the tensor type, its file type; -1 if unknown */
+/* "f32", "f16", "q8_0", "q4_0", "q6_k", "q4_k_m", "q5_k_m" → the tensor type
+ * (for a mix, its base type: Q4_K, Q5_K), its file type; -1 if unknown */
 int gguf_type_parse(const char *s, int *ftype);
 const char *gguf_type_name(int type);
 /* Values per block and bytes per block of a type */

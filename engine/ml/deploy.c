@@ -14,7 +14,29 @@ static int fit(int type, size_t cols)
 	size_t b;
 	if (cols % (size_t)gguf_block(type, &b) == 0)
 		return type;
-	return type == GGUF_Q6_K && cols % 32 == 0 ? GGUF_Q8_0 : GGUF_F16;
+	int k = type == GGUF_Q6_K || type == GGUF_Q4_K || type == GGUF_Q5_K;
+	return k && cols % 32 == 0 ? GGUF_Q8_0 : GGUF_F16;
+}
+
+/* A tensor's type in a file of ftype (base: its main type). The K-quant
+ * mixes as llama.cpp chooses them for GPT-2: the head Q6_K and, the
+ * embedding being tied to it, the token embedding too; position
+ * embeddings kept F32; attn_qkv one step up (Q5_K in Q4_K_M, Q6_K in
+ * Q5_K_M); ffn_down Q6_K in the first and last eighth of the layers and
+ * every third between; the rest the base. */
+static int pick(int ftype, int base, const char *gg, int layer, int nl)
+{
+	if (ftype != GGUF_FTYPE_Q4_K_M && ftype != GGUF_FTYPE_Q5_K_M)
+		return base;
+	if (!strcmp(gg, "position_embd.weight"))
+		return GGUF_F32;
+	if (!strcmp(gg, "output.weight") || !strcmp(gg, "token_embd.weight"))
+		return GGUF_Q6_K;
+	if (strstr(gg, "attn_qkv"))
+		return ftype == GGUF_FTYPE_Q4_K_M ? GGUF_Q5_K : GGUF_Q6_K;
+	if (strstr(gg, "ffn_down") && (layer < nl / 8 || layer >= 7 * nl / 8 || (layer - nl / 8) % 3 == 2))
+		return GGUF_Q6_K;
+	return base;
 }
 
 /* the tokenizer's tokens by id (byte-level strings, as encoder.json has
@@ -144,21 +166,24 @@ static void round_trip(float *x, size_t rows, size_t cols, int transposed, int t
 
 int deploy_round_trip(herr *e, gpt2 *m, const char *tname)
 {
-	int type = gguf_type_parse(tname, NULL);
+	int ftype, type = gguf_type_parse(tname, &ftype);
 	if (type < 0)
-		return herr_set(e, "quant \"%s\": expected f32, f16, q8_0, q4_0 or q6_k", tname);
-	const char *top[] = {"wte.weight", "wpe.weight"};
+		return herr_set(e, "quant \"%s\": expected f32, f16, q8_0, q4_0, q6_k, q4_k_m or q5_k_m", tname);
+	const char *top[] = {"wte.weight", "wpe.weight"}, *gtop[] = {"output.weight", "position_embd.weight"};
 	for (size_t k = 0; k < 2; k++) {
 		const gpt2_tensor *t = gpt2_find(m, top[k]);
-		round_trip(m->p + t->off, (size_t)t->shape[0], (size_t)t->shape[1], 0, type);
+		round_trip(m->p + t->off, (size_t)t->shape[0], (size_t)t->shape[1], 0, pick(ftype, type, gtop[k], 0, 1));
 	}
 	for (int l = 0; l < m->cfg.n_layer; l++)
 		for (size_t k = 0; k < sizeof blk / sizeof *blk; k++) {
 			char hf[64];
 			snprintf(hf, sizeof hf, "h.%d.%s", l, blk[k].hf);
 			const gpt2_tensor *t = gpt2_find(m, hf);
+			char gg[64];
+			snprintf(gg, sizeof gg, "blk.%d.%s", l, blk[k].gg);
 			if (t->ndim == 2)
-				round_trip(m->p + t->off, (size_t)t->shape[0], (size_t)t->shape[1], blk[k].tr, type);
+				round_trip(m->p + t->off, (size_t)t->shape[0], (size_t)t->shape[1], blk[k].tr,
+				           pick(ftype, type, gg, l, m->cfg.n_layer));
 		}
 	return 0;
 }
@@ -167,7 +192,7 @@ int deploy_gguf(herr *e, const gpt2 *m, const bpe *b, const char *tname, const c
 {
 	int ftype, type = gguf_type_parse(tname, &ftype);
 	if (type < 0)
-		return herr_set(e, "quant \"%s\": expected f32, f16, q8_0, q4_0 or q6_k", tname);
+		return herr_set(e, "quant \"%s\": expected f32, f16, q8_0, q4_0, q6_k, q4_k_m or q5_k_m", tname);
 	if (m->cfg.ncls)
 		return herr_set(e, "a classifier (GPT2ForSequenceClassification): GGUF export takes a language model");
 	if (bpe_vocab_size(b) > (size_t)m->cfg.vocab)
@@ -186,18 +211,18 @@ int deploy_gguf(herr *e, const gpt2 *m, const bpe *b, const char *tname, const c
 	gguf_kv_f32(g, "gpt2.attention.layer_norm_epsilon", cf->eps);
 	int rc = put_tokenizer(e, g, b, cf->vocab);
 	*bytes = 0;
-	put_tensor(g, m, "wte.weight", "token_embd.weight", type, 0, bytes);
-	put_tensor(g, m, "wpe.weight", "position_embd.weight", type, 0, bytes);
+	put_tensor(g, m, "wte.weight", "token_embd.weight", pick(ftype, type, "token_embd.weight", 0, 1), 0, bytes);
+	put_tensor(g, m, "wpe.weight", "position_embd.weight", pick(ftype, type, "position_embd.weight", 0, 1), 0, bytes);
 	for (int l = 0; l < cf->n_layer; l++)
 		for (size_t k = 0; k < sizeof blk / sizeof *blk; k++) {
 			char hf[64], gg[64];
 			snprintf(hf, sizeof hf, "h.%d.%s", l, blk[k].hf);
 			snprintf(gg, sizeof gg, "blk.%d.%s", l, blk[k].gg);
-			put_tensor(g, m, hf, gg, type, blk[k].tr, bytes);
+			put_tensor(g, m, hf, gg, pick(ftype, type, gg, l, cf->n_layer), blk[k].tr, bytes);
 		}
 	put_tensor(g, m, "ln_f.weight", "output_norm.weight", type, 0, bytes);
 	put_tensor(g, m, "ln_f.bias", "output_norm.bias", type, 0, bytes);
-	put_tensor(g, m, "wte.weight", "output.weight", type, 0, bytes); /* the tied head, written out */
+	put_tensor(g, m, "wte.weight", "output.weight", pick(ftype, type, "output.weight", 0, 1), 0, bytes); /* the tied head, written out */
 	if (rc == 0)
 		rc = gguf_save(e, g, path);
 	gguf_free(g);

@@ -42,6 +42,19 @@ if [ -f "$LJS/node_modules/node-llama-cpp/package.json" ]; then
 		r=$("$ROOT/tests/integration/gguf_compare.py" hone.json llama_$t.json $tol $any)
 		check "llama.cpp loads the $t file: $r" "$ROOT/tests/integration/gguf_compare.py" hone.json llama_$t.json $tol $any
 	done
+	# the K-quant mixes on a model whose rows are whole super-blocks (256 wide):
+	# llama.cpp against hone running the same stored weights (generate --quant)
+	sed 's/n_embd = 64/n_embd = 256/; s/n_head = 2/n_head = 4/; s/epochs = 2, warmup = 5/steps = 20, warmup = 5/' p.lua |
+		grep -v 'lora\|export\|evaluate\|batch = 8, epochs = 1' > k.lua
+	"$HONE" run k.lua -q
+	KM=$("$HONE" show k.lua train | awk '/^path/ {print $2}')
+	for t in q4_k_m q5_k_m q6_k; do
+		"$HONE" quantize "$KM" --tokenizer "$TK" --to $t -o "$WORK/k_$t.gguf" >/dev/null
+		"$HONE" generate "$KM" --tokenizer "$TK" --prompt "$TEXT" --max-tokens 1 -q --quant $t --logits hone_k_$t.json >/dev/null
+		(cd "$LJS" && node gguf_probs.mjs "$WORK/k_$t.gguf" "$TEXT" 2>/dev/null) > llama_k_$t.json
+		r=$("$ROOT/tests/integration/gguf_compare.py" hone_k_$t.json llama_k_$t.json 1e-2)
+		check "llama.cpp reads the $t file as hone stores it: $r" "$ROOT/tests/integration/gguf_compare.py" hone_k_$t.json llama_k_$t.json 1e-2
+	done
 	# the LoRA adapter as a GGUF adapter, applied by llama.cpp to the base's file
 	LO=$("$HONE" show p.lua lora | awk '/^path/ {print $2}')
 	"$HONE" generate "$LO" --tokenizer "$TK" --prompt "$TEXT" --max-tokens 1 -q --logits hone_lora.json >/dev/null
@@ -75,7 +88,7 @@ toy_classes 200 > cls.jsonl
 check "  ... a classifier is refused" fails_with 1 "quant scores GPT-2 language models" "$HONE" run c.lua -q
 check "  ... quant without format = \"gguf\" is refused" fails_with 2 "quant goes with format" bash -c \
 	"sed 's/format = \"gguf\", //' p.lua > p2.lua && '$HONE' run p2.lua -q"
-check "an unknown type is refused" fails_with 2 "expected f32, f16, q8_0, q4_0 or q6_k" "$HONE" quantize "$M" --tokenizer "$TK" --to q3 -o x.gguf
+check "an unknown type is refused" fails_with 2 "expected f32, f16, q8_0, q4_0, q6_k, q4_k_m or q5_k_m" "$HONE" quantize "$M" --tokenizer "$TK" --to q3 -o x.gguf
 check "a missing -o is refused" fails_with 2 "-o FILE.gguf" "$HONE" quantize "$M" --tokenizer "$TK"
 check "a tokenizer larger than the model is refused" fails_with 1 "the tokenizer has" "$HONE" quantize "$M" --tokenizer "$ROOT/data/gpt2" -o x.gguf
 done_testing

@@ -102,6 +102,34 @@ static void test_q6_k(void **st)
 		assert_true(y[i] == 0.0f);
 }
 
+/* Q4_K and Q5_K: sub-blocks with their own offsets and sizes, then an
+ * all-zero super-block; within the quantization step of each sub-block */
+static void test_k(void **st)
+{
+	(void)st;
+	int types[2] = {GGUF_Q4_K, GGUF_Q5_K}, top[2] = {15, 31};
+	for (int k = 0; k < 2; k++) {
+		float x[512], y[512];
+		for (int i = 0; i < 512; i++)
+			x[i] = i < 256 ? cosf((float)i * 0.9f) * (0.5f + (float)(i / 32)) + (float)(i / 32) * 0.3f : 0.0f;
+		uint8_t q[352];
+		assert_int_equal(gguf_row_bytes(types[k], 512), k ? 352 : 288);
+		gguf_quantize(types[k], x, 512, q);
+		gguf_dequantize(types[k], q, 512, y);
+		for (int j = 0; j < 8; j++) {
+			float lo = 0, hi = -INFINITY, e = 0;
+			for (int i = j * 32; i < j * 32 + 32; i++) {
+				lo = fminf(lo, x[i]);
+				hi = fmaxf(hi, x[i]);
+				e = fmaxf(e, fabsf(x[i] - y[i]));
+			}
+			assert_true(e <= (hi - lo) / (float)top[k] * 1.1f + 0.05f);
+		}
+		for (int i = 256; i < 512; i++)
+			assert_true(fabsf(y[i]) < 1e-6f);
+	}
+}
+
 static void test_roundtrip(void **st)
 {
 	(void)st;
@@ -170,6 +198,7 @@ int main(void)
 		cmocka_unit_test(test_q8_0),
 		cmocka_unit_test(test_q4_0),
 		cmocka_unit_test(test_q6_k),
+		cmocka_unit_test(test_k),
 		cmocka_unit_test(test_roundtrip),
 	};
 	return cmocka_run_group_tests_name("gguf", tests, NULL, NULL);
