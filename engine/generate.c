@@ -30,8 +30,9 @@ static const opt_spec generate_opts[] = {
 
 const opt_verb generate_verb = {"generate", "MODEL", 1, 1,
 	"Continues TEXT with a GPT-2 model. MODEL is a Hugging Face folder (config.json +\n"
-	"model.safetensors; `hone show PIPELINE train` prints where train put one) or an\n"
-	"export bundle (.tar.gz, whose tokenizer.json is used unless --tokenizer is given).\n"
+	"model.safetensors; `hone show PIPELINE train` prints where train put one), an\n"
+	"export bundle (.tar.gz, whose tokenizer.json is used unless --tokenizer is given),\n"
+	"or a gpt2 .gguf file (hone quantize's; dequantized, with its own tokenizer).\n"
 	"TOK is a tokenizer folder (encoder.json + vocab.bpe) or a tokenizer.json; --adapter\n"
 	"a PEFT LoRA folder (adapter_config.json + adapter_model.safetensors), merged into\n"
 	"the model. Greedy unless --temperature > 0 (then top-k / top-p sampling, seeded).\n"
@@ -143,7 +144,7 @@ int generate_main(int argc, char **argv)
 	opt_free(&op);
 	int is_bundle = model && !fs_is_dir(model);
 	if (!model || (!tokp && !is_bundle) || !prompt)
-		return opt_usage_error(&generate_verb, "give MODEL, --tokenizer (unless MODEL is a bundle) and --prompt");
+		return opt_usage_error(&generate_verb, "give MODEL, --tokenizer (unless MODEL is a bundle or a .gguf) and --prompt");
 	herr e = {{0}, {0}};
 	gpt2 m;
 	memset(&m, 0, sizeof m);
@@ -154,8 +155,11 @@ int generate_main(int argc, char **argv)
 		rc = herr_prefix(&e, "--device");
 	if (rc == 0 && tokp)
 		rc = load_tokenizer(&e, tokp, &b);
+	size_t ml = strlen(model);
+	int is_gguf = ml > 5 && !strcmp(model + ml - 5, ".gguf");
 	if (rc == 0)
-		rc = is_bundle ? load_bundle(&e, model, &m, &b) : gpt2_load_dir(&e, &m, model);
+		rc = is_gguf ? deploy_load_gguf(&e, model, &m, &b)
+		     : is_bundle ? load_bundle(&e, model, &m, &b) : gpt2_load_dir(&e, &m, model);
 	int loaded = rc == 0;
 	if (rc == 0 && m.cfg.ncls)
 		rc = herr_set(&e, "%s is a classifier (GPT2ForSequenceClassification), not a language model", model);

@@ -260,3 +260,173 @@ int deploy_gguf_lora(herr *e, const gpt2 *m, const lora *lo, const char *path, s
 	gguf_free(g);
 	return rc;
 }
+
+/* --- reading a gpt2 GGUF back --------------------------------------------------------- */
+
+enum { KV_U32 = 4, KV_I32 = 5, KV_F32 = 6, KV_STR = 8, KV_ARR = 9 };
+
+static int kv_u32(const gguf_file *f, const char *k, uint32_t *v)
+{
+	uint32_t t;
+	const uint8_t *p = gguf_get(f, k, &t);
+	if (!p || t != KV_U32)
+		return -1;
+	memcpy(v, p, 4);
+	return 0;
+}
+
+/* an array of strings: its count and where the first starts */
+static const uint8_t *kv_strs(const gguf_file *f, const char *k, uint64_t *n)
+{
+	uint32_t t, et;
+	const uint8_t *p = gguf_get(f, k, &t);
+	if (!p || t != KV_ARR)
+		return NULL;
+	memcpy(&et, p, 4);
+	memcpy(n, p + 4, 8);
+	return et == KV_STR ? p + 12 : NULL;
+}
+
+/* the string at *p (u64 length, bytes), advancing *p; NULL past the end */
+static const char *next_str(const gguf_file *f, const uint8_t **p, size_t *len)
+{
+	uint64_t l;
+	if ((size_t)(f->p + f->n - *p) < 8)
+		return NULL;
+	memcpy(&l, *p, 8);
+	if (l > (uint64_t)(f->p + f->n - *p - 8))
+		return NULL;
+	const char *s = (const char *)*p + 8;
+	*p += 8 + l;
+	*len = (size_t)l;
+	return s;
+}
+
+/* the file's tokenizer as a tokenizer.json for bpe_load_hf */
+static int gguf_bpe(herr *e, const gguf_file *f, const char *path, bpe **b)
+{
+	uint64_t nt = 0, nm = 0;
+	const uint8_t *tp = kv_strs(f, "tokenizer.ggml.tokens", &nt), *mp = kv_strs(f, "tokenizer.ggml.merges", &nm);
+	uint32_t t;
+	const uint8_t *model = gguf_get(f, "tokenizer.ggml.model", &t);
+	size_t ml = 0;
+	const char *mname = model && t == KV_STR ? next_str(f, &model, &ml) : NULL;
+	if (!tp || !mp || !mname || ml != 4 || memcmp(mname, "gpt2", 4))
+		return herr_set(e, "%s: expected a byte-level BPE tokenizer (tokenizer.ggml.model \"gpt2\" with tokens and merges)",
+		                path);
+	buf j;
+	buf_init(&j);
+	buf_adds(&j, "{\"model\": {\"type\": \"BPE\", \"vocab\": {");
+	int rc = 0;
+	int64_t eot = -1;
+	for (uint64_t i = 0; i < nt && rc == 0; i++) {
+		size_t l;
+		const char *s = next_str(f, &tp, &l);
+		if (!s) {
+			rc = herr_set(e, "%s: tokenizer.ggml.tokens is cut short", path);
+			break;
+		}
+		if (l == 13 && !memcmp(s, "<|endoftext|>", 13))
+			eot = (int64_t)i;
+		if (i)
+			buf_adds(&j, ", ");
+		buf_json_strn(&j, s, l);
+		buf_printf(&j, ": %llu", (unsigned long long)i);
+	}
+	buf_adds(&j, "}, \"merges\": [");
+	for (uint64_t i = 0; i < nm && rc == 0; i++) {
+		size_t l;
+		const char *s = next_str(f, &mp, &l);
+		if (!s) {
+			rc = herr_set(e, "%s: tokenizer.ggml.merges is cut short", path);
+			break;
+		}
+		if (i)
+			buf_adds(&j, ", ");
+		buf_json_strn(&j, s, l);
+	}
+	buf_adds(&j, "]}, \"pre_tokenizer\": {\"type\": \"ByteLevel\"}");
+	if (eot >= 0)
+		buf_printf(&j, ", \"added_tokens\": [{\"id\": %lld, \"content\": \"<|endoftext|>\"}]", (long long)eot);
+	buf_adds(&j, "}");
+	if (rc == 0) {
+		char *what = xasprintf("%s[tokenizer]", path);
+		rc = bpe_load_hf(e, b, j.p, j.len, what);
+		free(what);
+	}
+	buf_free(&j);
+	return rc;
+}
+
+/* tensor gg of the file into HF tensor hf of m (dequantized; Conv1D
+ * weights transposed back) */
+static int get_tensor(herr *e, const gguf_file *f, const char *path, gpt2 *m, const char *hf, const char *gg, int tr)
+{
+	const gguf_tinfo *t = gguf_find(f, gg);
+	const gpt2_tensor *h = gpt2_find(m, hf);
+	size_t n = h->n, rows = h->ndim == 2 ? (size_t)h->shape[0] : 1, cols = h->ndim == 2 ? (size_t)h->shape[1] : n;
+	size_t fr = tr ? cols : rows, fc = tr ? rows : cols; /* the file's rows, columns */
+	if (!t || (uint64_t)t->ne[0] != fc || (t->ndim == 2 ? t->ne[1] : 1) != fr)
+		return herr_set(e, "%s: tensor %s: %s, expected %zu × %zu for this config", path, gg, t ? "another shape" : "missing",
+		                fr, fc);
+	float *x = m->p + h->off, *tmp = tr ? xmalloc(n * sizeof *tmp) : x;
+	gguf_dequantize(t->type, t->data, n, tmp);
+	if (tr) {
+		for (size_t i = 0; i < fr; i++)
+			for (size_t k = 0; k < fc; k++)
+				x[k * cols + i] = tmp[i * fc + k];
+		free(tmp);
+	}
+	return 0;
+}
+
+int deploy_load_gguf(herr *e, const char *path, gpt2 *m, bpe **b)
+{
+	gguf_file f;
+	if (gguf_open(e, &f, path) != 0)
+		return -1;
+	uint32_t t;
+	const uint8_t *ap = gguf_get(&f, "general.architecture", &t);
+	size_t al = 0;
+	const char *arch = ap && t == KV_STR ? next_str(&f, &ap, &al) : NULL;
+	uint32_t L = 0, C = 0, H = 0, T = 0;
+	float eps = 1e-5f;
+	const uint8_t *ep = gguf_get(&f, "gpt2.attention.layer_norm_epsilon", &t);
+	if (ep && t == KV_F32)
+		memcpy(&eps, ep, 4);
+	const gguf_tinfo *te = gguf_find(&f, "token_embd.weight");
+	int rc = 0;
+	if (!arch || al != 4 || memcmp(arch, "gpt2", 4))
+		rc = herr_set(e, "%s: general.architecture \"%.*s\": hone reads GPT-2 (gpt2) GGUF files", path, (int)al,
+		              arch ? arch : "");
+	else if (kv_u32(&f, "gpt2.block_count", &L) || kv_u32(&f, "gpt2.embedding_length", &C) ||
+	         kv_u32(&f, "gpt2.attention.head_count", &H) || kv_u32(&f, "gpt2.context_length", &T) || !te || te->ndim != 2)
+		rc = herr_set(e, "%s: expected gpt2.block_count, embedding_length, attention.head_count, context_length and "
+		              "token_embd.weight", path);
+	if (rc == 0) {
+		gpt2_config c = {(int)L, (int)H, (int)C, (int)T, (int)te->ne[1], eps, 0};
+		rc = gpt2_init(e, m, &c);
+	}
+	if (rc == 0) {
+		rc = get_tensor(e, &f, path, m, "wte.weight", "token_embd.weight", 0);
+		if (rc == 0)
+			rc = get_tensor(e, &f, path, m, "wpe.weight", "position_embd.weight", 0);
+		for (uint32_t l = 0; l < L && rc == 0; l++)
+			for (size_t k = 0; k < sizeof blk / sizeof *blk && rc == 0; k++) {
+				char hf[64], gg[64];
+				snprintf(hf, sizeof hf, "h.%u.%s", l, blk[k].hf);
+				snprintf(gg, sizeof gg, "blk.%u.%s", l, blk[k].gg);
+				rc = get_tensor(e, &f, path, m, hf, gg, blk[k].tr);
+			}
+		if (rc == 0)
+			rc = get_tensor(e, &f, path, m, "ln_f.weight", "output_norm.weight", 0);
+		if (rc == 0)
+			rc = get_tensor(e, &f, path, m, "ln_f.bias", "output_norm.bias", 0);
+		if (rc != 0)
+			gpt2_free(m);
+	}
+	if (rc == 0 && b && !*b && (rc = gguf_bpe(e, &f, path, b)) != 0)
+		gpt2_free(m);
+	gguf_close(&f);
+	return rc;
+}

@@ -27,6 +27,11 @@ int deploy_gguf(herr *e, const gpt2 *m, const bpe *b, const char *type, const ch
 /* m's weights as a file of type would hold them: every matrix deploy_gguf
  * quantizes, through the type and back (evaluate { quant }) */
 int deploy_round_trip(herr *e, gpt2 *m, const char *type);
+/* A gpt2 GGUF file (hone's, or llama.cpp's for a GPT-2) as a model in fp32
+ * (every tensor dequantized; the head tied to token_embd, as GPT-2's is),
+ * and unless *b is set its byte-level tokenizer. Errors name the file and
+ * the key or tensor. */
+int deploy_load_gguf(herr *e, const char *path, gpt2 *m, bpe **b);
 int deploy_gguf_lora(herr *e, const gpt2 *m, const lora *lo, const char *path, size_t *bytes);
 
 #endif

@@ -31,6 +31,16 @@ done
 LO=$("$HONE" show p.lua lora | awk '/^path/ {print $2}')
 check "hone quantize --adapter writes the LoRA adapter as a GGUF adapter" bash -c \
 	"'$HONE' quantize '$M' --adapter '${LO}adapter' -o adapter.gguf | grep -q 'a LoRA adapter (rank 4' && grep -q 'adapter.lora.alpha' adapter.gguf"
+# hone reads its files back: the f32 file gives the model's logits bit for
+# bit, the q8_0 file those of the weights as --quant q8_0 stores them
+"$HONE" generate m_f32.gguf --prompt "$TEXT" --max-tokens 1 -q --logits g32.json >/dev/null
+check "hone generate m_f32.gguf (its own tokenizer): the folder's logits, bit for bit" cmp g32.json hone.json
+"$HONE" generate m_q8_0.gguf --prompt "$TEXT" --max-tokens 1 -q --logits g8.json >/dev/null
+"$HONE" generate "$M" --tokenizer "$TK" --prompt "$TEXT" --max-tokens 1 -q --quant q8_0 --logits h8.json >/dev/null
+check "  ... m_q8_0.gguf: generate --quant q8_0's logits, bit for bit" cmp g8.json h8.json
+check "  ... an adapter file is not a model" fails_with 1 "expected gpt2.block_count" "$HONE" generate adapter.gguf --prompt a
+head -c 3000 m_f32.gguf > cut.gguf
+check "  ... a cut file names itself" fails_with 1 "cut.gguf: a truncated or malformed GGUF" "$HONE" generate cut.gguf --prompt a
 check "q4_0 is smaller than q8_0, q8_0 than f16, f16 than f32" bash -c "[ \$(stat -c %s m_q4_0.gguf) -lt \$(stat -c %s m_q8_0.gguf) ] && [ \$(stat -c %s m_q8_0.gguf) -lt \$(stat -c %s m_f16.gguf) ] && [ \$(stat -c %s m_f16.gguf) -lt \$(stat -c %s m_f32.gguf) ]"
 if [ -f "$LJS/node_modules/node-llama-cpp/package.json" ]; then
 	cp "$ROOT/tests/node/gguf_probs.mjs" "$LJS/"
