@@ -91,7 +91,7 @@ check "  ... --adapter (PEFT) gives what the merged model gives" eq \
 	"$("$HONE" generate "$L" --tokenizer "$TK" --prompt "a dog" --max-tokens 12 -q)"
 check "  ... a broken adapter is an error naming the file" fails_with 1 "adapter_config.json" bash -c \
 	"mkdir -p bad && echo '{\"peft_type\": \"LORA\"}' > bad/adapter_config.json && '$HONE' generate '$M' --tokenizer '$TK' --adapter bad --prompt x"
-check "  ... usage without a prompt" fails_with 2 "give MODEL, --tokenizer (unless MODEL is a bundle) and --prompt" "$HONE" generate "$M" --tokenizer "$TK"
+check "  ... usage without a prompt" fails_with 2 "give MODEL, --tokenizer (unless MODEL is a bundle or a .gguf) and --prompt" "$HONE" generate "$M" --tokenizer "$TK"
 check "a token id beyond the model's vocabulary" fails_with 1 "outside the model's vocabulary of 50" bash -c \
 	"printf 'local d = ingest { \"docs.jsonl\" }\nlocal ids = tokenize { d, tokenizer { gpt2 = true } }\ntrain { ids, base = model { n_layer = 1, n_head = 1, n_embd = 8, n_positions = 64, vocab = 50 } }\n' > e1.lua; '$HONE' run e1.lua -q"
 check "inputs with a base" fails_with 2 "the token ids are the input: no inputs" bash -c \
