@@ -1,4 +1,5 @@
 #include "safetensors.h"
+#include "../io/gguf.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -231,6 +232,9 @@ void st_writer_free(st_writer *w)
 	}
 	free(w->meta_k);
 	free(w->meta_v);
+	for (size_t i = 0; i < w->nowned; i++)
+		free(w->owned[i]);
+	free(w->owned);
 	memset(w, 0, sizeof *w);
 }
 
@@ -252,6 +256,77 @@ void st_add_f32(st_writer *w, const char *name, const float *data, int ndim, con
 	}
 	t->data = data;
 	t->nbytes = count * 4;
+}
+
+uint16_t st_bf16(float f)
+{
+	uint32_t x;
+	memcpy(&x, &f, 4);
+	if ((x & 0x7fffffffu) > 0x7f800000u)
+		return (uint16_t)((x >> 16) | 0x40u);
+	return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1)) >> 16);
+}
+
+float st_bf16_f32(uint16_t h)
+{
+	uint32_t x = (uint32_t)h << 16;
+	float f;
+	memcpy(&f, &x, 4);
+	return f;
+}
+
+void st_add_as(st_writer *w, const char *name, const float *data, int ndim, const int64_t *shape, st_dtype dtype)
+{
+	st_add_f32(w, name, data, ndim, shape);
+	if (dtype != ST_F16 && dtype != ST_BF16)
+		return;
+	st_tensor *t = &w->t[w->n - 1];
+	size_t count = t->nbytes / 4;
+	uint16_t *h = xmalloc(count * 2 + 1);
+	for (size_t i = 0; i < count; i++)
+		h[i] = dtype == ST_BF16 ? st_bf16(data[i]) : gguf_f16(data[i]);
+	w->owned = xrealloc(w->owned, (w->nowned + 1) * sizeof *w->owned);
+	w->owned[w->nowned++] = h;
+	t->dtype = dtype;
+	t->data = h;
+	t->nbytes = count * 2;
+}
+
+int st_to_f32(herr *e, const st_file *f, const char *file, const char *name, int ndim, const int64_t *shape, float *dst,
+              st_dtype *dtype)
+{
+	const st_tensor *t = st_find(f, name);
+	if (!t)
+		return herr_set(e, "%s: no tensor '%s'", file, name);
+	int same = t->ndim == ndim && (t->dtype == ST_F32 || t->dtype == ST_F16 || t->dtype == ST_BF16);
+	size_t count = 1;
+	for (int i = 0; same && i < ndim; i++) {
+		same = t->shape[i] == shape[i];
+		count *= (size_t)shape[i];
+	}
+	if (!same) {
+		buf want;
+		buf_init(&want);
+		for (int i = 0; i < ndim; i++)
+			buf_printf(&want, "%s%lld", i ? ", " : "", (long long)shape[i]);
+		buf_addc(&want, 0);
+		herr_set(e, "%s: tensor '%s': expected F32, F16 or BF16 of shape [%s], got %s", file, name, want.p,
+		         st_dtype_name(t->dtype));
+		buf_free(&want);
+		return -1;
+	}
+	const uint8_t *b = t->data;
+	for (size_t i = 0; i < count; i++) {
+		if (t->dtype == ST_F32) {
+			memcpy(dst + i, b + 4 * i, 4);
+			continue;
+		}
+		uint16_t h = (uint16_t)(b[2 * i] | (b[2 * i + 1] << 8));
+		dst[i] = t->dtype == ST_BF16 ? st_bf16_f32(h) : gguf_f32(h);
+	}
+	if (dtype)
+		*dtype = t->dtype;
+	return 0;
 }
 
 void st_add_meta(st_writer *w, const char *k, const char *v)

@@ -57,12 +57,24 @@ typedef struct st_writer {
 	size_t n, cap;
 	char **meta_k, **meta_v;
 	size_t nmeta;
+	void **owned; /* converted copies (st_add_as) */
+	size_t nowned;
 } st_writer;
 
 void st_writer_init(st_writer *w);
 void st_writer_free(st_writer *w);
 void st_add_f32(st_writer *w, const char *name, const float *data, int ndim, const int64_t *shape);
 void st_add_meta(st_writer *w, const char *k, const char *v);
+/* The same, stored as dtype (ST_F32, ST_F16 or ST_BF16, rounded to nearest
+ * even): a converted copy the writer owns. */
+void st_add_as(st_writer *w, const char *name, const float *data, int ndim, const int64_t *shape, st_dtype dtype);
+/* Tensor name of f as floats into dst, from F32, F16 or BF16, checking the
+ * shape; its dtype in *dtype (NULL: not wanted). Errors name file and tensor. */
+int st_to_f32(herr *e, const st_file *f, const char *file, const char *name, int ndim, const int64_t *shape, float *dst,
+              st_dtype *dtype);
+/* bfloat16 from a float, rounded to nearest even (NaN kept a NaN), and back */
+uint16_t st_bf16(float f);
+float st_bf16_f32(uint16_t h);
 /* The file's bytes (tensors in the order added). */
 void st_serialize(const st_writer *w, buf *out);
 int st_write(herr *e, const st_writer *w, const char *path);

@@ -33,7 +33,8 @@ int gpt2_config_parse(herr *e, gpt2_config *c, const char *json, size_t n, const
 	} else if (model_detect(e, json, n, what, &arch) != 0) {
 		rc = -1;
 	} else if (arch != ARCH_GPT2) {
-		rc = herr_set(e, "%s: a BERT model, where a GPT-2 is needed (a language model or a GPT-2 classifier)", what);
+		rc = herr_set(e, "%s: a %s model, where a GPT-2 is needed (a language model or a GPT-2 classifier)", what,
+		              model_arch_name(arch));
 	} else if (jint(r, "n_layer", 1, 1024, &nl) || jint(r, "n_head", 1, 1024, &nh) || jint(r, "n_embd", 1, 65536, &ne) ||
 	           jint(r, "n_positions", 1, 1 << 20, &np) || jint(r, "vocab_size", 1, 1 << 24, &nv)) {
 		rc = herr_set(e, "%s: expected integers n_layer, n_head, n_embd, n_positions and vocab_size (a GPT-2 config)", what);

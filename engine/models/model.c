@@ -93,7 +93,10 @@ int model_load_dir(herr *e, const char *dir, int (*take)(void *ud, herr *e, cons
 static const struct {
 	const char *type, *arch_prefix;
 	model_arch arch;
-} known[] = {{"gpt2", "GPT2", ARCH_GPT2}, {"bert", "Bert", ARCH_BERT}};
+} known[] = {{"gpt2", "GPT2", ARCH_GPT2},     {"bert", "Bert", ARCH_BERT},       {"llama", "Llama", ARCH_LLAMA},
+             {"mistral", "Mistral", ARCH_LLAMA}, {"qwen2", "Qwen2", ARCH_LLAMA}};
+
+const char *model_arch_name(model_arch a) { return a == ARCH_GPT2 ? "GPT-2" : a == ARCH_BERT ? "BERT" : "Llama"; }
 
 int model_detect(herr *e, const char *json, size_t n, const char *what, model_arch *arch)
 {
@@ -132,9 +135,10 @@ int model_detect(herr *e, const char *json, size_t n, const char *what, model_ar
 	if (rc) {
 		herr_set(e, "%s: %s is not an architecture hone has (supported: model_type \"gpt2\" (GPT2LMHeadModel, "
 		         "GPT2ForSequenceClassification), \"bert\" (BertModel, BertForMaskedLM, BertForSequenceClassification, "
-		         "BertForTokenClassification))", what, seen[0] ? seen : "a config with no model_type or architectures");
+		         "BertForTokenClassification), \"llama\", \"mistral\", \"qwen2\" (LlamaForCausalLM, MistralForCausalLM, "
+		         "Qwen2ForCausalLM))", what, seen[0] ? seen : "a config with no model_type or architectures");
 		herr_hint(e, "give the folder of a Hugging Face checkpoint of one of these, or build one with "
-		          "model { arch = \"gpt2\" | \"bert\", ... }");
+		          "model { arch = \"gpt2\" | \"bert\" | \"llama\", ... }");
 	}
 	json_arena_free(a);
 	return rc;

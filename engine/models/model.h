@@ -35,7 +35,9 @@ const model_tensor *model_find(const model_tensor *t, size_t nt, const char *nam
 int model_load_dir(herr *e, const char *dir, int (*take)(void *ud, herr *e, const st_file *f, const char *path), void *ud);
 
 /* The architectures hone has. */
-typedef enum { ARCH_GPT2 = 1, ARCH_BERT = 2 } model_arch;
+typedef enum { ARCH_GPT2 = 1, ARCH_BERT = 2, ARCH_LLAMA = 3 } model_arch;
+/* "GPT-2", "BERT", "Llama" */
+const char *model_arch_name(model_arch a);
 /* The architecture of a config.json (model_type, else architectures);
  * unknown or missing: an error naming it and listing the supported ones. */
 int model_detect(herr *e, const char *json, size_t n, const char *what, model_arch *arch);

@@ -45,6 +45,68 @@ float nn_dropout_keep(uint64_t seed, uint64_t stream, size_t i, float p)
 	return (double)(z >> 11) / 9007199254740992.0 < p ? 0.0f : 1.0f / (1.0f - p);
 }
 
+void nn_rope_rows(float *x, const uint32_t *pos, const float *cs, int r0, int r1, int ld, int nh, int D, int inverse)
+{
+	int h2 = D / 2;
+	for (int r = r0; r < r1; r++) {
+		const float *co = cs + (size_t)pos[r] * (size_t)D, *si = co + h2;
+		for (int h = 0; h < nh; h++) {
+			float *v = x + (size_t)r * (size_t)ld + (size_t)h * (size_t)D;
+			for (int i = 0; i < h2; i++)
+				nn_rope_pair(v + i, v + i + h2, co[i], si[i], inverse);
+		}
+	}
+}
+
+void nn_swiglu_rows(float *h, const float *gu, int r0, int r1, int I)
+{
+	for (int r = r0; r < r1; r++) {
+		const float *g = gu + (size_t)r * 2 * (size_t)I, *u = g + I;
+		float *o = h + (size_t)r * (size_t)I;
+		for (int i = 0; i < I; i++)
+			o[i] = nn_swiglu_one(g[i], u[i]);
+	}
+}
+
+void nn_swiglu_back_rows(float *dgu, const float *dh, const float *gu, int r0, int r1, int I)
+{
+	for (int r = r0; r < r1; r++) {
+		const float *g = gu + (size_t)r * 2 * (size_t)I, *u = g + I, *d = dh + (size_t)r * (size_t)I;
+		float *dg = dgu + (size_t)r * 2 * (size_t)I, *du = dg + I;
+		for (int i = 0; i < I; i++)
+			nn_swiglu_grad(g[i], u[i], d[i], dg + i, du + i);
+	}
+}
+
+void nn_kv_expand_rows(float *out, const float *in, int r0, int r1, int H, int Hk, int D)
+{
+	size_t wo = 3 * (size_t)H * (size_t)D, wi = (size_t)(H + 2 * Hk) * (size_t)D;
+	for (int r = r0; r < r1; r++)
+		for (size_t k = 0; k < wo; k++)
+			out[(size_t)r * wo + k] = in[(size_t)r * wi + nn_kv_src(k, H, Hk, D)];
+}
+
+/* each input float gathers its repeats in order (no two writers) */
+void nn_kv_expand_back_rows(float *din, const float *dout, int r0, int r1, int H, int Hk, int D)
+{
+	size_t HD = (size_t)H * (size_t)D, KD = (size_t)Hk * (size_t)D, wo = 3 * HD, wi = HD + 2 * KD;
+	int rep = H / Hk;
+	for (int r = r0; r < r1; r++) {
+		const float *o = dout + (size_t)r * wo;
+		float *d = din + (size_t)r * wi;
+		for (size_t k = 0; k < HD; k++)
+			d[k] += o[k];
+		for (int part = 0; part < 2; part++)
+			for (int j = 0; j < Hk; j++)
+				for (int q = 0; q < D; q++) {
+					float a = 0;
+					for (int t = 0; t < rep; t++)
+						a += o[HD + (size_t)part * HD + ((size_t)j * rep + (size_t)t) * (size_t)D + (size_t)q];
+					d[HD + (size_t)part * KD + (size_t)j * (size_t)D + (size_t)q] += a;
+				}
+	}
+}
+
 /* The CUDA backend: a library of its own (make cuda), so that the engine
  * builds and runs where there is no CUDA. Looked for in $HONE_CUDA_LIB, then
  * beside the executable (build/ under it, as make leaves it). */

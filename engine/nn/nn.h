@@ -117,6 +117,25 @@ typedef struct nn_ops {
 	 * backward draws it again and nothing is stored. seed 0 or p 0: identity. */
 	void (*dropout_forward)(nn_ctx *c, float *y, const float *x, size_t n, float p, uint64_t seed, uint64_t stream);
 	void (*dropout_backward)(nn_ctx *c, float *dx, const float *dy, size_t n, float p, uint64_t seed, uint64_t stream);
+	/* Rotary position embedding (Llama's; Hugging Face's rotate_half
+	 * layout) in place on the first nh heads of D floats of each of N rows
+	 * (rows ld floats apart): for i < D/2, with co = cs[pos[r]·D + i] and
+	 * si = cs[pos[r]·D + D/2 + i] (the model's table of cosines and sines),
+	 * (x_i, x_{i+D/2}) ← (x_i·co − x_{i+D/2}·si, x_{i+D/2}·co + x_i·si).
+	 * inverse: the rotation by the opposite angle, which is the backward of
+	 * the forward (applied to the gradient in place: the one in-place
+	 * backward of the table). */
+	void (*rope)(nn_ctx *c, float *x, const uint32_t *pos, const float *cs, int N, int ld, int nh, int D, int inverse);
+	/* SwiGLU: h [N, I] = silu(g) ⊙ u, for gu [N, 2I] rows gate | up */
+	void (*swiglu_forward)(nn_ctx *c, float *h, const float *gu, int N, int I);
+	void (*swiglu_backward)(nn_ctx *c, float *dgu, const float *dh, const float *gu, int N, int I);
+	/* Grouped-query attention's heads for the attention above: out [N,
+	 * 3·H·D] = q | k | v per row with each of the Hk key and value heads of
+	 * in [N, (H + 2·Hk)·D] repeated H/Hk times (head h reads kv head
+	 * h / (H/Hk), as transformers' repeat_kv); backward adds the repeats'
+	 * gradients into din. */
+	void (*kv_expand_forward)(nn_ctx *c, float *out, const float *in, int N, int H, int Hk, int D);
+	void (*kv_expand_backward)(nn_ctx *c, float *din, const float *dout, int N, int H, int Hk, int D);
 
 	/* The optimizer's two passes over the parameters (engine/ml/optim.h has
 	 * the arithmetic): Σ x² in double over fixed chunks; one AdamW update t
@@ -184,6 +203,43 @@ static inline NN_HD void nn_adamw_one(float *p, float *g, float *m, float *v, fl
 	*p = *p * decay - step * mi / (sqrtf(vi) / bc2s + eps);
 	*g = 0;
 }
+
+/* The element arithmetic of rope, SwiGLU and kv_expand, shared by every
+ * backend's loop. One rotated pair: a = x_i, b = x_{i+D/2}. */
+static inline NN_HD void nn_rope_pair(float *a, float *b, float co, float si, int inverse)
+{
+	float x = *a, y = *b;
+	if (inverse)
+		si = -si;
+	*a = x * co - y * si;
+	*b = y * co + x * si;
+}
+/* silu(g)·u, and its gradients for dh: dg, du */
+static inline NN_HD float nn_swiglu_one(float g, float u) { return g / (1.0f + expf(-g)) * u; }
+static inline NN_HD void nn_swiglu_grad(float g, float u, float dh, float *dg, float *du)
+{
+	float sg = 1.0f / (1.0f + expf(-g));
+	*dg += dh * u * sg * (1.0f + g * (1.0f - sg));
+	*du += dh * g * sg;
+}
+/* Where float k of an expanded row [3·H·D] is read from in a row of
+ * [(H + 2·Hk)·D] (q as is, key and value head h from h / (H/Hk)) */
+static inline NN_HD size_t nn_kv_src(size_t k, int H, int Hk, int D)
+{
+	size_t HD = (size_t)H * (size_t)D, KD = (size_t)Hk * (size_t)D;
+	if (k < HD)
+		return k;
+	size_t part = k < 2 * HD ? 0 : 1, j = k - HD - part * HD, h = j / (size_t)D, d = j % (size_t)D;
+	return HD + part * KD + (h / (size_t)(H / Hk)) * (size_t)D + d;
+}
+
+/* The host's loops of rope, SwiGLU and kv_expand over rows [r0, r1): the
+ * reference runs them whole, the CPU splits the rows over its threads. */
+void nn_rope_rows(float *x, const uint32_t *pos, const float *cs, int r0, int r1, int ld, int nh, int D, int inverse);
+void nn_swiglu_rows(float *h, const float *gu, int r0, int r1, int I);
+void nn_swiglu_back_rows(float *dgu, const float *dh, const float *gu, int r0, int r1, int I);
+void nn_kv_expand_rows(float *out, const float *in, int r0, int r1, int H, int Hk, int D);
+void nn_kv_expand_back_rows(float *din, const float *dout, int r0, int r1, int H, int Hk, int D);
 
 /* Whether the backend's memory is the host's (the CPU, the reference) */
 static inline int nn_on_host(const nn_ops *o) { return o->name[0] == 'c' ? o->name[1] == 'p' : o->name[0] == 'r'; }
@@ -333,6 +389,23 @@ static inline void dropout_forward(nn_ctx *c, float *y, const float *x, size_t n
 static inline void dropout_backward(nn_ctx *c, float *dx, const float *dy, size_t n, float p, uint64_t seed, uint64_t stream)
 {
 	c->ops->dropout_backward(c, dx, dy, n, p, seed, stream);
+}
+static inline void rope(nn_ctx *c, float *x, const uint32_t *pos, const float *cs, int N, int ld, int nh, int D, int inverse)
+{
+	c->ops->rope(c, x, pos, cs, N, ld, nh, D, inverse);
+}
+static inline void swiglu_forward(nn_ctx *c, float *h, const float *gu, int N, int I) { c->ops->swiglu_forward(c, h, gu, N, I); }
+static inline void swiglu_backward(nn_ctx *c, float *dgu, const float *dh, const float *gu, int N, int I)
+{
+	c->ops->swiglu_backward(c, dgu, dh, gu, N, I);
+}
+static inline void kv_expand_forward(nn_ctx *c, float *out, const float *in, int N, int H, int Hk, int D)
+{
+	c->ops->kv_expand_forward(c, out, in, N, H, Hk, D);
+}
+static inline void kv_expand_backward(nn_ctx *c, float *din, const float *dout, int N, int H, int Hk, int D)
+{
+	c->ops->kv_expand_backward(c, din, dout, N, H, Hk, D);
 }
 /* y += dropout(x): a residual branch's dropout, added in. The same
  * arithmetic as dropout_backward (dx += dy ⊙ mask), which it calls. */

@@ -18,14 +18,14 @@ static nn_ops prof;
 enum {
 	P_ALLOC, P_FREE, P_ZERO, P_COPY, P_UPLOAD, P_DOWNLOAD, P_MATMUL, P_LINF, P_LINB, P_EMBF, P_EMBB, P_LNF, P_LNB, P_RMSF,
 	P_RMSB, P_ATTF, P_ATTB, P_ATTD, P_GELUF, P_GELUB, P_TANHF, P_TANHB, P_CE, P_BCE, P_MSE, P_DROPF, P_DROPB, P_SUMSQ,
-	P_ADAMW, P_N
+	P_ADAMW, P_ROPE, P_SWF, P_SWB, P_KVF, P_KVB, P_N
 };
 static const char *const pname[P_N] = {
 	"alloc", "free", "zero", "copy", "upload", "download", "matmul", "linear_forward", "linear_backward",
 	"embedding_forward", "embedding_backward", "layernorm_forward", "layernorm_backward", "rmsnorm_forward",
 	"rmsnorm_backward", "attention_forward", "attention_backward", "attention_decode", "gelu_forward", "gelu_backward",
 	"tanh_forward", "tanh_backward", "softmax_crossentropy", "bce_logits", "mse", "dropout_forward", "dropout_backward",
-	"sumsq", "adamw"};
+	"sumsq", "adamw", "rope", "swiglu_forward", "swiglu_backward", "kv_expand_forward", "kv_expand_backward"};
 static double tsum[P_N];
 static long ncall[P_N];
 
@@ -175,6 +175,36 @@ static void p_dropb(nn_ctx *c, float *dx, const float *dy, size_t n, float p, ui
 	in->dropout_backward(c, dx, dy, n, p, s, st);
 	T1();
 }
+static void p_rope(nn_ctx *c, float *x, const uint32_t *pos, const float *cs, int N, int ld, int nh, int D, int inv)
+{
+	T0(P_ROPE);
+	in->rope(c, x, pos, cs, N, ld, nh, D, inv);
+	T1();
+}
+static void p_swf(nn_ctx *c, float *h, const float *gu, int N, int I)
+{
+	T0(P_SWF);
+	in->swiglu_forward(c, h, gu, N, I);
+	T1();
+}
+static void p_swb(nn_ctx *c, float *dgu, const float *dh, const float *gu, int N, int I)
+{
+	T0(P_SWB);
+	in->swiglu_backward(c, dgu, dh, gu, N, I);
+	T1();
+}
+static void p_kvf(nn_ctx *c, float *o, const float *i, int N, int H, int Hk, int D)
+{
+	T0(P_KVF);
+	in->kv_expand_forward(c, o, i, N, H, Hk, D);
+	T1();
+}
+static void p_kvb(nn_ctx *c, float *di, const float *d, int N, int H, int Hk, int D)
+{
+	T0(P_KVB);
+	in->kv_expand_backward(c, di, d, N, H, Hk, D);
+	T1();
+}
 static double p_sumsq(nn_ctx *c, const float *x, size_t n)
 {
 	T0(P_SUMSQ);
@@ -231,7 +261,8 @@ const nn_ops *nn_profiled(const nn_ops *ops)
 	in = ops;
 	prof = (nn_ops){ops->name, ops->init, ops->fini, p_alloc, p_free, p_zero, p_copy, p_upload, p_download, p_matmul,
 	                p_linf, p_linb, p_embf, p_embb, p_lnf, p_lnb, p_rmsf, p_rmsb, p_attf, p_attb, p_attd, p_geluf,
-	                p_gelub, p_tanhf, p_tanhb, p_ce, p_bce, p_mse, p_dropf, p_dropb, p_sumsq, p_adamw,
+	                p_gelub, p_tanhf, p_tanhb, p_ce, p_bce, p_mse, p_dropf, p_dropb, p_rope, p_swf, p_swb, p_kvf, p_kvb,
+	                p_sumsq, p_adamw,
 	                ops->attention_forward_lse ? p_attfl : NULL, ops->attention_backward_lse ? p_attbl : NULL,
 	                ops->peak_bytes};
 	atexit(report);

@@ -429,6 +429,32 @@ static void ref_adamw(nn_ctx *c, float *p, float *g, float *m, float *v, size_t 
 	adamw_step(&ac, lr, t, gscale, p, g, m, v, n, 1);
 }
 
+static void ref_rope(nn_ctx *c, float *x, const uint32_t *pos, const float *cs, int N, int ld, int nh, int D, int inverse)
+{
+	(void)c;
+	nn_rope_rows(x, pos, cs, 0, N, ld, nh, D, inverse);
+}
+static void ref_swiglu_forward(nn_ctx *c, float *h, const float *gu, int N, int I)
+{
+	(void)c;
+	nn_swiglu_rows(h, gu, 0, N, I);
+}
+static void ref_swiglu_backward(nn_ctx *c, float *dgu, const float *dh, const float *gu, int N, int I)
+{
+	(void)c;
+	nn_swiglu_back_rows(dgu, dh, gu, 0, N, I);
+}
+static void ref_kv_expand_forward(nn_ctx *c, float *out, const float *in, int N, int H, int Hk, int D)
+{
+	(void)c;
+	nn_kv_expand_rows(out, in, 0, N, H, Hk, D);
+}
+static void ref_kv_expand_backward(nn_ctx *c, float *din, const float *dout, int N, int H, int Hk, int D)
+{
+	(void)c;
+	nn_kv_expand_back_rows(din, dout, 0, N, H, Hk, D);
+}
+
 const nn_ops nn_ref = {
 	"ref", NULL, NULL,
 	ref_alloc, ref_free, ref_zero, ref_copy, ref_copy, ref_copy,
@@ -442,6 +468,7 @@ const nn_ops nn_ref = {
 	ref_tanh_forward, ref_tanh_backward,
 	ref_ce, ref_bce, ref_mse,
 	ref_dropout_forward, ref_dropout_backward,
+	ref_rope, ref_swiglu_forward, ref_swiglu_backward, ref_kv_expand_forward, ref_kv_expand_backward,
 	ref_sumsq, ref_adamw,
 	NULL, NULL, NULL,
 };

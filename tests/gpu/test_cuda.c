@@ -14,6 +14,7 @@
 #include "ml/blas.h"
 #include "models/bert.h"
 #include "models/gpt2.h"
+#include "models/llama.h"
 #include "nn/nn.h"
 #include "util.h"
 
@@ -604,6 +605,160 @@ static void test_gpt2(void)
 	gpt2_free(&m);
 }
 
+/* Llama's layers (rope, SwiGLU, grouped heads) against the CPU's */
+static void test_llama_layers(void)
+{
+	int N = 300, H = 8, Hk = 2, D = 64, I = 1000, QW = (H + 2 * Hk) * D, XW = 3 * H * D;
+	llama_config lc = {.head_dim = D, .theta = 10000};
+	float *cs = xmalloc((size_t)512 * D * 4);
+	llama_rope_table(&lc, 512, cs);
+	uint32_t *pos = xmalloc((size_t)N * 4);
+	for (int i = 0; i < N; i++)
+		pos[i] = (uint32_t)((i * 7) % 512);
+	float *x = rnd((size_t)N * QW, 1), *gx = up(x, (size_t)N * QW * 4), *gcs = up(cs, (size_t)512 * D * 4);
+	uint32_t *gpos = up(pos, (size_t)N * 4);
+	for (int inv = 0; inv < 2; inv++) {
+		rope(&cc, x, pos, cs, N, QW, H + Hk, D, inv);
+		rope(&gc, gx, gpos, gcs, N, QW, H + Hk, D, inv);
+		same(inv ? "rope inverse (backward)" : "rope forward", gx, x, (size_t)N * QW, 1e-6);
+	}
+	float *e = xmalloc((size_t)N * XW * 4), *ge = nn_alloc(&gc, (size_t)N * XW * 4);
+	kv_expand_forward(&cc, e, x, N, H, Hk, D);
+	kv_expand_forward(&gc, ge, gx, N, H, Hk, D);
+	same("kv_expand forward", ge, e, (size_t)N * XW, 0);
+	float *dx = rnd((size_t)N * QW, 1), *gdx = up(dx, (size_t)N * QW * 4);
+	kv_expand_backward(&cc, dx, e, N, H, Hk, D);
+	kv_expand_backward(&gc, gdx, ge, N, H, Hk, D);
+	same("kv_expand backward (the repeats summed in order)", gdx, dx, (size_t)N * QW, 0);
+	float *gu = rnd((size_t)N * 2 * I, 3), *h = xmalloc((size_t)N * I * 4), *dh = rnd((size_t)N * I, 1);
+	float *dgu = rnd((size_t)N * 2 * I, 1);
+	float *ggu = up(gu, (size_t)N * 2 * I * 4), *gh = nn_alloc(&gc, (size_t)N * I * 4), *gdh = up(dh, (size_t)N * I * 4),
+	      *gdgu = up(dgu, (size_t)N * 2 * I * 4);
+	swiglu_forward(&cc, h, gu, N, I);
+	swiglu_forward(&gc, gh, ggu, N, I);
+	same("swiglu forward", gh, h, (size_t)N * I, 1e-5);
+	swiglu_backward(&cc, dgu, dh, gu, N, I);
+	swiglu_backward(&gc, gdgu, gdh, ggu, N, I);
+	same("swiglu backward", gdgu, dgu, (size_t)N * 2 * I, 1e-5);
+	free(cs), free(pos), free(x), free(e), free(dx), free(gu), free(h), free(dh), free(dgu);
+	nn_free(&gc, gx), nn_free(&gc, gcs), nn_free(&gc, gpos), nn_free(&gc, ge), nn_free(&gc, gdx), nn_free(&gc, ggu),
+		nn_free(&gc, gh), nn_free(&gc, gdh), nn_free(&gc, gdgu);
+}
+
+/* A Llama (grouped heads of 32: bf16 runs the fused attention) on the GPU
+ * against the CPU: loss, logits, every gradient; LoRA on all seven sites;
+ * generation; bf16; two trainings' bits */
+static void test_llama(void)
+{
+	llama_config cf = {.n_layer = 2, .hidden = 64, .inter = 96, .n_head = 2, .n_kv = 1, .head_dim = 32, .max_pos = 64,
+	                   .vocab = 173, .eps = 1e-5f, .theta = 10000, .qkv_bias = 1, .tied = 0, .family = "llama"};
+	llama m;
+	herr e;
+	if (llama_init(&e, &m, &cf) != 0) {
+		check(0, e.msg, 0, 0);
+		return;
+	}
+	llama_init_random(&m, 5);
+	int B = 3, T = 40, N = B * T;
+	uint32_t *ids = xmalloc((size_t)N * 4);
+	int32_t *tg = xmalloc((size_t)N * 4);
+	for (int i = 0; i < N; i++) {
+		ids[i] = (uint32_t)((i * 31 + 7) % cf.vocab);
+		tg[i] = i % 13 == 0 ? -1 : (int32_t)((i * 17 + 3) % cf.vocab);
+	}
+	llama_ws *wc = llama_ws_new_on(&m, B, T, 2, &nn_cpu), *wg = llama_ws_new_on(&m, B, T, 1, GPU);
+	double lc = llama_forward(&m, wc, ids, tg), lg = llama_forward(&m, wg, ids, tg);
+	check(fabs(lc - lg) <= 1e-5 * fabs(lc), "llama loss", fabs(lc - lg) / fabs(lc), 1e-5);
+	same("llama logits", llama_logits(wg), llama_logits(wc), (size_t)N * cf.vocab, 1e-4);
+	llama_backward(&m, wc);
+	llama_backward(&m, wg);
+	double worst = 0;
+	const char *wname = "";
+	float *gg = down(llama_grad(wg), m.nparams);
+	for (size_t i = 0; i < m.nt; i++) {
+		double er = nerr(gg + m.t[i].off, llama_grad(wc) + m.t[i].off, m.t[i].n);
+		if (er > worst)
+			worst = er, wname = m.t[i].name;
+	}
+	char nm[128];
+	snprintf(nm, sizeof nm, "llama gradients, every tensor (worst: %s)", wname);
+	check(worst <= 1e-3, nm, worst, 1e-3);
+	free(gg);
+	{
+		lora lo;
+		lora_arch a;
+		llama_lora_arch(&m, &a);
+		lora_init(&lo, &a, 4, 8, 0x7f, 3);
+		for (size_t i = 0; i < lo.n; i++)
+			lo.p[i] = lo.p[i] ? lo.p[i] : 0.01f * (float)((int)(i % 7) - 3);
+		lo.dropout = 0.1f;
+		m.lora = &lo;
+		llama_ws *a1 = llama_ws_new_on(&m, B, T, 2, &nn_cpu), *a2 = llama_ws_new_on(&m, B, T, 1, GPU);
+		llama_ws_dropout(a1, 99);
+		llama_ws_dropout(a2, 99);
+		double x1 = llama_forward(&m, a1, ids, tg), x2 = llama_forward(&m, a2, ids, tg);
+		check(fabs(x1 - x2) <= 1e-5 * fabs(x1), "llama LoRA (7 sites, dropout) loss", fabs(x1 - x2) / fabs(x1), 1e-5);
+		llama_backward(&m, a1);
+		llama_backward(&m, a2);
+		same("llama LoRA gradients", llama_lora_grad(a2), llama_lora_grad(a1), lo.n, 1e-4);
+		llama_ws_free(a1);
+		llama_ws_free(a2);
+		m.lora = NULL;
+		lora_free(&lo);
+	}
+	{
+		llama_kv *kc = llama_kv_new_on(&m, &nn_cpu, 0), *kg = llama_kv_new_on(&m, GPU, 0);
+		float *l1 = xmalloc((size_t)cf.vocab * 4), *l2 = xmalloc((size_t)cf.vocab * 4);
+		llama_prefill(&m, kc, ids, 20, l1);
+		llama_prefill(&m, kg, ids, 20, l2);
+		double w2 = nerr(l2, l1, (size_t)cf.vocab);
+		for (int s = 0; s < 6; s++) {
+			llama_step(&m, kc, ids[30 + s], l1);
+			llama_step(&m, kg, ids[30 + s], l2);
+			double e2 = nerr(l2, l1, (size_t)cf.vocab);
+			w2 = e2 > w2 ? e2 : w2;
+		}
+		check(w2 <= 1e-5 && llama_kv_len(kg) == 26, "llama generation on the GPU: prefill and 6 steps", w2, 1e-5);
+		free(l1), free(l2);
+		llama_kv_free(kc);
+		llama_kv_free(kg);
+	}
+	llama_ws *wb = llama_ws_new_on(&m, B, T, 1, GPU);
+	llama_ws_nn(wb)->precision = NN_BF16;
+	double lb = llama_forward(&m, wb, ids, tg);
+	check(fabs(lb - lc) <= 1e-2 * fabs(lc), "llama loss, bf16 products", fabs(lb - lc) / fabs(lc), 1e-2);
+	llama_backward(&m, wb);
+	float *gb = down(llama_grad(wb), m.nparams);
+	double gbe = nerr(gb, llama_grad(wc), m.nparams);
+	check(gbe <= 5e-2, "llama gradients, bf16 products (all together)", gbe, 5e-2);
+	free(gb);
+	llama_ws_free(wb);
+	float *run[2], *start = xmalloc(m.nparams * 4);
+	memcpy(start, m.p, m.nparams * 4);
+	for (int r = 0; r < 2; r++) {
+		memcpy(m.p, start, m.nparams * 4); /* (a host backend trains m.p itself) */
+		llama_ws *w = llama_ws_new_on(&m, B, T, 1, GPU);
+		nn_ctx *c = llama_ws_nn(w);
+		c->precision = NN_BF16;
+		float *p = llama_ws_params(w, &m), *mm = nn_alloc(c, m.nparams * 4), *vv = nn_alloc(c, m.nparams * 4);
+		for (int s = 1; s <= 3; s++) {
+			llama_forward(&m, w, ids, tg);
+			llama_backward(&m, w);
+			float gs = (float)(1.0 / (sqrt(nn_sumsq(c, llama_grad(w), m.nparams)) + 1e-6));
+			nn_adamw(c, p, llama_grad(w), mm, vv, m.nparams, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, s, gs);
+		}
+		run[r] = down(p, m.nparams);
+		nn_free(c, mm), nn_free(c, vv);
+		llama_ws_free(w);
+	}
+	check(!memcmp(run[0], run[1], m.nparams * 4), "llama, bf16: two trainings with the same start give the same bits", 0, 0);
+	free(run[0]), free(run[1]), free(start);
+	llama_ws_free(wc);
+	llama_ws_free(wg);
+	free(ids), free(tg);
+	llama_free(&m);
+}
+
 int main(void)
 {
 	setvbuf(stdout, NULL, _IONBF, 0);
@@ -621,8 +776,8 @@ int main(void)
 	nn_ctx_init(&gc, GPU, 1);
 	nn_ctx_init(&cc, &nn_cpu, 2);
 	void (*tests[])(void) = {test_matmul, test_bf16, test_linear, test_embedding, test_norms, test_attention, test_flash, test_pointwise,
-	                         test_losses, test_gpt2, test_gpt2_cls, test_bert};
-	const char *names[] = {"matmul", "bf16", "linear", "embedding", "norms", "attention", "flash", "pointwise", "losses", "gpt2", "gpt2 classifier", "bert"};
+	                         test_losses, test_gpt2, test_gpt2_cls, test_bert, test_llama_layers, test_llama};
+	const char *names[] = {"matmul", "bf16", "linear", "embedding", "norms", "attention", "flash", "pointwise", "losses", "gpt2", "gpt2 classifier", "bert", "llama layers", "llama"};
 	for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {
 		printf("# %s\n", names[i]);
 		tests[i]();

@@ -186,7 +186,7 @@ sed 's/objective = "mlm"/output = { label = "category" }, method = "lora", targe
 check "a GPT-2 LoRA target on a BERT is refused, listing BERT's" fails_with 1 "attention.self.query" "$HONE" run e3.lua -q
 sed 's/arch = "bert", //; s/objective = "mlm"/objective = "mlm", mask_id = 5/' e2.lua > e4.lua
 check "objective = \"mlm\" on a GPT-2 is refused" fails_with 1 "needs a BERT base" "$HONE" run e4.lua -q
-mkdir -p llama && echo '{"model_type": "llama", "hidden_size": 16}' > llama/config.json
-echo 'model { from = "llama" }' > e5.lua
-check "an unknown architecture is named, with the supported ones" fails_with 1 "model_type \"llama\" is not an architecture hone has" "$HONE" run e5.lua -q
+mkdir -p gemma && echo '{"model_type": "gemma", "hidden_size": 16}' > gemma/config.json
+echo 'model { from = "gemma" }' > e5.lua
+check "an unknown architecture is named, with the supported ones" fails_with 1 "model_type \"gemma\" is not an architecture hone has" "$HONE" run e5.lua -q
 done_testing

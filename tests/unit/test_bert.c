@@ -12,6 +12,7 @@
 #include "ml/blas.h"
 #include "models/bert.h"
 #include "nn/nn.h"
+#include "refjson.h"
 
 typedef struct ref {
 	buf text;
@@ -24,13 +25,6 @@ typedef struct ref {
 	float lf[64];
 	int nl;
 } ref;
-
-static double num(const jnode *v)
-{
-	double d = 0;
-	json_number(v, &d);
-	return d;
-}
 
 static void ref_open(ref *f, const char *dir)
 {
@@ -66,20 +60,6 @@ static void ref_close(ref *f)
 {
 	json_arena_free(f->a);
 	buf_free(&f->text);
-}
-
-static void near(const float *got, const jnode *want, size_t n, double tol, const char *what)
-{
-	double scale = 0;
-	size_t k = 0;
-	for (const jnode *v = want->kid; v; v = v->next)
-		scale = fmax(scale, fabs(num(v)));
-	for (const jnode *v = want->kid; v; v = v->next, k++) {
-		double x = num(v);
-		if (k >= n || !(fabs(got[k] - x) <= tol * fabs(x) + 1e-2 * tol * scale + 1e-7))
-			fail_msg("%s[%zu]: %.9g, transformers %.9g", what, k, k < n ? got[k] : NAN, x);
-	}
-	assert_int_equal(k, n);
 }
 
 /* logits, loss and every gradient of a fixture's model */
@@ -196,30 +176,12 @@ static void test_lora_peft(void **st)
 	assert_null(bert_grad(w));
 	bert_backward(&m, w);
 	const float *g = bert_lora_grad(w);
-	lora_arch a;
-	bert_lora_arch(&m, &a);
 	size_t checked = 0;
 	for (const jnode *t = json_member(f.r, "grads", 5)->kid; t; t = t->next) {
 		char name[160];
 		snprintf(name, sizeof name, "%.*s", (int)t->klen, t->key);
-		const float *gp = NULL;
 		size_t n = 0;
-		for (int k = 0; k < a.n_layer * a.nsite && !gp; k++)
-			for (int ab = 0; ab < 2 && (lo.targets & (1u << (k % a.nsite))); ab++) {
-				char want_nm[160], path[120];
-				snprintf(path, sizeof path, a.site[k % a.nsite].path, k / a.nsite);
-				snprintf(want_nm, sizeof want_nm, "base_model.model.%s.lora_%c.weight", path, ab ? 'B' : 'A');
-				if (!strcmp(want_nm, name)) {
-					size_t in = (size_t)a.site[k % a.nsite].in;
-					gp = g + lo.off[k] + (ab ? (size_t)lo.rank * in : 0);
-					n = (size_t)lo.rank * (ab ? (size_t)a.site[k % a.nsite].out : in);
-				}
-			}
-		for (int s = 0; s < lo.nsaved && !gp; s++)
-			if (!strcmp(name + 17, lo.saved[s].name)) {
-				gp = g + lo.saved[s].off;
-				n = lo.saved[s].n;
-			}
+		const float *gp = lora_grad_of(&lo, g, name, &n);
 		if (!gp)
 			fail_msg("no adapter tensor for %s", name);
 		near(gp, t, n, 1e-3, name);

@@ -637,9 +637,13 @@ static void test_checkpoints(void **st)
 	assert_int_not_equal(gpt2_load_dir(&e, &m2, d), 0);
 	assert_non_null(strstr(e.msg, "expected integers"));
 	/* another architecture: named, and the supported ones listed */
+	write_json(d, "config.json", "{\"model_type\": \"gemma\", \"hidden_size\": 16}");
+	assert_int_not_equal(gpt2_load_dir(&e, &m2, d), 0);
+	assert_non_null(strstr(e.msg, "model_type \"gemma\" is not an architecture hone has"));
+	assert_non_null(strstr(e.msg, "\"qwen2\""));
 	write_json(d, "config.json", "{\"model_type\": \"llama\", \"hidden_size\": 16}");
 	assert_int_not_equal(gpt2_load_dir(&e, &m2, d), 0);
-	assert_non_null(strstr(e.msg, "model_type \"llama\" is not an architecture hone has"));
+	assert_non_null(strstr(e.msg, "a Llama model, where a GPT-2 is needed"));
 	assert_non_null(strstr(e.msg, "\"bert\""));
 	write_json(d, "config.json", "{\"model_type\": \"bert\", \"hidden_size\": 16}");
 	assert_int_not_equal(gpt2_load_dir(&e, &m2, d), 0);

@@ -846,6 +846,59 @@ static void cpu_dropout_backward(nn_ctx *c, float *dx, const float *dy, size_t n
 		dx[i] += p > 0 && seed ? dy[i] * nn_dropout_keep(seed, stream, i, p) : dy[i];
 }
 
+/* rope, SwiGLU and kv_expand: the host loops over rows split between threads */
+typedef struct rows_job {
+	float *o;
+	const float *a, *b;
+	const uint32_t *pos;
+	int N, ld, nh, D, inv, H, Hk, kind;
+} rows_job;
+
+static void rows_part(void *ud, int t, int nt)
+{
+	rows_job *j = ud;
+	int r0 = (int)((long long)j->N * t / nt), r1 = (int)((long long)j->N * (t + 1) / nt);
+	switch (j->kind) {
+	case 0: nn_rope_rows(j->o, j->pos, j->a, r0, r1, j->ld, j->nh, j->D, j->inv); break;
+	case 1: nn_swiglu_rows(j->o, j->a, r0, r1, j->D); break;
+	case 2: nn_swiglu_back_rows(j->o, j->a, j->b, r0, r1, j->D); break;
+	case 3: nn_kv_expand_rows(j->o, j->a, r0, r1, j->H, j->Hk, j->D); break;
+	default: nn_kv_expand_back_rows(j->o, j->a, r0, r1, j->H, j->Hk, j->D); break;
+	}
+}
+
+static void rows_run(nn_ctx *c, rows_job *j, size_t work) { nn_par(c, j->N >= 64 ? split_for(c, work) : 1, rows_part, j); }
+
+static void cpu_rope(nn_ctx *c, float *x, const uint32_t *pos, const float *cs, int N, int ld, int nh, int D, int inverse)
+{
+	rows_job j = {x, cs, NULL, pos, N, ld, nh, D, inverse, 0, 0, 0};
+	rows_run(c, &j, (size_t)N * (size_t)nh * (size_t)D);
+}
+
+static void cpu_swiglu_forward(nn_ctx *c, float *h, const float *gu, int N, int I)
+{
+	rows_job j = {h, gu, NULL, NULL, N, 0, 0, I, 0, 0, 0, 1};
+	rows_run(c, &j, (size_t)N * (size_t)I);
+}
+
+static void cpu_swiglu_backward(nn_ctx *c, float *dgu, const float *dh, const float *gu, int N, int I)
+{
+	rows_job j = {dgu, dh, gu, NULL, N, 0, 0, I, 0, 0, 0, 2};
+	rows_run(c, &j, (size_t)N * (size_t)I);
+}
+
+static void cpu_kv_expand_forward(nn_ctx *c, float *out, const float *in, int N, int H, int Hk, int D)
+{
+	rows_job j = {out, in, NULL, NULL, N, 0, 0, D, 0, H, Hk, 3};
+	rows_run(c, &j, (size_t)N * 3 * (size_t)H * (size_t)D);
+}
+
+static void cpu_kv_expand_backward(nn_ctx *c, float *din, const float *dout, int N, int H, int Hk, int D)
+{
+	rows_job j = {din, dout, NULL, NULL, N, 0, 0, D, 0, H, Hk, 4};
+	rows_run(c, &j, (size_t)N * 3 * (size_t)H * (size_t)D);
+}
+
 static double cpu_sumsq(nn_ctx *c, const float *x, size_t n) { return grad_sumsq(x, n, c->threads); }
 
 static void cpu_adamw(nn_ctx *c, float *p, float *g, float *m, float *v, size_t n, float lr, float b1, float b2, float eps,
@@ -868,6 +921,7 @@ const nn_ops nn_cpu = {
 	cpu_tanh_forward, cpu_tanh_backward,
 	cpu_softmax_crossentropy, cpu_bce_logits, cpu_mse,
 	cpu_dropout_forward, cpu_dropout_backward,
+	cpu_rope, cpu_swiglu_forward, cpu_swiglu_backward, cpu_kv_expand_forward, cpu_kv_expand_backward,
 	cpu_sumsq, cpu_adamw,
 	NULL, NULL, /* no fused attention: backward computes the probabilities again */
 	NULL,

@@ -381,6 +381,7 @@ static const nn_ops nn_cuda = {
 	cu_tanh_forward, cu_tanh_backward,
 	cu_softmax_crossentropy, cu_bce_logits, cu_mse,
 	cu_dropout_forward, cu_dropout_backward,
+	cu_rope, cu_swiglu_forward, cu_swiglu_backward, cu_kv_expand_forward, cu_kv_expand_backward,
 	cu_sumsq, cu_adamw,
 	cu_attention_forward_lse, cu_attention_backward_lse,
 	cu_peak_bytes,

@@ -143,6 +143,11 @@ void cu_tanh_forward(nn_ctx *c, float *y, const float *x, size_t n);
 void cu_tanh_backward(nn_ctx *c, float *dx, const float *dy, const float *y, size_t n);
 void cu_dropout_forward(nn_ctx *c, float *y, const float *x, size_t n, float p, uint64_t seed, uint64_t stream);
 void cu_dropout_backward(nn_ctx *c, float *dx, const float *dy, size_t n, float p, uint64_t seed, uint64_t stream);
+void cu_rope(nn_ctx *c, float *x, const uint32_t *pos, const float *cs, int N, int ld, int nh, int D, int inverse);
+void cu_swiglu_forward(nn_ctx *c, float *h, const float *gu, int N, int I);
+void cu_swiglu_backward(nn_ctx *c, float *dgu, const float *dh, const float *gu, int N, int I);
+void cu_kv_expand_forward(nn_ctx *c, float *out, const float *in, int N, int H, int Hk, int D);
+void cu_kv_expand_backward(nn_ctx *c, float *din, const float *dout, int N, int H, int Hk, int D);
 double cu_softmax_crossentropy(nn_ctx *c, float *dlogits, const float *logits, const int32_t *targets, int N, int V,
                                double *count);
 double cu_bce_logits(nn_ctx *c, float *dlogits, const float *logits, const float *labels, const uint8_t *lmask,

@@ -187,3 +187,116 @@ void cu_dropout_backward(nn_ctx *c, float *dx, const float *dy, size_t n, float 
 	k_dropout<<<cu_blocks(n, 256), 256, 0, cu.s>>>(dx, dy, n, p, seed, stream, 1);
 	CKL();
 }
+
+/* --- Llama's pieces: rotary embedding, SwiGLU, grouped-query heads ----------------------- */
+
+/* one thread per rotated pair */
+__global__ void k_rope(float *x, const uint32_t *pos, const float *cs, size_t n, int ld, int nh, int D, int inverse)
+{
+	int h2 = D / 2;
+	GRID_LOOP(k, n)
+	{
+		size_t r = k / ((size_t)nh * h2), rest = k % ((size_t)nh * h2);
+		int h = (int)(rest / h2), i = (int)(rest % h2);
+		float *v = x + r * (size_t)ld + (size_t)h * D;
+		const float *co = cs + (size_t)pos[r] * D;
+		nn_rope_pair(v + i, v + i + h2, co[i], co[h2 + i], inverse);
+	}
+}
+
+void cu_rope(nn_ctx *c, float *x, const uint32_t *pos, const float *cs, int N, int ld, int nh, int D, int inverse)
+{
+	(void)c;
+	size_t n = (size_t)N * (size_t)nh * (size_t)(D / 2);
+	if (n)
+		k_rope<<<cu_blocks(n, 256), 256, 0, cu.s>>>(x, pos, cs, n, ld, nh, D, inverse);
+	CKL();
+}
+
+__global__ void k_swiglu(float *h, const float *gu, size_t n, int I)
+{
+	GRID_LOOP(k, n)
+	{
+		size_t r = k / I, i = k % I;
+		const float *g = gu + r * 2 * I;
+		h[k] = nn_swiglu_one(g[i], g[I + i]);
+	}
+}
+
+__global__ void k_swiglu_back(float *dgu, const float *dh, const float *gu, size_t n, int I)
+{
+	GRID_LOOP(k, n)
+	{
+		size_t r = k / I, i = k % I;
+		const float *g = gu + r * 2 * I;
+		float *dg = dgu + r * 2 * I;
+		nn_swiglu_grad(g[i], g[I + i], dh[k], dg + i, dg + I + i);
+	}
+}
+
+void cu_swiglu_forward(nn_ctx *c, float *h, const float *gu, int N, int I)
+{
+	(void)c;
+	size_t n = (size_t)N * (size_t)I;
+	if (n)
+		k_swiglu<<<cu_blocks(n, 256), 256, 0, cu.s>>>(h, gu, n, I);
+	CKL();
+}
+
+void cu_swiglu_backward(nn_ctx *c, float *dgu, const float *dh, const float *gu, int N, int I)
+{
+	(void)c;
+	size_t n = (size_t)N * (size_t)I;
+	if (n)
+		k_swiglu_back<<<cu_blocks(n, 256), 256, 0, cu.s>>>(dgu, dh, gu, n, I);
+	CKL();
+}
+
+__global__ void k_kv_expand(float *out, const float *in, size_t n, int H, int Hk, int D)
+{
+	size_t wo = 3 * (size_t)H * D, wi = (size_t)(H + 2 * Hk) * D;
+	GRID_LOOP(k, n)
+	{
+		size_t r = k / wo, j = k % wo;
+		out[k] = in[r * wi + nn_kv_src(j, H, Hk, D)];
+	}
+}
+
+/* one thread per input float: its repeats added in order, as the host does */
+__global__ void k_kv_expand_back(float *din, const float *dout, size_t n, int H, int Hk, int D)
+{
+	size_t HD = (size_t)H * D, KD = (size_t)Hk * D, wo = 3 * HD, wi = HD + 2 * KD;
+	int rep = H / Hk;
+	GRID_LOOP(k, n)
+	{
+		size_t r = k / wi, j = k % wi;
+		const float *o = dout + r * wo;
+		if (j < HD) {
+			din[k] += o[j];
+			continue;
+		}
+		size_t part = j < HD + KD ? 0 : 1, jj = j - HD - part * KD, kh = jj / D, q = jj % D;
+		float a = 0;
+		for (int t = 0; t < rep; t++)
+			a += o[HD + part * HD + (kh * rep + t) * D + q];
+		din[k] += a;
+	}
+}
+
+void cu_kv_expand_forward(nn_ctx *c, float *out, const float *in, int N, int H, int Hk, int D)
+{
+	(void)c;
+	size_t n = (size_t)N * 3 * (size_t)H * (size_t)D;
+	if (n)
+		k_kv_expand<<<cu_blocks(n, 256), 256, 0, cu.s>>>(out, in, n, H, Hk, D);
+	CKL();
+}
+
+void cu_kv_expand_backward(nn_ctx *c, float *din, const float *dout, int N, int H, int Hk, int D)
+{
+	(void)c;
+	size_t n = (size_t)N * (size_t)(H + 2 * Hk) * (size_t)D;
+	if (n)
+		k_kv_expand_back<<<cu_blocks(n, 256), 256, 0, cu.s>>>(din, dout, n, H, Hk, D);
+	CKL();
+}

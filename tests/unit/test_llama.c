@@ -1,0 +1,422 @@
+/*
+ * The Llama family (engine/models/llama.c) against transformers: for each
+ * fixture (tests/fixtures/llama/<name>, made by gen_llama_fixture.py there)
+ * the checkpoint loads, the rotary table, logits, loss and every
+ * parameter's gradient match; peft's LoRA on all seven projections loads
+ * and its gradients match; generation with the cache gives the full
+ * forward's logits; what hone saves loads back the same; the layers that
+ * Llama adds (rope, SwiGLU, grouped heads) match the reference backend and
+ * finite differences.
+ */
+#include <math.h>
+
+#include "testutil.h"
+#include "ml/blas.h"
+#include "models/llama.h"
+#include "nn/nn.h"
+#include "refjson.h"
+
+#define FX "tests/fixtures/llama/"
+
+typedef struct ref {
+	buf text;
+	jarena *a;
+	const jnode *r;
+	int B, T;
+	uint32_t ids[64];
+	int32_t tg[64]; /* next-token targets from the labels (transformers shifts them) */
+} ref;
+
+static void ref_open(ref *f, const char *dir)
+{
+	herr e;
+	char *p = path_join(dir, "reference.json");
+	buf_init(&f->text);
+	if (fs_read(&e, p, &f->text) != 0)
+		fail_msg("%s (make the fixtures with tests/fixtures/llama/gen_llama_fixture.py)", e.msg);
+	free(p);
+	f->a = json_arena_new();
+	jerror je;
+	f->r = json_parse(f->a, f->text.p, f->text.len, &je);
+	assert_non_null(f->r);
+	f->B = (int)num(json_member(f->r, "B", 1));
+	f->T = (int)num(json_member(f->r, "T", 1));
+	int k = 0, lab[64];
+	for (const jnode *v = json_member(f->r, "input_ids", 9)->kid; v; v = v->next)
+		f->ids[k++] = (uint32_t)num(v);
+	k = 0;
+	for (const jnode *v = json_member(f->r, "labels", 6)->kid; v; v = v->next)
+		lab[k++] = (int)num(v);
+	for (int b = 0; b < f->B; b++)
+		for (int t = 0; t < f->T; t++)
+			f->tg[b * f->T + t] = t + 1 < f->T ? lab[b * f->T + t + 1] : -1;
+}
+
+static void ref_close(ref *f)
+{
+	json_arena_free(f->a);
+	buf_free(&f->text);
+}
+
+static void load(llama *m, const char *dir)
+{
+	herr e;
+	if (llama_load_dir(&e, m, dir) != 0)
+		fail_msg("%s", e.msg);
+}
+
+/* rope table, logits, loss and every gradient of a fixture's model */
+static void check_model(const char *name, st_dtype dtype)
+{
+	char dir[128];
+	snprintf(dir, sizeof dir, FX "%s", name);
+	llama m;
+	load(&m, dir);
+	assert_int_equal(m.dtype, dtype);
+	ref f;
+	ref_open(&f, dir);
+	int D = m.cfg.head_dim;
+	float *cs = xmalloc((size_t)f.T * (size_t)D * sizeof *cs), *co = xmalloc((size_t)f.T * (size_t)D * sizeof *co);
+	llama_rope_table(&m.cfg, f.T, cs);
+	/* transformers' cos and sin are [T, D] with each half repeated */
+	for (int part = 0; part < 2; part++) {
+		for (int t = 0; t < f.T; t++)
+			for (int i = 0; i < D; i++)
+				co[t * D + i] = cs[t * D + part * (D / 2) + i % (D / 2)];
+		const jnode *want = json_member(f.r, part ? "sin" : "cos", 3);
+		size_t k = 0;
+		for (const jnode *v = want->kid; v; v = v->next, k++)
+			if (fabs(co[k] - num(v)) > 2e-6)
+				fail_msg("%s: rope %s[%zu]: %.9g, transformers %.9g", name, part ? "sin" : "cos", k, co[k], num(v));
+		assert_int_equal(k, (size_t)f.T * (size_t)D);
+	}
+	free(cs);
+	free(co);
+	llama_ws *w = llama_ws_new_on(&m, f.B, f.T, 2, &nn_cpu);
+	double loss = llama_forward(&m, w, f.ids, f.tg), want = num(json_member(f.r, "loss", 4));
+	if (fabs(loss - want) > 1e-4 * fabs(want))
+		fail_msg("%s: loss %.9g, transformers %.9g", name, loss, want);
+	near(llama_logits(w), json_member(f.r, "logits", 6), (size_t)f.B * f.T * m.cfg.vocab, 1e-4, "logits");
+	llama_backward(&m, w);
+	const float *g = llama_grad(w);
+	size_t checked = 0;
+	for (const jnode *t = json_member(f.r, "grads", 5)->kid; t; t = t->next) {
+		char tn[128];
+		snprintf(tn, sizeof tn, "%.*s", (int)t->klen, t->key);
+		const model_tensor *mt = llama_find(&m, tn);
+		if (!mt)
+			fail_msg("%s: no tensor %s", name, tn);
+		near(g + mt->off, t, mt->n, 1e-3, tn);
+		checked++;
+	}
+	assert_int_equal(checked, m.nt);
+	/* the same bits on 1 and 3 threads */
+	float *g2 = xmalloc(m.nparams * sizeof *g2);
+	memcpy(g2, g, m.nparams * sizeof *g2);
+	llama_ws *w3 = llama_ws_new_on(&m, f.B, f.T, 3, &nn_cpu);
+	llama_forward(&m, w3, f.ids, f.tg);
+	llama_backward(&m, w3);
+	assert_memory_equal(llama_grad(w3), g2, m.nparams * sizeof *g2);
+	llama_ws_free(w3);
+	free(g2);
+	llama_ws_free(w);
+	ref_close(&f);
+	llama_free(&m);
+}
+
+static void test_llama_gqa(void **st)
+{
+	(void)st;
+	check_model("llama", ST_F32);
+}
+
+static void test_llama3_rope(void **st)
+{
+	(void)st;
+	check_model("llama3", ST_F32);
+}
+
+static void test_qwen2_bf16_tied(void **st)
+{
+	(void)st;
+	check_model("qwen2", ST_BF16);
+}
+
+static void test_mistral(void **st)
+{
+	(void)st;
+	check_model("mistral", ST_F32);
+	llama m;
+	load(&m, FX "mistral");
+	herr e;
+	assert_int_equal(llama_check_len(&e, &m, 32, "t"), 0);
+	assert_int_equal(llama_check_len(&e, &m, 33, "t"), -1);
+	assert_non_null(strstr(e.msg, "sliding_window of 32"));
+	llama_free(&m);
+}
+
+/* peft's LoRA on the seven projections: loss, logits, every adapter gradient */
+static void test_lora_peft(void **st)
+{
+	(void)st;
+	herr e;
+	llama m;
+	load(&m, FX "lora/base");
+	lora lo;
+	if (llama_lora_load(&e, &lo, &m, FX "lora/adapter") != 0)
+		fail_msg("%s", e.msg);
+	assert_int_equal(lo.targets, 0x7f);
+	m.lora = &lo;
+	ref f;
+	ref_open(&f, FX "lora");
+	llama_ws *w = llama_ws_new_on(&m, f.B, f.T, 2, &nn_cpu);
+	double loss = llama_forward(&m, w, f.ids, f.tg), want = num(json_member(f.r, "loss", 4));
+	if (fabs(loss - want) > 1e-4 * want)
+		fail_msg("loss %.9g, peft %.9g", loss, want);
+	size_t NV = (size_t)f.B * f.T * m.cfg.vocab;
+	near(llama_logits(w), json_member(f.r, "logits", 6), NV, 1e-4, "lora logits");
+	assert_null(llama_grad(w));
+	llama_backward(&m, w);
+	const float *g = llama_lora_grad(w);
+	size_t checked = 0;
+	for (const jnode *t = json_member(f.r, "grads", 5)->kid; t; t = t->next) {
+		char name[160];
+		snprintf(name, sizeof name, "%.*s", (int)t->klen, t->key);
+		size_t n = 0;
+		const float *gp = lora_grad_of(&lo, g, name, &n);
+		if (!gp)
+			fail_msg("no adapter tensor for %s", name);
+		near(gp, t, n, 1e-3, name);
+		checked++;
+	}
+	assert_int_equal(checked, (size_t)m.cfg.n_layer * 7 * 2);
+	/* merged, the model gives the same logits without adapters */
+	float *logits = xmalloc(NV * sizeof *logits);
+	memcpy(logits, llama_logits(w), NV * sizeof *logits);
+	llama_ws_free(w);
+	m.lora = NULL;
+	llama_lora_merge(&lo, &m);
+	w = llama_ws_new_on(&m, f.B, f.T, 1, &nn_cpu);
+	llama_forward(&m, w, f.ids, NULL);
+	for (size_t k = 0; k < NV; k++)
+		assert_true(fabsf(llama_logits(w)[k] - logits[k]) < 1e-4f * (1 + fabsf(logits[k])));
+	free(logits);
+	lora_free(&lo);
+	llama_ws_free(w);
+	ref_close(&f);
+	llama_free(&m);
+}
+
+/* the cache's logits, token by token and prefilled, are the full forward's */
+static void test_kv_cache(void **st)
+{
+	(void)st;
+	const char *const names[] = {"llama", "qwen2", "llama3"};
+	for (int k = 0; k < 3; k++) {
+		char dir[128];
+		snprintf(dir, sizeof dir, FX "%s", names[k]);
+		llama m;
+		load(&m, dir);
+		ref f;
+		ref_open(&f, dir);
+		int T = f.T, V = m.cfg.vocab;
+		llama_ws *w = llama_ws_new_on(&m, 1, T, 1, &nn_cpu);
+		llama_forward(&m, w, f.ids, NULL);
+		llama_kv *kv = llama_kv_new_on(&m, &nn_cpu, 32);
+		float *lg = xmalloc((size_t)V * sizeof *lg);
+		for (int t = 0; t < T; t++) {
+			assert_int_equal(llama_step(&m, kv, f.ids[t], lg), 0);
+			for (int v = 0; v < V; v++) {
+				float want = llama_logits(w)[(size_t)t * V + v];
+				if (fabsf(lg[v] - want) > 1e-4f * (1 + fabsf(want)))
+					fail_msg("%s: step %d logit %d: %.9g, forward %.9g", names[k], t, v, lg[v], want);
+			}
+		}
+		llama_kv_reset(kv);
+		assert_int_equal(llama_prefill(&m, kv, f.ids, 7, lg), 0);
+		assert_int_equal(llama_kv_len(kv), 7);
+		assert_int_equal(llama_step(&m, kv, f.ids[7], lg), 0);
+		for (int v = 0; v < V; v++)
+			assert_true(fabsf(lg[v] - llama_logits(w)[(size_t)7 * V + v]) < 1e-4f);
+		assert_int_equal(llama_kv_max(kv), 32);
+		free(lg);
+		llama_kv_free(kv);
+		llama_ws_free(w);
+		ref_close(&f);
+		llama_free(&m);
+	}
+}
+
+/* saved and read back: the same config, dtype and weights */
+static void test_save_load(void **st)
+{
+	(void)st;
+	const char *const names[] = {"llama", "qwen2"};
+	for (int k = 0; k < 2; k++) {
+		char dir[128];
+		snprintf(dir, sizeof dir, FX "%s", names[k]);
+		llama m, back;
+		load(&m, dir);
+		char *d = tmpdir_new();
+		herr e;
+		assert_int_equal(llama_save_dir(&e, &m, NULL, d), 0);
+		load(&back, d);
+		assert_int_equal(back.dtype, m.dtype);
+		assert_int_equal(back.nparams, m.nparams);
+		assert_memory_equal(back.p, m.p, m.nparams * sizeof(float));
+		assert_string_equal(back.config_json, m.config_json);
+		llama_free(&back);
+		/* a config written from scratch reads back as the same configuration */
+		buf cj;
+		buf_init(&cj);
+		llama_config_json(&m.cfg, &cj);
+		llama_config c2;
+		if (llama_config_parse(&e, &c2, cj.p, cj.len, "written") != 0)
+			fail_msg("%s", e.msg);
+		assert_memory_equal(&c2, &m.cfg, sizeof c2);
+		buf_free(&cj);
+		tmpdir_rm(d);
+		llama_free(&m);
+	}
+}
+
+static void parse_fails(const char *json, const char *needle)
+{
+	herr e;
+	llama_config c;
+	assert_int_equal(llama_config_parse(&e, &c, json, strlen(json), "config.json"), -1);
+	if (!strstr(e.msg, needle))
+		fail_msg("error '%s' does not say '%s'", e.msg, needle);
+}
+
+static void test_config_errors(void **st)
+{
+	(void)st;
+#define BASE "\"vocab_size\": 10, \"hidden_size\": 8, \"intermediate_size\": 8, \"num_hidden_layers\": 1, "
+	parse_fails("{\"model_type\": \"llama\", " BASE "\"num_attention_heads\": 2, \"hidden_act\": \"gelu\"}", "hidden_act");
+	parse_fails("{\"model_type\": \"llama\", " BASE "\"num_attention_heads\": 2, \"rope_scaling\": {\"rope_type\": \"yarn\"}}",
+	            "\"yarn\" is not supported");
+	parse_fails("{\"model_type\": \"llama\", " BASE "\"num_attention_heads\": 3, \"num_key_value_heads\": 2}", "multiple");
+	parse_fails("{\"model_type\": \"qwen2\", " BASE "\"num_attention_heads\": 2, \"use_sliding_window\": true}",
+	            "use_sliding_window");
+	parse_fails("{\"model_type\": \"llama\", \"vocab_size\": 10}", "hidden_size");
+	parse_fails("{\"model_type\": \"gpt2\", \"n_layer\": 1}", "a GPT-2 model");
+	herr e;
+	llama_config c;
+	const char *ok = "{\"model_type\": \"mistral\", " BASE "\"num_attention_heads\": 2, \"sliding_window\": null, "
+	                 "\"rope_parameters\": {\"rope_type\": \"linear\", \"factor\": 4, \"rope_theta\": 500000}}";
+	if (llama_config_parse(&e, &c, ok, strlen(ok), "ok") != 0)
+		fail_msg("%s", e.msg);
+	assert_int_equal(c.rope_type, ROPE_LINEAR);
+	assert_true(c.theta == 500000 && c.rope_factor == 4 && c.sliding_window == 0 && c.n_kv == 2 && c.head_dim == 4);
+#undef BASE
+}
+
+/* the layers Llama adds, on the CPU, against the reference and finite differences */
+static void test_layers(void **st)
+{
+	(void)st;
+	enum { N = 70, H = 4, Hk = 2, D = 8, I = 24 };
+	nn_ctx cpu, ref;
+	nn_ctx_init(&cpu, &nn_cpu, 3);
+	nn_ctx_init(&ref, &nn_ref, 1);
+	uint64_t s = 5;
+	size_t QW = (size_t)(H + 2 * Hk) * D, XW = 3 * (size_t)H * D;
+	float *x = xmalloc(N * QW * 4), *a = xmalloc(N * QW * 4), *b = xmalloc(N * QW * 4);
+	for (size_t i = 0; i < N * QW; i++)
+		x[i] = (float)model_normal(&s);
+	uint32_t pos[N];
+	for (int i = 0; i < N; i++)
+		pos[i] = (uint32_t)(i % 33);
+	llama_config c = {.head_dim = D, .theta = 10000};
+	float *cs = xmalloc(33 * D * 4);
+	llama_rope_table(&c, 33, cs);
+	/* rope: the CPU's bits are the reference's; the inverse undoes it */
+	memcpy(a, x, N * QW * 4);
+	memcpy(b, x, N * QW * 4);
+	rope(&cpu, a, pos, cs, N, (int)QW, H + Hk, D, 0);
+	rope(&ref, b, pos, cs, N, (int)QW, H + Hk, D, 0);
+	assert_memory_equal(a, b, N * QW * 4);
+	for (size_t i = 0; i < (size_t)(H + Hk) * D; i++) /* position 0 is the identity */
+		assert_true(a[i] == x[i]);
+	for (size_t i = (H + Hk) * D; i < QW; i++) /* v is left alone */
+		assert_true(a[(size_t)5 * QW + i] == x[(size_t)5 * QW + i]);
+	rope(&cpu, a, pos, cs, N, (int)QW, H + Hk, D, 1);
+	for (size_t i = 0; i < N * QW; i++)
+		assert_true(fabsf(a[i] - x[i]) < 1e-5f);
+	/* kv_expand: head h reads kv head h / 2; backward gathers the repeats */
+	float *e = xmalloc(N * XW * 4), *e2 = xmalloc(N * XW * 4);
+	kv_expand_forward(&cpu, e, x, N, H, Hk, D);
+	kv_expand_forward(&ref, e2, x, N, H, Hk, D);
+	assert_memory_equal(e, e2, N * XW * 4);
+	for (int h = 0; h < H; h++)
+		for (int d = 0; d < D; d++) {
+			assert_true(e[3 * XW + XW / 3 + (size_t)h * D + d] == x[3 * QW + H * D + (size_t)(h / 2) * D + d]);
+			assert_true(e[3 * XW + 2 * XW / 3 + (size_t)h * D + d] == x[3 * QW + (H + Hk) * D + (size_t)(h / 2) * D + d]);
+		}
+	memset(a, 0, N * QW * 4);
+	memset(b, 0, N * QW * 4);
+	kv_expand_backward(&cpu, a, e, N, H, Hk, D);
+	kv_expand_backward(&ref, b, e, N, H, Hk, D);
+	assert_memory_equal(a, b, N * QW * 4);
+	for (size_t r = 0; r < N; r++)
+		for (size_t i = 0; i < QW; i++) /* each key and value was read twice */
+			assert_true(a[r * QW + i] == (i < (size_t)H * D ? 1.0f : 2.0f) * x[r * QW + i]);
+	free(e);
+	free(e2);
+	/* SwiGLU against finite differences */
+	float *gu = xmalloc(N * 2 * I * 4), *h = xmalloc(N * I * 4), *dh = xmalloc(N * I * 4), *dgu = xcalloc(N * 2 * I, 4);
+	for (size_t i = 0; i < N * 2 * I; i++)
+		gu[i] = (float)(2 * model_normal(&s));
+	for (size_t i = 0; i < N * I; i++)
+		dh[i] = (float)model_normal(&s);
+	swiglu_forward(&cpu, h, gu, N, I);
+	for (size_t i = 0; i < N * I; i += 7) {
+		size_t r = i / I, k = i % I;
+		double g = gu[r * 2 * I + k], u = gu[r * 2 * I + I + k];
+		assert_true(fabs(h[i] - g / (1 + exp(-g)) * u) < 1e-5 * (1 + fabs(h[i])));
+	}
+	swiglu_backward(&cpu, dgu, dh, gu, N, I);
+	for (size_t j = 0; j < N * 2 * I; j += 11) {
+		size_t r = j / (2 * I);
+		float keep = gu[j], ep = 1e-2f;
+		double lp = 0, lm = 0;
+		gu[j] = keep + ep;
+		swiglu_forward(&ref, h, gu, N, I);
+		for (size_t k = 0; k < I; k++)
+			lp += (double)dh[r * I + k] * h[r * I + k];
+		gu[j] = keep - ep;
+		swiglu_forward(&ref, h, gu, N, I);
+		for (size_t k = 0; k < I; k++)
+			lm += (double)dh[r * I + k] * h[r * I + k];
+		gu[j] = keep;
+		double fd = (lp - lm) / (2 * ep);
+		if (fabs(fd - dgu[j]) > 2e-3 * (1 + fabs(fd)))
+			fail_msg("swiglu grad %zu: %.6g, finite differences %.6g", j, dgu[j], fd);
+	}
+	free(gu);
+	free(h);
+	free(dh);
+	free(dgu);
+	free(cs);
+	free(x);
+	free(a);
+	free(b);
+	nn_ctx_free(&cpu);
+	nn_ctx_free(&ref);
+}
+
+int main(void)
+{
+	herr e;
+	if (!blas_get(&e)) {
+		fprintf(stderr, "%s\n", e.msg);
+		return 1;
+	}
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_layers),          cmocka_unit_test(test_config_errors), cmocka_unit_test(test_llama_gqa),
+		cmocka_unit_test(test_llama3_rope),     cmocka_unit_test(test_qwen2_bf16_tied), cmocka_unit_test(test_mistral),
+		cmocka_unit_test(test_lora_peft),       cmocka_unit_test(test_kv_cache),      cmocka_unit_test(test_save_load),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
