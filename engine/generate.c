@@ -10,6 +10,7 @@
 #include "ml/blas.h"
 #include "ml/bundle.h"
 #include "models/gpt2.h"
+#include "nn/nn.h"
 #include "ml/textgen.h"
 
 static const opt_spec generate_opts[] = {
@@ -77,27 +78,28 @@ static int load_bundle(herr *e, const char *path, gpt2 *m, bpe **b)
 	return rc;
 }
 
-static void write_logits(herr *e, const gpt2 *m, const uint32_t *ids, size_t n, const char *path, int *rc)
+static void write_logits(herr *e, const clm *m, const uint32_t *ids, size_t n, const char *path, int *rc)
 {
-	if (n == 0 || n > (size_t)m->cfg.n_positions) {
-		*rc = herr_set(e, "--logits: the prompt has %zu tokens; the model takes 1 to %d", n, m->cfg.n_positions);
+	int V = clm_vocab(m);
+	if (n == 0 || n > (size_t)clm_max_pos(m)) {
+		*rc = herr_set(e, "--logits: the prompt has %zu tokens; the model takes 1 to %d", n, clm_max_pos(m));
 		return;
 	}
-	gpt2_ws *w = gpt2_ws_new(m, 1, (int)n, 1);
-	gpt2_forward(m, w, ids, NULL);
-	const float *lg = gpt2_logits(w);
+	clm_ws *w = clm_ws_new_on(m, 1, (int)n, 1, &nn_cpu);
+	clm_forward(w, ids, NULL);
+	const float *lg = clm_logits(w);
 	buf o;
 	buf_init(&o);
 	buf_adds(&o, "{\"ids\": [");
 	for (size_t i = 0; i < n; i++)
 		buf_printf(&o, "%s%u", i ? ", " : "", ids[i]);
-	buf_printf(&o, "], \"vocab\": %d, \"logits\": [", m->cfg.vocab);
-	for (size_t i = 0; i < n * (size_t)m->cfg.vocab; i++)
+	buf_printf(&o, "], \"vocab\": %d, \"logits\": [", V);
+	for (size_t i = 0; i < n * (size_t)V; i++)
 		buf_printf(&o, "%s%.9g", i ? ", " : "", (double)lg[i]);
 	buf_adds(&o, "]}\n");
 	*rc = fs_write_atomic(e, path, o.p, o.len);
 	buf_free(&o);
-	gpt2_ws_free(w);
+	clm_ws_free(w);
 }
 
 int generate_main(int argc, char **argv)
@@ -146,7 +148,9 @@ int generate_main(int argc, char **argv)
 	if (!model || (!tokp && !is_bundle) || !prompt)
 		return opt_usage_error(&generate_verb, "give MODEL, --tokenizer (unless MODEL is a bundle or a .gguf) and --prompt");
 	herr e = {{0}, {0}};
-	gpt2 m;
+	gpt2 gm;
+	memset(&gm, 0, sizeof gm);
+	clm m;
 	memset(&m, 0, sizeof m);
 	bpe *b = NULL;
 	int rc = blas_get(&e) ? 0 : -1;
@@ -157,23 +161,33 @@ int generate_main(int argc, char **argv)
 		rc = load_tokenizer(&e, tokp, &b);
 	size_t ml = strlen(model);
 	int is_gguf = ml > 5 && !strcmp(model + ml - 5, ".gguf");
-	if (rc == 0)
-		rc = is_gguf ? deploy_load_gguf(&e, model, &m, &b)
-		     : is_bundle ? load_bundle(&e, model, &m, &b) : gpt2_load_dir(&e, &m, model);
+	/* a GGUF file and a bundle hold a GPT-2; a folder any language model */
+	if (rc == 0 && (is_gguf || is_bundle)) {
+		rc = is_gguf ? deploy_load_gguf(&e, model, &gm, &b) : load_bundle(&e, model, &gm, &b);
+		if (rc == 0 && gm.cfg.ncls) {
+			rc = herr_set(&e, "%s is a classifier (GPT2ForSequenceClassification), not a language model", model);
+			gpt2_free(&gm);
+		}
+		if (rc == 0)
+			m = clm_of_gpt2(&gm);
+	} else if (rc == 0) {
+		rc = clm_load_dir(&e, &m, model);
+	}
 	int loaded = rc == 0;
-	if (rc == 0 && m.cfg.ncls)
-		rc = herr_set(&e, "%s is a classifier (GPT2ForSequenceClassification), not a language model", model);
-	if (rc == 0 && bpe_vocab_size(b) > (size_t)m.cfg.vocab)
-		rc = herr_set(&e, "%s: the tokenizer has %zu tokens, the model %d", tokp ? tokp : model, bpe_vocab_size(b), m.cfg.vocab);
+	if (rc == 0 && bpe_vocab_size(b) > (size_t)clm_vocab(&m))
+		rc = herr_set(&e, "%s: the tokenizer has %zu tokens, the model %d", tokp ? tokp : model, bpe_vocab_size(b),
+		              clm_vocab(&m));
 	if (rc == 0 && adapter) {
-		gpt2_lora lo;
-		rc = gpt2_lora_load(&e, &lo, &m, adapter);
+		lora lo;
+		rc = clm_lora_load(&e, &lo, &m, adapter);
 		if (rc == 0) {
-			gpt2_lora_merge(&lo, &m);
-			gpt2_lora_free(&lo);
+			clm_lora_merge(&lo, &m);
+			lora_free(&lo);
 		}
 	}
-	if (rc == 0 && quant && deploy_round_trip(&e, &m, quant) != 0)
+	if (rc == 0 && quant && !m.g)
+		rc = herr_set(&e, "--quant: the stored GGUF types are for GPT-2 models; %s is a %s", model, clm_name(&m));
+	else if (rc == 0 && quant && deploy_round_trip(&e, m.g, quant) != 0)
 		rc = herr_prefix(&e, "--quant");
 	uint32_t *ids = NULL;
 	size_t n = 0, cap = 0;
@@ -209,8 +223,10 @@ int generate_main(int argc, char **argv)
 	free(ids);
 	if (b)
 		bpe_free(b);
-	if (loaded)
-		gpt2_free(&m);
+	if (loaded && m.g == &gm)
+		gpt2_free(&gm);
+	else if (loaded)
+		clm_free(&m);
 	return rc ? 1 : 0;
 }
 

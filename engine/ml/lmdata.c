@@ -101,7 +101,7 @@ double lm_eval(lm_batch *l, const lm_split *sp, double *acc, double *targets)
 {
 	double loss = 0, count = 0, right = 0;
 	uint32_t idx[4096];
-	int V = l->m->cfg.vocab;
+	int V = clm_vocab(l->m);
 	for (size_t at = 0; at < sp->n; at += (size_t)l->B) {
 		int nb = sp->n - at < (size_t)l->B ? (int)(sp->n - at) : l->B;
 		for (int b = 0; b < nb; b++)
@@ -110,10 +110,10 @@ double lm_eval(lm_batch *l, const lm_split *sp, double *acc, double *targets)
 		double cnt = 0;
 		for (int i = 0; i < l->B * l->T; i++)
 			cnt += l->tg[i] >= 0;
-		double ls = gpt2_forward(l->m, l->ws, l->ids, l->tg);
+		double ls = clm_forward(l->ws, l->ids, l->tg);
 		loss += ls * cnt;
 		count += cnt;
-		const float *lg = gpt2_logits(l->ws);
+		const float *lg = clm_logits(l->ws);
 		for (int i = 0; acc && i < l->B * l->T; i++) {
 			if (l->tg[i] < 0)
 				continue;

@@ -1,15 +1,16 @@
 /*
  * lmdata — token-id datasets as a language model reads them: rows of ids
  * (tokenize's output: packed blocks, or prompt/completion rows with
- * mask.u8), batched into ids and next-token targets for gpt2, and scored.
+ * mask.u8), batched into ids and next-token targets for a language model (clm), and scored.
  *
- * Relies on: mldata (the dataset), gpt2.
+ * Relies on: mldata (the dataset), clm, gpt2 (classifiers).
  * Ownership: an lm_split owns its reader, ids, mask and row table; an
  * lm_batch points at a model and workspace it does not own.
  */
 #ifndef HONE_LMDATA_H
 #define HONE_LMDATA_H
 
+#include "../models/clm.h"
 #include "../models/gpt2.h"
 #include "mldata.h"
 
@@ -32,8 +33,8 @@ void lm_close(lm_split *l);
 int lm_require_targets(herr *e, const lm_split *sp, const char *who, const char *label);
 
 typedef struct lm_batch {
-	gpt2 *m;
-	gpt2_ws *ws;
+	clm *m;       /* a language model of any architecture */
+	clm_ws *ws;
 	lm_split *tr, *va;
 	int B, T;
 	uint32_t *ids;

@@ -4,13 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-void textgen_init(textgen *g, const gpt2 *m, const bpe *b, const nn_ops *ops)
+void textgen_init(textgen *g, const clm *m, const bpe *b, const nn_ops *ops)
 {
 	memset(g, 0, sizeof *g);
 	g->m = m;
 	g->b = b;
-	g->kv = ops ? gpt2_kv_new_on(m, ops) : gpt2_kv_new(m);
-	g->logits = xmalloc((size_t)m->cfg.vocab * sizeof *g->logits);
+	g->kv = clm_kv_new_on(m, ops);
+	g->logits = xmalloc((size_t)clm_vocab(m) * sizeof *g->logits);
 	g->eos = bpe_token_id(b, "<|endoftext|>", 13);
 	g->smp.top_p = 1;
 	g->max_tokens = 64;
@@ -18,19 +18,18 @@ void textgen_init(textgen *g, const gpt2 *m, const bpe *b, const nn_ops *ops)
 
 void textgen_free(textgen *g)
 {
-	gpt2_kv_free(g->kv);
+	clm_kv_free(g->kv);
 	free(g->logits);
 	memset(g, 0, sizeof *g);
 }
 
 int textgen_run(textgen *g, const uint32_t *ids, size_t n, buf *out, FILE *stream, const char **why, double *prompt_s)
 {
-	gpt2_kv_reset(g->kv);
+	clm_kv_reset(g->kv);
 	double t0 = now_seconds();
-	int full = 0, made = 0, stopped = 0;
+	int full = 0, made = 0, stopped = 0, ctx = clm_kv_max(g->kv);
 	if (n)
-		full = gpt2_prefill(g->m, g->kv, ids, n > (size_t)g->m->cfg.n_positions ? g->m->cfg.n_positions : (int)n, g->logits) != 0 ||
-		       n > (size_t)g->m->cfg.n_positions;
+		full = clm_prefill(g->kv, ids, n > (size_t)ctx ? ctx : (int)n, g->logits) != 0 || n > (size_t)ctx;
 	if (prompt_s)
 		*prompt_s = now_seconds() - t0;
 	*why = full ? "the prompt fills the context" : n ? "max tokens" : "an empty prompt";
@@ -40,7 +39,7 @@ int textgen_run(textgen *g, const uint32_t *ids, size_t n, buf *out, FILE *strea
 	buf piece;
 	buf_init(&piece);
 	while (!full && !stopped && made < g->max_tokens && n) {
-		uint32_t id = gpt2_sample(&g->smp, g->logits, g->m->cfg.vocab);
+		uint32_t id = gpt2_sample(&g->smp, g->logits, clm_vocab(g->m));
 		if (g->eos >= 0 && id == (uint32_t)g->eos) {
 			*why = "<|endoftext|>";
 			break;
@@ -66,7 +65,7 @@ int textgen_run(textgen *g, const uint32_t *ids, size_t n, buf *out, FILE *strea
 			fflush(stream);
 			printed = out->len - keep;
 		}
-		if (!stopped && gpt2_step(g->m, g->kv, id, g->logits) != 0) {
+		if (!stopped && clm_step(g->kv, id, g->logits) != 0) {
 			*why = "the context is full";
 			break;
 		}

@@ -1,10 +1,10 @@
 /*
- * textgen — continuing a prompt with a GPT-2 and a BPE tokenizer: the KV
+ * textgen — continuing a prompt with a causal language model (GPT-2, Llama) and a BPE tokenizer: the KV
  * cache, the sampler, stop texts and <|endoftext|>; shared by `hone
  * generate` and the generate stage. And the scores of generated text
  * against a reference: exact match and ROUGE-L.
  *
- * Relies on: gpt2, io/bpe.
+ * Relies on: clm, io/bpe.
  * Ownership: the caller owns the model, tokenizer and cache; text goes into
  * the caller's buf.
  */
@@ -13,12 +13,12 @@
 
 #include <stdio.h>
 #include "../io/bpe.h"
-#include "../models/gpt2.h"
+#include "../models/clm.h"
 
 typedef struct textgen {
-	const gpt2 *m;
+	const clm *m;
 	const bpe *b;
-	gpt2_kv *kv;
+	clm_kv *kv;
 	float *logits;
 	int64_t eos;       /* <|endoftext|>, or -1 */
 	gpt2_sampler smp;
@@ -28,7 +28,7 @@ typedef struct textgen {
 } textgen;
 
 /* ops: the backend the model runs on (NULL: the CPU) */
-void textgen_init(textgen *g, const gpt2 *m, const bpe *b, const struct nn_ops *ops);
+void textgen_init(textgen *g, const clm *m, const bpe *b, const struct nn_ops *ops);
 void textgen_free(textgen *g);
 /* Feeds ids[0..n) from an empty cache and appends the continuation to out
  * (cut before a stop text). With stream, prints it as it comes, holding back

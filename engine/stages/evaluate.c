@@ -226,15 +226,17 @@ static int hf_arch(const char *dir, model_arch *arch)
 static int lm_score_model(kctx *c, const kinput *mi, const kinput *di, const char *quant, double *loss, double *acc,
                           double *tokens)
 {
-	gpt2 m;
-	if (gpt2_load_dir(&c->err, &m, mi->path) != 0)
+	clm m;
+	if (clm_load_dir(&c->err, &m, mi->path) != 0)
 		return herr_prefix(&c->err, "evaluate: %s", mi->label);
-	if (quant && deploy_round_trip(&c->err, &m, quant) != 0) {
-		gpt2_free(&m);
+	if (quant && (!m.g ? herr_set(&c->err, "quant: the stored GGUF types are for GPT-2 models; %s is a %s", mi->label,
+	                              clm_name(&m))
+	                   : deploy_round_trip(&c->err, m.g, quant)) != 0) {
+		clm_free(&m);
 		return herr_prefix(&c->err, "evaluate");
 	}
 	lm_split sp;
-	int rc = lm_open(&c->err, &sp, di->path, di->label, m.cfg.vocab, m.cfg.n_positions);
+	int rc = lm_open(&c->err, &sp, di->path, di->label, clm_vocab(&m), clm_max_pos(&m));
 	if (rc == 0)
 		rc = lm_require_targets(&c->err, &sp, "evaluate", di->label);
 	if (rc == 0) {
@@ -242,15 +244,17 @@ static int lm_score_model(kctx *c, const kinput *mi, const kinput *di, const cha
 		for (size_t i = 0; i < sp.n; i++)
 			T = (int)sp.len[i] > T ? (int)sp.len[i] : T;
 		int B = sp.n < 16 ? (int)sp.n : 16;
-		lm_batch l = {&m, gpt2_ws_new(&m, B, T, c->threads), &sp, &sp, B, T,
+		rc = clm_check_len(&c->err, &m, T, "evaluate");
+		lm_batch l = {&m, rc ? NULL : clm_ws_new_on(&m, B, T, c->threads, &nn_cpu), &sp, &sp, B, T,
 		              xmalloc((size_t)B * (size_t)T * sizeof(uint32_t)), xmalloc((size_t)B * (size_t)T * sizeof(int32_t)), 0};
-		*loss = lm_eval(&l, &sp, acc, tokens);
-		gpt2_ws_free(l.ws);
+		if (rc == 0)
+			*loss = lm_eval(&l, &sp, acc, tokens);
+		clm_ws_free(l.ws);
 		free(l.ids);
 		free(l.tg);
 	}
 	lm_close(&sp);
-	gpt2_free(&m);
+	clm_free(&m);
 	return rc;
 }
 

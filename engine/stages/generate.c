@@ -34,7 +34,7 @@ typedef struct row_out {
 
 typedef struct gen_job {
 	kctx *c;
-	const gpt2 *m;
+	const clm *m;
 	const bpe *b;
 	const lm_split *sp;
 	const int64_t *plen;
@@ -85,19 +85,16 @@ static int is_model(const kinput *in)
 /* every row's generation with one model; *tps its tokens/s */
 static int run_model(kctx *c, const kinput *mi, gen_job *j, double *tps)
 {
-	gpt2 m;
-	if (gpt2_load_dir(&c->err, &m, mi->path) != 0)
+	clm m;
+	if (clm_load_dir(&c->err, &m, mi->path) != 0)
 		return herr_prefix(&c->err, "generate: %s", mi->label);
-	int rc = 0;
-	if (m.cfg.ncls)
-		rc = kctx_fail(c, "generate: %s is a classifier (GPT2ForSequenceClassification), not a language model", mi->label);
-	else if (bpe_vocab_size(j->b) > (size_t)m.cfg.vocab)
-		rc = kctx_fail(c, "generate: the tokenizer has %zu tokens, the model %s %d", bpe_vocab_size(j->b), mi->label,
-		               m.cfg.vocab);
+	int rc = 0, V = clm_vocab(&m), P = clm_max_pos(&m);
+	if (bpe_vocab_size(j->b) > (size_t)V)
+		rc = kctx_fail(c, "generate: the tokenizer has %zu tokens, the model %s %d", bpe_vocab_size(j->b), mi->label, V);
 	for (size_t i = 0; rc == 0 && i < j->n; i++)
-		if (j->plen[i] < 1 || j->plen[i] >= m.cfg.n_positions)
+		if (j->plen[i] < 1 || j->plen[i] >= P)
 			rc = kctx_fail(c, "generate: row %zu: a prompt of %lld tokens; the model %s takes 1 to %d", i + 1,
-			               (long long)j->plen[i], mi->label, m.cfg.n_positions - 1);
+			               (long long)j->plen[i], mi->label, P - 1);
 	if (rc == 0) {
 		j->m = &m;
 		atomic_store(&j->done, 0);
@@ -111,7 +108,7 @@ static int run_model(kctx *c, const kinput *mi, gen_job *j, double *tps)
 			toks += j->out[i].tokens;
 		*tps = el > 0 ? toks / el : 0;
 	}
-	gpt2_free(&m);
+	clm_free(&m);
 	return rc;
 }
 

@@ -588,8 +588,8 @@ void train_finish_summary(kctx *c, buf *sum, const tstate *s, const char *metric
 		kctx_metric(c, "best_epoch", (double)s->best_epoch);
 }
 
-/* A GPT-2's outputs: the Hugging Face folder, curve.jsonl and train.json */
-static int gpt2_outputs(kctx *c, const char *outdir, const gpt2 *m, const buf *curve, const buf *summary)
+/* A transformer's outputs: the Hugging Face folder, curve.jsonl and train.json */
+static int model_outputs(kctx *c, const char *outdir, const clm *m, const buf *curve, const buf *summary)
 {
 	char *dir = NULL;
 	int rc = kctx_out_path(c, outdir, "curve.jsonl", &dir);
@@ -598,7 +598,7 @@ static int gpt2_outputs(kctx *c, const char *outdir, const gpt2 *m, const buf *c
 	free(dir);
 	dir = NULL;
 	if (rc == 0)
-		rc = gpt2_save_dir(&c->err, m, NULL, outdir);
+		rc = clm_save_dir(&c->err, m, outdir);
 	if (rc == 0 && (rc = kctx_out_path(c, outdir, "train.json", &dir)) == 0)
 		rc = fs_write_atomic(&c->err, dir, summary->p, summary->len);
 	free(dir);
@@ -679,14 +679,14 @@ int train_copy_tokenize(kctx *c, const kinput *ti, const char *outdir)
 
 /* The train split and the optional val split as token rows, and their
  * longest row (the batch's T). */
-static int lm_open_splits(kctx *c, const gpt2 *m, const kinput *ti, const kinput *vi, lm_split *tr, lm_split *va, int *T,
+static int lm_open_splits(kctx *c, const clm *m, const kinput *ti, const kinput *vi, lm_split *tr, lm_split *va, int *T,
                           int lm)
 {
 	/* lm: the rows must hold next-token targets (a classifier's need none) */
 	memset(va, 0, sizeof *va);
-	int rc = lm_open(&c->err, tr, ti->path, ti->label, m->cfg.vocab, m->cfg.n_positions);
+	int rc = lm_open(&c->err, tr, ti->path, ti->label, clm_vocab(m), clm_max_pos(m));
 	if (rc == 0 && vi)
-		rc = lm_open(&c->err, va, vi->path, vi->label, m->cfg.vocab, m->cfg.n_positions);
+		rc = lm_open(&c->err, va, vi->path, vi->label, clm_vocab(m), clm_max_pos(m));
 	if (rc == 0 && !lm && tr->n == 0)
 		rc = kctx_fail(c, "train: %s has no rows", ti->label);
 	if (rc == 0 && lm)
@@ -698,6 +698,8 @@ static int lm_open_splits(kctx *c, const gpt2 *m, const kinput *ti, const kinput
 		*T = (int)tr->len[i] > *T ? (int)tr->len[i] : *T;
 	for (size_t i = 0; rc == 0 && vi && i < va->n; i++)
 		*T = (int)va->len[i] > *T ? (int)va->len[i] : *T;
+	if (rc == 0)
+		rc = clm_check_len(&c->err, m, *T, "train");
 	return rc;
 }
 
@@ -736,70 +738,71 @@ int train_batch(const tcfg *cf, size_t n)
 	return (int)(b > 4096 ? 4096 : b);
 }
 
-/* method = "lora": adapters on the targets (default c_attn), the base frozen (m->lora set) */
-static int lora_setup(kctx *c, const hval *p, gpt2 *m, gpt2_lora *lo, uint64_t seed)
+/* method = "lora": adapters on the targets (the architecture's default:
+ * c_attn for GPT-2, q_proj and v_proj for Llama), the base frozen */
+static int lora_setup(kctx *c, const hval *p, clm *m, lora *lo, uint64_t seed)
 {
 	lora_arch a;
-	gpt2_lora_arch(m, &a);
-	static const char *const dflt[] = {"c_attn", NULL};
-	if (train_lora_init(c, p, &a, dflt, m->cfg.n_embd, "n_embd", lo, seed) != 0)
+	clm_lora_arch(m, &a);
+	if (train_lora_init(c, p, &a, clm_lora_default(m), clm_width(m), m->l ? "hidden_size" : "n_embd", lo, seed) != 0)
 		return -1;
-	if (m->cfg.ncls)
-		gpt2_lora_add_head(lo, m);
-	m->lora = lo;
+	if (m->g && m->g->cfg.ncls)
+		gpt2_lora_add_head(lo, m->g);
+	clm_set_lora(m, lo);
 	return 0;
 }
 
 /* The adapter (PEFT's layout) in outdir/adapter, then the base with it merged */
-static int lora_finish(kctx *c, gpt2 *m, gpt2_lora *lo, const char *outdir)
+static int lora_finish(kctx *c, clm *m, lora *lo, const char *outdir)
 {
 	char *dir = NULL;
 	int rc = kctx_out_path(c, outdir, "adapter/adapter_config.json", &dir);
 	char *ad = rc == 0 ? path_dirname(dir) : NULL;
 	if (rc == 0)
-		rc = gpt2_lora_save(&c->err, lo, ad);
+		rc = lora_save(&c->err, lo, ad);
 	free(ad);
 	free(dir);
-	gpt2_lora_merge(lo, m);
-	m->lora = NULL;
+	clm_lora_merge(lo, m);
+	clm_set_lora(m, NULL);
 	return rc;
 }
 
-/* After training a GPT-2: the best epoch's weights; with LoRA, the adapter
- * saved and merged into the base */
-static int gpt2_keep_best(kctx *c, gpt2 *m, gpt2_lora *lo, const tstate *s, int has_val, const char *outdir)
+/* After training: the best epoch's weights; with LoRA, the adapter saved
+ * and merged into the base */
+static int keep_best(kctx *c, clm *m, lora *lo, const tstate *s, int has_val, const char *outdir)
 {
 	if (has_val && s->best_epoch > 0)
-		memcpy(lo ? lo->p : m->p, s->best_p, (lo ? lo->n : m->nparams) * sizeof(float));
+		memcpy(lo ? lo->p : clm_params(m), s->best_p, (lo ? lo->n : clm_nparams(m)) * sizeof(float));
 	return lo ? lora_finish(c, m, lo, outdir) : 0;
 }
 
-/* A GPT-2's learner on a device workspace: the parameters the loop updates
- * there (the model's copy, or the adapters'), and the products' precision */
-static void device_learner(kctx *c, const hval *p, learner *L, gpt2_ws *ws, gpt2 *m, int lora)
+/* A transformer's learner on a device workspace (context nc): the
+ * parameters the loop updates there (dp: the model's copy, or the
+ * adapters'), and the products' precision */
+static void device_learner(kctx *c, const hval *p, learner *L, nn_ctx *nc, float *dp)
 {
-	nn_ctx *nc = gpt2_ws_nn(ws);
 	if (nn_on_host(nc->ops))
 		return;
 	L->nn = nc;
-	L->dp = lora ? gpt2_ws_lora_params(ws, m) : gpt2_ws_params(ws, m);
+	L->dp = dp;
 	const char *prec = hval_get_str(p, "precision", "bf16");
 	nc->precision = !strcmp(prec, "bf16") ? NN_BF16 : NN_FP32;
 	kctx_log(c, "train: on device %s, %s", nc->ops->name, prec);
 }
 
-/* --- language models: GPT-2 on token ids ---------------------------------------------- */
+/* --- language models (GPT-2, the Llama family) on token ids ---------------------------------------------- */
 
 static double lm_step(void *ud, const uint32_t *idx, int nb, uint64_t step, float **grad)
 {
 	lm_batch *l = ud;
 	lm_fill(l, l->tr, idx, nb);
-	if (l->m->lora && l->m->lora->dropout > 0)
-		gpt2_ws_dropout(l->ws, train_mix(l->seed ^ (step * 0x9E3779B97F4A7C15ull)) | 1);
-	double loss = gpt2_forward(l->m, l->ws, l->ids, l->tg);
-	gpt2_backward(l->m, l->ws);
-	gpt2_ws_dropout(l->ws, 0);
-	*grad = l->m->lora ? gpt2_lora_grad(l->ws) : gpt2_grad(l->ws);
+	const lora *lo = clm_lora(l->m);
+	if (lo && lo->dropout > 0)
+		clm_ws_dropout(l->ws, train_mix(l->seed ^ (step * 0x9E3779B97F4A7C15ull)) | 1);
+	double loss = clm_forward(l->ws, l->ids, l->tg);
+	clm_backward(l->ws);
+	clm_ws_dropout(l->ws, 0);
+	*grad = lo ? clm_lora_grad(l->ws) : clm_grad(l->ws);
 	return loss;
 }
 
@@ -818,18 +821,18 @@ static int train_lm(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, co
 	const char *metric = cf->metric ? cf->metric : "loss";
 	if (strcmp(metric, "loss") && strcmp(metric, "perplexity"))
 		return kctx_fail(c, "train: metric: a language model is selected on loss or perplexity, not %s", metric);
-	gpt2 m;
-	if (gpt2_load_dir(&c->err, &m, base->path) != 0)
+	clm m;
+	if (clm_load_dir(&c->err, &m, base->path) != 0)
 		return herr_prefix(&c->err, "train: base %s", base->label);
 	lm_split tr, va;
 	int T;
 	int rc = lm_open_splits(c, &m, ti, vi, &tr, &va, &T, 1);
 	int B = train_batch(cf, tr.n);
 	/* LoRA: adapters on the targets, the base frozen */
-	int lora = !strcmp(hval_get_str(p, "method", "full"), "lora");
-	gpt2_lora lo;
+	int use_lora = !strcmp(hval_get_str(p, "method", "full"), "lora");
+	lora lo;
 	memset(&lo, 0, sizeof lo);
-	if (rc == 0 && lora)
+	if (rc == 0 && use_lora)
 		rc = lora_setup(c, p, &m, &lo, (uint64_t)cf->seed);
 	lm_batch l = {&m, NULL, &tr, &va, B, T, NULL, NULL, (uint64_t)cf->seed};
 	tstate s;
@@ -838,27 +841,29 @@ static int train_lm(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, co
 	memset(&lr, 0, sizeof lr);
 	const nn_ops *ops = nn_backend(&c->err, hval_get_str(p, "device", "cpu"));
 	if (rc == 0) {
-		l.ws = gpt2_ws_new_on(&m, B, T, c->threads, ops);
+		l.ws = clm_ws_new_on(&m, B, T, c->threads, ops);
 		l.ids = xmalloc((size_t)B * (size_t)T * sizeof *l.ids);
 		l.tg = xmalloc((size_t)B * (size_t)T * sizeof *l.tg);
-		learner L = {lora ? lo.p : m.p, lora ? lo.n : m.nparams, lm_step, lm_score, &l, NULL, NULL};
-		device_learner(c, p, &L, l.ws, &m, lora);
+		learner L = {use_lora ? lo.p : clm_params(&m), use_lora ? lo.n : clm_nparams(&m), lm_step, lm_score, &l, NULL, NULL};
+		kctx_log(c, "train: a %s of %zu parameters", clm_name(&m), clm_nparams(&m));
+		device_learner(c, p, &L, clm_ws_nn(l.ws), use_lora ? clm_ws_lora_params(l.ws) : clm_ws_params(l.ws));
 		rc = train_loop(c, cf, &L, tr.n, vi != NULL, metric, 0, &s, &lr);
 	}
 	if (rc == 0) {
-		rc = gpt2_keep_best(c, &m, lora ? &lo : NULL, &s, vi != NULL, outdir);
+		rc = keep_best(c, &m, use_lora ? &lo : NULL, &s, vi != NULL, outdir);
 		buf sum;
 		buf_init(&sum);
 		double el = now_seconds() - lr.t0;
+		size_t np = clm_nparams(&m);
 		buf_printf(&sum, "{\"task\": \"causal_lm\", \"method\": \"%s\", \"steps\": %lld, \"batch\": %d, \"block\": %d, "
 		           "\"params\": %zu, \"trainable\": %zu, \"metric\": \"%s\", \"best_epoch\": %lld, \"best\": ",
-		           lora ? "lora" : "full", s.step, B, T, m.nparams, lora ? lo.n : m.nparams, metric, s.best_epoch);
-		kctx_metric(c, "params", (double)m.nparams);
+		           use_lora ? "lora" : "full", s.step, B, T, np, use_lora ? lo.n : np, metric, s.best_epoch);
+		kctx_metric(c, "params", (double)np);
 		train_finish_summary(c, &sum, &s, metric, vi != NULL, lr.resumed, 1);
 		if (rc == 0)
-			rc = gpt2_outputs(c, outdir, &m, &s.curve, &sum);
+			rc = model_outputs(c, outdir, &m, &s.curve, &sum);
 		buf_free(&sum);
-		kctx_metric(c, "trainable", (double)(lora ? lo.n : m.nparams));
+		kctx_metric(c, "trainable", (double)(use_lora ? lo.n : np));
 		if (vi) {
 			kctx_metric(c, "val_loss", !strcmp(metric, "loss") ? s.best : log(s.best));
 			kctx_metric(c, "val_perplexity", !strcmp(metric, "loss") ? exp(s.best) : s.best);
@@ -866,15 +871,15 @@ static int train_lm(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, co
 		if (el > 0 && s.step > lr.t_start)
 			kctx_metric(c, "tokens_per_s", round((double)(s.step - lr.t_start) * B * T / el));
 	}
-	gpt2_ws_free(l.ws);
+	clm_ws_free(l.ws);
 	free(l.ids);
 	free(l.tg);
 	tstate_free(&s);
 	lm_close(&tr);
 	if (vi)
 		lm_close(&va);
-	gpt2_lora_free(&lo);
-	gpt2_free(&m);
+	lora_free(&lo);
+	clm_free(&m);
 	return rc;
 }
 
@@ -934,6 +939,7 @@ static int train_seqcls(kctx *c, const hval *p, const tcfg *cf, const kinput *ti
 	gpt2 m;
 	if (gpt2_load_dir(&c->err, &m, base->path) != 0)
 		return herr_prefix(&c->err, "train: base %s", base->label);
+	clm cm = clm_of_gpt2(&m);
 	lm_split tr, va;
 	ml_split ytr, yva;
 	memset(&ytr, 0, sizeof ytr);
@@ -941,7 +947,7 @@ static int train_seqcls(kctx *c, const hval *p, const tcfg *cf, const kinput *ti
 	clf_model proxy;
 	memset(&proxy, 0, sizeof proxy);
 	int T;
-	int rc = lm_open_splits(c, &m, ti, vi, &tr, &va, &T, 0);
+	int rc = lm_open_splits(c, &cm, ti, vi, &tr, &va, &T, 0);
 	if (rc == 0 && m.cfg.ncls == 0) {
 		/* the classes: the train split's values, sorted */
 		uint32_t k;
@@ -953,11 +959,11 @@ static int train_seqcls(kctx *c, const hval *p, const tcfg *cf, const kinput *ti
 	}
 	if (rc == 0)
 		rc = train_class_ids(c, &proxy, target, m.labels, m.cfg.ncls, ti, vi, &ytr, &yva);
-	int lora = !strcmp(hval_get_str(p, "method", "full"), "lora");
-	gpt2_lora lo;
+	int use_lora = !strcmp(hval_get_str(p, "method", "full"), "lora");
+	lora lo;
 	memset(&lo, 0, sizeof lo);
-	if (rc == 0 && lora)
-		rc = lora_setup(c, p, &m, &lo, (uint64_t)cf->seed);
+	if (rc == 0 && use_lora)
+		rc = lora_setup(c, p, &cm, &lo, (uint64_t)cf->seed);
 	int B = train_batch(cf, tr.n);
 	seq_learn l;
 	memset(&l, 0, sizeof l);
@@ -971,28 +977,28 @@ static int train_seqcls(kctx *c, const hval *p, const tcfg *cf, const kinput *ti
 		                c->threads, xmalloc((size_t)B * (size_t)T * sizeof *l.ids), xmalloc((size_t)B * sizeof *l.last),
 		                xmalloc((size_t)B * sizeof *l.lab), vi ? xmalloc((va.n ? va.n : 1) * (size_t)m.cfg.ncls * sizeof(double)) : NULL,
 		                (uint64_t)cf->seed};
-		learner L = {lora ? lo.p : m.p, lora ? lo.n : m.nparams, seq_step, seq_score, &l, NULL, NULL};
-		device_learner(c, p, &L, l.ws, &m, lora);
+		learner L = {use_lora ? lo.p : m.p, use_lora ? lo.n : m.nparams, seq_step, seq_score, &l, NULL, NULL};
+		device_learner(c, p, &L, gpt2_ws_nn(l.ws), use_lora ? gpt2_ws_lora_params(l.ws, &m) : gpt2_ws_params(l.ws, &m));
 		kctx_metric(c, "params", (double)m.nparams);
 		rc = train_loop(c, cf, &L, tr.n, vi != NULL, metric, ml_metric_higher(metric), &s, &lr);
 	}
 	if (rc == 0) {
-		rc = gpt2_keep_best(c, &m, lora ? &lo : NULL, &s, vi != NULL, outdir);
+		rc = keep_best(c, &cm, use_lora ? &lo : NULL, &s, vi != NULL, outdir);
 		buf sum;
 		buf_init(&sum);
 		double el = now_seconds() - lr.t0;
 		buf_printf(&sum, "{\"task\": \"classification\", \"method\": \"%s\", \"trainable\": %zu, ",
-		           lora ? "lora" : "full", lora ? lo.n : m.nparams);
+		           use_lora ? "lora" : "full", use_lora ? lo.n : m.nparams);
 		train_classes_json(&sum, target, m.labels, m.cfg.ncls, proxy.prior);
 		buf_printf(&sum, "\"steps\": %lld, \"batch\": %d, \"block\": %d, \"params\": %zu, \"metric\": \"%s\", "
 		           "\"best_epoch\": %lld, \"best\": ", s.step, B, T, m.nparams, metric, s.best_epoch);
 		train_finish_summary(c, &sum, &s, metric, vi != NULL, lr.resumed, 0);
 		if (rc == 0)
-			rc = gpt2_outputs(c, outdir, &m, &s.curve, &sum);
+			rc = model_outputs(c, outdir, &cm, &s.curve, &sum);
 		if (rc == 0)
 			rc = train_copy_tokenize(c, ti, outdir);
 		buf_free(&sum);
-		kctx_metric(c, "trainable", (double)(lora ? lo.n : m.nparams));
+		kctx_metric(c, "trainable", (double)(use_lora ? lo.n : m.nparams));
 		if (el > 0 && s.step > lr.t_start)
 			kctx_metric(c, "examples_per_s", round((double)(s.step - lr.t_start) * B / el));
 	}
@@ -1009,7 +1015,7 @@ static int train_seqcls(kctx *c, const hval *p, const tcfg *cf, const kinput *ti
 	if (vi)
 		ml_split_close(&yva);
 	clf_free(&proxy);
-	gpt2_lora_free(&lo);
+	lora_free(&lo);
 	gpt2_free(&m);
 	return rc;
 }
@@ -1083,6 +1089,9 @@ static int k_train(kctx *c, const hval *p, const kinput *in, size_t nin, const c
 	if (base && out && out->t == HV_MAP && out->n == 1 && out->v[0].t == HV_STR && !strcmp(out->v[0].s, "tags"))
 		return kctx_fail(c, "train: output { %s = \"tags\" }: tagging needs a BERT base (BertForTokenClassification)",
 		                 out->k[0]);
+	if (base && out && arch == ARCH_LLAMA)
+		return kctx_fail(c, "train: output = { ... }: a classification head on a Llama-family base is not supported; "
+		                 "GPT-2 and BERT bases have one, or train the Llama as a language model (no output)");
 	if (base && out)
 		return train_seqcls(c, p, &cf, ti, vi, base, outdir);
 	if (base)

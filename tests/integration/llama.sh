@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The Llama family end to end: a new LlamaForCausalLM (grouped-query heads)
+# pre-trained, fine-tuned in full and with LoRA on the seven projections,
+# evaluated against its base, generating text; a Hugging Face checkpoint in
+# bf16 (Qwen2, tied head) fine-tuned and saved back in bf16 with its
+# config; bit-identical re-runs; the emulated device's bits; the errors a
+# user meets.
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+. "$(dirname "$0")/lib.sh"
+. "$ROOT/tests/toy_data.sh"
+
+toy_docs 400 > docs.jsonl
+cat > p.lua <<'LUA'
+local d = ingest { "docs.jsonl", fields = { text = "text" } }
+local parts = split { d, train = 0.8, val = 0.2, seed = 1 }
+local tok = tokenizer { parts.train, vocab = 300 }
+local ids = tokenize { parts, tok, max_len = 24, pack = true }
+local base = model { arch = "llama", n_layer = 2, n_head = 4, n_kv_head = 2, n_embd = 32, n_positions = 32, vocab = 300,
+                     seed = 1, name = "base" }
+local full = train { ids.train, val = ids.val, base = base, lr = 0.003, batch = 8, epochs = 2, warmup = 5, seed = 1, name = "full" }
+local lo = train { ids.train, val = ids.val, base = full, method = "lora", rank = 4, targets = { "q_proj", "v_proj", "o_proj",
+                   "gate_proj", "up_proj", "down_proj", "k_proj" }, lora_dropout = 0.1, lr = 0.01, batch = 8, epochs = 1,
+                   seed = 1, name = "lora" }
+evaluate { full, ids.val, compare = base, name = "ev" }
+LUA
+obj() { "$HONE" show "${F:-p.lua}" "$1" | awk '/^path/ {print $2}'; }
+metric() { "$HONE" show "${F:-p.lua}" "$1" | grep -o "\"$2\":[0-9.e+-]*" | head -1 | cut -d: -f2; }
+hashes() { for s in "$@"; do sha256sum < "$(obj "$s")model.safetensors"; done | tr '\n' ' '; }
+check "a Llama pipeline runs (new model, full fine-tune, LoRA, evaluate)" "$HONE" run p.lua -q
+B=$(obj base)
+check "  ... the base is a LlamaForCausalLM with grouped-query heads" bash -c \
+	"grep -q '\"LlamaForCausalLM\"' '${B}config.json' && grep -q '\"num_key_value_heads\": 2' '${B}config.json'"
+check "  ... training lowers the validation perplexity ($(metric ev perplexity) < $(metric ev compare_perplexity))" \
+	awk -v a="$(metric ev perplexity)" -v b="$(metric ev compare_perplexity)" 'BEGIN { exit !(a < b / 2) }'
+check "  ... evaluate's perplexity is train's best (the same forward)" awk -v a="$(metric ev perplexity)" \
+	-v b="$(metric full val_perplexity)" 'BEGIN { exit !(a - b < 1e-9 * b && b - a < 1e-9 * b) }'
+L=$(obj lora)
+check "  ... LoRA saves a PEFT adapter on the seven projections" bash -c \
+	"grep -q '\"peft_type\": \"LORA\"' '${L}adapter/adapter_config.json' && grep -q down_proj '${L}adapter/adapter_config.json' && test -s '${L}adapter/adapter_model.safetensors'"
+check "  ... and trains only the adapters" eq "$(metric lora trainable)" "$((2 * 4 * (32 + 32 + 32 + 16 + 32 + 16 + 32 + 32 + 32 + 96 + 32 + 96 + 96 + 32)))"
+h1=$(hashes full lora)
+TK=$(obj tokenizer) M=$(obj full)
+check "hone generate runs a Llama with the cache" bash -c "'$HONE' generate '$M' --tokenizer '$TK' --prompt 'the cat' --max-tokens 8 -q | grep -q ."
+check "  ... --adapter gives what the merged model gives" eq \
+	"$("$HONE" generate "$M" --tokenizer "$TK" --adapter "${L}adapter" --prompt "a dog" --max-tokens 10 -q)" \
+	"$("$HONE" generate "$L" --tokenizer "$TK" --prompt "a dog" --max-tokens 10 -q)"
+check "  ... --quant says it is for GPT-2" fails_with 1 "for GPT-2 models" "$HONE" generate "$M" --tokenizer "$TK" --prompt a --quant q8_0
+rm -rf cache
+check "a fresh cache gives the same bits" "$HONE" run p.lua -q
+check "  ... full and LoRA weights identical" eq "$(hashes full lora)" "$h1"
+check "device = \"cuda\" (emulated on the CPU): the CPU's bits" env HONE_DEVICE_EMULATE=1 "$HONE" run p.lua -q --device cuda
+check "  ... full and LoRA weights identical" eq "$(F=p.lua; for s in full lora; do sha256sum < "$(HONE_DEVICE_EMULATE=1 "$HONE" show p.lua $s --device cuda | awk '/^path/ {print $2}')model.safetensors"; done | tr '\n' ' ')" "$h1"
+
+# a Hugging Face checkpoint in bf16 (Qwen2: q/k/v biases, tied head, one kv
+# head; made by tests/fixtures/llama/gen_llama_torch.py): fine-tuned, saved
+# back in bf16 with its own config.json
+sed 's|^local base = model {.*|local base = model { from = "q2" }|; /^ *seed = 1, name = "base" }/d' p.lua > q.lua
+cp -r "$ROOT/tests/fixtures/llama/qwen2_v300" q2
+F=q.lua
+check "a bf16 Qwen2 checkpoint fine-tunes, full and LoRA" "$HONE" run q.lua -q
+Q=$(obj full)
+check "  ... saved back in bf16 with its config.json" bash -c \
+	"head -c 2000 '${Q}model.safetensors' | grep -q '\"BF16\"' && cmp -s '${Q}config.json' q2/config.json"
+check "  ... the weights moved" bash -c "! cmp -s '${Q}model.safetensors' q2/model.safetensors"
+F=p.lua
+
+# errors
+sed 's/n_kv_head = 2/n_kv_head = 3/' p.lua > e1.lua
+check "n_head not a multiple of n_kv_head" fails_with 2 "multiple of n_kv_head 3" "$HONE" run e1.lua -q
+sed 's/targets = { "q_proj"/targets = { "c_attn", "q_proj"/' p.lua > e2.lua
+check "a GPT-2 LoRA target on a Llama names the Llama's" fails_with 1 "q_proj" "$HONE" run e2.lua -q
+sed 's/^evaluate.*/train { ids.train, base = full, output = { text = "category" }, name = "cls" }/' p.lua > e3.lua
+check "a classification head on a Llama is refused, saying what has one" fails_with 1 "GPT-2 and BERT bases have one" "$HONE" run e3.lua -q
+done_testing
