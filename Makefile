@@ -271,7 +271,10 @@ build/bench_bert: tests/bench/bench_bert.c tests/bench/bench_common.h $(LIB_OBJ)
 build/bench_wordpiece: tests/bench/bench_wordpiece.c $(LIB_OBJ)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -iquote engine -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
-build/bench_gpt2: tests/bench/bench_gpt2.c tests/bench/bench_common.h $(LIB_OBJ)
+build/bench_gpt2: tests/bench/bench_gpt2.c tests/bench/bench_common.h tests/bench/bench_lm.h $(LIB_OBJ)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -iquote engine -o $@ $< $(LIB_OBJ) $(LDLIBS)
+
+build/bench_llama: tests/bench/bench_llama.c tests/bench/bench_common.h tests/bench/bench_lm.h $(LIB_OBJ)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -iquote engine -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
 bench: deps-bench data
@@ -284,6 +287,7 @@ bench: deps-bench data
 	tests/bench/bpe_train.sh
 	tests/bench/train.sh
 	tests/bench/gpt2.sh
+	tests/bench/llama.sh
 	tests/bench/bert.sh
 
 clean:
