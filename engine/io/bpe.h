@@ -4,7 +4,8 @@
  * category), the byte <-> printable code point mapping, loading GPT-2's
  * encoder.json + vocab.bpe, and encoding / decoding.
  *
- * Relies on: utf8proc (categories), json, util.
+ * Relies on: utf8proc (categories), PCRE2 (a tokenizer.json's own split
+ * regex), json, util.
  * Ownership: a bpe owns its vocabulary and tables; bpe_free releases them.
  * Encoding writes into caller-owned arrays.
  */
@@ -19,11 +20,13 @@ typedef struct bpe bpe;
 
 /* Loads GPT-2's files (encoder.json: token -> id; vocab.bpe: merges). */
 int bpe_load_gpt2(herr *e, bpe **out, const char *encoder_json, const char *vocab_bpe);
-/* The same, from a folder holding encoder.json and vocab.bpe (a tokenizer
- * stage's output). */
+/* The same, from a folder (a tokenizer stage's output): its tokenizer.json
+ * when it has one (the pre-tokenizer and normalizer are in it), else
+ * encoder.json and vocab.bpe. */
 int bpe_load_dir(herr *e, bpe **out, const char *dir);
 /* Loads a Hugging Face tokenizer.json holding a byte-level BPE model (what
- * = name for messages). */
+ * = name for messages): GPT-2's ByteLevel pre-tokenizer, or a regex Split
+ * before a ByteLevel (Llama 3's, Qwen2's), normalizer none or NFC. */
 int bpe_load_hf(herr *e, bpe **out, const char *json, size_t n, const char *what);
 /* Writes b as a Hugging Face tokenizer.json (BPE model, ByteLevel pre-
  * tokenizer and decoder, <|endoftext|> as an added special token). */
@@ -82,6 +85,11 @@ int64_t bpe_token_id(const bpe *b, const char *s, size_t n);
  * Calls fn(ud, start, len) for each piece, in order, until fn returns
  * nonzero. */
 void bpe_pretokenize(const char *s, size_t n, int (*fn)(void *ud, const char *p, size_t len), void *ud);
+
+/* Splits text into pre-tokens as b does: GPT-2's rule above, or the
+ * regex Split of its tokenizer.json (Llama 3's, Qwen2's; PCRE2 with
+ * Unicode properties), after NFC when the tokenizer normalizes. */
+void bpe_pieces(const bpe *b, const char *s, size_t n, int (*fn)(void *ud, const char *p, size_t len), void *ud);
 
 /* Encodes text, appending ids to *ids (grown as needed). */
 int bpe_encode(const bpe *b, const char *s, size_t n, uint32_t **ids, size_t *nids, size_t *cap);

@@ -307,7 +307,8 @@ static int train_wordpiece(kctx *c, const hval *p, rec_reader *r, const int *fs,
 }
 
 /* Every tokenizer artifact: GPT-2's two files, loaded back (the checks every
- * tokenizer gets), and the same tokenizer as a Hugging Face tokenizer.json. */
+ * tokenizer gets; a tokenizer.json already there, from = one, is what is
+ * loaded), and the same tokenizer as a Hugging Face tokenizer.json. */
 static int finish_tokenizer(kctx *c, const char *outdir)
 {
 	bpe *b;
@@ -373,6 +374,11 @@ static int k_tokenizer(kctx *c, const hval *params, const kinput *in, size_t nin
 		}
 		if (rc == 0)
 			rc = write_out(c, outdir, "vocab.bpe", &mg);
+		if (rc == 0) { /* its pre-tokenizer and normalizer live in the tokenizer.json only */
+			js.len = 0;
+			bpe_hf_json(b, &js);
+			rc = write_out(c, outdir, "tokenizer.json", &js);
+		}
 		bpe_free(b);
 		buf_free(&js);
 		buf_free(&enc);
