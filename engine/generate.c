@@ -10,6 +10,7 @@
 #include "ml/blas.h"
 #include "ml/bundle.h"
 #include "models/gpt2.h"
+#include "models/llama.h"
 #include "nn/nn.h"
 #include "ml/textgen.h"
 
@@ -309,6 +310,27 @@ int quantize_main(int argc, char **argv)
 	memset(&m, 0, sizeof m);
 	bpe *b = NULL;
 	int rc = tokp ? load_tokenizer(&e, tokp, &b) : 0;
+	model_arch arch = ARCH_GPT2;
+	if (rc == 0 && !is_bundle && model_detect_dir(&e, model, &arch) == 0 && arch == ARCH_LLAMA) {
+		llama lm;
+		size_t bytes = 0;
+		rc = llama_load_dir(&e, &lm, model);
+		if (rc == 0) {
+			rc = deploy_gguf_llama(&e, &lm, b, to, out, &bytes);
+			if (rc == 0)
+				printf("wrote %s: %s (llama.cpp's %s architecture), %d layers, %s weights, %.1f MiB of tensors (%.1f MiB in "
+				       "fp32)\n", out, lm.cfg.family, strcmp(lm.cfg.family, "qwen2") ? "llama" : "qwen2", lm.cfg.n_layer,
+				       gguf_type_name(type), (double)bytes / 1048576.0, (double)lm.nparams * 4 / 1048576.0);
+			llama_free(&lm);
+		}
+		if (rc) {
+			fprintf(stderr, "hone: error: %s\n", e.msg);
+			if (e.hint[0])
+				fprintf(stderr, "hint: %s\n", e.hint);
+		}
+		bpe_free(b);
+		return rc ? 1 : 0;
+	}
 	if (rc == 0)
 		rc = is_bundle ? load_bundle(&e, model, &m, &b) : gpt2_load_dir(&e, &m, model);
 	int loaded = rc == 0;

@@ -637,6 +637,7 @@ void bpe_free(bpe *b)
 }
 
 size_t bpe_vocab_size(const bpe *b) { return b->n; }
+const char *bpe_pattern(const bpe *b) { return b->pattern; }
 
 int64_t bpe_token_id(const bpe *b, const char *s, size_t n) { return lookup(b, s, n); }
 

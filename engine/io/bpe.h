@@ -76,6 +76,8 @@ void bpe_train_files(const bpe_train_result *r, const char *const *special, size
 void bpe_gpt2_files(const bpe *b, buf *encoder, buf *merges);
 void bpe_free(bpe *b);
 size_t bpe_vocab_size(const bpe *b);
+/* The tokenizer.json's own Split regex, or NULL (GPT-2's rule) */
+const char *bpe_pattern(const bpe *b);
 /* The id of the token with these bytes, or -1. */
 int64_t bpe_token_id(const bpe *b, const char *s, size_t n);
 

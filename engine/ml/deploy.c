@@ -41,7 +41,7 @@ static int pick(int ftype, int base, const char *gg, int layer, int nl)
 
 /* the tokenizer's tokens by id (byte-level strings, as encoder.json has
  * them), up to the model's vocabulary (the rest: unused), and its merges */
-static int put_tokenizer(herr *e, gguf_w *g, const bpe *b, int V)
+static int put_tokenizer(herr *e, gguf_w *g, const bpe *b, int V, const char *pre)
 {
 	buf enc, mer;
 	buf_init(&enc);
@@ -68,7 +68,7 @@ static int put_tokenizer(herr *e, gguf_w *g, const bpe *b, int V)
 	}
 	if (rc == 0) {
 		gguf_kv_str(g, "tokenizer.ggml.model", "gpt2");
-		gguf_kv_str(g, "tokenizer.ggml.pre", "gpt-2");
+		gguf_kv_str(g, "tokenizer.ggml.pre", pre);
 		gguf_kv_strs(g, "tokenizer.ggml.tokens", (const char *const *)tok, (size_t)V);
 		gguf_kv_i32s(g, "tokenizer.ggml.token_type", type, (size_t)V);
 		/* the merges: vocab.bpe's lines after its version line */
@@ -209,7 +209,8 @@ int deploy_gguf(herr *e, const gpt2 *m, const bpe *b, const char *tname, const c
 	gguf_kv_u32(g, "gpt2.block_count", (uint32_t)cf->n_layer);
 	gguf_kv_u32(g, "gpt2.attention.head_count", (uint32_t)cf->n_head);
 	gguf_kv_f32(g, "gpt2.attention.layer_norm_epsilon", cf->eps);
-	int rc = put_tokenizer(e, g, b, cf->vocab);
+	int rc = bpe_pattern(b) ? herr_set(e, "the tokenizer cuts text by its own regex; a gpt2 GGUF file's tokenizer is "
+	                                   "GPT-2's") : put_tokenizer(e, g, b, cf->vocab, "gpt-2");
 	*bytes = 0;
 	put_tensor(g, m, "wte.weight", "token_embd.weight", pick(ftype, type, "token_embd.weight", 0, 1), 0, bytes);
 	put_tensor(g, m, "wpe.weight", "position_embd.weight", pick(ftype, type, "position_embd.weight", 0, 1), 0, bytes);
@@ -223,6 +224,141 @@ int deploy_gguf(herr *e, const gpt2 *m, const bpe *b, const char *tname, const c
 	put_tensor(g, m, "ln_f.weight", "output_norm.weight", type, 0, bytes);
 	put_tensor(g, m, "ln_f.bias", "output_norm.bias", type, 0, bytes);
 	put_tensor(g, m, "wte.weight", "output.weight", pick(ftype, type, "output.weight", 0, 1), 0, bytes); /* the tied head, written out */
+	if (rc == 0)
+		rc = gguf_save(e, g, path);
+	gguf_free(g);
+	return rc;
+}
+
+/* --- the Llama family: llama.cpp's llama and qwen2 architectures ------------------------ */
+
+/* llama.cpp's name for the tokenizer's pre-tokenizer (it applies its own
+ * regex by that name): GPT-2's rule, Llama 3's or Qwen2's pattern */
+static const char *pre_name(herr *e, const bpe *b)
+{
+	static const char *const l3 = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+	                              "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+	static const char *const q2 = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+	                              "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+	const char *p = bpe_pattern(b);
+	if (!p)
+		return "gpt-2";
+	if (!strcmp(p, l3))
+		return "llama-bpe";
+	if (!strcmp(p, q2))
+		return "qwen2";
+	herr_set(e, "the tokenizer's split regex is neither Llama 3's nor Qwen2's, and llama.cpp knows pre-tokenizers by name");
+	herr_hint(e, "a GGUF file would tokenize otherwise than hone; keep the model in safetensors");
+	return NULL;
+}
+
+/* rows of one head's q or k from transformers' rotate_half order (the
+ * first half of the pairs, then the second) to llama.cpp's llama
+ * architecture, which rotates adjacent pairs: row h·D + 2i + j ← h·D + j·D/2 + i */
+static float *permuted(const float *x, int heads, int D, size_t cols)
+{
+	float *t = xmalloc((size_t)heads * (size_t)D * cols * sizeof *t);
+	for (int h = 0; h < heads; h++)
+		for (int i = 0; i < D / 2; i++)
+			for (int j = 0; j < 2; j++)
+				memcpy(t + ((size_t)h * D + 2 * (size_t)i + (size_t)j) * cols,
+				       x + ((size_t)h * D + (size_t)j * (D / 2) + (size_t)i) * cols, cols * sizeof *t);
+	return t;
+}
+
+/* one tensor of m ([out, in] as nn.Linear, or 1-D) as ggml's name; perm:
+ * the heads whose rows to permute (0: none) */
+static void put_llama(gguf_w *g, const llama *m, const char *hf, const char *gg, int type, int perm, size_t *bytes)
+{
+	const model_tensor *t = llama_find(m, hf);
+	const float *x = m->p + t->off;
+	float *tmp = perm ? permuted(x, perm, m->cfg.head_dim, t->ndim == 2 ? (size_t)t->shape[1] : 1) : NULL;
+	if (tmp)
+		x = tmp;
+	if (t->ndim == 1) {
+		uint64_t ne[1] = {(uint64_t)t->shape[0]};
+		gguf_tensor(g, gg, GGUF_F32, 1, ne, x);
+		*bytes += t->n * 4;
+	} else {
+		size_t r = (size_t)t->shape[0], c = (size_t)t->shape[1];
+		type = fit(type, c);
+		uint64_t ne[2] = {(uint64_t)c, (uint64_t)r};
+		gguf_tensor(g, gg, type, 2, ne, x);
+		*bytes += gguf_row_bytes(type, r * c);
+	}
+	free(tmp);
+}
+
+int deploy_gguf_llama(herr *e, const llama *m, const bpe *b, const char *tname, const char *path, size_t *bytes)
+{
+	int ftype, type = gguf_type_parse(tname, &ftype);
+	if (type < 0)
+		return herr_set(e, "quant \"%s\": expected f32, f16, q8_0, q4_0 or q6_k", tname);
+	if (ftype == GGUF_FTYPE_Q4_K_M || ftype == GGUF_FTYPE_Q5_K_M)
+		return herr_set(e, "quant \"%s\": the K-quant mixes are written for GPT-2; a Llama takes f32, f16, q8_0, q4_0 "
+		                "or q6_k", tname);
+	const llama_config *cf = &m->cfg;
+	if (bpe_vocab_size(b) > (size_t)cf->vocab)
+		return herr_set(e, "the tokenizer has %zu tokens, the model %d", bpe_vocab_size(b), cf->vocab);
+	if (cf->mlp_bias || cf->o_bias || (cf->qkv_bias && strcmp(cf->family, "qwen2")))
+		return herr_set(e, "a %s with attention_bias or mlp_bias: llama.cpp's llama architecture has no such biases",
+		                cf->family);
+	if (cf->rope_type == ROPE_LLAMA3)
+		return herr_set(e, "llama3 rope scaling is not written to GGUF yet (llama.cpp takes it as a rope_freqs tensor)");
+	const char *pre = pre_name(e, b);
+	if (!pre)
+		return -1;
+	int qwen = !strcmp(cf->family, "qwen2");
+	const char *a = qwen ? "qwen2" : "llama";
+	char k[96];
+	gguf_w *g = gguf_new();
+#define KEY(s) (snprintf(k, sizeof k, "%s." s, a), k)
+	gguf_kv_str(g, "general.architecture", a);
+	gguf_kv_str(g, "general.name", "hone");
+	gguf_kv_u32(g, "general.file_type", (uint32_t)ftype);
+	gguf_kv_u32(g, "general.quantization_version", 2);
+	gguf_kv_u32(g, KEY("context_length"), (uint32_t)cf->max_pos);
+	gguf_kv_u32(g, KEY("embedding_length"), (uint32_t)cf->hidden);
+	gguf_kv_u32(g, KEY("feed_forward_length"), (uint32_t)cf->inter);
+	gguf_kv_u32(g, KEY("block_count"), (uint32_t)cf->n_layer);
+	gguf_kv_u32(g, KEY("attention.head_count"), (uint32_t)cf->n_head);
+	gguf_kv_u32(g, KEY("attention.head_count_kv"), (uint32_t)cf->n_kv);
+	gguf_kv_u32(g, KEY("attention.key_length"), (uint32_t)cf->head_dim);
+	gguf_kv_u32(g, KEY("attention.value_length"), (uint32_t)cf->head_dim);
+	gguf_kv_u32(g, KEY("rope.dimension_count"), (uint32_t)cf->head_dim);
+	gguf_kv_f32(g, KEY("rope.freq_base"), (float)cf->theta);
+	gguf_kv_f32(g, KEY("attention.layer_norm_rms_epsilon"), cf->eps);
+	if (cf->rope_type == ROPE_LINEAR) {
+		gguf_kv_str(g, KEY("rope.scaling.type"), "linear");
+		gguf_kv_f32(g, KEY("rope.scaling.factor"), (float)cf->rope_factor);
+	}
+#undef KEY
+	int rc = put_tokenizer(e, g, b, cf->vocab, pre);
+	*bytes = 0;
+	put_llama(g, m, "model.embed_tokens.weight", "token_embd.weight", type, 0, bytes);
+	static const struct {
+		const char *hf, *gg;
+		int perm; /* 1: q's heads, 2: k's */
+	} lb[] = {{"input_layernorm.weight", "attn_norm.weight", 0},       {"self_attn.q_proj.weight", "attn_q.weight", 1},
+	          {"self_attn.k_proj.weight", "attn_k.weight", 2},         {"self_attn.v_proj.weight", "attn_v.weight", 0},
+	          {"self_attn.q_proj.bias", "attn_q.bias", 1},             {"self_attn.k_proj.bias", "attn_k.bias", 2},
+	          {"self_attn.v_proj.bias", "attn_v.bias", 0},             {"self_attn.o_proj.weight", "attn_output.weight", 0},
+	          {"post_attention_layernorm.weight", "ffn_norm.weight", 0}, {"mlp.gate_proj.weight", "ffn_gate.weight", 0},
+	          {"mlp.up_proj.weight", "ffn_up.weight", 0},              {"mlp.down_proj.weight", "ffn_down.weight", 0}};
+	for (int l = 0; l < cf->n_layer; l++)
+		for (size_t j = 0; j < sizeof lb / sizeof *lb; j++) {
+			char hf[96], gg[64];
+			snprintf(hf, sizeof hf, "model.layers.%d.%s", l, lb[j].hf);
+			snprintf(gg, sizeof gg, "blk.%d.%s", l, lb[j].gg);
+			if (!llama_find(m, hf))
+				continue; /* a bias the config has not */
+			/* qwen2 rotates as transformers does (NEOX order): no permutation */
+			int perm = qwen ? 0 : lb[j].perm == 1 ? cf->n_head : lb[j].perm == 2 ? cf->n_kv : 0;
+			put_llama(g, m, hf, gg, type, perm, bytes);
+		}
+	put_llama(g, m, "model.norm.weight", "output_norm.weight", type, 0, bytes);
+	if (!cf->tied)
+		put_llama(g, m, "lm_head.weight", "output.weight", type, 0, bytes);
 	if (rc == 0)
 		rc = gguf_save(e, g, path);
 	gguf_free(g);

@@ -13,6 +13,7 @@
 
 #include "../io/bpe.h"
 #include "../models/gpt2.h"
+#include "../models/llama.h"
 
 /* m with tokenizer b (at most m's vocabulary) as type ("f32", "f16",
  * "q8_0") into path; *bytes: the tensors' bytes. Errors name the type or
@@ -33,5 +34,11 @@ int deploy_round_trip(herr *e, gpt2 *m, const char *type);
  * the key or tensor. */
 int deploy_load_gguf(herr *e, const char *path, gpt2 *m, bpe **b);
 int deploy_gguf_lora(herr *e, const gpt2 *m, const lora *lo, const char *path, size_t *bytes);
+/* A Llama-family model in llama.cpp's llama architecture (Llama, Mistral:
+ * q and k rows permuted to its adjacent-pair rotation) or qwen2 (q/k/v
+ * biases; no permutation), the byte-level tokenizer with its pre-tokenizer
+ * by llama.cpp's name (gpt-2, llama-bpe, qwen2); f32, f16, q8_0, q4_0 or
+ * q6_k. MLP and o_proj biases and llama3 rope scaling are errors. */
+int deploy_gguf_llama(herr *e, const llama *m, const bpe *b, const char *type, const char *path, size_t *bytes);
 
 #endif

@@ -64,6 +64,37 @@ check "  ... saved back in bf16 with its config.json" bash -c \
 check "  ... the weights moved" bash -c "! cmp -s '${Q}model.safetensors' q2/model.safetensors"
 F=p.lua
 
+# GGUF for llama.cpp: llama's architecture (q and k rows permuted to its
+# rotation) and qwen2's (biases, tied head), loaded by a real llama.cpp
+# (node-llama-cpp's prebuilt binaries): its tokenizer gives hone's ids and
+# its next-token probabilities hone's forward
+LJS=$ROOT/build/llama
+G=$(obj full)
+TEXT="the cat sat on a mat and the dog ran to the park"
+for t in f32 f16 q8_0; do
+	check "hone quantize --to $t writes a Llama as GGUF" bash -c "'$HONE' quantize '$G' --tokenizer '$TK' --to $t -o l_$t.gguf | grep -q \"llama.cpp's llama architecture\""
+done
+check "  ... a K-quant mix is refused for a Llama, saying what it takes" fails_with 1 "a Llama takes f32, f16" \
+	"$HONE" quantize "$G" --tokenizer "$TK" --to q4_k_m -o x.gguf
+"$HONE" quantize q2 --tokenizer "$TK" --to f32 -o q_f32.gguf >/dev/null
+if [ -f "$LJS/node_modules/node-llama-cpp/package.json" ]; then
+	cp "$ROOT/tests/node/gguf_probs.mjs" "$LJS/"
+	"$HONE" generate "$G" --tokenizer "$TK" --prompt "$TEXT" --max-tokens 1 -q --logits hl.json >/dev/null
+	for t in f32 f16 q8_0; do
+		(cd "$LJS" && node gguf_probs.mjs "$WORK/l_$t.gguf" "$TEXT" 2>/dev/null) > ll_$t.json
+		tol=1e-3
+		[ $t = q8_0 ] && tol=2e-2
+		r=$("$ROOT/tests/integration/gguf_compare.py" hl.json ll_$t.json $tol)
+		check "llama.cpp loads the Llama's $t file: $r" "$ROOT/tests/integration/gguf_compare.py" hl.json ll_$t.json $tol
+	done
+	"$HONE" generate q2 --tokenizer "$TK" --prompt "$TEXT" --max-tokens 1 -q --logits hq.json >/dev/null
+	(cd "$LJS" && node gguf_probs.mjs "$WORK/q_f32.gguf" "$TEXT" 2>/dev/null) > lq.json
+	r=$("$ROOT/tests/integration/gguf_compare.py" hq.json lq.json 1e-3)
+	check "llama.cpp loads the Qwen2 (qwen2 architecture, bf16 weights): $r" "$ROOT/tests/integration/gguf_compare.py" hq.json lq.json 1e-3
+else
+	echo "# skipped: node-llama-cpp not installed in build/llama"
+fi
+
 # errors
 sed 's/n_kv_head = 2/n_kv_head = 3/' p.lua > e1.lua
 check "n_head not a multiple of n_kv_head" fails_with 2 "multiple of n_kv_head 3" "$HONE" run e1.lua -q
