@@ -759,7 +759,7 @@ static void show_tokens(engine *en, int i, const char *path, int limit)
 	for (size_t j = 0; j < d->nin && !b && !wp; j++) {
 		char *tp = sched_output_path(en, d->in[j].node, d->in[j].output);
 		char *ej = tp ? path_join(tp, "encoder.json") : NULL, *vt = tp ? path_join(tp, "vocab.txt") : NULL;
-		if (ej && fs_exists(ej) && bpe_load_dir(&e, &b, tp) != 0)
+		if (ej && bpe_dir_is_bpe(tp) && bpe_load_dir(&e, &b, tp) != 0)
 			b = NULL;
 		if (!b && vt && fs_exists(vt) && wordpiece_load_dir(&e, &wp, tp) != 0)
 			wp = NULL;

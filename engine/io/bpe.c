@@ -3,6 +3,7 @@
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
@@ -144,6 +145,16 @@ struct bpe {
 	char *pattern;
 	pcre2_code *re;
 	int nfc;
+	/* SentencePiece-style BPE (Llama 2, Mistral, TinyLlama): tokens are
+	 * text with U+2581 for spaces, "▁" before the text, merges ranked by
+	 * their place in the list, characters outside the vocabulary as
+	 * <0xNN> byte tokens (byte_id) or <unk> */
+	int spm, byte_fallback, fuse_unk;
+	int64_t unk;
+	uint64_t *mkey;       /* (left id + 1) << 32 | right id: open addressing */
+	uint32_t *mrank, *mres;
+	size_t mcap, nmerge;
+	uint32_t *mlist;      /* 2 ids per merge, in rank order */
 };
 
 static size_t slot_of(const bpe *b, const char *p, size_t n)
@@ -435,6 +446,296 @@ static int pre_tokenizer(herr *e, bpe *b, const jnode *pre, const jnode *norm, c
 	return set_pattern(e, b, rx->s, rx->len, what);
 }
 
+/* ---- SentencePiece-style BPE ------------------------------------------------ */
+
+#define SPACE_MARK "\xe2\x96\x81" /* U+2581, SentencePiece's space */
+
+static int spm_style(const jnode *root, const jnode *model)
+{
+	const jnode *bf = MEMBER(model, "byte_fallback"), *n = MEMBER(root, "normalizer"), *p = MEMBER(root, "pre_tokenizer");
+	const jnode *l = n && n->t == J_OBJ ? MEMBER(n, "normalizers") : NULL;
+	int prepend = 0;
+	for (const jnode *k = l && l->t == J_ARR ? l->kid : NULL; k; k = k->next)
+		prepend |= jis(MEMBER(k, "type"), "Prepend");
+	return (bf && bf->t == J_TRUE) || prepend || (p && p->t == J_OBJ && jis(MEMBER(p, "type"), "Metaspace"));
+}
+
+static size_t mslot(const bpe *b, uint64_t key) { return (size_t)XXH3_64bits(&key, sizeof key) & (b->mcap - 1); }
+
+static int64_t merge_find(const bpe *b, uint32_t l, uint32_t r, uint32_t *res)
+{
+	if (!b->mcap)
+		return -1;
+	uint64_t key = ((uint64_t)l + 1) << 32 | r;
+	for (size_t h = mslot(b, key); b->mkey[h]; h = (h + 1) & (b->mcap - 1))
+		if (b->mkey[h] == key) {
+			*res = b->mres[h];
+			return b->mrank[h];
+		}
+	return -1;
+}
+
+/* the normalizer and pre-tokenizer Llama 2's tokenizer.json has (Prepend
+ * "▁" then Replace " " by "▁"), or the newer Metaspace without splitting */
+static int spm_shape(herr *e, const jnode *root, const char *what)
+{
+	const jnode *n = MEMBER(root, "normalizer"), *p = MEMBER(root, "pre_tokenizer");
+	if (n && n->t == J_OBJ) {
+		const jnode *l = jis(MEMBER(n, "type"), "Sequence") ? MEMBER(n, "normalizers") : NULL;
+		const jnode *a = l && l->t == J_ARR && l->n == 2 ? l->kid : NULL, *r = a ? a->next : NULL;
+		const jnode *pat = r ? MEMBER(r, "pattern") : NULL;
+		if (a && jis(MEMBER(a, "type"), "Prepend") && jis(MEMBER(a, "prepend"), SPACE_MARK) && jis(MEMBER(r, "type"), "Replace") &&
+		    pat && jis(MEMBER(pat, "String"), " ") && jis(MEMBER(r, "content"), SPACE_MARK) && (!p || p->t == J_NULL))
+			return 0;
+	} else if (p && p->t == J_OBJ && jis(MEMBER(p, "type"), "Metaspace")) {
+		const jnode *sp = MEMBER(p, "split"), *ps = MEMBER(p, "prepend_scheme");
+		if (jis(MEMBER(p, "replacement"), SPACE_MARK) && sp && sp->t == J_FALSE && (jis(ps, "first") || jis(ps, "always")))
+			return 0;
+	}
+	herr_set(e, "%s: a SentencePiece-style BPE: supported are the normalizer Prepend(\"▁\") + Replace(\" \", \"▁\") "
+	         "with no pre-tokenizer (Llama 2's), or a Metaspace pre-tokenizer with split false", what);
+	return herr_hint(e, "another normalizer or split would cut the text elsewhere and give other ids");
+}
+
+/* the vocabulary (token text -> id, as it is), <unk>, the byte tokens and
+ * the merges in rank order */
+static int load_spm(herr *e, bpe *b, const jnode *root, const jnode *model, const char *what)
+{
+	const jnode *vocab = MEMBER(model, "vocab"), *merges = MEMBER(model, "merges"), *unk = MEMBER(model, "unk_token");
+	const jnode *bf = MEMBER(model, "byte_fallback"), *fu = MEMBER(model, "fuse_unk"), *cs = MEMBER(model, "continuing_subword_prefix");
+	if (!jis(MEMBER(model, "type"), "BPE"))
+		return herr_set(e, "%s: model.type: only \"BPE\" tokenizers are supported", what);
+	if (!vocab || vocab->t != J_OBJ || !merges || merges->t != J_ARR)
+		return herr_set(e, "%s: model: expected \"vocab\" (an object of token -> id) and \"merges\" (a list)", what);
+	if (cs && cs->t == J_STR && cs->len)
+		return herr_set(e, "%s: model.continuing_subword_prefix: not supported in a SentencePiece-style BPE", what);
+	if (spm_shape(e, root, what) != 0)
+		return -1;
+	b->spm = 1;
+	b->byte_fallback = bf && bf->t == J_TRUE;
+	b->fuse_unk = fu && fu->t == J_TRUE;
+	b->n = vocab->n;
+	b->off = xcalloc(b->n + 1, sizeof *b->off);
+	b->len = xcalloc(b->n + 1, sizeof *b->len);
+	uint8_t *seen = xcalloc(b->n + 1, 1);
+	int rc = 0;
+	for (const jnode *k = vocab->kid; k && rc == 0; k = k->next) {
+		long long id;
+		if (json_int(k, 0, (long long)b->n - 1, &id) != 0 || seen[id]) {
+			rc = herr_set(e, "%s: token \"%.*s\": expected an id in 0..%zu, each once", what, (int)k->klen, k->key, b->n - 1);
+			break;
+		}
+		seen[id] = 1;
+		b->off[id] = b->blob.len;
+		b->len[id] = (uint32_t)k->klen;
+		buf_add(&b->blob, k->key, k->klen);
+	}
+	free(seen);
+	if (rc)
+		return rc;
+	b->cap = 1024;
+	while (b->cap < 2 * b->n)
+		b->cap *= 2;
+	b->slots = xcalloc(b->cap, sizeof *b->slots);
+	for (size_t id = 0; id < b->n; id++) {
+		size_t h = slot_of(b, b->blob.p + b->off[id], b->len[id]);
+		while (b->slots[h])
+			h = (h + 1) & (b->cap - 1);
+		b->slots[h] = (uint32_t)id + 1;
+	}
+	b->unk = unk && unk->t == J_STR ? lookup(b, unk->s, unk->len) : -1;
+	if (unk && unk->t == J_STR && b->unk < 0)
+		return herr_set(e, "%s: model.unk_token \"%.*s\" is not in the vocabulary", what, (int)unk->len, unk->s);
+	for (int bt = 0; bt < 256 && b->byte_fallback; bt++) {
+		char nm[8];
+		snprintf(nm, sizeof nm, "<0x%02X>", bt);
+		int64_t id = lookup(b, nm, 6);
+		if (id < 0)
+			return herr_set(e, "%s: byte_fallback, but the vocabulary has no %s", what, nm);
+		b->byte_id[bt] = (uint32_t)id;
+	}
+	if (!b->byte_fallback && b->unk < 0)
+		return herr_set(e, "%s: no byte_fallback and no unk_token: a character outside the vocabulary would have no id", what);
+	b->mcap = 1024;
+	while (b->mcap < 2 * (size_t)merges->n + 2)
+		b->mcap *= 2;
+	b->mkey = xcalloc(b->mcap, sizeof *b->mkey);
+	b->mrank = xcalloc(b->mcap, sizeof *b->mrank);
+	b->mres = xcalloc(b->mcap, sizeof *b->mres);
+	b->mlist = xcalloc(2 * (size_t)merges->n + 2, sizeof *b->mlist);
+	buf j;
+	buf_init(&j);
+	size_t k = 0;
+	for (const jnode *m = merges->kid; m && rc == 0; m = m->next, k++) {
+		const char *x = NULL, *y = NULL;
+		size_t xn = 0, yn = 0;
+		if (m->t == J_STR && memchr(m->s, ' ', m->len)) {
+			const char *sp = memchr(m->s, ' ', m->len);
+			x = m->s, xn = (size_t)(sp - m->s), y = sp + 1, yn = m->len - xn - 1;
+		} else if (m->t == J_ARR && m->n == 2 && m->kid->t == J_STR && m->kid->next->t == J_STR) {
+			x = m->kid->s, xn = m->kid->len, y = m->kid->next->s, yn = m->kid->next->len;
+		}
+		j.len = 0;
+		buf_add(&j, x, xn);
+		buf_add(&j, y, yn);
+		int64_t l = x ? lookup(b, x, xn) : -1, r = x ? lookup(b, y, yn) : -1, z = x ? lookup(b, j.p, j.len) : -1;
+		uint32_t dup;
+		if (l < 0 || r < 0 || z < 0) {
+			rc = herr_set(e, "%s: model.merges[%zu]: expected a merge \"A B\" of two tokens whose join is a token", what, k);
+			break;
+		}
+		if (merge_find(b, (uint32_t)l, (uint32_t)r, &dup) >= 0)
+			continue; /* a repeat: the first rank holds */
+		uint64_t key = ((uint64_t)l + 1) << 32 | (uint64_t)r;
+		size_t h = mslot(b, key);
+		while (b->mkey[h])
+			h = (h + 1) & (b->mcap - 1);
+		b->mkey[h] = key;
+		b->mrank[h] = (uint32_t)b->nmerge;
+		b->mres[h] = (uint32_t)z;
+		b->mlist[2 * b->nmerge] = (uint32_t)l;
+		b->mlist[2 * b->nmerge + 1] = (uint32_t)r;
+		b->nmerge++;
+	}
+	buf_free(&j);
+	const jnode *added = rc == 0 ? MEMBER(root, "added_tokens") : NULL;
+	for (const jnode *t = added && added->t == J_ARR ? added->kid : NULL; t && rc == 0; t = t->next) {
+		const jnode *id = MEMBER(t, "id"), *ct = MEMBER(t, "content");
+		long long v;
+		if (!ct || ct->t != J_STR || json_int(id, 0, (long long)b->n - 1, &v) != 0 || b->len[v] != ct->len ||
+		    memcmp(b->blob.p + b->off[v], ct->s, ct->len))
+			rc = herr_set(e, "%s: added_tokens: each needs an \"id\" of the vocabulary whose token is its \"content\"", what);
+	}
+	return rc;
+}
+
+typedef struct spm_merge {
+	uint32_t rank, pos, res;
+} spm_merge;
+
+static int spm_before(const spm_merge *a, const spm_merge *b) { return a->rank != b->rank ? a->rank < b->rank : a->pos < b->pos; }
+
+static void heap_push(spm_merge *h, size_t *n, spm_merge m)
+{
+	size_t i = (*n)++;
+	h[i] = m;
+	while (i && spm_before(&h[i], &h[(i - 1) / 2])) {
+		spm_merge t = h[i];
+		h[i] = h[(i - 1) / 2];
+		h[(i - 1) / 2] = t;
+		i = (i - 1) / 2;
+	}
+}
+
+static spm_merge heap_pop(spm_merge *h, size_t *n)
+{
+	spm_merge top = h[0];
+	h[0] = h[--*n];
+	for (size_t i = 0;;) {
+		size_t l = 2 * i + 1, r = l + 1, m = i;
+		if (l < *n && spm_before(&h[l], &h[m]))
+			m = l;
+		if (r < *n && spm_before(&h[r], &h[m]))
+			m = r;
+		if (m == i)
+			break;
+		spm_merge t = h[i];
+		h[i] = h[m];
+		h[m] = t;
+		i = m;
+	}
+	return top;
+}
+
+/* As Hugging Face's BPE model does a word: characters (byte tokens, or
+ * <unk>, for those outside the vocabulary), then always the adjacent pair
+ * of lowest merge rank, leftmost on ties */
+static void spm_encode(const bpe *b, const char *s, size_t n, size_t limit, uint32_t **ids, size_t *nids, size_t *cap)
+{
+	if (!n)
+		return;
+	buf t;
+	buf_init(&t);
+	buf_adds(&t, SPACE_MARK);
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == ' ')
+			buf_adds(&t, SPACE_MARK);
+		else
+			buf_addc(&t, s[i]);
+	}
+	size_t cap_sym = t.len + 1, m = 0;
+	uint32_t *id = xmalloc(cap_sym * sizeof *id);
+	int64_t *prev = xmalloc(cap_sym * sizeof *prev), *next = xmalloc(cap_sym * sizeof *next);
+	uint8_t *dead = xcalloc(cap_sym, 1);
+	for (size_t i = 0; i < t.len;) {
+		size_t l = 1;
+		uint8_t c = (uint8_t)t.p[i];
+		if (c >= 0xF0)
+			l = 4;
+		else if (c >= 0xE0)
+			l = 3;
+		else if (c >= 0xC0)
+			l = 2;
+		l = i + l > t.len ? t.len - i : l;
+		int64_t v = lookup(b, t.p + i, l);
+		if (v >= 0) {
+			id[m++] = (uint32_t)v;
+		} else if (b->byte_fallback) {
+			for (size_t k = 0; k < l; k++)
+				id[m++] = b->byte_id[(uint8_t)t.p[i + k]];
+		} else if (!(b->fuse_unk && m && id[m - 1] == (uint32_t)b->unk)) {
+			id[m++] = (uint32_t)b->unk;
+		}
+		i += l;
+	}
+	for (size_t i = 0; i < m; i++) {
+		prev[i] = (int64_t)i - 1;
+		next[i] = i + 1 < m ? (int64_t)i + 1 : -1;
+	}
+	spm_merge *h = xmalloc((2 * m + 2) * sizeof *h);
+	size_t nh = 0;
+	uint32_t res;
+	for (size_t i = 0; i + 1 < m; i++) {
+		int64_t r = merge_find(b, id[i], id[i + 1], &res);
+		if (r >= 0)
+			heap_push(h, &nh, (spm_merge){(uint32_t)r, (uint32_t)i, res});
+	}
+	while (nh) {
+		spm_merge top = heap_pop(h, &nh);
+		size_t p = top.pos;
+		if (dead[p] || next[p] < 0)
+			continue;
+		size_t q = (size_t)next[p];
+		int64_t r = merge_find(b, id[p], id[q], &res);
+		if (r < 0 || res != top.res)
+			continue; /* a stale entry: the pair changed since */
+		id[p] = top.res;
+		dead[q] = 1;
+		next[p] = next[q];
+		if (next[q] >= 0)
+			prev[next[q]] = (int64_t)p;
+		if (prev[p] >= 0 && (r = merge_find(b, id[prev[p]], id[p], &res)) >= 0)
+			heap_push(h, &nh, (spm_merge){(uint32_t)r, (uint32_t)prev[p], res});
+		if (next[p] >= 0 && (r = merge_find(b, id[p], id[next[p]], &res)) >= 0)
+			heap_push(h, &nh, (spm_merge){(uint32_t)r, (uint32_t)p, res});
+	}
+	for (int64_t i = m ? 0 : -1; i >= 0; i = next[i]) {
+		if (limit && *nids >= limit)
+			break;
+		if (*nids == *cap) {
+			*cap = *cap ? *cap * 2 : 256;
+			*ids = xrealloc(*ids, *cap * sizeof **ids);
+		}
+		(*ids)[(*nids)++] = id[i];
+	}
+	free(h);
+	free(id);
+	free(prev);
+	free(next);
+	free(dead);
+	buf_free(&t);
+}
+
 int bpe_load_hf(herr *e, bpe **out, const char *json, size_t n, const char *what)
 {
 	*out = NULL;
@@ -451,6 +752,11 @@ int bpe_load_hf(herr *e, bpe **out, const char *json, size_t n, const char *what
 	int rc = 0;
 	const jnode *model = root ? MEMBER(root, "model") : NULL, *pre = root ? MEMBER(root, "pre_tokenizer") : NULL;
 	const jnode *vocab = model ? MEMBER(model, "vocab") : NULL, *merges = model ? MEMBER(model, "merges") : NULL;
+	if (root && model && spm_style(root, model)) {
+		rc = load_spm(e, b, root, model, what);
+		json_arena_free(a);
+		return bpe_done(b, rc, out);
+	}
 	if (!root) {
 		size_t line, col;
 		json_line_col(json, je.off, &line, &col);
@@ -578,8 +884,80 @@ void bpe_gpt2_files(const bpe *b, buf *encoder, buf *merges)
 	buf_add(merges, b->merges.p, b->merges.len);
 }
 
+/* Llama 2's tokenizer.json: the normalizer that marks spaces, the decoder
+ * that unmarks them, BPE with byte fallback and the merges in rank order */
+static void spm_hf_json(const bpe *b, buf *out)
+{
+	buf_adds(out, "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n  \"added_tokens\": [");
+	static const char *const sp[] = {"<unk>", "<s>", "</s>"};
+	int first = 1;
+	for (int k = 0; k < 3; k++) {
+		int64_t id = lookup(b, sp[k], strlen(sp[k]));
+		if (id < 0)
+			continue;
+		buf_printf(out, "%s\n    {\"id\": %lld, \"content\": \"%s\", \"single_word\": false, \"lstrip\": false, "
+		           "\"rstrip\": false, \"normalized\": false, \"special\": true}", first ? "" : ",", (long long)id, sp[k]);
+		first = 0;
+	}
+	buf_adds(out, "\n  ],\n  \"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"Prepend\", \"prepend\": \""
+	         SPACE_MARK "\"}, {\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"" SPACE_MARK "\"}]},\n"
+	         "  \"pre_tokenizer\": null,\n  \"post_processor\": null,\n"
+	         "  \"decoder\": {\"type\": \"Sequence\", \"decoders\": [{\"type\": \"Replace\", \"pattern\": {\"String\": \"" SPACE_MARK
+	         "\"}, \"content\": \" \"}, {\"type\": \"ByteFallback\"}, {\"type\": \"Fuse\"}, {\"type\": \"Strip\", \"content\": \" \", "
+	         "\"start\": 1, \"stop\": 0}]},\n  \"model\": {\"type\": \"BPE\", \"dropout\": null, \"unk_token\": ");
+	if (b->unk >= 0)
+		buf_json_strn(out, b->blob.p + b->off[b->unk], b->len[b->unk]);
+	else
+		buf_adds(out, "null");
+	buf_printf(out, ", \"continuing_subword_prefix\": null, \"end_of_word_suffix\": null, \"fuse_unk\": %s, "
+	           "\"byte_fallback\": %s, \"ignore_merges\": false,\n    \"vocab\": {", b->fuse_unk ? "true" : "false",
+	           b->byte_fallback ? "true" : "false");
+	for (size_t id = 0; id < b->n; id++) {
+		buf_adds(out, id ? ",\n      " : "\n      ");
+		buf_json_strn(out, b->blob.p + b->off[id], b->len[id]);
+		buf_printf(out, ": %zu", id);
+	}
+	buf_adds(out, "\n    },\n    \"merges\": [");
+	for (size_t k = 0; k < b->nmerge; k++) {
+		uint32_t l = b->mlist[2 * k], r = b->mlist[2 * k + 1];
+		buf_adds(out, k ? ",\n      [" : "\n      [");
+		buf_json_strn(out, b->blob.p + b->off[l], b->len[l]);
+		buf_adds(out, ", ");
+		buf_json_strn(out, b->blob.p + b->off[r], b->len[r]);
+		buf_addc(out, ']');
+	}
+	buf_adds(out, "\n    ]\n  }\n}\n");
+}
+
+int bpe_is_spm(const bpe *b) { return b->spm; }
+
+int bpe_dir_is_bpe(const char *dir)
+{
+	char *e = path_join(dir, "encoder.json"), *t = path_join(dir, "tokenizer.json"), *v = path_join(dir, "vocab.txt");
+	int ok = fs_exists(e) || (fs_exists(t) && !fs_exists(v));
+	free(e);
+	free(t);
+	free(v);
+	return ok;
+}
+
+int64_t bpe_eos_id(const bpe *b)
+{
+	static const char *const eos[] = {"<|endoftext|>", "</s>", "<|end_of_text|>"};
+	for (int k = 0; k < 3; k++) {
+		int64_t id = lookup(b, eos[k], strlen(eos[k]));
+		if (id >= 0)
+			return id;
+	}
+	return -1;
+}
+
 void bpe_hf_json(const bpe *b, buf *out)
 {
+	if (b->spm) {
+		spm_hf_json(b, out);
+		return;
+	}
 	const char *eos = "<|endoftext|>";
 	int64_t eos_id = lookup(b, eos, strlen(eos));
 	buf_adds(out, "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n  \"added_tokens\": [");
@@ -633,6 +1011,10 @@ void bpe_free(bpe *b)
 	free(b->pattern);
 	if (b->re)
 		pcre2_code_free(b->re);
+	free(b->mkey);
+	free(b->mrank);
+	free(b->mres);
+	free(b->mlist);
 	free(b);
 }
 
@@ -769,6 +1151,10 @@ int bpe_encode_max(const bpe *b, const char *s, size_t n, size_t max, uint32_t *
 int bpe_encode_cached(const bpe *b, bpe_cache *cache, const char *s, size_t n, size_t max, uint32_t **ids,
                       size_t *nids, size_t *cap)
 {
+	if (b->spm) {
+		spm_encode(b, s, n, max ? *nids + max : 0, ids, nids, cap);
+		return 0;
+	}
 	enc_ctx c = {b, ids, nids, cap, NULL, 0, max ? *nids + max : 0, cache};
 	bpe_pieces(b, s, n, encode_piece, &c);
 	free(c.parts);
@@ -828,7 +1214,28 @@ int bpe_decode(const bpe *b, const uint32_t *ids, size_t n, buf *out)
 	for (size_t i = 0; i < n; i++) {
 		if (ids[i] >= b->n)
 			return -1;
-		buf_add(out, b->blob.p + b->off[ids[i]], b->len[ids[i]]);
+		const char *p = b->blob.p + b->off[ids[i]];
+		size_t l = b->len[ids[i]];
+		if (!b->spm) {
+			buf_add(out, p, l);
+			continue;
+		}
+		if (b->byte_fallback && l == 6 && !memcmp(p, "<0x", 3) && p[5] == '>') {
+			char hx[3] = {p[3], p[4], 0}, *end;
+			unsigned long v = strtoul(hx, &end, 16);
+			if (!*end && b->byte_id[v & 255] == ids[i]) {
+				buf_addc(out, (char)v);
+				continue;
+			}
+		}
+		for (size_t k = 0; k < l; k++) { /* ▁ back to a space */
+			if (k + 3 <= l && !memcmp(p + k, SPACE_MARK, 3)) {
+				buf_addc(out, ' ');
+				k += 2;
+			} else {
+				buf_addc(out, p[k]);
+			}
+		}
 	}
 	if (!out->p)
 		buf_reserve(out, 0);

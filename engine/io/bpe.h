@@ -24,9 +24,12 @@ int bpe_load_gpt2(herr *e, bpe **out, const char *encoder_json, const char *voca
  * when it has one (the pre-tokenizer and normalizer are in it), else
  * encoder.json and vocab.bpe. */
 int bpe_load_dir(herr *e, bpe **out, const char *dir);
-/* Loads a Hugging Face tokenizer.json holding a byte-level BPE model (what
- * = name for messages): GPT-2's ByteLevel pre-tokenizer, or a regex Split
- * before a ByteLevel (Llama 3's, Qwen2's), normalizer none or NFC. */
+/* Loads a Hugging Face tokenizer.json holding a BPE model (what = name
+ * for messages): byte-level with GPT-2's ByteLevel pre-tokenizer, or a
+ * regex Split before a ByteLevel (Llama 3's, Qwen2's), normalizer none or
+ * NFC; or SentencePiece-style (Llama 2, Mistral, TinyLlama: normalizer
+ * Prepend("▁") + Replace(" ", "▁") or a Metaspace pre-tokenizer, byte
+ * fallback to <0xNN> tokens, merges ranked by their place in the list). */
 int bpe_load_hf(herr *e, bpe **out, const char *json, size_t n, const char *what);
 /* Writes b as a Hugging Face tokenizer.json (BPE model, ByteLevel pre-
  * tokenizer and decoder, <|endoftext|> as an added special token). */
@@ -76,6 +79,15 @@ void bpe_train_files(const bpe_train_result *r, const char *const *special, size
 void bpe_gpt2_files(const bpe *b, buf *encoder, buf *merges);
 void bpe_free(bpe *b);
 size_t bpe_vocab_size(const bpe *b);
+/* A SentencePiece-style BPE (Llama 2's tokenizer.json: ▁ for spaces,
+ * byte fallback, merges ranked by their list): no GPT-2 files, only a
+ * tokenizer.json (bpe_gpt2_files is not for it) */
+int bpe_is_spm(const bpe *b);
+/* Whether a folder holds a BPE tokenizer artifact (encoder.json, or a
+ * tokenizer.json that is not WordPiece's: no vocab.txt beside it) */
+int bpe_dir_is_bpe(const char *dir);
+/* The end-of-text token: <|endoftext|>, </s> or <|end_of_text|>; -1 if none */
+int64_t bpe_eos_id(const bpe *b);
 /* The tokenizer.json's own Split regex, or NULL (GPT-2's rule) */
 const char *bpe_pattern(const bpe *b);
 /* The id of the token with these bytes, or -1. */

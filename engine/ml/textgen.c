@@ -11,7 +11,7 @@ void textgen_init(textgen *g, const clm *m, const bpe *b, const nn_ops *ops)
 	g->b = b;
 	g->kv = clm_kv_new_on(m, ops);
 	g->logits = xmalloc((size_t)clm_vocab(m) * sizeof *g->logits);
-	g->eos = bpe_token_id(b, "<|endoftext|>", 13);
+	g->eos = bpe_eos_id(b);
 	g->smp.top_p = 1;
 	g->max_tokens = 64;
 }

@@ -84,7 +84,7 @@ static int k_export(kctx *c, const hval *params, const kinput *in, size_t nin, c
 	for (size_t i = 0; i < nin; i++) {
 		if (has(&in[i], "model.safetensors") && has(&in[i], "config.json"))
 			model = &in[i];
-		else if (has(&in[i], "encoder.json") || (has(&in[i], "vocab.txt") && has(&in[i], "tokenizer.json")))
+		else if ((in[i].is_dir && bpe_dir_is_bpe(in[i].path)) || (has(&in[i], "vocab.txt") && has(&in[i], "tokenizer.json")))
 			tok = &in[i]; /* byte-level BPE, or WordPiece */
 		else if (has(&in[i], "metrics.json"))
 			score = &in[i];

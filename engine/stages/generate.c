@@ -136,7 +136,7 @@ static int k_generate(kctx *c, const hval *p, const kinput *in, size_t nin, cons
 		char *enc = path_join(in[i].path, "encoder.json"), *tok = path_join(in[i].path, "tokens.u32");
 		if (is_model(&in[i]))
 			mi = &in[i];
-		else if (in[i].is_dir && fs_exists(enc))
+		else if (in[i].is_dir && bpe_dir_is_bpe(in[i].path))
 			ti = &in[i];
 		else if (in[i].is_dir && fs_exists(tok))
 			di = &in[i];
@@ -170,7 +170,7 @@ static int k_generate(kctx *c, const hval *p, const kinput *in, size_t nin, cons
 	int64_t *plen = xcalloc(n ? n : 1, sizeof *plen);
 	buf *refs = xcalloc(n ? n : 1, sizeof *refs), prompt;
 	buf_init(&prompt);
-	int64_t eos = bpe_token_id(b, "<|endoftext|>", 13);
+	int64_t eos = bpe_eos_id(b);
 	const uint32_t *ids = rc == 0 ? (const uint32_t *)sp.s.ids.p : NULL;
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		plen[i] = recr_int(&sp.s.r, fp, i);

@@ -368,11 +368,11 @@ static int k_tokenizer(kctx *c, const hval *params, const kinput *in, size_t nin
 		}
 		if (rc == 0)
 			rc = bpe_load_hf(&c->err, &b, js.p, js.len, hf->label);
-		if (rc == 0) {
+		if (rc == 0 && !bpe_is_spm(b)) { /* a SentencePiece-style BPE has no GPT-2 files */
 			bpe_gpt2_files(b, &enc, &mg);
 			rc = write_out(c, outdir, "encoder.json", &enc);
 		}
-		if (rc == 0)
+		if (rc == 0 && !bpe_is_spm(b))
 			rc = write_out(c, outdir, "vocab.bpe", &mg);
 		if (rc == 0) { /* its pre-tokenizer and normalizer live in the tokenizer.json only */
 			js.len = 0;
@@ -829,7 +829,7 @@ static int tokenize_one(kctx *c, const bpe *b, const wordpiece *wp, const hval *
 	int special = wp ? eos : 0;
 	if (wp)
 		eos = 0;
-	int64_t eos_tok = wp ? -1 : bpe_token_id(b, "<|endoftext|>", 13);
+	int64_t eos_tok = wp ? -1 : bpe_eos_id(b);
 	if (rc == 0 && wp && pack && field2)
 		rc = kctx_fail(c, "tokenize: pack = true takes one text field, not a pair");
 	if (rc == 0 && wp && !pack && special && max_len > 0 && (size_t)max_len <= wordpiece_added(wp, field2 != NULL))
@@ -1257,9 +1257,9 @@ static int k_tokenize(kctx *c, const hval *params, const kinput *in, size_t nin,
 	int is_wp = 0;
 	for (size_t i = 0; i < nin; i++) {
 		char *v = path_join(in[i].path, "encoder.json"), *vt = path_join(in[i].path, "vocab.txt");
-		if (in[i].is_dir && (fs_exists(v) || fs_exists(vt))) {
+		if (in[i].is_dir && (bpe_dir_is_bpe(in[i].path) || fs_exists(vt))) {
 			tok = &in[i];
-			is_wp = !fs_exists(v);
+			is_wp = !bpe_dir_is_bpe(in[i].path);
 		} else if (!data) {
 			data = &in[i];
 		}

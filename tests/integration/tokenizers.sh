@@ -57,6 +57,27 @@ LUA
 		echo "# skipped: npm tokenizers not installed in build/node"
 	fi
 done
+# SentencePiece-style BPE (Llama 2's tokenizer.json: ▁ for spaces, byte
+# fallback, merges by rank; tests/fixtures/spm, trained by spm_train)
+cp "$ROOT/tests/fixtures/spm/tokenizer.json" spm.json
+cat > spm.lua <<'LUA'
+local d = ingest { "rows.jsonl", normalize = "none" }
+tokenize { d, tokenizer { from = "spm.json", name = "t" }, max_len = 100000, name = "ids" }
+LUA
+F=spm.lua
+check "a SentencePiece-style tokenizer.json tokenizes (</s> as the end of each row)" "$HONE" run spm.lua -q
+IDS=$("$HONE" show spm.lua ids | awk '/^path/ {print $2}') TOK=$("$HONE" show spm.lua t | awk '/^path/ {print $2}')
+od -An -tu4 -v "${IDS}tokens.u32" | tr -s ' ' '\n' | grep -v '^$' | grep -vx 2 | tr '\n' ' ' > hone_spm.txt
+check "  ... its artifact is the tokenizer.json alone (no GPT-2 files), read back the same" bash -c \
+	"[ ! -e '${TOK}encoder.json' ] && jq -e '.model.byte_fallback' '${TOK}tokenizer.json' >/dev/null"
+rows=$("$HONE" show spm.lua ids | grep -o '"rows":[0-9]*' | head -1 | cut -d: -f2)
+check "  ... every row ends with </s> ($rows rows)" bash -c "[ '$rows' -gt 30 ] && [ \$(od -An -tu4 -v '${IDS}tokens.u32' | tr -s ' ' '\n' | grep -cx 2) = '$rows' ]"
+if [ -d "$RS" ] && command -v node >/dev/null; then
+	(cd "$ROOT/build/node" && node hf_encode.mjs "$WORK/spm.json" "$WORK/texts.json" 0 plain) |
+		jq -r '[.ids[][]] | map(tostring) | join(" ")' > hf_spm.txt
+	check "  ... ids identical to Hugging Face's tokenizers ($(wc -w < hf_spm.txt) ids; newlines and CJK by byte fallback)" \
+		bash -c "[ \$(wc -w < hf_spm.txt) -gt 1000 ] && cmp -s <(xargs < hone_spm.txt) <(xargs < hf_spm.txt)"
+fi
 check "the two patterns cut digits differently (llama3 {1,3}, qwen2 one by one)" bash -c "! cmp -s hone_llama3.txt hone_qwen2.txt"
 jq '.pre_tokenizer = {type: "Whitespace"}' "$GT" > ws.json
 printf 'local d = ingest { "rows.jsonl" }\ntokenize { d, tokenizer { from = "ws.json" } }\n' > e1.lua
