@@ -12,6 +12,7 @@
 #include "models/gpt2.h"
 #include "models/llama.h"
 #include "nn/nn.h"
+#include "ml/chat.h"
 #include "ml/textgen.h"
 
 static const opt_spec generate_opts[] = {
@@ -27,11 +28,14 @@ static const opt_spec generate_opts[] = {
 	{"logits", 0, OPT_STR, 0, 0, "FILE", "write the prompt's ids and logits as JSON", 1},
 	{"device", 0, OPT_STR, 0, 0, "cpu|cuda", "where the model runs (default cpu; cuda: make cuda builds its backend)", 0},
 	{"quant", 0, OPT_STR, 0, 0, "TYPE", "run the weights as hone quantize --to TYPE would store them (f16, q8_0, ...)", 0},
+	{"chat", 0, OPT_FLAG, 0, 0, NULL, "TEXT is a user's message: rendered with the chat template, the answer generated", 0},
+	{"template", 0, OPT_STR, 0, 0, "NAME", "--chat's template: chatml, llama3, mistral or zephyr (default: the one the model was "
+	 "tokenized with, else by the tokenizer's special tokens)", 0},
 	{"quiet", 'q', OPT_FLAG, 0, 0, NULL, "no tokens/s line on stderr", 0},
 	{NULL, 0, 0, 0, 0, NULL, NULL, 0}};
 
 const opt_verb generate_verb = {"generate", "MODEL", 1, 1,
-	"Continues TEXT with a GPT-2 model. MODEL is a Hugging Face folder (config.json +\n"
+	"Continues TEXT with a language model (GPT-2, Llama, Mistral, Qwen2). MODEL is a Hugging Face folder (config.json +\n"
 	"model.safetensors; `hone show PIPELINE train` prints where train put one), an\n"
 	"export bundle (.tar.gz, whose tokenizer.json is used unless --tokenizer is given),\n"
 	"or a gpt2 .gguf file (hone quantize's; dequantized, with its own tokenizer).\n"
@@ -40,9 +44,64 @@ const opt_verb generate_verb = {"generate", "MODEL", 1, 1,
 	"the model. Greedy unless --temperature > 0 (then top-k / top-p sampling, seeded).\n"
 	"Stops at <|endoftext|>, at a --stop text (not printed), after --max-tokens (default\n"
 	"64), or when the context is full. Prints the continuation; tokens/s go to stderr.\n"
+	"With --chat, TEXT is a user's message in the chat template (--template, or the\n"
+	"model's: tokenize.json's chat_template) and generation stops at the end of the turn.\n"
 	"--logits FILE writes the prompt's ids and the model's logits at every prompt\n"
 	"position as JSON (for checking against another implementation).\n",
 	generate_opts, 1};
+
+/* --chat: the user's message rendered with the template (named, the
+ * model's tokenize.json's, else by the tokenizer's special tokens) and the
+ * assistant's turn opened; *end: the id that ends the turn */
+static int chat_prompt(herr *e, const bpe *b, const char *model, const char *tmpl, const char *text, uint32_t **ids,
+                       size_t *n, size_t *cap, int64_t *end)
+{
+	char name[32] = "";
+	if (tmpl)
+		snprintf(name, sizeof name, "%s", tmpl);
+	char *tj = fs_is_dir(model) ? path_join(model, "tokenize.json") : NULL;
+	buf meta;
+	buf_init(&meta);
+	if (!name[0] && tj && fs_exists(tj) && fs_read(e, tj, &meta) == 0) {
+		const char *k = meta.p ? strstr(meta.p, "\"chat_template\": \"") : NULL;
+		if (k)
+			sscanf(k + 18, "%31[^\"]", name);
+	}
+	free(tj);
+	buf_free(&meta);
+	int t = name[0] ? chat_template(name) : -1;
+	for (int k = 0; !name[0] && k < CHAT_N && t < 0; k++)
+		if (k != CHAT_MISTRAL && k != CHAT_ZEPHYR && bpe_token_id(b, chat_specials(k)[0], strlen(chat_specials(k)[0])) >= 0)
+			t = k;
+	if (t < 0) {
+		herr_set(e, "--chat: %s%s%s", name[0] ? "template \"" : "no template given, and the tokenizer has no chat template's tokens",
+		         name, name[0] ? "\" is not one hone has (chatml, llama3, mistral, zephyr)" : "");
+		return herr_hint(e, "give --template chatml | llama3 | mistral | zephyr");
+	}
+	uint32_t sp[8];
+	if (chat_special_ids(e, b, t, sp) != 0)
+		return herr_prefix(e, "--chat");
+	buf js;
+	buf_init(&js);
+	buf_adds(&js, "[{\"role\": \"user\", \"content\": ");
+	buf_json_str(&js, text);
+	buf_adds(&js, "}]");
+	jarena *a = json_arena_new();
+	jerror je;
+	const jnode *m = json_parse(a, js.p, js.len, &je);
+	chat_ids ci = {*ids, NULL, *n, *cap, 0, 0, 0};
+	int rc = chat_encode(e, b, NULL, t, sp, m, 1, "--prompt", &ci);
+	*ids = ci.ids;
+	*n = ci.n;
+	*cap = ci.cap;
+	free(ci.mask);
+	json_arena_free(a);
+	buf_free(&js);
+	/* the turn ends with the token the template trains after the answer */
+	static const char *const ends[CHAT_N] = {"<|im_end|>", "<|eot_id|>", "</s>", "</s>"};
+	*end = bpe_token_id(b, ends[t], strlen(ends[t]));
+	return rc;
+}
 
 static int load_tokenizer(herr *e, const char *path, bpe **b)
 {
@@ -107,7 +166,8 @@ int generate_main(int argc, char **argv)
 {
 	const char *model = NULL, *tokp = NULL, *prompt = NULL, *adapter = NULL, *logits = NULL, *stops[16];
 	int nstop = 0, maxt = 64, quiet = 0;
-	const char *device = "cpu", *quant = NULL;
+	const char *device = "cpu", *quant = NULL, *tmpl = NULL;
+	int chat = 0;
 	gpt2_sampler smp = {0, 0, 1, 0};
 	opt_parsed op;
 	int prc = opt_parse(&generate_verb, argc, argv, &op);
@@ -143,6 +203,10 @@ int generate_main(int argc, char **argv)
 			device = v;
 		else if (!strcmp(n, "quant"))
 			quant = v;
+		else if (!strcmp(n, "chat"))
+			chat = 1;
+		else if (!strcmp(n, "template"))
+			tmpl = v;
 	}
 	opt_free(&op);
 	int is_bundle = model && !fs_is_dir(model);
@@ -192,7 +256,10 @@ int generate_main(int argc, char **argv)
 		rc = herr_prefix(&e, "--quant");
 	uint32_t *ids = NULL;
 	size_t n = 0, cap = 0;
-	if (rc == 0)
+	int64_t turn_end = -1;
+	if (rc == 0 && chat)
+		rc = chat_prompt(&e, b, model, tmpl, prompt, &ids, &n, &cap, &turn_end);
+	else if (rc == 0)
 		bpe_encode(b, prompt, strlen(prompt), &ids, &n, &cap);
 	if (rc == 0 && logits)
 		write_logits(&e, &m, ids, n, logits, &rc);
@@ -203,6 +270,8 @@ int generate_main(int argc, char **argv)
 		g.max_tokens = maxt;
 		g.stops = stops;
 		g.nstop = nstop;
+		if (turn_end >= 0)
+			g.eos = turn_end;
 		buf out;
 		buf_init(&out);
 		const char *why;

@@ -2,6 +2,7 @@
 -- tokenize { parts, tok, max_len = 256, pack = true }                  -- LM blocks
 -- tokenize { parts, tok, format = "instruction" }                      -- loss mask
 -- tokenize { parts, tok, format = "prompt_completion", template = "Q: {prompt}\nA: " }
+-- tokenize { parts, tok, format = "chat", template = "chatml" }       -- messages, loss on the assistant
 -- tokenize { parts, bert_tok, fields = { "question", "passage" }, max_len = 128 }  -- WordPiece pairs
 -- tokenize { parts, bert_tok, field = "words", tags = "ner", max_len = 128 }       -- tagging
 --
@@ -25,9 +26,9 @@ return {
     truncation = { type = "string", default = "right", enum = { "right", "left" } },
     add_eos = { type = "boolean", default = true, doc = "end every row with <|endoftext|> (WordPiece: add [CLS] ... [SEP])" },
     pack = { type = "boolean", default = false, doc = "concatenate rows (each ending in EOS) and cut blocks of max_len" },
-    format = { type = "string", default = "text", enum = { "text", "prompt_completion", "instruction" },
-               doc = "text: one field; prompt_completion / instruction: a prompt and a completion, with a loss mask" },
-    template = { type = "string", doc = "the prompt, with {field} placeholders (defaults: \"{prompt}\"; Alpaca's for instruction)" },
+    format = { type = "string", default = "text", enum = { "text", "prompt_completion", "instruction", "chat" },
+               doc = "text: one field; prompt_completion / instruction: a prompt and a completion, with a loss mask; chat: OpenAI-style messages (a json field), the loss on the assistant's turns" },
+    template = { type = "string", doc = "the prompt, with {field} placeholders (defaults: \"{prompt}\"; Alpaca's for instruction); chat: the chat template, chatml, llama3, mistral or zephyr (default: by the tokenizer's special tokens)" },
     completion = { type = "string", doc = "the completion field (default: completion; output for instruction)" },
     tags = { type = "string", doc = "WordPiece tagging: a field of tags, one per whitespace-separated word of the text (labels.i32: the tag on each word's first piece)" },
     spans = { type = "string", doc = "WordPiece tagging from entity spans: a field of [[start, end, \"TYPE\"], ...] in characters of the text (ingest it with types = { field = \"json\" }); words become B-/I-TYPE or O" },

@@ -41,7 +41,7 @@ int textgen_run(textgen *g, const uint32_t *ids, size_t n, buf *out, FILE *strea
 	while (!full && !stopped && made < g->max_tokens && n) {
 		uint32_t id = gpt2_sample(&g->smp, g->logits, clm_vocab(g->m));
 		if (g->eos >= 0 && id == (uint32_t)g->eos) {
-			*why = "<|endoftext|>";
+			*why = "the end token";
 			break;
 		}
 		made++;

@@ -26,6 +26,7 @@
 #include "../io/wordpiece.h"
 #include "../io/records.h"
 #include "../kernel.h"
+#include "../ml/chat.h"
 #include "stages.h"
 
 static int copy_file(kctx *c, const char *from, const char *outdir, const char *name)
@@ -423,6 +424,8 @@ typedef struct tspec {
 	int spans;              /* f_tags holds entity spans [[start, end, "TYPE"], ...] instead */
 	char **tags;            /* the tag set, sorted; a tag's id is its index */
 	size_t ntags;
+	int f_chat, chat;       /* format = "chat": the messages field (JSON) and the template; -1: none */
+	uint32_t chat_ids[8];   /* the template's special tokens' ids, in chat_specials' order */
 } tspec;
 
 /* Parses "text {field} text" into segments; -1 with the unknown name. */
@@ -484,6 +487,9 @@ typedef struct row_ids {
 	long long bad_words, bad_tags; /* tagging: the counts when they differ (else -1) */
 	char bad_span[96];             /* spans: what is wrong with the row's spans, or "" */
 	int cut;          /* tagging: the row was cut to max_len */
+	uint8_t *mask;    /* chat: per id, 1 where the loss counts (else prompt_n's rule) */
+	size_t mcap;
+	char bad_chat[160]; /* chat: what is wrong with the row's messages, or "" */
 } row_ids;
 
 /* A block of rows to encode, shared by the crew; member t has its own BPE
@@ -538,6 +544,33 @@ static void push_id(row_ids *o, uint32_t id, int32_t label)
 static void encode_tagged(const struct enc_job *j, wordpiece_cache *cache, const char *s, size_t n, const char *tg,
                           size_t tn, row_ids *o);
 
+/* chat rows: the conversation rendered and encoded (chat_encode); prompt_n:
+ * where the last assistant turn's trained part starts */
+static void encode_chat(const struct enc_job *j, bpe_cache *cache, uint64_t row, row_ids *o)
+{
+	const tspec *ts = j->ts;
+	size_t len;
+	const char *s = recr_str(j->r, ts->f_chat, row, &len);
+	o->bad_chat[0] = 0;
+	jarena *a = json_arena_new();
+	jerror je;
+	const jnode *m = s ? json_parse(a, s, len, &je) : NULL;
+	chat_ids ci = {o->ids, o->mask, 0, o->cap, o->mcap, 0, 0};
+	herr e;
+	if (!m)
+		snprintf(o->bad_chat, sizeof o->bad_chat, "not JSON (ingest the field with types = { messages = \"json\" })");
+	else if (chat_encode(&e, j->b, cache, ts->chat, ts->chat_ids, m, 0, "messages", &ci) != 0)
+		snprintf(o->bad_chat, sizeof o->bad_chat, "%.150s", e.msg);
+	o->ids = ci.ids;
+	o->mask = ci.mask;
+	o->cap = ci.cap;
+	o->mcap = ci.mcap;
+	o->n = ci.n;
+	o->bytes = ci.bytes;
+	o->prompt_n = ci.last == (size_t)-1 ? ci.n : ci.last; /* no assistant turn: nothing to train on */
+	json_arena_free(a);
+}
+
 static void encode_rows(void *ud, int t, int nt)
 {
 	enc_job *j = ud;
@@ -573,6 +606,10 @@ static void encode_rows(void *ud, int t, int nt)
 			const char *s = recr_str(j->r, ts->f, row, &len);
 			bpe_encode_cached(j->b, cache, s ? s : "", len, 0, &o->ids, &o->n, &o->cap);
 			o->bytes = len;
+			continue;
+		}
+		if (ts->f_chat >= 0) {
+			encode_chat(j, cache, row, o);
 			continue;
 		}
 		int alt = ts->f_input >= 0 && (recr_str(j->r, ts->f_input, row, &len), len == 0);
@@ -774,7 +811,8 @@ static int tokenize_one(kctx *c, const bpe *b, const wordpiece *wp, const hval *
 	const char *format = hval_get_str(p, "format", "text");
 	const char *field = hval_get_str(p, "field", "text");
 	int prompt_mode = strcmp(format, "text") != 0;
-	tspec ts = {-1, -1, NULL, NULL, 0, 0, -1, -1, -1, 0, tagset, ntags};
+	tspec ts = {-1, -1, NULL, NULL, 0, 0, -1, -1, -1, 0, tagset, ntags, -1, -1, {0}};
+	int chat = !strcmp(format, "chat");
 	const char *tags = hval_get_str(p, "tags", NULL);
 	if (!tags && hval_get_str(p, "spans", NULL)) {
 		tags = hval_get_str(p, "spans", NULL);
@@ -798,6 +836,24 @@ static int tokenize_one(kctx *c, const bpe *b, const wordpiece *wp, const hval *
 		kctx_fail(c, "tokenize: %s = \"%s\" (tagging) needs a WordPiece tokenizer, one text field, format = \"text\" "
 		          "and no pack", ts.spans ? "spans" : "tags", tags);
 		rc = herr_hint(&c->err, "tokenize the words with a tokenizer { kind = \"wordpiece\" } (a BERT's)");
+	} else if (chat) {
+		const char *tn = hval_get_str(p, "template", NULL);
+		ts.chat = tn ? chat_template(tn) : -1;
+		for (int t = 0; !tn && t < CHAT_N && ts.chat < 0; t++) { /* by the tokenizer's special tokens */
+			const char *first = chat_specials(t)[0];
+			if (t != CHAT_MISTRAL && t != CHAT_ZEPHYR && bpe_token_id(b, first, strlen(first)) >= 0)
+				ts.chat = t;
+		}
+		if (ts.chat < 0) {
+			kctx_fail(c, "tokenize: format = \"chat\": %s%s%s", tn ? "template \"" : "the tokenizer has no chat template's special tokens",
+			          tn ? tn : "", tn ? "\" is not one hone has (chatml, llama3, mistral, zephyr)" : "");
+			rc = herr_hint(&c->err, "give template = \"chatml\" | \"llama3\" | \"mistral\" | \"zephyr\", and a tokenizer "
+			               "with its special tokens (tokenizer { ..., special = { \"<|im_start|>\", \"<|im_end|>\" } })");
+		}
+		if (rc == 0 && chat_special_ids(&c->err, b, ts.chat, ts.chat_ids) != 0)
+			rc = herr_prefix(&c->err, "tokenize");
+		if (rc == 0)
+			rc = text_field(c, &r, label, strcmp(field, "text") ? field : "messages", " (the messages)", &ts.f_chat, drop);
 	} else if (!prompt_mode) {
 		rc = text_field(c, &r, label, field, "", &ts.f, drop);
 		if (rc == 0 && tags)
@@ -823,7 +879,7 @@ static int tokenize_one(kctx *c, const bpe *b, const wordpiece *wp, const hval *
 	}
 	long long max_len = hval_get_int(p, "max_len", 0);
 	int left = !strcmp(hval_get_str(p, "truncation", "right"), "left");
-	int eos = hval_get_bool(p, "add_eos", 1), pack = hval_get_bool(p, "pack", 0);
+	int eos = hval_get_bool(p, "add_eos", 1) && !chat, pack = hval_get_bool(p, "pack", 0); /* a chat's turns end themselves */
 	/* WordPiece: the template's [CLS] ... [SEP] instead of an EOS, and the
 	 * cut made in the encoding (HF's truncation) */
 	int special = wp ? eos : 0;
@@ -938,8 +994,12 @@ static int tokenize_one(kctx *c, const bpe *b, const wordpiece *wp, const hval *
 			rmask = xrealloc(rmask, rcap);
 		}
 		memcpy(rid, ro->ids, n * sizeof *rid);
+		if (ts.f_chat >= 0 && ro->bad_chat[0]) {
+			rc = kctx_fail(c, "tokenize: %s: row %llu: %s", label, (unsigned long long)row + 1, ro->bad_chat);
+			break;
+		}
 		for (size_t k = 0; k < n; k++)
-			rmask[k] = k >= ro->prompt_n;
+			rmask[k] = ts.f_chat >= 0 ? ro->mask[k] : k >= ro->prompt_n;
 		if (eos) {
 			rid[n] = eos_id;
 			rmask[n] = 1;
@@ -1067,6 +1127,8 @@ static int tokenize_one(kctx *c, const bpe *b, const wordpiece *wp, const hval *
 		           eos ? (long long)eos_id : -1LL);
 		buf_json_str(&js, format);
 		buf_printf(&js, ", \"pack\": %s, \"mask\": %s", pack ? "true" : "false", prompt_mode ? "true" : "false");
+		if (chat) /* the template the model is then trained on, for generation and serving */
+			buf_printf(&js, ", \"chat_template\": \"%s\"", chat_template_name(ts.chat));
 		if (wp) {
 			/* what a BERT model needs: the special ids, whether the
 			 * template was added, the pair's fields and types.u8 */
@@ -1112,6 +1174,7 @@ static int tokenize_one(kctx *c, const bpe *b, const wordpiece *wp, const hval *
 	for (uint64_t k = 0; k < B; k++) {
 		free(block[k].ids);
 		free(block[k].labels);
+		free(block[k].mask);
 		wordpiece_enc_free(&block[k].wp);
 	}
 	free(block);

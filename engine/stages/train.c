@@ -862,6 +862,8 @@ static int train_lm(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, co
 		train_finish_summary(c, &sum, &s, metric, vi != NULL, lr.resumed, 1);
 		if (rc == 0)
 			rc = model_outputs(c, outdir, &m, &s.curve, &sum);
+		if (rc == 0) /* how the ids were made (a chat's template too) travels with the model */
+			rc = train_copy_tokenize(c, ti, outdir);
 		buf_free(&sum);
 		kctx_metric(c, "trainable", (double)(use_lora ? lo.n : np));
 		if (vi) {

@@ -95,6 +95,47 @@ else
 	echo "# skipped: node-llama-cpp not installed in build/llama"
 fi
 
+# chat data: OpenAI-style messages rendered with ChatML, the loss on the
+# assistant's turns only (their content and <|im_end|>), a Llama trained on it
+awk 'BEGIN { srand(5); split("the cat dog sat ran on a mat park tree bird sang", w, " ");
+	for (i = 0; i < 120; i++) { q = ""; a = ""; for (k = 0; k < 5; k++) q = q " " w[int(rand() * 11) + 1];
+		for (k = 0; k < 4; k++) a = a " " w[int(rand() * 11) + 1];
+		printf "{\"messages\": [{\"role\": \"system\", \"content\": \"be brief\"}, {\"role\": \"user\", \"content\": \"%s\"}, {\"role\": \"assistant\", \"content\": \"%s\"}", q, a;
+		if (i % 3 == 0) printf ", {\"role\": \"user\", \"content\": \"more\"}, {\"role\": \"assistant\", \"content\": \"%s\"}", toupper(a);
+		print "]}" } }' > chat.jsonl
+cat > c.lua <<'LUA'
+local d = ingest { "chat.jsonl", fields = { messages = "messages" }, types = { messages = "json" } }
+local parts = split { d, train = 0.8, val = 0.2, seed = 1 }
+local tok = tokenizer { d, fields = { "messages" }, vocab = 400, special = { "<|im_start|>", "<|im_end|>", "<|endoftext|>" } }
+local ids = tokenize { parts, tok, format = "chat", max_len = 96 }
+local base = model { arch = "llama", n_layer = 2, n_head = 2, n_embd = 32, n_positions = 128, vocab = 400, seed = 1 }
+train { ids.train, val = ids.val, base = base, lr = 0.003, batch = 8, epochs = 2, seed = 1, name = "chat" }
+LUA
+F=c.lua
+check "chat data (format = \"chat\", ChatML by the tokenizer's tokens) trains a Llama" "$HONE" run c.lua -q
+T=$(obj tokenize)train/
+check "  ... tokenize.json records the template" bash -c "grep -q '\"chat_template\": \"chatml\"' '${T}tokenize.json'"
+IM=$(jq -r '.model.vocab["<|im_end|>"]' "$(obj tokenizer)tokenizer.json")
+paste -d' ' <(od -An -tu4 -v -w4 "${T}tokens.u32" | tr -d ' ') <(od -An -tu1 -v -w1 "${T}mask.u8" | tr -d ' ') > tm.txt
+rows=$("$HONE" show c.lua split.train --jsonl --limit 100000)
+A=$(grep -o assistant <<<"$rows" | wc -l) U=$(grep -o user <<<"$rows" | wc -l) S=$(grep -o system <<<"$rows" | wc -l)
+check "  ... <|im_end|> is trained once per assistant turn ($A), never after the $U user and $S system turns" \
+	eq "$(awk -v im="$IM" '$1 == im && $2 == 1' tm.txt | wc -l) $(awk -v im="$IM" '$1 == im && $2 == 0' tm.txt | wc -l)" "$A $((U + S))"
+CM=$(obj chat) CT=$(obj tokenizer)
+IS=$(jq -r '.model.vocab["<|im_start|>"]' "${CT}tokenizer.json")
+"$HONE" generate "$CM" --tokenizer "$CT" --chat --prompt "the cat sat" --max-tokens 8 --logits cl.json > chat.out 2> chat.err
+check "hone generate --chat renders the message with the model's template (<|im_start|>user ... <|im_start|>assistant)" \
+	bash -c "jq -e '.ids[0] == $IS and ([.ids[] | select(. == $IM)] | length) == 1 and .ids[-3] == $IS' cl.json >/dev/null"
+check "  ... and stops at the end of the assistant's turn, or after --max-tokens" bash -c "grep -Eq 'stopped by (the end token|max tokens)' chat.err"
+check "  ... a template whose tokens the tokenizer lacks is an error" fails_with 1 "writes <|begin_of_text|>" \
+	"$HONE" generate "$CM" --tokenizer "$CT" --chat --template llama3 --prompt x
+sed 's/"<|im_start|>", //; s/format = "chat",/format = "chat", template = "chatml",/' c.lua > e4.lua
+check "  ... a tokenizer without the template's tokens is an error naming the token" fails_with 1 "writes <|im_start|>, which the tokenizer does not have" "$HONE" run e4.lua -q
+sed 's/"role": "user"/"role": "human"/' chat.jsonl > bad.jsonl
+sed 's/chat.jsonl/bad.jsonl/' c.lua > e5.lua
+check "  ... a message with another role is an error naming the row and key" fails_with 1 "row 1: messages: messages[1].role" "$HONE" run e5.lua -q
+F=p.lua
+
 # errors
 sed 's/n_kv_head = 2/n_kv_head = 3/' p.lua > e1.lua
 check "n_head not a multiple of n_kv_head" fails_with 2 "multiple of n_kv_head 3" "$HONE" run e1.lua -q
