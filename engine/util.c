@@ -539,7 +539,9 @@ static int list_rec(herr *e, const char *root, const char *rel, char ***v, size_
 			rc = herr_set(e, "%s: %s", full, strerror(errno));
 		} else if (S_ISDIR(st.st_mode)) {
 			rc = list_rec(e, root, r, v, n, cap);
-		} else if (S_ISREG(st.st_mode)) {
+		} else if (S_ISREG(st.st_mode) || (S_ISLNK(st.st_mode) && stat(full, &st) == 0 && S_ISREG(st.st_mode))) {
+			/* a link to a file counts as the file (the Hugging Face cache's
+			 * snapshots link into its blobs); links to folders are not followed */
 			if (*n == *cap) {
 				*cap = *cap ? *cap * 2 : 16;
 				*v = xrealloc(*v, *cap * sizeof **v);
@@ -547,7 +549,7 @@ static int list_rec(herr *e, const char *root, const char *rel, char ***v, size_
 			(*v)[(*n)++] = r;
 			r = NULL;
 		} else {
-			rc = herr_set(e, "%s: not a regular file or directory (links are not followed)", full);
+			rc = herr_set(e, "%s: not a regular file or directory (links to folders are not followed)", full);
 		}
 		free(full);
 		free(r);

@@ -205,12 +205,13 @@ local function check_kinds(spec, given, w)
   end
 end
 
-local function input_of(v, w, what)
+local function input_of(v, w, what, hub)
   if is_handle(v) then
     local f = info[v]
     return { node = f.node, output = f.output, ref = f.ref }
   elseif type(v) == "string" then
-    return { node = C.add_source(v, w) }
+    -- hub: a Hugging Face model id may stand for a folder (model's from)
+    return { node = C.add_source(v, w, nil, hub) }
   elseif type(v) == "table" and type(v.path) == "string" and type(v.as) == "string" then
     -- a file the stdlib supplies (under the hone folder), named portably
     return { node = C.add_source(v.path, w, v.as) }
@@ -617,7 +618,7 @@ local function declare(spec, args, explicit_name, w)
     if (p and p.type == "input") or is_handle(v) then
       local vk = kind_of(v)
       if p and p.takes and vk and not accepts(p.takes, vk) then kind_error(spec, "'" .. k .. "'", p.takes, v, w) end
-      local inp = input_of(v, w, sformat("%s: input '%s'", spec.kind, k))
+      local inp = input_of(v, w, sformat("%s: input '%s'", spec.kind, k), p and p.hub)
       inp.slot = k
       inputs[#inputs + 1] = inp
       params[k] = nil

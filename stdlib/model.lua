@@ -1,4 +1,5 @@
 -- model { from = "path/to/hf-gpt2-folder" }
+-- model { from = "HuggingFaceTB/SmolLM2-135M" }                      -- the Hugging Face cache
 -- model { n_layer = 6, n_head = 6, n_embd = 384, n_positions = 256, vocab = 8192, seed = 1 }
 -- model { arch = "bert", n_layer = 6, n_head = 6, n_embd = 384, intermediate = 1536, n_positions = 512, vocab = 8192 }
 -- model { arch = "llama", n_layer = 6, n_head = 6, n_kv_head = 2, n_embd = 384, intermediate = 1024, vocab = 8192 }
@@ -14,7 +15,8 @@ return {
   max_inputs = 0,
   summary = "a GPT-2, BERT or Llama-family base model (a Hugging Face folder, or newly initialized)",
   params = {
-    from = { type = "input", takes = "file|bundle|model", doc = "a Hugging Face GPT-2, BERT, Llama, Mistral or Qwen2 folder, or an export bundle (.tar.gz)" },
+    from = { type = "input", takes = "file|bundle|model", hub = true,
+             doc = "a Hugging Face GPT-2, BERT, Llama, Mistral or Qwen2 folder, an export bundle (.tar.gz), or a model id (\"org/name\", \"org/name@rev\") in the Hugging Face cache, downloaded into it when missing" },
     arch = { type = "string", enum = { "gpt2", "bert", "llama" }, doc = "a new model: GPT-2 (default), BERT (BertForMaskedLM, for pre-training) or Llama (LlamaForCausalLM)" },
     intermediate = { type = "integer", min = 1, max = 1048576, doc = "BERT, Llama: the MLP's width (default 4 n_embd for BERT, 8/3 n_embd rounded up to 32 for Llama)" },
     n_kv_head = { type = "integer", min = 1, max = 1024, doc = "Llama: key/value heads (grouped-query attention; default n_head)" },
