@@ -10,6 +10,7 @@
 #ifndef HONE_CLM_H
 #define HONE_CLM_H
 
+#include "../nn/ptune.h"
 #include "gpt2.h"
 #include "llama.h"
 
@@ -18,12 +19,16 @@ typedef struct clm {
 	gpt2 *g;
 	llama *l;
 	int owned;
+	ptune *pt;   /* prompt tuning attached (clm_set_ptune), or NULL */
+	int own_pt;  /* pt is the clm's (clm_load_dir found it) */
 } clm;
 
 clm clm_of_gpt2(gpt2 *g);
 clm clm_of_llama(llama *l);
 /* A folder's GPT-2 or Llama-family language model (a GPT-2 classifier is
- * refused: it has no LM head); BERT is an error saying so. */
+ * refused: it has no LM head); BERT is an error saying so. A prompt-tuning
+ * adapter in dir/adapter (what train writes, PEFT's PROMPT_TUNING) is
+ * attached: its virtual tokens cannot be merged into the weights. */
 int clm_load_dir(herr *e, clm *m, const char *dir);
 void clm_free(clm *m);
 int clm_save_dir(herr *e, const clm *m, const char *dir);
@@ -35,6 +40,14 @@ size_t clm_nparams(const clm *m);
 float *clm_params(const clm *m);
 /* Sequences of T tokens can be trained on (Mistral's sliding window) */
 int clm_check_len(herr *e, const clm *m, int T, const char *what);
+
+/* Prompt tuning: the virtual tokens before every sequence (NULL: none).
+ * Workspaces made after this are pt->n positions longer inside; the caller
+ * keeps giving rows of T tokens (the targets of the virtual positions are
+ * none: a row's first token stays context). */
+void clm_set_ptune(clm *m, ptune *pt);
+int clm_heads(const clm *m);
+int clm_layers(const clm *m);
 
 /* LoRA: the architecture's sites, its default targets, attaching adapters */
 void clm_lora_arch(const clm *m, lora_arch *a);
@@ -52,6 +65,8 @@ void clm_backward(clm_ws *w);
 const float *clm_logits(const clm_ws *w);
 float *clm_grad(clm_ws *w);
 float *clm_lora_grad(clm_ws *w);
+float *clm_ptune_grad(clm_ws *w);      /* prompt tuning: the virtual embeddings' gradient */
+float *clm_ws_ptune_params(clm_ws *w); /* ... and the copy the workspace computes with */
 float *clm_ws_params(clm_ws *w);
 float *clm_ws_lora_params(clm_ws *w);
 struct nn_ctx *clm_ws_nn(clm_ws *w);

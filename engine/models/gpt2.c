@@ -11,6 +11,7 @@
 #include "../ml/optim.h"
 #include "../nn/lora.h"
 #include "../nn/nn.h"
+#include "../nn/ptune.h"
 #include "model.h"
 
 /* --- configuration and layout ------------------------------------------------- */
@@ -434,6 +435,8 @@ struct gpt2_ws {
 	uint32_t *idbuf, *pos;  /* the batch's ids; each row's positions 0..T-1 (backend memory) */
 	int32_t *tg;            /* the batch's targets (backend memory) */
 	lora_ws *lw;            /* adapters' activations and gradients */
+	float *pt_p, *pt_g;     /* prompt tuning: the virtual embeddings (a device copy, or the host's) and their gradient */
+	int own_pt;
 	/* sequence classification: each row's last position, class probabilities
 	 * and their gradients (B × ncls); cls: the last forward was one */
 	int *last;
@@ -522,8 +525,15 @@ static gpt2_ws *ws_new(const gpt2 *m, int B, int T, int threads, const nn_ops *o
 		w->own_p = 1;
 		nn_upload(c, w->p, m->p, m->nparams * sizeof(float));
 	}
-	if (!m->lora) /* with adapters the base is frozen: no gradient of it is kept */
+	if (!m->lora && !m->ptune) /* with adapters the base is frozen: no gradient of it is kept */
 		w->g = WSA(m->nparams * sizeof(float));
+	if (m->ptune) {
+		w->pt_g = WSA(m->ptune->np * sizeof(float));
+		w->own_pt = !nn_on_host(ops);
+		w->pt_p = w->own_pt ? WSA(m->ptune->np * sizeof(float)) : m->ptune->p;
+		if (w->own_pt)
+			nn_upload(c, w->pt_p, m->ptune->p, m->ptune->np * sizeof(float));
+	}
 	w->dres = WSA(F);
 	w->dx = WSA(F);
 	w->dqkv = WSA(3 * F);
@@ -575,6 +585,10 @@ void gpt2_ws_free(gpt2_ws *w)
 	free(w->last);
 	free(w->hcz);
 	free(w->hcp);
+	if (w->pt_g)
+		nn_free(c, w->pt_g);
+	if (w->own_pt)
+		nn_free(c, w->pt_p);
 	nn_free(c, w->idbuf);
 	nn_free(c, w->pos);
 	nn_free(c, w->tg);
@@ -587,6 +601,8 @@ void gpt2_ws_free(gpt2_ws *w)
 const float *gpt2_logits(const gpt2_ws *w) { return w->logits; }
 float *gpt2_grad(gpt2_ws *w) { return w->g; }
 float *gpt2_lora_grad(gpt2_ws *w) { return w->lw ? w->lw->g : NULL; }
+float *gpt2_ws_ptune_params(gpt2_ws *w) { return w->pt_p; }
+float *gpt2_ptune_grad(gpt2_ws *w) { return w->pt_g; }
 float *gpt2_ws_params(gpt2_ws *w, const gpt2 *m) { return w->p ? w->p : m->p; }
 float *gpt2_ws_lora_params(gpt2_ws *w, const gpt2 *m) { return w->lw ? lora_ws_params(w->lw, m->lora) : NULL; }
 nn_ctx *gpt2_ws_nn(gpt2_ws *w) { return &w->nn; }
@@ -606,6 +622,8 @@ static void trunk_forward(const gpt2 *m, gpt2_ws *w, const uint32_t *ids)
 	size_t NC = (size_t)N * (size_t)C;
 	float *x = cf->n_layer ? w->l[0].res : w->res_out;
 	embedding_forward(c, x, w->ids, P("wte.weight"), N, C, V, 0);
+	if (m->ptune) /* the virtual tokens' embeddings, then positions on every row */
+		ptune_forward(c, w->pt_p, m->ptune, x, B, T);
 	embedding_forward(c, x, w->pos, P("wpe.weight"), N, C, cf->n_positions, 1);
 	char nm[64];
 	for (int l = 0; l < cf->n_layer; l++) {
@@ -821,6 +839,8 @@ void gpt2_backward(const gpt2 *m, gpt2_ws *w)
 #undef LP
 #undef LG
 	}
+	if (m->ptune)
+		ptune_backward(c, w->pt_g, m->ptune, w->dres, B, T);
 	/* embeddings (frozen with adapters) */
 	if (!w->g)
 		return;

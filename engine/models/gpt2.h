@@ -44,6 +44,7 @@ typedef struct gpt2 {
 	gpt2_tensor *t;
 	size_t nt;
 	const lora *lora;  /* adapters applied in forward/backward, or NULL */
+	const struct ptune *ptune; /* prompt tuning: virtual tokens before every sequence (the ws is that much longer), or NULL */
 	char **labels;                /* ncls class names (config.json id2label), owned */
 } gpt2;
 
@@ -139,6 +140,10 @@ float *gpt2_grad(gpt2_ws *w);
 /* Gradients of the adapters (after a backward with m->lora set when the ws
  * was made). */
 float *gpt2_lora_grad(gpt2_ws *w);
+/* Prompt tuning (m->ptune when the ws was made): the virtual embeddings
+ * the ws computes with, and their gradient */
+float *gpt2_ws_ptune_params(gpt2_ws *w);
+float *gpt2_ptune_grad(gpt2_ws *w);
 
 /* Sequence classification (Hugging Face's GPT2ForSequenceClassification):
  * "score.weight" [ncls, n_embd], no bias, applied to the final LayerNorm's

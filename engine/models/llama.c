@@ -8,6 +8,7 @@
 #include "../io/json.h"
 #include "../ml/blas.h"
 #include "../nn/nn.h"
+#include "../nn/ptune.h"
 
 /* --- configuration -------------------------------------------------------------------- */
 
@@ -494,6 +495,8 @@ struct llama_ws {
 	uint32_t *ids, *pos;
 	int32_t *tg;
 	lora_ws *lw;
+	float *pt_p, *pt_g; /* prompt tuning: the virtual embeddings used and their gradient */
+	int own_pt;
 	size_t bytes;
 };
 
@@ -541,8 +544,15 @@ static llama_ws *ws_new(const llama *m, int B, int T, int threads, const nn_ops 
 		w->own_p = 1;
 		nn_upload(c, w->p, m->p, m->nparams * sizeof(float));
 	}
-	if (!m->lora)
+	if (!m->lora && !m->ptune)
 		w->g = WSA(m->nparams * sizeof(float));
+	if (m->ptune) {
+		w->pt_g = WSA(m->ptune->np * sizeof(float));
+		w->own_pt = !nn_on_host(ops);
+		w->pt_p = w->own_pt ? WSA(m->ptune->np * sizeof(float)) : m->ptune->p;
+		if (w->own_pt)
+			nn_upload(c, w->pt_p, m->ptune->p, m->ptune->np * sizeof(float));
+	}
 	size_t wide = C > HD ? C : HD;
 	w->dres = WSA(F * C);
 	w->dx = WSA(F * wide);
@@ -601,7 +611,7 @@ void llama_ws_free(llama_ws *w)
 	lora_ws_free(c, w->lw);
 	float *b[] = {w->res_out, w->nf, w->rf, w->logits, w->dlogits, w->g, w->dres, w->dx, w->dy,
 	              w->dqkvg != w->dqkv ? w->dqkvg : NULL, w->dqkv, w->dgu, w->dh, w->cs, (float *)w->ids, (float *)w->pos,
-	              (float *)w->tg, w->own_p ? w->p : NULL};
+	              (float *)w->tg, w->own_p ? w->p : NULL, w->pt_g, w->own_pt ? w->pt_p : NULL};
 	for (size_t k = 0; k < sizeof b / sizeof *b; k++)
 		if (b[k])
 			nn_free(c, b[k]);
@@ -621,6 +631,8 @@ void llama_ws_dropout(llama_ws *w, uint64_t seed)
 const float *llama_logits(const llama_ws *w) { return w->logits; }
 float *llama_grad(llama_ws *w) { return w->g; }
 float *llama_lora_grad(llama_ws *w) { return w->lw ? w->lw->g : NULL; }
+float *llama_ws_ptune_params(llama_ws *w) { return w->pt_p; }
+float *llama_ptune_grad(llama_ws *w) { return w->pt_g; }
 
 /* a tensor of layer l (NULL when the config has none: a bias) */
 static const float *lp(const llama *m, const float *p, int l, const char *s)
@@ -653,6 +665,8 @@ double llama_forward(const llama *m, llama_ws *w, const uint32_t *ids, const int
 	nn_upload(c, w->ids, ids, (size_t)N * sizeof *ids);
 	float *x = cf->n_layer ? w->l[0].res : w->res_out;
 	embedding_forward(c, x, w->ids, tp(m, p, "model.embed_tokens.weight"), N, C, cf->vocab, 0);
+	if (m->ptune)
+		ptune_forward(c, w->pt_p, m->ptune, x, B, T);
 	for (int l = 0; l < cf->n_layer; l++) {
 		layer_act *a = &w->l[l];
 		rmsnorm_forward(c, a->rn1, a->r1, a->res, lp(m, p, l, "input_layernorm.weight"), N, C, cf->eps);
@@ -744,6 +758,8 @@ void llama_backward(const llama *m, llama_ws *w)
 		rmsnorm_backward(c, w->dres, lg(m, g, l, "input_layernorm.weight"), dn, a->res, lp(m, p, l, "input_layernorm.weight"),
 		                 a->r1, N, C);
 	}
+	if (m->ptune)
+		ptune_backward(c, w->pt_g, m->ptune, w->dres, B, T);
 	if (g)
 		embedding_backward(c, g + llama_find(m, "model.embed_tokens.weight")->off, w->ids, w->dres, N, C, cf->vocab);
 }

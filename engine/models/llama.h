@@ -53,6 +53,7 @@ typedef struct llama {
 	model_tensor *t;
 	size_t nt;
 	const lora *lora;  /* adapters applied in forward/backward, or NULL */
+	const struct ptune *ptune; /* prompt tuning (engine/nn/ptune.h), or NULL */
 	char *config_json; /* the config.json read (saved back unchanged), or NULL: written from cfg */
 	st_dtype dtype;    /* the weights' dtype on disk, kept when saving */
 } llama;
@@ -107,6 +108,8 @@ const float *llama_logits(const llama_ws *w);
 void llama_backward(const llama *m, llama_ws *w);
 float *llama_grad(llama_ws *w);      /* NULL with adapters: the base is frozen */
 float *llama_lora_grad(llama_ws *w);
+float *llama_ws_ptune_params(llama_ws *w); /* prompt tuning: the virtual embeddings used, their gradient */
+float *llama_ptune_grad(llama_ws *w);
 
 /* Generation with a key/value cache of ctx positions (0: the model's
  * max_position_embeddings, at most 4096). */

@@ -993,11 +993,12 @@ static int tokenize_one(kctx *c, const bpe *b, const wordpiece *wp, const hval *
 			rid = xrealloc(rid, rcap * sizeof *rid);
 			rmask = xrealloc(rmask, rcap);
 		}
-		memcpy(rid, ro->ids, n * sizeof *rid);
 		if (ts.f_chat >= 0 && ro->bad_chat[0]) {
 			rc = kctx_fail(c, "tokenize: %s: row %llu: %s", label, (unsigned long long)row + 1, ro->bad_chat);
 			break;
 		}
+		if (n)
+			memcpy(rid, ro->ids, n * sizeof *rid);
 		for (size_t k = 0; k < n; k++)
 			rmask[k] = ts.f_chat >= 0 ? ro->mask[k] : k >= ro->prompt_n;
 		if (eos) {

@@ -32,6 +32,7 @@
 #include "../ml/optim.h"
 #include "../ml/safetensors.h"
 #include "stages.h"
+#include "../nn/ptune.h"
 #include "trainer.h"
 
 
@@ -802,7 +803,7 @@ static double lm_step(void *ud, const uint32_t *idx, int nb, uint64_t step, floa
 	double loss = clm_forward(l->ws, l->ids, l->tg);
 	clm_backward(l->ws);
 	clm_ws_dropout(l->ws, 0);
-	*grad = lo ? clm_lora_grad(l->ws) : clm_grad(l->ws);
+	*grad = l->m->pt ? clm_ptune_grad(l->ws) : lo ? clm_lora_grad(l->ws) : clm_grad(l->ws);
 	return loss;
 }
 
@@ -828,12 +829,31 @@ static int train_lm(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, co
 	int T;
 	int rc = lm_open_splits(c, &m, ti, vi, &tr, &va, &T, 1);
 	int B = train_batch(cf, tr.n);
-	/* LoRA: adapters on the targets, the base frozen */
-	int use_lora = !strcmp(hval_get_str(p, "method", "full"), "lora");
+	/* LoRA: adapters on the targets, the base frozen; prompt tuning:
+	 * virtual tokens before every row, the base frozen */
+	const char *method = hval_get_str(p, "method", "full");
+	int use_lora = !strcmp(method, "lora"), use_pt = !strcmp(method, "prompt_tuning");
 	lora lo;
 	memset(&lo, 0, sizeof lo);
+	ptune pt;
+	memset(&pt, 0, sizeof pt);
 	if (rc == 0 && use_lora)
 		rc = lora_setup(c, p, &m, &lo, (uint64_t)cf->seed);
+	if (rc == 0 && m.pt)
+		rc = kctx_fail(c, "train: base %s carries a prompt-tuning adapter: train from the model it was tuned on",
+		               base->label);
+	if (rc == 0 && use_pt) {
+		long long nv = hval_get_int(p, "virtual_tokens", 20);
+		if (nv < 1 || T + nv > clm_max_pos(&m))
+			rc = kctx_fail(c, "train: virtual_tokens: %lld virtual and %d real tokens do not fit the model's %d positions",
+			               nv, T, clm_max_pos(&m));
+		else {
+			ptune_init(&pt, (int)nv, clm_width(&m), clm_layers(&m), clm_heads(&m), (uint64_t)cf->seed);
+			clm_set_ptune(&m, &pt);
+		}
+	}
+	size_t ntrain = use_pt ? pt.np : use_lora ? lo.n : 0;
+	float *ptrain = use_pt ? pt.p : use_lora ? lo.p : NULL;
 	lm_batch l = {&m, NULL, &tr, &va, B, T, NULL, NULL, (uint64_t)cf->seed};
 	tstate s;
 	tstate_init(&s);
@@ -844,20 +864,33 @@ static int train_lm(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, co
 		l.ws = clm_ws_new_on(&m, B, T, c->threads, ops);
 		l.ids = xmalloc((size_t)B * (size_t)T * sizeof *l.ids);
 		l.tg = xmalloc((size_t)B * (size_t)T * sizeof *l.tg);
-		learner L = {use_lora ? lo.p : clm_params(&m), use_lora ? lo.n : clm_nparams(&m), lm_step, lm_score, &l, NULL, NULL};
+		learner L = {ptrain ? ptrain : clm_params(&m), ptrain ? ntrain : clm_nparams(&m), lm_step, lm_score, &l, NULL, NULL};
 		kctx_log(c, "train: a %s of %zu parameters", clm_name(&m), clm_nparams(&m));
-		device_learner(c, p, &L, clm_ws_nn(l.ws), use_lora ? clm_ws_lora_params(l.ws) : clm_ws_params(l.ws));
+		device_learner(c, p, &L, clm_ws_nn(l.ws),
+		               use_pt ? clm_ws_ptune_params(l.ws) : use_lora ? clm_ws_lora_params(l.ws) : clm_ws_params(l.ws));
 		rc = train_loop(c, cf, &L, tr.n, vi != NULL, metric, 0, &s, &lr);
 	}
 	if (rc == 0) {
-		rc = keep_best(c, &m, use_lora ? &lo : NULL, &s, vi != NULL, outdir);
+		if (use_pt) { /* the best epoch's virtual tokens, as a PEFT adapter beside the (unchanged) base */
+			if (vi != NULL && s.best_epoch > 0)
+				memcpy(pt.p, s.best_p, pt.np * sizeof(float));
+			char *dir = NULL;
+			rc = kctx_out_path(c, outdir, "adapter/adapter_config.json", &dir);
+			char *ad = rc == 0 ? path_dirname(dir) : NULL;
+			if (rc == 0)
+				rc = ptune_save(&c->err, &pt, ad);
+			free(ad);
+			free(dir);
+		} else {
+			rc = keep_best(c, &m, use_lora ? &lo : NULL, &s, vi != NULL, outdir);
+		}
 		buf sum;
 		buf_init(&sum);
 		double el = now_seconds() - lr.t0;
 		size_t np = clm_nparams(&m);
 		buf_printf(&sum, "{\"task\": \"causal_lm\", \"method\": \"%s\", \"steps\": %lld, \"batch\": %d, \"block\": %d, "
 		           "\"params\": %zu, \"trainable\": %zu, \"metric\": \"%s\", \"best_epoch\": %lld, \"best\": ",
-		           use_lora ? "lora" : "full", s.step, B, T, np, use_lora ? lo.n : np, metric, s.best_epoch);
+		           method, s.step, B, T, np, ptrain ? ntrain : np, metric, s.best_epoch);
 		kctx_metric(c, "params", (double)np);
 		train_finish_summary(c, &sum, &s, metric, vi != NULL, lr.resumed, 1);
 		if (rc == 0)
@@ -865,7 +898,7 @@ static int train_lm(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, co
 		if (rc == 0) /* how the ids were made (a chat's template too) travels with the model */
 			rc = train_copy_tokenize(c, ti, outdir);
 		buf_free(&sum);
-		kctx_metric(c, "trainable", (double)(use_lora ? lo.n : np));
+		kctx_metric(c, "trainable", (double)(ptrain ? ntrain : np));
 		if (vi) {
 			kctx_metric(c, "val_loss", !strcmp(metric, "loss") ? s.best : log(s.best));
 			kctx_metric(c, "val_perplexity", !strcmp(metric, "loss") ? exp(s.best) : s.best);
@@ -881,6 +914,9 @@ static int train_lm(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, co
 	if (vi)
 		lm_close(&va);
 	lora_free(&lo);
+	if (use_pt)
+		clm_set_ptune(&m, NULL);
+	ptune_free(&pt);
 	clm_free(&m);
 	return rc;
 }

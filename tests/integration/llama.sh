@@ -22,6 +22,9 @@ local lo = train { ids.train, val = ids.val, base = full, method = "lora", rank 
                    "gate_proj", "up_proj", "down_proj", "k_proj" }, lora_dropout = 0.1, lr = 0.01, batch = 8, epochs = 1,
                    seed = 1, name = "lora" }
 evaluate { full, ids.val, compare = base, name = "ev" }
+local pt = train { ids.train, val = ids.val, base = full, method = "prompt_tuning", virtual_tokens = 4, lr = 0.05, batch = 8,
+                   epochs = 2, seed = 1, name = "pt" }
+evaluate { pt, ids.val, compare = full, name = "evpt" }
 LUA
 obj() { "$HONE" show "${F:-p.lua}" "$1" | awk '/^path/ {print $2}'; }
 metric() { "$HONE" show "${F:-p.lua}" "$1" | grep -o "\"$2\":[0-9.e+-]*" | head -1 | cut -d: -f2; }
@@ -38,6 +41,16 @@ L=$(obj lora)
 check "  ... LoRA saves a PEFT adapter on the seven projections" bash -c \
 	"grep -q '\"peft_type\": \"LORA\"' '${L}adapter/adapter_config.json' && grep -q down_proj '${L}adapter/adapter_config.json' && test -s '${L}adapter/adapter_model.safetensors'"
 check "  ... and trains only the adapters" eq "$(metric lora trainable)" "$((2 * 4 * (32 + 32 + 32 + 16 + 32 + 16 + 32 + 32 + 32 + 96 + 32 + 96 + 96 + 32)))"
+P=$(obj pt)
+check "prompt tuning trains 4 virtual tokens only (4 x 32 = 128 parameters), the base unchanged" bash -c \
+	"[ '$(metric pt trainable)' = 128 ] && cmp -s '${P}model.safetensors' '$(obj full)model.safetensors'"
+check "  ... its adapter is PEFT's PROMPT_TUNING (prompt_embeddings [4, 32])" bash -c \
+	"jq -e '.peft_type == \"PROMPT_TUNING\" and .num_virtual_tokens == 4 and .token_dim == 32' '${P}adapter/adapter_config.json' >/dev/null"
+check "  ... evaluate takes the virtual tokens with the folder (its perplexity is train's)" awk -v a="$(metric evpt perplexity)" \
+	-v b="$(metric pt val_perplexity)" 'BEGIN { exit !(a - b < 1e-9 * b && b - a < 1e-9 * b) }'
+check "  ... and they change the model's answers: perplexity $(metric evpt perplexity) against $(metric evpt compare_perplexity)" \
+	bash -c "[ '$(metric evpt perplexity)' != '$(metric evpt compare_perplexity)' ]"
+check "  ... hone generate runs it (the virtual tokens first)" bash -c "'$HONE' generate '$P' --tokenizer '$(obj tokenizer)' --prompt 'the cat' --max-tokens 4 -q | grep -q ."
 h1=$(hashes full lora)
 TK=$(obj tokenizer) M=$(obj full)
 check "hone generate runs a Llama with the cache" bash -c "'$HONE' generate '$M' --tokenizer '$TK' --prompt 'the cat' --max-tokens 8 -q | grep -q ."
@@ -141,6 +154,6 @@ sed 's/n_kv_head = 2/n_kv_head = 3/' p.lua > e1.lua
 check "n_head not a multiple of n_kv_head" fails_with 2 "multiple of n_kv_head 3" "$HONE" run e1.lua -q
 sed 's/targets = { "q_proj"/targets = { "c_attn", "q_proj"/' p.lua > e2.lua
 check "a GPT-2 LoRA target on a Llama names the Llama's" fails_with 1 "q_proj" "$HONE" run e2.lua -q
-sed 's/^evaluate.*/train { ids.train, base = full, output = { text = "category" }, name = "cls" }/' p.lua > e3.lua
+{ cat p.lua; echo 'train { ids.train, base = full, output = { text = "category" }, name = "cls" }'; } > e3.lua
 check "a classification head on a Llama is refused, saying what has one" fails_with 1 "GPT-2 and BERT bases have one" "$HONE" run e3.lua -q
 done_testing
