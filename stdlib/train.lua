@@ -34,8 +34,8 @@ return {
   params = {
     val = { type = "input", takes = "ids", doc = "validation split (early stopping, the best epoch)" },
     base = { type = "input", takes = "model|file|bundle", doc = "a GPT-2 or BERT model (model { ... }): fine-tune a GPT-2 as a language model, pre-train a BERT with objective = \"mlm\", or either with output as a classifier" },
-    method = { type = "string", enum = { "full", "lora", "prompt_tuning" }, doc = "with base: every parameter (full), LoRA adapters, or prompt tuning (virtual tokens; language models)" },
-    virtual_tokens = { type = "integer", min = 1, max = 65536, doc = "prompt tuning: the virtual tokens before every row (default 20)" },
+    method = { type = "string", enum = { "full", "lora", "prompt_tuning", "prefix_tuning" }, doc = "with base: every parameter (full), LoRA adapters, prompt tuning (virtual tokens) or prefix tuning (virtual keys and values per layer; language models)" },
+    virtual_tokens = { type = "integer", min = 1, max = 65536, doc = "prompt and prefix tuning: the virtual tokens before every row (default 20)" },
     rank = { type = "integer", min = 1, doc = "LoRA rank (default 8)" },
     alpha = { type = "number", min = 0, doc = "LoRA alpha: the update is scaled by alpha / rank (default 16)" },
     lora_dropout = { type = "number", min = 0, max = 0.95, doc = "LoRA: dropout on the adapters' input while training (default 0)" },
@@ -90,13 +90,13 @@ return {
         p.rank = p.rank or 8
         p.alpha = p.alpha or 16
       end
-      if p.virtual_tokens and p.method ~= "prompt_tuning" then
-        return "virtual_tokens goes with method = \"prompt_tuning\""
+      if p.virtual_tokens and p.method ~= "prompt_tuning" and p.method ~= "prefix_tuning" then
+        return "virtual_tokens goes with method = \"prompt_tuning\" or \"prefix_tuning\""
       end
-      if p.method == "prompt_tuning" then
+      if p.method == "prompt_tuning" or p.method == "prefix_tuning" then
         p.virtual_tokens = p.virtual_tokens or 20
         if p.output ~= nil or p.objective ~= nil then
-          return "method = \"prompt_tuning\" trains a language model's virtual tokens: no output or objective"
+          return "method = \"" .. p.method .. "\" trains a language model's virtual tokens: no output or objective"
         end
       end
       if p.objective ~= nil and p.output ~= nil then

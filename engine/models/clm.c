@@ -19,6 +19,8 @@ void clm_set_ptune(clm *m, ptune *pt)
 }
 
 int clm_heads(const clm *m) { return m->l ? m->l->cfg.n_head : m->g->cfg.n_head; }
+int clm_kv_heads(const clm *m) { return m->l ? m->l->cfg.n_kv : m->g->cfg.n_head; }
+int clm_kv_width(const clm *m) { return m->l ? m->l->cfg.n_kv * m->l->cfg.head_dim : m->g->cfg.n_embd; }
 int clm_layers(const clm *m) { return m->l ? m->l->cfg.n_layer : m->g->cfg.n_layer; }
 
 /* train's output of prompt tuning: the base and its adapter/ */
@@ -28,7 +30,7 @@ static int attach_ptune(herr *e, clm *m, const char *dir)
 	int rc = 0;
 	if (ptune_is_dir(ad)) {
 		ptune *pt = xcalloc(1, sizeof *pt);
-		rc = ptune_load(e, pt, ad, clm_width(m), clm_layers(m), clm_heads(m));
+		rc = ptune_load(e, pt, ad, clm_width(m), clm_kv_width(m), clm_layers(m), clm_heads(m), clm_kv_heads(m));
 		if (rc == 0) {
 			clm_set_ptune(m, pt);
 			m->own_pt = 1;

@@ -47,6 +47,8 @@ int clm_check_len(herr *e, const clm *m, int T, const char *what);
  * none: a row's first token stays context). */
 void clm_set_ptune(clm *m, ptune *pt);
 int clm_heads(const clm *m);
+int clm_kv_heads(const clm *m); /* key/value heads (grouped-query: fewer than the heads) */
+int clm_kv_width(const clm *m); /* their width: kv heads × head size */
 int clm_layers(const clm *m);
 
 /* LoRA: the architecture's sites, its default targets, attaching adapters */

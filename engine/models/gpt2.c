@@ -632,6 +632,8 @@ static void trunk_forward(const gpt2 *m, gpt2_ws *w, const uint32_t *ids)
 		layernorm_forward(c, a->ln1, a->m1, a->r1, a->res, LP("ln_1.weight"), LP("ln_1.bias"), N, C, cf->eps);
 		linear_forward(c, a->qkv, a->ln1, LP("attn.c_attn.weight"), LP("attn.c_attn.bias"), N, C, 3 * C, NN_W_IN_OUT, 0);
 		lora_forward(c, w->lw, lo, l, 0, a->qkv, 3 * C, a->ln1);
+		if (m->ptune && m->ptune->kind == PT_PREFIX) /* the layer's prefix keys and values in the first rows */
+			prefix_forward(c, w->pt_p, m->ptune, l, a->qkv, B, T, 3 * C, C, 2 * C);
 		attention_forward_keep(c, a->y, a->lse, a->qkv, NULL, B, T, C, H, 1);
 		nn_copy(c, a->res2, a->res, NC * sizeof(float));
 		linear_forward(c, a->res2, a->y, LP("attn.c_proj.weight"), LP("attn.c_proj.bias"), N, C, C, NN_W_IN_OUT, 1);
@@ -831,6 +833,8 @@ void gpt2_backward(const gpt2 *m, gpt2_ws *w)
 		lora_backward(c, w->lw, lo, l, 1, dy, w->dres, C, a->y);
 		nn_zero(c, w->dqkv, 3 * F);
 		attention_backward_keep(c, w->dqkv, dy, a->qkv, a->y, a->lse, NULL, B, T, C, H, 1);
+		if (m->ptune && m->ptune->kind == PT_PREFIX)
+			prefix_backward(c, w->pt_g, m->ptune, l, w->dqkv, B, T, 3 * C, C, 2 * C);
 		nn_zero(c, dln, F);
 		linear_backward(c, dln, LG("attn.c_attn.weight"), LG("attn.c_attn.bias"), w->dqkv, a->ln1, LP("attn.c_attn.weight"),
 		                N, C, 3 * C, NN_W_IN_OUT);

@@ -676,6 +676,8 @@ double llama_forward(const llama *m, llama_ws *w, const uint32_t *ids, const int
 		lora_forward(c, w->lw, lo, l, 1, a->qkvg + HD, QW, a->rn1);
 		lora_forward(c, w->lw, lo, l, 2, a->qkvg + HD + KD, QW, a->rn1);
 		rope(c, a->qkvg, w->pos, w->cs, N, QW, H + Hk, D, 0);
+		if (m->ptune && m->ptune->kind == PT_PREFIX) /* the layer's prefix keys (not rotated) and values */
+			prefix_forward(c, w->pt_p, m->ptune, l, a->qkvg, B, T, QW, HD, HD + KD);
 		if (a->qkv != a->qkvg)
 			kv_expand_forward(c, a->qkv, a->qkvg, N, H, Hk, D);
 		attention_forward_keep(c, a->y, a->lse, a->qkv, NULL, B, T, HD, H, 1);
@@ -748,6 +750,8 @@ void llama_backward(const llama *m, llama_ws *w)
 			nn_zero(c, w->dqkvg, F * (size_t)QW);
 			kv_expand_backward(c, w->dqkvg, w->dqkv, N, H, Hk, D);
 		}
+		if (m->ptune && m->ptune->kind == PT_PREFIX)
+			prefix_backward(c, w->pt_g, m->ptune, l, w->dqkvg, B, T, QW, HD, HD + KD);
 		rope(c, w->dqkvg, w->pos, w->cs, N, QW, H + Hk, D, 1);
 		nn_zero(c, dn, F * (size_t)C);
 		linear_backward(c, dn, lg(m, g, l, "self_attn.q_proj.weight"), lg(m, g, l, "self_attn.q_proj.bias"), w->dqkvg,

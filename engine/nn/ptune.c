@@ -12,6 +12,7 @@
 void ptune_init(ptune *pt, int n, int dim, int layers, int heads, uint64_t seed)
 {
 	memset(pt, 0, sizeof *pt);
+	pt->kind = PT_PROMPT;
 	pt->n = n;
 	pt->dim = dim;
 	pt->layers = layers;
@@ -21,6 +22,13 @@ void ptune_init(ptune *pt, int n, int dim, int layers, int heads, uint64_t seed)
 	uint64_t s = seed * 0x9E3779B97F4A7C15ull + 0x7074756E65ull;
 	for (size_t i = 0; i < pt->np; i++)
 		pt->p[i] = (float)model_normal(&s);
+}
+
+void ptune_init_prefix(ptune *pt, int n, int kv, int layers, int heads, uint64_t seed)
+{
+	ptune_init(pt, n, kv * 2 * layers, layers, heads, seed); /* the same draws over the whole table */
+	pt->kind = PT_PREFIX;
+	pt->dim = kv;
 }
 
 void ptune_free(ptune *pt)
@@ -34,15 +42,16 @@ int ptune_save(herr *e, const ptune *pt, const char *dir)
 	buf cfg;
 	buf_init(&cfg);
 	buf_printf(&cfg,
-	           "{\n  \"peft_type\": \"PROMPT_TUNING\",\n  \"task_type\": \"CAUSAL_LM\",\n  \"num_virtual_tokens\": %d,\n"
+	           "{\n  \"peft_type\": \"%s\",\n  \"task_type\": \"CAUSAL_LM\",\n  \"num_virtual_tokens\": %d,\n"
 	           "  \"token_dim\": %d,\n  \"num_transformer_submodules\": 1,\n  \"num_attention_heads\": %d,\n"
-	           "  \"num_layers\": %d,\n  \"prompt_tuning_init\": \"RANDOM\",\n  \"base_model_name_or_path\": null,\n"
-	           "  \"inference_mode\": true\n}\n",
-	           pt->n, pt->dim, pt->heads, pt->layers);
+	           "  \"num_layers\": %d,\n%s  \"base_model_name_or_path\": null,\n  \"inference_mode\": true\n}\n",
+	           pt->kind == PT_PREFIX ? "PREFIX_TUNING" : "PROMPT_TUNING", pt->n, pt->dim, pt->heads, pt->layers,
+	           pt->kind == PT_PREFIX ? "  \"prefix_projection\": false,\n  \"encoder_hidden_size\": null,\n"
+	                                 : "  \"prompt_tuning_init\": \"RANDOM\",\n");
 	st_writer w;
 	st_writer_init(&w);
 	st_add_meta(&w, "format", "pt");
-	int64_t sh[2] = {pt->n, pt->dim};
+	int64_t sh[2] = {pt->n, (int64_t)(pt->np / (size_t)pt->n)};
 	st_add_f32(&w, "prompt_embeddings", pt->p, 2, sh);
 	int rc = st_save_pair(e, dir, "adapter_config.json", &cfg, "adapter_model.safetensors", &w);
 	st_writer_free(&w);
@@ -74,10 +83,10 @@ static int peft_type(const char *dir, char *out, size_t n)
 int ptune_is_dir(const char *dir)
 {
 	char t[32];
-	return peft_type(dir, t, sizeof t) == 0 && !strcmp(t, "PROMPT_TUNING");
+	return peft_type(dir, t, sizeof t) == 0 && (!strcmp(t, "PROMPT_TUNING") || !strcmp(t, "PREFIX_TUNING"));
 }
 
-int ptune_load(herr *e, ptune *pt, const char *dir, int dim, int layers, int heads)
+int ptune_load(herr *e, ptune *pt, const char *dir, int dim, int kv, int layers, int heads, int kv_heads)
 {
 	memset(pt, 0, sizeof *pt);
 	char t[32];
@@ -87,8 +96,13 @@ int ptune_load(herr *e, ptune *pt, const char *dir, int dim, int layers, int hea
 		rc = herr_set(e, "%s: not a PEFT adapter folder (no adapter_config.json)", dir);
 	else if (!strcmp(t, "LORA"))
 		rc = -2;
-	else if (strcmp(t, "PROMPT_TUNING")) {
-		rc = herr_set(e, "%s: peft_type \"%s\": supported are LORA and PROMPT_TUNING", cp, t);
+	else if (strcmp(t, "PROMPT_TUNING") && strcmp(t, "PREFIX_TUNING")) {
+		rc = herr_set(e, "%s: peft_type \"%s\": supported are LORA, PROMPT_TUNING and PREFIX_TUNING", cp, t);
+	}
+	int prefix = !strcmp(t, "PREFIX_TUNING");
+	if (prefix) {
+		dim = kv;
+		heads = kv_heads;
 	}
 	buf b;
 	buf_init(&b);
@@ -103,7 +117,16 @@ int ptune_load(herr *e, ptune *pt, const char *dir, int dim, int layers, int hea
 		    json_int(json_member(r, "token_dim", 9), 1, 1 << 20, &td))
 			rc = herr_set(e, "%s: expected integers num_virtual_tokens and token_dim", cp);
 		else if (td != dim)
-			rc = herr_set(e, "%s: token_dim %lld, but the model's embeddings are %d wide", cp, td, dim);
+			rc = herr_set(e, "%s: token_dim %lld, but the model's %s are %d wide", cp, td, prefix ? "keys and values" : "embeddings",
+			              dim);
+		else if (prefix) {
+			const jnode *pp = json_member(r, "prefix_projection", 17);
+			long long nl = 0;
+			if (pp && pp->t == J_TRUE)
+				rc = herr_set(e, "%s: prefix_projection: true (an MLP over the prefix) is not supported", cp);
+			else if (json_int(json_member(r, "num_layers", 10), 1, 1 << 16, &nl) || nl != layers)
+				rc = herr_set(e, "%s: num_layers: the model has %d", cp, layers);
+		}
 		else if (ts && ts->t != J_NULL && (json_int(ts, 1, 2, &nts) || nts != 1))
 			rc = herr_set(e, "%s: num_transformer_submodules: 1 expected (a decoder)", cp);
 		json_arena_free(a);
@@ -112,12 +135,13 @@ int ptune_load(herr *e, ptune *pt, const char *dir, int dim, int layers, int hea
 	st_file f;
 	memset(&f, 0, sizeof f);
 	if (rc == 0 && (rc = st_read(e, &f, wp)) == 0) {
-		int64_t sh[2] = {nv, td};
+		int64_t sh[2] = {nv, td * (prefix ? 2 * layers : 1)};
+		pt->kind = prefix ? PT_PREFIX : PT_PROMPT;
 		pt->n = (int)nv;
 		pt->dim = (int)td;
 		pt->layers = layers;
 		pt->heads = heads;
-		pt->np = (size_t)nv * (size_t)td;
+		pt->np = (size_t)nv * (size_t)sh[1];
 		pt->p = xmalloc(pt->np * sizeof *pt->p);
 		rc = st_to_f32(e, &f, wp, "prompt_embeddings", 2, sh, pt->p, NULL);
 		if (rc == 0 && f.n != 1)
@@ -133,12 +157,44 @@ int ptune_load(herr *e, ptune *pt, const char *dir, int dim, int layers, int hea
 
 void ptune_forward(nn_ctx *c, const float *p, const ptune *pt, float *x, int B, int T)
 {
+	if (pt->kind != PT_PROMPT)
+		return;
 	for (int b = 0; b < B; b++)
 		nn_copy(c, x + (size_t)b * (size_t)T * (size_t)pt->dim, p, pt->np * sizeof(float));
 }
 
 void ptune_backward(nn_ctx *c, float *g, const ptune *pt, const float *dx, int B, int T)
 {
+	if (pt->kind != PT_PROMPT)
+		return;
 	for (int b = 0; b < B; b++) /* g += rows: dropout_add with p = 0 adds */
 		dropout_add(c, g, dx + (size_t)b * (size_t)T * (size_t)pt->dim, pt->np, 0, 0, 0);
+}
+
+void prefix_forward(nn_ctx *c, const float *p, const ptune *pt, int layer, float *qkv, int B, int T, int ld, int koff,
+                    int voff)
+{
+	size_t row = (size_t)pt->layers * 2 * (size_t)pt->dim, kv = (size_t)pt->dim;
+	for (int b = 0; b < B; b++)
+		for (int v = 0; v < pt->n; v++) {
+			float *r = qkv + ((size_t)b * (size_t)T + (size_t)v) * (size_t)ld;
+			const float *src = p + (size_t)v * row + (size_t)layer * 2 * kv;
+			nn_copy(c, r + koff, src, kv * sizeof(float));
+			nn_copy(c, r + voff, src + kv, kv * sizeof(float));
+		}
+}
+
+void prefix_backward(nn_ctx *c, float *g, const ptune *pt, int layer, float *dqkv, int B, int T, int ld, int koff,
+                     int voff)
+{
+	size_t row = (size_t)pt->layers * 2 * (size_t)pt->dim, kv = (size_t)pt->dim;
+	for (int b = 0; b < B; b++)
+		for (int v = 0; v < pt->n; v++) {
+			float *r = dqkv + ((size_t)b * (size_t)T + (size_t)v) * (size_t)ld;
+			float *dst = g + (size_t)v * row + (size_t)layer * 2 * kv;
+			dropout_add(c, dst, r + koff, kv, 0, 0, 0);
+			dropout_add(c, dst + kv, r + voff, kv, 0, 0, 0);
+			nn_zero(c, r + koff, kv * sizeof(float));
+			nn_zero(c, r + voff, kv * sizeof(float));
+		}
 }

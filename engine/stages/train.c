@@ -832,7 +832,7 @@ static int train_lm(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, co
 	/* LoRA: adapters on the targets, the base frozen; prompt tuning:
 	 * virtual tokens before every row, the base frozen */
 	const char *method = hval_get_str(p, "method", "full");
-	int use_lora = !strcmp(method, "lora"), use_pt = !strcmp(method, "prompt_tuning");
+	int use_lora = !strcmp(method, "lora"), use_pt = !strcmp(method, "prompt_tuning") || !strcmp(method, "prefix_tuning");
 	lora lo;
 	memset(&lo, 0, sizeof lo);
 	ptune pt;
@@ -848,7 +848,10 @@ static int train_lm(kctx *c, const hval *p, const tcfg *cf, const kinput *ti, co
 			rc = kctx_fail(c, "train: virtual_tokens: %lld virtual and %d real tokens do not fit the model's %d positions",
 			               nv, T, clm_max_pos(&m));
 		else {
-			ptune_init(&pt, (int)nv, clm_width(&m), clm_layers(&m), clm_heads(&m), (uint64_t)cf->seed);
+			if (!strcmp(method, "prefix_tuning"))
+				ptune_init_prefix(&pt, (int)nv, clm_kv_width(&m), clm_layers(&m), clm_kv_heads(&m), (uint64_t)cf->seed);
+			else
+				ptune_init(&pt, (int)nv, clm_width(&m), clm_layers(&m), clm_heads(&m), (uint64_t)cf->seed);
 			clm_set_ptune(&m, &pt);
 		}
 	}

@@ -25,6 +25,9 @@ evaluate { full, ids.val, compare = base, name = "ev" }
 local pt = train { ids.train, val = ids.val, base = full, method = "prompt_tuning", virtual_tokens = 4, lr = 0.05, batch = 8,
                    epochs = 2, seed = 1, name = "pt" }
 evaluate { pt, ids.val, compare = full, name = "evpt" }
+local px = train { ids.train, val = ids.val, base = full, method = "prefix_tuning", virtual_tokens = 4, lr = 0.05, batch = 8,
+                   epochs = 2, seed = 1, name = "px" }
+evaluate { px, ids.val, name = "evpx" }
 LUA
 obj() { "$HONE" show "${F:-p.lua}" "$1" | awk '/^path/ {print $2}'; }
 metric() { "$HONE" show "${F:-p.lua}" "$1" | grep -o "\"$2\":[0-9.e+-]*" | head -1 | cut -d: -f2; }
@@ -51,6 +54,12 @@ check "  ... evaluate takes the virtual tokens with the folder (its perplexity i
 check "  ... and they change the model's answers: perplexity $(metric evpt perplexity) against $(metric evpt compare_perplexity)" \
 	bash -c "[ '$(metric evpt perplexity)' != '$(metric evpt compare_perplexity)' ]"
 check "  ... hone generate runs it (the virtual tokens first)" bash -c "'$HONE' generate '$P' --tokenizer '$(obj tokenizer)' --prompt 'the cat' --max-tokens 4 -q | grep -q ."
+X=$(obj px)
+check "prefix tuning trains 4 virtual keys and values per layer (4 x 2 layers x 2 x 16 = 256 parameters)" eq "$(metric px trainable)" 256
+check "  ... PEFT's PREFIX_TUNING adapter; evaluate and generate take it with the folder" bash -c \
+	"jq -e '.peft_type == \"PREFIX_TUNING\" and .token_dim == 16 and .num_layers == 2' '${X}adapter/adapter_config.json' >/dev/null && \
+	 awk -v a='$(metric evpx perplexity)' -v b='$(metric px val_perplexity)' 'BEGIN { exit !(a - b < 1e-9 * b && b - a < 1e-9 * b) }' && \
+	 '$HONE' generate '$X' --tokenizer '$(obj tokenizer)' --prompt 'the cat' --max-tokens 4 -q | grep -q ."
 h1=$(hashes full lora)
 TK=$(obj tokenizer) M=$(obj full)
 check "hone generate runs a Llama with the cache" bash -c "'$HONE' generate '$M' --tokenizer '$TK' --prompt 'the cat' --max-tokens 8 -q | grep -q ."

@@ -220,7 +220,7 @@ static void test_prompt_tuning(void **st)
 	llama m;
 	load(&m, FX "llama");
 	ptune pt;
-	if (ptune_load(&e, &pt, FX "ptune/adapter", m.cfg.hidden, m.cfg.n_layer, m.cfg.n_head) != 0)
+	if (ptune_load(&e, &pt, FX "ptune/adapter", m.cfg.hidden, 16, m.cfg.n_layer, m.cfg.n_head, 2) != 0)
 		fail_msg("%s", e.msg);
 	assert_int_equal(pt.n, 3);
 	ref f;
@@ -253,11 +253,11 @@ static void test_prompt_tuning(void **st)
 	char *d = tmpdir_new();
 	assert_int_equal(ptune_save(&e, &pt, d), 0);
 	ptune back;
-	assert_int_equal(ptune_load(&e, &back, d, m.cfg.hidden, 2, 4), 0);
+	assert_int_equal(ptune_load(&e, &back, d, m.cfg.hidden, 16, 2, 4, 2), 0);
 	assert_memory_equal(back.p, pt.p, pt.np * sizeof(float));
 	ptune_free(&back);
-	assert_int_equal(ptune_load(&e, &back, FX "lora/adapter", m.cfg.hidden, 2, 4), -2); /* a LoRA folder: told apart */
-	assert_int_equal(ptune_load(&e, &back, FX "ptune/adapter", 16, 2, 4), -1);
+	assert_int_equal(ptune_load(&e, &back, FX "lora/adapter", m.cfg.hidden, 16, 2, 4, 2), -2); /* a LoRA folder: told apart */
+	assert_int_equal(ptune_load(&e, &back, FX "ptune/adapter", 16, 16, 2, 4, 2), -1);
 	assert_non_null(strstr(e.msg, "token_dim 32"));
 	tmpdir_rm(d);
 	ref_close(&f);
@@ -293,6 +293,84 @@ static void test_prompt_tuning(void **st)
 		double fd = (lp - lm) / (2 * h);
 		if (fabs(fd - gg[k]) > 2e-3 * (1 + fabs(fd)))
 			fail_msg("gpt2 prompt gradient %zu: %.6g, finite differences %.6g", k, gg[k], fd);
+	}
+	free(gg);
+	clm_ws_free(gw);
+	ptune_free(&gp);
+	gpt2_free(&g);
+}
+
+/* prefix tuning: PEFT's past_key_values arithmetic on the Llama fixture
+ * (grouped heads: 2 key/value heads of 8), generation, GPT-2's gradient by
+ * finite differences */
+static void test_prefix_tuning(void **st)
+{
+	(void)st;
+	herr e;
+	llama m;
+	load(&m, FX "llama");
+	ptune pt;
+	if (ptune_load(&e, &pt, FX "prefix/adapter", m.cfg.hidden, 16, m.cfg.n_layer, m.cfg.n_head, 2) != 0)
+		fail_msg("%s", e.msg);
+	assert_int_equal(pt.kind, PT_PREFIX);
+	assert_int_equal(pt.np, 3 * 2 * 2 * 16);
+	ref f;
+	ref_open(&f, FX "prefix");
+	clm cm = clm_of_llama(&m);
+	clm_set_ptune(&cm, &pt);
+	clm_ws *w = clm_ws_new_on(&cm, f.B, f.T, 2, &nn_cpu);
+	double loss = clm_forward(w, f.ids, f.tg), want = num(json_member(f.r, "loss", 4));
+	if (fabs(loss - want) > 1e-4 * want)
+		fail_msg("prefix tuning loss %.9g, reference %.9g", loss, want);
+	near(clm_logits(w), json_member(f.r, "logits", 6), (size_t)f.B * f.T * m.cfg.vocab, 1e-4, "prefix-tuned logits");
+	clm_backward(w);
+	near(clm_ptune_grad(w), json_member(json_member(f.r, "grads", 5), "prompt_embeddings", 17), pt.np, 1e-3,
+	     "prefix table");
+	clm_ws_free(w);
+	clm_ws *w1 = clm_ws_new_on(&cm, 1, 6, 1, &nn_cpu);
+	clm_forward(w1, f.ids, NULL);
+	clm_kv *kv = clm_kv_new_on(&cm, &nn_cpu);
+	float *lg = xmalloc((size_t)m.cfg.vocab * sizeof *lg), *l2 = xmalloc((size_t)m.cfg.vocab * sizeof *l2);
+	assert_int_equal(clm_prefill(kv, f.ids, 5, lg), 0);
+	assert_int_equal(clm_step(kv, f.ids[5], l2), 0); /* a step after the prefill sees the prefix in the cache */
+	for (int v = 0; v < m.cfg.vocab; v++)
+		assert_true(fabsf(l2[v] - clm_logits(w1)[(size_t)5 * m.cfg.vocab + v]) < 1e-4f);
+	free(lg);
+	free(l2);
+	clm_kv_free(kv);
+	clm_ws_free(w1);
+	ref_close(&f);
+	ptune_free(&pt);
+	llama_free(&m);
+	gpt2_config gc = {2, 2, 16, 32, 40, 1e-5f, 0};
+	gpt2 g;
+	assert_int_equal(gpt2_init(&e, &g, &gc), 0);
+	gpt2_init_random(&g, 3);
+	ptune gp;
+	ptune_init_prefix(&gp, 2, 16, 2, 2, 9);
+	clm gm = clm_of_gpt2(&g);
+	clm_set_ptune(&gm, &gp);
+	uint32_t ids[16];
+	int32_t tg[16];
+	for (int i = 0; i < 16; i++) {
+		ids[i] = (uint32_t)((i * 7 + 3) % 40);
+		tg[i] = i % 8 == 7 ? -1 : (int32_t)((i * 5 + 1) % 40);
+	}
+	clm_ws *gw = clm_ws_new_on(&gm, 2, 8, 1, &nn_cpu);
+	clm_forward(gw, ids, tg);
+	clm_backward(gw);
+	float *gg = xmalloc(gp.np * sizeof *gg);
+	memcpy(gg, clm_ptune_grad(gw), gp.np * sizeof *gg);
+	for (size_t k = 0; k < gp.np; k += 7) {
+		float keep = gp.p[k], h = 1e-2f;
+		gp.p[k] = keep + h;
+		double lp = clm_forward(gw, ids, tg);
+		gp.p[k] = keep - h;
+		double lm = clm_forward(gw, ids, tg);
+		gp.p[k] = keep;
+		double fd = (lp - lm) / (2 * h);
+		if (fabs(fd - gg[k]) > 2e-3 * (1 + fabs(fd)))
+			fail_msg("gpt2 prefix gradient %zu: %.6g, finite differences %.6g", k, gg[k], fd);
 	}
 	free(gg);
 	clm_ws_free(gw);
@@ -510,7 +588,7 @@ int main(void)
 		cmocka_unit_test(test_layers),          cmocka_unit_test(test_config_errors), cmocka_unit_test(test_llama_gqa),
 		cmocka_unit_test(test_llama3_rope),     cmocka_unit_test(test_qwen2_bf16_tied), cmocka_unit_test(test_mistral),
 		cmocka_unit_test(test_lora_peft),       cmocka_unit_test(test_kv_cache),      cmocka_unit_test(test_save_load),
-		cmocka_unit_test(test_prompt_tuning),
+		cmocka_unit_test(test_prompt_tuning),     cmocka_unit_test(test_prefix_tuning),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
