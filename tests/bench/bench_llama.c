@@ -4,7 +4,8 @@
  *   bench_llama LAYERS EMBD HEADS KV_HEADS INTER T B VOCAB STEPS THREADS [full|lora|generate] [cpu|cuda|cuda-bf16]
  * As bench_gpt2 (tests/bench/bench_lm.h has the loop and the report): the
  * rate against 6·params·tokens + attention, memory against peak RSS.
- * lora: rank 8 adapters on the seven projections; generate: greedy
+ * lora: rank 8 adapters on the seven projections; prompt: prompt tuning
+ * with 20 virtual tokens (the step 20 positions longer); generate: greedy
  * generation of STEPS tokens at batch 1 after a prompt of T/2.
  */
 #include <stdio.h>
@@ -13,11 +14,12 @@
 
 #include "bench_lm.h"
 #include "models/llama.h"
+#include "nn/ptune.h"
 
 int main(int argc, char **argv)
 {
 	if (argc < 11 || argc > 13) {
-		fprintf(stderr, "usage: bench_llama LAYERS EMBD HEADS KV_HEADS INTER T B VOCAB STEPS THREADS [full|lora|generate] "
+		fprintf(stderr, "usage: bench_llama LAYERS EMBD HEADS KV_HEADS INTER T B VOCAB STEPS THREADS [full|lora|prompt|generate] "
 		                "[cpu|cuda|cuda-bf16]\n");
 		return 2;
 	}
@@ -53,12 +55,19 @@ int main(int argc, char **argv)
 			lo.p[i] = lo.p[i] ? lo.p[i] : 0.01f;
 		m.lora = &lo;
 	}
+	ptune pt;
+	memset(&pt, 0, sizeof pt);
 	clm cm = clm_of_llama(&m);
+	if (!strcmp(mode, "prompt")) {
+		ptune_init(&pt, 20, C, L, H, 1);
+		clm_set_ptune(&cm, &pt);
+	}
 	if (!strcmp(mode, "generate"))
 		bench_generate(&cm, ops, T, steps);
 	else
 		bench_train(api, &cm, ops, dev, B, T, steps, th, 6.0 * (double)m.nparams + 12.0 * L * (double)T * C);
 	lora_free(&lo);
+	ptune_free(&pt);
 	llama_free(&m);
 	return 0;
 }

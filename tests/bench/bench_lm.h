@@ -60,12 +60,13 @@ static void bench_train(const blas_api *api, const clm *m, const nn_ops *ops, co
                         int th, double flop_per_token)
 {
 	const lora *lo = clm_lora(m);
+	const ptune *pt = m->pt;
 	int V = clm_vocab(m);
-	size_t np = clm_nparams(m), tn = lo ? lo->n : np;
+	size_t np = clm_nparams(m), tn = pt ? pt->np : lo ? lo->n : np;
 	clm_ws *w = clm_ws_new_on(m, B, T, th, ops);
 	nn_ctx *nc = clm_ws_nn(w);
 	nc->precision = strstr(dev, "bf16") ? NN_BF16 : NN_FP32;
-	float *tp = lo ? lo->p : clm_ws_params(w);
+	float *tp = pt ? clm_ws_ptune_params(w) : lo ? lo->p : clm_ws_params(w);
 	uint32_t *ids = malloc((size_t)B * T * sizeof *ids);
 	int32_t *tg = malloc((size_t)B * T * sizeof *tg);
 	float *mo = nn_alloc(nc, tn * sizeof(float)), *vo = nn_alloc(nc, tn * sizeof(float));
@@ -82,14 +83,15 @@ static void bench_train(const blas_api *api, const clm *m, const nn_ops *ops, co
 			tg[i] = i % T == T - 1 ? -1 : (int32_t)ids[i + 1];
 		loss = clm_forward(w, ids, tg);
 		clm_backward(w);
-		float *g = lo ? clm_lora_grad(w) : clm_grad(w);
+		float *g = pt ? clm_ptune_grad(w) : lo ? clm_lora_grad(w) : clm_grad(w);
 		nn_adamw(nc, tp, g, mo, vo, tn, 3e-4f, 0.9f, 0.999f, 1e-8f, 0.01f, st + 1, clip_factor(sqrt(nn_sumsq(nc, g, tn)), 1.0));
 	}
 	nn_sumsq(nc, mo, 1); /* waits for the device */
 	double dt = now_seconds() - t0, tokens = (double)B * T * steps, flops = flop_per_token * tokens;
 	if (nn_on_host(ops)) {
 		double peak = bench_sgemm_peak(api, th);
-		bench_report(tokens, dt, flops, np, loss, steps, th, lo ? "lora" : "full", (double)(np + (lo ? lo->n : 0)) * 4,
+		bench_report(tokens, dt, flops, np, loss, steps, th, pt ? "prompt tuning" : lo ? "lora" : "full",
+		             (double)(np + (lo ? lo->n : 0) + (pt ? pt->np : 0)) * 4,
 		             2.0 * (double)tn * 4, (double)clm_ws_bytes(w), tn, peak);
 	} else {
 		printf("hone   %.0f tokens/s  %.2f TFLOP/s  params %zu  loss %.4f  (%d steps, %.3f s, %s, %s)\n", tokens / dt,

@@ -3,7 +3,7 @@
 # key/value heads, intermediate 1024, T 256, batch 8, vocab 8192), hone's
 # native implementation against the same model in plain PyTorch (Debian
 # python3-torch), fp32, AdamW, both on THREADS threads, in one run; OpenBLAS
-# sgemm's peak; LoRA's memory against full; generation at batch 1.
+# sgemm's peak; LoRA's and prompt tuning's memory against full; generation at batch 1.
 # Usage: tests/bench/llama.sh [STEPS] [THREADS] (default 6, 2)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -20,4 +20,5 @@ echo "  $t"
 hs=$(head -1 <<<"$h" | awk '{print $2}'); ts=$(awk '{print $2}' <<<"$t")
 printf '  hone / torch = %.2fx (tokens/s)\n' "$(echo "$hs / $ts" | bc -l)"
 echo "  $(build/bench_llama $CFG 2 "$TH" lora | tail -1)"
+echo "  $(build/bench_llama $CFG 2 "$TH" prompt | tail -1)"
 echo "  $(build/bench_llama $CFG 64 1 generate)"
