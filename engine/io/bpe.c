@@ -206,6 +206,21 @@ static int unmap(const int16_t from_cp[512], const char *s, size_t n, buf *out)
 	return 0;
 }
 
+/* The bytes -> id table of the vocabulary loaded */
+static void build_slots(bpe *b)
+{
+	b->cap = 1024;
+	while (b->cap < 2 * b->n)
+		b->cap *= 2;
+	b->slots = xcalloc(b->cap, sizeof *b->slots);
+	for (size_t id = 0; id < b->n; id++) {
+		size_t h = slot_of(b, b->blob.p + b->off[id], b->len[id]);
+		while (b->slots[h])
+			h = (h + 1) & (b->cap - 1);
+		b->slots[h] = (uint32_t)id + 1;
+	}
+}
+
 /* The vocabulary from a JSON object of mapped token -> id. */
 static int load_vocab(herr *e, bpe *b, const jnode *root, const char *what, const int16_t from_cp[512], buf *raw)
 {
@@ -240,16 +255,7 @@ static int load_vocab(herr *e, bpe *b, const jnode *root, const char *what, cons
 	}
 	free(seen);
 	if (rc == 0) {
-		b->cap = 1024;
-		while (b->cap < 2 * b->n)
-			b->cap *= 2;
-		b->slots = xcalloc(b->cap, sizeof *b->slots);
-		for (size_t id = 0; id < b->n; id++) {
-			size_t h = slot_of(b, b->blob.p + b->off[id], b->len[id]);
-			while (b->slots[h])
-				h = (h + 1) & (b->cap - 1);
-			b->slots[h] = (uint32_t)id + 1;
-		}
+		build_slots(b);
 		for (int bt = 0; bt < 256 && rc == 0; bt++) {
 			char c = (char)bt;
 			int64_t id = lookup(b, &c, 1);
@@ -533,16 +539,7 @@ static int load_spm(herr *e, bpe *b, const jnode *root, const jnode *model, cons
 	free(seen);
 	if (rc)
 		return rc;
-	b->cap = 1024;
-	while (b->cap < 2 * b->n)
-		b->cap *= 2;
-	b->slots = xcalloc(b->cap, sizeof *b->slots);
-	for (size_t id = 0; id < b->n; id++) {
-		size_t h = slot_of(b, b->blob.p + b->off[id], b->len[id]);
-		while (b->slots[h])
-			h = (h + 1) & (b->cap - 1);
-		b->slots[h] = (uint32_t)id + 1;
-	}
+	build_slots(b);
 	b->unk = unk && unk->t == J_STR ? lookup(b, unk->s, unk->len) : -1;
 	if (unk && unk->t == J_STR && b->unk < 0)
 		return herr_set(e, "%s: model.unk_token \"%.*s\" is not in the vocabulary", what, (int)unk->len, unk->s);

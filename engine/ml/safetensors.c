@@ -192,6 +192,21 @@ const st_tensor *st_find(const st_file *f, const char *name)
 	return NULL;
 }
 
+/* "FILE: tensor 'NAME': expected TYPES of shape [..]" (and what it is) */
+static int shape_error(herr *e, const char *file, const char *name, const char *types, int ndim, const int64_t *shape,
+                       const char *got)
+{
+	buf want;
+	buf_init(&want);
+	for (int i = 0; i < ndim; i++)
+		buf_printf(&want, "%s%lld", i ? ", " : "", (long long)shape[i]);
+	buf_addc(&want, 0);
+	herr_set(e, "%s: tensor '%s': expected %s of shape [%s]%s%s", file, name, types, want.p, got ? ", got " : "",
+	         got ? got : "");
+	buf_free(&want);
+	return -1;
+}
+
 const float *st_f32(herr *e, const st_file *f, const char *file, const char *name, int ndim, const int64_t *shape)
 {
 	const st_tensor *t = st_find(f, name);
@@ -203,13 +218,7 @@ const float *st_f32(herr *e, const st_file *f, const char *file, const char *nam
 	for (int i = 0; same && i < ndim; i++)
 		same = t->shape[i] == shape[i];
 	if (!same) {
-		buf want;
-		buf_init(&want);
-		for (int i = 0; i < ndim; i++)
-			buf_printf(&want, "%s%lld", i ? ", " : "", (long long)shape[i]);
-		buf_addc(&want, 0);
-		herr_set(e, "%s: tensor '%s': expected F32 of shape [%s]", file, name, want.p);
-		buf_free(&want);
+		shape_error(e, file, name, "F32", ndim, shape, NULL);
 		return NULL;
 	}
 	if ((uintptr_t)t->data % 4) {
@@ -304,17 +313,8 @@ int st_to_f32(herr *e, const st_file *f, const char *file, const char *name, int
 		same = t->shape[i] == shape[i];
 		count *= (size_t)shape[i];
 	}
-	if (!same) {
-		buf want;
-		buf_init(&want);
-		for (int i = 0; i < ndim; i++)
-			buf_printf(&want, "%s%lld", i ? ", " : "", (long long)shape[i]);
-		buf_addc(&want, 0);
-		herr_set(e, "%s: tensor '%s': expected F32, F16 or BF16 of shape [%s], got %s", file, name, want.p,
-		         st_dtype_name(t->dtype));
-		buf_free(&want);
-		return -1;
-	}
+	if (!same)
+		return shape_error(e, file, name, "F32, F16 or BF16", ndim, shape, st_dtype_name(t->dtype));
 	const uint8_t *b = t->data;
 	for (size_t i = 0; i < count; i++) {
 		if (t->dtype == ST_F32) {

@@ -527,13 +527,8 @@ static gpt2_ws *ws_new(const gpt2 *m, int B, int T, int threads, const nn_ops *o
 	}
 	if (!m->lora && !m->ptune) /* with adapters the base is frozen: no gradient of it is kept */
 		w->g = WSA(m->nparams * sizeof(float));
-	if (m->ptune) {
-		w->pt_g = WSA(m->ptune->np * sizeof(float));
-		w->own_pt = !nn_on_host(ops);
-		w->pt_p = w->own_pt ? WSA(m->ptune->np * sizeof(float)) : m->ptune->p;
-		if (w->own_pt)
-			nn_upload(c, w->pt_p, m->ptune->p, m->ptune->np * sizeof(float));
-	}
+	if (m->ptune)
+		ptune_ws_new(c, m->ptune, &w->pt_p, &w->pt_g, &w->own_pt, &w->bytes);
 	w->dres = WSA(F);
 	w->dx = WSA(F);
 	w->dqkv = WSA(3 * F);
@@ -585,10 +580,7 @@ void gpt2_ws_free(gpt2_ws *w)
 	free(w->last);
 	free(w->hcz);
 	free(w->hcp);
-	if (w->pt_g)
-		nn_free(c, w->pt_g);
-	if (w->own_pt)
-		nn_free(c, w->pt_p);
+	ptune_ws_free(c, w->pt_p, w->pt_g, w->own_pt);
 	nn_free(c, w->idbuf);
 	nn_free(c, w->pos);
 	nn_free(c, w->tg);
@@ -905,20 +897,14 @@ int gpt2_prefill(const gpt2 *m, gpt2_kv *kv, const uint32_t *ids, int n, float *
 				return -1;
 		return 0;
 	}
-	/* one forward over the prompt (padded to a power of two, so that the
-	 * workspace is reused across prompts of similar length): causal
-	 * attention keeps the padding out of the first n positions */
-	int T = 16;
-	while (T < n)
-		T *= 2;
-	T = T > kv->maxt ? kv->maxt : T;
+	/* one forward over the prompt, padded (model_prefill_len) */
+	int T = model_prefill_len(n, kv->maxt);
 	if (!kv->ws || kv->ws->T != T) {
 		gpt2_ws_free(kv->ws);
 		kv->ws = ws_new(m, 1, T, 1, kv->nn.ops, kv->p);
 	}
 	gpt2_ws *w = kv->ws;
-	uint32_t *pad = xcalloc((size_t)T, sizeof *pad);
-	memcpy(pad, ids, (size_t)n * sizeof *ids);
+	uint32_t *pad = model_prefill_ids(ids, n, T);
 	gpt2_forward(m, w, pad, NULL);
 	free(pad);
 	for (int l = 0; l < c->n_layer; l++) /* the prompt's q | k | v rows, as the cache keeps them */

@@ -546,13 +546,8 @@ static llama_ws *ws_new(const llama *m, int B, int T, int threads, const nn_ops 
 	}
 	if (!m->lora && !m->ptune)
 		w->g = WSA(m->nparams * sizeof(float));
-	if (m->ptune) {
-		w->pt_g = WSA(m->ptune->np * sizeof(float));
-		w->own_pt = !nn_on_host(ops);
-		w->pt_p = w->own_pt ? WSA(m->ptune->np * sizeof(float)) : m->ptune->p;
-		if (w->own_pt)
-			nn_upload(c, w->pt_p, m->ptune->p, m->ptune->np * sizeof(float));
-	}
+	if (m->ptune)
+		ptune_ws_new(c, m->ptune, &w->pt_p, &w->pt_g, &w->own_pt, &w->bytes);
 	size_t wide = C > HD ? C : HD;
 	w->dres = WSA(F * C);
 	w->dx = WSA(F * wide);
@@ -609,9 +604,10 @@ void llama_ws_free(llama_ws *w)
 	}
 	free(w->l);
 	lora_ws_free(c, w->lw);
+	ptune_ws_free(c, w->pt_p, w->pt_g, w->own_pt);
 	float *b[] = {w->res_out, w->nf, w->rf, w->logits, w->dlogits, w->g, w->dres, w->dx, w->dy,
 	              w->dqkvg != w->dqkv ? w->dqkvg : NULL, w->dqkv, w->dgu, w->dh, w->cs, (float *)w->ids, (float *)w->pos,
-	              (float *)w->tg, w->own_p ? w->p : NULL, w->pt_g, w->own_pt ? w->pt_p : NULL};
+	              (float *)w->tg, w->own_p ? w->p : NULL};
 	for (size_t k = 0; k < sizeof b / sizeof *b; k++)
 		if (b[k])
 			nn_free(c, b[k]);
@@ -884,17 +880,13 @@ int llama_prefill(const llama *m, llama_kv *kv, const uint32_t *ids, int n, floa
 				return -1;
 		return 0;
 	}
-	int T = 16;
-	while (T < n)
-		T *= 2;
-	T = T > kv->maxt ? kv->maxt : T;
+	int T = model_prefill_len(n, kv->maxt);
 	if (!kv->ws || kv->ws->T != T) {
 		llama_ws_free(kv->ws);
 		kv->ws = ws_new(m, 1, T, 1, kv->nn.ops, kv->p);
 	}
 	llama_ws *w = kv->ws;
-	uint32_t *pad = xcalloc((size_t)T, sizeof *pad);
-	memcpy(pad, ids, (size_t)n * sizeof *ids);
+	uint32_t *pad = model_prefill_ids(ids, n, T);
 	llama_forward(m, w, pad, NULL);
 	free(pad);
 	for (int l = 0; l < cf->n_layer; l++)

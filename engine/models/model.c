@@ -253,3 +253,18 @@ int model_lora_load(herr *e, struct lora *l, const struct lora_arch *a, const ch
 {
 	return lora_load(e, l, a, dir, view_shape, (void *)v);
 }
+
+int model_prefill_len(int n, int maxt)
+{
+	int T = 16;
+	while (T < n)
+		T *= 2;
+	return T > maxt ? maxt : T;
+}
+
+uint32_t *model_prefill_ids(const uint32_t *ids, int n, int T)
+{
+	uint32_t *pad = xcalloc((size_t)T, sizeof *pad);
+	memcpy(pad, ids, (size_t)n * sizeof *ids);
+	return pad;
+}

@@ -69,6 +69,13 @@ void model_lora_merge(const struct lora *l, const model_view *v);
 /* A PEFT folder for this model (engine/nn/lora.h: lora_load) */
 int model_lora_load(herr *e, struct lora *l, const struct lora_arch *a, const char *dir, const model_view *v);
 
+/* A prompt of n ids for a one-forward prefill: the workspace's length (a
+ * power of two from 16, at most maxt, so that workspaces are reused across
+ * prompts of similar length; causal attention keeps the padding out of the
+ * first n positions) and the ids padded with 0 to it (caller frees) */
+int model_prefill_len(int n, int maxt);
+uint32_t *model_prefill_ids(const uint32_t *ids, int n, int T);
+
 /* Box-Muller normal draws over a 64-bit LCG: the initializers' source */
 double model_normal(uint64_t *s);
 

@@ -155,6 +155,25 @@ int ptune_load(herr *e, ptune *pt, const char *dir, int dim, int kv, int layers,
 	return rc;
 }
 
+void ptune_ws_new(nn_ctx *c, const ptune *pt, float **p, float **g, int *own, size_t *bytes)
+{
+	size_t nb = pt->np * sizeof(float);
+	*g = nn_alloc(c, nb);
+	*own = !nn_on_host(c->ops);
+	*p = *own ? nn_alloc(c, nb) : pt->p;
+	if (*own)
+		nn_upload(c, *p, pt->p, nb);
+	*bytes += nb * (*own ? 2 : 1);
+}
+
+void ptune_ws_free(nn_ctx *c, float *p, float *g, int own)
+{
+	if (g)
+		nn_free(c, g);
+	if (own && p)
+		nn_free(c, p);
+}
+
 void ptune_forward(nn_ctx *c, const float *p, const ptune *pt, float *x, int B, int T)
 {
 	if (pt->kind != PT_PROMPT)

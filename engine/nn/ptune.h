@@ -60,6 +60,12 @@ int ptune_load(herr *e, ptune *pt, const char *dir, int dim, int kv, int layers,
 /* Whether dir holds a PEFT adapter_config.json of peft_type PROMPT_TUNING or PREFIX_TUNING */
 int ptune_is_dir(const char *dir);
 
+/* A workspace's share: *p the virtual embeddings on backend c (a copy on
+ * a device, pt->p itself on the host; *own says which), *g their gradient
+ * (zeroed); the bytes taken added to *bytes */
+void ptune_ws_new(nn_ctx *c, const ptune *pt, float **p, float **g, int *own, size_t *bytes);
+void ptune_ws_free(nn_ctx *c, float *p, float *g, int own);
+
 /* x [B·T, dim]: rows 0..n-1 of each sequence of T become the virtual
  * embeddings p (backend memory) */
 void ptune_forward(nn_ctx *c, const float *p, const ptune *pt, float *x, int B, int T);

@@ -16,6 +16,23 @@
 #include "../nn/nn.h"
 #include "stages.h"
 
+/* the output folder made (the model's save writes into it) */
+static int out_dir(kctx *c, const char *outdir)
+{
+	char *dir = NULL;
+	int rc = kctx_out_path(c, outdir, "config.json", &dir);
+	free(dir);
+	return rc;
+}
+
+static void shape_metrics(kctx *c, size_t params, int layers, int embd, int vocab)
+{
+	kctx_metric(c, "params", (double)params);
+	kctx_metric(c, "n_layer", layers);
+	kctx_metric(c, "n_embd", embd);
+	kctx_metric(c, "vocab", vocab);
+}
+
 /* a BERT: a folder loaded, or a new BertForMaskedLM for pre-training */
 static int k_bert(kctx *c, const hval *p, const kinput *from, const char *outdir)
 {
@@ -36,17 +53,11 @@ static int k_bert(kctx *c, const hval *p, const kinput *from, const char *outdir
 	}
 	if (rc)
 		return -1;
-	char *dir = NULL;
-	rc = kctx_out_path(c, outdir, "config.json", &dir);
-	free(dir);
+	rc = out_dir(c, outdir);
 	if (rc == 0)
 		rc = bert_save_dir(&c->err, &m, NULL, outdir);
-	if (rc == 0) {
-		kctx_metric(c, "params", (double)m.nparams);
-		kctx_metric(c, "n_layer", m.cfg.n_layer);
-		kctx_metric(c, "n_embd", m.cfg.hidden);
-		kctx_metric(c, "vocab", m.cfg.vocab);
-	}
+	if (rc == 0)
+		shape_metrics(c, m.nparams, m.cfg.n_layer, m.cfg.hidden, m.cfg.vocab);
 	bert_free(&m);
 	return rc;
 }
@@ -80,17 +91,11 @@ static int k_llama(kctx *c, const hval *p, const kinput *from, const char *outdi
 	}
 	if (rc)
 		return -1;
-	char *dir = NULL;
-	rc = kctx_out_path(c, outdir, "config.json", &dir);
-	free(dir);
+	rc = out_dir(c, outdir);
 	if (rc == 0)
 		rc = llama_save_dir(&c->err, &m, NULL, outdir);
-	if (rc == 0) {
-		kctx_metric(c, "params", (double)m.nparams);
-		kctx_metric(c, "n_layer", m.cfg.n_layer);
-		kctx_metric(c, "n_embd", m.cfg.hidden);
-		kctx_metric(c, "vocab", m.cfg.vocab);
-	}
+	if (rc == 0)
+		shape_metrics(c, m.nparams, m.cfg.n_layer, m.cfg.hidden, m.cfg.vocab);
 	llama_free(&m);
 	return rc;
 }
@@ -136,17 +141,11 @@ static int k_model(kctx *c, const hval *p, const kinput *in, size_t nin, const c
 	}
 	if (rc)
 		return -1;
-	char *dir = NULL;
-	rc = kctx_out_path(c, outdir, "config.json", &dir); /* makes the folder */
-	free(dir);
+	rc = out_dir(c, outdir);
 	if (rc == 0)
 		rc = gpt2_save_dir(&c->err, &m, NULL, outdir);
-	if (rc == 0) {
-		kctx_metric(c, "params", (double)m.nparams);
-		kctx_metric(c, "n_layer", m.cfg.n_layer);
-		kctx_metric(c, "n_embd", m.cfg.n_embd);
-		kctx_metric(c, "vocab", m.cfg.vocab);
-	}
+	if (rc == 0)
+		shape_metrics(c, m.nparams, m.cfg.n_layer, m.cfg.n_embd, m.cfg.vocab);
 	gpt2_free(&m);
 	return rc;
 }

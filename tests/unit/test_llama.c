@@ -209,71 +209,73 @@ static void test_lora_peft(void **st)
 	llama_free(&m);
 }
 
-/* prompt tuning on the shared layers: PEFT's arithmetic on the Llama
- * fixture (loss, the tokens' logits, the virtual embeddings' gradient);
- * GPT-2's gradient against finite differences; generation takes the
- * virtual tokens first */
-static void test_prompt_tuning(void **st)
+/* A fixture's virtual tokens (prompt or prefix tuning) on the Llama
+ * fixture: PEFT's arithmetic (loss, the tokens' logits, the table's
+ * gradient), and generation: a prefill of 5 ids then a step give the full
+ * forward's logits at the sixth */
+static void check_virtual(const char *name, int kind, size_t np)
 {
-	(void)st;
 	herr e;
 	llama m;
 	load(&m, FX "llama");
+	char dir[128], ad[160];
+	snprintf(dir, sizeof dir, FX "%s", name);
+	snprintf(ad, sizeof ad, "%s/adapter", dir);
 	ptune pt;
-	if (ptune_load(&e, &pt, FX "ptune/adapter", m.cfg.hidden, 16, m.cfg.n_layer, m.cfg.n_head, 2) != 0)
+	if (ptune_load(&e, &pt, ad, m.cfg.hidden, 16, m.cfg.n_layer, m.cfg.n_head, 2) != 0)
 		fail_msg("%s", e.msg);
+	assert_int_equal(pt.kind, kind);
 	assert_int_equal(pt.n, 3);
+	assert_int_equal(pt.np, np);
 	ref f;
-	ref_open(&f, FX "ptune");
+	ref_open(&f, dir);
 	clm cm = clm_of_llama(&m);
 	clm_set_ptune(&cm, &pt);
 	clm_ws *w = clm_ws_new_on(&cm, f.B, f.T, 2, &nn_cpu);
 	double loss = clm_forward(w, f.ids, f.tg), want = num(json_member(f.r, "loss", 4));
 	if (fabs(loss - want) > 1e-4 * want)
-		fail_msg("prompt tuning loss %.9g, reference %.9g", loss, want);
-	near(clm_logits(w), json_member(f.r, "logits", 6), (size_t)f.B * f.T * m.cfg.vocab, 1e-4, "prompt-tuned logits");
+		fail_msg("%s: loss %.9g, reference %.9g", name, loss, want);
+	near(clm_logits(w), json_member(f.r, "logits", 6), (size_t)f.B * f.T * m.cfg.vocab, 1e-4, "logits");
 	assert_null(clm_grad(w));
 	clm_backward(w);
 	near(clm_ptune_grad(w), json_member(json_member(f.r, "grads", 5), "prompt_embeddings", 17), pt.np, 1e-3,
 	     "prompt_embeddings");
 	clm_ws_free(w);
-	/* generation: the prefill puts the virtual tokens first (the same logits as the forward's last token) */
 	clm_ws *w1 = clm_ws_new_on(&cm, 1, 6, 1, &nn_cpu);
 	clm_forward(w1, f.ids, NULL);
 	clm_kv *kv = clm_kv_new_on(&cm, &nn_cpu);
 	float *lg = xmalloc((size_t)m.cfg.vocab * sizeof *lg);
-	assert_int_equal(clm_prefill(kv, f.ids, 6, lg), 0);
+	assert_int_equal(clm_prefill(kv, f.ids, 5, lg), 0);
+	assert_int_equal(clm_step(kv, f.ids[5], lg), 0);
 	for (int v = 0; v < m.cfg.vocab; v++)
 		assert_true(fabsf(lg[v] - clm_logits(w1)[(size_t)5 * m.cfg.vocab + v]) < 1e-4f);
 	assert_int_equal(clm_kv_max(kv), 64 - 3);
 	free(lg);
 	clm_kv_free(kv);
 	clm_ws_free(w1);
-	/* saved in PEFT's layout, it reads back the same */
-	char *d = tmpdir_new();
-	assert_int_equal(ptune_save(&e, &pt, d), 0);
-	ptune back;
-	assert_int_equal(ptune_load(&e, &back, d, m.cfg.hidden, 16, 2, 4, 2), 0);
-	assert_memory_equal(back.p, pt.p, pt.np * sizeof(float));
-	ptune_free(&back);
-	assert_int_equal(ptune_load(&e, &back, FX "lora/adapter", m.cfg.hidden, 16, 2, 4, 2), -2); /* a LoRA folder: told apart */
-	assert_int_equal(ptune_load(&e, &back, FX "ptune/adapter", 16, 16, 2, 4, 2), -1);
-	assert_non_null(strstr(e.msg, "token_dim 32"));
-	tmpdir_rm(d);
 	ref_close(&f);
 	ptune_free(&pt);
 	llama_free(&m);
-	/* GPT-2: the gradient of the virtual embeddings against central differences */
+}
+
+/* GPT-2 with virtual tokens (prompt or prefix): the table's gradient
+ * against central differences */
+static void gpt2_virtual_fd(int kind)
+{
+	herr e;
 	gpt2_config gc = {2, 2, 16, 32, 40, 1e-5f, 0};
 	gpt2 g;
 	assert_int_equal(gpt2_init(&e, &g, &gc), 0);
 	gpt2_init_random(&g, 3);
 	ptune gp;
-	ptune_init(&gp, 2, 16, 2, 2, 9);
+	if (kind == PT_PREFIX)
+		ptune_init_prefix(&gp, 2, 16, 2, 2, 9);
+	else
+		ptune_init(&gp, 2, 16, 2, 2, 9);
 	clm gm = clm_of_gpt2(&g);
 	clm_set_ptune(&gm, &gp);
-	uint32_t ids[2 * 8];
-	int32_t tg[2 * 8];
+	uint32_t ids[16];
+	int32_t tg[16];
 	for (int i = 0; i < 16; i++) {
 		ids[i] = (uint32_t)((i * 7 + 3) % 40);
 		tg[i] = i % 8 == 7 ? -1 : (int32_t)((i * 5 + 1) % 40);
@@ -292,7 +294,7 @@ static void test_prompt_tuning(void **st)
 		gp.p[k] = keep;
 		double fd = (lp - lm) / (2 * h);
 		if (fabs(fd - gg[k]) > 2e-3 * (1 + fabs(fd)))
-			fail_msg("gpt2 prompt gradient %zu: %.6g, finite differences %.6g", k, gg[k], fd);
+			fail_msg("gpt2 %s gradient %zu: %.6g, finite differences %.6g", kind ? "prefix" : "prompt", k, gg[k], fd);
 	}
 	free(gg);
 	clm_ws_free(gw);
@@ -300,82 +302,32 @@ static void test_prompt_tuning(void **st)
 	gpt2_free(&g);
 }
 
-/* prefix tuning: PEFT's past_key_values arithmetic on the Llama fixture
- * (grouped heads: 2 key/value heads of 8), generation, GPT-2's gradient by
- * finite differences */
+static void test_prompt_tuning(void **st)
+{
+	(void)st;
+	check_virtual("ptune", PT_PROMPT, 3 * 32);
+	gpt2_virtual_fd(PT_PROMPT);
+	/* saved in PEFT's layout, it reads back the same; a LoRA folder is told apart */
+	herr e;
+	ptune pt, back;
+	ptune_init(&pt, 3, 32, 2, 4, 1);
+	char *d = tmpdir_new();
+	assert_int_equal(ptune_save(&e, &pt, d), 0);
+	assert_int_equal(ptune_load(&e, &back, d, 32, 16, 2, 4, 2), 0);
+	assert_memory_equal(back.p, pt.p, pt.np * sizeof(float));
+	ptune_free(&back);
+	assert_int_equal(ptune_load(&e, &back, FX "lora/adapter", 32, 16, 2, 4, 2), -2);
+	assert_int_equal(ptune_load(&e, &back, FX "ptune/adapter", 16, 16, 2, 4, 2), -1);
+	assert_non_null(strstr(e.msg, "token_dim 32"));
+	tmpdir_rm(d);
+	ptune_free(&pt);
+}
+
 static void test_prefix_tuning(void **st)
 {
 	(void)st;
-	herr e;
-	llama m;
-	load(&m, FX "llama");
-	ptune pt;
-	if (ptune_load(&e, &pt, FX "prefix/adapter", m.cfg.hidden, 16, m.cfg.n_layer, m.cfg.n_head, 2) != 0)
-		fail_msg("%s", e.msg);
-	assert_int_equal(pt.kind, PT_PREFIX);
-	assert_int_equal(pt.np, 3 * 2 * 2 * 16);
-	ref f;
-	ref_open(&f, FX "prefix");
-	clm cm = clm_of_llama(&m);
-	clm_set_ptune(&cm, &pt);
-	clm_ws *w = clm_ws_new_on(&cm, f.B, f.T, 2, &nn_cpu);
-	double loss = clm_forward(w, f.ids, f.tg), want = num(json_member(f.r, "loss", 4));
-	if (fabs(loss - want) > 1e-4 * want)
-		fail_msg("prefix tuning loss %.9g, reference %.9g", loss, want);
-	near(clm_logits(w), json_member(f.r, "logits", 6), (size_t)f.B * f.T * m.cfg.vocab, 1e-4, "prefix-tuned logits");
-	clm_backward(w);
-	near(clm_ptune_grad(w), json_member(json_member(f.r, "grads", 5), "prompt_embeddings", 17), pt.np, 1e-3,
-	     "prefix table");
-	clm_ws_free(w);
-	clm_ws *w1 = clm_ws_new_on(&cm, 1, 6, 1, &nn_cpu);
-	clm_forward(w1, f.ids, NULL);
-	clm_kv *kv = clm_kv_new_on(&cm, &nn_cpu);
-	float *lg = xmalloc((size_t)m.cfg.vocab * sizeof *lg), *l2 = xmalloc((size_t)m.cfg.vocab * sizeof *l2);
-	assert_int_equal(clm_prefill(kv, f.ids, 5, lg), 0);
-	assert_int_equal(clm_step(kv, f.ids[5], l2), 0); /* a step after the prefill sees the prefix in the cache */
-	for (int v = 0; v < m.cfg.vocab; v++)
-		assert_true(fabsf(l2[v] - clm_logits(w1)[(size_t)5 * m.cfg.vocab + v]) < 1e-4f);
-	free(lg);
-	free(l2);
-	clm_kv_free(kv);
-	clm_ws_free(w1);
-	ref_close(&f);
-	ptune_free(&pt);
-	llama_free(&m);
-	gpt2_config gc = {2, 2, 16, 32, 40, 1e-5f, 0};
-	gpt2 g;
-	assert_int_equal(gpt2_init(&e, &g, &gc), 0);
-	gpt2_init_random(&g, 3);
-	ptune gp;
-	ptune_init_prefix(&gp, 2, 16, 2, 2, 9);
-	clm gm = clm_of_gpt2(&g);
-	clm_set_ptune(&gm, &gp);
-	uint32_t ids[16];
-	int32_t tg[16];
-	for (int i = 0; i < 16; i++) {
-		ids[i] = (uint32_t)((i * 7 + 3) % 40);
-		tg[i] = i % 8 == 7 ? -1 : (int32_t)((i * 5 + 1) % 40);
-	}
-	clm_ws *gw = clm_ws_new_on(&gm, 2, 8, 1, &nn_cpu);
-	clm_forward(gw, ids, tg);
-	clm_backward(gw);
-	float *gg = xmalloc(gp.np * sizeof *gg);
-	memcpy(gg, clm_ptune_grad(gw), gp.np * sizeof *gg);
-	for (size_t k = 0; k < gp.np; k += 7) {
-		float keep = gp.p[k], h = 1e-2f;
-		gp.p[k] = keep + h;
-		double lp = clm_forward(gw, ids, tg);
-		gp.p[k] = keep - h;
-		double lm = clm_forward(gw, ids, tg);
-		gp.p[k] = keep;
-		double fd = (lp - lm) / (2 * h);
-		if (fabs(fd - gg[k]) > 2e-3 * (1 + fabs(fd)))
-			fail_msg("gpt2 prefix gradient %zu: %.6g, finite differences %.6g", k, gg[k], fd);
-	}
-	free(gg);
-	clm_ws_free(gw);
-	ptune_free(&gp);
-	gpt2_free(&g);
+	check_virtual("prefix", PT_PREFIX, 3 * 2 * 2 * 16);
+	gpt2_virtual_fd(PT_PREFIX);
 }
 
 /* the cache's logits, token by token and prefilled, are the full forward's */
