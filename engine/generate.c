@@ -42,41 +42,6 @@ const opt_verb generate_verb = {"generate", "MODEL", 1, 1,
 	"position as JSON (for checking against another implementation).\n",
 	generate_opts, 1};
 
-static int load_tokenizer(herr *e, const char *path, bpe **b)
-{
-	int rc;
-	if (fs_is_dir(path)) {
-		rc = bpe_load_dir(e, b, path);
-	} else {
-		buf js;
-		buf_init(&js);
-		rc = fs_read(e, path, &js);
-		if (rc == 0)
-			rc = bpe_load_hf(e, b, js.p, js.len, path);
-		buf_free(&js);
-	}
-	return rc;
-}
-
-/* a bundle: config.json, model.safetensors and (unless given) tokenizer.json */
-static int load_bundle(herr *e, const char *path, gpt2 *m, bpe **b)
-{
-	bundle bd;
-	if (bundle_read(e, &bd, path, (size_t)16 << 30) != 0)
-		return -1;
-	const buf *tj = bundle_get(&bd, "tokenizer.json");
-	char *wt = xasprintf("%s[tokenizer.json]", path);
-	int rc = gpt2_load_bundle(e, m, &bd, path);
-	if (rc == 0 && !*b && (!tj ? herr_set(e, "%s: the bundle has no tokenizer.json: give --tokenizer", path)
-	                           : bpe_load_hf(e, b, tj->p, tj->len, wt)) != 0) {
-		gpt2_free(m);
-		rc = -1;
-	}
-	free(wt);
-	bundle_free(&bd);
-	return rc;
-}
-
 static void write_logits(herr *e, const gpt2 *m, const uint32_t *ids, size_t n, const char *path, int *rc)
 {
 	if (n == 0 || n > (size_t)m->cfg.n_positions) {
@@ -154,17 +119,10 @@ int generate_main(int argc, char **argv)
 	if (rc == 0 && !ops)
 		rc = herr_prefix(&e, "--device");
 	if (rc == 0 && tokp)
-		rc = load_tokenizer(&e, tokp, &b);
-	size_t ml = strlen(model);
-	int is_gguf = ml > 5 && !strcmp(model + ml - 5, ".gguf");
+		rc = textgen_load_tokenizer(&e, tokp, &b);
 	if (rc == 0)
-		rc = is_gguf ? deploy_load_gguf(&e, model, &m, &b)
-		     : is_bundle ? load_bundle(&e, model, &m, &b) : gpt2_load_dir(&e, &m, model);
+		rc = textgen_load(&e, model, tokp, &m, &b);
 	int loaded = rc == 0;
-	if (rc == 0 && m.cfg.ncls)
-		rc = herr_set(&e, "%s is a classifier (GPT2ForSequenceClassification), not a language model", model);
-	if (rc == 0 && bpe_vocab_size(b) > (size_t)m.cfg.vocab)
-		rc = herr_set(&e, "%s: the tokenizer has %zu tokens, the model %d", tokp ? tokp : model, bpe_vocab_size(b), m.cfg.vocab);
 	if (rc == 0 && adapter) {
 		gpt2_lora lo;
 		rc = gpt2_lora_load(&e, &lo, &m, adapter);
@@ -267,7 +225,7 @@ int quantize_main(int argc, char **argv)
 		gpt2_lora lo;
 		memset(&lo, 0, sizeof lo);
 		bpe *bb = NULL;
-		int rc = is_bundle ? load_bundle(&e, model, &m, &bb) : gpt2_load_dir(&e, &m, model), loaded = rc == 0;
+		int rc = textgen_load(&e, model, NULL, &m, &bb), loaded = rc == 0;
 		if (bb)
 			bpe_free(bb);
 		if (rc == 0)
@@ -292,14 +250,10 @@ int quantize_main(int argc, char **argv)
 	gpt2 m;
 	memset(&m, 0, sizeof m);
 	bpe *b = NULL;
-	int rc = tokp ? load_tokenizer(&e, tokp, &b) : 0;
+	int rc = tokp ? textgen_load_tokenizer(&e, tokp, &b) : 0;
 	if (rc == 0)
-		rc = is_bundle ? load_bundle(&e, model, &m, &b) : gpt2_load_dir(&e, &m, model);
+		rc = textgen_load(&e, model, tokp, &m, &b);
 	int loaded = rc == 0;
-	if (rc == 0 && m.cfg.ncls)
-		rc = herr_set(&e, "%s is a classifier (GPT2ForSequenceClassification); GGUF export takes a language model", model);
-	if (rc == 0 && bpe_vocab_size(b) > (size_t)m.cfg.vocab)
-		rc = herr_set(&e, "%s: the tokenizer has %zu tokens, the model %d", tokp ? tokp : model, bpe_vocab_size(b), m.cfg.vocab);
 	size_t bytes = 0;
 	if (rc == 0)
 		rc = deploy_gguf(&e, &m, b, to, out, &bytes);
