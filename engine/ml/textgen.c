@@ -167,7 +167,7 @@ int textgen_load(herr *e, const char *model, const char *tok, gpt2 *m, bpe **b)
 		return rc;
 	if (m->cfg.ncls)
 		rc = herr_set(e, "%s is a classifier (GPT2ForSequenceClassification), not a language model", model);
-	else if (bpe_vocab_size(*b) > (size_t)m->cfg.vocab)
+	else if (*b && bpe_vocab_size(*b) > (size_t)m->cfg.vocab)
 		rc = herr_set(e, "%s: the tokenizer has %zu tokens, the model %d", tok ? tok : model, bpe_vocab_size(*b), m->cfg.vocab);
 	if (rc)
 		gpt2_free(m);
