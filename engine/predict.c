@@ -130,7 +130,7 @@ static int parse_num(const rawv *v, double *out)
 	tmp[v->n] = 0;
 	char *end;
 	*out = strtod(tmp, &end);
-	return *end ? -1 : 0;
+	return *end || !isfinite(*out) ? -1 : 0;
 }
 
 /* The ids tokenize would give this text. */
