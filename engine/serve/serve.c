@@ -50,8 +50,8 @@ const opt_verb serve_verb = {"serve", "MODEL|BUNDLE", 1, 1,
 	"as hone predict answers. Both: GET /health and GET /metrics (Prometheus).\n"
 	"Generation is continuously batched: --parallel sequences decode together, new\n"
 	"requests join between steps, --queue more wait (then 503). Chat messages are\n"
-	"rendered with --chat-template, else the bundle's (tokenize.json's chat_template,\n"
-	"or alpaca when the model was tuned with format = \"instruction\"), else chatml.\n"
+	"rendered with --chat-template, else the bundle's (export's chat_template, or\n"
+	"alpaca when the model was tuned with tokenize's format = \"instruction\"), else chatml.\n"
 	"Listens on 127.0.0.1 unless --host; SIGTERM finishes the requests in flight\n"
 	"and exits 0. docs/deploy.md has examples.\n",
 	serve_opts, 1};
@@ -900,7 +900,8 @@ static void completed(void *cls, struct MHD_Connection *c, void **ptr, enum MHD_
 /* --- the verb --------------------------------------------------------------------------- */
 
 /* what the bundle says about itself: a language model or not, and the chat
- * template (tokenize.json's chat_template; alpaca for format "instruction") */
+ * template (chat.json's chat_template, from export { chat_template = ... };
+ * else alpaca when tokenize.json says format "instruction") */
 static int inspect(herr *e, const char *path, int *lm, int *tmpl)
 {
 	size_t n = strlen(path);
@@ -911,7 +912,8 @@ static int inspect(herr *e, const char *path, int *lm, int *tmpl)
 	bundle bd;
 	if (bundle_read(e, &bd, path, (size_t)16 << 30) != 0)
 		return -1;
-	const buf *cfg = bundle_get(&bd, "config.json"), *tj = bundle_get(&bd, "tokenize.json");
+	const buf *cfg = bundle_get(&bd, "config.json"), *tj = bundle_get(&bd, "chat.json");
+	tj = tj ? tj : bundle_get(&bd, "tokenize.json");
 	gpt2_config gc;
 	herr e2;
 	*lm = cfg && strstr(cfg->p, "\"n_layer\"") && gpt2_config_parse(&e2, &gc, cfg->p, cfg->len, path) == 0 && !gc.ncls;

@@ -48,9 +48,10 @@ local d = ingest { "docs.jsonl", fields = { text = "text" } }
 local parts = split { d, train = 0.8, val = 0.2, seed = 1 }
 local tok = tokenizer { parts.train, vocab = 300, special = { "<|endoftext|>" } }
 local ids = tokenize { parts, tok, max_len = 32, pack = true }
-local base = model { n_layer = 2, n_head = 2, n_embd = 32, n_positions = 128, vocab = 300, seed = 1 }
+local base = model { n_layer = 2, n_head = 2, n_embd = 32, n_positions = 256, vocab = 300, seed = 1 }
 local lm = train { ids.train, base = base, lr = 0.01, batch = 8, epochs = 3, warmup = 5, seed = 1 }
 export { lm, tok, to = "lm.tar.gz" }
+export { lm, tok, to = "lma.tar.gz", chat_template = "alpaca", name = "lma" }
 local big = model { n_layer = 4, n_head = 4, n_embd = 256, n_positions = 1024, vocab = 300, seed = 2, name = "big" }
 local slow = train { ids.train, base = big, steps = 1, batch = 2, lr = 0.001, seed = 1, name = "slow" }
 export { slow, tok, to = "slow.tar.gz", name = "slow_export" }
@@ -68,7 +69,7 @@ check "the models to serve" "$HONE" run p.lua -q
 # --- completions and chat ---------------------------------------------------------------------
 serve lm lm.tar.gz --parallel 4
 LM_PID=$PID LM=$URL
-check "hone serve listens on 127.0.0.1 and says so" contains "$(cat lm.log)" "serving lm (GPT-2, 2 layers, context 128) on http://127.0.0.1:"
+check "hone serve listens on 127.0.0.1 and says so" contains "$(cat lm.log)" "serving lm (GPT-2, 2 layers, context 256) on http://127.0.0.1:"
 check "GET /health" eq "$(curl -s "$URL/health" | jq -c .)" '{"status":"ok","model":"lm","task":"generate"}'
 check "GET /v1/models names the model" eq "$(curl -s "$URL/v1/models" | jq -c '[.object, .data[0].id, .data[0].object]')" '["list","lm","model"]'
 P="the cat sat on"
@@ -83,7 +84,7 @@ RS=$(post /v1/completions "{\"prompt\": \"$P\", \"max_tokens\": 20, \"temperatur
 check "a sampled completion (temperature, top_k, top_p, seed) is hone generate's" eq "$(jq -r '.choices[0].text' <<<"$RS")" "$GS"
 check "  ... which greedy is not" bash -c "[ '$(jq -r '.choices[0].text' <<<"$RS")' != '$G' ]"
 check "the default max_tokens is 16 (OpenAI's)" eq "$(post /v1/completions "{\"prompt\": \"$P\", \"temperature\": 0}" | jq .usage.completion_tokens)" 16
-check "max_tokens is capped by the context (128)" eq "$(post /v1/completions "{\"prompt\": \"$P\", \"max_tokens\": 5000, \"temperature\": 0}" | jq '.usage.total_tokens')" 128
+check "max_tokens is capped by the context (256)" eq "$(post /v1/completions "{\"prompt\": \"$P\", \"max_tokens\": 5000, \"temperature\": 0}" | jq '.usage.total_tokens')" 256
 # a stop text: the completion ends before it, finish_reason stop
 W=$(awk '{print $3}' <<<"$G")
 GSTOP=$("$HONE" generate lm.tar.gz --prompt "$P" --max-tokens 20 --stop " $W" -q)
@@ -102,7 +103,7 @@ check "  ... more than one piece, the last with finish_reason" bash -c \
 	"[ $(grep -c '^data: {' sse.txt) -gt 2 ] && [ \"\$(grep '^data: {' sse.txt | tail -1 | sed 's/^data: //' | jq -r '.choices[0].finish_reason')\" = length ]"
 # chat: the ChatML prompt, the assistant's message
 MSG='[{"role": "system", "content": "you count"}, {"role": "user", "content": "the dog ran"}]'
-CHAT=$(printf '<|im_start|>system\nyou count<|im_end|>\n<|im_start|>user\nthe dog ran<|im_end|>\n<|im_start|>assistant\n')
+CHAT=$(printf '<|im_start|>system\nyou count<|im_end|>\n<|im_start|>user\nthe dog ran<|im_end|>\n<|im_start|>assistant')$'\n'
 GC=$("$HONE" generate lm.tar.gz --prompt "$CHAT" --max-tokens 12 --stop '<|im_end|>' -q)
 RC=$(post /v1/chat/completions "{\"messages\": $MSG, \"max_tokens\": 12, \"temperature\": 0}")
 check "chat: the messages as ChatML, continued as hone generate continues them" eq "$(jq -r '.choices[0].message.content' <<<"$RC")" "$GC"
@@ -115,6 +116,23 @@ check "  ... chat.completion.chunk, usage in the last chunk when asked" eq \
 	"$(grep '^data: {' csse.txt | tail -1 | sed 's/^data: //' | jq -c '[.object, .usage.completion_tokens == ($RC | .usage.completion_tokens)]' --argjson RC "$RC")" '["chat.completion.chunk",true]'
 check "content as text parts is the same message" eq \
 	"$(post /v1/chat/completions '{"messages": [{"role": "system", "content": [{"type": "text", "text": "you count"}]}, {"role": "user", "content": "the dog ran"}], "max_tokens": 12, "temperature": 0}' | jq -r '.choices[0].message.content')" "$GC"
+
+# a bundle that records its chat template (export { chat_template = "alpaca" }), and --chat-template
+serve lma lma.tar.gz
+check "a bundle's chat template (chat.json) is the one served" contains "$(cat lma.log)" "chat template alpaca"
+ALP=$(printf 'Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\nthe dog ran\n\n### Response:')$'\n'
+check "  ... chat as Alpaca: hone generate's continuation of the Alpaca prompt" eq \
+	"$(post /v1/chat/completions '{"messages": [{"role": "user", "content": "the dog ran"}], "max_tokens": 12, "temperature": 0}' | jq -r '.choices[0].message.content')" \
+	"$("$HONE" generate lma.tar.gz --prompt "$ALP" --max-tokens 12 --stop $'\n### ' -q)"
+stop "$PID"
+serve l3 lm.tar.gz --chat-template llama3
+check "--chat-template llama3 overrides the default" contains "$(cat l3.log)" "chat template llama3"
+L3=$(printf '<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nthe dog ran<|eot_id|><|start_header_id|>assistant<|end_header_id|>')$'\n\n'
+check "  ... chat as Llama-3 headers" eq \
+	"$(post /v1/chat/completions '{"messages": [{"role": "user", "content": "the dog ran"}], "max_tokens": 12, "temperature": 0}' | jq -r '.choices[0].message.content')" \
+	"$("$HONE" generate lm.tar.gz --prompt "$L3" --max-tokens 12 --stop '<|eot_id|>' -q)"
+stop "$PID"
+URL=$LM
 
 # --- concurrent requests give what sequential ones give ---------------------------------------
 for i in 1 2 3 4 5 6; do
@@ -145,7 +163,7 @@ check "400: stop of numbers" eq "$(err /v1/completions '{"prompt": "a", "stop": 
 check "400: a message without a role" eq "$(err /v1/chat/completions '{"messages": [{"content": "hi"}]}')" "messages[0].role"
 check "400: an unknown role" eq "$(err /v1/chat/completions '{"messages": [{"role": "user", "content": "a"}, {"role": "robot", "content": "hi"}]}')" "messages[1].role"
 check "400: messages not an array" eq "$(err /v1/chat/completions '{"messages": "hi"}')" messages
-check "400: a prompt longer than the context" eq "$(err /v1/completions "{\"prompt\": \"$(printf 'the cat %.0s' $(seq 1 80))\"}")" prompt
+check "400: a prompt longer than the context" eq "$(err /v1/completions "{\"prompt\": \"$(printf "the cat %.0s" $(seq 1 200))\"}")" prompt
 check "400: malformed JSON says where" contains "$(post /v1/completions '{"prompt": "a",')" "the body is not JSON"
 check "400: invalid UTF-8 says which byte" contains "$(printf '{"prompt": "\xff\xfe"}' | curl -s "$URL/v1/completions" --data-binary @-)" "not UTF-8 (byte 12)"
 check "400: a body that is not an object" eq "$(code /v1/completions -d '[1, 2]')" 400
