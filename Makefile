@@ -125,7 +125,17 @@ HF_RS := build/node/node_modules/tokenizers/package.json
 # (tests/integration/gguf.sh; skipped, saying so, when npm cannot fetch it)
 LLAMA_JS_VERSION := 3.21.1
 LLAMA_JS := build/llama/node_modules/node-llama-cpp/package.json
-unit: $(UNIT:%=build/tests/%) $(UNIT:%=build/tests-asan/%) build/hone-asan data/gpt2/encoder.json data/spam-assassin.tgz $(HF_TOK) $(HF_RS) $(LLAMA_JS)
+# the npm openai client, which tests/integration/serve.sh points at hone serve
+# (tests/node/openai_client.mjs; skipped, saying so, when npm cannot fetch it)
+OPENAI_JS_VERSION := 4.95.0
+OPENAI_JS := build/openai/node_modules/openai/package.json
+unit: $(UNIT:%=build/tests/%) $(UNIT:%=build/tests-asan/%) build/hone-asan data/gpt2/encoder.json data/spam-assassin.tgz $(HF_TOK) $(HF_RS) $(LLAMA_JS) $(OPENAI_JS)
+
+$(OPENAI_JS):
+	@$(MAKE) --no-print-directory deps-data
+	@mkdir -p build/openai
+	@cd build/openai && npm install --silent --no-audit --no-fund openai@$(OPENAI_JS_VERSION) >/dev/null 2>&1 \
+		|| echo "hone: could not install the openai client from npm; its checks of hone serve will be skipped"
 
 $(LLAMA_JS):
 	@$(MAKE) --no-print-directory deps-data
