@@ -117,21 +117,20 @@ check "  ... chat.completion.chunk, usage in the last chunk when asked" eq \
 check "content as text parts is the same message" eq \
 	"$(post /v1/chat/completions '{"messages": [{"role": "system", "content": [{"type": "text", "text": "you count"}]}, {"role": "user", "content": "the dog ran"}], "max_tokens": 12, "temperature": 0}' | jq -r '.choices[0].message.content')" "$GC"
 
-# a bundle that records its chat template (export { chat_template = "alpaca" }), and --chat-template
+# a bundle that records its chat template (export { chat_template = "alpaca" }), and --chat-template:
+# chat_as TEMPLATE PROMPT STOP: one user message is hone generate's continuation of PROMPT
+chat_as() {
+	check "  ... chat as $1: hone generate's continuation of the $1 prompt" eq \
+		"$(post /v1/chat/completions '{"messages": [{"role": "user", "content": "the dog ran"}], "max_tokens": 12, "temperature": 0}' | jq -r '.choices[0].message.content')" \
+		"$("$HONE" generate lm.tar.gz --prompt "$2" --max-tokens 12 --stop "$3" -q)"
+	stop "$PID"
+}
 serve lma lma.tar.gz
 check "a bundle's chat template (chat.json) is the one served" contains "$(cat lma.log)" "chat template alpaca"
-ALP=$(printf 'Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\nthe dog ran\n\n### Response:')$'\n'
-check "  ... chat as Alpaca: hone generate's continuation of the Alpaca prompt" eq \
-	"$(post /v1/chat/completions '{"messages": [{"role": "user", "content": "the dog ran"}], "max_tokens": 12, "temperature": 0}' | jq -r '.choices[0].message.content')" \
-	"$("$HONE" generate lma.tar.gz --prompt "$ALP" --max-tokens 12 --stop $'\n### ' -q)"
-stop "$PID"
+chat_as Alpaca "$(printf 'Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\nthe dog ran\n\n### Response:')"$'\n' $'\n### '
 serve l3 lm.tar.gz --chat-template llama3
 check "--chat-template llama3 overrides the default" contains "$(cat l3.log)" "chat template llama3"
-L3=$(printf '<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nthe dog ran<|eot_id|><|start_header_id|>assistant<|end_header_id|>')$'\n\n'
-check "  ... chat as Llama-3 headers" eq \
-	"$(post /v1/chat/completions '{"messages": [{"role": "user", "content": "the dog ran"}], "max_tokens": 12, "temperature": 0}' | jq -r '.choices[0].message.content')" \
-	"$("$HONE" generate lm.tar.gz --prompt "$L3" --max-tokens 12 --stop '<|eot_id|>' -q)"
-stop "$PID"
+chat_as Llama-3 "$(printf '<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nthe dog ran<|eot_id|><|start_header_id|>assistant<|end_header_id|>')"$'\n\n' '<|eot_id|>'
 URL=$LM
 
 # --- concurrent requests give what sequential ones give ---------------------------------------
