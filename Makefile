@@ -284,6 +284,9 @@ build/bench_wordpiece: tests/bench/bench_wordpiece.c $(LIB_OBJ)
 build/bench_gpt2: tests/bench/bench_gpt2.c tests/bench/bench_common.h $(LIB_OBJ)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -iquote engine -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
+build/bench_sgemm: tests/bench/bench_sgemm.c tests/bench/bench_common.h $(LIB_OBJ)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -iquote engine -o $@ $< $(LIB_OBJ) $(LDLIBS)
+
 bench: deps-bench data
 	@$(MAKE) --no-print-directory hone
 	tests/bench/noop.sh
@@ -295,6 +298,7 @@ bench: deps-bench data
 	tests/bench/train.sh
 	tests/bench/gpt2.sh
 	tests/bench/bert.sh
+	tests/bench/serve.sh
 
 clean:
 	rm -rf build hone
