@@ -279,7 +279,7 @@ static void seq_predict(struct seqm *sq, const clf_data *d, double *res);
 static void tag_row(struct seqm *sq, const wordpiece *wp, const clf_model *m, const char *s, size_t n, const char *id,
                     FILE *out);
 
-static void emit(FILE *out, const clf_model *m, struct seqm *sq, block *bl, double *res)
+static void emit(FILE *out, const clf_model *m, struct seqm *sq, clf_ws *ws, block *bl, double *res)
 {
 	int K = ml_out_width(m);
 	bl->d.n = bl->n;
@@ -288,7 +288,7 @@ static void emit(FILE *out, const clf_model *m, struct seqm *sq, block *bl, doub
 	if (sq)
 		seq_predict(sq, &bl->d, res);
 	else
-		ml_predict(m, &bl->d, 1, res);
+		ml_predict_ws(m, &bl->d, ws, res);
 	buf line;
 	buf_init(&line);
 	for (size_t r = 0; r < bl->n; r++) {
@@ -621,6 +621,9 @@ struct predictor {
 	int seq;
 	wp_text wpt;
 	wordpiece *wp;
+	block bl;    /* rows being encoded, and their BPE cache, kept between runs */
+	double *res; /* their outputs */
+	clf_ws *ws;  /* hone's own classifier's workspace */
 };
 
 int predictor_open(herr *e, predictor **out, const char *bpath)
@@ -691,6 +694,11 @@ void predictor_close(predictor *p)
 		wordpiece_cache_free(p->wpt.cache);
 		wordpiece_enc_free(&p->wpt.enc);
 	}
+	if (p->res) {
+		clf_ws_free(p->ws);
+		free(p->res);
+		block_free(&p->bl, &p->m);
+	}
 	clf_free(&p->m);
 	st_free(&p->st);
 	if (p->seq)
@@ -755,9 +763,15 @@ int predictor_run(herr *e, predictor *p, const char *name, const char *in, size_
 	} else if (rc == 0) {
 		s.arena = json_arena_new();
 	}
-	block bl;
-	block_init(&bl, mp, 1024);
-	double *res = xmalloc(1024 * (size_t)ml_out_width(mp) * sizeof *res);
+	if (!p->res) {
+		if (!seq)
+			p->ws = clf_ws_new(mp, ML_PREDICT_BATCH, 1);
+		block_init(&p->bl, mp, 1024);
+		p->res = xmalloc(1024 * (size_t)ml_out_width(mp) * sizeof *p->res);
+	}
+	block *bl = &p->bl;
+	double *res = p->res;
+	bl->n = bl->nids = bl->idjson.len = 0;
 	int r;
 	size_t seen = 0, nmiss = 0, first_miss = 0;
 	const char *miss_field = NULL;
@@ -798,22 +812,20 @@ int predictor_run(herr *e, predictor *p, const char *name, const char *in, size_
 		}
 		if (mf && missing == MISSING_SKIP)
 			continue;
-		if (add_row(e, &bl, &s, mp, p->tok, p->wpt.w ? &p->wpt : NULL, seen) != 0) {
+		if (add_row(e, bl, &s, mp, p->tok, p->wpt.w ? &p->wpt : NULL, seen) != 0) {
 			rc = -1;
 			break;
 		}
 		(*rows)++;
-		if (bl.n == bl.cap)
-			emit(out, mp, seq ? &p->sq : NULL, &bl, res);
+		if (bl->n == bl->cap)
+			emit(out, mp, seq ? &p->sq : NULL, p->ws, bl, res);
 	}
 	/* the rows read before a bad one are still answered */
-	if (bl.n)
-		emit(out, mp, seq ? &p->sq : NULL, &bl, res);
+	if (bl->n)
+		emit(out, mp, seq ? &p->sq : NULL, p->ws, bl, res);
 	if (nmiss && missing != MISSING_ERROR)
 		fprintf(stderr, "hone: warning: %zu of %zu rows lacked an input field (first: row %zu, '%s'); %s\n", nmiss,
 		        seen, first_miss, miss_field, missing == MISSING_SKIP ? "left out" : "read as empty");
-	free(res);
-	block_free(&bl, mp);
 	if (s.csv_mode)
 		csv_free(&s.c);
 	for (size_t k = 0; k < s.nh; k++)

@@ -239,7 +239,7 @@ check "the classifier stops on SIGTERM with status 0" eq "$?" 0
 # --- limits on a slow model: the queue, a client that leaves, the timeout, SIGTERM -------------
 serve slow slow.tar.gz --parallel 1 --queue 1 --timeout 60
 SLOW=$PID
-LONG='{"prompt": "the cat", "max_tokens": 600, "temperature": 0}'
+LONG='{"prompt": "the cat", "max_tokens": 1000, "temperature": 0}'
 CURLS=()
 for i in 1 2 3 4 5; do
 	curl -s -m 60 -o /dev/null -D q$i.h -w '%{http_code}\n' "$URL/v1/completions" -d "$LONG" > q$i.code &
@@ -249,20 +249,21 @@ wait "${CURLS[@]}"
 check "503 when the queue is full (1 slot, queue 1, 5 at once): 2 served, 3 refused" eq "$(sort q*.code | uniq -c | awk '{print $2 "x" $1}' | tr '\n' ' ')" "200x2 503x3 "
 check "  ... each 503 with Retry-After" eq "$(grep -il '^retry-after: 1' q*.h | wc -l)" 3
 active() { curl -s "$URL/metrics" | awk '/^hone_active_sequences/ {print $2}'; }
-curl -sN -m 0.5 "$URL/v1/completions" -d "${LONG%\}}, \"stream\": true}" > /dev/null
+curl -sN -m 0.3 "$URL/v1/completions" -d "${LONG%\}}, \"stream\": true}" > /dev/null
 for _ in $(seq 1 40); do [ "$(active)" = 0 ] && break; sleep 0.05; done
 check "a streaming client that leaves frees its slot at the next step" eq "$(active)" 0
+for _ in $(seq 1 40); do grep -q 'the client left' slow.log && break; sleep 0.05; done
 check "  ... and is logged as gone" grep -q 'the client left' slow.log
 curl -s -m 60 "$URL/v1/completions" -d "$LONG" > drained.json &
 CURLP=$!
-sleep 0.4
+sleep 0.3
 kill -TERM "$SLOW"
 sleep 0.2
 check "after SIGTERM no new connection is taken" bash -c "! curl -s -m 2 '$URL/health' >/dev/null"
 wait "$SLOW"
 check "SIGTERM: the server exits 0 ..." eq "$?" 0
 wait "$CURLP"
-check "  ... after finishing the request in flight (600 tokens)" eq "$(jq .usage.completion_tokens drained.json)" 600
+check "  ... after finishing the request in flight (1000 tokens)" eq "$(jq .usage.completion_tokens drained.json)" 1000
 check "  ... saying so" contains "$(cat slow.log)" "SIGTERM: finishing 1 request in flight"
 serve slowt slow.tar.gz --timeout 0.3
 check "504 past --timeout" eq "$(code /v1/completions -d "$LONG")" 504
