@@ -151,6 +151,8 @@ static void json_text(buf *o, const char *s, size_t n)
 
 /* --- answers ------------------------------------------------------------------------- */
 
+static int is_get_route(const char *rt);
+
 static enum MHD_Result reply(conn *k, struct MHD_Connection *c, int code, const char *type, const char *p, size_t n)
 {
 	struct MHD_Response *res = MHD_create_response_from_buffer(n, (void *)p, MHD_RESPMEM_MUST_COPY);
@@ -162,7 +164,7 @@ static enum MHD_Result reply(conn *k, struct MHD_Connection *c, int code, const 
 	if (code == 401)
 		MHD_add_response_header(res, "WWW-Authenticate", "Bearer");
 	if (code == 405)
-		MHD_add_response_header(res, "Allow", k->route && !strcmp(k->route, "/v1/models") ? "GET" : "POST");
+		MHD_add_response_header(res, "Allow", is_get_route(k->route) ? "GET, HEAD" : "POST");
 	if (code == 413 || code == 503)
 		MHD_add_response_header(res, "Connection", "close");
 	enum MHD_Result rc = MHD_queue_response(c, (unsigned)code, res);
@@ -727,6 +729,8 @@ static const char *route_of(const char *url)
 	return "other";
 }
 
+static int is_get_route(const char *rt) { return !strcmp(rt, "/health") || !strcmp(rt, "/metrics") || !strcmp(rt, "/v1/models"); }
+
 /* the bearer token against the key, in time that depends only on the key's length */
 static int authorized(const server *sv, struct MHD_Connection *c)
 {
@@ -797,9 +801,8 @@ static enum MHD_Result answer(conn *k, struct MHD_Connection *c)
 	if (!strcmp(rt, "other"))
 		return reply_error(k, c, 404, NULL, "no such path: %s (hone serves %s, /health, /metrics)", k->url,
 		                   sv->lm ? "/v1/completions, /v1/chat/completions, /v1/models" : "/predict, /batch_predict");
-	if (!post)
-		return reply_error(k, c, 405, NULL, "%s takes %s, not %s", rt, !strcmp(rt, "/health") || !strcmp(rt, "/metrics") ||
-		                   !strcmp(rt, "/v1/models") ? "GET" : "POST", k->method);
+	if (is_get_route(rt) || !post)
+		return reply_error(k, c, 405, NULL, "%s takes %s, not %s", rt, is_get_route(rt) ? "GET" : "POST", k->method);
 	int gen = !strcmp(rt, "/v1/completions") || !strcmp(rt, "/v1/chat/completions");
 	if (gen != sv->lm)
 		return reply_error(k, c, 404, NULL, "%s: this server serves %s; use %s", rt,

@@ -169,6 +169,7 @@ check "400: a body that is not an object" eq "$(code /v1/completions -d '[1, 2]'
 check "404: an unknown path, naming the ones served" contains "$(curl -s "$URL/v2/nothing")" "no such path: /v2/nothing"
 check "404: /predict on a language model" eq "$(code /predict -d '{}')" 404
 check "405: GET /v1/completions" eq "$(code /v1/completions)" 405
+check "405: POST /health and /metrics, with Allow" eq "$(code /health -d '{}'):$(code /metrics -d '{}'):$(curl -s -D - -o /dev/null "$URL/v1/models" -d '{}' | grep -i '^allow:' | tr -d '\r')" "405:405:Allow: GET, HEAD"
 head -c 1100000 /dev/zero | tr '\0' 'a' > big.txt
 check "413: a body over 1 MiB (--max-body)" eq "$(code /v1/completions --data-binary @big.txt)" 413
 check "  ... also when sent chunked" eq "$(code /v1/completions -H 'Transfer-Encoding: chunked' --data-binary @big.txt)" 413
