@@ -4,7 +4,7 @@
 
 static const char *const paths[METRICS_PATHS] = {"/v1/completions", "/v1/chat/completions", "/v1/models", "/predict",
                                                  "/batch_predict", "/health", "/metrics", "other", NULL};
-static const int codes[METRICS_CODES] = {200, 400, 401, 404, 405, 408, 413, 415, 500, 503, 504, 0 /* any other */};
+static const int codes[METRICS_CODES] = {200, 400, 401, 404, 405, 413, 499, 500, 503, 504, 0 /* any other */};
 static const double bounds[METRICS_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
 
 void metrics_init(serve_metrics *m)

@@ -14,7 +14,7 @@
 #include "../util.h"
 
 #define METRICS_PATHS 9  /* the routes, and "other" */
-#define METRICS_CODES 12 /* the codes the server answers with */
+#define METRICS_CODES 11 /* the codes the server answers with */
 #define METRICS_BUCKETS 12
 
 typedef struct serve_metrics {

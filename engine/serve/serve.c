@@ -596,7 +596,11 @@ static enum MHD_Result generate(conn *k, struct MHD_Connection *c, const jnode *
 		sched_unlock(sv->sc);
 		if (done)
 			break;
-		if (client_gone(k->fd) || now_seconds() > k->deadline) {
+		if (client_gone(k->fd)) { /* nobody to answer: 499 in the log and metrics, as nginx has it */
+			sched_cancel(sv->sc, r);
+			return reply_error(k, c, 499, NULL, "the client closed the connection");
+		}
+		if (now_seconds() > k->deadline) {
 			sched_cancel(sv->sc, r);
 			return reply_error(k, c, 504, NULL, "the request did not finish within --timeout %g s", sv->timeout);
 		}

@@ -133,6 +133,21 @@ check "--chat-template llama3 overrides the default" contains "$(cat l3.log)" "c
 chat_as Llama-3 "$(printf '<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nthe dog ran<|eot_id|><|start_header_id|>assistant<|end_header_id|>')"$'\n\n' '<|eot_id|>'
 URL=$LM
 
+# a .gguf file and a model folder (with --tokenizer) are served too
+"$HONE" quantize lm.tar.gz --to f32 -o lm.gguf >/dev/null
+serve gguf lm.gguf
+check "a gpt2 .gguf file is served: hone generate's completion of it" eq \
+	"$(post /v1/completions "{\"prompt\": \"$P\", \"max_tokens\": 20, \"temperature\": 0}" | jq -r '.choices[0].text')" \
+	"$("$HONE" generate lm.gguf --prompt "$P" --max-tokens 20 -q)"
+stop "$PID"
+serve dir "$("$HONE" show p.lua train | awk '/^path/ {print $2}')" --tokenizer "$("$HONE" show p.lua tokenizer | awk '/^path/ {print $2}')"
+check "a model folder with --tokenizer is served: the bundle's completion" eq \
+	"$(post /v1/completions "{\"prompt\": \"$P\", \"max_tokens\": 20, \"temperature\": 0}" | jq -r '.choices[0].text')" "$G"
+stop "$PID"
+check "a model folder without --tokenizer is refused, saying so" fails_with 1 "needs --tokenizer" \
+	"$HONE" serve "$("$HONE" show p.lua train | awk '/^path/ {print $2}')"
+URL=$LM
+
 # --- concurrent requests give what sequential ones give ---------------------------------------
 for i in 1 2 3 4 5 6; do
 	echo "{\"prompt\": \"the $(sed -n "${i}p" <<<$'cat\ndog\nbird\npark\nmat\na dog ran')\", \"max_tokens\": 24, \"temperature\": 0.8, \"seed\": $i}" > req$i.json
@@ -254,7 +269,13 @@ curl -sN -m 0.3 "$URL/v1/completions" -d "${LONG%\}}, \"stream\": true}" > /dev/
 for _ in $(seq 1 40); do [ "$(active)" = 0 ] && break; sleep 0.05; done
 check "a streaming client that leaves frees its slot at the next step" eq "$(active)" 0
 for _ in $(seq 1 40); do grep -q 'the client left' slow.log && break; sleep 0.05; done
-check "  ... and is logged as gone" grep -q 'the client left' slow.log
+check "  ... logged as gone, with fewer than its 1000 tokens made" bash -c \
+	"n=\$(sed -n 's/^hone: POST \/v1\/completions 200 [0-9.]*ms \([0-9]*\) tokens (the client left)\$/\1/p' slow.log); [ -n \"\$n\" ] && [ \"\$n\" -lt 1000 ]"
+curl -s -m 0.3 "$URL/v1/completions" -d "$LONG" > /dev/null
+for _ in $(seq 1 40); do [ "$(active)" = 0 ] && break; sleep 0.05; done
+for _ in $(seq 1 40); do grep -q ' 499 ' slow.log && break; sleep 0.05; done
+check "  ... so does one that leaves before a plain answer (499 in the log, fewer than 1000 tokens)" bash -c \
+	"n=\$(sed -n 's/^hone: POST \/v1\/completions 499 [0-9.]*ms \([0-9]*\) tokens.*/\1/p' slow.log); [ '$(active)' = 0 ] && [ -n \"\$n\" ] && [ \"\$n\" -lt 1000 ]"
 curl -s -m 60 "$URL/v1/completions" -d "$LONG" > drained.json &
 CURLP=$!
 sleep 0.3
