@@ -1059,12 +1059,15 @@ int serve_main(int argc, char **argv)
 	}
 	struct MHD_Daemon *d = NULL;
 	if (rc == 0) {
+		/* an idle connection's limit: 30 s, or longer than a request may take
+		 * (libmicrohttpd does not see the socket while a request waits) */
+		unsigned idle = timeout + 5 > 30 ? (unsigned)(timeout + 5) : 30;
 		unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
 		                 (v6 ? MHD_USE_IPv6 : 0);
 		d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, handle, sv, MHD_OPTION_SOCK_ADDR,
 		                     v6 ? (struct sockaddr *)&a6 : (struct sockaddr *)&a4, MHD_OPTION_NOTIFY_COMPLETED, completed, sv,
 		                     MHD_OPTION_CONNECTION_LIMIT, (unsigned)(4 * (slots + queue) + 64), MHD_OPTION_CONNECTION_TIMEOUT,
-		                     (unsigned)30, MHD_OPTION_END);
+		                     idle, MHD_OPTION_END);
 		if (!d) {
 			rc = herr_set(&e, "cannot listen on %s port %d: %s", host, port, errno ? strerror(errno) : "libmicrohttpd refused");
 			herr_hint(&e, "another server may have the port; --port 0 takes a free one");
