@@ -149,7 +149,7 @@ static void publish(slot *sl)
 		const char *why = sl->g.why;
 		finish(r, why, !strcmp(why, "<|endoftext|>") || !strcmp(why, "a stop text"));
 		sl->r = NULL;
-	} else {
+	} else if (r->each) {
 		pthread_cond_broadcast(&r->cv);
 	}
 }

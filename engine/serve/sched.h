@@ -30,6 +30,7 @@ typedef struct sched_req {
 	int max_tokens;
 	const char *const *stops;
 	int nstop;
+	int each;         /* wake the submitter at every piece (a stream), not only at the end */
 	/* out: read under sched_lock */
 	int state;
 	buf text;         /* the final text so far */

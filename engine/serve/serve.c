@@ -566,6 +566,7 @@ static enum MHD_Result generate(conn *k, struct MHD_Connection *c, const jnode *
 	pthread_mutex_unlock(&sv->mu);
 	/* no seed: one from the clock and the request's number */
 	r->smp.state = field(o, "seed") ? (uint64_t)seed : (uint64_t)time(NULL) * 2654435761u + id;
+	r->each = stream;
 	r->stops = (const char *const *)k->stops;
 	r->nstop = k->nstop;
 	k->chat = chat;
