@@ -63,6 +63,9 @@ local cids = tokenize { cparts, ctok, max_len = 32, name = "cls_ids" }
 local clf = train { cids.train, val = cids.val, inputs = { text = "text", n = "number" }, output = { label = "category" },
                     embedding_dim = 8, layers = { 8 }, epochs = 2, batch = 16, lr = 0.01, seed = 3, name = "clf" }
 export { clf, ctok, to = "cls.tar.gz", name = "cls_export" }
+local gclf = train { cids.train, base = model { n_layer = 1, n_head = 2, n_embd = 32, n_positions = 32, vocab = 300, seed = 1, name = "gbase" },
+                     output = { label = "category" }, lr = 0.003, batch = 16, epochs = 1, seed = 1, name = "gclf" }
+export { gclf, ctok, to = "gcls.tar.gz", name = "gcls_export" }
 LUA
 check "the models to serve" "$HONE" run p.lua -q
 
@@ -248,9 +251,24 @@ check "400: a number field given words names it" eq "$(post /predict '{"text": "
 check "400: a batch element that is not an object" eq "$(post /batch_predict '[{"text": "a", "n": 1}, 7]' | jq -r .error.param)" records
 check "400: /predict given an array points to /batch_predict" contains "$(post /predict '[{"text": "a"}]')" "/batch_predict"
 check "404: completions on a classifier" eq "$(code /v1/completions -d '{"prompt": "a"}')" 404
+CURLS=()
+for i in $(seq 1 8); do
+	sed -n "$((i * 5))p" rows.jsonl > crow$i.json
+	post /predict @crow$i.json | jq -c . > cpar$i.json &
+	CURLS+=($!)
+done
+wait "${CURLS[@]}"
+check "8 concurrent /predict requests get hone predict's answers" bash -c \
+	'for i in $(seq 1 8); do [ "$(cat cpar$i.json)" = "$(sed -n "$((i * 5))p" want.jsonl)" ] || exit 1; done'
 check "fuzz: 200 bodies against the classifier" python3 "$ROOT/tests/integration/serve_fuzz.py" "${URL#http://}" 200 12 cls
 stop "$CLS_PID"
 check "the classifier stops on SIGTERM with status 0" eq "$?" 0
+
+serve gcls gcls.tar.gz
+"$HONE" predict gcls.tar.gz --input rows.jsonl -q | jq -c . > gwant.jsonl
+check "a GPT-2 classifier bundle: /batch_predict is hone predict's" eq "$(post /batch_predict "$(jq -s -c . rows.jsonl)" | jq -c '.predictions[]')" "$(cat gwant.jsonl)"
+check "  ... and /predict of one record" eq "$(post /predict "$(sed -n 7p rows.jsonl)" | jq -c .)" "$(sed -n 7p gwant.jsonl)"
+stop "$PID"
 
 # --- limits on a slow model: the queue, a client that leaves, the timeout, SIGTERM -------------
 serve slow slow.tar.gz --parallel 1 --queue 1 --timeout 60
