@@ -73,6 +73,7 @@ check "the models to serve" "$HONE" run p.lua -q
 serve lm lm.tar.gz --parallel 4
 LM_PID=$PID LM=$URL
 check "hone serve listens on 127.0.0.1 and says so" contains "$(cat lm.log)" "serving lm (GPT-2, 2 layers, context 256) on http://127.0.0.1:"
+check "a port in use is an error with a hint" fails_with 1 "hint: another server may have the port" "$HONE" serve lm.tar.gz --port "${URL##*:}"
 check "GET /health" eq "$(curl -s "$URL/health" | jq -c .)" '{"status":"ok","model":"lm","task":"generate"}'
 check "GET /v1/models names the model" eq "$(curl -s "$URL/v1/models" | jq -c '[.object, .data[0].id, .data[0].object]')" '["list","lm","model"]'
 P="the cat sat on"
