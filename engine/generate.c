@@ -29,7 +29,7 @@ static const opt_spec generate_opts[] = {
 	{"device", 0, OPT_STR, 0, 0, "cpu|cuda", "where the model runs (default cpu; cuda: make cuda builds its backend)", 0},
 	{"quant", 0, OPT_STR, 0, 0, "TYPE", "run the weights as hone quantize --to TYPE would store them (f16, q8_0, ...)", 0},
 	{"chat", 0, OPT_FLAG, 0, 0, NULL, "TEXT is a user's message: rendered with the chat template, the answer generated", 0},
-	{"template", 0, OPT_STR, 0, 0, "NAME", "--chat's template: chatml, llama3, mistral or zephyr (default: the one the model was "
+	{"template", 0, OPT_STR, 0, 0, "NAME", "--chat's template: chatml, llama3, mistral, zephyr or alpaca (default: the one the model was "
 	 "tokenized with, else by the tokenizer's special tokens)", 0},
 	{"quiet", 'q', OPT_FLAG, 0, 0, NULL, "no tokens/s line on stderr", 0},
 	{NULL, 0, 0, 0, 0, NULL, NULL, 0}};
@@ -54,7 +54,7 @@ const opt_verb generate_verb = {"generate", "MODEL", 1, 1,
  * model's tokenize.json's, else by the tokenizer's special tokens) and the
  * assistant's turn opened; *end: the id that ends the turn */
 static int chat_prompt(herr *e, const bpe *b, const char *model, const char *tmpl, const char *text, uint32_t **ids,
-                       size_t *n, size_t *cap, int64_t *end)
+                       size_t *n, size_t *cap, int64_t *end, const char **stop)
 {
 	char name[32] = "";
 	if (tmpl)
@@ -70,13 +70,12 @@ static int chat_prompt(herr *e, const bpe *b, const char *model, const char *tmp
 	free(tj);
 	buf_free(&meta);
 	int t = name[0] ? chat_template(name) : -1;
-	for (int k = 0; !name[0] && k < CHAT_N && t < 0; k++)
-		if (k != CHAT_MISTRAL && k != CHAT_ZEPHYR && bpe_token_id(b, chat_specials(k)[0], strlen(chat_specials(k)[0])) >= 0)
-			t = k;
+	if (!name[0])
+		t = chat_by_tokens(b);
 	if (t < 0) {
 		herr_set(e, "--chat: %s%s%s", name[0] ? "template \"" : "no template given, and the tokenizer has no chat template's tokens",
-		         name, name[0] ? "\" is not one hone has (chatml, llama3, mistral, zephyr)" : "");
-		return herr_hint(e, "give --template chatml | llama3 | mistral | zephyr");
+		         name, name[0] ? "\" is not one hone has (chatml, llama3, mistral, zephyr, alpaca)" : "");
+		return herr_hint(e, "give --template chatml | llama3 | mistral | zephyr | alpaca");
 	}
 	uint32_t sp[8];
 	if (chat_special_ids(e, b, t, sp) != 0)
@@ -97,44 +96,10 @@ static int chat_prompt(herr *e, const bpe *b, const char *model, const char *tmp
 	free(ci.mask);
 	json_arena_free(a);
 	buf_free(&js);
-	/* the turn ends with the token the template trains after the answer */
-	static const char *const ends[CHAT_N] = {"<|im_end|>", "<|eot_id|>", "</s>", "</s>"};
-	*end = bpe_token_id(b, ends[t], strlen(ends[t]));
-	return rc;
-}
-
-static int load_tokenizer(herr *e, const char *path, bpe **b)
-{
-	int rc;
-	if (fs_is_dir(path)) {
-		rc = bpe_load_dir(e, b, path);
-	} else {
-		buf js;
-		buf_init(&js);
-		rc = fs_read(e, path, &js);
-		if (rc == 0)
-			rc = bpe_load_hf(e, b, js.p, js.len, path);
-		buf_free(&js);
-	}
-	return rc;
-}
-
-/* a bundle: config.json, model.safetensors and (unless given) tokenizer.json */
-static int load_bundle(herr *e, const char *path, gpt2 *m, bpe **b)
-{
-	bundle bd;
-	if (bundle_read(e, &bd, path, (size_t)16 << 30) != 0)
-		return -1;
-	const buf *tj = bundle_get(&bd, "tokenizer.json");
-	char *wt = xasprintf("%s[tokenizer.json]", path);
-	int rc = gpt2_load_bundle(e, m, &bd, path);
-	if (rc == 0 && !*b && (!tj ? herr_set(e, "%s: the bundle has no tokenizer.json: give --tokenizer", path)
-	                           : bpe_load_hf(e, b, tj->p, tj->len, wt)) != 0) {
-		gpt2_free(m);
-		rc = -1;
-	}
-	free(wt);
-	bundle_free(&bd);
+	/* the turn ends with the token the template trains after the answer
+	 * (alpaca's is a text: the caller stops at it) */
+	*end = bpe_token_id(b, chat_stop(t), strlen(chat_stop(t)));
+	*stop = *end < 0 ? chat_stop(t) : NULL;
 	return rc;
 }
 
@@ -223,16 +188,12 @@ int generate_main(int argc, char **argv)
 	if (rc == 0 && !ops)
 		rc = herr_prefix(&e, "--device");
 	if (rc == 0 && tokp)
-		rc = load_tokenizer(&e, tokp, &b);
+		rc = textgen_load_tokenizer(&e, tokp, &b);
 	size_t ml = strlen(model);
 	int is_gguf = ml > 5 && !strcmp(model + ml - 5, ".gguf");
-	/* a GGUF file and a bundle hold a GPT-2; a folder any language model */
+	/* a GGUF file and a bundle hold a GPT-2 (textgen_load); a folder any language model */
 	if (rc == 0 && (is_gguf || is_bundle)) {
-		rc = is_gguf ? deploy_load_gguf(&e, model, &gm, &b) : load_bundle(&e, model, &gm, &b);
-		if (rc == 0 && gm.cfg.ncls) {
-			rc = herr_set(&e, "%s is a classifier (GPT2ForSequenceClassification), not a language model", model);
-			gpt2_free(&gm);
-		}
+		rc = textgen_load(&e, model, tokp, &gm, &b);
 		if (rc == 0)
 			m = clm_of_gpt2(&gm);
 	} else if (rc == 0) {
@@ -257,10 +218,13 @@ int generate_main(int argc, char **argv)
 	uint32_t *ids = NULL;
 	size_t n = 0, cap = 0;
 	int64_t turn_end = -1;
+	const char *turn_stop = NULL;
 	if (rc == 0 && chat)
-		rc = chat_prompt(&e, b, model, tmpl, prompt, &ids, &n, &cap, &turn_end);
+		rc = chat_prompt(&e, b, model, tmpl, prompt, &ids, &n, &cap, &turn_end, &turn_stop);
 	else if (rc == 0)
 		bpe_encode(b, prompt, strlen(prompt), &ids, &n, &cap);
+	if (turn_stop && nstop < 16) /* a template whose turns end in a text */
+		stops[nstop++] = turn_stop;
 	if (rc == 0 && logits)
 		write_logits(&e, &m, ids, n, logits, &rc);
 	if (rc == 0) {
@@ -353,7 +317,7 @@ int quantize_main(int argc, char **argv)
 		gpt2_lora lo;
 		memset(&lo, 0, sizeof lo);
 		bpe *bb = NULL;
-		int rc = is_bundle ? load_bundle(&e, model, &m, &bb) : gpt2_load_dir(&e, &m, model), loaded = rc == 0;
+		int rc = textgen_load(&e, model, NULL, &m, &bb), loaded = rc == 0;
 		if (bb)
 			bpe_free(bb);
 		if (rc == 0)
@@ -378,7 +342,7 @@ int quantize_main(int argc, char **argv)
 	gpt2 m;
 	memset(&m, 0, sizeof m);
 	bpe *b = NULL;
-	int rc = tokp ? load_tokenizer(&e, tokp, &b) : 0;
+	int rc = tokp ? textgen_load_tokenizer(&e, tokp, &b) : 0;
 	model_arch arch = ARCH_GPT2;
 	if (rc == 0 && !is_bundle && model_detect_dir(&e, model, &arch) == 0 && arch == ARCH_LLAMA) {
 		llama lm;
@@ -401,12 +365,8 @@ int quantize_main(int argc, char **argv)
 		return rc ? 1 : 0;
 	}
 	if (rc == 0)
-		rc = is_bundle ? load_bundle(&e, model, &m, &b) : gpt2_load_dir(&e, &m, model);
+		rc = textgen_load(&e, model, tokp, &m, &b);
 	int loaded = rc == 0;
-	if (rc == 0 && m.cfg.ncls)
-		rc = herr_set(&e, "%s is a classifier (GPT2ForSequenceClassification); GGUF export takes a language model", model);
-	if (rc == 0 && bpe_vocab_size(b) > (size_t)m.cfg.vocab)
-		rc = herr_set(&e, "%s: the tokenizer has %zu tokens, the model %d", tokp ? tokp : model, bpe_vocab_size(b), m.cfg.vocab);
 	size_t bytes = 0;
 	if (rc == 0)
 		rc = deploy_gguf(&e, &m, b, to, out, &bytes);

@@ -38,7 +38,6 @@ const opt_verb predict_verb = {"predict", "BUNDLE", 1, 1,
 	"training mean; either way they are counted on stderr.\n",
 	predict_opts, 1};
 
-enum { MISSING_ERROR, MISSING_SKIP, MISSING_EMPTY };
 
 /* One input value, as it came. */
 typedef struct rawv {
@@ -131,7 +130,7 @@ static int parse_num(const rawv *v, double *out)
 	tmp[v->n] = 0;
 	char *end;
 	*out = strtod(tmp, &end);
-	return *end ? -1 : 0;
+	return *end || !isfinite(*out) ? -1 : 0;
 }
 
 /* The ids tokenize would give this text. */
@@ -280,7 +279,7 @@ static void seq_predict(struct seqm *sq, const clf_data *d, double *res);
 static void tag_row(struct seqm *sq, const wordpiece *wp, const clf_model *m, const char *s, size_t n, const char *id,
                     FILE *out);
 
-static void emit(FILE *out, const clf_model *m, struct seqm *sq, block *bl, double *res)
+static void emit(FILE *out, const clf_model *m, struct seqm *sq, clf_ws *ws, block *bl, double *res)
 {
 	int K = ml_out_width(m);
 	bl->d.n = bl->n;
@@ -289,7 +288,7 @@ static void emit(FILE *out, const clf_model *m, struct seqm *sq, block *bl, doub
 	if (sq)
 		seq_predict(sq, &bl->d, res);
 	else
-		ml_predict(m, &bl->d, 1, res);
+		ml_predict_ws(m, &bl->d, ws, res);
 	buf line;
 	buf_init(&line);
 	for (size_t r = 0; r < bl->n; r++) {
@@ -612,6 +611,231 @@ static void tag_row(struct seqm *sq, const wordpiece *wp, const clf_model *m, co
 	free(we);
 }
 
+struct predictor {
+	const char *path;
+	bundle b;
+	clf_model m;
+	bpe *tok;
+	st_file st;
+	seqm sq;
+	int seq;
+	wp_text wpt;
+	wordpiece *wp;
+	block bl;    /* rows being encoded, and their BPE cache, kept between runs */
+	double *res; /* their outputs */
+	clf_ws *ws;  /* hone's own classifier's workspace */
+};
+
+int predictor_open(herr *e, predictor **out, const char *bpath)
+{
+	predictor *p = xcalloc(1, sizeof *p);
+	*out = p;
+	p->path = bpath;
+	int rc = bundle_read(e, &p->b, bpath, (size_t)16 << 30);
+	if (rc) {
+		memset(&p->b, 0, sizeof p->b);
+	} else {
+		const buf *cfg = bundle_get(&p->b, "config.json"), *w = bundle_get(&p->b, "model.safetensors");
+		if (!cfg || !w) {
+			rc = herr_set(e, "%s: not a model bundle (no config.json or model.safetensors)", bpath);
+		} else {
+			char *what_c = xasprintf("%s[config.json]", bpath), *what_w = xasprintf("%s[model.safetensors]", bpath);
+			char *copy = xmalloc(w->len ? w->len : 1);
+			memcpy(copy, w->p, w->len);
+			/* a Hugging Face classifier (GPT-2, BERT), or hone's own */
+			model_arch arch;
+			herr pe;
+			p->seq = (strstr(cfg->p, "\"model_type\"") || strstr(cfg->p, "\"n_layer\"")) &&
+			         model_detect(&pe, cfg->p, cfg->len, what_c, &arch) == 0;
+			if (p->seq) {
+				free(copy);
+				rc = blas_get(e) ? seq_open(e, &p->sq, &p->m, &p->b, bpath) : -1;
+			} else {
+				rc = st_parse(e, &p->st, copy, w->len, what_w);
+				if (rc == 0)
+					rc = clf_load(e, &p->m, cfg->p, cfg->len, what_c, &p->st, what_w);
+			}
+			free(what_c);
+			free(what_w);
+		}
+	}
+	for (int i = 0; rc == 0 && i < p->m.nf; i++)
+		if (p->m.f[i].type == FEAT_TEXT && !p->tok && !p->wp) {
+			const buf *tj = bundle_get(&p->b, "tokenizer.json");
+			char *what = xasprintf("%s[tokenizer.json]", bpath);
+			if (!tj) {
+				rc = herr_set(e, "%s: the model reads text, but the bundle has no tokenizer.json", bpath);
+			} else if (wordpiece_sniff(tj->p, tj->len) == 1) {
+				/* BERT's WordPiece, with [CLS] ... [SEP] when tokenize added them */
+				rc = wordpiece_load_hf(e, &p->wp, tj->p, tj->len, what);
+				p->wpt.w = p->wp;
+				p->wpt.cache = wordpiece_cache_new();
+				p->wpt.special = p->sq.wp_special;
+			} else {
+				rc = bpe_load_hf(e, &p->tok, tj->p, tj->len, what);
+			}
+			free(what);
+		}
+	if (rc == 0 && p->seq && p->sq.tagger && !p->wp)
+		rc = herr_set(e, "%s: a tagger's bundle needs its WordPiece tokenizer.json", bpath);
+	if (rc == 0 && !blas_get(e))
+		rc = -1;
+	return rc;
+}
+
+void predictor_close(predictor *p)
+{
+	if (!p)
+		return;
+	if (p->tok)
+		bpe_free(p->tok);
+	if (p->wp) {
+		wordpiece_free(p->wp);
+		wordpiece_cache_free(p->wpt.cache);
+		wordpiece_enc_free(&p->wpt.enc);
+	}
+	if (p->res) {
+		clf_ws_free(p->ws);
+		free(p->res);
+		block_free(&p->bl, &p->m);
+	}
+	clf_free(&p->m);
+	st_free(&p->st);
+	if (p->seq)
+		seq_close(&p->sq);
+	bundle_free(&p->b);
+	free(p);
+}
+
+int predictor_is_tagger(const predictor *p) { return p->seq && p->sq.tagger; }
+
+int predictor_run(herr *e, predictor *p, const char *name, const char *in, size_t n, int fmt, int missing, FILE *out,
+                  size_t *rows)
+{
+	clf_model *mp = &p->m;
+	int rc = 0, seq = p->seq;
+	*rows = 0;
+	source s;
+	memset(&s, 0, sizeof s);
+	s.name = name;
+	s.p = in ? in : "";
+	s.n = n;
+	size_t k = 0; /* the first character that is not white space */
+	while (k < s.n && (s.p[k] == ' ' || s.p[k] == '\n' || s.p[k] == '\r' || s.p[k] == '\t'))
+		k++;
+	if (fmt == PREDICT_CSV || fmt == PREDICT_TSV)
+		s.csv_mode = 1;
+	else if (k < s.n && s.p[k] == '[') {
+		rc = herr_set(e, "%s: expected JSON Lines (one object per line), not a JSON array", s.name);
+		herr_hint(e, "turn it into lines first: jq -c '.[]' FILE > rows.jsonl");
+	} else if (fmt == PREDICT_SNIFF)
+		s.csv_mode = k < s.n && s.p[k] != '{';
+	if (rc == 0 && s.csv_mode) {
+		csv_init(&s.c, s.p, s.n, fmt == PREDICT_TSV ? '\t' : ',');
+		int r = csv_next(&s.c);
+		if (r <= 0) {
+			rc = r < 0 ? herr_set(e, "%s:%zu: %s", s.name, s.c.err_line, s.c.err) : 0;
+		} else {
+			s.nh = s.c.nf;
+			s.header = xcalloc(s.nh, sizeof *s.header);
+			for (size_t k = 0; k < s.nh; k++) {
+				size_t l;
+				const char *f = csv_field(&s.c, k, &l);
+				s.header[k] = xstrndup(f, l);
+			}
+			/* every input field needs its column, unless told otherwise */
+			for (int i = 0; missing == MISSING_ERROR && rc == 0 && i < mp->nf; i++) {
+				size_t k = 0;
+				while (k < s.nh && strcmp(s.header[k], mp->f[i].field))
+					k++;
+				if (k == s.nh) {
+					buf cols;
+					buf_init(&cols);
+					for (size_t j = 0; j < s.nh; j++)
+						buf_printf(&cols, "%s%s", j ? ", " : "", s.header[j]);
+					rc = herr_set(e, "%s:1: no column '%s', which the model reads (columns: %s)", s.name,
+					              mp->f[i].field, cols.p ? cols.p : "");
+					herr_hint(e, "rename the column, or give --missing empty to read it as empty");
+					buf_free(&cols);
+				}
+			}
+		}
+	} else if (rc == 0) {
+		s.arena = json_arena_new();
+	}
+	if (!p->res) {
+		if (!seq)
+			p->ws = clf_ws_new(mp, ML_PREDICT_BATCH, 1);
+		block_init(&p->bl, mp, 1024);
+		p->res = xmalloc(1024 * (size_t)ml_out_width(mp) * sizeof *p->res);
+	}
+	block *bl = &p->bl;
+	double *res = p->res;
+	bl->n = bl->nids = bl->idjson.len = 0;
+	int r;
+	size_t seen = 0, nmiss = 0, first_miss = 0;
+	const char *miss_field = NULL;
+	while (rc == 0 && (s.nh || !s.csv_mode) && (r = next_row(e, &s)) != 0) {
+		if (r < 0) {
+			rc = -1;
+			break;
+		}
+		seen++;
+		if (seq && p->sq.tagger) {
+			/* a tagger: each row answered on its own, words tagged */
+			rawv v = field_of(&s, mp->f[0].field), idv = field_of(&s, "id");
+			if (v.kind != 1 && !(v.kind == 0 && missing != MISSING_ERROR)) {
+				rc = herr_set(e, "%s: row %zu: no text field '%s', which the tagger reads", s.name, seen, mp->f[0].field);
+				break;
+			}
+			buf idj;
+			buf_init(&idj);
+			if (idv.kind == 1)
+				buf_json_strn(&idj, idv.s, idv.n);
+			else if (idv.kind == 2)
+				buf_add(&idj, idv.s, idv.n);
+			buf_addc(&idj, 0);
+			tag_row(&p->sq, p->wp, mp, v.kind ? v.s : "", v.kind ? v.n : 0, idj.p, out);
+			buf_free(&idj);
+			(*rows)++;
+			continue;
+		}
+		const char *mf = missing_field(&s, mp);
+		if (mf && !nmiss++) {
+			first_miss = seen;
+			miss_field = mf;
+		}
+		if (mf && missing == MISSING_ERROR) {
+			rc = herr_set(e, "%s: row %zu: no field '%s', which the model reads", s.name, seen, mf);
+			herr_hint(e, "give every row its input fields, or --missing skip|empty to leave such rows out or read them as empty");
+			break;
+		}
+		if (mf && missing == MISSING_SKIP)
+			continue;
+		if (add_row(e, bl, &s, mp, p->tok, p->wpt.w ? &p->wpt : NULL, seen) != 0) {
+			rc = -1;
+			break;
+		}
+		(*rows)++;
+		if (bl->n == bl->cap)
+			emit(out, mp, seq ? &p->sq : NULL, p->ws, bl, res);
+	}
+	/* the rows read before a bad one are still answered */
+	if (bl->n)
+		emit(out, mp, seq ? &p->sq : NULL, p->ws, bl, res);
+	if (nmiss && missing != MISSING_ERROR)
+		fprintf(stderr, "hone: warning: %zu of %zu rows lacked an input field (first: row %zu, '%s'); %s\n", nmiss,
+		        seen, first_miss, miss_field, missing == MISSING_SKIP ? "left out" : "read as empty");
+	if (s.csv_mode)
+		csv_free(&s.c);
+	for (size_t k = 0; k < s.nh; k++)
+		free(s.header[k]);
+	free(s.header);
+	if (s.arena)
+		json_arena_free(s.arena);
+	return rc;
+}
+
 int predict_main(int argc, char **argv)
 {
 	const char *bpath = NULL, *input = NULL, *output = NULL;
@@ -637,65 +861,8 @@ int predict_main(int argc, char **argv)
 		return opt_usage_error(&predict_verb, "--missing: expected error, skip or empty");
 	herr e = {{0}, {0}};
 	double t0 = now_seconds();
-	bundle b;
-	clf_model m;
-	memset(&m, 0, sizeof m);
-	bpe *tok = NULL;
-	st_file st;
-	memset(&st, 0, sizeof st);
-	seqm sq;
-	memset(&sq, 0, sizeof sq);
-	int seq = 0;
-	int rc = bundle_read(&e, &b, bpath, (size_t)16 << 30);
-	if (rc == 0) {
-		const buf *cfg = bundle_get(&b, "config.json"), *w = bundle_get(&b, "model.safetensors");
-		if (!cfg || !w) {
-			rc = herr_set(&e, "%s: not a model bundle (no config.json or model.safetensors)", bpath);
-		} else {
-			char *what_c = xasprintf("%s[config.json]", bpath), *what_w = xasprintf("%s[model.safetensors]", bpath);
-			char *copy = xmalloc(w->len ? w->len : 1);
-			memcpy(copy, w->p, w->len);
-			/* a Hugging Face classifier (GPT-2, BERT), or hone's own */
-			model_arch arch;
-			herr pe;
-			seq = (strstr(cfg->p, "\"model_type\"") || strstr(cfg->p, "\"n_layer\"")) &&
-			      model_detect(&pe, cfg->p, cfg->len, what_c, &arch) == 0;
-			if (seq) {
-				free(copy);
-				rc = blas_get(&e) ? seq_open(&e, &sq, &m, &b, bpath) : -1;
-			} else {
-				rc = st_parse(&e, &st, copy, w->len, what_w);
-				if (rc == 0)
-					rc = clf_load(&e, &m, cfg->p, cfg->len, what_c, &st, what_w);
-			}
-			free(what_c);
-			free(what_w);
-		}
-	}
-	wp_text wpt;
-	memset(&wpt, 0, sizeof wpt);
-	wordpiece *wp = NULL;
-	for (int i = 0; rc == 0 && i < m.nf; i++)
-		if (m.f[i].type == FEAT_TEXT && !tok && !wp) {
-			const buf *tj = bundle_get(&b, "tokenizer.json");
-			char *what = xasprintf("%s[tokenizer.json]", bpath);
-			if (!tj) {
-				rc = herr_set(&e, "%s: the model reads text, but the bundle has no tokenizer.json", bpath);
-			} else if (wordpiece_sniff(tj->p, tj->len) == 1) {
-				/* BERT's WordPiece, with [CLS] ... [SEP] when tokenize added them */
-				rc = wordpiece_load_hf(&e, &wp, tj->p, tj->len, what);
-				wpt.w = wp;
-				wpt.cache = wordpiece_cache_new();
-				wpt.special = sq.wp_special;
-			} else {
-				rc = bpe_load_hf(&e, &tok, tj->p, tj->len, what);
-			}
-			free(what);
-		}
-	if (rc == 0 && seq && sq.tagger && !wp)
-		rc = herr_set(&e, "%s: a tagger's bundle needs its WordPiece tokenizer.json", bpath);
-	if (rc == 0 && !blas_get(&e))
-		rc = -1;
+	predictor *p;
+	int rc = predictor_open(&e, &p, bpath);
 	double t_load = now_seconds() - t0;
 	buf in;
 	buf_init(&in);
@@ -706,144 +873,21 @@ int predict_main(int argc, char **argv)
 		rc = herr_set(&e, "%s: cannot create: %s", output, strerror(errno));
 		out = stdout;
 	}
-	size_t rows = 0;
+	size_t rows = 0, L = input ? strlen(input) : 0;
+	int fmt = L > 4 && !strcmp(input + L - 4, ".tsv")   ? PREDICT_TSV
+	          : L > 4 && !strcmp(input + L - 4, ".csv") ? PREDICT_CSV
+	          : input                                   ? PREDICT_JSONL
+	                                                    : PREDICT_SNIFF;
 	double t1 = now_seconds();
-	if (rc == 0) {
-		source s;
-		memset(&s, 0, sizeof s);
-		s.name = input ? input : "stdin";
-		s.p = in.p ? in.p : "";
-		s.n = in.len;
-		size_t L = input ? strlen(input) : 0;
-		int tsv = L > 4 && !strcmp(input + L - 4, ".tsv");
-		size_t k = 0; /* the first character that is not white space */
-		while (k < s.n && (s.p[k] == ' ' || s.p[k] == '\n' || s.p[k] == '\r' || s.p[k] == '\t'))
-			k++;
-		if ((L > 4 && !strcmp(input + L - 4, ".csv")) || tsv)
-			s.csv_mode = 1;
-		else if (k < s.n && s.p[k] == '[') {
-			rc = herr_set(&e, "%s: expected JSON Lines (one object per line), not a JSON array", s.name);
-			herr_hint(&e, "turn it into lines first: jq -c '.[]' FILE > rows.jsonl");
-		} else if (!input)
-			s.csv_mode = k < s.n && s.p[k] != '{';
-		if (rc == 0 && s.csv_mode) {
-			csv_init(&s.c, s.p, s.n, tsv ? '\t' : ',');
-			int r = csv_next(&s.c);
-			if (r <= 0) {
-				rc = r < 0 ? herr_set(&e, "%s:%zu: %s", s.name, s.c.err_line, s.c.err) : 0;
-			} else {
-				s.nh = s.c.nf;
-				s.header = xcalloc(s.nh, sizeof *s.header);
-				for (size_t k = 0; k < s.nh; k++) {
-					size_t l;
-					const char *f = csv_field(&s.c, k, &l);
-					s.header[k] = xstrndup(f, l);
-				}
-				/* every input field needs its column, unless told otherwise */
-				for (int i = 0; missing == MISSING_ERROR && rc == 0 && i < m.nf; i++) {
-					size_t k = 0;
-					while (k < s.nh && strcmp(s.header[k], m.f[i].field))
-						k++;
-					if (k == s.nh) {
-						buf cols;
-						buf_init(&cols);
-						for (size_t j = 0; j < s.nh; j++)
-							buf_printf(&cols, "%s%s", j ? ", " : "", s.header[j]);
-						rc = herr_set(&e, "%s:1: no column '%s', which the model reads (columns: %s)", s.name,
-						              m.f[i].field, cols.p ? cols.p : "");
-						herr_hint(&e, "rename the column, or give --missing empty to read it as empty");
-						buf_free(&cols);
-					}
-				}
-			}
-		} else if (rc == 0) {
-			s.arena = json_arena_new();
-		}
-		block bl;
-		block_init(&bl, &m, 1024);
-		double *res = xmalloc(1024 * (size_t)ml_out_width(&m) * sizeof *res);
-		int r;
-		size_t seen = 0, nmiss = 0, first_miss = 0;
-		const char *miss_field = NULL;
-		while (rc == 0 && (s.nh || !s.csv_mode) && (r = next_row(&e, &s)) != 0) {
-			if (r < 0) {
-				rc = -1;
-				break;
-			}
-			seen++;
-			if (seq && sq.tagger) {
-				/* a tagger: each row answered on its own, words tagged */
-				rawv v = field_of(&s, m.f[0].field), idv = field_of(&s, "id");
-				if (v.kind != 1 && !(v.kind == 0 && missing != MISSING_ERROR)) {
-					rc = herr_set(&e, "%s: row %zu: no text field '%s', which the tagger reads", s.name, seen, m.f[0].field);
-					break;
-				}
-				buf idj;
-				buf_init(&idj);
-				if (idv.kind == 1)
-					buf_json_strn(&idj, idv.s, idv.n);
-				else if (idv.kind == 2)
-					buf_add(&idj, idv.s, idv.n);
-				buf_addc(&idj, 0);
-				tag_row(&sq, wp, &m, v.kind ? v.s : "", v.kind ? v.n : 0, idj.p, out);
-				buf_free(&idj);
-				rows++;
-				continue;
-			}
-			const char *mf = missing_field(&s, &m);
-			if (mf && !nmiss++) {
-				first_miss = seen;
-				miss_field = mf;
-			}
-			if (mf && missing == MISSING_ERROR) {
-				rc = herr_set(&e, "%s: row %zu: no field '%s', which the model reads", s.name, seen, mf);
-				herr_hint(&e, "give every row its input fields, or --missing skip|empty to leave such rows out or read them as empty");
-				break;
-			}
-			if (mf && missing == MISSING_SKIP)
-				continue;
-			if (add_row(&e, &bl, &s, &m, tok, wpt.w ? &wpt : NULL, seen) != 0) {
-				rc = -1;
-				break;
-			}
-			rows++;
-			if (bl.n == bl.cap)
-				emit(out, &m, seq ? &sq : NULL, &bl, res);
-		}
-		/* the rows read before a bad one are still answered */
-		if (bl.n)
-			emit(out, &m, seq ? &sq : NULL, &bl, res);
-		if (nmiss && missing != MISSING_ERROR)
-			fprintf(stderr, "hone: warning: %zu of %zu rows lacked an input field (first: row %zu, '%s'); %s\n", nmiss,
-			        seen, first_miss, miss_field, missing == MISSING_SKIP ? "left out" : "read as empty");
-		free(res);
-		block_free(&bl, &m);
-		if (s.csv_mode)
-			csv_free(&s.c);
-		for (size_t k = 0; k < s.nh; k++)
-			free(s.header[k]);
-		free(s.header);
-		if (s.arena)
-			json_arena_free(s.arena);
-	}
+	if (rc == 0)
+		rc = predictor_run(&e, p, input ? input : "stdin", in.p, in.len, fmt, missing, out, &rows);
 	double t2 = now_seconds();
 	if (out != stdout && fclose(out) != 0 && rc == 0)
 		rc = herr_set(&e, "%s: write error", output);
 	else if (out == stdout)
 		fflush(stdout);
 	buf_free(&in);
-	if (tok)
-		bpe_free(tok);
-	if (wp) {
-		wordpiece_free(wp);
-		wordpiece_cache_free(wpt.cache);
-		wordpiece_enc_free(&wpt.enc);
-	}
-	clf_free(&m);
-	st_free(&st);
-	if (seq)
-		seq_close(&sq);
-	bundle_free(&b);
+	predictor_close(p);
 	if (rc) {
 		fprintf(stderr, "hone: error: %s\n", e.msg);
 		if (e.hint[0])

@@ -18,6 +18,7 @@ return {
     to = { type = "string", doc = "where to copy the bundle (or the .gguf), relative to the script (optional)" },
     format = { type = "string", enum = { "bundle", "gguf" }, doc = "\"bundle\" (default: the .tar.gz) or \"gguf\": a GPT-2 and its tokenizer as one GGUF file for llama.cpp (docs/deploy.md)" },
     quant = { type = "string", enum = { "f32", "f16", "q8_0", "q4_0", "q6_k", "q4_k_m", "q5_k_m" }, doc = "gguf: the weights' type (default f16)" },
+    chat_template = { type = "string", enum = { "chatml", "alpaca", "llama3" }, doc = "the chat template hone serve renders messages with for this model (recorded as chat.json; default: alpaca when tokenize's format was \"instruction\", else chatml)" },
   },
   validate = function(p)
     if p.quant ~= nil and p.format ~= "gguf" then

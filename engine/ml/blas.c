@@ -63,9 +63,18 @@ static void gemm_part(void *ud, int t, int nt)
 		int lo = j->n * t / nt, hi = j->n * (t + 1) / nt;
 		if (hi <= lo)
 			return;
-		/* columns lo..hi of op(B) and of C */
-		const float *b = j->tb ? j->b + (size_t)lo * (size_t)j->ldb : j->b + lo;
-		sgemm(j->ta, j->tb, j->m, hi - lo, j->k, j->alpha, j->a, j->lda, b, j->ldb, j->beta, j->c + lo, j->ldc);
+		/* columns lo..hi of op(B) and of C; for a few rows, in pieces of at
+		 * most a million products (OpenBLAS's small-matrix kernels, which
+		 * do not pack B, take 8, 16 or 32 rows up to that size) */
+		int step = hi - lo;
+		if (j->m <= 32 && (double)j->m * step * j->k > 1e6)
+			step = (int)(1e6 / ((double)j->m * j->k)) / 16 * 16;
+		step = step < 16 ? 16 : step;
+		for (int at = lo; at < hi; at += step) {
+			int w = hi - at < step ? hi - at : step;
+			const float *b = j->tb ? j->b + (size_t)at * (size_t)j->ldb : j->b + at;
+			sgemm(j->ta, j->tb, j->m, w, j->k, j->alpha, j->a, j->lda, b, j->ldb, j->beta, j->c + at, j->ldc);
+		}
 	}
 }
 

@@ -2,10 +2,12 @@
 
 #include <string.h>
 
-static const char *const names[CHAT_N] = {"chatml", "llama3", "mistral", "zephyr"};
+static const char *const names[CHAT_N] = {"chatml", "llama3", "mistral", "zephyr", "alpaca"};
 
 int chat_template(const char *name)
 {
+	if (!strcmp(name, "llama-3"))
+		return CHAT_LLAMA3;
 	for (int t = 0; t < CHAT_N; t++)
 		if (!strcmp(name, names[t]))
 			return t;
@@ -20,8 +22,24 @@ const char *const *chat_specials(int t)
 	static const char *const llama3[] = {"<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", NULL};
 	static const char *const mistral[] = {"<s>", "</s>", NULL};
 	static const char *const zephyr[] = {"</s>", NULL};
-	const char *const *all[CHAT_N] = {chatml, llama3, mistral, zephyr};
+	static const char *const alpaca[] = {NULL};
+	const char *const *all[CHAT_N] = {chatml, llama3, mistral, zephyr, alpaca};
 	return all[t];
+}
+
+int chat_by_tokens(const bpe *b)
+{
+	if (bpe_token_id(b, "<|im_start|>", 12) >= 0)
+		return CHAT_CHATML;
+	if (bpe_token_id(b, "<|start_header_id|>", 19) >= 0)
+		return CHAT_LLAMA3;
+	return -1;
+}
+
+const char *chat_stop(int t)
+{
+	static const char *const stop[CHAT_N] = {"<|im_end|>", "<|eot_id|>", "</s>", "</s>", "\n### "};
+	return stop[t];
 }
 
 static int jeq(const jnode *j, const char *s) { return j && j->t == J_STR && j->len == strlen(s) && !memcmp(j->s, s, j->len); }
@@ -57,6 +75,17 @@ int chat_render(herr *e, int t, const jnode *messages, int gen_prompt, const cha
 	if (t == CHAT_MISTRAL)
 		SP("<s>", 0);
 	const jnode *system = NULL; /* mistral: held for the first user message */
+	if (t == CHAT_ALPACA) { /* tokenize's instruction preamble, or a system message in its place */
+		const jnode *f = messages->kid, *r0 = json_member(f, "role", 4);
+		if (jeq(r0, "system")) {
+			const jnode *c0 = json_member(f, "content", 7);
+			piece(ud, c0->s, c0->len, 0, 0);
+			TXT("\n\n");
+		} else {
+			TXT("Below is an instruction that describes a task. Write a response that appropriately completes the "
+			    "request.\n\n");
+		}
+	}
 	for (const jnode *m = messages->kid; m; m = m->next) {
 		const jnode *r = json_member(m, "role", 4), *c = json_member(m, "content", 7);
 		int asst = jeq(r, "assistant");
@@ -97,6 +126,13 @@ int chat_render(herr *e, int t, const jnode *messages, int gen_prompt, const cha
 				SP("</s>", 1);
 			}
 			break;
+		case CHAT_ALPACA:
+			if (jeq(r, "system") && m == messages->kid)
+				break; /* in the preamble's place */
+			TXT(asst ? "### Response:\n" : "### Instruction:\n");
+			piece(ud, cp, cn, 0, asst);
+			TXT("\n\n");
+			break;
 		default: /* zephyr */
 			TXT("<|");
 			piece(ud, r->s, r->len, 0, 0);
@@ -121,6 +157,8 @@ int chat_render(herr *e, int t, const jnode *messages, int gen_prompt, const cha
 			TXT("\n\n");
 		} else if (t == CHAT_ZEPHYR) {
 			TXT("<|assistant|>\n");
+		} else if (t == CHAT_ALPACA) {
+			TXT("### Response:\n");
 		}
 	}
 	return 0;
@@ -155,7 +193,7 @@ static void enc_piece(void *ud, const char *p, size_t n, int special, int train)
 	enc *c = ud;
 	chat_ids *o = c->o;
 	size_t before = o->n;
-	if (special) {
+	if (special && c->sp) {
 		const char *const *sp = chat_specials(c->t);
 		for (int k = 0; sp[k]; k++)
 			if (strlen(sp[k]) == n && !memcmp(sp[k], p, n)) {

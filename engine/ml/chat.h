@@ -10,6 +10,8 @@
  *   llama3   <|begin_of_text|> then <|start_header_id|>ROLE<|end_header_id|>\n\nCONTENT<|eot_id|>
  *   mistral  <s>[INST] USER [/INST]ASSISTANT</s> ...           (a system message goes before the first user's, "\n\n")
  *   zephyr   <|ROLE|>\nCONTENT</s>\n                           (the role markers are text)
+ *   alpaca   tokenize's format = "instruction" text: the preamble (or a system
+ *            message in its place), ### Instruction:\nUSER\n\n, ### Response:\nASSISTANT\n\n
  *
  * Relies on: io/json, io/bpe, util.
  */
@@ -24,14 +26,19 @@
 #include "../io/json.h"
 #include "../util.h"
 
-enum { CHAT_CHATML = 0, CHAT_LLAMA3, CHAT_MISTRAL, CHAT_ZEPHYR, CHAT_N };
+enum { CHAT_CHATML = 0, CHAT_LLAMA3, CHAT_MISTRAL, CHAT_ZEPHYR, CHAT_ALPACA, CHAT_N };
 
-/* The template called name, or -1 */
+/* The template called name ("llama-3" is llama3 too), or -1 */
 int chat_template(const char *name);
 const char *chat_template_name(int t);
 /* The special tokens the template writes (NULL-terminated): the tokenizer
  * must have each as one token */
 const char *const *chat_specials(int t);
+/* The text that ends the assistant's turn (a stop text when generating) */
+const char *chat_stop(int t);
+/* The template a tokenizer's special tokens name: chatml for <|im_start|>,
+ * llama3 for <|start_header_id|>; -1 for none */
+int chat_by_tokens(const bpe *b);
 
 /* One piece: text (special: a special token's text, to be its one id);
  * train: part of the loss */
@@ -60,5 +67,7 @@ typedef struct chat_ids {
 } chat_ids;
 int chat_encode(herr *e, const bpe *b, bpe_cache *cache, int t, const uint32_t sp[8], const jnode *messages, int gen_prompt,
                 const char *what, chat_ids *out);
+/* sp NULL: the special tokens encoded as the text they are (for a
+ * tokenizer that lacks them: a model tuned on chats rendered as text) */
 
 #endif

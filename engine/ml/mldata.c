@@ -225,9 +225,15 @@ uint32_t ml_decide(const clf_model *m, const double *prob)
 
 void ml_predict(const clf_model *m, const clf_data *d, int threads, double *out)
 {
-	const int B = 256;
-	clf_ws *w = clf_ws_new(m, B, threads);
-	uint32_t idx[256];
+	clf_ws *w = clf_ws_new(m, ML_PREDICT_BATCH, threads);
+	ml_predict_ws(m, d, w, out);
+	clf_ws_free(w);
+}
+
+void ml_predict_ws(const clf_model *m, const clf_data *d, clf_ws *w, double *out)
+{
+	const int B = ML_PREDICT_BATCH;
+	uint32_t idx[ML_PREDICT_BATCH];
 	int K = ml_out_width(m);
 	for (size_t at = 0; at < d->n; at += B) {
 		int nb = d->n - at < (size_t)B ? (int)(d->n - at) : B;
@@ -240,7 +246,6 @@ void ml_predict(const clf_model *m, const clf_data *d, int threads, double *out)
 		for (int b = 0; b < nb; b++)
 			clf_outputs(m, w, b, out + (at + (size_t)b) * (size_t)K);
 	}
-	clf_ws_free(w);
 }
 
 const char *ml_metric_names(const clf_model *m)

@@ -39,6 +39,11 @@ int ml_model_load_dir(herr *e, clf_model *m, const char *dir, const char *label)
 /* Runs the model over every row of d, batch rows at a time: out gets n × K
  * values (K = ml_out_width: class probabilities, or the predicted number). */
 void ml_predict(const clf_model *m, const clf_data *d, int threads, double *out);
+/* The same in workspace w (clf_ws_new(m, ML_PREDICT_BATCH, threads)), which
+ * the caller keeps between calls (hone serve: one per request costs more than
+ * the prediction). */
+#define ML_PREDICT_BATCH 256
+void ml_predict_ws(const clf_model *m, const clf_data *d, clf_ws *w, double *out);
 int ml_out_width(const clf_model *m);
 /* The class a row of probabilities decides (argmax; binary: p1 >= threshold). */
 uint32_t ml_decide(const clf_model *m, const double *prob);

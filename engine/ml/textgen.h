@@ -4,7 +4,7 @@
  * generate` and the generate stage. And the scores of generated text
  * against a reference: exact match and ROUGE-L.
  *
- * Relies on: clm, io/bpe.
+ * Relies on: clm, io/bpe (and bundle, deploy for textgen_load).
  * Ownership: the caller owns the model, tokenizer and cache; text goes into
  * the caller's buf.
  */
@@ -25,6 +25,11 @@ typedef struct textgen {
 	int max_tokens;
 	const char *const *stops;
 	int nstop;
+	/* the continuation under way (textgen_begin, textgen_take) */
+	int made;          /* tokens taken */
+	size_t start, keep; /* where it starts in out; the longest stop text */
+	const char *why;   /* what ended it */
+	buf piece;
 } textgen;
 
 /* ops: the backend the model runs on (NULL: the CPU) */
@@ -35,6 +40,33 @@ void textgen_free(textgen *g);
  * what may still become a stop text. Returns the tokens made; *why says what
  * stopped it; *prompt_s the seconds spent on the prompt. */
 int textgen_run(textgen *g, const uint32_t *ids, size_t n, buf *out, FILE *stream, const char **why, double *prompt_s);
+
+/* The same, a step at a time, for callers that feed the tokens themselves
+ * (hone serve, a batch of sequences per step):
+ * textgen_begin feeds ids[0..n) into the emptied cache (g->logits then holds
+ * the next token's logits) and returns 1, or 0 when nothing can follow (an
+ * empty prompt, or one that fills the context; g->why says which).
+ * textgen_take picks a token from g->logits and appends its text to out; 1:
+ * feed *id (clm_step, or gpt2_step_batch into g->logits) and take again; 0:
+ * the continuation has ended (the end token, a stop text, whose start is cut
+ * from out, or max_tokens), g->why says why.
+ * textgen_final: how many bytes of out (counted from its start when begun)
+ * are final: not what may still become a stop text, nor a UTF-8 character
+ * that is not complete yet (all of them once ended is 1). */
+int textgen_begin(textgen *g, const uint32_t *ids, size_t n, buf *out);
+int textgen_take(textgen *g, buf *out, uint32_t *id);
+size_t textgen_final(const textgen *g, const buf *out, int ended);
+
+/* A tokenizer folder (encoder.json + vocab.bpe) or a tokenizer.json file. */
+int textgen_load_tokenizer(herr *e, const char *path, bpe **b);
+/* A GPT-2 language model and its tokenizer, as hone generate takes them:
+ * model a Hugging Face folder, an export bundle (.tar.gz; its tokenizer.json
+ * unless *b is already loaded) or a gpt2 .gguf file (dequantized, with its
+ * own tokenizer unless *b is loaded). A classifier, or a tokenizer larger
+ * than the model's vocabulary, is an error naming tok (the tokenizer's path
+ * for messages; NULL: model). On success the caller frees m (gpt2_free) and
+ * *b; on failure nothing is left to free but a *b it loaded itself. */
+int textgen_load(herr *e, const char *model, const char *tok, gpt2 *m, bpe **b);
 
 /* ROUGE-L F1 of cand against ref over lowercase alphanumeric words (as
  * rouge_score's default tokenizer, without stemming); 1 when both are empty. */

@@ -968,6 +968,117 @@ int gpt2_step(const gpt2 *m, gpt2_kv *kv, uint32_t id, float *logits)
 	return 0;
 }
 
+#define DEC_MAXT 64
+
+struct gpt2_dec {
+	int nmax, nt;
+	nn_ctx nn;
+	nn_ctx one[DEC_MAXT]; /* one-thread contexts: the sequences' attention, split over the crew */
+	float *x, *ln, *qkv, *y, *h, *mr; /* (n, C), (n, C), (n, 3C), (n, C), (n, 4C), (2n) */
+	uint32_t *ip;                     /* (2n): the ids, then the positions */
+};
+
+gpt2_dec *gpt2_dec_new(const gpt2 *m, int nmax, int threads)
+{
+	gpt2_dec *d = xcalloc(1, sizeof *d);
+	size_t C = (size_t)m->cfg.n_embd, n = (size_t)(nmax < 1 ? 1 : nmax);
+	d->nmax = (int)n;
+	nn_ctx_init(&d->nn, &nn_cpu, threads < 1 ? 1 : threads);
+	d->nt = d->nn.crew ? crew_size(d->nn.crew) : 1;
+	for (int t = 0; t < d->nt; t++)
+		nn_ctx_init(&d->one[t], &nn_cpu, 1);
+	d->x = xmalloc(n * C * sizeof(float));
+	d->ln = xmalloc(n * C * sizeof(float));
+	d->qkv = xmalloc(n * 3 * C * sizeof(float));
+	d->y = xmalloc(n * C * sizeof(float));
+	d->h = xmalloc(n * 4 * C * sizeof(float));
+	d->mr = xmalloc(2 * n * sizeof(float));
+	d->ip = xmalloc(2 * n * sizeof(uint32_t));
+	return d;
+}
+
+void gpt2_dec_free(gpt2_dec *d)
+{
+	if (!d)
+		return;
+	free(d->x);
+	free(d->ln);
+	free(d->qkv);
+	free(d->y);
+	free(d->h);
+	free(d->mr);
+	free(d->ip);
+	for (int t = 0; t < d->nt; t++)
+		nn_ctx_free(&d->one[t]);
+	nn_ctx_free(&d->nn);
+	free(d);
+}
+
+#undef P
+#define P(name) (m->p + gpt2_find(m, name)->off)
+
+typedef struct dec_att {
+	const gpt2 *m;
+	gpt2_dec *d;
+	gpt2_kv *const *kv;
+	int n, l;
+} dec_att;
+
+/* thread t of nt: its share of the sequences' rows into their caches, and
+ * their attention over them */
+static void dec_att_part(void *ud, int t, int nt)
+{
+	dec_att *j = ud;
+	int C = j->m->cfg.n_embd, H = j->m->cfg.n_head;
+	size_t C3 = 3 * (size_t)C;
+	for (int i = j->n * t / nt; i < j->n * (t + 1) / nt; i++) {
+		gpt2_kv *kv = j->kv[i];
+		float *lay = kv->cache + (size_t)j->l * (size_t)kv->maxt * C3, *row = lay + (size_t)kv->t * C3;
+		memcpy(row, j->d->qkv + (size_t)i * C3, C3 * sizeof(float));
+		attention_decode(&j->d->one[t], j->d->y + (size_t)i * (size_t)C, row, lay + C, lay + 2 * C, 3 * C, kv->t + 1, C, H);
+	}
+}
+
+int gpt2_step_batch(const gpt2 *m, gpt2_dec *d, gpt2_kv *const *kv, const uint32_t *ids, int n, float *logits)
+{
+	const gpt2_config *cf = &m->cfg;
+	nn_ctx *c = &d->nn;
+	int C = cf->n_embd, V = cf->vocab;
+	if (n < 1 || n > d->nmax)
+		return -1;
+	for (int i = 0; i < n; i++) {
+		if (kv[i]->t >= kv[i]->maxt || kv[i]->p)
+			return -1;
+		d->ip[i] = ids[i];
+		d->ip[n + i] = (uint32_t)kv[i]->t;
+	}
+	float *m0 = d->mr, *r0 = d->mr + n;
+	embedding_forward(c, d->x, d->ip, P("wte.weight"), n, C, V, 0);
+	embedding_forward(c, d->x, d->ip + n, P("wpe.weight"), n, C, cf->n_positions, 1);
+	char nm[64];
+	for (int l = 0; l < cf->n_layer; l++) {
+#define LP(s) (snprintf(nm, sizeof nm, "h.%d." s, l), P(nm))
+		layernorm_forward(c, d->ln, m0, r0, d->x, LP("ln_1.weight"), LP("ln_1.bias"), n, C, cf->eps);
+		linear_forward(c, d->qkv, d->ln, LP("attn.c_attn.weight"), LP("attn.c_attn.bias"), n, C, 3 * C, NN_W_IN_OUT, 0);
+		dec_att job = {m, d, kv, n, l}; /* each row into its own cache, attended there */
+		if (d->nt > 1 && n > 1)
+			crew_run(d->nn.crew, dec_att_part, &job);
+		else
+			dec_att_part(&job, 0, 1);
+		linear_forward(c, d->x, d->y, LP("attn.c_proj.weight"), LP("attn.c_proj.bias"), n, C, C, NN_W_IN_OUT, 1);
+		layernorm_forward(c, d->ln, m0, r0, d->x, LP("ln_2.weight"), LP("ln_2.bias"), n, C, cf->eps);
+		linear_forward(c, d->h, d->ln, LP("mlp.c_fc.weight"), LP("mlp.c_fc.bias"), n, C, 4 * C, NN_W_IN_OUT, 0);
+		gelu_forward(c, d->h, d->h, 4 * (size_t)C * (size_t)n, NN_GELU_TANH);
+		linear_forward(c, d->x, d->h, LP("mlp.c_proj.weight"), LP("mlp.c_proj.bias"), n, 4 * C, C, NN_W_IN_OUT, 1);
+#undef LP
+	}
+	layernorm_forward(c, d->ln, m0, r0, d->x, P("ln_f.weight"), P("ln_f.bias"), n, C, cf->eps);
+	linear_forward(c, logits, d->ln, P("wte.weight"), NULL, n, C, V, NN_W_OUT_IN, 0);
+	for (int i = 0; i < n; i++)
+		kv[i]->t++;
+	return 0;
+}
+
 static double draw(uint64_t *s)
 {
 	uint64_t x = (*s += 0x9E3779B97F4A7C15ull);

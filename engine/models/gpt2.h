@@ -178,6 +178,19 @@ int gpt2_step(const gpt2 *m, gpt2_kv *kv, uint32_t id, float *logits);
  * do not fit. The model must have no adapters attached (merge them). */
 int gpt2_prefill(const gpt2 *m, gpt2_kv *kv, const uint32_t *ids, int n, float *logits);
 
+/* Batched decoding (continuous batching in hone serve): one step feeds one
+ * token to each of n sequences, each with its own cache, doing the linear
+ * layers as one product over the n rows. A gpt2_dec holds the activations
+ * for up to nmax rows (CPU; threads for the products). */
+typedef struct gpt2_dec gpt2_dec;
+gpt2_dec *gpt2_dec_new(const gpt2 *m, int nmax, int threads);
+void gpt2_dec_free(gpt2_dec *d);
+/* Feeds ids[i] at the next position of kv[i] (CPU caches; no adapters
+ * attached) for i < n <= nmax and writes each one's next-token logits
+ * (n × vocab floats, row i for kv[i]): gpt2_step's values per sequence, to
+ * rounding. -1 (nothing fed) when a cache is full or n is out of range. */
+int gpt2_step_batch(const gpt2 *m, gpt2_dec *d, gpt2_kv *const *kv, const uint32_t *ids, int n, float *logits);
+
 typedef struct gpt2_sampler {
 	float temperature; /* 0: greedy */
 	int top_k;         /* 0: all */

@@ -115,6 +115,15 @@ static int k_export(kctx *c, const hval *params, const kinput *in, size_t nin, c
 		rc = add_file(c, &b, model->path, "curve.jsonl", "training/curve.jsonl");
 	if (rc == 0 && has(model, "tokenize.json"))
 		rc = add_file(c, &b, model->path, "tokenize.json", "tokenize.json");
+	const char *tmpl = hval_get_str(params, "chat_template", NULL);
+	if (rc == 0 && tmpl) { /* for hone serve's chat */
+		buf cj;
+		buf_init(&cj);
+		buf_adds(&cj, "{\"chat_template\": ");
+		buf_json_str(&cj, tmpl);
+		buf_adds(&cj, "}\n");
+		add_buf(&b, "chat.json", &cj);
+	}
 	buf out;
 	buf_init(&out);
 	if (rc == 0)

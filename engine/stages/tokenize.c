@@ -839,11 +839,8 @@ static int tokenize_one(kctx *c, const bpe *b, const wordpiece *wp, const hval *
 	} else if (chat) {
 		const char *tn = hval_get_str(p, "template", NULL);
 		ts.chat = tn ? chat_template(tn) : -1;
-		for (int t = 0; !tn && t < CHAT_N && ts.chat < 0; t++) { /* by the tokenizer's special tokens */
-			const char *first = chat_specials(t)[0];
-			if (t != CHAT_MISTRAL && t != CHAT_ZEPHYR && bpe_token_id(b, first, strlen(first)) >= 0)
-				ts.chat = t;
-		}
+		if (!tn) /* by the tokenizer's special tokens */
+			ts.chat = chat_by_tokens(b);
 		if (ts.chat < 0) {
 			kctx_fail(c, "tokenize: format = \"chat\": %s%s%s", tn ? "template \"" : "the tokenizer has no chat template's special tokens",
 			          tn ? tn : "", tn ? "\" is not one hone has (chatml, llama3, mistral, zephyr)" : "");

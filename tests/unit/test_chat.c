@@ -75,6 +75,12 @@ static void test_templates(void **st)
 	       "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|><|start_header_id|>user"
 	       "<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|>",
 	       "Hello!|<|eot_id|>|", 10);
+	/* alpaca: tokenize's format = "instruction" text, a system message in the preamble's place */
+	render(CHAT_ALPACA, "[{\"role\": \"user\", \"content\": \"Say hi\"}, {\"role\": \"assistant\", \"content\": \"Hi\"}]", 1,
+	       "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
+	       "### Instruction:\nSay hi\n\n### Response:\nHi\n\n### Response:\n", "Hi|", 0);
+	render(CHAT_ALPACA, "[{\"role\": \"system\", \"content\": \"Be kind.\"}, {\"role\": \"user\", \"content\": \"Q\"}]", 1,
+	       "Be kind.\n\n### Instruction:\nQ\n\n### Response:\n", "", 0);
 	/* mistral: a system message goes before the first user's */
 	render(CHAT_MISTRAL, "[{\"role\": \"system\", \"content\": \"S\"}, {\"role\": \"user\", \"content\": \"U\"}]", 0,
 	       "<s>[INST] S\n\nU [/INST]", "", 1);
@@ -107,7 +113,8 @@ static void test_errors(void **st)
 	fails(CHAT_CHATML, "{\"role\": \"user\"}", "non-empty list");
 	fails(CHAT_MISTRAL, "[{\"role\": \"system\", \"content\": \"x\"}]", "a system message with no user message");
 	assert_int_equal(chat_template("chatml"), CHAT_CHATML);
-	assert_int_equal(chat_template("alpaca"), -1);
+	assert_int_equal(chat_template("vicuna"), -1);
+	assert_int_equal(chat_template("llama-3"), CHAT_LLAMA3);
 }
 
 int main(void)

@@ -108,6 +108,63 @@ static void test_against_pytorch(void **st)
 	gpt2_free(&m);
 }
 
+/* Batched decoding: three sequences at different positions, one token each
+ * per step, give what gpt2_step gives each of them alone; a full cache or a
+ * batch larger than the decoder is refused, feeding nothing. */
+static void test_step_batch(void **st)
+{
+	(void)st;
+	herr e;
+	gpt2 m;
+	assert_int_equal(gpt2_load_dir(&e, &m, DIR), 0);
+	int V = m.cfg.vocab, S = 3;
+	uint32_t ids[12] = {3, 14, 15, 9, 2, 6, 5, 35, 8, 9, 7, 1};
+	gpt2_kv *kb[3], *ks[3];
+	float *lb = xmalloc((size_t)S * (size_t)V * sizeof *lb), *ls = xmalloc((size_t)V * sizeof *ls);
+	for (int i = 0; i < S; i++) { /* prompts of 1, 4 and 7 tokens */
+		kb[i] = gpt2_kv_new(&m);
+		ks[i] = gpt2_kv_new(&m);
+		assert_int_equal(gpt2_prefill(&m, kb[i], ids + i, 1 + 3 * i, ls), 0);
+		assert_int_equal(gpt2_prefill(&m, ks[i], ids + i, 1 + 3 * i, ls), 0);
+	}
+	gpt2_dec *d = gpt2_dec_new(&m, S, 2);
+	for (int step = 0; step < 5; step++) {
+		uint32_t feed[3] = {ids[step], ids[step + 3], ids[11 - step]};
+		assert_int_equal(gpt2_step_batch(&m, d, kb, feed, S, lb), 0);
+		for (int i = 0; i < S; i++) {
+			assert_int_equal(gpt2_step(&m, ks[i], feed[i], ls), 0);
+			assert_int_equal(gpt2_kv_len(kb[i]), gpt2_kv_len(ks[i]));
+			for (int k = 0; k < V; k++) {
+				float got = lb[(size_t)i * (size_t)V + (size_t)k], want = ls[k];
+				double dd = fabs((double)got - want);
+				if (dd > 1e-4 * fabs(want) + 1e-5)
+					fail_msg("step %d, sequence %d, logit %d: batched %.8g, alone %.8g", step, i, k, got, want);
+			}
+		}
+	}
+	/* a batch of one is gpt2_step too */
+	assert_int_equal(gpt2_step_batch(&m, d, kb + 1, ids, 1, lb), 0);
+	assert_int_equal(gpt2_step(&m, ks[1], ids[0], ls), 0);
+	for (int k = 0; k < V; k++)
+		if (fabsf(lb[k] - ls[k]) > 1e-4f * fabsf(ls[k]) + 1e-5f)
+			fail_msg("a batch of one, logit %d: %.8g, alone %.8g", k, lb[k], ls[k]);
+	assert_int_equal(gpt2_step_batch(&m, d, kb, ids, S + 1, lb), -1);
+	assert_int_equal(gpt2_step_batch(&m, d, kb, ids, 0, lb), -1);
+	while (gpt2_kv_len(kb[2]) < m.cfg.n_positions)
+		assert_int_equal(gpt2_step(&m, kb[2], 1, ls), 0);
+	int t0 = gpt2_kv_len(kb[0]);
+	assert_int_equal(gpt2_step_batch(&m, d, kb, ids, S, lb), -1);
+	assert_int_equal(gpt2_kv_len(kb[0]), t0);
+	gpt2_dec_free(d);
+	for (int i = 0; i < S; i++) {
+		gpt2_kv_free(kb[i]);
+		gpt2_kv_free(ks[i]);
+	}
+	free(lb);
+	free(ls);
+	gpt2_free(&m);
+}
+
 /* Token by token with the key/value cache: the same logits as the full
  * forward at every position; and the sampler's rules. */
 static void test_generation(void **st)
@@ -669,6 +726,7 @@ int main(void)
 		cmocka_unit_test(test_against_pytorch),
 		cmocka_unit_test(test_checkpoints),
 		cmocka_unit_test(test_generation),
+		cmocka_unit_test(test_step_batch),
 		cmocka_unit_test(test_lora),
 		cmocka_unit_test(test_lora_peft),
 		cmocka_unit_test(test_scores),
