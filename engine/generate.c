@@ -29,6 +29,7 @@ static const opt_spec generate_opts[] = {
 	{"device", 0, OPT_STR, 0, 0, "cpu|cuda", "where the model runs (default cpu; cuda: make cuda builds its backend)", 0},
 	{"quant", 0, OPT_STR, 0, 0, "TYPE", "run the weights as hone quantize --to TYPE would store them (f16, q8_0, ...)", 0},
 	{"chat", 0, OPT_FLAG, 0, 0, NULL, "TEXT is a user's message: rendered with the chat template, the answer generated", 0},
+	{"system", 0, OPT_STR, 0, 0, "TEXT", "--chat: a system message before the user's", 0},
 	{"template", 0, OPT_STR, 0, 0, "NAME", "--chat's template: chatml, llama3, mistral, zephyr or alpaca (default: the one the model was "
 	 "tokenized with, else by the tokenizer's special tokens)", 0},
 	{"quiet", 'q', OPT_FLAG, 0, 0, NULL, "no tokens/s line on stderr", 0},
@@ -53,7 +54,8 @@ const opt_verb generate_verb = {"generate", "MODEL", 1, 1,
 /* --chat: the user's message rendered with the template (named, the
  * model's tokenize.json's, else by the tokenizer's special tokens) and the
  * assistant's turn opened; *end: the id that ends the turn */
-static int chat_prompt(herr *e, const bpe *b, const char *model, const char *tmpl, const char *text, uint32_t **ids,
+static int chat_prompt(herr *e, const bpe *b, const char *model, const char *tmpl, const char *sys, const char *text,
+                       uint32_t **ids,
                        size_t *n, size_t *cap, int64_t *end, const char **stop)
 {
 	char name[32] = "";
@@ -82,7 +84,13 @@ static int chat_prompt(herr *e, const bpe *b, const char *model, const char *tmp
 		return herr_prefix(e, "--chat");
 	buf js;
 	buf_init(&js);
-	buf_adds(&js, "[{\"role\": \"user\", \"content\": ");
+	buf_addc(&js, '[');
+	if (sys) {
+		buf_adds(&js, "{\"role\": \"system\", \"content\": ");
+		buf_json_str(&js, sys);
+		buf_adds(&js, "}, ");
+	}
+	buf_adds(&js, "{\"role\": \"user\", \"content\": ");
 	buf_json_str(&js, text);
 	buf_adds(&js, "}]");
 	jarena *a = json_arena_new();
@@ -131,7 +139,7 @@ int generate_main(int argc, char **argv)
 {
 	const char *model = NULL, *tokp = NULL, *prompt = NULL, *adapter = NULL, *logits = NULL, *stops[16];
 	int nstop = 0, maxt = 64, quiet = 0;
-	const char *device = "cpu", *quant = NULL, *tmpl = NULL;
+	const char *device = "cpu", *quant = NULL, *tmpl = NULL, *sys = NULL;
 	int chat = 0;
 	gpt2_sampler smp = {0, 0, 1, 0};
 	opt_parsed op;
@@ -172,6 +180,8 @@ int generate_main(int argc, char **argv)
 			chat = 1;
 		else if (!strcmp(n, "template"))
 			tmpl = v;
+		else if (!strcmp(n, "system"))
+			sys = v;
 	}
 	opt_free(&op);
 	int is_bundle = model && !fs_is_dir(model);
@@ -220,7 +230,7 @@ int generate_main(int argc, char **argv)
 	int64_t turn_end = -1;
 	const char *turn_stop = NULL;
 	if (rc == 0 && chat)
-		rc = chat_prompt(&e, b, model, tmpl, prompt, &ids, &n, &cap, &turn_end, &turn_stop);
+		rc = chat_prompt(&e, b, model, tmpl, sys, prompt, &ids, &n, &cap, &turn_end, &turn_stop);
 	else if (rc == 0)
 		bpe_encode(b, prompt, strlen(prompt), &ids, &n, &cap);
 	if (turn_stop && nstop < 16) /* a template whose turns end in a text */

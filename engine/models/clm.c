@@ -294,6 +294,11 @@ int clm_kv_max(const clm_kv *kv)
 }
 gpt2_kv *clm_kv_gpt2(clm_kv *kv) { return kv->g; }
 
+int clm_kv_len(const clm_kv *kv)
+{
+	return (kv->l ? llama_kv_len(kv->l) : gpt2_kv_len(kv->g)) - (kv->m->pt ? kv->m->pt->n : 0);
+}
+
 int clm_step(clm_kv *kv, uint32_t id, float *logits)
 {
 	return kv->l ? llama_step(kv->m->l, kv->l, id, logits) : gpt2_step(kv->m->g, kv->g, id, logits);

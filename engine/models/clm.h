@@ -80,6 +80,7 @@ clm_kv *clm_kv_new_on(const clm *m, const struct nn_ops *ops);
 void clm_kv_free(clm_kv *kv);
 void clm_kv_reset(clm_kv *kv);
 int clm_kv_max(const clm_kv *kv); /* positions the cache holds */
+int clm_kv_len(const clm_kv *kv); /* positions fed so far (the virtual tokens not counted) */
 /* A GPT-2's own cache inside (NULL for another architecture): for callers
  * that batch GPT-2's decode steps themselves (hone serve) */
 gpt2_kv *clm_kv_gpt2(clm_kv *kv);

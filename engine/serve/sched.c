@@ -18,8 +18,8 @@ typedef struct slot {
 } slot;
 
 struct sched {
-	const gpt2 *m;
-	clm cm;            /* m as textgen takes it */
+	const gpt2 *m;     /* a GPT-2's decode steps batched (gpt2_step_batch); NULL: one step per sequence (clm_step) */
+	const clm *cm;
 	const bpe *b;
 	int nslot, qcap, qlen, stop;
 	slot *slots;
@@ -158,7 +158,7 @@ static void publish(slot *sl)
 static void *run(void *ud)
 {
 	sched *s = ud;
-	int V = s->m->cfg.vocab;
+	int V = clm_vocab(s->cm), ctx = clm_kv_max(s->slots[0].g.kv);
 	pthread_mutex_lock(&s->mu);
 	for (;;) {
 		/* cancelled sequences leave; waiting requests take the free slots */
@@ -211,21 +211,23 @@ static void *run(void *ud)
 				sl->fresh = 0;
 				sl->ended = !textgen_begin(g, r->ids, r->n, &sl->out) || !textgen_take(g, &sl->out, &sl->next);
 			} else if (!sl->ended) {
-				if (gpt2_kv_len(clm_kv_gpt2(sl->g.kv)) >= s->m->cfg.n_positions) {
+				if (clm_kv_len(sl->g.kv) >= ctx) {
 					sl->g.why = "the context is full";
 					sl->ended = 1;
 					continue;
 				}
-				s->kvs[nb] = clm_kv_gpt2(sl->g.kv);
+				s->kvs[nb] = s->m ? clm_kv_gpt2(sl->g.kv) : NULL;
 				s->ids[nb] = sl->next;
 				s->which[nb++] = i;
 			}
 		}
 		/* one step for all of them */
-		if (nb == 1) { /* alone: hone generate's step, to the bit */
-			slot *sl = &s->slots[s->which[0]];
-			gpt2_step(s->m, clm_kv_gpt2(sl->g.kv), sl->next, sl->g.logits);
-			sl->ended = !textgen_take(&sl->g, &sl->out, &sl->next);
+		if (nb == 1 || (nb && !s->m)) { /* alone (hone generate's step, to the bit), or no batched step for this model */
+			for (int k = 0; k < nb; k++) {
+				slot *sl = &s->slots[s->which[k]];
+				clm_step(sl->g.kv, sl->next, sl->g.logits);
+				sl->ended = !textgen_take(&sl->g, &sl->out, &sl->next);
+			}
 		} else if (nb) {
 			gpt2_step_batch(s->m, s->dec, s->kvs, s->ids, nb, s->logits);
 			for (int k = 0; k < nb; k++) {
@@ -243,24 +245,24 @@ static void *run(void *ud)
 	return NULL;
 }
 
-sched *sched_new(const gpt2 *m, const bpe *b, int slots, int queue, int threads)
+sched *sched_new(const clm *m, const bpe *b, int slots, int queue, int threads)
 {
 	sched *s = xcalloc(1, sizeof *s);
-	s->m = m;
-	s->cm = clm_of_gpt2((gpt2 *)m);
+	s->cm = m;
+	s->m = m->g && !m->pt ? m->g : NULL;
 	s->b = b;
 	s->nslot = slots;
 	s->qcap = queue;
 	s->slots = xcalloc((size_t)slots, sizeof *s->slots);
 	for (int i = 0; i < slots; i++) {
-		textgen_init(&s->slots[i].g, &s->cm, b, NULL);
+		textgen_init(&s->slots[i].g, m, b, NULL);
 		buf_init(&s->slots[i].out);
 	}
-	s->dec = gpt2_dec_new(m, slots, threads);
+	s->dec = s->m ? gpt2_dec_new(s->m, slots, threads) : NULL;
 	s->kvs = xcalloc((size_t)slots, sizeof *s->kvs);
 	s->ids = xcalloc((size_t)slots, sizeof *s->ids);
 	s->which = xcalloc((size_t)slots, sizeof *s->which);
-	s->logits = xmalloc((size_t)slots * (size_t)m->cfg.vocab * sizeof *s->logits);
+	s->logits = xmalloc((size_t)slots * (size_t)clm_vocab(m) * sizeof *s->logits);
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
 	pthread_create(&s->th, NULL, run, s);
@@ -281,7 +283,8 @@ void sched_free(sched *s)
 		buf_free(&s->slots[i].out);
 	}
 	free(s->slots);
-	gpt2_dec_free(s->dec);
+	if (s->dec)
+		gpt2_dec_free(s->dec);
 	free(s->kvs);
 	free(s->ids);
 	free(s->which);

@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include "../io/bpe.h"
+#include "../models/clm.h"
 #include "../models/gpt2.h"
 
 enum { SCHED_QUEUED, SCHED_RUNNING, SCHED_DONE };
@@ -50,7 +51,9 @@ typedef struct sched sched;
 
 /* A scheduler for m and b with `slots` slots, at most `queue` requests
  * waiting, `threads` threads for the batched products; it starts its thread. */
-sched *sched_new(const gpt2 *m, const bpe *b, int slots, int queue, int threads);
+/* m a GPT-2 (its decode steps batched) or another language model (a
+ * step per sequence); it must outlive the scheduler */
+sched *sched_new(const clm *m, const bpe *b, int slots, int queue, int threads);
 /* Ends the thread (sequences still running are cancelled) and frees it. */
 void sched_free(sched *s);
 /* Initializes r's out fields; call before filling in and submitting. */

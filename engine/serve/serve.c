@@ -61,7 +61,8 @@ const opt_verb serve_verb = {"serve", "MODEL|BUNDLE", 1, 1,
 typedef struct server {
 	const char *name;
 	int lm; /* a language model; else a classifier */
-	gpt2 m;
+	gpt2 m;  /* a bundle's or .gguf's GPT-2 (cm points at it), or empty */
+	clm cm;  /* the language model served */
 	bpe *b;
 	sched *sc;
 	int tmpl;          /* the chat template (engine/ml/chat.h) */
@@ -592,7 +593,7 @@ static enum MHD_Result generate(conn *k, struct MHD_Connection *c, const jnode *
 	buf_free(&text);
 	k->r = r;
 	k->prompt_tokens = (int)r->n;
-	int ctx = sv->m.cfg.n_positions;
+	int ctx = clm_max_pos(&sv->cm) - (sv->cm.pt ? sv->cm.pt->n : 0);
 	if (r->n >= (size_t)ctx)
 		return reply_error(k, c, 400, chat ? "messages" : "prompt",
 		                   "the prompt has %zu tokens; the model's context is %d, prompt and completion together", r->n, ctx);
@@ -960,8 +961,28 @@ static int inspect(herr *e, const char *path, int *lm, int *tmpl)
 	size_t n = strlen(path);
 	*lm = 1;
 	*tmpl = -1;
-	if ((n > 5 && !strcmp(path + n - 5, ".gguf")) || fs_is_dir(path))
+	if (n > 5 && !strcmp(path + n - 5, ".gguf"))
 		return 0;
+	if (fs_is_dir(path)) { /* a folder train wrote: its tokenize.json may name the chat template */
+		char *tp = path_join(path, "tokenize.json");
+		buf tb;
+		buf_init(&tb);
+		herr e3;
+		if (fs_exists(tp) && fs_read(&e3, tp, &tb) == 0) {
+			jarena *a = json_arena_new();
+			jerror je;
+			const jnode *r = json_parse(a, tb.p, tb.len, &je), *ct = r ? field(r, "chat_template") : NULL;
+			if (ct && ct->t == J_STR) {
+				char *nm = xstrndup(ct->s, ct->len);
+				*tmpl = chat_template(nm);
+				free(nm);
+			}
+			json_arena_free(a);
+		}
+		buf_free(&tb);
+		free(tp);
+		return 0;
+	}
 	bundle bd;
 	if (bundle_read(e, &bd, path, (size_t)16 << 30) != 0)
 		return -1;
@@ -1094,13 +1115,25 @@ int serve_main(int argc, char **argv)
 			rc = textgen_load_tokenizer(&e, tokp, &sv->b);
 		if (rc == 0 && !tokp && fs_is_dir(model))
 			rc = herr_set(&e, "%s: a model folder needs --tokenizer (a bundle or a .gguf file brings its own)", model);
-		if (rc == 0)
+		model_arch arch = ARCH_GPT2;
+		herr e2;
+		if (rc == 0 && fs_is_dir(model) && model_detect_dir(&e2, model, &arch) == 0 && arch == ARCH_LLAMA) {
+			rc = clm_load_dir(&e, &sv->cm, model); /* a Llama-family folder: one decode step per sequence */
+			if (rc == 0 && bpe_vocab_size(sv->b) > (size_t)clm_vocab(&sv->cm)) {
+				rc = herr_set(&e, "%s: the tokenizer has %zu tokens, the model %d", tokp, bpe_vocab_size(sv->b),
+				              clm_vocab(&sv->cm));
+				clm_free(&sv->cm);
+			}
+		} else if (rc == 0) {
 			rc = textgen_load(&e, model, tokp, &sv->m, &sv->b);
+			if (rc == 0)
+				sv->cm = clm_of_gpt2(&sv->m);
+		}
 		loaded = rc == 0;
-		if (rc == 0 && sv->m.lora)
+		if (rc == 0 && clm_lora(&sv->cm))
 			rc = herr_set(&e, "%s: adapters must be merged before serving", model);
 		if (rc == 0)
-			sv->sc = sched_new(&sv->m, sv->b, slots, queue, threads);
+			sv->sc = sched_new(&sv->cm, sv->b, slots, queue, threads);
 	} else if (rc == 0) {
 		rc = predictor_open(&e, &sv->pr, model);
 	}
@@ -1124,8 +1157,9 @@ int serve_main(int argc, char **argv)
 		const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
 		int bound = di ? (int)di->port : port;
 		if (sv->lm)
-			fprintf(stderr, "hone: serving %s (GPT-2, %d layers, context %d) on http://%s%s%s:%d/v1 with %d slots, queue %d, "
-			        "chat template %s%s\n", sv->name, sv->m.cfg.n_layer, sv->m.cfg.n_positions, v6 ? "[" : "", host,
+			fprintf(stderr, "hone: serving %s (%s, %d layers, context %d) on http://%s%s%s:%d/v1 with %d slots, queue %d, "
+			        "chat template %s%s\n", sv->name, clm_name(&sv->cm), clm_layers(&sv->cm), clm_max_pos(&sv->cm),
+			        v6 ? "[" : "", host,
 			        v6 ? "]" : "", bound, slots, queue, chat_template_name(sv->tmpl), key ? ", API key required" : "");
 		else
 			fprintf(stderr, "hone: serving %s (a classifier) on http://%s%s%s:%d/predict, queue %d%s\n", sv->name,
@@ -1157,8 +1191,10 @@ int serve_main(int argc, char **argv)
 	}
 	sched_free(sv->sc);
 	predictor_close(sv->pr);
-	if (loaded)
+	if (loaded && sv->cm.g == &sv->m)
 		gpt2_free(&sv->m);
+	else if (loaded)
+		clm_free(&sv->cm);
 	if (sv->b)
 		bpe_free(sv->b);
 	metrics_free(&sv->met);

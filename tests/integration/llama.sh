@@ -131,7 +131,7 @@ local parts = split { d, train = 0.8, val = 0.2, seed = 1 }
 local tok = tokenizer { d, fields = { "messages" }, vocab = 400, special = { "<|im_start|>", "<|im_end|>", "<|endoftext|>" } }
 local ids = tokenize { parts, tok, format = "chat", max_len = 96 }
 local base = model { arch = "llama", n_layer = 2, n_head = 2, n_embd = 32, n_positions = 128, vocab = 400, seed = 1 }
-train { ids.train, val = ids.val, base = base, lr = 0.003, batch = 8, epochs = 2, seed = 1, name = "chat" }
+train { ids.train, val = ids.val, base = base, lr = 0.01, batch = 8, epochs = 8, seed = 1, name = "chat" }
 LUA
 F=c.lua
 check "chat data (format = \"chat\", ChatML by the tokenizer's tokens) trains a Llama" "$HONE" run c.lua -q
@@ -145,12 +145,23 @@ check "  ... <|im_end|> is trained once per assistant turn ($A), never after the
 	eq "$(awk -v im="$IM" '$1 == im && $2 == 1' tm.txt | wc -l) $(awk -v im="$IM" '$1 == im && $2 == 0' tm.txt | wc -l)" "$A $((U + S))"
 CM=$(obj chat) CT=$(obj tokenizer)
 IS=$(jq -r '.model.vocab["<|im_start|>"]' "${CT}tokenizer.json")
-"$HONE" generate "$CM" --tokenizer "$CT" --chat --prompt "the cat sat" --max-tokens 8 --logits cl.json > chat.out 2> chat.err
-check "hone generate --chat renders the message with the model's template (<|im_start|>user ... <|im_start|>assistant)" \
-	bash -c "jq -e '.ids[0] == $IS and ([.ids[] | select(. == $IM)] | length) == 1 and .ids[-3] == $IS' cl.json >/dev/null"
+"$HONE" generate "$CM" --tokenizer "$CT" --chat --system "be brief" --prompt "the cat sat" --max-tokens 8 --logits cl.json > chat.out 2> chat.err
+check "hone generate --chat renders the messages with the model's template (<|im_start|>system ... user ... <|im_start|>assistant)" \
+	bash -c "jq -e '.ids[0] == $IS and ([.ids[] | select(. == $IM)] | length) == 2 and .ids[-3] == $IS' cl.json >/dev/null"
 check "  ... and stops at the end of the assistant's turn, or after --max-tokens" bash -c "grep -Eq 'stopped by (the end token|max tokens)' chat.err"
 check "  ... a template whose tokens the tokenizer lacks is an error" fails_with 1 "writes <|begin_of_text|>" \
 	"$HONE" generate "$CM" --tokenizer "$CT" --chat --template llama3 --prompt x
+# hone serve with the chat Llama: the chat completion is hone generate --chat's answer
+"$HONE" serve "$CM" --tokenizer "$CT" --port 0 2> serve.log &
+SP=$!
+for _ in $(seq 1 200); do grep -q '^hone: serving' serve.log 2>/dev/null && break; kill -0 $SP 2>/dev/null || break; sleep 0.05; done
+SU=http://127.0.0.1:$(sed -n 's/.*127\.0\.0\.1:\([0-9]*\).*/\1/p' serve.log | head -1)
+check "hone serve takes the Llama folder (its chat template from tokenize.json)" bash -c "grep -q '(Llama, 2 layers' serve.log && grep -q 'chat template chatml' serve.log"
+curl -s -m 30 "$SU/v1/chat/completions" -H 'Content-Type: application/json' \
+	-d '{"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "the cat sat"}], "temperature": 0, "max_tokens": 8}' > sc.json
+check "  ... its chat completion is hone generate --chat's answer ($(cat chat.out | xargs))" bash -c \
+	"[ -n \"\$(xargs < chat.out)\" ] && [ \"\$(jq -r '.choices[0].message.content' sc.json)\" = \"\$(cat chat.out)\" ]"
+kill -TERM $SP 2>/dev/null; wait $SP 2>/dev/null
 sed 's/"<|im_start|>", //; s/format = "chat",/format = "chat", template = "chatml",/' c.lua > e4.lua
 check "  ... a tokenizer without the template's tokens is an error naming the token" fails_with 1 "writes <|im_start|>, which the tokenizer does not have" "$HONE" run e4.lua -q
 sed 's/"role": "user"/"role": "human"/' chat.jsonl > bad.jsonl
