@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "io/bpe.h"
 #include "io/gguf.h"
@@ -32,6 +33,7 @@ static const opt_spec generate_opts[] = {
 	{"system", 0, OPT_STR, 0, 0, "TEXT", "--chat: a system message before the user's", 0},
 	{"template", 0, OPT_STR, 0, 0, "NAME", "--chat's template: chatml, llama3, mistral, zephyr or alpaca (default: the one the model was "
 	 "tokenized with, else by the tokenizer's special tokens)", 0},
+	{"dequantize", 0, OPT_FLAG, 0, 0, NULL, "a Q8_0 .gguf: decode in fp32 from its weights turned back (default: from its int8 weights)", 0},
 	{"quiet", 'q', OPT_FLAG, 0, 0, NULL, "no tokens/s line on stderr", 0},
 	{NULL, 0, 0, 0, 0, NULL, NULL, 0}};
 
@@ -47,6 +49,9 @@ const opt_verb generate_verb = {"generate", "MODEL", 1, 1,
 	"64), or when the context is full. Prints the continuation; tokens/s go to stderr.\n"
 	"With --chat, TEXT is a user's message in the chat template (--template, or the\n"
 	"model's: tokenize.json's chat_template) and generation stops at the end of the turn.\n"
+	"A Q8_0 .gguf file decodes from its int8 weights as they are (int8 dot products,\n"
+	"AVX-512 VNNI where present; the prompt itself runs in fp32); --dequantize turns them\n"
+	"back to fp32 instead.\n"
 	"--logits FILE writes the prompt's ids and the model's logits at every prompt\n"
 	"position as JSON (for checking against another implementation).\n",
 	generate_opts, 1};
@@ -140,7 +145,7 @@ int generate_main(int argc, char **argv)
 	const char *model = NULL, *tokp = NULL, *prompt = NULL, *adapter = NULL, *logits = NULL, *stops[16];
 	int nstop = 0, maxt = 64, quiet = 0;
 	const char *device = "cpu", *quant = NULL, *tmpl = NULL, *sys = NULL;
-	int chat = 0;
+	int chat = 0, deq = 0;
 	gpt2_sampler smp = {0, 0, 1, 0};
 	opt_parsed op;
 	int prc = opt_parse(&generate_verb, argc, argv, &op);
@@ -182,6 +187,8 @@ int generate_main(int argc, char **argv)
 			tmpl = v;
 		else if (!strcmp(n, "system"))
 			sys = v;
+		else if (!strcmp(n, "dequantize"))
+			deq = 1;
 	}
 	opt_free(&op);
 	int is_bundle = model && !fs_is_dir(model);
@@ -246,6 +253,16 @@ int generate_main(int argc, char **argv)
 		g.nstop = nstop;
 		if (turn_end >= 0)
 			g.eos = turn_end;
+		gguf_file qf;
+		memset(&qf, 0, sizeof qf);
+		int q8 = 0;
+		if (is_gguf && !deq && nn_on_host(ops) && gguf_open(&e, &qf, model) == 0) { /* decode from the int8 weights */
+			const uint8_t **w = xmalloc(((size_t)gm.cfg.n_layer * 4 + 1) * sizeof *w);
+			long nc = sysconf(_SC_NPROCESSORS_ONLN);
+			q8 = deploy_gguf_q8(&qf, gm.cfg.n_layer, w) == 0 &&
+			     gpt2_kv_q8(clm_kv_gpt2(g.kv), &gm, w, nc > 8 ? 8 : nc < 1 ? 1 : (int)nc) == 0;
+			free(w);
+		}
 		buf out;
 		buf_init(&out);
 		const char *why;
@@ -254,10 +271,12 @@ int generate_main(int argc, char **argv)
 		putchar('\n');
 		double t2 = now_seconds();
 		if (!quiet)
-			fprintf(stderr, "hone: %d tokens in %.3fs (%.1f tokens/s), stopped by %s; prompt %zu tokens in %.3fs\n", made,
-			        t2 - t1 - tp, t2 - t1 > tp ? made / (t2 - t1 - tp) : 0, why, n, tp);
+			fprintf(stderr, "hone: %d tokens in %.3fs (%.1f tokens/s%s), stopped by %s; prompt %zu tokens in %.3fs\n", made,
+			        t2 - t1 - tp, t2 - t1 > tp ? made / (t2 - t1 - tp) : 0, q8 ? ", from the Q8_0 weights" : "", why, n, tp);
 		buf_free(&out);
 		textgen_free(&g);
+		if (qf.p)
+			gguf_close(&qf);
 	}
 	if (rc) {
 		fprintf(stderr, "hone: error: %s\n", e.msg);

@@ -566,3 +566,21 @@ int deploy_load_gguf(herr *e, const char *path, gpt2 *m, bpe **b)
 	gguf_close(&f);
 	return rc;
 }
+
+int deploy_gguf_q8(const gguf_file *f, int L, const uint8_t **w)
+{
+	static const char *const gg[4] = {"attn_qkv.weight", "attn_output.weight", "ffn_up.weight", "ffn_down.weight"};
+	for (int l = 0; l <= L; l++)
+		for (int k = 0; k < (l < L ? 4 : 1); k++) {
+			char nm[64];
+			if (l < L)
+				snprintf(nm, sizeof nm, "blk.%d.%s", l, gg[k]);
+			else
+				snprintf(nm, sizeof nm, "output.weight");
+			const gguf_tinfo *t = gguf_find(f, nm);
+			if (!t || t->type != GGUF_Q8_0 || t->ndim != 2 || t->ne[0] % 32)
+				return -1;
+			w[4 * l + k] = t->data;
+		}
+	return 0;
+}

@@ -33,6 +33,11 @@ int deploy_round_trip(herr *e, gpt2 *m, const char *type);
  * and unless *b is set its byte-level tokenizer. Errors name the file and
  * the key or tensor. */
 int deploy_load_gguf(herr *e, const char *path, gpt2 *m, bpe **b);
+/* A gpt2 file's Q8_0 matrices as they are, for gpt2_kv_q8: w[4·l + k] layer
+ * l's attn_qkv, attn_output, ffn_up, ffn_down, w[4·L] the output head (all
+ * must be Q8_0 with whole blocks; -1 if not, nothing set) */
+struct gguf_file;
+int deploy_gguf_q8(const struct gguf_file *f, int L, const uint8_t **w);
 int deploy_gguf_lora(herr *e, const gpt2 *m, const lora *lo, const char *path, size_t *bytes);
 /* A Llama-family model in llama.cpp's llama architecture (Llama, Mistral:
  * q and k rows permuted to its adjacent-pair rotation) or qwen2 (q/k/v

@@ -12,6 +12,7 @@
 #include "../nn/lora.h"
 #include "../nn/nn.h"
 #include "../nn/ptune.h"
+#include "../nn/q8.h"
 #include "model.h"
 
 /* --- configuration and layout ------------------------------------------------- */
@@ -854,6 +855,10 @@ struct gpt2_kv {
 	float *cache;            /* per layer: maxt rows of q | k | v (3C; the keys and values are read) */
 	float *x, *ln, *qkv, *y, *h, *mr, *lg; /* one token's activations; mean and rstd; the logits */
 	uint32_t *ip;            /* the token's id and position */
+	const uint8_t **q8;      /* Q8_0 weights for the steps (gpt2_kv_q8), or NULL */
+	int8_t *xq;              /* the step's activation quantized, and its scales */
+	float *xd;
+	crew *cw;
 };
 
 gpt2_kv *gpt2_kv_new(const gpt2 *m) { return gpt2_kv_new_on(m, &nn_cpu); }
@@ -884,6 +889,26 @@ gpt2_kv *gpt2_kv_new_on(const gpt2 *m, const nn_ops *ops)
 }
 
 void gpt2_kv_reset(gpt2_kv *kv) { kv->t = 0; }
+
+int gpt2_kv_q8(gpt2_kv *kv, const gpt2 *m, const uint8_t *const *w, int threads)
+{
+	int C = m->cfg.n_embd, L = m->cfg.n_layer;
+	if (C % Q8_BLOCK || !nn_on_host(kv->nn.ops))
+		return -1;
+	kv->q8 = xmalloc(((size_t)L * 4 + 1) * sizeof *kv->q8);
+	memcpy(kv->q8, w, ((size_t)L * 4 + 1) * sizeof *kv->q8);
+	kv->xq = xmalloc(4 * (size_t)C);
+	kv->xd = xmalloc(4 * (size_t)C / Q8_BLOCK * sizeof *kv->xd);
+	kv->cw = threads > 1 ? crew_new(threads) : NULL;
+	return 0;
+}
+
+/* y = (acc ? y : 0) + x·W (+ b) for one row, W Q8_0 (out rows of in) */
+static void q8_linear(gpt2_kv *kv, float *y, const float *x, const uint8_t *w, const float *b, int in, int out, int acc)
+{
+	q8_quantize(x, in, kv->xq, kv->xd);
+	q8_matvec(y, w, out, in, kv->xq, kv->xd, b, acc, kv->cw);
+}
 
 int gpt2_prefill(const gpt2 *m, gpt2_kv *kv, const uint32_t *ids, int n, float *logits)
 {
@@ -926,6 +951,11 @@ void gpt2_kv_free(gpt2_kv *kv)
 		if (b[i])
 			nn_free(c, b[i]);
 	nn_ctx_free(c);
+	free(kv->q8);
+	free(kv->xq);
+	free(kv->xd);
+	if (kv->cw)
+		crew_free(kv->cw);
 	free(kv);
 }
 int gpt2_kv_len(const gpt2_kv *kv) { return kv->t; }
@@ -951,18 +981,34 @@ int gpt2_step(const gpt2 *m, gpt2_kv *kv, uint32_t id, float *logits)
 #define LP(s) (snprintf(nm, sizeof nm, "h.%d." s, l), P(nm))
 		float *row = kv->cache + ((size_t)l * (size_t)kv->maxt + (size_t)t) * 3 * (size_t)C;
 		layernorm_forward(c, kv->ln, m0, r0, kv->x, LP("ln_1.weight"), LP("ln_1.bias"), 1, C, cf->eps);
-		linear_forward(c, row, kv->ln, LP("attn.c_attn.weight"), LP("attn.c_attn.bias"), 1, C, 3 * C, NN_W_IN_OUT, 0);
+		const uint8_t *const *q = kv->q8 ? kv->q8 + 4 * (size_t)l : NULL;
+		if (q)
+			q8_linear(kv, row, kv->ln, q[0], LP("attn.c_attn.bias"), C, 3 * C, 0);
+		else
+			linear_forward(c, row, kv->ln, LP("attn.c_attn.weight"), LP("attn.c_attn.bias"), 1, C, 3 * C, NN_W_IN_OUT, 0);
 		const float *K = kv->cache + (size_t)l * (size_t)kv->maxt * 3 * (size_t)C + C;
 		attention_decode(c, kv->y, row, K, K + C, 3 * C, t + 1, C, H);
-		linear_forward(c, kv->x, kv->y, LP("attn.c_proj.weight"), LP("attn.c_proj.bias"), 1, C, C, NN_W_IN_OUT, 1);
+		if (q)
+			q8_linear(kv, kv->x, kv->y, q[1], LP("attn.c_proj.bias"), C, C, 1);
+		else
+			linear_forward(c, kv->x, kv->y, LP("attn.c_proj.weight"), LP("attn.c_proj.bias"), 1, C, C, NN_W_IN_OUT, 1);
 		layernorm_forward(c, kv->ln, m0, r0, kv->x, LP("ln_2.weight"), LP("ln_2.bias"), 1, C, cf->eps);
-		linear_forward(c, kv->h, kv->ln, LP("mlp.c_fc.weight"), LP("mlp.c_fc.bias"), 1, C, 4 * C, NN_W_IN_OUT, 0);
+		if (q)
+			q8_linear(kv, kv->h, kv->ln, q[2], LP("mlp.c_fc.bias"), C, 4 * C, 0);
+		else
+			linear_forward(c, kv->h, kv->ln, LP("mlp.c_fc.weight"), LP("mlp.c_fc.bias"), 1, C, 4 * C, NN_W_IN_OUT, 0);
 		gelu_forward(c, kv->h, kv->h, 4 * (size_t)C, NN_GELU_TANH);
-		linear_forward(c, kv->x, kv->h, LP("mlp.c_proj.weight"), LP("mlp.c_proj.bias"), 1, 4 * C, C, NN_W_IN_OUT, 1);
+		if (q)
+			q8_linear(kv, kv->x, kv->h, q[3], LP("mlp.c_proj.bias"), 4 * C, C, 1);
+		else
+			linear_forward(c, kv->x, kv->h, LP("mlp.c_proj.weight"), LP("mlp.c_proj.bias"), 1, 4 * C, C, NN_W_IN_OUT, 1);
 #undef LP
 	}
 	layernorm_forward(c, kv->ln, m0, r0, kv->x, P("ln_f.weight"), P("ln_f.bias"), 1, C, cf->eps);
-	linear_forward(c, kv->lg, kv->ln, P("wte.weight"), NULL, 1, C, V, NN_W_OUT_IN, 0);
+	if (kv->q8)
+		q8_linear(kv, kv->lg, kv->ln, kv->q8[4 * (size_t)cf->n_layer], NULL, C, V, 0);
+	else
+		linear_forward(c, kv->lg, kv->ln, P("wte.weight"), NULL, 1, C, V, NN_W_OUT_IN, 0);
 	nn_download(c, logits, kv->lg, (size_t)V * sizeof *logits);
 	kv->t++;
 	return 0;

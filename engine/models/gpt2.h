@@ -166,6 +166,13 @@ gpt2_kv *gpt2_kv_new(const gpt2 *m);
  * parameters on its device (the model must not change while it lives). */
 gpt2_kv *gpt2_kv_new_on(const gpt2 *m, const struct nn_ops *ops);
 void gpt2_kv_free(gpt2_kv *kv);
+/* Decode steps from Q8_0 weights as they are (engine/nn/q8.h) instead of
+ * the model's fp32 ones: w[4·l + k] layer l's attn.c_attn, attn.c_proj,
+ * mlp.c_fc, mlp.c_proj and w[4·n_layer] the head, each as ggml's rows of
+ * outputs (a GGUF file's Q8_0 tensors; they must outlive kv), products
+ * split over threads. The prefill stays fp32. CPU caches only; -1 when
+ * the sizes are not whole blocks. */
+int gpt2_kv_q8(gpt2_kv *kv, const gpt2 *m, const uint8_t *const *w, int threads);
 /* Empties the cache for a new prompt. */
 void gpt2_kv_reset(gpt2_kv *kv);
 /* Tokens fed so far. */

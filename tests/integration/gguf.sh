@@ -38,6 +38,10 @@ check "hone generate m_f32.gguf (its own tokenizer): the folder's logits, bit fo
 "$HONE" generate m_q8_0.gguf --prompt "$TEXT" --max-tokens 1 -q --logits g8.json >/dev/null
 "$HONE" generate "$M" --tokenizer "$TK" --prompt "$TEXT" --max-tokens 1 -q --quant q8_0 --logits h8.json >/dev/null
 check "  ... m_q8_0.gguf: generate --quant q8_0's logits, bit for bit" cmp g8.json h8.json
+"$HONE" generate m_q8_0.gguf --prompt "$TEXT" --max-tokens 12 > q8text.out 2> q8text.err
+check "  ... m_q8_0.gguf decodes from its int8 weights" grep -q "from the Q8_0 weights" q8text.err
+check "  ... greedily the text of the same weights in fp32 (--dequantize)" eq "$(cat q8text.out)" \
+	"$("$HONE" generate m_q8_0.gguf --prompt "$TEXT" --max-tokens 12 -q --dequantize)"
 check "  ... an adapter file is not a model" fails_with 1 "expected gpt2.block_count" "$HONE" generate adapter.gguf --prompt a
 head -c 3000 m_f32.gguf > cut.gguf
 check "  ... a cut file names itself" fails_with 1 "cut.gguf: a truncated or malformed GGUF" "$HONE" generate cut.gguf --prompt a
