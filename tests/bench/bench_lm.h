@@ -66,7 +66,7 @@ static void bench_train(const blas_api *api, const clm *m, const nn_ops *ops, co
 	clm_ws *w = clm_ws_new_on(m, B, T, th, ops);
 	nn_ctx *nc = clm_ws_nn(w);
 	nc->precision = strstr(dev, "bf16") ? NN_BF16 : NN_FP32;
-	float *tp = pt ? clm_ws_ptune_params(w) : lo ? lo->p : clm_ws_params(w);
+	float *tp = pt ? clm_ws_ptune_params(w) : lo ? clm_ws_lora_params(w) : clm_ws_params(w); /* the copy the step reads */
 	uint32_t *ids = malloc((size_t)B * T * sizeof *ids);
 	int32_t *tg = malloc((size_t)B * T * sizeof *tg);
 	float *mo = nn_alloc(nc, tn * sizeof(float)), *vo = nn_alloc(nc, tn * sizeof(float));

@@ -6,17 +6,18 @@
 # (no TF32), bf16 autocast with flash attention, and the same under
 # torch.compile; the GPU's bf16 and fp32 matrix peaks are measured first.
 # Needs make cuda and python3 with torch (the device machine has both).
-# Usage: tests/bench/gpu.sh [STEPS] (default 10)
+# Usage: tests/bench/gpu.sh [STEPS] [gpt2|llama|all] (default 10 all)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 STEPS=${1:-10}
+WHAT=${2:-all}
 cd "$ROOT"
 [ -x build/bench_gpt2 ] || make -s build/bench_gpt2
 [ -f build/libhone-cuda.so ] || make -s cuda
 PY=${PYTHON:-python3}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | sed 's/^/GPU: /'
 $PY tests/bench/gpt2_torch.py 1 64 1 64 1 64 1 1 peak | sed 's/^/  /'
-for CFG in "12 768 12 1024 16 50257" "6 384 6 256 8 8192"; do
+[ "$WHAT" = llama ] || for CFG in "12 768 12 1024 16 50257" "6 384 6 256 8 8192"; do
 	echo "GPT-2 training steps ($CFG: layers embd heads T batch vocab), $STEPS steps:"
 	h32=$(build/bench_gpt2 $CFG "$STEPS" 1 full cuda)
 	h=$(build/bench_gpt2 $CFG "$STEPS" 1 full cuda-bf16)
@@ -26,6 +27,26 @@ for CFG in "12 768 12 1024 16 50257" "6 384 6 256 8 8192"; do
 	echo "  $(build/bench_gpt2 $CFG 128 1 generate cuda)"
 	for mode in fp32 bf16 bf16-compile; do
 		t=$($PY tests/bench/gpt2_torch.py $CFG "$STEPS" 1 "$mode" 2>/dev/null | tail -1)
+		ts=$(awk '{print $2}' <<<"$t")
+		echo "  $t"
+		awk -v m="$mode" -v a="$hs" -v b="$ts" 'BEGIN { printf "  hone (bf16) / torch %s = %.2fx (tokens/s)\n", m, a / b }'
+	done
+done
+# Llama (grouped-query heads, SwiGLU, RMSNorm, rotary): a 1B-class shape cut
+# to 8 layers (2048 hidden, 16 heads, 4 key/value heads, 5632 intermediate,
+# T 1024, batch 8, vocab 32000) and the CPU benchmark's shape
+[ -x build/bench_llama ] || make -s build/bench_llama
+[ "$WHAT" = gpt2 ] || for CFG in "8 2048 16 4 5632 1024 8 32000" "6 384 6 2 1024 256 8 8192"; do
+	echo "Llama training steps ($CFG: layers hidden heads kv_heads intermediate T batch vocab), $STEPS steps:"
+	h32=$(build/bench_llama $CFG "$STEPS" 1 full cuda)
+	h=$(build/bench_llama $CFG "$STEPS" 1 full cuda-bf16)
+	echo "$h32" | sed 's/^/  /'
+	echo "$h" | sed 's/^/  /'
+	hs=$(head -1 <<<"$h" | awk '{print $2}')
+	echo "  lora: $(build/bench_llama $CFG "$STEPS" 1 lora cuda-bf16 | head -1)"
+	echo "  $(build/bench_llama $CFG 128 1 generate cuda)"
+	for mode in fp32 bf16 bf16-compile; do
+		t=$($PY tests/bench/llama_torch.py $CFG "$STEPS" 1 "$mode" 2>/dev/null | tail -1)
 		ts=$(awk '{print $2}' <<<"$t")
 		echo "  $t"
 		awk -v m="$mode" -v a="$hs" -v b="$ts" 'BEGIN { printf "  hone (bf16) / torch %s = %.2fx (tokens/s)\n", m, a / b }'

@@ -5,7 +5,8 @@ rotate_half layout, grouped-query heads repeated as repeat_kv does, causal
 softmax attention, SwiGLU MLP, untied head, no biases), AdamW, clipping at
 1.0, random tokens, fp32 on THREADS CPU threads (Debian python3-torch); on
 the GPU with MODE fp32 (no TF32) or bf16 (autocast, fused AdamW,
-scaled_dot_product_attention).
+scaled_dot_product_attention) or bf16-compile (the same under
+torch.compile).
 usage: llama_torch.py LAYERS EMBD HEADS KV_HEADS INTER T B VOCAB STEPS THREADS [MODE]"""
 import math
 import sys
@@ -86,14 +87,15 @@ class Llama(torch.nn.Module):
 
 
 model = Llama().to(dev)
+fwd = torch.compile(model) if MODE == "bf16-compile" else model
 params = sum(p.numel() for p in model.parameters())
 opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.01, **({"fused": True} if dev == "cuda" else {}))
 
 
 def step():
     ids = torch.randint(0, V, (B, T), device=dev)
-    with torch.autocast(dev, dtype=torch.bfloat16, enabled=MODE == "bf16"):
-        logits = model(ids)
+    with torch.autocast(dev, dtype=torch.bfloat16, enabled=MODE.startswith("bf16")):
+        logits = fwd(ids)
         loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, V).float(), ids[:, 1:].reshape(-1))
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -102,7 +104,8 @@ def step():
     return loss
 
 
-step()
+for _ in range(3 if MODE == "bf16-compile" else 1):
+    step()
 if dev == "cuda":
     torch.cuda.synchronize()
 t0 = time.perf_counter()

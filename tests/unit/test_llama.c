@@ -1,6 +1,7 @@
 /*
  * The Llama family (engine/models/llama.c) against transformers: for each
- * fixture (tests/fixtures/llama/<name>, made by gen_llama_fixture.py there)
+ * fixture (tests/fixtures/llama/<name>, made by gen_llama_torch.py there and
+ * matched by transformers and peft themselves: check_transformers.py)
  * the checkpoint loads, the rotary table, logits, loss and every
  * parameter's gradient match; peft's LoRA on all seven projections loads
  * and its gradients match; generation with the cache gives the full
@@ -158,6 +159,41 @@ static void test_mistral(void **st)
 }
 
 /* peft's LoRA on the seven projections: loss, logits, every adapter gradient */
+/* transformers and peft themselves on these fixtures (check_transformers.py,
+ * run on the device machine; its report committed): every fixture that the
+ * tests here match was also matched by transformers, within the issue's
+ * tolerances, with no fixture left out or failed */
+static void test_transformers_agree(void **st)
+{
+	(void)st;
+	herr e;
+	buf t;
+	buf_init(&t);
+	if (fs_read(&e, FX "transformers_check.json", &t) != 0)
+		fail_msg("%s (run tests/fixtures/llama/check_transformers.py on a machine with transformers)", e.msg);
+	jarena *a = json_arena_new();
+	jerror je;
+	const jnode *r = json_parse(a, t.p, t.len, &je);
+	assert_non_null(r);
+	static const char *const want[] = {"llama", "llama3", "qwen2", "mistral", "lora", "ptune", "prefix"};
+	const jnode *fx = json_member(r, "fixtures", 8);
+	assert_non_null(fx);
+	for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+		const jnode *row = json_member(fx, want[i], strlen(want[i]));
+		if (!row)
+			fail_msg("transformers_check.json: no row for %s", want[i]);
+		if (json_member(row, "error", 5))
+			fail_msg("transformers_check.json: %s failed under transformers", want[i]);
+		double lr = num(json_member(row, "loss_rel", 8)), gr = num(json_member(row, "logits_rel", 10)),
+		       dr = num(json_member(row, "grads_rel", 9));
+		if (!(lr < 1e-4 && gr < 1e-4 && dr < 1e-3))
+			fail_msg("%s: transformers differs: loss %.3g, logits %.3g, gradients %.3g (relative)", want[i], lr, gr, dr);
+		assert_non_null(json_member(row, "grads", 5)->kid);
+	}
+	json_arena_free(a);
+	buf_free(&t);
+}
+
 static void test_lora_peft(void **st)
 {
 	(void)st;
@@ -209,33 +245,32 @@ static void test_lora_peft(void **st)
 	llama_free(&m);
 }
 
-/* A fixture's virtual tokens (prompt or prefix tuning) on the Llama
- * fixture: PEFT's arithmetic (loss, the tokens' logits, the table's
- * gradient), and generation: a prefill of 5 ids then a step give the full
- * forward's logits at the sixth */
-static void check_virtual(const char *name, int kind, size_t np)
+/* A fixture's virtual tokens (prompt or prefix tuning) on its base model
+ * (a folder clm_load_dir opens): PEFT's arithmetic (loss, the tokens'
+ * logits, the table's gradient), and generation: a prefill of 5 ids then a
+ * step give the full forward's logits at the sixth */
+static void check_virtual_on(const char *base, const char *dir, const char *ad, int kind, size_t np)
 {
 	herr e;
-	llama m;
-	load(&m, FX "llama");
-	char dir[128], ad[160];
-	snprintf(dir, sizeof dir, FX "%s", name);
-	snprintf(ad, sizeof ad, "%s/adapter", dir);
+	clm cm;
+	if (clm_load_dir(&e, &cm, base) != 0)
+		fail_msg("%s", e.msg);
 	ptune pt;
-	if (ptune_load(&e, &pt, ad, m.cfg.hidden, 16, m.cfg.n_layer, m.cfg.n_head, 2) != 0)
+	if (ptune_load(&e, &pt, ad, clm_width(&cm), clm_kv_width(&cm), clm_layers(&cm), clm_heads(&cm),
+	               clm_kv_heads(&cm)) != 0)
 		fail_msg("%s", e.msg);
 	assert_int_equal(pt.kind, kind);
 	assert_int_equal(pt.n, 3);
 	assert_int_equal(pt.np, np);
 	ref f;
 	ref_open(&f, dir);
-	clm cm = clm_of_llama(&m);
+	int V = clm_vocab(&cm);
 	clm_set_ptune(&cm, &pt);
 	clm_ws *w = clm_ws_new_on(&cm, f.B, f.T, 2, &nn_cpu);
 	double loss = clm_forward(w, f.ids, f.tg), want = num(json_member(f.r, "loss", 4));
 	if (fabs(loss - want) > 1e-4 * want)
-		fail_msg("%s: loss %.9g, reference %.9g", name, loss, want);
-	near(clm_logits(w), json_member(f.r, "logits", 6), (size_t)f.B * f.T * m.cfg.vocab, 1e-4, "logits");
+		fail_msg("%s: loss %.9g, reference %.9g", dir, loss, want);
+	near(clm_logits(w), json_member(f.r, "logits", 6), (size_t)f.B * f.T * V, 1e-4, "logits");
 	assert_null(clm_grad(w));
 	clm_backward(w);
 	near(clm_ptune_grad(w), json_member(json_member(f.r, "grads", 5), "prompt_embeddings", 17), pt.np, 1e-3,
@@ -244,18 +279,37 @@ static void check_virtual(const char *name, int kind, size_t np)
 	clm_ws *w1 = clm_ws_new_on(&cm, 1, 6, 1, &nn_cpu);
 	clm_forward(w1, f.ids, NULL);
 	clm_kv *kv = clm_kv_new_on(&cm, &nn_cpu);
-	float *lg = xmalloc((size_t)m.cfg.vocab * sizeof *lg);
+	float *lg = xmalloc((size_t)V * sizeof *lg);
 	assert_int_equal(clm_prefill(kv, f.ids, 5, lg), 0);
 	assert_int_equal(clm_step(kv, f.ids[5], lg), 0);
-	for (int v = 0; v < m.cfg.vocab; v++)
-		assert_true(fabsf(lg[v] - clm_logits(w1)[(size_t)5 * m.cfg.vocab + v]) < 1e-4f);
-	assert_int_equal(clm_kv_max(kv), 64 - 3);
+	for (int v = 0; v < V; v++)
+		assert_true(fabsf(lg[v] - clm_logits(w1)[(size_t)5 * V + v]) < 1e-4f);
+	assert_int_equal(clm_kv_max(kv), clm_max_pos(&cm) - 3);
 	free(lg);
 	clm_kv_free(kv);
 	clm_ws_free(w1);
 	ref_close(&f);
+	clm_set_ptune(&cm, NULL);
 	ptune_free(&pt);
-	llama_free(&m);
+	clm_free(&cm);
+}
+
+/* the Llama fixture's (gen_llama_torch.py: adapter/ beside reference.json) */
+static void check_virtual(const char *name, int kind, size_t np)
+{
+	char dir[128], ad[160];
+	snprintf(dir, sizeof dir, FX "%s", name);
+	snprintf(ad, sizeof ad, "%s/adapter", dir);
+	check_virtual_on(FX "llama", dir, ad, kind, np);
+}
+
+/* GPT-2 with peft's own prompt and prefix tuning (check_transformers.py on
+ * the device: each folder as peft saved it, its reference.json beside) */
+static void test_gpt2_peft_virtual(void **state)
+{
+	(void)state;
+	check_virtual_on(FX "gpt2_peft/base", FX "gpt2_peft/ptune", FX "gpt2_peft/ptune", PT_PROMPT, 3 * 16);
+	check_virtual_on(FX "gpt2_peft/base", FX "gpt2_peft/prefix", FX "gpt2_peft/prefix", PT_PREFIX, 3 * 2 * 2 * 16);
 }
 
 /* GPT-2 with virtual tokens (prompt or prefix): the table's gradient
@@ -540,7 +594,7 @@ int main(void)
 		cmocka_unit_test(test_layers),          cmocka_unit_test(test_config_errors), cmocka_unit_test(test_llama_gqa),
 		cmocka_unit_test(test_llama3_rope),     cmocka_unit_test(test_qwen2_bf16_tied), cmocka_unit_test(test_mistral),
 		cmocka_unit_test(test_lora_peft),       cmocka_unit_test(test_kv_cache),      cmocka_unit_test(test_save_load),
-		cmocka_unit_test(test_prompt_tuning),     cmocka_unit_test(test_prefix_tuning),
+		cmocka_unit_test(test_prompt_tuning),     cmocka_unit_test(test_prefix_tuning), cmocka_unit_test(test_gpt2_peft_virtual), cmocka_unit_test(test_transformers_agree),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
