@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "../ml/textgen.h"
+#include "../nn/nn.h"
 
 typedef struct slot {
 	textgen g;
@@ -245,17 +246,17 @@ static void *run(void *ud)
 	return NULL;
 }
 
-sched *sched_new(const clm *m, const bpe *b, int slots, int queue, int threads)
+sched *sched_new(const clm *m, const bpe *b, int slots, int queue, int threads, const nn_ops *ops)
 {
 	sched *s = xcalloc(1, sizeof *s);
 	s->cm = m;
-	s->m = m->g && !m->pt ? m->g : NULL;
+	s->m = m->g && !m->pt && (!ops || nn_on_host(ops)) ? m->g : NULL; /* the batched step is the CPU's */
 	s->b = b;
 	s->nslot = slots;
 	s->qcap = queue;
 	s->slots = xcalloc((size_t)slots, sizeof *s->slots);
 	for (int i = 0; i < slots; i++) {
-		textgen_init(&s->slots[i].g, m, b, NULL);
+		textgen_init(&s->slots[i].g, m, b, ops);
 		buf_init(&s->slots[i].out);
 	}
 	s->dec = s->m ? gpt2_dec_new(s->m, slots, threads) : NULL;

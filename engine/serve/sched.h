@@ -52,8 +52,9 @@ typedef struct sched sched;
 /* A scheduler for m and b with `slots` slots, at most `queue` requests
  * waiting, `threads` threads for the batched products; it starts its thread. */
 /* m a GPT-2 (its decode steps batched) or another language model (a
- * step per sequence); it must outlive the scheduler */
-sched *sched_new(const clm *m, const bpe *b, int slots, int queue, int threads);
+ * step per sequence); it must outlive the scheduler. ops: where the caches
+ * and steps run (NULL: the CPU; a device: a step per sequence there). */
+sched *sched_new(const clm *m, const bpe *b, int slots, int queue, int threads, const struct nn_ops *ops);
 /* Ends the thread (sequences still running are cancelled) and frees it. */
 void sched_free(sched *s);
 /* Initializes r's out fields; call before filling in and submitting. */

@@ -33,6 +33,9 @@ static const opt_spec serve_opts[] = {
 	{"parallel", 0, OPT_INT, 1, 256, "N", "sequences decoded together, each in its own KV-cache slot (default 4)", 0},
 	{"queue", 0, OPT_INT, 0, 1 << 20, "N", "requests waiting for a slot before 503s (default 64)", 0},
 	{"threads", 0, OPT_INT, 1, 256, "N", "threads for the batched products (default: the cores)", 0},
+	{"device", 0, OPT_STR, 0, 0, "cpu|cuda",
+	 "where a language model runs (default cpu; cuda: its weights and KV caches on the GPU, a decode step per sequence)",
+	 0},
 	{"api-key", 0, OPT_STR, 0, 0, "KEY", "require Authorization: Bearer KEY (default: $HONE_API_KEY when set)", 0},
 	{"tokenizer", 0, OPT_STR, 0, 0, "TOK", "a tokenizer folder or tokenizer.json, for a model folder", 1},
 	{"chat-template", 0, OPT_STR, 0, 0, "NAME", "chatml, alpaca or llama3 (default: the bundle's, else chatml)", 0},
@@ -1031,7 +1034,8 @@ static char *model_name(const char *path)
 
 int serve_main(int argc, char **argv)
 {
-	const char *model, *host = "127.0.0.1", *tokp = NULL, *tname = NULL, *mname = NULL, *key = getenv("HONE_API_KEY");
+	const char *model, *host = "127.0.0.1", *tokp = NULL, *tname = NULL, *mname = NULL, *key = getenv("HONE_API_KEY"),
+	           *device = "cpu";
 	int port = 8080, slots = 4, queue = 64, threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
 	size_t max_body = 1 << 20;
 	double timeout = 120;
@@ -1065,6 +1069,8 @@ int serve_main(int argc, char **argv)
 			timeout = h->d;
 		else if (!strcmp(n, "model-name"))
 			mname = h->val;
+		else if (!strcmp(n, "device"))
+			device = h->val;
 	}
 	opt_free(&op);
 	threads = threads < 1 ? 1 : threads;
@@ -1110,6 +1116,13 @@ int serve_main(int argc, char **argv)
 	sv->tmpl = tname ? chat_template(tname) : tmpl >= 0 ? tmpl : CHAT_CHATML;
 	if (rc == 0 && !blas_get(&e))
 		rc = -1;
+	const nn_ops *ops = NULL;
+	if (rc == 0 && strcmp(device, "cpu")) {
+		if (!sv->lm)
+			rc = herr_set(&e, "--device %s: %s is a classifier, which runs on the CPU (leave --device out)", device, model);
+		else if (!(ops = nn_backend(&e, device)))
+			rc = herr_prefix(&e, "--device");
+	}
 	if (rc == 0 && sv->lm) {
 		if (tokp)
 			rc = textgen_load_tokenizer(&e, tokp, &sv->b);
@@ -1133,7 +1146,7 @@ int serve_main(int argc, char **argv)
 		if (rc == 0 && clm_lora(&sv->cm))
 			rc = herr_set(&e, "%s: adapters must be merged before serving", model);
 		if (rc == 0)
-			sv->sc = sched_new(&sv->cm, sv->b, slots, queue, threads);
+			sv->sc = sched_new(&sv->cm, sv->b, slots, queue, threads, ops);
 	} else if (rc == 0) {
 		rc = predictor_open(&e, &sv->pr, model);
 	}
@@ -1158,9 +1171,9 @@ int serve_main(int argc, char **argv)
 		int bound = di ? (int)di->port : port;
 		if (sv->lm)
 			fprintf(stderr, "hone: serving %s (%s, %d layers, context %d) on http://%s%s%s:%d/v1 with %d slots, queue %d, "
-			        "chat template %s%s\n", sv->name, clm_name(&sv->cm), clm_layers(&sv->cm), clm_max_pos(&sv->cm),
-			        v6 ? "[" : "", host,
-			        v6 ? "]" : "", bound, slots, queue, chat_template_name(sv->tmpl), key ? ", API key required" : "");
+			        "chat template %s%s%s%s\n", sv->name, clm_name(&sv->cm), clm_layers(&sv->cm), clm_max_pos(&sv->cm),
+			        v6 ? "[" : "", host, v6 ? "]" : "", bound, slots, queue, chat_template_name(sv->tmpl),
+			        ops ? ", on " : "", ops ? device : "", key ? ", API key required" : "");
 		else
 			fprintf(stderr, "hone: serving %s (a classifier) on http://%s%s%s:%d/predict, queue %d%s\n", sv->name,
 			        v6 ? "[" : "", host, v6 ? "]" : "", bound, queue, key ? ", API key required" : "");

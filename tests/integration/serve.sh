@@ -144,6 +144,14 @@ check "a gpt2 .gguf file is served: hone generate's completion of it" eq \
 	"$(post /v1/completions "{\"prompt\": \"$P\", \"max_tokens\": 20, \"temperature\": 0}" | jq -r '.choices[0].text')" \
 	"$("$HONE" generate lm.gguf --prompt "$P" --max-tokens 20 -q)"
 stop "$PID"
+# --device cuda (here the CPU's kernels under the device's name): the caches
+# and steps on the device, one step per sequence, hone generate's text
+HONE_DEVICE_EMULATE=1 serve dev lm.tar.gz --device cuda --parallel 2
+check "--device cuda: the server says where the model runs" contains "$(cat dev.log)" ", on cuda"
+check "  ... a greedy completion is hone generate --device cuda's text, and the CPU's" eq \
+	"$(post /v1/completions "{\"prompt\": \"$P\", \"max_tokens\": 20, \"temperature\": 0}" | jq -r '.choices[0].text')|$(HONE_DEVICE_EMULATE=1 "$HONE" generate lm.tar.gz --prompt "$P" --max-tokens 20 -q --device cuda)" "$G|$G"
+stop "$PID"
+check "--device on a classifier is an error" fails_with 1 "is a classifier, which runs on the CPU" "$HONE" serve cls.tar.gz --device cuda --port 0
 serve dir "$("$HONE" show p.lua train | awk '/^path/ {print $2}')" --tokenizer "$("$HONE" show p.lua tokenizer | awk '/^path/ {print $2}')"
 check "a model folder with --tokenizer is served: the bundle's completion" eq \
 	"$(post /v1/completions "{\"prompt\": \"$P\", \"max_tokens\": 20, \"temperature\": 0}" | jq -r '.choices[0].text')" "$G"
