@@ -303,6 +303,8 @@ bench: deps-bench data
 	tests/bench/llama.sh
 	tests/bench/bert.sh
 	tests/bench/serve.sh
+	$(MAKE) --no-print-directory $(LLAMA_JS)
+	tests/bench/gguf_gen.sh
 
 clean:
 	rm -rf build hone

@@ -204,12 +204,8 @@ static int parse(const opt_verb *v, int argc, char **argv, engine *en, opts *o)
 	opt_free(&p);
 	if (rc >= 0)
 		return rc;
-	if (!en->threads) {
-		const char *t = getenv("HONE_THREADS");
-		en->threads = t && atoi(t) > 0 ? atoi(t) : (int)sysconf(_SC_NPROCESSORS_ONLN);
-		if (en->threads < 1)
-			en->threads = 1;
-	}
+	if (!en->threads)
+		en->threads = default_threads();
 	const char *c = o->cache ? o->cache : getenv("HONE_CACHE");
 	if (c && *c)
 		en->cache_root = path_resolve(NULL, c);

@@ -258,9 +258,9 @@ int generate_main(int argc, char **argv)
 		int q8 = 0;
 		if (is_gguf && !deq && nn_on_host(ops) && gguf_open(&e, &qf, model) == 0) { /* decode from the int8 weights */
 			const uint8_t **w = xmalloc(((size_t)gm.cfg.n_layer * 4 + 1) * sizeof *w);
-			long nc = sysconf(_SC_NPROCESSORS_ONLN);
+			int nc = default_threads();
 			q8 = deploy_gguf_q8(&qf, gm.cfg.n_layer, w) == 0 &&
-			     gpt2_kv_q8(clm_kv_gpt2(g.kv), &gm, w, nc > 8 ? 8 : nc < 1 ? 1 : (int)nc) == 0;
+			     gpt2_kv_q8(clm_kv_gpt2(g.kv), &gm, w, nc > 8 ? 8 : nc) == 0;
 			free(w);
 		}
 		buf out;

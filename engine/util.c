@@ -582,6 +582,13 @@ void strv_free(char **v, size_t n)
 	free(v);
 }
 
+int default_threads(void)
+{
+	const char *t = getenv("HONE_THREADS");
+	int n = t && atoi(t) > 0 ? atoi(t) : (int)sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n;
+}
+
 double now_seconds(void)
 {
 	struct timespec ts;

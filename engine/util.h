@@ -117,6 +117,9 @@ void strv_free(char **v, size_t n);
 /* Monotonic seconds. */
 double now_seconds(void);
 
+/* Threads to use when none is given: $HONE_THREADS, else the cores (≥ 1). */
+int default_threads(void);
+
 /* Levenshtein distance, for "did you mean" hints. */
 size_t edit_distance(const char *a, const char *b);
 

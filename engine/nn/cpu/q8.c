@@ -27,43 +27,59 @@ static float scale_of(const uint8_t *blk)
 	return gguf_f32(h);
 }
 
+/* The order of the sums, which the fast path keeps: within a block, eight
+ * int32 partial sums of four products each (exact); each partial, as a
+ * float, times the block's two scales goes to its own fp32 lane (lane i
+ * takes bytes 4i..4i+3 of every block, in block order); the eight lanes
+ * are then added pairwise (0+4, 1+5, 2+6, 3+7, then 0+2, 1+3, then 0+1).
+ * This is llama.cpp's shape of the sum (a vector of fp32 lanes across the
+ * blocks, no reduction inside the loop), written out in plain C. */
 float q8_dot_ref(const uint8_t *wrow, const int8_t *xq, const float *xd, int cols)
 {
-	float sum = 0;
+	float lane[8] = {0};
 	for (int b = 0; b < cols / Q8_BLOCK; b++) {
 		const uint8_t *blk = wrow + (size_t)b * Q8_BLOCK_BYTES;
 		const int8_t *wq = (const int8_t *)(blk + 2), *aq = xq + b * Q8_BLOCK;
-		int32_t s = 0;
-		for (int i = 0; i < Q8_BLOCK; i++)
-			s += (int32_t)wq[i] * aq[i];
-		sum += scale_of(blk) * xd[b] * (float)s;
+		float sc = scale_of(blk) * xd[b];
+		for (int i = 0; i < 8; i++) {
+			int32_t s = 0;
+			for (int k = 4 * i; k < 4 * i + 4; k++)
+				s += (int32_t)wq[k] * aq[k];
+			lane[i] = lane[i] + (float)s * sc;
+		}
 	}
-	return sum;
+	for (int i = 0; i < 4; i++)
+		lane[i] = lane[i] + lane[i + 4];
+	lane[0] = lane[0] + lane[2], lane[1] = lane[1] + lane[3];
+	return lane[0] + lane[1];
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) && !defined(__clang__) || defined(__clang__))
 #include <immintrin.h>
 #define Q8_HAVE_VNNI 1
 
-/* the block's int32 sum exactly (dpbusd on |x| and w·sign(x)), then the
- * same fp32 arithmetic as the reference, block by block */
-__attribute__((target("avx512f,avx512vl,avx512bw,avx512vnni"))) static float q8_dot_vnni(const uint8_t *wrow,
-                                                                                        const int8_t *xq,
-                                                                                        const float *xd, int cols)
+/* dpbusd on |x| and w·sign(x) gives the eight partials of a block at once;
+ * they go to the eight fp32 lanes as in the reference (a multiply, then an
+ * add: no fused multiply-add, so the bits are the reference's) */
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512vnni,f16c"))) static float q8_dot_vnni(const uint8_t *wrow,
+                                                                                             const int8_t *xq,
+                                                                                             const float *xd, int cols)
 {
-	float sum = 0;
+	__m256 acc = _mm256_setzero_ps();
 	for (int b = 0; b < cols / Q8_BLOCK; b++) {
 		const uint8_t *blk = wrow + (size_t)b * Q8_BLOCK_BYTES;
+		uint16_t h;
+		memcpy(&h, blk, 2);
 		__m256i w = _mm256_loadu_si256((const __m256i *)(blk + 2));
 		__m256i a = _mm256_loadu_si256((const __m256i *)(xq + b * Q8_BLOCK));
 		__m256i ua = _mm256_abs_epi8(a), sw = _mm256_sign_epi8(w, a);
-		__m256i acc = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ua, sw);
-		__m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
-		s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-		s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-		sum += scale_of(blk) * xd[b] * (float)_mm_cvtsi128_si32(s);
+		__m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ua, sw);
+		__m256 sc = _mm256_set1_ps(_cvtsh_ss(h) * xd[b]);
+		acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(p), sc));
 	}
-	return sum;
+	__m128 v = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)); /* 0+4, 1+5, 2+6, 3+7 */
+	v = _mm_add_ps(v, _mm_movehl_ps(v, v));                                             /* 0+2, 1+3 */
+	return _mm_cvtss_f32(_mm_add_ss(v, _mm_shuffle_ps(v, v, 1)));                       /* 0+1 */
 }
 #endif
 
@@ -111,7 +127,7 @@ void q8_matvec(float *y, const uint8_t *w, int rows, int cols, const int8_t *xq,
                int acc, crew *cw)
 {
 	mv_job j = {y, w, rows, cols, acc, xq, xd, bias};
-	if (cw && (size_t)rows * (size_t)cols >= 65536)
+	if (cw && (size_t)rows * (size_t)cols >= ((size_t)1 << 20)) /* a crew's wake-up costs more than a smaller product */
 		crew_run(cw, mv_part, &j);
 	else
 		mv_part(&j, 0, 1);
