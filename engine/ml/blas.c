@@ -20,8 +20,9 @@ static void load(void)
 	}
 	*(void **)(&api.sgemm) = dlsym(h, "cblas_sgemm");
 	*(void **)(&api.set_num_threads) = dlsym(h, "openblas_set_num_threads");
-	if (!api.sgemm || !api.set_num_threads)
-		load_error = "missing symbol cblas_sgemm or openblas_set_num_threads";
+	*(void **)(&api.sgemv) = dlsym(h, "cblas_sgemv");
+	if (!api.sgemm || !api.set_num_threads || !api.sgemv)
+		load_error = "missing symbol cblas_sgemm, cblas_sgemv or openblas_set_num_threads";
 }
 
 const blas_api *blas_get(herr *e)
@@ -73,7 +74,12 @@ static void gemm_part(void *ud, int t, int nt)
 		for (int at = lo; at < hi; at += step) {
 			int w = hi - at < step ? hi - at : step;
 			const float *b = j->tb ? j->b + (size_t)at * (size_t)j->ldb : j->b + at;
-			sgemm(j->ta, j->tb, j->m, w, j->k, j->alpha, j->a, j->lda, b, j->ldb, j->beta, j->c + at, j->ldc);
+			if (j->tb && !j->ta && j->m <= 8) /* B's rows as they are, a row of A at a time: no packing of B */
+				for (int i = 0; i < j->m; i++)
+					api.sgemv(101, 111, w, j->k, j->alpha, b, j->ldb, j->a + (size_t)i * (size_t)j->lda, 1, j->beta,
+					          j->c + (size_t)i * (size_t)j->ldc + at, 1);
+			else
+				sgemm(j->ta, j->tb, j->m, w, j->k, j->alpha, j->a, j->lda, b, j->ldb, j->beta, j->c + at, j->ldc);
 		}
 	}
 }

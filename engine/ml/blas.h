@@ -19,6 +19,8 @@ typedef struct blas_api {
 	void (*sgemm)(int order, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
 	              const float *b, int ldb, float beta, float *c, int ldc);
 	void (*set_num_threads)(int);
+	void (*sgemv)(int order, int t, int m, int n, float alpha, const float *a, int lda, const float *x, int incx,
+	              float beta, float *y, int incy);
 } blas_api;
 
 /* The table, loading the library on the first call (thread-safe); NULL with

@@ -870,7 +870,7 @@ gpt2_kv *gpt2_kv_new_on(const gpt2 *m, const nn_ops *ops)
 	size_t C = (size_t)cf->n_embd, L = (size_t)cf->n_layer, T = (size_t)cf->n_positions;
 	kv->maxt = cf->n_positions;
 	kv->C = cf->n_embd;
-	nn_ctx_init(&kv->nn, ops, 1);
+	nn_ctx_init(&kv->nn, ops, default_threads());
 	nn_ctx *c = &kv->nn;
 	if (!nn_on_host(ops)) {
 		kv->p = nn_alloc(c, m->nparams * sizeof(float));

@@ -786,7 +786,7 @@ llama_kv *llama_kv_new_on(const llama *m, const nn_ops *ops, int ctx)
 	if (cf->sliding_window && maxt > cf->sliding_window)
 		maxt = cf->sliding_window;
 	kv->maxt = maxt;
-	nn_ctx_init(&kv->nn, ops, 1);
+	nn_ctx_init(&kv->nn, ops, default_threads());
 	nn_ctx *c = &kv->nn;
 	size_t C = (size_t)cf->hidden, I = (size_t)cf->inter, HD = (size_t)cf->n_head * cf->head_dim, D = (size_t)cf->head_dim;
 	if (!nn_on_host(ops)) {
