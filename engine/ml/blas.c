@@ -74,10 +74,10 @@ static void gemm_part(void *ud, int t, int nt)
 		for (int at = lo; at < hi; at += step) {
 			int w = hi - at < step ? hi - at : step;
 			const float *b = j->tb ? j->b + (size_t)at * (size_t)j->ldb : j->b + at;
-			if (j->tb && !j->ta && j->m <= 8) /* B's rows as they are, a row of A at a time: no packing of B */
-				for (int i = 0; i < j->m; i++)
-					api.sgemv(101, 111, w, j->k, j->alpha, b, j->ldb, j->a + (size_t)i * (size_t)j->lda, 1, j->beta,
-					          j->c + (size_t)i * (size_t)j->ldc + at, 1);
+			/* one row against a large Bᵀ (a decode step's head): sgemv reads B's
+			 * rows as they are, where sgemm would pack all of B for one row */
+			if (j->tb && !j->ta && j->m == 1 && (double)j->n * j->k >= 4e6)
+				api.sgemv(101, 111, w, j->k, j->alpha, b, j->ldb, j->a, 1, j->beta, j->c + at, 1);
 			else
 				sgemm(j->ta, j->tb, j->m, w, j->k, j->alpha, j->a, j->lda, b, j->ldb, j->beta, j->c + at, j->ldc);
 		}

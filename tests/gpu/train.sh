@@ -125,11 +125,12 @@ g1=$("$HONE" generate "$(lobj l_gpu)" --tokenizer "$tk" --prompt "the cat" --max
 g2=$("$HONE" generate "$(lobj l_gpu)" --tokenizer "$tk" --prompt "the cat" --max-tokens 24 -q --device cuda)
 check "Llama: hone generate --device cuda gives the CPU's greedy text ($(echo $g2 | wc -w) words)" eq "$g2" "$g1"
 # hone serve --device cuda: the GPU's model served from the GPU, generate --device cuda's text
+# (curl with the system's libraries: a machine that runs hone from a folder of its own libraries may hold another libcurl)
 "$HONE" serve "$(lobj l_gpu)" --tokenizer "$tk" --device cuda --port 0 2> serve.log &
 SP=$!
 for _ in $(seq 1 200); do grep -q '^hone: serving' serve.log 2>/dev/null && break; sleep 0.05; done
 SURL=http://127.0.0.1:$(sed -n 's/.*127\.0\.0\.1:\([0-9]*\).*/\1/p' serve.log | head -1)
-g3=$(curl -s -m 60 "$SURL/v1/completions" -H 'Content-Type: application/json' \
+g3=$(env LD_LIBRARY_PATH= curl -s -m 60 "$SURL/v1/completions" -H 'Content-Type: application/json' \
 	-d '{"prompt": "the cat", "max_tokens": 24, "temperature": 0}' | jq -r '.choices[0].text')
 kill -TERM $SP; wait $SP
 check "hone serve --device cuda: generate --device cuda's completion ($(echo $g3 | wc -w) words)" eq "$g3" "$g2"
