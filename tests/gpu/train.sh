@@ -98,7 +98,7 @@ for t in pre bclf; do
 	check "BERT $t: the GPU's last training loss ($a) within 1e-4 of the CPU's ($b)" \
 		awk -v a="$a" -v b="$b" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && b > 0 && d / b < 1e-4) }'
 done
-# Llama (grouped-query heads, SwiGLU, rotary): full, LoRA and prompt tuning on both devices (fp32)
+# Llama (grouped-query heads, SwiGLU, rotary): full, LoRA, prompt and prefix tuning on both devices (fp32)
 { toy_lm_stages | sed 's/local base = model {.*/local base = model { arch = "llama", n_layer = 2, n_head = 4, n_kv_head = 2, n_embd = 32, intermediate = 64, n_positions = 32, vocab = 300, seed = 1 }/'
   cat <<'LUA'
 local full = train { ids.train, val = ids.val, base = base, lr = 0.003, batch = 8, epochs = 2, warmup = 5, seed = 1, name = "l_cpu" }
@@ -111,11 +111,15 @@ train { ids.train, val = ids.val, base = full, method = "prompt_tuning", virtual
         name = "lpt_cpu" }
 train { ids.train, val = ids.val, base = full, method = "prompt_tuning", virtual_tokens = 4, lr = 0.03, batch = 8, epochs = 1, seed = 1,
         device = "cuda", precision = "fp32", name = "lpt_gpu" }
+train { ids.train, val = ids.val, base = full, method = "prefix_tuning", virtual_tokens = 4, lr = 0.03, batch = 8, epochs = 1, seed = 1,
+        name = "lpx_cpu" }
+train { ids.train, val = ids.val, base = full, method = "prefix_tuning", virtual_tokens = 4, lr = 0.03, batch = 8, epochs = 1, seed = 1,
+        device = "cuda", precision = "fp32", name = "lpx_gpu" }
 LUA
 } > l.lua
-check "Llama trains on the GPU (full, LoRA, prompt tuning)" "$HONE" run l.lua -q
+check "Llama trains on the GPU (full, LoRA, prompt and prefix tuning)" "$HONE" run l.lua -q
 lobj() { "$HONE" show l.lua "$1" | awk '/^path/ {print $2}'; }
-for t in l llora lpt; do
+for t in l llora lpt lpx; do
 	a=$(last_loss "$(lobj ${t}_gpu)") b=$(last_loss "$(lobj ${t}_cpu)")
 	check "Llama $t: the GPU's last training loss ($a) within 1e-4 of the CPU's ($b)" \
 		awk -v a="$a" -v b="$b" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && b > 0 && d / b < 1e-4) }'
