@@ -17,38 +17,33 @@ cd "$ROOT"
 PY=${PYTHON:-python3}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | sed 's/^/GPU: /'
 $PY tests/bench/gpt2_torch.py 1 64 1 64 1 64 1 1 peak | sed 's/^/  /'
-[ "$WHAT" = llama ] || for CFG in "12 768 12 1024 16 50257" "6 384 6 256 8 8192"; do
-	echo "GPT-2 training steps ($CFG: layers embd heads T batch vocab), $STEPS steps:"
-	h32=$(build/bench_gpt2 $CFG "$STEPS" 1 full cuda)
-	h=$(build/bench_gpt2 $CFG "$STEPS" 1 full cuda-bf16)
-	echo "$h32" | sed 's/^/  /'
-	echo "$h" | sed 's/^/  /'
-	hs=$(head -1 <<<"$h" | awk '{print $2}')
-	echo "  $(build/bench_gpt2 $CFG 128 1 generate cuda)"
-	for mode in fp32 bf16 bf16-compile; do
-		t=$($PY tests/bench/gpt2_torch.py $CFG "$STEPS" 1 "$mode" 2>/dev/null | tail -1)
-		ts=$(awk '{print $2}' <<<"$t")
-		echo "  $t"
-		awk -v m="$mode" -v a="$hs" -v b="$ts" 'BEGIN { printf "  hone (bf16) / torch %s = %.2fx (tokens/s)\n", m, a / b }'
+# family BIN TORCH.py "DIMS" CFG...: each shape's steps in hone (fp32, bf16,
+# LoRA where BIN has it, generation) and in PyTorch (fp32, bf16, compiled)
+family() {
+	local bin=$1 torch=$2 dims=$3 name=$4
+	shift 4
+	for CFG in "$@"; do
+		echo "$name training steps ($CFG: $dims), $STEPS steps:"
+		h32=$($bin $CFG "$STEPS" 1 full cuda)
+		h=$($bin $CFG "$STEPS" 1 full cuda-bf16)
+		echo "$h32" | sed 's/^/  /'
+		echo "$h" | sed 's/^/  /'
+		hs=$(head -1 <<<"$h" | awk '{print $2}')
+		[ "$name" = Llama ] && echo "  lora: $($bin $CFG "$STEPS" 1 lora cuda-bf16 | head -1)"
+		echo "  $($bin $CFG 128 1 generate cuda)"
+		for mode in fp32 bf16 bf16-compile; do
+			t=$($PY "$torch" $CFG "$STEPS" 1 "$mode" 2>/dev/null | tail -1)
+			ts=$(awk '{print $2}' <<<"$t")
+			echo "  $t"
+			awk -v m="$mode" -v a="$hs" -v b="$ts" 'BEGIN { printf "  hone (bf16) / torch %s = %.2fx (tokens/s)\n", m, a / b }'
+		done
 	done
-done
+}
+[ "$WHAT" = llama ] || family build/bench_gpt2 tests/bench/gpt2_torch.py "layers embd heads T batch vocab" GPT-2 \
+	"12 768 12 1024 16 50257" "6 384 6 256 8 8192"
 # Llama (grouped-query heads, SwiGLU, RMSNorm, rotary): a 1B-class shape cut
 # to 8 layers (2048 hidden, 16 heads, 4 key/value heads, 5632 intermediate,
 # T 1024, batch 8, vocab 32000) and the CPU benchmark's shape
 [ -x build/bench_llama ] || make -s build/bench_llama
-[ "$WHAT" = gpt2 ] || for CFG in "8 2048 16 4 5632 1024 8 32000" "6 384 6 2 1024 256 8 8192"; do
-	echo "Llama training steps ($CFG: layers hidden heads kv_heads intermediate T batch vocab), $STEPS steps:"
-	h32=$(build/bench_llama $CFG "$STEPS" 1 full cuda)
-	h=$(build/bench_llama $CFG "$STEPS" 1 full cuda-bf16)
-	echo "$h32" | sed 's/^/  /'
-	echo "$h" | sed 's/^/  /'
-	hs=$(head -1 <<<"$h" | awk '{print $2}')
-	echo "  lora: $(build/bench_llama $CFG "$STEPS" 1 lora cuda-bf16 | head -1)"
-	echo "  $(build/bench_llama $CFG 128 1 generate cuda)"
-	for mode in fp32 bf16 bf16-compile; do
-		t=$($PY tests/bench/llama_torch.py $CFG "$STEPS" 1 "$mode" 2>/dev/null | tail -1)
-		ts=$(awk '{print $2}' <<<"$t")
-		echo "  $t"
-		awk -v m="$mode" -v a="$hs" -v b="$ts" 'BEGIN { printf "  hone (bf16) / torch %s = %.2fx (tokens/s)\n", m, a / b }'
-	done
-done
+[ "$WHAT" = gpt2 ] || family build/bench_llama tests/bench/llama_torch.py \
+	"layers hidden heads kv_heads intermediate T batch vocab" Llama "8 2048 16 4 5632 1024 8 32000" "6 384 6 2 1024 256 8 8192"
