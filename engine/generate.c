@@ -257,11 +257,8 @@ int generate_main(int argc, char **argv)
 		memset(&qf, 0, sizeof qf);
 		int q8 = 0;
 		if (is_gguf && !deq && nn_on_host(ops) && gguf_open(&e, &qf, model) == 0) { /* decode from the int8 weights */
-			const uint8_t **w = xmalloc(((size_t)gm.cfg.n_layer * 4 + 1) * sizeof *w);
 			int nc = default_threads();
-			q8 = deploy_gguf_q8(&qf, gm.cfg.n_layer, w) == 0 &&
-			     gpt2_kv_q8(clm_kv_gpt2(g.kv), &gm, w, nc > 8 ? 8 : nc) == 0;
-			free(w);
+			q8 = deploy_kv_q8(&qf, &gm, clm_kv_gpt2(g.kv), nc > 8 ? 8 : nc) == 0;
 		}
 		buf out;
 		buf_init(&out);

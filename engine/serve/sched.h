@@ -55,6 +55,12 @@ typedef struct sched sched;
  * step per sequence); it must outlive the scheduler. ops: where the caches
  * and steps run (NULL: the CPU; a device: a step per sequence there). */
 sched *sched_new(const clm *m, const bpe *b, int slots, int queue, int threads, const struct nn_ops *ops);
+/* A GPT-2 from a gpt2 GGUF file whose matrices are Q8_0: every slot decodes
+ * from them (deploy_kv_q8), a step per sequence, as hone generate does with
+ * the file; -1 (nothing changed) when they are not all Q8_0. Call before the
+ * first request; f must outlive the scheduler. */
+struct gguf_file;
+int sched_q8(sched *s, const struct gguf_file *f, int threads);
 /* Ends the thread (sequences still running are cancelled) and frees it. */
 void sched_free(sched *s);
 /* Initializes r's out fields; call before filling in and submitting. */

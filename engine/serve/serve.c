@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "../io/bpe.h"
+#include "../io/gguf.h"
 #include "../io/json.h"
 #include "../ml/blas.h"
 #include "../ml/bundle.h"
@@ -65,6 +66,8 @@ typedef struct server {
 	const char *name;
 	int lm; /* a language model; else a classifier */
 	gpt2 m;  /* a bundle's or .gguf's GPT-2 (cm points at it), or empty */
+	gguf_file qf; /* a Q8_0 .gguf file the slots decode from (q8), else closed */
+	int q8;
 	clm cm;  /* the language model served */
 	bpe *b;
 	sched *sc;
@@ -1147,6 +1150,13 @@ int serve_main(int argc, char **argv)
 			rc = herr_set(&e, "%s: adapters must be merged before serving", model);
 		if (rc == 0)
 			sv->sc = sched_new(&sv->cm, sv->b, slots, queue, threads, ops);
+		size_t ml = strlen(model);
+		herr e3;
+		if (rc == 0 && !ops && ml > 5 && !strcmp(model + ml - 5, ".gguf") && gguf_open(&e3, &sv->qf, model) == 0) {
+			sv->q8 = sched_q8(sv->sc, &sv->qf, threads > 8 ? 8 : threads) == 0; /* as hone generate decodes the file */
+			if (!sv->q8)
+				gguf_close(&sv->qf);
+		}
 	} else if (rc == 0) {
 		rc = predictor_open(&e, &sv->pr, model);
 	}
@@ -1171,9 +1181,10 @@ int serve_main(int argc, char **argv)
 		int bound = di ? (int)di->port : port;
 		if (sv->lm)
 			fprintf(stderr, "hone: serving %s (%s, %d layers, context %d) on http://%s%s%s:%d/v1 with %d slots, queue %d, "
-			        "chat template %s%s%s%s\n", sv->name, clm_name(&sv->cm), clm_layers(&sv->cm), clm_max_pos(&sv->cm),
+			        "chat template %s%s%s%s%s\n", sv->name, clm_name(&sv->cm), clm_layers(&sv->cm), clm_max_pos(&sv->cm),
 			        v6 ? "[" : "", host, v6 ? "]" : "", bound, slots, queue, chat_template_name(sv->tmpl),
-			        ops ? ", on " : "", ops ? device : "", key ? ", API key required" : "");
+			        ops ? ", on " : "", ops ? device : "", sv->q8 ? ", from the Q8_0 weights" : "",
+			        key ? ", API key required" : "");
 		else
 			fprintf(stderr, "hone: serving %s (a classifier) on http://%s%s%s:%d/predict, queue %d%s\n", sv->name,
 			        v6 ? "[" : "", host, v6 ? "]" : "", bound, queue, key ? ", API key required" : "");
@@ -1203,6 +1214,8 @@ int serve_main(int argc, char **argv)
 			fprintf(stderr, "hint: %s\n", e.hint);
 	}
 	sched_free(sv->sc);
+	if (sv->q8)
+		gguf_close(&sv->qf);
 	predictor_close(sv->pr);
 	if (loaded && sv->cm.g == &sv->m)
 		gpt2_free(&sv->m);

@@ -144,6 +144,21 @@ check "a gpt2 .gguf file is served: hone generate's completion of it" eq \
 	"$(post /v1/completions "{\"prompt\": \"$P\", \"max_tokens\": 20, \"temperature\": 0}" | jq -r '.choices[0].text')" \
 	"$("$HONE" generate lm.gguf --prompt "$P" --max-tokens 20 -q)"
 stop "$PID"
+# a Q8_0 file: every slot decodes from the int8 weights, as hone generate does
+"$HONE" quantize lm.tar.gz --to q8_0 -o lm8.gguf >/dev/null
+serve q8 lm8.gguf --parallel 3
+check "a Q8_0 .gguf file is served from its int8 weights, and says so" contains "$(cat q8.log)" ", from the Q8_0 weights"
+G8=$("$HONE" generate lm8.gguf --prompt "$P" --max-tokens 20 -q)
+check "  ... a greedy completion is hone generate's from the same file" eq \
+	"$(post /v1/completions "{\"prompt\": \"$P\", \"max_tokens\": 20, \"temperature\": 0}" | jq -r '.choices[0].text')" "$G8"
+Q8P=()
+for i in 1 2 3; do
+	post /v1/completions "{\"prompt\": \"$P\", \"max_tokens\": 20, \"temperature\": 0}" > "q8_$i.json" &
+	Q8P+=($!)
+done
+wait "${Q8P[@]}"
+check "  ... three at once give the same text" eq "$(jq -r '.choices[0].text' q8_1.json q8_2.json q8_3.json | sort -u)" "$G8"
+stop "$PID"
 # --device cuda (here the CPU's kernels under the device's name): the caches
 # and steps on the device, one step per sequence, hone generate's text
 HONE_DEVICE_EMULATE=1 serve dev lm.tar.gz --device cuda --parallel 2
