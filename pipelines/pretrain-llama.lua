@@ -2,7 +2,7 @@
 -- scratch on the same corpus, tokenizer, blocks and budget as
 -- pipelines/pretrain.lua's GPT-2 base, to compare the two architectures.
 --
---   ./hone run pipelines/pretrain-llama.lua                        # about 20 minutes on 2 cores
+--   ./hone run pipelines/pretrain-llama.lua                        # about 28 minutes on 2 cores
 --   ./hone run pipelines/pretrain-llama.lua --set train.steps=20   # a quick look
 --
 -- The data stages are pretrain.lua's own (the same parameters: the cache
