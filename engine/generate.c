@@ -257,8 +257,7 @@ int generate_main(int argc, char **argv)
 		memset(&qf, 0, sizeof qf);
 		int q8 = 0;
 		if (is_gguf && !deq && nn_on_host(ops) && gguf_open(&e, &qf, model) == 0) { /* decode from the int8 weights */
-			int nc = default_threads();
-			q8 = deploy_kv_q8(&qf, &gm, clm_kv_gpt2(g.kv), nc > 8 ? 8 : nc) == 0;
+			q8 = deploy_kv_q8(&qf, &gm, clm_kv_gpt2(g.kv)) == 0;
 		}
 		buf out;
 		buf_init(&out);

@@ -585,10 +585,10 @@ int deploy_gguf_q8(const gguf_file *f, int L, const uint8_t **w)
 	return 0;
 }
 
-int deploy_kv_q8(const gguf_file *f, const gpt2 *m, gpt2_kv *kv, int threads)
+int deploy_kv_q8(const gguf_file *f, const gpt2 *m, gpt2_kv *kv)
 {
 	const uint8_t **w = xmalloc(((size_t)m->cfg.n_layer * 4 + 1) * sizeof *w);
-	int rc = deploy_gguf_q8(f, m->cfg.n_layer, w) == 0 && gpt2_kv_q8(kv, m, w, threads) == 0 ? 0 : -1;
+	int rc = deploy_gguf_q8(f, m->cfg.n_layer, w) == 0 && gpt2_kv_q8(kv, m, w) == 0 ? 0 : -1;
 	free(w);
 	return rc;
 }

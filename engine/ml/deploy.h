@@ -38,10 +38,10 @@ int deploy_load_gguf(herr *e, const char *path, gpt2 *m, bpe **b);
  * must be Q8_0 with whole blocks; -1 if not, nothing set) */
 struct gguf_file;
 int deploy_gguf_q8(const struct gguf_file *f, int L, const uint8_t **w);
-/* kv's decode steps on f's Q8_0 matrices (gpt2_kv_q8, `threads` for the
- * products); -1 when the file's matrices are not all Q8_0 (kv unchanged).
- * f must stay open while kv decodes. */
-int deploy_kv_q8(const struct gguf_file *f, const gpt2 *m, gpt2_kv *kv, int threads);
+/* kv's decode steps on f's Q8_0 matrices (gpt2_kv_q8); -1 when the file's
+ * matrices are not all Q8_0 (kv unchanged). f must stay open while kv
+ * decodes. */
+int deploy_kv_q8(const struct gguf_file *f, const gpt2 *m, gpt2_kv *kv);
 int deploy_gguf_lora(herr *e, const gpt2 *m, const lora *lo, const char *path, size_t *bytes);
 /* A Llama-family model in llama.cpp's llama architecture (Llama, Mistral:
  * q and k rows permuted to its adjacent-pair rotation) or qwen2 (q/k/v

@@ -858,7 +858,6 @@ struct gpt2_kv {
 	const uint8_t **q8;      /* Q8_0 weights for the steps (gpt2_kv_q8), or NULL */
 	int8_t *xq;              /* the step's activation quantized, and its scales */
 	float *xd;
-	crew *cw;
 };
 
 gpt2_kv *gpt2_kv_new(const gpt2 *m) { return gpt2_kv_new_on(m, &nn_cpu); }
@@ -890,7 +889,7 @@ gpt2_kv *gpt2_kv_new_on(const gpt2 *m, const nn_ops *ops)
 
 void gpt2_kv_reset(gpt2_kv *kv) { kv->t = 0; }
 
-int gpt2_kv_q8(gpt2_kv *kv, const gpt2 *m, const uint8_t *const *w, int threads)
+int gpt2_kv_q8(gpt2_kv *kv, const gpt2 *m, const uint8_t *const *w)
 {
 	int C = m->cfg.n_embd, L = m->cfg.n_layer;
 	if (C % Q8_BLOCK || !nn_on_host(kv->nn.ops))
@@ -899,7 +898,6 @@ int gpt2_kv_q8(gpt2_kv *kv, const gpt2 *m, const uint8_t *const *w, int threads)
 	memcpy(kv->q8, w, ((size_t)L * 4 + 1) * sizeof *kv->q8);
 	kv->xq = xmalloc(4 * (size_t)C);
 	kv->xd = xmalloc(4 * (size_t)C / Q8_BLOCK * sizeof *kv->xd);
-	kv->cw = threads > 1 ? crew_new(threads) : NULL;
 	return 0;
 }
 
@@ -907,7 +905,7 @@ int gpt2_kv_q8(gpt2_kv *kv, const gpt2 *m, const uint8_t *const *w, int threads)
 static void q8_linear(gpt2_kv *kv, float *y, const float *x, const uint8_t *w, const float *b, int in, int out, int acc)
 {
 	q8_quantize(x, in, kv->xq, kv->xd);
-	q8_matvec(y, w, out, in, kv->xq, kv->xd, b, acc, kv->cw);
+	q8_matvec(y, w, out, in, kv->xq, kv->xd, b, acc, kv->nn.crew); /* the cache's own threads */
 }
 
 int gpt2_prefill(const gpt2 *m, gpt2_kv *kv, const uint32_t *ids, int n, float *logits)
@@ -954,8 +952,6 @@ void gpt2_kv_free(gpt2_kv *kv)
 	free(kv->q8);
 	free(kv->xq);
 	free(kv->xd);
-	if (kv->cw)
-		crew_free(kv->cw);
 	free(kv);
 }
 int gpt2_kv_len(const gpt2_kv *kv) { return kv->t; }

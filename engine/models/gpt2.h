@@ -170,9 +170,9 @@ void gpt2_kv_free(gpt2_kv *kv);
  * the model's fp32 ones: w[4·l + k] layer l's attn.c_attn, attn.c_proj,
  * mlp.c_fc, mlp.c_proj and w[4·n_layer] the head, each as ggml's rows of
  * outputs (a GGUF file's Q8_0 tensors; they must outlive kv), products
- * split over threads. The prefill stays fp32. CPU caches only; -1 when
- * the sizes are not whole blocks. */
-int gpt2_kv_q8(gpt2_kv *kv, const gpt2 *m, const uint8_t *const *w, int threads);
+ * split over the cache's threads (default_threads). The prefill stays
+ * fp32. CPU caches only; -1 when the sizes are not whole blocks. */
+int gpt2_kv_q8(gpt2_kv *kv, const gpt2 *m, const uint8_t *const *w);
 /* Empties the cache for a new prompt. */
 void gpt2_kv_reset(gpt2_kv *kv);
 /* Tokens fed so far. */

@@ -272,14 +272,14 @@ sched *sched_new(const clm *m, const bpe *b, int slots, int queue, int threads, 
 	return s;
 }
 
-int sched_q8(sched *s, const gguf_file *f, int threads)
+int sched_q8(sched *s, const gguf_file *f)
 {
 	if (!s->cm->g || s->cm->pt)
 		return -1;
 	pthread_mutex_lock(&s->mu);
 	int rc = 0;
 	for (int i = 0; rc == 0 && i < s->nslot; i++)
-		rc = deploy_kv_q8(f, s->cm->g, clm_kv_gpt2(s->slots[i].g.kv), threads);
+		rc = deploy_kv_q8(f, s->cm->g, clm_kv_gpt2(s->slots[i].g.kv));
 	if (rc == 0)
 		s->m = NULL; /* the batched step is fp32's: each sequence steps on the int8 weights */
 	pthread_mutex_unlock(&s->mu);

@@ -60,7 +60,7 @@ sched *sched_new(const clm *m, const bpe *b, int slots, int queue, int threads, 
  * the file; -1 (nothing changed) when they are not all Q8_0. Call before the
  * first request; f must outlive the scheduler. */
 struct gguf_file;
-int sched_q8(sched *s, const struct gguf_file *f, int threads);
+int sched_q8(sched *s, const struct gguf_file *f);
 /* Ends the thread (sequences still running are cancelled) and frees it. */
 void sched_free(sched *s);
 /* Initializes r's out fields; call before filling in and submitting. */

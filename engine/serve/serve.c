@@ -1039,7 +1039,7 @@ int serve_main(int argc, char **argv)
 {
 	const char *model, *host = "127.0.0.1", *tokp = NULL, *tname = NULL, *mname = NULL, *key = getenv("HONE_API_KEY"),
 	           *device = "cpu";
-	int port = 8080, slots = 4, queue = 64, threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	int port = 8080, slots = 4, queue = 64, threads = default_threads();
 	size_t max_body = 1 << 20;
 	double timeout = 120;
 	opt_parsed op;
@@ -1153,7 +1153,7 @@ int serve_main(int argc, char **argv)
 		size_t ml = strlen(model);
 		herr e3;
 		if (rc == 0 && !ops && ml > 5 && !strcmp(model + ml - 5, ".gguf") && gguf_open(&e3, &sv->qf, model) == 0) {
-			sv->q8 = sched_q8(sv->sc, &sv->qf, threads > 8 ? 8 : threads) == 0; /* as hone generate decodes the file */
+			sv->q8 = sched_q8(sv->sc, &sv->qf) == 0; /* as hone generate decodes the file */
 			if (!sv->q8)
 				gguf_close(&sv->qf);
 		}

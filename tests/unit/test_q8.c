@@ -111,7 +111,7 @@ static void test_gpt2_decode(void **st)
 		free(rows);
 	}
 	gpt2_kv *a = gpt2_kv_new(&m), *b = gpt2_kv_new(&m);
-	assert_int_equal(gpt2_kv_q8(b, &m, w, 2), 0);
+	assert_int_equal(gpt2_kv_q8(b, &m, w), 0);
 	float la[96], lb[96];
 	uint32_t ida = 5, idb = 5;
 	int same = 1;
